@@ -1,0 +1,165 @@
+/**
+ * SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash), the proof behind lib-chan's challenge/response.
+ *
+ * lib_chan sent MD5(Challenge ++ Secret): one recorded session lets anyone test passwords offline at MD5 speed, and
+ * the server must keep the plaintext. SCRAM keeps the same two round trips but the proof is salted and iterated
+ * (PBKDF2), the server needs only a verifier (StoredKey, ServerKey), neither side ever sends the secret, and the server
+ * proves in its `ack` that it holds the verifier too (mutual authentication).
+ *
+ * The service name is SCRAM's user name, so the messages are exactly RFC 5802's and any SCRAM library can produce
+ * them. No channel binding (`n,,` / `c=biws`). Secrets are normalized with Unicode NFKC (the core of SASLprep);
+ * ASCII secrets are used as they are.
+ */
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** RFC 7677's default and minimum iteration count. */
+export const DEFAULT_ITERATIONS = 4096;
+export const MIN_ITERATIONS = 4096;
+export const SALT_BYTES = 16;
+export const NONCE_BYTES = 18;
+/** Nonces longer than this are refused (they are echoed back and hashed). */
+export const MAX_NONCE_LENGTH = 256;
+const KEY_BYTES = 32;
+
+/** What a server must hold to check a client's proof and to prove itself; never the secret. */
+export interface ScramVerifier {
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+export function hmac(key: Buffer, text: string): Buffer {
+  return createHmac('sha256', key).update(text, 'utf8').digest();
+}
+
+export function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export function normalizeSecret(secret: string): string {
+  return secret.normalize('NFKC');
+}
+
+/** PBKDF2-HMAC-SHA-256 of the secret: the slow step, run off the event loop. */
+export function saltedPassword(secret: string, salt: Buffer, iterations: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(normalizeSecret(secret), salt, iterations, KEY_BYTES, 'sha256', (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+export function clientKey(salted: Buffer): Buffer {
+  return hmac(salted, 'Client Key');
+}
+
+export function verifierFromSalted(salted: Buffer, salt: Buffer, iterations: number): ScramVerifier {
+  return { salt, iterations, storedKey: sha256(clientKey(salted)), serverKey: hmac(salted, 'Server Key') };
+}
+
+/** Builds a verifier from a plaintext secret with a fresh random salt. */
+export async function makeVerifier(secret: string, iterations = DEFAULT_ITERATIONS): Promise<ScramVerifier> {
+  const salt = randomBytes(SALT_BYTES);
+  return verifierFromSalted(await saltedPassword(secret, salt, iterations), salt, iterations);
+}
+
+export function newNonce(): string {
+  return randomBytes(NONCE_BYTES).toString('base64');
+}
+
+/** RFC 5802 saslname: `=` and `,` are escaped. */
+export function saslName(name: string): string {
+  return name.replaceAll('=', '=3D').replaceAll(',', '=2C');
+}
+
+function unSaslName(s: string): string | null {
+  if (/=(?!2C|3D)/.test(s)) return null;
+  return s.replaceAll('=2C', ',').replaceAll('=3D', '=');
+}
+
+const NONCE = /^[\x21-\x2b\x2d-\x7e]+$/; // printable ASCII except ','
+
+export function isValidNonce(nonce: string): boolean {
+  return nonce.length > 0 && nonce.length <= MAX_NONCE_LENGTH && NONCE.test(nonce);
+}
+
+/** `n=<user>,r=<nonce>`: the client-first message without its GS2 header. */
+export function clientFirstBare(user: string, nonce: string): string {
+  return `n=${saslName(user)},r=${nonce}`;
+}
+
+export const GS2_HEADER = 'n,,';
+/** base64 of the GS2 header, as `c=` carries it. */
+export const CHANNEL_BINDING = Buffer.from(GS2_HEADER).toString('base64');
+
+/** Parses the full client-first message. */
+export function parseClientFirst(msg: string): { user: string; nonce: string; bare: string } | null {
+  if (!msg.startsWith(GS2_HEADER)) return null;
+  const bare = msg.slice(GS2_HEADER.length);
+  const m = /^n=([^,]*),r=([^,]*)(,.*)?$/.exec(bare);
+  if (!m) return null;
+  const user = unSaslName(m[1] as string);
+  const nonce = m[2] as string;
+  if (user === null || !isValidNonce(nonce)) return null;
+  return { user, nonce, bare };
+}
+
+export function serverFirst(nonce: string, salt: Buffer, iterations: number): string {
+  return `r=${nonce},s=${salt.toString('base64')},i=${iterations}`;
+}
+
+export function parseServerFirst(msg: string): { nonce: string; salt: Buffer; iterations: number } | null {
+  const m = /^r=([^,]+),s=([A-Za-z0-9+/]+={0,2}),i=([1-9][0-9]{0,9})(,.*)?$/.exec(msg);
+  if (!m) return null;
+  const nonce = m[1] as string;
+  if (!isValidNonce(nonce)) return null;
+  return { nonce, salt: Buffer.from(m[2] as string, 'base64'), iterations: Number(m[3]) };
+}
+
+export function clientFinalWithoutProof(nonce: string): string {
+  return `c=${CHANNEL_BINDING},r=${nonce}`;
+}
+
+export function parseClientFinal(msg: string): { withoutProof: string; nonce: string; proof: Buffer } | null {
+  const m = /^(c=([^,]*),r=([^,]+)(?:,[^p][^,]*)*),p=([A-Za-z0-9+/]+={0,2})$/.exec(msg);
+  if (!m || m[2] !== CHANNEL_BINDING) return null;
+  const proof = Buffer.from(m[4] as string, 'base64');
+  if (proof.length !== KEY_BYTES) return null;
+  return { withoutProof: m[1] as string, nonce: m[3] as string, proof };
+}
+
+export function authMessage(clientFirstBareMsg: string, serverFirstMsg: string, clientFinalNoProof: string): string {
+  return `${clientFirstBareMsg},${serverFirstMsg},${clientFinalNoProof}`;
+}
+
+function xor(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) ^ (b[i] as number);
+  return out;
+}
+
+/** ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage). */
+export function clientProof(salted: Buffer, auth: string): Buffer {
+  const key = clientKey(salted);
+  return xor(key, hmac(sha256(key), auth));
+}
+
+/** Checks a client's proof against the verifier in constant time. */
+export function verifyClientProof(v: ScramVerifier, auth: string, proof: Buffer): boolean {
+  if (proof.length !== KEY_BYTES) return false;
+  const recoveredClientKey = xor(proof, hmac(v.storedKey, auth));
+  return timingSafeEqual(sha256(recoveredClientKey), v.storedKey);
+}
+
+/** ServerSignature = HMAC(ServerKey, AuthMessage), sent as `v=...` in the ack. */
+export function serverSignature(serverKey: Buffer, auth: string): Buffer {
+  return hmac(serverKey, auth);
+}
+
+/** Checks the server's `v=...` in constant time. */
+export function verifyServerFinal(salted: Buffer, auth: string, serverFinal: string): boolean {
+  const m = /^v=([A-Za-z0-9+/]+={0,2})$/.exec(serverFinal);
+  if (!m) return false;
+  const got = Buffer.from(m[1] as string, 'base64');
+  const want = serverSignature(hmac(salted, 'Server Key'), auth);
+  return got.length === want.length && timingSafeEqual(got, want);
+}

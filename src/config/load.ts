@@ -1,0 +1,457 @@
+/**
+ * The config role: `file:consult` + `check_terms`. Reads `lib_chan.conf` (Erlang terms; the book's file works as it
+ * is) or a JSON file of the same shape, applies `CHAN_*` environment variables (they win over the file), validates
+ * everything with convict, and either returns a complete {@link ServerConfig} or throws a {@link ConfigError} that
+ * lists every problem found, each with file:line:column. Nothing listens until this has succeeded.
+ *
+ * Term file:                                        JSON file:
+ *   {port, 1234}.                                     {"port": 1234,
+ *   {service, nameServer, password, "ABXy45",          "services": [{"name": "nameServer", "password": "ABXy45",
+ *    mfa, mod_name_server, start_me_up, notUsed}.                     "mfa": ["mod_name_server", "start_me_up", "notUsed"]}]}
+ *
+ * `password, none` (JSON: `"password": null`) is a service without a secret.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import convict from 'convict';
+import { ChanError } from '../errors.js';
+import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
+import { parseTermsRecovering, type Located } from '../term/parse.js';
+import { formatTerm } from '../term/print.js';
+import { locateJson } from './json-locate.js';
+import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, type OptionSpec } from './options.js';
+
+/** One `{service, ...}` entry. */
+export interface ServiceConfig {
+  name: string;
+  /** The plaintext secret, or null for a service without one (`password, none`). */
+  secret: string | null;
+  module: string;
+  function: string;
+  /** ArgsS: passed to every handler of the service as its third argument, as written. */
+  args: Term;
+}
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  /** Absolute folders. */
+  codePath: string[];
+  handshakeTimeout: number;
+  maxFrameSizeUnauth: number;
+  maxFrameSize: number;
+  maxDepth: number;
+  logLevel: string;
+  services: ServiceConfig[];
+}
+
+export interface Position {
+  line: number;
+  column: number;
+}
+
+export class ConfigProblem {
+  constructor(
+    readonly file: string,
+    readonly message: string,
+    readonly at?: Position,
+  ) {}
+  toString(): string {
+    return this.at ? `${this.file}:${this.at.line}:${this.at.column}: ${this.message}` : `${this.file}: ${this.message}`;
+  }
+}
+
+/** A configuration that must not be started; `problems` holds every problem found, in file order. */
+export class ConfigError extends ChanError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super('badConfig', `invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions {
+  /** Where `CHAN_*` variables are read from; `process.env` unless given (tests pass their own). */
+  env?: Record<string, string | undefined>;
+}
+
+/** Reads, checks and returns the configuration in `file` (`.json` is JSON; anything else is Erlang terms). */
+export function loadConfigFile(file: string, options: LoadOptions = {}): ServerConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ConfigError([new ConfigProblem(file, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)]);
+  }
+  return parseConfig(text, { ...options, file, format: file.endsWith('.json') ? 'json' : 'terms' });
+}
+
+export interface ParseOptions extends LoadOptions {
+  /** Named in messages; relative code_path entries resolve against its folder. */
+  file?: string;
+  format?: 'terms' | 'json';
+}
+
+/** Like {@link loadConfigFile}, for text already in memory. */
+export function parseConfig(text: string, options: ParseOptions = {}): ServerConfig {
+  const file = options.file ?? '<config>';
+  const raw = options.format === 'json' ? fromJson(text, file) : fromTerms(text, file);
+  return validate(raw, file, path.dirname(path.resolve(file)), options.env ?? process.env);
+}
+
+/** Options and services as written, each with where it was written. */
+interface RawConfig {
+  options: Map<string, { value: unknown; at?: Position }>;
+  services: { value: Record<string, unknown>; at?: Position; fields: Map<string, Position> }[];
+  problems: ConfigProblem[];
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Erlang term files
+
+function fromTerms(text: string, file: string): RawConfig {
+  const raw: RawConfig = { options: new Map(), services: [], problems: [] };
+  const { terms, errors } = parseTermsRecovering(text);
+  for (const err of errors) raw.problems.push(new ConfigProblem(file, err.reason, err));
+  const problem = (at: Position, message: string): void => {
+    raw.problems.push(new ConfigProblem(file, message, at));
+  };
+  for (const t of terms) {
+    const items = t.items ?? [];
+    if (!(t.term instanceof Tuple) || !isAtom(t.term.at(0))) {
+      problem(t, `expected {Option, Value} or {service, ...}, found ${formatTerm(t.term)}`);
+      continue;
+    }
+    const key = (t.term.at(0) as Atom).name;
+    if (key === 'service') {
+      const service = serviceFromTerm(t, problem);
+      if (service) raw.services.push(service);
+      continue;
+    }
+    if (items.length !== 2) {
+      problem(t, `expected {${key}, Value}: a tuple of two elements, found ${items.length}`);
+      continue;
+    }
+    addOption(raw, file, key, plain((items[1] as Located).term), items[1] as Located, t);
+  }
+  return raw;
+}
+
+function addOption(raw: RawConfig, file: string, key: string, value: unknown, valueAt?: Position, keyAt?: Position): void {
+  const spec = OPTION_BY_KEY.get(key);
+  if (!spec) {
+    const hint = suggest(key, [...OPTION_BY_KEY.keys(), 'service']);
+    raw.problems.push(new ConfigProblem(file, `unknown option '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, keyAt));
+    return;
+  }
+  const first = raw.options.get(key);
+  if (first) {
+    const where = first.at ? ` (first set at line ${first.at.line})` : '';
+    raw.problems.push(new ConfigProblem(file, `option '${key}' is set twice${where}`, keyAt));
+    return;
+  }
+  raw.options.set(key, { value, at: valueAt });
+}
+
+const SERVICE_SHAPE = '{service, Name, password, Secret | none, mfa, Module, Function, ArgsS}';
+
+function serviceFromTerm(t: Located, problem: (at: Position, m: string) => void): RawConfig['services'][number] | null {
+  const items = t.items ?? [];
+  if (items.length !== 8) {
+    problem(t, `a service is ${SERVICE_SHAPE}: 8 elements, found ${items.length}`);
+    return null;
+  }
+  const [, name, pw, secret, mfa, mod, fun, args] = items as Located[] & { length: 8 };
+  let ok = true;
+  const expectWord = (l: Located | undefined, word: string): void => {
+    if (l && !isAtom(l.term, word)) {
+      problem(l, `expected the atom '${word}' here: a service is ${SERVICE_SHAPE}`);
+      ok = false;
+    }
+  };
+  expectWord(pw, 'password');
+  expectWord(mfa, 'mfa');
+  if (!ok) return null;
+  const fields = new Map<string, Position>();
+  const value: Record<string, unknown> = {};
+  const put = (field: string, l: Located | undefined, v: unknown): void => {
+    if (!l) return;
+    fields.set(field, l);
+    value[field] = v;
+  };
+  put('name', name, nameOf(name?.term));
+  put('password', secret, isAtom(secret?.term, 'none') ? null : secretOf(secret?.term));
+  put('module', mod, nameOf(mod?.term));
+  put('function', fun, nameOf(fun?.term));
+  put('args', args, args?.term ?? null);
+  return { value, at: t, fields };
+}
+
+/** An atom or string as its text; anything else kept, for the validator to name. */
+function nameOf(t: Term | undefined): unknown {
+  if (t instanceof Atom) return t.name;
+  return t;
+}
+
+function secretOf(t: Term | undefined): unknown {
+  if (t instanceof Uint8Array) return Buffer.from(t).toString('utf8');
+  return t;
+}
+
+/** A term as convict sees it: atoms as their names, tuples as their text, lists as arrays. */
+function plain(t: Term): unknown {
+  if (t instanceof Atom) return t.name;
+  if (t instanceof Tuple) return formatTerm(t);
+  if (Array.isArray(t)) return t.map(plain);
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// JSON files
+
+function fromJson(text: string, file: string): RawConfig {
+  const raw: RawConfig = { options: new Map(), services: [], problems: [] };
+  let doc: unknown;
+  let where: Map<string, Position>;
+  try {
+    doc = JSON.parse(text);
+    where = locateJson(text);
+  } catch (err) {
+    const m = /position (\d+)/.exec((err as Error).message);
+    const at = m ? positionOf(text, Number(m[1])) : undefined;
+    raw.problems.push(new ConfigProblem(file, `not valid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '')}`, at));
+    return raw;
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    raw.problems.push(new ConfigProblem(file, 'a JSON config must be an object', { line: 1, column: 1 }));
+    return raw;
+  }
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    if (key !== 'services') {
+      addOption(raw, file, key, value, where.get(key), where.get(`${key}#key`));
+      continue;
+    }
+    if (!Array.isArray(value)) {
+      raw.problems.push(new ConfigProblem(file, 'services must be a list of service objects', where.get(key)));
+      continue;
+    }
+    value.forEach((s: unknown, i: number) => {
+      const at = where.get(`services.${i}`);
+      if (s === null || typeof s !== 'object' || Array.isArray(s)) {
+        raw.problems.push(new ConfigProblem(file, `services[${i}] must be an object {name, password, mfa}`, at));
+        return;
+      }
+      const fields = new Map<string, Position>();
+      const v: Record<string, unknown> = {};
+      for (const [k, fv] of Object.entries(s as Record<string, unknown>)) {
+        const fat = where.get(`services.${i}.${k}`);
+        if (k === 'mfa') {
+          const mfa = Array.isArray(fv) ? fv : [];
+          if (!Array.isArray(fv) || fv.length !== 3) {
+            raw.problems.push(new ConfigProblem(file, 'mfa must be [Module, Function, ArgsS]', fat));
+          }
+          for (const [j, name] of (['module', 'function', 'args'] as const).entries()) {
+            v[name] = mfa[j] ?? (name === 'args' ? null : undefined);
+            const pos = where.get(`services.${i}.mfa.${j}`) ?? fat;
+            if (pos) fields.set(name, pos);
+          }
+        } else if (k === 'name' || k === 'password') {
+          v[k] = fv;
+          if (fat) fields.set(k, fat);
+        } else {
+          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password, mfa)`, fat));
+        }
+      }
+      raw.services.push({ value: v, at, fields });
+    });
+  }
+  return raw;
+}
+
+function positionOf(text: string, offset: number): Position {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, column: offset - before.lastIndexOf('\n') };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Validation
+
+let formatsAdded = false;
+function addFormats(): void {
+  if (formatsAdded) return;
+  formatsAdded = true;
+  const strictInt = (v: unknown): unknown => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v);
+  const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
+  convict.addFormat({
+    name: 'lib-chan-port',
+    coerce: strictInt,
+    validate(v: unknown) {
+      if (!isInt(v) || v < 0 || v > 65535) throw new Error('must be an integer from 0 to 65535');
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-nat',
+    coerce: strictInt,
+    validate(v: unknown) {
+      if (!isInt(v) || v < 0) throw new Error('must be a non-negative integer');
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-positive',
+    coerce: strictInt,
+    validate(v: unknown) {
+      if (!isInt(v) || v < 1) throw new Error('must be a positive integer');
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-host',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || v.trim() === '') throw new Error('must be a host name or address, as a string');
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-paths',
+    coerce: (v: string) => v.split(path.delimiter).filter((p) => p !== ''),
+    validate(v: unknown) {
+      if (!Array.isArray(v) || !v.every((p) => typeof p === 'string' && p !== '')) {
+        throw new Error('must be a list of folder names, as strings: ["examples"]');
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-log-level',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) {
+        throw new Error(`must be one of ${LOG_LEVELS.join(', ')}`);
+      }
+    },
+  });
+}
+
+const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
+  port: 'lib-chan-port',
+  host: 'lib-chan-host',
+  nat: 'lib-chan-nat',
+  positive: 'lib-chan-positive',
+  paths: 'lib-chan-paths',
+  logLevel: 'lib-chan-log-level',
+};
+
+function schema(): convict.Schema<Record<string, unknown>> {
+  const s: Record<string, unknown> = {};
+  for (const o of OPTIONS) {
+    s[o.key] = { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null };
+  }
+  return s as convict.Schema<Record<string, unknown>>;
+}
+
+function validate(raw: RawConfig, file: string, dir: string, env: Record<string, string | undefined>): ServerConfig {
+  addFormats();
+  const problems = [...raw.problems];
+  const conf = convict(schema(), { env, args: [] });
+  const values: Record<string, unknown> = {};
+  for (const [key, { value }] of raw.options) values[key] = value;
+  conf.load(values);
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    for (const line of (err as Error).message.split('\n')) {
+      const m = /^([\w.]+): (.*)$/.exec(line);
+      const key = m?.[1] ?? '';
+      const spec = OPTION_BY_KEY.get(key);
+      const message = (m?.[2] ?? line).replace(/: value was .*$/, '');
+      if (spec && env[spec.env] !== undefined) {
+        problems.push(new ConfigProblem(file, `${key}: ${message} (from the environment variable ${spec.env})`));
+      } else {
+        problems.push(new ConfigProblem(file, `${key}: ${message}`, raw.options.get(key)?.at));
+      }
+    }
+  }
+  const get = (key: string): unknown => conf.get(key as never);
+  if (get('port') === null && raw.problems.length === 0) {
+    problems.push(new ConfigProblem(file, 'no port: add {port, N}. to the file, or set CHAN_PORT'));
+  }
+
+  const services: ServiceConfig[] = [];
+  const seen = new Map<string, Position | undefined>();
+  for (const s of raw.services) {
+    const at = (field: string): Position | undefined => s.fields.get(field) ?? s.at;
+    const v = s.value;
+    let ok = true;
+    const bad = (field: string, message: string): void => {
+      problems.push(new ConfigProblem(file, message, at(field)));
+      ok = false;
+    };
+    const name = v['name'];
+    if (typeof name !== 'string' || name === '') bad('name', 'a service name must be an atom or a non-empty string');
+    else if (seen.has(name)) {
+      const first = seen.get(name);
+      bad('name', `service '${name}' is defined twice${first ? ` (first at line ${first.line})` : ''}`);
+    } else seen.set(name, at('name'));
+    const secret = v['password'];
+    if (secret !== null && (typeof secret !== 'string' || secret === '')) {
+      bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
+    }
+    for (const field of ['module', 'function'] as const) {
+      const x = v[field];
+      if (typeof x !== 'string' || x === '') bad(field, `the ${field} of a service's mfa must be an atom or a non-empty string`);
+    }
+    if (ok) {
+      services.push({
+        name: name as string,
+        secret: secret as string | null,
+        module: v['module'] as string,
+        function: v['function'] as string,
+        args: (v['args'] ?? null) as Term,
+      });
+    }
+  }
+  if (raw.services.length === 0 && raw.problems.length === 0) {
+    problems.push(new ConfigProblem(file, `no services: add at least one ${SERVICE_SHAPE}.`));
+  }
+  if (problems.length > 0) {
+    problems.sort((a, b) => (a.at?.line ?? Infinity) - (b.at?.line ?? Infinity) || (a.at?.column ?? 0) - (b.at?.column ?? 0));
+    throw new ConfigError(problems);
+  }
+  const fromEnv = env['CHAN_CODE_PATH'] !== undefined;
+  return {
+    port: get('port') as number,
+    host: get('host') as string,
+    codePath: (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p)),
+    handshakeTimeout: get('handshake_timeout') as number,
+    maxFrameSizeUnauth: get('max_frame_size_unauth') as number,
+    maxFrameSize: get('max_frame_size') as number,
+    maxDepth: get('max_depth') as number,
+    logLevel: get('log_level') as string,
+    services,
+  };
+}
+
+/** The known name closest to `word`, if it is close enough to be a likely typo. */
+function suggest(word: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const k of known) {
+    const d = editDistance(word, k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
+}

@@ -1,0 +1,56 @@
+/**
+ * Every server option: its name in `lib_chan.conf`, its `CHAN_*` variable, its default and unit. The one table that
+ * the loader, the convict schema and docs/OPTIONS.md (kept in sync by a test) follow. Durations are milliseconds and
+ * sizes bytes, everywhere.
+ */
+
+/** The defaults, in the library's camelCase. */
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  codePath: [] as readonly string[],
+  handshakeTimeout: 10_000,
+  maxFrameSizeUnauth: 16 * 1024,
+  maxFrameSize: 1024 * 1024,
+  maxDepth: 32,
+  logLevel: 'info',
+} as const;
+
+export type OptionFormat = 'port' | 'host' | 'nat' | 'positive' | 'paths' | 'logLevel';
+
+export interface OptionSpec {
+  /** The option's name in `lib_chan.conf` and in JSON configs. */
+  key: string;
+  /** The library's name for it. */
+  prop: string;
+  env: string;
+  format: OptionFormat;
+  unit: 'ms' | 'bytes' | 'levels' | '';
+  default: unknown;
+  doc: string;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', prop: 'port', env: 'CHAN_PORT', format: 'port', unit: '', default: null,
+    doc: 'TCP port that serves every service (0 picks a free one). Required: in the file or in CHAN_PORT.' },
+  { key: 'host', prop: 'host', env: 'CHAN_HOST', format: 'host', unit: '', default: DEFAULTS.host,
+    doc: 'Address to listen on. The default accepts local clients only; use "0.0.0.0" or "::" to accept others.' },
+  { key: 'code_path', prop: 'codePath', env: 'CHAN_CODE_PATH', format: 'paths', unit: '', default: DEFAULTS.codePath,
+    doc: "Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's folder. In CHAN_CODE_PATH, separated by ':'." },
+  { key: 'handshake_timeout', prop: 'handshakeTimeout', env: 'CHAN_HANDSHAKE_TIMEOUT', format: 'positive', unit: 'ms',
+    default: DEFAULTS.handshakeTimeout,
+    doc: 'A connection that has not completed the handshake (startService to ack) in this time is closed with reason timeout.' },
+  { key: 'max_frame_size_unauth', prop: 'maxFrameSizeUnauth', env: 'CHAN_MAX_FRAME_SIZE_UNAUTH', format: 'positive',
+    unit: 'bytes', default: DEFAULTS.maxFrameSizeUnauth,
+    doc: 'Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is read.' },
+  { key: 'max_frame_size', prop: 'maxFrameSize', env: 'CHAN_MAX_FRAME_SIZE', format: 'positive', unit: 'bytes',
+    default: DEFAULTS.maxFrameSize,
+    doc: 'Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is read.' },
+  { key: 'max_depth', prop: 'maxDepth', env: 'CHAN_MAX_DEPTH', format: 'positive', unit: 'levels', default: DEFAULTS.maxDepth,
+    doc: 'Deepest nesting of lists, tuples and maps in a message; a deeper one closes the connection with protocolError.' },
+  { key: 'log_level', prop: 'logLevel', env: 'CHAN_LOG_LEVEL', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
+    doc: `Least severe log level written: ${LOG_LEVELS.join(', ')}.` },
+];
+
+export const OPTION_BY_KEY: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.key, o]));

@@ -1,0 +1,75 @@
+/**
+ * Every error code and close reason lib-chan produces, in one place.
+ *
+ * A code is lib_chan's own word where lib_chan had one (`badService`, `authFail`, `econnrefused`), so an Erlang
+ * programmer reads it at once. The same word travels in a close frame (see docs/PROTOCOL.md), is the `code` of a
+ * {@link ChanError} in the client library, and is the `<word>` of the CLI's `chan: <word>: <what happened>` line.
+ * docs/ERRORS.md lists each with its cause and fix; a test keeps the two in sync.
+ */
+
+/** Why a connection ended: sent in the close frame, and given to both sides' `chan_closed`. */
+export const CLOSE_REASONS = {
+  normal: 'The handler returned, or one side called close(): the conversation ended as intended.',
+  peerClosed: 'The peer closed the socket without a close frame (process killed, network dropped).',
+  shutdown: 'The server is shutting down.',
+  timeout: 'A deadline passed: the handshake did not finish within handshake_timeout.',
+  protocolError: 'The peer sent bytes that are not a valid lib-chan frame or message at this point of the protocol.',
+  frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication).',
+  handlerError: "The service's handler threw; the close message carries the error's message (never its stack).",
+  badService: 'The server has no service by the requested name.',
+  authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given.',
+  badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake.',
+  badVersion: 'The peer speaks a protocol version this side does not.',
+  badRequest: 'A message reached a handler that does not understand it.',
+  internalError: 'The server could not run the service (its handler module failed to load, for one); see the server log.',
+} as const;
+
+export type CloseReason = keyof typeof CLOSE_REASONS;
+
+/** Errors of the client library and the CLI that are not close reasons. */
+export const ERROR_CODES = {
+  ...CLOSE_REASONS,
+  closed: 'The channel is closed: the call was made after close, or the connection ended while it waited.',
+  econnrefused: 'Nothing listens on that host and port: start the server or check the port.',
+  nxdomain: 'The host name does not resolve: check the spelling or your DNS.',
+  ehostunreach: 'The host or its network cannot be reached.',
+  socketError: 'Another socket error (the message names it); the connection could not be used.',
+  badTerm: 'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, cycles, class instances, over-deep nesting).',
+  badConfig: 'The configuration is invalid: every problem is listed with its file:line:column.',
+  usage: 'The command line is wrong: see chan --help.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The error type of lib-chan: `code` is a stable word from {@link ERROR_CODES}. */
+export class ChanError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ChanError';
+    this.code = code;
+  }
+}
+
+export function isCloseReason(word: unknown): word is CloseReason {
+  return typeof word === 'string' && Object.prototype.hasOwnProperty.call(CLOSE_REASONS, word);
+}
+
+/** Maps a Node socket error to lib_chan's words (the ones `gen_tcp` would have given). */
+export function socketErrorCode(err: NodeJS.ErrnoException): ErrorCode {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'econnrefused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return 'nxdomain';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'ehostunreach';
+    case 'ETIMEDOUT':
+      return 'timeout';
+    default:
+      return 'socketError';
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The frame role: lib_chan's `{packet, 4}`. Every frame is a 4-byte big-endian unsigned length, then that many
+ * payload bytes. `FrameParser` is socket-free: feed it chunks as they arrive, split or merged however the network
+ * likes, and it calls `onFrame` once per complete payload. The length is checked against `maxFrameSize` as soon as
+ * its 4 bytes are in, before a byte of the payload is buffered or allocated.
+ */
+import { ChanError } from './errors.js';
+
+export const FRAME_HEADER_BYTES = 4;
+/** The largest length a 4-byte header can state. */
+export const MAX_FRAME_LENGTH = 0xffff_ffff;
+
+export class FrameParser {
+  /** Frames longer than this are refused; may be raised or lowered between chunks (after authentication, say). */
+  maxFrameSize: number;
+  private readonly onFrame: (payload: Buffer) => void;
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  private body: Buffer | null = null;
+  private bodyFill = 0;
+  private stopped = false;
+
+  constructor(maxFrameSize: number, onFrame: (payload: Buffer) => void) {
+    this.maxFrameSize = maxFrameSize;
+    this.onFrame = onFrame;
+  }
+
+  /** Bytes of an unfinished frame held so far. */
+  get buffered(): number {
+    return this.headerFill + this.bodyFill;
+  }
+
+  /** Drops anything buffered and ignores all later input (the connection is closing). */
+  stop(): void {
+    this.stopped = true;
+    this.body = null;
+  }
+
+  /**
+   * Consumes a chunk. A payload that lies whole inside the chunk is passed on as a view of it (no copy); one that
+   * spans chunks is assembled in a buffer of exactly its length. Throws a `frameTooLarge` {@link ChanError}.
+   */
+  push(chunk: Buffer): void {
+    let off = 0;
+    const n = chunk.length;
+    while (off < n && !this.stopped) {
+      if (this.body === null) {
+        let len: number;
+        if (this.headerFill === 0 && n - off >= FRAME_HEADER_BYTES) {
+          len = chunk.readUInt32BE(off);
+          off += FRAME_HEADER_BYTES;
+        } else {
+          while (this.headerFill < FRAME_HEADER_BYTES && off < n) this.header[this.headerFill++] = chunk[off++] as number;
+          if (this.headerFill < FRAME_HEADER_BYTES) return;
+          this.headerFill = 0;
+          len = this.header.readUInt32BE(0);
+        }
+        if (len > this.maxFrameSize) {
+          this.stop();
+          throw new ChanError('frameTooLarge', `frame of ${len} bytes is over the limit of ${this.maxFrameSize}`);
+        }
+        if (n - off >= len) {
+          const payload = chunk.subarray(off, off + len);
+          off += len;
+          this.onFrame(payload);
+          continue;
+        }
+        this.body = Buffer.allocUnsafe(len);
+        this.bodyFill = 0;
+      }
+      const take = Math.min(this.body.length - this.bodyFill, n - off);
+      chunk.copy(this.body, this.bodyFill, off, off + take);
+      this.bodyFill += take;
+      off += take;
+      if (this.bodyFill === this.body.length) {
+        const payload = this.body;
+        this.body = null;
+        this.bodyFill = 0;
+        this.onFrame(payload);
+      }
+    }
+  }
+}
+
+/** Writes the length prefix into the first 4 bytes of `buf` (left free by the codec) and returns `buf`. */
+export function sealFrame(buf: Buffer): Buffer {
+  buf.writeUInt32BE(buf.length - FRAME_HEADER_BYTES, 0);
+  return buf;
+}
+
+/** Frames an already encoded payload (tests and tools; the hot path uses the codec's headroom and `sealFrame`). */
+export function frame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}

@@ -1,0 +1,139 @@
+/**
+ * Every message of the wire protocol, typed (docs/PROTOCOL.md is the normative text; this is its code).
+ *
+ * A frame's payload is one MessagePack array whose first element is the message's word:
+ *
+ * | message                                  | direction | when                                            |
+ * | ---------------------------------------- | --------- | ----------------------------------------------- |
+ * | `["startService", {version, service, args, scram?}]` | C -> S | first frame of every connection       |
+ * | `["challenge", {scram}]`                 | S -> C    | the service has a secret: SCRAM server-first     |
+ * | `["response", {scram}]`                  | C -> S    | SCRAM client-final, with the proof               |
+ * | `["ack", {version, maxFrameSize, scram?}]` | S -> C  | accepted; `scram` is the server's signature      |
+ * | `["cast", X]`                            | C -> S    | one-way message                                  |
+ * | `["rpc", Id, X]`                         | C -> S    | request; the handler's answer comes as a reply   |
+ * | `["reply", Id, X]`                       | S -> C    | the answer to request Id                          |
+ * | `["push", X]`                            | S -> C    | a message that answers no request                 |
+ * | `["close", Reason, Text]`                | both      | the sender is ending the connection, and why      |
+ *
+ * A message that does not fit this table, or that arrives at the wrong moment, is a `protocolError`.
+ */
+import { ChanError } from './errors.js';
+import { isTermObject, type Term, type TermObject } from './term/model.js';
+
+/** The protocol version this code speaks; a client states its own in `startService`. */
+export const PROTOCOL_VERSION = 1;
+/** Request ids are unsigned 32-bit integers, 1 upwards, wrapping back to 1. */
+export const MAX_REQUEST_ID = 0xffff_ffff;
+/** Close texts longer than this are cut (they are for people, not for parsing). */
+export const MAX_CLOSE_TEXT = 1024;
+const MAX_WORD = 64;
+
+export type WireMessage =
+  | { kind: 'startService'; version: number; service: string; args: Term; scram?: string }
+  | { kind: 'challenge'; scram: string }
+  | { kind: 'response'; scram: string }
+  | { kind: 'ack'; version: number; maxFrameSize: number; scram?: string }
+  | { kind: 'cast'; data: Term }
+  | { kind: 'rpc'; id: number; data: Term }
+  | { kind: 'reply'; id: number; data: Term }
+  | { kind: 'push'; data: Term }
+  | { kind: 'close'; reason: string; text: string };
+
+export type MessageKind = WireMessage['kind'];
+
+/** The value to encode for a message. */
+export function toWire(m: WireMessage): Term {
+  switch (m.kind) {
+    case 'startService': {
+      const body: TermObject = { version: m.version, service: m.service, args: m.args };
+      if (m.scram !== undefined) body['scram'] = m.scram;
+      return [m.kind, body];
+    }
+    case 'challenge':
+    case 'response':
+      return [m.kind, { scram: m.scram }];
+    case 'ack': {
+      const body: TermObject = { version: m.version, maxFrameSize: m.maxFrameSize };
+      if (m.scram !== undefined) body['scram'] = m.scram;
+      return [m.kind, body];
+    }
+    case 'cast':
+    case 'push':
+      return [m.kind, m.data];
+    case 'rpc':
+    case 'reply':
+      return [m.kind, m.id, m.data];
+    case 'close':
+      return [m.kind, m.reason, m.text];
+  }
+}
+
+function bad(message: string): ChanError {
+  return new ChanError('protocolError', message);
+}
+
+function field<T>(body: TermObject, name: string, check: (v: unknown) => v is T, what: string, kind: string): T {
+  const v = Object.prototype.hasOwnProperty.call(body, name) ? body[name] : undefined;
+  if (!check(v)) throw bad(`${kind}: field '${name}' must be ${what}`);
+  return v;
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isNat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isRequestId = (v: unknown): v is number => isNat(v) && v >= 1 && v <= MAX_REQUEST_ID;
+
+/** Reads a decoded payload as a message; throws `protocolError` when it is not one. */
+export function fromWire(t: Term): WireMessage {
+  if (!Array.isArray(t) || typeof t[0] !== 'string') throw bad('a message must be an array that starts with its word');
+  const a = t as readonly Term[];
+  const kind = a[0] as string;
+  const arity = (n: number): void => {
+    if (a.length !== n) throw bad(`${kind}: expected ${n - 1} element(s) after the word, got ${a.length - 1}`);
+  };
+  switch (kind) {
+    case 'cast':
+    case 'push':
+      arity(2);
+      return { kind, data: a[1] as Term };
+    case 'rpc':
+    case 'reply':
+      arity(3);
+      if (!isRequestId(a[1])) throw bad(`${kind}: the request id must be an integer from 1 to ${MAX_REQUEST_ID}`);
+      return { kind, id: a[1], data: a[2] as Term };
+    case 'close': {
+      arity(3);
+      const [, reason, text] = a;
+      if (!isString(reason) || reason.length > MAX_WORD || !isString(text)) throw bad('close: expected a reason word and a text');
+      return { kind, reason, text: text.slice(0, MAX_CLOSE_TEXT) };
+    }
+    case 'startService':
+    case 'challenge':
+    case 'response':
+    case 'ack': {
+      arity(2);
+      const body = a[1];
+      if (!isTermObject(body)) throw bad(`${kind}: expected a map after the word`);
+      switch (kind) {
+        case 'startService': {
+          const version = field(body, 'version', isNat, 'a non-negative integer', kind);
+          const service = field(body, 'service', isString, 'a string', kind);
+          const args = Object.prototype.hasOwnProperty.call(body, 'args') ? (body['args'] as Term) : null;
+          const scram = body['scram'];
+          if (scram !== undefined && !isString(scram)) throw bad(`${kind}: field 'scram' must be a string`);
+          return scram === undefined ? { kind, version, service, args } : { kind, version, service, args, scram };
+        }
+        case 'challenge':
+        case 'response':
+          return { kind, scram: field(body, 'scram', isString, 'a string', kind) };
+        case 'ack': {
+          const version = field(body, 'version', isNat, 'a non-negative integer', kind);
+          const maxFrameSize = field(body, 'maxFrameSize', isNat, 'a non-negative integer', kind);
+          const scram = body['scram'];
+          if (scram !== undefined && !isString(scram)) throw bad(`${kind}: field 'scram' must be a string`);
+          return scram === undefined ? { kind, version, maxFrameSize } : { kind, version, maxFrameSize, scram };
+        }
+      }
+    }
+  }
+  throw bad(`unknown message word (${kind.length <= MAX_WORD ? kind : `${kind.slice(0, MAX_WORD)}...`})`);
+}

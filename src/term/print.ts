@@ -1,0 +1,143 @@
+/**
+ * Prints terms as Erlang term text, the way the Erlang shell does: `{ok,"writing a book"}`.
+ *
+ * The output parses back to an equal term (see `parse.ts`) for every value the parser can produce. Map keys are
+ * printed in sorted order, so `formatTerm` is also a canonical form: {@link termKey} relies on that.
+ */
+import { Atom, Tuple, isTermObject, type Term } from './model.js';
+
+const BARE_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
+// Erlang's reserved words must be quoted to be read back as atoms.
+const RESERVED = new Set([
+  'after', 'and', 'andalso', 'band', 'begin', 'bnot', 'bor', 'bsl', 'bsr', 'bxor', 'case', 'catch', 'cond', 'div',
+  'else', 'end', 'fun', 'if', 'let', 'maybe', 'not', 'of', 'or', 'orelse', 'receive', 'rem', 'try', 'when', 'xor',
+]);
+/** Terms nested deeper than this are refused rather than overflowing the stack (cyclic objects, for one). */
+const MAX_PRINT_DEPTH = 10_000;
+
+/** Prints a term as Erlang term text (without the terminating `.`). */
+export function formatTerm(term: Term): string {
+  const out: string[] = [];
+  write(term, out, 0);
+  return out.join('');
+}
+
+/** A string that is equal for equal terms and different for different ones; usable as a `Map` key. */
+export function termKey(term: Term): string {
+  return formatTerm(term);
+}
+
+/** Structural equality of two terms (atoms by name, tuples and lists element by element). */
+export function termEquals(a: Term, b: Term): boolean {
+  return a === b || termKey(a) === termKey(b);
+}
+
+export function formatAtom(name: string): string {
+  if (BARE_ATOM.test(name) && !RESERVED.has(name)) return name;
+  return `'${escape(name, "'")}'`;
+}
+
+export function formatString(s: string): string {
+  return `"${escape(s, '"')}"`;
+}
+
+function write(term: Term, out: string[], depth: number): void {
+  if (depth > MAX_PRINT_DEPTH) throw new RangeError(`term is nested deeper than ${MAX_PRINT_DEPTH} levels`);
+  switch (typeof term) {
+    case 'string':
+      out.push(formatString(term));
+      return;
+    case 'number':
+      out.push(formatNumber(term));
+      return;
+    case 'bigint':
+      out.push(term.toString());
+      return;
+    case 'boolean':
+      out.push(term ? 'true' : 'false');
+      return;
+    case 'undefined':
+      // Not a Term, but JavaScript callers produce it; Erlang's word for "nothing" is the atom undefined.
+      out.push('undefined');
+      return;
+  }
+  if (term === null) {
+    out.push('null');
+  } else if (term instanceof Atom) {
+    out.push(formatAtom(term.name));
+  } else if (term instanceof Tuple) {
+    writeSeq('{', term.elements, '}', out, depth);
+  } else if (Array.isArray(term)) {
+    writeSeq('[', term as readonly Term[], ']', out, depth);
+  } else if (term instanceof Uint8Array) {
+    out.push(formatBinary(term));
+  } else if (term instanceof Map) {
+    const entries = [...term].map(([k, v]) => [formatTerm(k), v] as const);
+    writeMap(entries, out, depth);
+  } else if (isTermObject(term)) {
+    writeMap(Object.keys(term).map((k) => [formatString(k), term[k] as Term] as const), out, depth);
+  } else {
+    throw new TypeError(`not a term: ${Object.prototype.toString.call(term)}`);
+  }
+}
+
+function writeSeq(open: string, items: readonly Term[], close: string, out: string[], depth: number): void {
+  out.push(open);
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0) out.push(',');
+    write(items[i] as Term, out, depth + 1);
+  }
+  out.push(close);
+}
+
+function writeMap(entries: (readonly [string, Term])[], out: string[], depth: number): void {
+  entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  out.push('#{');
+  entries.forEach(([key, value], i) => {
+    if (i > 0) out.push(',');
+    out.push(key, ' => ');
+    write(value, out, depth + 1);
+  });
+  out.push('}');
+}
+
+function formatNumber(n: number): string {
+  if (Number.isInteger(n)) return Object.is(n, -0) ? '-0.0' : BigInt(n).toString();
+  if (!Number.isFinite(n)) return formatAtom(String(n));
+  // Erlang floats need a digit on both sides of the point: 1e-7 is written 1.0e-7.
+  const s = String(n);
+  const e = s.indexOf('e');
+  const mantissa = e < 0 ? s : s.slice(0, e);
+  const exponent = e < 0 ? '' : s.slice(e).replace('+', '');
+  return (mantissa.includes('.') ? mantissa : `${mantissa}.0`) + exponent;
+}
+
+function formatBinary(bytes: Uint8Array): string {
+  if (bytes.length === 0) return '<<>>';
+  let printable = true;
+  for (const b of bytes) {
+    if (b < 0x20 || b > 0x7e) {
+      printable = b === 0x0a || b === 0x09;
+      if (!printable) break;
+    }
+  }
+  if (printable) return `<<${formatString(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1'))}>>`;
+  return `<<${bytes.join(',')}>>`;
+}
+
+const ESCAPES: Record<string, string> = {
+  '\\': '\\\\', '\b': '\\b', '\x7f': '\\d', '\x1b': '\\e', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t',
+  '\v': '\\v',
+};
+
+function escape(s: string, quote: string): string {
+  let out = '';
+  for (const ch of s) {
+    const code = ch.codePointAt(0) as number;
+    if (ch === quote) out += `\\${quote}`;
+    else if (ESCAPES[ch] !== undefined) out += ESCAPES[ch];
+    else if (code < 0x20 || (code >= 0x80 && code < 0xa0) || (code >= 0xd800 && code <= 0xdfff)) out += `\\x{${code.toString(16).toUpperCase()}}`;
+    else out += ch;
+  }
+  return out;
+}

@@ -1,0 +1,124 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { decode, encode } from '../src/codec/msgpack.js';
+import { msgpackCodec } from '../src/codec/index.js';
+import { ChanError } from '../src/errors.js';
+import { Atom, Tuple, atom, formatTerm, tuple, type Term } from '../src/term/index.js';
+
+const DEPTH = 33;
+const roundTrip = (x: unknown): Term => decode(encode(x, DEPTH), DEPTH);
+const bytes = (...xs: number[]): Buffer => Buffer.from(xs);
+
+test('carries atoms and tuples as extension types 1 and 2', (t) => {
+  const msg = tuple(atom('store'), atom('joe'), 'writing a book');
+  const back = roundTrip(msg);
+  t.true(back instanceof Tuple);
+  t.is(formatTerm(back), '{store,joe,"writing a book"}');
+  // {lookup, joe}: ext8(len 16, type 2) [ext8(6, type 1) "lookup", ext8(3, type 1) "joe"]
+  t.deepEqual(
+    encode(tuple(atom('lookup'), atom('joe')), DEPTH),
+    bytes(0xc7, 16, 2, 0x92, 0xc7, 6, 1, ...Buffer.from('lookup'), 0xc7, 3, 1, ...Buffer.from('joe')),
+  );
+});
+
+test('round-trips every kind of value', (t) => {
+  const values: unknown[] = [
+    null, true, false, 0, 127, 128, 255, 256, 65535, 65536, 2 ** 32, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32768, -32769,
+    -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1, 1.5, -0.25, 2n ** 63n, -(2n ** 63n), 2n ** 64n - 1n, '', 'a'.repeat(31),
+    'a'.repeat(32), 'é'.repeat(200), 'x'.repeat(70_000), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.alloc(70_000, 1),
+    [], [1, [2, [3]]], new Array(20).fill(atom('a')), { a: 1, b: [true] }, Object.fromEntries([...Array(20).keys()].map((i) => [`k${i}`, i])),
+    tuple(), tuple(tuple(atom('x'))), tuple(...new Array(300).fill('long tuple')), atom(''), atom('é'.repeat(255)),
+  ];
+  for (const v of values) t.is(formatTerm(roundTrip(v)), formatTerm(v as Term), formatTerm(v as Term).slice(0, 40));
+});
+
+test('a map with a key that is not a string becomes a Map', (t) => {
+  const m = new Map<Term, Term>([[atom('k'), 1], ['s', 2]]);
+  const back = roundTrip(m);
+  t.true(back instanceof Map);
+  t.is(formatTerm(back), formatTerm(m));
+});
+
+test('a __proto__ key stays data and never becomes the prototype', (t) => {
+  // {"__proto__": {"polluted": true}}
+  const payload = bytes(0x81, 0xa9, ...Buffer.from('__proto__'), 0x81, 0xa8, ...Buffer.from('polluted'), 0xc3);
+  const obj = decode(payload, DEPTH) as Record<string, unknown>;
+  t.is(Object.getPrototypeOf(obj), Object.prototype);
+  t.deepEqual(Object.keys(obj), ['__proto__']);
+  t.deepEqual(Object.getOwnPropertyDescriptor(obj, '__proto__')?.value, { polluted: true });
+  t.is(({} as Record<string, unknown>)['polluted'], undefined);
+});
+
+test('refuses values that are not terms', (t) => {
+  for (const v of [() => 1, Symbol('s'), new Date(), /re/, new Set([1]), 2n ** 64n]) {
+    const err = t.throws(() => encode(v, DEPTH), { instanceOf: ChanError });
+    t.is(err?.code, 'badTerm');
+  }
+  const cyclic: unknown[] = [];
+  cyclic.push(cyclic);
+  t.is(t.throws(() => encode(cyclic, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
+});
+
+const refused: [string, Buffer, RegExp][] = [
+  ['a truncated string', bytes(0xa5, 0x61), /runs past the end/],
+  ['an array longer than the bytes left', bytes(0xdd, 0xff, 0xff, 0xff, 0xff, 0x01), /runs past the end/],
+  ['a map longer than the bytes left', bytes(0xdf, 0x7f, 0xff, 0xff, 0xff), /runs past the end/],
+  ['a binary longer than the bytes left', bytes(0xc6, 0xff, 0xff, 0xff, 0xff), /runs past the end/],
+  ['the never-used type byte', bytes(0xc1), /not a MessagePack type/],
+  ['a timestamp extension', bytes(0xd6, 0xff, 0, 0, 0, 1), /extension type -1/],
+  ["msgpackr's structured-clone and RegExp extensions", bytes(0xd4, 0x78, 0x00), /extension type 120/],
+  ['invalid UTF-8', bytes(0xa2, 0xc3, 0x28), /not valid UTF-8/],
+  ['a tuple that is not an array', bytes(0xc7, 1, 2, 0x01), /does not hold an array/],
+  ['a tuple with bytes after its array', bytes(0xc7, 2, 2, 0x90, 0x01), /bytes after its array/],
+  ['bytes after the value', bytes(0x01, 0x02), /1 bytes after the end/],
+  ['nothing at all', bytes(), /runs past the end/],
+];
+
+for (const [what, payload, message] of refused) {
+  test(`refuses ${what} with protocolError`, (t) => {
+    const err = t.throws(() => decode(payload, DEPTH), { instanceOf: ChanError });
+    t.is(err?.code, 'protocolError');
+    t.regex(err?.message ?? '', message);
+  });
+}
+
+test('refuses nesting deeper than max_depth without overflowing the stack', (t) => {
+  const codec = msgpackCodec({ maxDepth: 32 });
+  const nested = (n: number): Buffer => Buffer.concat([Buffer.alloc(n, 0x91), bytes(0x01)]);
+  t.notThrows(() => codec.decode(nested(33))); // 32 levels of message inside the envelope's one
+  t.regex(t.throws(() => codec.decode(nested(34)))?.message ?? '', /deeper than max_depth/);
+  t.regex(t.throws(() => codec.decode(nested(10_000)))?.message ?? '', /deeper than max_depth/);
+  t.is(t.throws(() => codec.encode(JSON.parse('['.repeat(40) + ']'.repeat(40)), 0), { instanceOf: ChanError })?.code, 'badTerm');
+});
+
+test('decoder errors never quote the input', (t) => {
+  const secret = Buffer.from('SECRET-PAYLOAD');
+  const err = t.throws(() => decode(Buffer.concat([bytes(0xa5), secret]), DEPTH));
+  t.false(err?.message.includes('SECRET'));
+});
+
+test('decoding random bytes returns a term or throws protocolError, nothing else (property)', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (input) => {
+      try {
+        decode(input, DEPTH);
+      } catch (err) {
+        if (!(err instanceof ChanError) || err.code !== 'protocolError') throw err;
+      }
+    }),
+    { numRuns: 20_000 },
+  );
+  t.pass();
+});
+
+test('binaries are copied out of the frame they arrived in', (t) => {
+  const frame = bytes(0xc4, 3, 1, 2, 3);
+  const bin = decode(frame, DEPTH) as Buffer;
+  frame[2] = 99;
+  t.deepEqual([...bin], [1, 2, 3]);
+});
+
+test('atoms decode as Atom, not strings', (t) => {
+  t.true(roundTrip(atom('undefined')) instanceof Atom);
+  t.is(roundTrip('undefined'), 'undefined');
+});
