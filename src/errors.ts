@@ -44,10 +44,13 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 /** The error type of lib-chan: `code` is a stable word from {@link ERROR_CODES}. */
 export class ChanError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** For `closed`: the close reason of the connection (`normal`, `handlerError`, `shutdown`, ...). */
+  readonly reason?: string;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: string }) {
     super(message, options);
     this.name = 'ChanError';
     this.code = code;
+    if (options?.reason !== undefined) this.reason = options.reason;
   }
 }
 

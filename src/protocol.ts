@@ -5,7 +5,7 @@
  *
  * | message                                  | direction | when                                            |
  * | ---------------------------------------- | --------- | ----------------------------------------------- |
- * | `["startService", {version, service, args, scram?}]` | C -> S | first frame of every connection       |
+ * | `["startService", {version, service, args, scram?, maxFrameSize?}]` | C -> S | first frame of every connection |
  * | `["challenge", {scram}]`                 | S -> C    | the service has a secret: SCRAM server-first     |
  * | `["response", {scram}]`                  | C -> S    | SCRAM client-final, with the proof               |
  * | `["ack", {version, maxFrameSize, scram?}]` | S -> C  | accepted; `scram` is the server's signature      |
@@ -29,7 +29,7 @@ export const MAX_CLOSE_TEXT = 1024;
 const MAX_WORD = 64;
 
 export type WireMessage =
-  | { kind: 'startService'; version: number; service: string; args: Term; scram?: string }
+  | { kind: 'startService'; version: number; service: string; args: Term; scram?: string; maxFrameSize?: number }
   | { kind: 'challenge'; scram: string }
   | { kind: 'response'; scram: string }
   | { kind: 'ack'; version: number; maxFrameSize: number; scram?: string }
@@ -47,6 +47,7 @@ export function toWire(m: WireMessage): Term {
     case 'startService': {
       const body: TermObject = { version: m.version, service: m.service, args: m.args };
       if (m.scram !== undefined) body['scram'] = m.scram;
+      if (m.maxFrameSize !== undefined) body['maxFrameSize'] = m.maxFrameSize;
       return [m.kind, body];
     }
     case 'challenge':
@@ -118,9 +119,11 @@ export function fromWire(t: Term): WireMessage {
           const version = field(body, 'version', isNat, 'a non-negative integer', kind);
           const service = field(body, 'service', isString, 'a string', kind);
           const args = Object.prototype.hasOwnProperty.call(body, 'args') ? (body['args'] as Term) : null;
+          const m: WireMessage = { kind, version, service, args };
           const scram = body['scram'];
-          if (scram !== undefined && !isString(scram)) throw bad(`${kind}: field 'scram' must be a string`);
-          return scram === undefined ? { kind, version, service, args } : { kind, version, service, args, scram };
+          if (scram !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);
+          if (body['maxFrameSize'] !== undefined) m.maxFrameSize = field(body, 'maxFrameSize', isNat, 'a non-negative integer', kind);
+          return m;
         }
         case 'challenge':
         case 'response':

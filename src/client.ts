@@ -1,0 +1,271 @@
+/**
+ * The client (lib_chan:connect/5, rpc/2, cast/2, disconnect/1).
+ *
+ *   const ch = await connect('localhost', 1234, 'nameServer', 'ABXy45');
+ *   ch.cast(tuple(atom('store'), atom('joe'), 'writing a book'));
+ *   await ch.rpc(tuple(atom('lookup'), atom('joe')));   // {ok, "writing a book"}
+ *
+ * `connect` rejects with a ChanError whose `code` is lib_chan's word: badService, authFail, econnrefused, timeout,
+ * badServer, ... Every rpc carries a request id and a timeout (default 5000 ms), so an rpc that gave up can never
+ * take a later answer meant for another. Messages the server sends that answer no rpc (pushes) are read with
+ * `receive()` or `for await (const x of ch)`.
+ */
+import type { Duplex } from 'node:stream';
+import { msgpackCodec } from './codec/index.js';
+import { DEFAULTS } from './config/options.js';
+import { ChanError, isCloseReason } from './errors.js';
+import { clientHandshake } from './handshake.js';
+import { Inbox, type ReceiveOptions } from './inbox.js';
+import { silentLogger, type Logger } from './log.js';
+import { MiddleMan, type CloseInfo, type MMController, type MMStats } from './mm.js';
+import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
+import type { Term } from './term/model.js';
+import { tcp, type Transport } from './transport.js';
+
+/** Client defaults; every one can be changed per connection in {@link ConnectOptions}. */
+export const CLIENT_DEFAULTS = {
+  /** Connecting plus the handshake must finish within this many ms. */
+  connectTimeout: 10_000,
+  /** An rpc with no answer after this many ms rejects with `timeout`. */
+  rpcTimeout: 5000,
+  maxFrameSize: DEFAULTS.maxFrameSize,
+  maxDepth: DEFAULTS.maxDepth,
+} as const;
+
+export interface ConnectOptions {
+  /** ms for the TCP connection and the handshake together (default 10000). */
+  connectTimeout?: number;
+  /** Default timeout of `rpc`, ms (default 5000). */
+  rpcTimeout?: number;
+  /** Largest frame accepted from the server, bytes (default 1 MiB). */
+  maxFrameSize?: number;
+  /** Deepest nesting accepted and sent (default 32). */
+  maxDepth?: number;
+  logger?: Logger;
+  transport?: Transport;
+}
+
+export interface RpcOptions {
+  /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
+  timeout?: number;
+}
+
+interface Pending {
+  resolve(x: Term): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Connects to `service` on `host:port` and authenticates with `secret` (null or undefined for a service without one).
+ * `argsC` reaches the handler as its second argument.
+ */
+export async function connect(
+  host: string,
+  port: number,
+  service: string,
+  secret: string | null | undefined,
+  argsC: Term = null,
+  options: ConnectOptions = {},
+): Promise<Channel> {
+  const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
+  const deadline = Date.now() + timeout;
+  const { socket, peer } = await (options.transport ?? tcp).connect(host, port, timeout);
+  const log = (options.logger ?? silentLogger).child({ peer, service });
+  const ch = new Channel(socket, log, options);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new ChanError('timeout', `no answer to the handshake from ${host}:${port} within ${timeout} ms`);
+      ch.abort('timeout', err.message);
+      reject(err);
+    }, Math.max(0, deadline - Date.now()));
+  });
+  try {
+    const ack = await Promise.race([
+      clientHandshake(ch.handshakeIO, {
+        service,
+        secret: secret ?? null,
+        args: argsC,
+      }),
+      expired,
+    ]);
+    ch.opened(ack.maxFrameSize);
+    return ch;
+  } catch (err) {
+    ch.abort(err instanceof ChanError && isCloseReason(err.code) ? err.code : 'protocolError', err instanceof Error ? err.message : String(err));
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A connection to one service. */
+export class Channel implements AsyncIterable<Term> {
+  /** Resolves, never rejects, when the channel has closed, with the reason. */
+  readonly closed: Promise<CloseInfo>;
+  private resolveClosed!: (info: CloseInfo) => void;
+  private readonly mm: MiddleMan;
+  private readonly pushes = new Inbox<Term>();
+  private readonly handshakeInbox = new Inbox<WireMessage>();
+  private readonly pending = new Map<number, Pending>();
+  private lastId = 0;
+  private open = false;
+  private readonly rpcTimeout: number;
+  private readonly socketClosed: Promise<void>;
+
+  /** Use {@link connect}. */
+  constructor(
+    socket: Duplex,
+    private readonly log: Logger,
+    options: ConnectOptions,
+  ) {
+    this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
+    const controller: MMController = { onMessage: this.mmOnMessage, onClosed: this.mmOnClosed };
+    this.mm = new MiddleMan(
+      socket,
+      { codec: msgpackCodec({ maxDepth: options.maxDepth ?? CLIENT_DEFAULTS.maxDepth }), maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize, log },
+      controller,
+    );
+    this.maxFrameSize = options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize;
+  }
+
+  private readonly maxFrameSize: number;
+
+  /** @internal The handshake's view of the connection. */
+  readonly handshakeIO = {
+    send: (m: WireMessage): void => {
+      if (m.kind === 'startService') m.maxFrameSize = this.maxFrameSize;
+      this.mm.send(m);
+    },
+    next: (): Promise<WireMessage> => this.handshakeInbox.receive(),
+  };
+
+  /** @internal */
+  opened(peerMaxFrameSize: number): void {
+    this.mm.peerMaxFrameSize = peerMaxFrameSize;
+    this.open = true;
+  }
+
+  /** @internal Ends a connection whose handshake failed. */
+  abort(reason: Parameters<MiddleMan['close']>[0], text: string): void {
+    this.mm.close(reason, text);
+  }
+
+  /** True once the channel has closed (see {@link closed} for why). */
+  get isClosed(): boolean {
+    return this.mm.closed !== null;
+  }
+
+  /** Frames and bytes sent and received so far. */
+  stats(): MMStats {
+    return { ...this.mm.stats };
+  }
+
+  /** Sends X without waiting for anything (lib_chan:cast/2). Throws `closed`, `badTerm` or `frameTooLarge`. */
+  cast(x: unknown): void {
+    this.ensureOpen();
+    this.mm.send({ kind: 'cast', data: x as Term });
+  }
+
+  /** Sends X and resolves with the handler's answer (lib_chan:rpc/2). Rejects with `timeout` or `closed`. */
+  rpc(x: unknown, options: RpcOptions = {}): Promise<Term> {
+    try {
+      this.ensureOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const id = this.nextId();
+    const timeout = options.timeout ?? this.rpcTimeout;
+    return new Promise<Term>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // The id is forgotten: a late answer is dropped, never given to another rpc.
+        this.pending.delete(id);
+        reject(new ChanError('timeout', `no answer within ${timeout} ms`));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        this.mm.send({ kind: 'rpc', id, data: x as Term });
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  /** The next push from the server. Rejects with `closed` once the channel has closed and no push is left. */
+  receive(options?: ReceiveOptions): Promise<Term> {
+    return this.pushes.receive(options);
+  }
+
+  /** Pushes from the server, until the channel closes. */
+  [Symbol.asyncIterator](): AsyncIterator<Term> {
+    return this.pushes[Symbol.asyncIterator]();
+  }
+
+  /** Closes the channel (reason `normal`); resolves when the connection is fully closed. */
+  async close(): Promise<void> {
+    this.mm.close('normal', 'the client closed the channel');
+    await this.socketClosed;
+  }
+
+  private ensureOpen(): void {
+    const c = this.mm.closed;
+    if (c) throw closedError(c);
+    if (!this.open) throw new ChanError('closed', 'the channel is not open yet');
+  }
+
+  private nextId(): number {
+    do {
+      this.lastId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1;
+    } while (this.pending.has(this.lastId));
+    return this.lastId;
+  }
+
+  private readonly mmOnMessage = (m: WireMessage): void => {
+    if (!this.open) {
+      this.handshakeInbox.put(m);
+      return;
+    }
+    switch (m.kind) {
+      case 'reply': {
+        const p = this.pending.get(m.id);
+        if (!p) {
+          this.log.debug({ id: m.id }, 'dropped an answer to an rpc that already gave up');
+          return;
+        }
+        this.pending.delete(m.id);
+        clearTimeout(p.timer);
+        p.resolve(m.data);
+        return;
+      }
+      case 'push':
+        this.pushes.put(m.data);
+        return;
+      default:
+        this.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);
+    }
+  };
+
+  private readonly mmOnClosed = (info: CloseInfo): void => {
+    const err = closedError(info);
+    this.handshakeInbox.end({ error: info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed' ? new ChanError(info.reason, info.text) : err });
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(err);
+    }
+    this.pushes.end({ error: err });
+    this.log.debug({ reason: info.reason, by: info.by }, 'channel closed');
+    this.resolveClosed(info);
+  };
+}
+
+function closedError(info: CloseInfo): ChanError {
+  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
+}

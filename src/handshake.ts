@@ -1,0 +1,159 @@
+/**
+ * The handshake: lib_chan's steps and words, carrying a SCRAM-SHA-256 proof (see auth/scram.ts).
+ *
+ *   client                                                   server
+ *   ["startService", {version, service, args, scram: CF}] ->
+ *                                                         <- ["challenge", {scram: SF}]      the service has a secret
+ *                                                         <- ["ack", {version, maxFrameSize}] the service has none
+ *                                                         <- ["close", "badService", Text]   no such service
+ *                                                         <- ["close", "badVersion", Text]   unknown protocol version
+ *   ["response", {scram: CFinal}]                          ->
+ *                                                         <- ["ack", {version, maxFrameSize, scram: "v=..."}]
+ *                                                         <- ["close", "authFail", Text]     wrong proof, or no secret given
+ *
+ * CF is SCRAM's client-first message (`n,,n=<service>,r=<client nonce>`), SF its server-first
+ * (`r=<nonce>,s=<salt>,i=<iterations>`), CFinal its client-final (`c=biws,r=<nonce>,p=<proof>`). The client checks
+ * the server's signature in the ack; a server that cannot give it is refused with badServer. Anything else, at any
+ * step, is a protocolError. The server's side is a state machine with no I/O; the client's is an async procedure.
+ */
+import * as scram from './auth/scram.js';
+import { ChanError, isCloseReason, type CloseReason } from './errors.js';
+import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
+import type { Term } from './term/model.js';
+
+/** What the server knows of a service for the handshake. */
+export interface ServiceAuth {
+  name: string;
+  /** null: a service without a secret. */
+  verifier: scram.ScramVerifier | null;
+}
+
+export type HandshakeOutcome =
+  | { kind: 'send'; message: WireMessage }
+  | { kind: 'accept'; service: string; args: Term; ack: WireMessage }
+  | { kind: 'refuse'; reason: CloseReason; text: string };
+
+/** The server's side of one connection's handshake. Feed it each message with `step`. */
+export class ServerHandshake {
+  private state:
+    | { at: 'start' }
+    | { at: 'challenged'; service: ServiceAuth; args: Term; nonce: string; clientFirstBare: string; serverFirst: string }
+    | { at: 'done' } = { at: 'start' };
+
+  constructor(
+    private readonly lookup: (name: string) => ServiceAuth | undefined,
+    private readonly maxFrameSize: number,
+  ) {}
+
+  step(m: WireMessage): HandshakeOutcome {
+    const s = this.state;
+    if (s.at === 'start' && m.kind === 'startService') return this.start(m);
+    if (s.at === 'challenged' && m.kind === 'response') return this.finish(s, m.scram);
+    this.state = { at: 'done' };
+    const expected = s.at === 'start' ? 'startService' : s.at === 'challenged' ? 'response' : 'nothing more';
+    return refuse('protocolError', `expected ${expected} during the handshake, got ${m.kind}`);
+  }
+
+  private start(m: Extract<WireMessage, { kind: 'startService' }>): HandshakeOutcome {
+    this.state = { at: 'done' };
+    if (m.version !== PROTOCOL_VERSION) {
+      return refuse('badVersion', `this server speaks protocol version ${PROTOCOL_VERSION}, not ${m.version}`);
+    }
+    const service = this.lookup(m.service);
+    if (!service) return refuse('badService', `no service named ${JSON.stringify(m.service.slice(0, 100))}`);
+    if (service.verifier === null) return this.accept(service, m.args);
+    if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
+    const first = scram.parseClientFirst(m.scram);
+    if (!first) return refuse('protocolError', 'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)');
+    if (first.user !== service.name) return refuse('protocolError', 'startService: the SCRAM user name must be the service name');
+    const v = service.verifier;
+    const nonce = first.nonce + scram.newNonce();
+    const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
+    this.state = { at: 'challenged', service, args: m.args, nonce, clientFirstBare: first.bare, serverFirst };
+    return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
+  }
+
+  private finish(s: Extract<ServerHandshake['state'], { at: 'challenged' }>, clientFinal: string): HandshakeOutcome {
+    this.state = { at: 'done' };
+    const final = scram.parseClientFinal(clientFinal);
+    if (!final) return refuse('protocolError', 'response: scram is not a SCRAM client-final message (c=biws,r=<nonce>,p=<proof>)');
+    if (final.nonce !== s.nonce) return refuse('protocolError', 'response: the nonce is not the one from the challenge');
+    const v = s.service.verifier as scram.ScramVerifier;
+    const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
+    if (!scram.verifyClientProof(v, auth, final.proof)) return refuse('authFail', `wrong secret for service ${s.service.name}`);
+    const signature = scram.serverSignature(v.serverKey, auth).toString('base64');
+    return this.accept(s.service, s.args, `v=${signature}`);
+  }
+
+  private accept(service: ServiceAuth, args: Term, signature?: string): HandshakeOutcome {
+    const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize };
+    if (signature !== undefined) ack.scram = signature;
+    return { kind: 'accept', service: service.name, args, ack };
+  }
+}
+
+function refuse(reason: CloseReason, text: string): HandshakeOutcome {
+  return { kind: 'refuse', reason, text };
+}
+
+/** Iteration counts a client accepts from a server: below is weak, above is a way to make the client burn CPU. */
+export const MAX_ITERATIONS = 1_000_000;
+
+/** How the client side talks to its connection during the handshake. */
+export interface HandshakeIO {
+  send(m: WireMessage): void;
+  /** The next message from the server; rejects when the connection ends (with the close reason). */
+  next(): Promise<WireMessage>;
+}
+
+export interface ClientHandshakeOptions {
+  service: string;
+  /** null for a service without a secret. */
+  secret: string | null;
+  args: Term;
+  /** Derives the salted password; a cache can stand in for PBKDF2 here. */
+  saltedPassword?: (secret: string, salt: Buffer, iterations: number) => Promise<Buffer>;
+}
+
+/** The client's side. Resolves with the server's ack, or rejects with a {@link ChanError} named by lib_chan's words. */
+export async function clientHandshake(io: HandshakeIO, o: ClientHandshakeOptions): Promise<Extract<WireMessage, { kind: 'ack' }>> {
+  const clientNonce = scram.newNonce();
+  const clientFirstBare = scram.clientFirstBare(o.service, clientNonce);
+  const start: WireMessage = { kind: 'startService', version: PROTOCOL_VERSION, service: o.service, args: o.args };
+  if (o.secret !== null) start.scram = scram.GS2_HEADER + clientFirstBare;
+  io.send(start);
+
+  const first = expectFrom(await io.next(), 'challenge', 'ack');
+  if (first.kind === 'ack') {
+    if (o.secret !== null) {
+      throw new ChanError('badServer', `the server accepted ${o.service} without proving it knows the secret (connect with no secret if the service has none)`);
+    }
+    return first;
+  }
+  if (o.secret === null) throw new ChanError('authFail', `service ${o.service} needs a secret`);
+  const sf = scram.parseServerFirst(first.scram);
+  if (!sf || !sf.nonce.startsWith(clientNonce) || sf.nonce.length === clientNonce.length) {
+    throw new ChanError('badServer', 'the challenge is not a valid SCRAM server-first message for our nonce');
+  }
+  if (sf.iterations < scram.MIN_ITERATIONS || sf.iterations > MAX_ITERATIONS) {
+    throw new ChanError('badServer', `the server asks for ${sf.iterations} iterations; accepted: ${scram.MIN_ITERATIONS} to ${MAX_ITERATIONS}`);
+  }
+  const salted = await (o.saltedPassword ?? scram.saltedPassword)(o.secret, sf.salt, sf.iterations);
+  const withoutProof = scram.clientFinalWithoutProof(sf.nonce);
+  const auth = scram.authMessage(clientFirstBare, first.scram, withoutProof);
+  io.send({ kind: 'response', scram: `${withoutProof},p=${scram.clientProof(salted, auth).toString('base64')}` });
+
+  const ack = expectFrom(await io.next(), 'ack');
+  if (ack.scram === undefined || !scram.verifyServerFinal(salted, auth, ack.scram)) {
+    throw new ChanError('badServer', 'the server could not prove that it knows the secret');
+  }
+  return ack;
+}
+
+function expectFrom<K extends WireMessage['kind']>(m: WireMessage, ...kinds: K[]): Extract<WireMessage, { kind: K }> {
+  if ((kinds as string[]).includes(m.kind)) return m as Extract<WireMessage, { kind: K }>;
+  if (m.kind === 'close') {
+    throw new ChanError(isCloseReason(m.reason) ? m.reason : 'protocolError', m.text || m.reason);
+  }
+  throw new ChanError('protocolError', `expected ${kinds.join(' or ')} during the handshake, got ${m.kind}`);
+}

@@ -1,0 +1,23 @@
+/**
+ * lib-chan: named, secret-guarded services on one port (Joe Armstrong's lib_chan for Node.js).
+ *
+ * Client: {@link connect} -> {@link Channel} (`cast`, `rpc`, `receive`, `close`); {@link kvsClient} for the name server.
+ * Server: {@link startServer} with a config file or options; handlers are `(mm, argsC, argsS, ctx)` (see {@link MM}).
+ * Terms: {@link atom}, {@link tuple}, {@link parseTerm}, {@link formatTerm}.
+ */
+export { connect, Channel, CLIENT_DEFAULTS, type ConnectOptions, type RpcOptions } from './client.js';
+export { kvsClient, type KvsClient } from './kvs.js';
+export { startServer, ChanServer, type ServerOptions } from './server.js';
+export type { ServiceDefinition, StartContext } from './modules.js';
+export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
+export type { CloseInfo } from './mm.js';
+export type { ReceiveOptions } from './inbox.js';
+export { ChanError, ERROR_CODES, CLOSE_REASONS, type ErrorCode, type CloseReason } from './errors.js';
+export { loadConfigFile, parseConfig, ConfigError, ConfigProblem, type ServerConfig, type ServiceConfig } from './config/load.js';
+export { DEFAULTS, OPTIONS } from './config/options.js';
+export { createLogger, type Logger } from './log.js';
+export { PROTOCOL_VERSION } from './protocol.js';
+export {
+  Atom, Tuple, atom, tuple, isAtom, isTuple, formatTerm, parseTerm, parseTerms, termEquals, termKey, TermSyntaxError,
+  type Term, type TermObject,
+} from './term/index.js';

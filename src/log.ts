@@ -1,0 +1,58 @@
+/**
+ * Logging: pino, one JSON object per line, or a short readable line per event when writing to a terminal.
+ * Library code never logs secrets, proofs or message contents; it logs at `info` only per connection, never per message.
+ */
+import { format } from 'node:util';
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+export type { Logger };
+
+export interface LoggerOptions {
+  level?: string;
+  /** Human-readable lines instead of JSON (the default when `stream` is a terminal). */
+  pretty?: boolean;
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** A logger that writes nothing: the default for library users who pass none. */
+export const silentLogger: Logger = pino({ level: 'silent' });
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const stream = options.stream ?? process.stdout;
+  const pretty = options.pretty ?? stream.isTTY === true;
+  const level = options.level ?? 'info';
+  if (!pretty && stream === process.stdout) {
+    // Synchronous: a line logged just before the process exits is not lost.
+    return pino({ level, base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }));
+  }
+  const destination: DestinationStream = {
+    write: (line: string) => {
+      stream.write(pretty ? prettyLine(line) : line);
+    },
+  };
+  return pino({ level, base: { pid: process.pid } }, destination);
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+const COLOURS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
+
+/** `12:01:02.345 INFO  listening  port=1234 services=["nameServer"]`, coloured by level. */
+export function prettyLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const { level, time, msg, pid: _pid, hostname: _host, err, ...rest } = o;
+  const t = new Date(typeof time === 'number' ? time : Date.now()).toISOString().slice(11, 23);
+  const lv = typeof level === 'number' ? level : 30;
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .join(' ');
+  let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${LEVELS[lv] ?? lv}\x1b[0m ${format('%s', msg ?? '')}${fields ? `  ${fields}` : ''}\n`;
+  if (err && typeof err === 'object' && typeof (err as { stack?: unknown }).stack === 'string') {
+    line += `${(err as { stack: string }).stack.replace(/^/gm, '    ')}\n`;
+  }
+  return line;
+}

@@ -1,0 +1,176 @@
+/**
+ * The handler runtime: what a service's handler sees, and how its "process" runs.
+ *
+ * A handler is `startMeUp(mm, argsC, argsS, ctx)`, an async function whose lifetime is the process. Its mailbox
+ * yields, in order, `{type: 'chan', mm, data}` for every message the client sent (lib_chan's `{chan, MM, X}`) and
+ * then one `{type: 'chan_closed', mm, reason}` (lib_chan's `{chan_closed, MM}`). It answers with `mm.send(X)`
+ * (lib_chan's `MM ! {send, X}`) and ends the conversation with `mm.close()` (`MM ! close`).
+ *
+ * lib_chan's rule holds: a client's rpc takes the handler's next `send`. Precisely: `send` answers the oldest rpc
+ * the handler has received and not yet answered, and, when there is none, is a push. `reply(m, X)` answers the rpc `m` itself, in any order;
+ * `push(X)` is never taken for an answer. When the handler returns, the connection ends with reason `normal`; when it
+ * throws, with `handlerError` and the error's message (the stack goes to the log only). Nothing a handler does can
+ * reach another connection.
+ */
+import { ChanError } from './errors.js';
+import { Inbox, type ReceiveOptions } from './inbox.js';
+import type { Logger } from './log.js';
+import type { CloseInfo, MiddleMan } from './mm.js';
+import type { WireMessage } from './protocol.js';
+import type { Term } from './term/model.js';
+
+/** `{chan, MM, X}`: the client sent `data`; `requestId` is set when it was an rpc (it expects an answer). */
+export interface ChanMessage {
+  type: 'chan';
+  mm: MM;
+  data: Term;
+  requestId?: number;
+}
+
+/** `{chan_closed, MM}`: the connection is gone, and why; nothing more will arrive. */
+export interface ChanClosedMessage {
+  type: 'chan_closed';
+  mm: MM;
+  reason: CloseInfo['reason'];
+  text: string;
+}
+
+export type MailboxMessage = ChanMessage | ChanClosedMessage;
+
+/** The handler's side of one connection (lib_chan's MM). */
+export interface MM extends AsyncIterable<MailboxMessage> {
+  /** This connection's number, as in the server's logs. */
+  readonly id: number;
+  readonly service: string;
+  /** The client's address and port. */
+  readonly peer: string;
+  /** A logger that names the service, the peer and the connection. */
+  readonly log: Logger;
+  /** Answers the oldest unanswered rpc, or pushes when none waits. False if the connection has ended. */
+  send(x: unknown): boolean;
+  /** Answers the rpc `to`. Throws `usage` if `to` was a cast or is already answered. */
+  reply(to: ChanMessage, x: unknown): boolean;
+  /** Sends X as a push, never an answer. */
+  push(x: unknown): boolean;
+  /** Ends the conversation (reason `normal`); the client sees its channel close. */
+  close(): void;
+  /** The next message; rejects with a `timeout` ChanError after `timeout` ms. After the end: `chan_closed` again. */
+  receive(options?: ReceiveOptions): Promise<MailboxMessage>;
+}
+
+/** What a handler shares with the other handlers of its service. */
+export interface ServiceContext<S = unknown> {
+  service: string;
+  /** What the service module's `start(argsS)` returned (the book's `kvs:start()`); undefined without one. */
+  state: S;
+  log: Logger;
+}
+
+export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
+
+/** The MM given to a handler: a mailbox in front of the middle-man. */
+export class Mailbox implements MM {
+  private readonly inbox = new Inbox<MailboxMessage>();
+  /** rpc ids that arrived and are not answered yet. */
+  private readonly inFlight = new Set<number>();
+  /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
+  private readonly received = new Set<number>();
+
+  constructor(
+    private readonly middleMan: MiddleMan,
+    readonly id: number,
+    readonly service: string,
+    readonly peer: string,
+    readonly log: Logger,
+  ) {}
+
+  /** Called by the connection for each message from the client after the handshake. */
+  fromClient(m: WireMessage): void {
+    switch (m.kind) {
+      case 'cast':
+        this.inbox.put({ type: 'chan', mm: this, data: m.data });
+        return;
+      case 'rpc':
+        if (this.inFlight.has(m.id)) {
+          this.middleMan.close('protocolError', `request id ${m.id} is already waiting for its answer`);
+          return;
+        }
+        this.inFlight.add(m.id);
+        this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
+        return;
+      default:
+        this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
+    }
+  }
+
+  /** Called by the connection when it has ended. */
+  closed(info: CloseInfo): void {
+    this.inFlight.clear();
+    this.received.clear();
+    this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
+  }
+
+  /** Messages waiting in the mailbox. */
+  get queued(): number {
+    return this.inbox.size;
+  }
+
+  send(x: unknown): boolean {
+    const oldest = this.received.values().next();
+    if (oldest.done) return this.middleMan.send({ kind: 'push', data: x as Term });
+    return this.answer(oldest.value, x);
+  }
+
+  reply(to: ChanMessage, x: unknown): boolean {
+    if (to.requestId === undefined) throw new ChanError('usage', 'reply(): that message was a cast; only an rpc expects an answer');
+    if (!this.inFlight.has(to.requestId)) {
+      if (this.middleMan.closed) return false;
+      throw new ChanError('usage', `reply(): request ${to.requestId} is already answered`);
+    }
+    return this.answer(to.requestId, x);
+  }
+
+  push(x: unknown): boolean {
+    return this.middleMan.send({ kind: 'push', data: x as Term });
+  }
+
+  private answer(id: number, x: unknown): boolean {
+    const sent = this.middleMan.send({ kind: 'reply', id, data: x as Term });
+    // Only once sent: a value that cannot be encoded leaves the request waiting.
+    this.inFlight.delete(id);
+    this.received.delete(id);
+    return sent;
+  }
+
+  close(): void {
+    this.middleMan.close('normal', 'the handler closed the connection');
+  }
+
+  receive(options?: ReceiveOptions): Promise<MailboxMessage> {
+    return this.inbox.receive(options).then(this.noteReceived);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
+    for await (const m of this.inbox) yield this.noteReceived(m);
+  }
+
+  private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
+    if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) this.received.add(m.requestId);
+    return m;
+  };
+}
+
+/**
+ * Runs one handler process to its end and closes the connection accordingly. Never rejects: a crash is contained
+ * here, logged with its stack, and told to the client as `handlerError` with the error's message.
+ */
+export async function runHandler(handler: Handler, mm: Mailbox, middleMan: MiddleMan, argsC: Term, argsS: Term, ctx: ServiceContext): Promise<void> {
+  try {
+    await handler(mm, argsC, argsS, ctx);
+    middleMan.close('normal', 'the handler returned');
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    mm.log.error({ err }, 'handler crashed');
+    middleMan.close('handlerError', text);
+  }
+}

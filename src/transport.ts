@@ -1,0 +1,73 @@
+/**
+ * The transport role: how bytes get to the other side. Only this module (and, later, its TLS sibling) imports
+ * `net`; the middle-man, server and client see a `Duplex` and a peer name.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ChanError, socketErrorCode } from './errors.js';
+
+export interface Listening {
+  host: string;
+  port: number;
+  /** Stops accepting; connections already open are not touched. */
+  close(): Promise<void>;
+}
+
+export interface Transport {
+  readonly name: string;
+  listen(host: string, port: number, onConnection: (socket: Duplex, peer: string) => void): Promise<Listening>;
+  /** Opens a connection; rejects with a ChanError named by lib_chan's words (econnrefused, nxdomain, timeout, ...). */
+  connect(host: string, port: number, timeout: number): Promise<{ socket: Duplex; peer: string }>;
+}
+
+function peerName(socket: net.Socket): string {
+  const host = socket.remoteAddress ?? '?';
+  return `${host.includes(':') ? `[${host}]` : host}:${socket.remotePort ?? '?'}`;
+}
+
+function tune(socket: net.Socket): void {
+  // Without this, an rpc after a cast waits for the peer's delayed ACK (about 40 ms).
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, 60_000);
+}
+
+export const tcp: Transport = {
+  name: 'tcp',
+  listen(host, port, onConnection) {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+        tune(socket);
+        onConnection(socket, peerName(socket));
+      });
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        const address = server.address() as net.AddressInfo;
+        resolve({
+          host: address.address,
+          port: address.port,
+          close: () => new Promise((done) => server.close(() => done())),
+        });
+      });
+    });
+  },
+  connect(host, port, timeout) {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port, noDelay: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new ChanError('timeout', `no connection to ${host}:${port} within ${timeout} ms`));
+      }, timeout);
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new ChanError(socketErrorCode(err), `cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        tune(socket);
+        resolve({ socket, peer: peerName(socket) });
+      });
+    });
+  },
+};
