@@ -110,6 +110,9 @@ export class Channel implements AsyncIterable<Term> {
   private readonly handshakeInbox = new Inbox<WireMessage>();
   private readonly pending = new Map<number, Pending>();
   private lastId = 0;
+  /** The server's ack has arrived (messages after it are the channel's). */
+  private acked = false;
+  /** The handshake is complete and verified: the channel may send. */
   private open = false;
   private readonly rpcTimeout: number;
   private readonly socketClosed: Promise<void>;
@@ -228,7 +231,9 @@ export class Channel implements AsyncIterable<Term> {
   }
 
   private readonly mmOnMessage = (m: WireMessage): void => {
-    if (!this.open) {
+    if (!this.acked) {
+      // The ack may share a chunk with the first pushes: from the ack on, messages belong to the channel.
+      if (m.kind === 'ack') this.acked = true;
       this.handshakeInbox.put(m);
       return;
     }

@@ -113,10 +113,12 @@ export class ChanServer {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.listening?.close();
+      // The listener's close completes only once every connection has ended: start it, then end them.
+      const stopped = this.listening?.close();
       const open = [...this.connections];
       for (const c of open) c.shutdown();
       await Promise.all(open.map((c) => c.done));
+      await stopped;
       await stopServices([...this.services.values()], this.log);
       this.log.info('closed');
     })();

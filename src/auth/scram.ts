@@ -95,7 +95,7 @@ export const CHANNEL_BINDING = Buffer.from(GS2_HEADER).toString('base64');
 export function parseClientFirst(msg: string): { user: string; nonce: string; bare: string } | null {
   if (!msg.startsWith(GS2_HEADER)) return null;
   const bare = msg.slice(GS2_HEADER.length);
-  const m = /^n=([^,]*),r=([^,]*)(,.*)?$/.exec(bare);
+  const m = /^n=([^,]*),r=([^,]*)(,[a-zA-Z]=[^,]*)*$/.exec(bare);
   if (!m) return null;
   const user = unSaslName(m[1] as string);
   const nonce = m[2] as string;
@@ -108,7 +108,7 @@ export function serverFirst(nonce: string, salt: Buffer, iterations: number): st
 }
 
 export function parseServerFirst(msg: string): { nonce: string; salt: Buffer; iterations: number } | null {
-  const m = /^r=([^,]+),s=([A-Za-z0-9+/]+={0,2}),i=([1-9][0-9]{0,9})(,.*)?$/.exec(msg);
+  const m = /^r=([^,]+),s=([A-Za-z0-9+/]+={0,2}),i=([1-9][0-9]{0,9})(,[a-zA-Z]=[^,]*)*$/.exec(msg);
   if (!m) return null;
   const nonce = m[1] as string;
   if (!isValidNonce(nonce)) return null;
@@ -120,7 +120,7 @@ export function clientFinalWithoutProof(nonce: string): string {
 }
 
 export function parseClientFinal(msg: string): { withoutProof: string; nonce: string; proof: Buffer } | null {
-  const m = /^(c=([^,]*),r=([^,]+)(?:,[^p][^,]*)*),p=([A-Za-z0-9+/]+={0,2})$/.exec(msg);
+  const m = /^(c=([^,]*),r=([^,]+)(?:,[a-oq-zA-Z]=[^,]*)*),p=([A-Za-z0-9+/]+={0,2})$/.exec(msg);
   if (!m || m[2] !== CHANNEL_BINDING) return null;
   const proof = Buffer.from(m[4] as string, 'base64');
   if (proof.length !== KEY_BYTES) return null;

@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process';
+import test from 'ava';
+import { connect } from '../src/client.js';
+import { loadConfigFile } from '../src/config/load.js';
+import { kvsClient } from '../src/kvs.js';
+import { startServer, type ChanServer } from '../src/server.js';
+import { formatTerm, parseTerm } from '../src/term/index.js';
+
+async function bookServer(): Promise<ChanServer> {
+  // The shipped config, on a free port.
+  return startServer(loadConfigFile('conf/lib_chan.conf', { env: { CHAN_PORT: '0' } }));
+}
+
+test("the book's lib_chan session works through the client library", async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const ch = await connect('localhost', server.port, 'nameServer', 'ABXy45', '');
+  ch.cast(parseTerm('{store, joe, "writing a book"}'));
+  t.is(formatTerm(await ch.rpc(parseTerm('{lookup, joe}'))), '{ok,"writing a book"}');
+  t.is(formatTerm(await ch.rpc(parseTerm('{lookup, jim}'))), 'undefined');
+  await ch.close();
+});
+
+test("the book's kvs session: keys compared by value, a second store replaces the first", async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+  const rpc = async (text: string): Promise<string> => formatTerm(await ch.rpc(parseTerm(text)));
+  t.is(await rpc('{store, {location, joe}, "Island"}'), 'true');
+  ch.cast(parseTerm('{store, weather, raining}'));
+  t.is(await rpc('{lookup, weather}'), '{ok,raining}');
+  t.is(await rpc('{lookup, {location, joe}}'), '{ok,"Island"}');
+  t.is(await rpc('{lookup, {location, mary}}'), 'undefined');
+  ch.cast(parseTerm('{store, weather, sunny}'));
+  t.is(await rpc('{lookup, weather}'), '{ok,sunny}');
+  t.is(await rpc('{lookup, "weather"}'), 'undefined'); // the string is not the atom
+  t.is(await rpc('{lokup, weather}'), '{error,{badRequest,{lokup,weather}}}');
+  await ch.close();
+});
+
+test('one store per service, shared by every connection', async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const a = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+  a.cast(parseTerm('{store, {location, joe}, "Island"}'));
+  await a.close();
+  const b = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+  t.is(formatTerm(await b.rpc(parseTerm('{lookup, {location, joe}}'))), '{ok,"Island"}');
+  await b.close();
+});
+
+test('the kvs helper works with plain values', async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+  const kvs = kvsClient<string | number[]>(ch);
+  await kvs.store('joe', 'writing a book');
+  await kvs.store({ k: 1 } as never, [1, 2]);
+  t.is(await kvs.lookup('joe'), 'writing a book');
+  t.deepEqual(await kvs.lookup({ k: 1 } as never), [1, 2]);
+  t.is(await kvs.lookup('jim'), undefined);
+  await ch.close();
+});
+
+test("the README's library example runs as written", async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn(process.execPath, ['examples/kvs-session.mjs'], { env: { ...process.env, CHAN_PORT: String(server.port) } });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+  t.is(out.code, 0);
+  t.is(out.stdout, 'writing a book\nundefined\n');
+});

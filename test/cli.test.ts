@@ -1,0 +1,147 @@
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { CHAN, run, serve } from './cli-helpers.js';
+
+const BOOK = ['nameServer', 'ABXy45'];
+
+test("the book's session through chan cast and chan rpc against chan serve", async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const target = ['localhost', String(port), ...BOOK];
+  const cast = await run(['cast', ...target, '{store, joe, "writing a book"}.']);
+  t.is(cast.status, 0, cast.stderr);
+  t.is(cast.stdout, '');
+  const found = await run(['rpc', ...target, '{lookup, joe}.']);
+  t.is(found.status, 0, found.stderr);
+  t.is(found.stdout, '{ok,"writing a book"}\n');
+  const missing = await run(['rpc', ...target, '{lookup, jim}']);
+  t.is(missing.stdout, 'undefined\n');
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  t.is(code, 0);
+});
+
+test('chan connect reads terms from piped stdin and exits 0 once every rpc is answered', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const input = [
+    'cast {store, {location, joe}, "Island"}.',
+    'cast {store, weather, raining}.',
+    '{lookup, weather}.',
+    'rpc {lookup,',
+    '     {location, joe}}.',
+    '{lookup, {location, mary}}.',
+    '{store, weather, sunny}.',
+    '{lookup, weather}.',
+  ].join('\n');
+  const r = await run(['connect', 'localhost', String(port), ...BOOK], { input });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, '{ok,raining}\n{ok,"Island"}\nundefined\ntrue\n{ok,sunny}\n');
+});
+
+test('chan connect: help lists the commands; a syntax error is reported and the session goes on', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const r = await run(['connect', 'localhost', String(port), ...BOOK], { input: 'help\n{lookup, joe\n}}.\n{lookup, jim}.\n' });
+  t.regex(r.stdout, /cast TERM\./);
+  t.regex(r.stdout, /rpc TERM\./);
+  t.regex(r.stderr, /^chan: syntax: line 2, column 2: unexpected '}' after the term$/m);
+  t.regex(r.stdout, /undefined\n$/);
+  t.is(r.status, 1);
+});
+
+test('a SECRET of - is read from standard input', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const r = await run(['rpc', 'localhost', String(port), 'nameServer', '-', '{lookup, jim}'], { input: 'ABXy45\n' });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, 'undefined\n');
+});
+
+test('a wrong secret prints chan: authFail and exits 1; an unknown service, badService', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const wrong = await run(['rpc', 'localhost', String(port), 'nameServer', 'wrong', '{lookup, joe}']);
+  t.is(wrong.status, 1);
+  t.is(wrong.stderr, 'chan: authFail: wrong secret for service nameServer\n');
+  const unknown = await run(['cast', 'localhost', String(port), 'nameserver', 'ABXy45', '{lookup, joe}']);
+  t.is(unknown.status, 1);
+  t.is(unknown.stderr, 'chan: badService: no service named "nameserver"\n');
+});
+
+test('nothing listening: chan: econnrefused, exit 1', async (t) => {
+  const { child, port } = await serve([]);
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  const r = await run(['rpc', '127.0.0.1', String(port), ...BOOK, 'x']);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^chan: econnrefused: cannot connect to 127\.0\.0\.1:\d+/);
+});
+
+test('a malformed config refuses to start with exit 2 and names every line', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chan-cli-'));
+  const file = path.join(dir, 'bad.conf');
+  writeFileSync(file, '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n');
+  const r = await run(['serve', file]);
+  t.is(r.status, 2);
+  t.is(
+    r.stderr,
+    'chan: badConfig: the configuration has 2 problem(s); nothing was started\n' +
+      `  ${file}:2:1: a service is {service, Name, password, Secret | none, mfa, Module, Function, ArgsS}: 8 elements, found 7\n` +
+      `  ${file}:3:1: unknown option 'prot' (did you mean 'port'?)\n`,
+  );
+});
+
+test('a service module that cannot be found refuses to start with exit 2', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chan-cli-'));
+  const file = path.join(dir, 'x.conf');
+  writeFileSync(file, '{port, 0}.\n{service, s, password, none, mfa, mod_missing, start_me_up, []}.\n');
+  const r = await run(['serve', file]);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^chan: badConfig: cannot start:\n {2}service s: module 'mod_missing' is not built in and there is no mod_missing\.js in code_path/);
+});
+
+test('services are loaded from code_path (the examples folder)', async (t) => {
+  const { child, port } = await serve(['examples/lib_chan.conf']);
+  t.teardown(() => child.kill('SIGKILL'));
+  const r = await run(['rpc', 'localhost', String(port), 'echo', '', '"hello"']);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, '#{"echo" => "hello"}\n');
+  t.is((await run(['rpc', 'localhost', String(port), 'echo', '', 'count'])).stdout, '2\n');
+});
+
+test('usage errors exit 2', async (t) => {
+  for (const args of [['rpc', 'localhost', '1234'], ['rpc', 'localhost', 'port', 's', 'x', 'y'], ['bogus'], ['rpc', 'h', '1', 's', 'x', '{a,'], ['--nope']]) {
+    const r = await run(args);
+    t.is(r.status, 2, args.join(' '));
+    t.regex(r.stderr, /^chan: usage: /, args.join(' '));
+  }
+  const help = await run(['--help']);
+  t.is(help.status, 0);
+  t.regex(help.stdout, /chan connect HOST PORT SERVICE SECRET/);
+});
+
+test('chan connect says so and exits 1 when the server goes away', async (t) => {
+  const { child: server, port } = await serve([]);
+  t.teardown(() => server.kill('SIGKILL'));
+  const session = spawn(process.execPath, [CHAN, 'connect', 'localhost', String(port), ...BOOK], { stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  session.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const answered = new Promise<void>((resolve) =>
+    session.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      if (stdout.includes('undefined')) resolve();
+    }),
+  );
+  session.stdin.write('{lookup, jim}.\n'); // stdin stays open: the session is waiting for the next line
+  await answered;
+  server.kill('SIGTERM');
+  const [code] = await once(session, 'exit');
+  t.is(code, 1);
+  t.is(stderr, 'chan: shutdown: the server closed the connection: the server is shutting down\n');
+});

@@ -1,0 +1,107 @@
+/** Test fixtures: servers on 127.0.0.1 port 0, tiny handlers named by behaviour, and a raw protocol client. */
+import net from 'node:net';
+import { once } from 'node:events';
+import { msgpackCodec } from '../src/codec/index.js';
+import { FrameParser, frame } from '../src/frame.js';
+import type { ServiceDefinition } from '../src/modules.js';
+import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
+import type { Handler } from '../src/runtime.js';
+import { startServer, type ChanServer, type ServerOptions } from '../src/server.js';
+import type { Term } from '../src/term/model.js';
+
+export const BOOK_SERVICE: ServiceDefinition = {
+  name: 'nameServer',
+  secret: 'ABXy45',
+  module: 'mod_name_server',
+  function: 'start_me_up',
+};
+
+/** Answers every message with itself (lib_chan style: one send per message). */
+export const echo: Handler = async (mm) => {
+  for await (const m of mm) {
+    if (m.type === 'chan_closed') return;
+    mm.send(m.data);
+  }
+};
+
+/** Throws on the first message. */
+export const crash: Handler = async (mm) => {
+  await mm.receive();
+  throw new Error('poison message');
+};
+
+/** Receives and never answers. */
+export const silent: Handler = async (mm) => {
+  for await (const m of mm) if (m.type === 'chan_closed') return;
+};
+
+export function service(name: string, handler: Handler, secret: string | null = null, extra: Partial<ServiceDefinition> = {}): ServiceDefinition {
+  return { name, secret, handler, ...extra };
+}
+
+export async function testServer(services: ServiceDefinition[], options: Partial<ServerOptions> = {}): Promise<ChanServer> {
+  return startServer({ port: 0, host: '127.0.0.1', services, ...options });
+}
+
+const codec = msgpackCodec({ maxDepth: 32 });
+
+/** A client that speaks frames by hand: for protocol and hostile-input tests. */
+export class RawClient {
+  readonly messages: WireMessage[] = [];
+  private waiters: (() => void)[] = [];
+  readonly closed: Promise<void>;
+  private readonly parser = new FrameParser(1 << 24, (p) => {
+    this.messages.push(fromWire(codec.decode(p)));
+    for (const w of this.waiters.splice(0)) w();
+  });
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
+    socket.on('error', () => {});
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    void this.closed.then(() => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static async open(port: number): Promise<RawClient> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await once(socket, 'connect');
+    return new RawClient(socket);
+  }
+
+  send(m: WireMessage): void {
+    this.socket.write(frame(codec.encode(toWire(m), 0)));
+  }
+
+  sendTerm(t: Term): void {
+    this.socket.write(frame(codec.encode(t, 0)));
+  }
+
+  write(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  /** The next message (index-based: messages are never consumed twice); rejects if the socket closes first. */
+  async next(index: number): Promise<WireMessage> {
+    while (this.messages.length <= index) {
+      if (this.socket.destroyed || this.socket.readableEnded) throw new Error(`socket closed after ${this.messages.length} messages`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    return this.messages[index] as WireMessage;
+  }
+
+  /** Waits for the server to close; returns its close message (if it sent one). */
+  async closeMessage(): Promise<Extract<WireMessage, { kind: 'close' }> | undefined> {
+    await this.closed;
+    const last = this.messages.at(-1);
+    return last?.kind === 'close' ? last : undefined;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A term shorthand for tests: atoms as strings prefixed with ':' are tedious; use the parser. */
+export { parseTerm as t } from '../src/term/parse.js';
