@@ -10,17 +10,16 @@
 /** Why a connection ended: sent in the close frame, and given to both sides' `chan_closed`. */
 export const CLOSE_REASONS = {
   normal: 'The handler returned, or one side called close(): the conversation ended as intended.',
-  peerClosed: 'The peer closed the socket without a close frame (process killed, network dropped).',
-  shutdown: 'The server is shutting down.',
-  timeout: 'A deadline passed: the handshake did not finish within handshake_timeout.',
-  protocolError: 'The peer sent bytes that are not a valid lib-chan frame or message at this point of the protocol.',
-  frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication).',
-  handlerError: "The service's handler threw; the close message carries the error's message (never its stack).",
-  badService: 'The server has no service by the requested name.',
-  authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given.',
-  badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake.',
-  badVersion: 'The peer speaks a protocol version this side does not.',
-  badRequest: 'A message reached a handler that does not understand it.',
+  peerClosed: 'The peer closed the socket without a close frame (its process was killed, or the network dropped).',
+  shutdown: 'The server is shutting down (SIGTERM, SIGINT or server.close()); reconnect when it is back.',
+  timeout: 'A deadline passed: the handshake (handshake_timeout), a connect (connectTimeout), an rpc (its timeout, 5000 ms by default) or a receive; raise the limit or find what is slow.',
+  protocolError: 'The peer sent bytes that are not a valid lib-chan message at that point of the protocol (docs/PROTOCOL.md); the text says what was wrong.',
+  frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication); send less or raise the limit.',
+  handlerError: "The service's handler threw; the close text is the error's message (the stack is in the server's log).",
+  badService: 'The server has no service by the requested name; names are case-sensitive (see the server config).',
+  authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given; check the secret.',
+  badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake; the client refused it.',
+  badVersion: 'The client asked for a protocol version the server does not speak; upgrade the older side.',
   internalError: 'The server could not run the service (its handler module failed to load, for one); see the server log.',
 } as const;
 
@@ -29,14 +28,15 @@ export type CloseReason = keyof typeof CLOSE_REASONS;
 /** Errors of the client library and the CLI that are not close reasons. */
 export const ERROR_CODES = {
   ...CLOSE_REASONS,
-  closed: 'The channel is closed: the call was made after close, or the connection ended while it waited.',
+  closed: "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
+  badRequest: 'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
   econnrefused: 'Nothing listens on that host and port: start the server or check the port.',
   nxdomain: 'The host name does not resolve: check the spelling or your DNS.',
   ehostunreach: 'The host or its network cannot be reached.',
   socketError: 'Another socket error (the message names it); the connection could not be used.',
-  badTerm: 'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, cycles, class instances, over-deep nesting).',
-  badConfig: 'The configuration is invalid: every problem is listed with its file:line:column.',
-  usage: 'The command line is wrong: see chan --help.',
+  badTerm: 'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, Dates, class instances, cycles, nesting over max_depth).',
+  badConfig: 'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
+  usage: 'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a bad chan argument); the message says how.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import test from 'ava';
+import { MAX_ITERATIONS } from '../src/handshake.js';
+import { OPTIONS } from '../src/config/options.js';
+import { parseConfig } from '../src/config/load.js';
+import { CLOSE_REASONS, ERROR_CODES } from '../src/errors.js';
+import { CLOSE_LINGER_MS } from '../src/mm.js';
+import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
+import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
+import { CLIENT_DEFAULTS } from '../src/client.js';
+
+/** The rows of the first table in `file` whose first cell is a `code` span: name -> cells. */
+function rows(file: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const cells = line.split(' | ').map((c) => c.replace(/^\| ?| ?\|$/g, '').trim());
+    const m = /^`([^`]+)`$/.exec(cells[0] ?? '');
+    if (m && !out.has(m[1] as string)) out.set(m[1] as string, cells);
+  }
+  return out;
+}
+
+test('docs/ERRORS.md lists every error code and close reason, with the text the code has', (t) => {
+  const doc = rows('docs/ERRORS.md');
+  for (const [code, text] of Object.entries(ERROR_CODES)) {
+    const row = doc.get(code);
+    t.truthy(row, `${code} is missing from docs/ERRORS.md`);
+    t.is(row?.[1], code in CLOSE_REASONS ? 'yes' : '', code);
+    t.is(row?.[2], text, code);
+  }
+  t.deepEqual([...doc.keys()].filter((k) => !(k in ERROR_CODES)), [], 'docs/ERRORS.md lists codes the code does not have');
+});
+
+test('docs/OPTIONS.md lists every option with its variable, default, unit and text', (t) => {
+  const doc = rows('docs/OPTIONS.md');
+  for (const o of OPTIONS) {
+    const row = doc.get(o.key);
+    t.truthy(row, `${o.key} is missing from docs/OPTIONS.md`);
+    t.is(row?.[1], `\`${o.env}\``);
+    const def = o.default === null ? '(required)' : Array.isArray(o.default) ? '`[]`' : typeof o.default === 'string' ? `\`"${o.default}"\`` : `\`${String(o.default)}\``;
+    t.is(row?.[2], def, o.key);
+    t.is(row?.[3], o.unit, o.key);
+    t.is(row?.[4], o.doc, o.key);
+  }
+});
+
+test('docs/OPTIONS.md states the client defaults and the fixed limits the code uses', (t) => {
+  const doc = readFileSync('docs/OPTIONS.md', 'utf8');
+  t.true(doc.includes(`| \`connectTimeout\` | \`${CLIENT_DEFAULTS.connectTimeout}\` ms |`));
+  t.true(doc.includes(`| \`rpcTimeout\` | \`${CLIENT_DEFAULTS.rpcTimeout}\` ms |`));
+  t.true(doc.includes(`| \`maxFrameSize\` | \`${CLIENT_DEFAULTS.maxFrameSize}\` bytes |`));
+  t.true(doc.includes(`| \`maxDepth\` | \`${CLIENT_DEFAULTS.maxDepth}\` |`));
+  t.true(doc.includes(`| atom length | ${MAX_ATOM_LENGTH} characters |`));
+  t.true(doc.includes(`| request ids | 1 to ${MAX_REQUEST_ID} |`));
+  t.true(doc.includes(`| close text | ${MAX_CLOSE_TEXT} characters |`));
+  t.true(doc.includes(`| 4096 to ${MAX_ITERATIONS} |`));
+  t.true(doc.includes(`| close linger | ${CLOSE_LINGER_MS} ms |`));
+  t.true(doc.includes(`| term text nesting | ${MAX_PARSE_DEPTH} levels |`));
+});
+
+test('every option can be set by its CHAN_ variable', (t) => {
+  const samples: Record<string, [string, unknown]> = {
+    port: ['4321', 4321],
+    host: ['0.0.0.0', '0.0.0.0'],
+    code_path: ['/x:/y', ['/x', '/y']],
+    handshake_timeout: ['1500', 1500],
+    max_frame_size_unauth: ['2048', 2048],
+    max_frame_size: ['65536', 65536],
+    max_depth: ['8', 8],
+    log_level: ['warn', 'warn'],
+  };
+  for (const o of OPTIONS) {
+    const sample = samples[o.key];
+    t.truthy(sample, `no sample value for ${o.key}: add one`);
+    const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', { env: { [o.env]: sample?.[0] } }) as unknown as Record<string, unknown>;
+    t.deepEqual(c[o.prop], sample?.[1], o.env);
+  }
+});

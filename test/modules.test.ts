@@ -1,0 +1,62 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { connect } from '../src/client.js';
+import { ChanError } from '../src/errors.js';
+import { startServer } from '../src/server.js';
+
+function codePath(files: Record<string, string>): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chan-mod-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+  return dir;
+}
+
+test('finds the handler as written or in camelCase, in .js or .mjs', async (t) => {
+  const dir = codePath({
+    'mod_a.js': 'export async function startMeUp(mm) { mm.send("a"); await mm.receive(); }',
+    'mod_b.mjs': 'export async function start_me_up(mm) { mm.send("b"); await mm.receive(); }',
+  });
+  const server = await startServer({
+    port: 0,
+    codePath: [dir],
+    services: [
+      { name: 'a', secret: null, module: 'mod_a', function: 'start_me_up' },
+      { name: 'b', secret: null, module: 'mod_b', function: 'start_me_up' },
+    ],
+  });
+  t.teardown(() => server.close());
+  for (const name of ['a', 'b']) {
+    const ch = await connect('127.0.0.1', server.port, name, null);
+    t.is(await ch.receive(), name);
+    await ch.close();
+  }
+});
+
+test('refuses to start, naming every service that cannot run', async (t) => {
+  const dir = codePath({
+    'mod_nofn.js': 'export const x = 1;',
+    'mod_badstart.js': 'export function start() { throw new Error("no database"); }\nexport function go() {}',
+  });
+  const err = await t.throwsAsync(
+    startServer({
+      port: 0,
+      codePath: [dir],
+      services: [
+        { name: 'missing', secret: null, module: 'mod_missing', function: 'f' },
+        { name: 'nofn', secret: null, module: 'mod_nofn', function: 'start_me_up' },
+        { name: 'badstart', secret: null, module: 'mod_badstart', function: 'go' },
+        { name: 'traversal', secret: null, module: '../etc/passwd', function: 'f' },
+      ],
+    }),
+    { instanceOf: ChanError },
+  );
+  t.is(err?.code, 'badConfig');
+  const lines = err?.message.split('\n').slice(1).map((l) => l.trim());
+  t.deepEqual(lines?.map((l) => l.replace(/\(.*\)/, '(...)')), [
+    "service missing: module 'mod_missing' is not built in and there is no mod_missing.js in code_path (...)",
+    "service nofn: module 'mod_nofn' (...) exports no function 'start_me_up' or 'startMeUp'",
+    'service badstart: no database',
+    "service traversal: module name '../etc/passwd' may hold only letters, digits, '_', '.' and '-'",
+  ]);
+});
