@@ -186,7 +186,8 @@ class ServerConnection implements MMController {
         this.mm.send(out.message);
         return;
       case 'refuse':
-        this.log[out.reason === 'authFail' ? 'warn' : 'info']({ reason: out.reason, service: m.kind === 'startService' ? m.service : undefined }, out.text);
+        // The service name comes from the peer: cut it, so a hostile client cannot fill the log.
+        this.log[out.reason === 'authFail' ? 'warn' : 'info']({ reason: out.reason, service: m.kind === 'startService' ? m.service.slice(0, 100) : undefined }, out.text);
         this.mm.close(out.reason, out.text);
         return;
       case 'accept':
