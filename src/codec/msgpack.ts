@@ -14,6 +14,7 @@
  * be valid UTF-8; a `__proto__` map key becomes an own property (never the prototype, never renamed). Its errors never
  * quote the input, so they can be sent to the peer as they are.
  */
+import { isUtf8 } from 'node:buffer';
 import { ChanError } from '../errors.js';
 import { Atom, Tuple, isTermObject, type Term, type TermObject } from '../term/model.js';
 
@@ -263,8 +264,6 @@ function writeExtHeader(w: Writer, type: number, len: number): void {
 // ---------------------------------------------------------------------------------------------------------------------
 // Decoding
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 function malformed(message: string): ChanError {
   return new ChanError('protocolError', `malformed message: ${message}`);
 }
@@ -284,9 +283,12 @@ class Decoder {
   pos = 0;
   end: number;
   private readonly view: DataView;
+  /** The same bytes as a Buffer, for Node's native UTF-8 decoding. */
+  private readonly buf: Buffer;
   constructor(private readonly b: Uint8Array) {
     this.end = b.length;
     this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    this.buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   }
 
   private need(n: number, what: string): void {
@@ -415,23 +417,25 @@ class Decoder {
   private str(len: number): string {
     this.need(len, 'a string');
     const start = this.pos;
-    this.pos += len;
+    const end = start + len;
+    this.pos = end;
     const b = this.b;
-    if (len < 64) {
-      let ascii = true;
-      for (let i = start; i < start + len; i++) {
-        if ((b[i] as number) > 0x7f) {
-          ascii = false;
-          break;
-        }
+    if (len < 16) {
+      // Short strings are most keys and words: build them directly when they are ASCII.
+      let s = '';
+      for (let i = start; i < end; i++) {
+        const c = b[i] as number;
+        if (c > 0x7f) return this.utf8(start, end);
+        s += String.fromCharCode(c);
       }
-      if (ascii) return String.fromCharCode.apply(null, b.subarray(start, start + len) as unknown as number[]);
+      return s;
     }
-    try {
-      return utf8.decode(b.subarray(start, start + len));
-    } catch {
-      throw malformed(`the string at offset ${start} is not valid UTF-8`);
-    }
+    return this.utf8(start, end);
+  }
+
+  private utf8(start: number, end: number): string {
+    if (!isUtf8(this.b.subarray(start, end))) throw malformed(`the string at offset ${start} is not valid UTF-8`);
+    return this.buf.toString('utf8', start, end);
   }
 
   private bin(len: number): Buffer {
