@@ -30,6 +30,9 @@ export const CLIENT_DEFAULTS = {
   rpcTimeout: 5000,
   maxFrameSize: DEFAULTS.maxFrameSize,
   maxDepth: DEFAULTS.maxDepth,
+  heartbeatMaxMissed: DEFAULTS.heartbeatMaxMissed,
+  mailboxHighWater: DEFAULTS.mailboxHighWater,
+  sendBufferLimit: DEFAULTS.sendBufferLimit,
 } as const;
 
 export interface ConnectOptions {
@@ -41,6 +44,14 @@ export interface ConnectOptions {
   maxFrameSize?: number;
   /** Deepest nesting accepted and sent (default 32). */
   maxDepth?: number;
+  /** Heartbeat interval, ms: the server's (from its ack) unless given; 0 turns the client's heartbeats off. */
+  heartbeatInterval?: number;
+  /** A server silent for this many intervals is dead: the channel closes with `timeout` (default 4). */
+  heartbeatMaxMissed?: number;
+  /** Unread pushes at which the client stops reading the socket (default 1024); it reads again below half. */
+  mailboxHighWater?: number;
+  /** Bytes queued for a server that does not read before the channel closes with `slowConsumer` (default 8 MiB). */
+  sendBufferLimit?: number;
   logger?: Logger;
   transport?: Transport;
 }
@@ -90,7 +101,7 @@ export async function connect(
       }),
       expired,
     ]);
-    ch.opened(ack.maxFrameSize);
+    ch.opened(ack.maxFrameSize, options.heartbeatInterval ?? ack.heartbeatInterval ?? 0);
     return ch;
   } catch (err) {
     ch.abort(err instanceof ChanError && isCloseReason(err.code) ? err.code : 'protocolError', err instanceof Error ? err.message : String(err));
@@ -124,6 +135,8 @@ export class Channel implements AsyncIterable<Term> {
     options: ConnectOptions,
   ) {
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
+    this.heartbeatMaxMissed = options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed;
+    this.highWater = options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -131,13 +144,22 @@ export class Channel implements AsyncIterable<Term> {
     const controller: MMController = { onMessage: this.mmOnMessage, onClosed: this.mmOnClosed };
     this.mm = new MiddleMan(
       socket,
-      { codec: msgpackCodec({ maxDepth: options.maxDepth ?? CLIENT_DEFAULTS.maxDepth }), maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize, log },
+      {
+        codec: msgpackCodec({ maxDepth: options.maxDepth ?? CLIENT_DEFAULTS.maxDepth }),
+        maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
+        sendBufferLimit: options.sendBufferLimit ?? CLIENT_DEFAULTS.sendBufferLimit,
+        log,
+      },
       controller,
     );
     this.maxFrameSize = options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize;
   }
 
   private readonly maxFrameSize: number;
+  private readonly heartbeatMaxMissed: number;
+  private readonly highWater: number;
+  /** True while the socket is not read because too many pushes are unread. */
+  private full = false;
 
   /** @internal The handshake's view of the connection. */
   readonly handshakeIO = {
@@ -149,8 +171,9 @@ export class Channel implements AsyncIterable<Term> {
   };
 
   /** @internal */
-  opened(peerMaxFrameSize: number): void {
+  opened(peerMaxFrameSize: number, heartbeatInterval: number): void {
     this.mm.peerMaxFrameSize = peerMaxFrameSize;
+    this.mm.startHeartbeat(heartbeatInterval, this.heartbeatMaxMissed);
     this.open = true;
   }
 
@@ -164,9 +187,14 @@ export class Channel implements AsyncIterable<Term> {
     return this.mm.closed !== null;
   }
 
-  /** Frames and bytes sent and received so far. */
-  stats(): MMStats {
-    return { ...this.mm.stats };
+  /** Frames and bytes sent and received so far, and the heartbeat's last round-trip time (ms). */
+  stats(): MMStats & { rtt: number | undefined } {
+    return { ...this.mm.stats, rtt: this.mm.rtt };
+  }
+
+  /** Resolves once what was sent has been handed to the network (or the channel closed). */
+  drain(): Promise<void> {
+    return this.mm.drain();
   }
 
   /** Sends X without waiting for anything (lib_chan:cast/2). Throws `closed`, `badTerm` or `frameTooLarge`. */
@@ -201,15 +229,26 @@ export class Channel implements AsyncIterable<Term> {
     });
   }
 
-  /** The next push from the server. Rejects with `closed` once the channel has closed and no push is left. */
+  /**
+   * The next push from the server. Rejects with `closed` once the channel has closed and no push is left. Read your
+   * pushes: at `mailboxHighWater` unread ones the channel stops reading, and rpc answers wait behind them.
+   */
   receive(options?: ReceiveOptions): Promise<Term> {
-    return this.pushes.receive(options);
+    return this.pushes.receive(options).then(this.afterTake);
   }
 
   /** Pushes from the server, until the channel closes. */
-  [Symbol.asyncIterator](): AsyncIterator<Term> {
-    return this.pushes[Symbol.asyncIterator]();
+  async *[Symbol.asyncIterator](): AsyncIterator<Term> {
+    for await (const x of this.pushes) yield this.afterTake(x);
   }
+
+  private readonly afterTake = (x: Term): Term => {
+    if (this.full && this.pushes.size <= this.highWater >> 1) {
+      this.full = false;
+      this.mm.resumeReading();
+    }
+    return x;
+  };
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. */
   async close(): Promise<void> {
@@ -251,6 +290,10 @@ export class Channel implements AsyncIterable<Term> {
       }
       case 'push':
         this.pushes.put(m.data);
+        if (!this.full && this.pushes.size >= this.highWater) {
+          this.full = true;
+          this.mm.pauseReading();
+        }
         return;
       default:
         this.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);

@@ -19,21 +19,42 @@ export class FrameParser {
   private body: Buffer | null = null;
   private bodyFill = 0;
   private stopped = false;
+  private paused = false;
+  /** The unread rest of a chunk, kept while paused (at most one chunk). */
+  private held: Buffer | null = null;
 
   constructor(maxFrameSize: number, onFrame: (payload: Buffer) => void) {
     this.maxFrameSize = maxFrameSize;
     this.onFrame = onFrame;
   }
 
-  /** Bytes of an unfinished frame held so far. */
+  /** Bytes of an unfinished frame held so far, and of a chunk held while paused. */
   get buffered(): number {
-    return this.headerFill + this.bodyFill;
+    return this.headerFill + this.bodyFill + (this.held?.length ?? 0);
+  }
+
+  /**
+   * Stops delivering frames after the current one (the consumer is full); the rest of the chunk is kept until
+   * {@link resume}. Callable from inside `onFrame`.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Delivers what was held, then goes on with later chunks. May throw like {@link push}. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const held = this.held;
+    this.held = null;
+    if (held) this.push(held);
   }
 
   /** Drops anything buffered and ignores all later input (the connection is closing). */
   stop(): void {
     this.stopped = true;
     this.body = null;
+    this.held = null;
   }
 
   /**
@@ -41,9 +62,18 @@ export class FrameParser {
    * spans chunks is assembled in a buffer of exactly its length. Throws a `frameTooLarge` {@link ChanError}.
    */
   push(chunk: Buffer): void {
+    if (this.paused) {
+      // A chunk already on its way when the socket was paused.
+      this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+      return;
+    }
     let off = 0;
     const n = chunk.length;
     while (off < n && !this.stopped) {
+      if (this.paused) {
+        this.held = chunk.subarray(off);
+        return;
+      }
       if (this.body === null) {
         let len: number;
         if (this.headerFill === 0 && n - off >= FRAME_HEADER_BYTES) {

@@ -4,11 +4,11 @@
  *   client                                                   server
  *   ["startService", {version, service, args, scram: CF}] ->
  *                                                         <- ["challenge", {scram: SF}]      the service has a secret
- *                                                         <- ["ack", {version, maxFrameSize}] the service has none
+ *                                                         <- ["ack", {version, maxFrameSize, heartbeatInterval}]: no secret
  *                                                         <- ["close", "badService", Text]   no such service
  *                                                         <- ["close", "badVersion", Text]   unknown protocol version
  *   ["response", {scram: CFinal}]                          ->
- *                                                         <- ["ack", {version, maxFrameSize, scram: "v=..."}]
+ *                                                         <- ["ack", {version, maxFrameSize, heartbeatInterval, scram: "v=..."}]
  *                                                         <- ["close", "authFail", Text]     wrong proof, or no secret given
  *
  * CF is SCRAM's client-first message (`n,,n=<service>,r=<client nonce>`), SF its server-first
@@ -43,6 +43,7 @@ export class ServerHandshake {
   constructor(
     private readonly lookup: (name: string) => ServiceAuth | undefined,
     private readonly maxFrameSize: number,
+    private readonly heartbeatInterval: number,
   ) {}
 
   step(m: WireMessage): HandshakeOutcome {
@@ -86,7 +87,7 @@ export class ServerHandshake {
   }
 
   private accept(service: ServiceAuth, args: Term, signature?: string): HandshakeOutcome {
-    const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize };
+    const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize, heartbeatInterval: this.heartbeatInterval };
     if (signature !== undefined) ack.scram = signature;
     return { kind: 'accept', service: service.name, args, ack };
   }

@@ -4,14 +4,20 @@
  * the connection: a close frame that tells the peer why, then FIN, then the socket is destroyed if the peer lingers.
  * Both sides use it: the server puts a handshake and then a handler behind it; the client puts a channel.
  *
- * Contract with the controller: `onMessage` for every message but `close`, in order; then exactly one `onClosed`, after
- * which nothing more arrives. Bad bytes from the peer never reach the controller: they close the connection with
- * `frameTooLarge` or `protocolError`, and the peer is told so.
+ * Contract with the controller: `onMessage` for every message but `close`, `ping` and `pong`, in order; then exactly
+ * one `onClosed`, after which nothing more arrives. Bad bytes from the peer never reach the controller: they close
+ * the connection with `frameTooLarge` or `protocolError`, and the peer is told so.
+ *
+ * Back-pressure, both ways. Inbound: the controller calls `pauseReading()` when it is full, and no more frames arrive
+ * (not even from the chunk being parsed) until `resumeReading()`. Outbound: the socket never refuses a write, so the
+ * middle-man counts what is queued; past `sendBufferLimit` bytes the peer is not reading and the connection closes
+ * with `slowConsumer`. `drain()` resolves when the queue has been handed to the kernel.
  */
 import type { Duplex } from 'node:stream';
 import type { Codec } from './codec/index.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from './frame.js';
+import { Heartbeat, type Clock } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 
@@ -36,7 +42,11 @@ export interface MiddleManOptions {
   codec: Codec;
   /** The inbound frame limit to start with. */
   maxFrameSize: number;
+  /** Outbound bytes that may wait for the peer before it is a slowConsumer. */
+  sendBufferLimit: number;
   log: Logger;
+  /** For tests: the heartbeat's clock. */
+  clock?: Clock;
 }
 
 export interface MMStats {
@@ -55,6 +65,10 @@ export class MiddleMan {
   private readonly parser: FrameParser;
   private readonly codec: Codec;
   private readonly log: Logger;
+  private readonly sendBufferLimit: number;
+  private heartbeat: Heartbeat | null = null;
+  private readingPaused = false;
+  private readonly clock: Clock | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -63,6 +77,8 @@ export class MiddleMan {
   ) {
     this.codec = options.codec;
     this.log = options.log;
+    this.sendBufferLimit = options.sendBufferLimit;
+    this.clock = options.clock;
     this.parser = new FrameParser(options.maxFrameSize, this.parserOnFrame);
     socket.on('data', this.socketOnData);
     socket.on('end', this.socketOnEnd);
@@ -73,6 +89,59 @@ export class MiddleMan {
   /** Why the connection ended, or null while it is open. */
   get closed(): CloseInfo | null {
     return this.closeInfo;
+  }
+
+  /** Starts heartbeats (see heartbeat.ts); an interval of 0 leaves them off. */
+  startHeartbeat(interval: number, maxMissed: number): void {
+    if (interval <= 0 || this.closeInfo) return;
+    this.heartbeat = new Heartbeat(this.heartbeatHost, interval, maxMissed, this.clock);
+    this.heartbeat.start();
+  }
+
+  /** Round-trip time of the last answered heartbeat ping, ms. */
+  get rtt(): number | undefined {
+    return this.heartbeat?.rtt;
+  }
+
+  /** Bytes written and not yet handed to the kernel. */
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Stops reading the socket: no frame reaches the controller until {@link resumeReading}. */
+  pauseReading(): void {
+    if (this.readingPaused || this.closeInfo) return;
+    this.readingPaused = true;
+    this.socket.pause();
+    this.parser.pause();
+    this.heartbeat?.suspend(true);
+  }
+
+  resumeReading(): void {
+    if (!this.readingPaused || this.closeInfo) return;
+    this.readingPaused = false;
+    this.heartbeat?.suspend(false);
+    try {
+      this.parser.resume();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (!this.readingPaused && !this.closeInfo) this.socket.resume();
+  }
+
+  /** Resolves once everything sent so far has been handed to the kernel (or the connection has ended). */
+  drain(): Promise<void> {
+    if (this.socket.writableLength === 0 || this.closeInfo || this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
   }
 
   /** Raises (or lowers) the inbound frame limit, as the server does once the handshake is done. */
@@ -87,22 +156,29 @@ export class MiddleMan {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
+    this.write(m, this.peerMaxFrameSize);
+    if (this.socket.writableLength > this.sendBufferLimit) {
+      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
+    }
+    return true;
+  }
+
+  private write(m: WireMessage, limit: number): void {
     const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES);
     const size = buf.length - FRAME_HEADER_BYTES;
-    if (size > this.peerMaxFrameSize) {
-      throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${this.peerMaxFrameSize}`);
+    if (size > limit) {
+      throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${limit}`);
     }
     this.socket.write(sealFrame(buf));
     this.stats.framesOut++;
     this.stats.bytesOut += buf.length;
-    return true;
   }
 
   /** Ends the connection: tells the peer `reason` in a close frame, then closes the socket. Idempotent. */
   close(reason: CloseReason, text: string): void {
     if (this.closeInfo) return;
     try {
-      this.send({ kind: 'close', reason, text });
+      if (!this.socket.destroyed) this.write({ kind: 'close', reason, text }, Number.POSITIVE_INFINITY);
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');
     }
@@ -113,6 +189,7 @@ export class MiddleMan {
   private finish(info: CloseInfo): void {
     this.closeInfo = info;
     this.parser.stop();
+    this.heartbeat?.stop();
     if (!this.socket.destroyed) {
       this.socket.resume(); // read on, so that the peer's FIN (and the socket's close) can arrive
       this.lingerTimer = setTimeout(this.lingerOnTimeout, CLOSE_LINGER_MS);
@@ -140,16 +217,36 @@ export class MiddleMan {
       this.fail(err);
       return;
     }
-    if (m.kind === 'close') {
-      this.socket.end();
-      this.finish({ reason: m.reason, text: m.text, by: 'peer' });
-      return;
+    switch (m.kind) {
+      case 'close':
+        this.socket.end();
+        this.finish({ reason: m.reason, text: m.text, by: 'peer' });
+        return;
+      case 'ping':
+        this.send({ kind: 'pong', n: m.n });
+        return;
+      case 'pong':
+        this.heartbeat?.pong(m.n);
+        return;
+      default:
+        this.controller.onMessage(m);
     }
-    this.controller.onMessage(m);
+  };
+
+  private readonly heartbeatHost = {
+    sendPing: (n: number): void => {
+      this.send({ kind: 'ping', n });
+    },
+    dead: (silentMs: number): void => {
+      this.close('timeout', `no frame from the peer for ${silentMs} ms (heartbeat)`);
+      // A dead peer will not answer the close: do not linger.
+      this.socket.destroy();
+    },
   };
 
   private readonly socketOnData = (chunk: Buffer): void => {
     this.stats.bytesIn += chunk.length;
+    this.heartbeat?.heard();
     try {
       this.parser.push(chunk);
     } catch (err) {

@@ -8,11 +8,12 @@
  * | `["startService", {version, service, args, scram?, maxFrameSize?}]` | C -> S | first frame of every connection |
  * | `["challenge", {scram}]`                 | S -> C    | the service has a secret: SCRAM server-first     |
  * | `["response", {scram}]`                  | C -> S    | SCRAM client-final, with the proof               |
- * | `["ack", {version, maxFrameSize, scram?}]` | S -> C  | accepted; `scram` is the server's signature      |
+ * | `["ack", {version, maxFrameSize, heartbeatInterval, scram?}]` | S -> C | accepted; `scram` is the server's signature |
  * | `["cast", X]`                            | C -> S    | one-way message                                  |
  * | `["rpc", Id, X]`                         | C -> S    | request; the handler's answer comes as a reply   |
  * | `["reply", Id, X]`                       | S -> C    | the answer to request Id                          |
  * | `["push", X]`                            | S -> C    | a message that answers no request                 |
+ * | `["ping", N]` / `["pong", N]`             | both      | heartbeat: a side that hears nothing pings; the other pongs N |
  * | `["close", Reason, Text]`                | both      | the sender is ending the connection, and why      |
  *
  * A message that does not fit this table, or that arrives at the wrong moment, is a `protocolError`.
@@ -32,11 +33,13 @@ export type WireMessage =
   | { kind: 'startService'; version: number; service: string; args: Term; scram?: string; maxFrameSize?: number }
   | { kind: 'challenge'; scram: string }
   | { kind: 'response'; scram: string }
-  | { kind: 'ack'; version: number; maxFrameSize: number; scram?: string }
+  | { kind: 'ack'; version: number; maxFrameSize: number; heartbeatInterval?: number; scram?: string }
   | { kind: 'cast'; data: Term }
   | { kind: 'rpc'; id: number; data: Term }
   | { kind: 'reply'; id: number; data: Term }
   | { kind: 'push'; data: Term }
+  | { kind: 'ping'; n: number }
+  | { kind: 'pong'; n: number }
   | { kind: 'close'; reason: string; text: string };
 
 export type MessageKind = WireMessage['kind'];
@@ -55,9 +58,13 @@ export function toWire(m: WireMessage): Term {
       return [m.kind, { scram: m.scram }];
     case 'ack': {
       const body: TermObject = { version: m.version, maxFrameSize: m.maxFrameSize };
+      if (m.heartbeatInterval !== undefined) body['heartbeatInterval'] = m.heartbeatInterval;
       if (m.scram !== undefined) body['scram'] = m.scram;
       return [m.kind, body];
     }
+    case 'ping':
+    case 'pong':
+      return [m.kind, m.n];
     case 'cast':
     case 'push':
       return [m.kind, m.data];
@@ -101,6 +108,11 @@ export function fromWire(t: Term): WireMessage {
       arity(3);
       if (!isRequestId(a[1])) throw bad(`${kind}: the request id must be an integer from 1 to ${MAX_REQUEST_ID}`);
       return { kind, id: a[1], data: a[2] as Term };
+    case 'ping':
+    case 'pong':
+      arity(2);
+      if (!isNat(a[1]) || a[1] > MAX_REQUEST_ID) throw bad(`${kind}: expected an integer from 0 to ${MAX_REQUEST_ID}`);
+      return { kind, n: a[1] };
     case 'close': {
       arity(3);
       const [, reason, text] = a;
@@ -131,9 +143,10 @@ export function fromWire(t: Term): WireMessage {
         case 'ack': {
           const version = field(body, 'version', isNat, 'a non-negative integer', kind);
           const maxFrameSize = field(body, 'maxFrameSize', isNat, 'a non-negative integer', kind);
-          const scram = body['scram'];
-          if (scram !== undefined && !isString(scram)) throw bad(`${kind}: field 'scram' must be a string`);
-          return scram === undefined ? { kind, version, maxFrameSize } : { kind, version, maxFrameSize, scram };
+          const m: WireMessage = { kind, version, maxFrameSize };
+          if (body['heartbeatInterval'] !== undefined) m.heartbeatInterval = field(body, 'heartbeatInterval', isNat, 'a non-negative integer', kind);
+          if (body['scram'] !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);
+          return m;
         }
       }
     }

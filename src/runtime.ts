@@ -54,6 +54,11 @@ export interface MM extends AsyncIterable<MailboxMessage> {
   push(x: unknown): boolean;
   /** Ends the conversation (reason `normal`); the client sees its channel close. */
   close(): void;
+  /**
+   * Resolves once everything sent has been handed to the network (or the connection has ended). A handler that sends
+   * much to a slow client awaits it, or the connection closes with `slowConsumer` past `send_buffer_limit`.
+   */
+  drain(): Promise<void>;
   /** The next message; rejects with a `timeout` ChanError after `timeout` ms. After the end: `chan_closed` again. */
   receive(options?: ReceiveOptions): Promise<MailboxMessage>;
 }
@@ -82,13 +87,18 @@ export class Mailbox implements MM {
     readonly service: string,
     readonly peer: string,
     readonly log: Logger,
+    private readonly highWater: number,
   ) {}
+
+  /** True while the socket is not read because the mailbox is full. */
+  private full = false;
 
   /** Called by the connection for each message from the client after the handshake. */
   fromClient(m: WireMessage): void {
     switch (m.kind) {
       case 'cast':
         this.inbox.put({ type: 'chan', mm: this, data: m.data });
+        this.checkFull();
         return;
       case 'rpc':
         if (this.inFlight.has(m.id)) {
@@ -97,6 +107,7 @@ export class Mailbox implements MM {
         }
         this.inFlight.add(m.id);
         this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
+        this.checkFull();
         return;
       default:
         this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
@@ -156,8 +167,25 @@ export class Mailbox implements MM {
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
     if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) this.received.add(m.requestId);
+    if (this.full && this.inbox.size <= this.highWater >> 1) {
+      this.full = false;
+      this.middleMan.resumeReading();
+    }
     return m;
   };
+
+  /** Inbound back-pressure: a full mailbox stops the reading of the socket. */
+  private checkFull(): void {
+    if (!this.full && this.inbox.size >= this.highWater) {
+      this.full = true;
+      this.middleMan.pauseReading();
+    }
+  }
+
+  /** Resolves once what was sent has left for the network (or the connection ended): pace a large stream with it. */
+  drain(): Promise<void> {
+    return this.middleMan.drain();
+  }
 }
 
 /**

@@ -17,6 +17,19 @@ import type { Term } from './term/model.js';
 import { Mailbox, runHandler } from './runtime.js';
 import { tcp, type Listening, type Transport } from './transport.js';
 
+export interface ServerStats {
+  /** Connections open, in the handshake or running a handler. */
+  connections: number;
+  /** Of those, the ones still in the handshake. */
+  unauthenticated: number;
+  /** Connections refused at max_connections or max_unauthenticated since the start. */
+  refused: number;
+  /** Messages waiting in handlers' mailboxes. */
+  queuedMessages: number;
+  /** Bytes waiting to be sent to clients. */
+  queuedBytes: number;
+}
+
 /** Everything `startServer` needs; the limits default to {@link DEFAULTS}. */
 export interface ServerOptions {
   port: number;
@@ -27,6 +40,12 @@ export interface ServerOptions {
   maxFrameSizeUnauth?: number;
   maxFrameSize?: number;
   maxDepth?: number;
+  heartbeatInterval?: number;
+  heartbeatMaxMissed?: number;
+  mailboxHighWater?: number;
+  sendBufferLimit?: number;
+  maxConnections?: number;
+  maxUnauthenticated?: number;
   /** Where the server logs; silent unless given (`chan serve` gives one). */
   logger?: Logger;
   transport?: Transport;
@@ -36,6 +55,12 @@ interface Settings {
   handshakeTimeout: number;
   maxFrameSizeUnauth: number;
   maxFrameSize: number;
+  heartbeatInterval: number;
+  heartbeatMaxMissed: number;
+  mailboxHighWater: number;
+  sendBufferLimit: number;
+  maxConnections: number;
+  maxUnauthenticated: number;
 }
 
 /**
@@ -77,6 +102,12 @@ export class ChanServer {
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       maxFrameSizeUnauth: options.maxFrameSizeUnauth ?? DEFAULTS.maxFrameSizeUnauth,
       maxFrameSize: options.maxFrameSize ?? DEFAULTS.maxFrameSize,
+      heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
+      heartbeatMaxMissed: options.heartbeatMaxMissed ?? DEFAULTS.heartbeatMaxMissed,
+      mailboxHighWater: options.mailboxHighWater ?? DEFAULTS.mailboxHighWater,
+      sendBufferLimit: options.sendBufferLimit ?? DEFAULTS.sendBufferLimit,
+      maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
+      maxUnauthenticated: options.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
     };
     this.codec = msgpackCodec({ maxDepth: options.maxDepth ?? DEFAULTS.maxDepth });
     this.transport = options.transport ?? tcp;
@@ -102,6 +133,17 @@ export class ChanServer {
     return this.connections.size;
   }
 
+  /** What the server holds now: connections, those still in the handshake, queued messages and bytes. */
+  stats(): ServerStats {
+    let queuedMessages = 0;
+    let queuedBytes = 0;
+    for (const c of this.connections) {
+      queuedMessages += c.queuedMessages;
+      queuedBytes += c.queuedBytes;
+    }
+    return { connections: this.connections.size, unauthenticated: this.unauthenticated, refused: this.refusedTotal, queuedMessages, queuedBytes };
+  }
+
   /** @internal */
   service(name: string): RunningService | undefined {
     return this.services.get(name);
@@ -125,16 +167,59 @@ export class ChanServer {
     return this.closing;
   }
 
+  /** Connections still in the handshake. */
+  get unauthenticatedCount(): number {
+    return this.unauthenticated;
+  }
+
+  private unauthenticated = 0;
+  private refusedTotal = 0;
+  private refusedSinceLog = 0;
+  private lastRefusalLog = 0;
+
+  /** @internal A connection finished its handshake, or ended before it did. */
+  leftHandshake(): void {
+    this.unauthenticated--;
+  }
+
   private readonly serverOnConnection = (socket: Duplex, peer: string): void => {
     if (this.closing) {
       socket.destroy();
       return;
     }
+    const s = this.settings;
+    const full =
+      this.connections.size >= s.maxConnections
+        ? `the server has max_connections (${s.maxConnections}) connections open`
+        : this.unauthenticated >= s.maxUnauthenticated
+          ? `the server has max_unauthenticated (${s.maxUnauthenticated}) connections in the handshake`
+          : null;
+    if (full) {
+      this.refuse(socket, peer, full);
+      return;
+    }
+    this.unauthenticated++;
     const c = new ServerConnection(this, socket, peer, this.nextId++);
     this.connections.add(c);
     void c.done.then(() => this.connections.delete(c));
   };
+
+  /** Tells the peer why, closes, and logs at most one line per 10 s however many are refused. */
+  private refuse(socket: Duplex, peer: string, text: string): void {
+    const mm = new MiddleMan(socket, { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log }, NO_CONTROLLER);
+    mm.close('tooManyConnections', text);
+    this.refusedTotal++;
+    this.refusedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog >= 10_000) {
+      this.log.warn({ refused: this.refusedSinceLog, peer }, `refusing connections: ${text}`);
+      this.refusedSinceLog = 0;
+      this.lastRefusalLog = now;
+    }
+  }
 }
+
+const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
 
 /** One client connection: its middle-man, its handshake, then its handler. */
 class ServerConnection implements MMController {
@@ -155,8 +240,9 @@ class ServerConnection implements MMController {
   ) {
     this.log = server.log.child({ conn: id, peer });
     this.done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: server.settings.maxFrameSizeUnauth, log: this.log }, this);
-    this.handshake = new ServerHandshake(this.lookup, server.settings.maxFrameSize);
+    const s = server.settings;
+    this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: this.log }, this);
+    this.handshake = new ServerHandshake(this.lookup, s.maxFrameSize, s.heartbeatInterval);
     this.handshakeTimer = setTimeout(this.handshakeOnTimeout, server.settings.handshakeTimeout);
     this.log.debug('connection opened');
   }
@@ -173,6 +259,14 @@ class ServerConnection implements MMController {
 
   shutdown(): void {
     this.mm.close('shutdown', 'the server is shutting down');
+  }
+
+  get queuedMessages(): number {
+    return this.mailbox?.queued ?? 0;
+  }
+
+  get queuedBytes(): number {
+    return this.mm.queuedBytes;
   }
 
   onMessage(m: WireMessage): void {
@@ -198,21 +292,32 @@ class ServerConnection implements MMController {
 
   private accept(name: string, argsC: Term, ack: WireMessage, first: WireMessage): void {
     const service = this.server.service(name) as RunningService;
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = null;
+    this.endHandshake();
     this.log = this.log.child({ service: name });
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
     if (first.kind === 'startService' && first.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = first.maxFrameSize;
     this.mm.send(ack);
-    this.mailbox = new Mailbox(this.mm, this.id, name, this.peer, this.log);
+    const s = this.server.settings;
+    this.mm.startHeartbeat(s.heartbeatInterval, s.heartbeatMaxMissed);
+    this.mailbox = new Mailbox(this.mm, this.id, name, this.peer, this.log, s.mailboxHighWater);
     this.log.debug('authenticated');
     const ctx = { service: name, state: service.state, log: this.log };
     void runHandler(service.handler, this.mailbox, this.mm, argsC, service.args, ctx);
   }
 
-  onClosed(info: CloseInfo): void {
+  /** Leaves the handshake phase (accepted or closed); runs once. */
+  private endHandshake(): void {
+    if (this.handshakeOver) return;
+    this.handshakeOver = true;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
+    this.server.leftHandshake();
+  }
+
+  private handshakeOver = false;
+
+  onClosed(info: CloseInfo): void {
+    this.endHandshake();
     this.mailbox?.closed(info);
     const s = this.mm.stats;
     this.log.info(

@@ -50,6 +50,9 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| \`rpcTimeout\` | \`${CLIENT_DEFAULTS.rpcTimeout}\` ms |`));
   t.true(doc.includes(`| \`maxFrameSize\` | \`${CLIENT_DEFAULTS.maxFrameSize}\` bytes |`));
   t.true(doc.includes(`| \`maxDepth\` | \`${CLIENT_DEFAULTS.maxDepth}\` |`));
+  t.true(doc.includes(`| \`heartbeatMaxMissed\` | \`${CLIENT_DEFAULTS.heartbeatMaxMissed}\` |`));
+  t.true(doc.includes(`| \`mailboxHighWater\` | \`${CLIENT_DEFAULTS.mailboxHighWater}\` |`));
+  t.true(doc.includes(`| \`sendBufferLimit\` | \`${CLIENT_DEFAULTS.sendBufferLimit}\` bytes |`));
   t.true(doc.includes(`| atom length | ${MAX_ATOM_LENGTH} characters |`));
   t.true(doc.includes(`| request ids | 1 to ${MAX_REQUEST_ID} |`));
   t.true(doc.includes(`| close text | ${MAX_CLOSE_TEXT} characters |`));
@@ -67,6 +70,12 @@ test('every option can be set by its CHAN_ variable', (t) => {
     max_frame_size_unauth: ['2048', 2048],
     max_frame_size: ['65536', 65536],
     max_depth: ['8', 8],
+    heartbeat_interval: ['0', 0],
+    heartbeat_max_missed: ['2', 2],
+    mailbox_high_water: ['16', 16],
+    send_buffer_limit: ['65536', 65536],
+    max_connections: ['10', 10],
+    max_unauthenticated: ['5', 5],
     log_level: ['warn', 'warn'],
   };
   for (const o of OPTIONS) {

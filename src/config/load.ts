@@ -41,6 +41,12 @@ export interface ServerConfig {
   maxFrameSizeUnauth: number;
   maxFrameSize: number;
   maxDepth: number;
+  heartbeatInterval: number;
+  heartbeatMaxMissed: number;
+  mailboxHighWater: number;
+  sendBufferLimit: number;
+  maxConnections: number;
+  maxUnauthenticated: number;
   logLevel: string;
   services: ServiceConfig[];
 }
@@ -417,17 +423,11 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     throw new ConfigError(problems);
   }
   const fromEnv = env['CHAN_CODE_PATH'] !== undefined;
-  return {
-    port: get('port') as number,
-    host: get('host') as string,
-    codePath: (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p)),
-    handshakeTimeout: get('handshake_timeout') as number,
-    maxFrameSizeUnauth: get('max_frame_size_unauth') as number,
-    maxFrameSize: get('max_frame_size') as number,
-    maxDepth: get('max_depth') as number,
-    logLevel: get('log_level') as string,
-    services,
-  };
+  const out: Record<string, unknown> = {};
+  for (const o of OPTIONS) out[o.prop] = get(o.key);
+  out['codePath'] = (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p));
+  out['services'] = services;
+  return out as unknown as ServerConfig;
 }
 
 /** The known name closest to `word`, if it is close enough to be a likely typo. */

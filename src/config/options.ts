@@ -12,6 +12,12 @@ export const DEFAULTS = {
   maxFrameSizeUnauth: 16 * 1024,
   maxFrameSize: 1024 * 1024,
   maxDepth: 32,
+  heartbeatInterval: 15_000,
+  heartbeatMaxMissed: 4,
+  mailboxHighWater: 1024,
+  sendBufferLimit: 8 * 1024 * 1024,
+  maxConnections: 1024,
+  maxUnauthenticated: 64,
   logLevel: 'info',
 } as const;
 
@@ -24,7 +30,7 @@ export interface OptionSpec {
   prop: string;
   env: string;
   format: OptionFormat;
-  unit: 'ms' | 'bytes' | 'levels' | '';
+  unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | '';
   default: unknown;
   doc: string;
 }
@@ -49,6 +55,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: 'Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is read.' },
   { key: 'max_depth', prop: 'maxDepth', env: 'CHAN_MAX_DEPTH', format: 'positive', unit: 'levels', default: DEFAULTS.maxDepth,
     doc: 'Deepest nesting of lists, tuples and maps in a message; a deeper one closes the connection with protocolError.' },
+  { key: 'heartbeat_interval', prop: 'heartbeatInterval', env: 'CHAN_HEARTBEAT_INTERVAL', format: 'nat', unit: 'ms',
+    default: DEFAULTS.heartbeatInterval,
+    doc: 'After this long without a frame from the peer, a side sends a ping; 0 turns heartbeats off. Told to clients in the ack.' },
+  { key: 'heartbeat_max_missed', prop: 'heartbeatMaxMissed', env: 'CHAN_HEARTBEAT_MAX_MISSED', format: 'positive',
+    unit: 'intervals', default: DEFAULTS.heartbeatMaxMissed,
+    doc: 'A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x 15 s: within 60 s).' },
+  { key: 'mailbox_high_water', prop: 'mailboxHighWater', env: 'CHAN_MAILBOX_HIGH_WATER', format: 'positive', unit: 'messages',
+    default: DEFAULTS.mailboxHighWater,
+    doc: "When a handler's mailbox holds this many messages, the server stops reading that client's socket; it reads again below half." },
+  { key: 'send_buffer_limit', prop: 'sendBufferLimit', env: 'CHAN_SEND_BUFFER_LIMIT', format: 'positive', unit: 'bytes',
+    default: DEFAULTS.sendBufferLimit,
+    doc: 'When more than this is queued for a client that does not read, the connection closes with slowConsumer (a handler can await mm.drain()).' },
+  { key: 'max_connections', prop: 'maxConnections', env: 'CHAN_MAX_CONNECTIONS', format: 'positive', unit: 'connections',
+    default: DEFAULTS.maxConnections,
+    doc: 'With this many connections open, a new one is sent a close with reason tooManyConnections and closed.' },
+  { key: 'max_unauthenticated', prop: 'maxUnauthenticated', env: 'CHAN_MAX_UNAUTHENTICATED', format: 'positive',
+    unit: 'connections', default: DEFAULTS.maxUnauthenticated,
+    doc: 'With this many connections still in the handshake, a new one is sent a close with reason tooManyConnections and closed.' },
   { key: 'log_level', prop: 'logLevel', env: 'CHAN_LOG_LEVEL', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
     doc: `Least severe log level written: ${LOG_LEVELS.join(', ')}.` },
 ];

@@ -1,0 +1,106 @@
+/**
+ * Dead-peer detection, like Erlang's net_ticktime. A side that has heard nothing from its peer for `interval` ms
+ * sends a ping (the peer answers with a pong, which counts as hearing from it), and again every `interval` ms while
+ * the silence lasts; once the silence reaches `interval * maxMissed` ms the peer is dead. Any frame counts as hearing
+ * from the peer, so a busy connection carries no pings, an idle one a ping and a pong per interval, and a dead peer
+ * is noticed within `interval * maxMissed` ms (15 s x 4 = 60 s by default).
+ *
+ * While this side has stopped reading (back-pressure), silence is its own doing and does not count. One timer per
+ * connection, re-armed only when it fires. The host (the middle-man) and the clock are small interfaces so that tests
+ * drive a heartbeat with fakes.
+ */
+
+export interface HeartbeatHost {
+  sendPing(n: number): void;
+  /** The peer has been silent for `silentMs`. */
+  dead(silentMs: number): void;
+}
+
+export interface Clock {
+  now(): number;
+  after(ms: number, fn: () => void): { cancel(): void };
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  after(ms, fn) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+export class Heartbeat {
+  private lastHeard: number;
+  private lastPing = 0;
+  private suspended = false;
+  private seq = 0;
+  private timer: { cancel(): void } | null = null;
+  /** Round-trip time of the last answered ping, ms (undefined until one is answered). */
+  rtt: number | undefined;
+  /** Silence, in ms, after which the peer is dead. */
+  readonly limit: number;
+
+  constructor(
+    private readonly host: HeartbeatHost,
+    readonly interval: number,
+    maxMissed: number,
+    private readonly clock: Clock = realClock,
+  ) {
+    this.limit = interval * maxMissed;
+    this.lastHeard = clock.now();
+  }
+
+  /** Starts watching (a no-op when the interval is 0: heartbeats off). */
+  start(): void {
+    if (this.interval <= 0 || this.timer) return;
+    this.lastHeard = this.clock.now();
+    this.schedule(this.interval);
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = null;
+  }
+
+  /** Something arrived from the peer. */
+  heard(): void {
+    this.lastHeard = this.clock.now();
+  }
+
+  /** The peer answered ping `n`. */
+  pong(n: number): void {
+    const now = this.clock.now();
+    this.lastHeard = now;
+    if (n === this.seq && this.lastPing > 0) this.rtt = now - this.lastPing;
+  }
+
+  /** This side stopped (true) or resumed (false) reading. */
+  suspend(on: boolean): void {
+    this.suspended = on;
+    this.lastHeard = this.clock.now();
+  }
+
+  private schedule(ms: number): void {
+    this.timer = this.clock.after(Math.max(1, ms), this.check);
+  }
+
+  private readonly check = (): void => {
+    const now = this.clock.now();
+    if (this.suspended) this.lastHeard = now;
+    const silent = now - this.lastHeard;
+    if (silent >= this.limit) {
+      this.timer = null;
+      this.host.dead(silent);
+      return;
+    }
+    if (silent >= this.interval && now - this.lastPing >= this.interval) {
+      this.seq = this.seq >= 0xffff_ffff ? 1 : this.seq + 1;
+      this.lastPing = now;
+      this.host.sendPing(this.seq);
+    }
+    const nextPing = Math.max(this.lastHeard, this.lastPing) + this.interval;
+    const deadline = this.lastHeard + this.limit;
+    this.schedule(Math.min(nextPing, deadline) - now);
+  };
+}
