@@ -7,7 +7,7 @@
  */
 export { connect, Channel, CLIENT_DEFAULTS, type ConnectOptions, type RpcOptions } from './client.js';
 export { kvsClient, type KvsClient } from './kvs.js';
-export { startServer, ChanServer, type ServerOptions, type ServerStats } from './server.js';
+export { startServer, ChanServer, type ServerOptions, type ServerSettings, type ServerStats } from './server.js';
 export type { ServiceDefinition, StartContext } from './modules.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
 export type { CloseInfo } from './mm.js';

@@ -30,37 +30,18 @@ export interface ServerStats {
   queuedBytes: number;
 }
 
-/** Everything `startServer` needs; the limits default to {@link DEFAULTS}. */
-export interface ServerOptions {
+/** The limits and timings of a running server (see docs/OPTIONS.md). */
+export type ServerSettings = Omit<ServerConfig, 'port' | 'host' | 'codePath' | 'logLevel' | 'services'>;
+
+/** Everything `startServer` needs; every setting left out takes its value from {@link DEFAULTS}. */
+export interface ServerOptions extends Partial<ServerSettings> {
   port: number;
   host?: string;
   services: ServiceDefinition[];
   codePath?: readonly string[];
-  handshakeTimeout?: number;
-  maxFrameSizeUnauth?: number;
-  maxFrameSize?: number;
-  maxDepth?: number;
-  heartbeatInterval?: number;
-  heartbeatMaxMissed?: number;
-  mailboxHighWater?: number;
-  sendBufferLimit?: number;
-  maxConnections?: number;
-  maxUnauthenticated?: number;
   /** Where the server logs; silent unless given (`chan serve` gives one). */
   logger?: Logger;
   transport?: Transport;
-}
-
-interface Settings {
-  handshakeTimeout: number;
-  maxFrameSizeUnauth: number;
-  maxFrameSize: number;
-  heartbeatInterval: number;
-  heartbeatMaxMissed: number;
-  mailboxHighWater: number;
-  sendBufferLimit: number;
-  maxConnections: number;
-  maxUnauthenticated: number;
 }
 
 /**
@@ -87,7 +68,7 @@ export class ChanServer {
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
-  readonly settings: Settings;
+  readonly settings: ServerSettings;
   readonly codec: Codec;
   private readonly transport: Transport;
 
@@ -102,6 +83,7 @@ export class ChanServer {
       handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
       maxFrameSizeUnauth: options.maxFrameSizeUnauth ?? DEFAULTS.maxFrameSizeUnauth,
       maxFrameSize: options.maxFrameSize ?? DEFAULTS.maxFrameSize,
+      maxDepth: options.maxDepth ?? DEFAULTS.maxDepth,
       heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
       heartbeatMaxMissed: options.heartbeatMaxMissed ?? DEFAULTS.heartbeatMaxMissed,
       mailboxHighWater: options.mailboxHighWater ?? DEFAULTS.mailboxHighWater,
@@ -109,7 +91,7 @@ export class ChanServer {
       maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
       maxUnauthenticated: options.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
     };
-    this.codec = msgpackCodec({ maxDepth: options.maxDepth ?? DEFAULTS.maxDepth });
+    this.codec = msgpackCodec({ maxDepth: this.settings.maxDepth });
     this.transport = options.transport ?? tcp;
   }
 

@@ -1,0 +1,125 @@
+import test from 'ava';
+import { connect } from '../src/client.js';
+import type { ChanClosedMessage, Handler } from '../src/runtime.js';
+import { RawClient, echo, service, silent, testServer } from './helpers.js';
+
+test('a full mailbox stops the reading of the socket; nothing is lost when the handler catches up', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const got: number[] = [];
+  const slowReader: Handler = async (mm) => {
+    await gate;
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      got.push(m.data as number);
+      if (m.requestId !== undefined) mm.send('done');
+    }
+  };
+  const server = await testServer([service('s', slowReader)], { mailboxHighWater: 100 });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 's', null, null, { rpcTimeout: 30_000 });
+  for (let i = 0; i < 5000; i++) ch.cast(i);
+  const finished = ch.rpc(-1);
+  // The server reads until the mailbox holds 100, then stops: the rest waits in socket buffers, not in the heap.
+  while (server.stats().queuedMessages < 100) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(server.stats().queuedMessages, 100);
+  release();
+  t.is(await finished, 'done');
+  t.deepEqual(got, [...Array.from({ length: 5000 }, (_, i) => i), -1]);
+  await ch.close();
+});
+
+test('a client that does not read is closed with slowConsumer past send_buffer_limit', async (t) => {
+  let closed: ChanClosedMessage | undefined;
+  const done = new Promise<void>((resolve) => {
+    const flood: Handler = async (mm) => {
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      while (mm.push(chunk)) await new Promise((r) => setImmediate(r));
+      for await (const m of mm) if (m.type === 'chan_closed') closed = m;
+      resolve();
+    };
+    void testServer([service('s', flood)], { sendBufferLimit: 1024 * 1024 }).then(async (server) => {
+      t.teardown(() => server.close());
+      const c = await RawClient.open(server.port);
+      c.send({ kind: 'startService', version: 1, service: 's', args: null });
+      await c.next(0);
+      c.socket.pause();
+    });
+  });
+  await done;
+  t.is(closed?.reason, 'slowConsumer');
+  t.regex(closed?.text ?? '', /send_buffer_limit \(1048576 bytes\)/);
+});
+
+test('a handler that awaits drain() streams far more than send_buffer_limit to a reading client', async (t) => {
+  const total = 16 * 1024 * 1024;
+  const streamer: Handler = async (mm) => {
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      mm.push(chunk);
+      await mm.drain();
+    }
+    mm.push('end');
+    await mm.receive();
+  };
+  const server = await testServer([service('s', streamer)], { sendBufferLimit: 1024 * 1024 });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 's', null);
+  let bytes = 0;
+  for await (const x of ch) {
+    if (x === 'end') break;
+    bytes += (x as Buffer).length;
+  }
+  t.is(bytes, total);
+  t.false(ch.isClosed);
+  await ch.close();
+});
+
+test('a client with unread pushes stops reading at mailboxHighWater, and loses none', async (t) => {
+  const pusher: Handler = async (mm) => {
+    for (let i = 0; i < 300; i++) mm.push(i);
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      mm.send('pong');
+    }
+  };
+  const server = await testServer([service('s', pusher)]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 's', null, null, { mailboxHighWater: 10 });
+  const got: unknown[] = [];
+  for (let i = 0; i < 300; i++) got.push(await ch.receive());
+  t.deepEqual(got, Array.from({ length: 300 }, (_, i) => i));
+  t.is(await ch.rpc('ping'), 'pong');
+  await ch.close();
+});
+
+test('at max_connections a new connection is told tooManyConnections; one closing makes room', async (t) => {
+  const server = await testServer([service('echo', echo)], { maxConnections: 3 });
+  t.teardown(() => server.close());
+  const chs = await Promise.all([1, 2, 3].map(() => connect('127.0.0.1', server.port, 'echo', null)));
+  const err = await t.throwsAsync(connect('127.0.0.1', server.port, 'echo', null));
+  t.is((err as { code?: string }).code, 'tooManyConnections');
+  t.regex(err?.message ?? '', /max_connections \(3\)/);
+  await chs[0]?.close();
+  while (server.stats().connections >= 3) await new Promise((r) => setTimeout(r, 5));
+  const again = await connect('127.0.0.1', server.port, 'echo', null);
+  t.is(await again.rpc('in'), 'in');
+  t.is(server.stats().refused, 1);
+  await Promise.all([again, ...chs.slice(1)].map((c) => c?.close()));
+});
+
+test('at max_unauthenticated, silent connections cannot lock out the clients already in', async (t) => {
+  const server = await testServer([service('echo', echo), service('quiet', silent)], { maxUnauthenticated: 5, handshakeTimeout: 300 });
+  t.teardown(() => server.close());
+  const good = await connect('127.0.0.1', server.port, 'echo', null);
+  const squatters = await Promise.all(Array.from({ length: 5 + 10 }, () => RawClient.open(server.port)));
+  const closes = await Promise.all(squatters.map((s) => s.closeMessage()));
+  t.is(closes.filter((c) => c?.reason === 'tooManyConnections').length, 10);
+  t.is(closes.filter((c) => c?.reason === 'timeout').length, 5);
+  t.is(await good.rpc('still served'), 'still served');
+  t.is(server.stats().unauthenticated, 0);
+  const after = await connect('127.0.0.1', server.port, 'echo', null);
+  t.is(await after.rpc('room again'), 'room again');
+  await Promise.all([good.close(), after.close()]);
+});
