@@ -98,6 +98,7 @@ export async function connect(
         service,
         secret: secret ?? null,
         args: argsC,
+        maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
       }),
       expired,
     ]);
@@ -152,10 +153,8 @@ export class Channel implements AsyncIterable<Term> {
       },
       controller,
     );
-    this.maxFrameSize = options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize;
   }
 
-  private readonly maxFrameSize: number;
   private readonly heartbeatMaxMissed: number;
   private readonly highWater: number;
   /** True while the socket is not read because too many pushes are unread. */
@@ -164,7 +163,6 @@ export class Channel implements AsyncIterable<Term> {
   /** @internal The handshake's view of the connection. */
   readonly handshakeIO = {
     send: (m: WireMessage): void => {
-      if (m.kind === 'startService') m.maxFrameSize = this.maxFrameSize;
       this.mm.send(m);
     },
     next: (): Promise<WireMessage> => this.handshakeInbox.receive(),

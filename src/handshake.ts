@@ -44,6 +44,8 @@ export class ServerHandshake {
     private readonly lookup: (name: string) => ServiceAuth | undefined,
     private readonly maxFrameSize: number,
     private readonly heartbeatInterval: number,
+    /** Where server nonces come from (fixed ones make docs/PROTOCOL.md's worked example). */
+    private readonly newNonce: () => string = scram.newNonce,
   ) {}
 
   step(m: WireMessage): HandshakeOutcome {
@@ -68,7 +70,7 @@ export class ServerHandshake {
     if (!first) return refuse('protocolError', 'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)');
     if (first.user !== service.name) return refuse('protocolError', 'startService: the SCRAM user name must be the service name');
     const v = service.verifier;
-    const nonce = first.nonce + scram.newNonce();
+    const nonce = first.nonce + this.newNonce();
     const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
     this.state = { at: 'challenged', service, args: m.args, nonce, clientFirstBare: first.bare, serverFirst };
     return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
@@ -114,14 +116,19 @@ export interface ClientHandshakeOptions {
   args: Term;
   /** Derives the salted password; a cache can stand in for PBKDF2 here. */
   saltedPassword?: (secret: string, salt: Buffer, iterations: number) => Promise<Buffer>;
+  /** The client nonce (random unless given: fixed ones make docs/PROTOCOL.md's worked example). */
+  nonce?: string;
+  /** Told to the server: the largest frame this client accepts. */
+  maxFrameSize?: number;
 }
 
 /** The client's side. Resolves with the server's ack, or rejects with a {@link ChanError} named by lib_chan's words. */
 export async function clientHandshake(io: HandshakeIO, o: ClientHandshakeOptions): Promise<Extract<WireMessage, { kind: 'ack' }>> {
-  const clientNonce = scram.newNonce();
+  const clientNonce = o.nonce ?? scram.newNonce();
   const clientFirstBare = scram.clientFirstBare(o.service, clientNonce);
   const start: WireMessage = { kind: 'startService', version: PROTOCOL_VERSION, service: o.service, args: o.args };
   if (o.secret !== null) start.scram = scram.GS2_HEADER + clientFirstBare;
+  if (o.maxFrameSize !== undefined) start.maxFrameSize = o.maxFrameSize;
   io.send(start);
 
   const first = expectFrom(await io.next(), 'challenge', 'ack');

@@ -1,0 +1,23 @@
+import { execFile } from 'node:child_process';
+import test from 'ava';
+import { BOOK_SERVICE, testServer } from './helpers.js';
+
+const python = await new Promise<boolean>((resolve) => execFile('python3', ['--version'], (err) => resolve(!err)));
+
+if (python) {
+  test('a Python client written from docs/PROTOCOL.md alone completes the handshake and the book session', async (t) => {
+    const server = await testServer([BOOK_SERVICE]);
+    t.teardown(() => server.close());
+    const out = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) =>
+      execFile('python3', ['test/interop/kvs_client.py', '127.0.0.1', String(server.port), 'nameServer', 'ABXy45'], (err, stdout, stderr) =>
+        resolve({ err, stdout, stderr }),
+      ),
+    );
+    t.is(out.err, null, out.stderr);
+    t.is(out.stdout, "('ok', 'writing a book')\n'undefined'\n");
+  });
+} else {
+  // Printed so that a run without Python says why the interop test did not run.
+  console.log('interop test skipped: python3 is not installed');
+  test.skip('a Python client written from docs/PROTOCOL.md alone completes the handshake and the book session (python3 not installed)', () => {});
+}
