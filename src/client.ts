@@ -14,7 +14,9 @@ import type { Duplex } from 'node:stream';
 import { msgpackCodec } from './codec/index.js';
 import { DEFAULTS } from './config/options.js';
 import { ChanError, isCloseReason } from './errors.js';
+import { SaltedPasswordCache } from './auth/scram.js';
 import { clientHandshake } from './handshake.js';
+import { describeTlsError, tlsClientTransport, type TlsClientOptions } from './tls.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import { silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController, type MMStats } from './mm.js';
@@ -52,9 +54,19 @@ export interface ConnectOptions {
   mailboxHighWater?: number;
   /** Bytes queued for a server that does not read before the channel closes with `slowConsumer` (default 8 MiB). */
   sendBufferLimit?: number;
+  /** Connect over TLS: `{}` trusts the public CAs; `{ ca }` a CA of your own (chan certs makes one). */
+  tls?: TlsClientOptions;
+  /**
+   * Where salted passwords are remembered between connects (PBKDF2 is the slow part of a handshake): a process-wide
+   * cache unless given; `false` derives every time.
+   */
+  saltedPasswordCache?: SaltedPasswordCache | false;
   logger?: Logger;
   transport?: Transport;
 }
+
+/** The cache every connect uses unless told otherwise. */
+export const defaultSaltedPasswordCache = new SaltedPasswordCache();
 
 export interface RpcOptions {
   /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
@@ -81,7 +93,8 @@ export async function connect(
 ): Promise<Channel> {
   const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
   const deadline = Date.now() + timeout;
-  const { socket, peer } = await (options.transport ?? tcp).connect(host, port, timeout);
+  const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
+  const { socket, peer } = await transport.connect(host, port, timeout);
   const log = (options.logger ?? silentLogger).child({ peer, service });
   const ch = new Channel(socket, log, options);
   let timer: NodeJS.Timeout | undefined;
@@ -99,6 +112,7 @@ export async function connect(
         secret: secret ?? null,
         args: argsC,
         maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
+        ...(options.saltedPasswordCache === false ? {} : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
       }),
       expired,
     ]);
@@ -254,6 +268,20 @@ export class Channel implements AsyncIterable<Term> {
     await this.socketClosed;
   }
 
+  /** Why the handshake ended, in the words a person connecting needs. */
+  private handshakeError(info: CloseInfo): ChanError {
+    if (info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed') return new ChanError(info.reason, info.text);
+    if (info.error) {
+      // Under TLS 1.3 a rejected client certificate shows only now, after the client believed it was connected.
+      const { code, text } = describeTlsError(info.error);
+      if (code === 'tlsRejected' || code === 'tlsFailed') return new ChanError(code, text, { cause: info.error });
+    }
+    if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0) {
+      return new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });
+    }
+    return closedError(info);
+  }
+
   private ensureOpen(): void {
     const c = this.mm.closed;
     if (c) throw closedError(c);
@@ -300,7 +328,7 @@ export class Channel implements AsyncIterable<Term> {
 
   private readonly mmOnClosed = (info: CloseInfo): void => {
     const err = closedError(info);
-    this.handshakeInbox.end({ error: info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed' ? new ChanError(info.reason, info.text) : err });
+    if (!this.acked) this.handshakeInbox.end({ error: this.handshakeError(info) });
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);

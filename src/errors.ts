@@ -21,6 +21,8 @@ export const CLOSE_REASONS = {
   badService: 'The server has no service by the requested name; names are case-sensitive (see the server config).',
   authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given; check the secret.',
   badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake; the client refused it.',
+  authThrottled: 'Too many failed handshakes came from this address (auth_max_failures within auth_failure_window); it is refused for auth_lockout.',
+  badCert: "The service accepts only clients whose certificate's common name is in its allow_cn list; present an allowed client certificate over TLS.",
   badVersion: 'The client asked for a protocol version the server does not speak; upgrade the older side.',
   internalError: 'The server could not run the service (its handler module failed to load, for one); see the server log.',
 } as const;
@@ -30,6 +32,8 @@ export type CloseReason = keyof typeof CLOSE_REASONS;
 /** Errors of the client library and the CLI that are not close reasons. */
 export const ERROR_CODES = {
   ...CLOSE_REASONS,
+  tlsFailed: "The TLS handshake failed: the server's certificate is not trusted (wrong --ca, expired, another host name), or the port does not speak TLS.",
+  tlsRejected: 'The server rejected our client certificate (missing, or not signed by its CA); give one with --cert and --key.',
   closed: "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
   badRequest: 'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
   econnrefused: 'Nothing listens on that host and port: start the server or check the port.',

@@ -7,6 +7,8 @@
  *                                                         <- ["ack", {version, maxFrameSize, heartbeatInterval}]: no secret
  *                                                         <- ["close", "badService", Text]   no such service
  *                                                         <- ["close", "badVersion", Text]   unknown protocol version
+ *                                                         <- ["close", "badCert", Text]      allow_cn, and the client
+ *                                                                                            certificate is missing or not listed
  *   ["response", {scram: CFinal}]                          ->
  *                                                         <- ["ack", {version, maxFrameSize, heartbeatInterval, scram: "v=..."}]
  *                                                         <- ["close", "authFail", Text]     wrong proof, or no secret given
@@ -26,6 +28,8 @@ export interface ServiceAuth {
   name: string;
   /** null: a service without a secret. */
   verifier: scram.ScramVerifier | null;
+  /** When set, only a client whose verified TLS certificate has one of these common names may use the service. */
+  allowCn?: readonly string[];
 }
 
 export type HandshakeOutcome =
@@ -46,7 +50,12 @@ export class ServerHandshake {
     private readonly heartbeatInterval: number,
     /** Where server nonces come from (fixed ones make docs/PROTOCOL.md's worked example). */
     private readonly newNonce: () => string = scram.newNonce,
+    /** The common name of the client's verified TLS certificate, if any. */
+    private readonly certCn?: string,
   ) {}
+
+  /** The service asked for, once known (for logs). */
+  service: string | undefined;
 
   step(m: WireMessage): HandshakeOutcome {
     const s = this.state;
@@ -64,6 +73,11 @@ export class ServerHandshake {
     }
     const service = this.lookup(m.service);
     if (!service) return refuse('badService', `no service named ${JSON.stringify(m.service.slice(0, 100))}`);
+    this.service = service.name;
+    if (service.allowCn && (this.certCn === undefined || !service.allowCn.includes(this.certCn))) {
+      const given = this.certCn === undefined ? 'no verified client certificate was given' : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
+      return refuse('badCert', `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`);
+    }
     if (service.verifier === null) return this.accept(service, m.args);
     if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);

@@ -56,3 +56,26 @@ export function prettyLine(json: string): string {
   }
   return line;
 }
+
+/**
+ * Logs an event that a flood could repeat (refused connections, failed TLS handshakes) at most once per `interval`
+ * ms, with the number of events since the last line.
+ */
+export class ThrottledLog {
+  private count = 0;
+  private last = 0;
+  constructor(
+    private readonly log: Logger,
+    private readonly level: 'info' | 'warn',
+    private readonly interval = 10_000,
+  ) {}
+
+  note(fields: Record<string, unknown>, message: string): void {
+    this.count++;
+    const now = Date.now();
+    if (now - this.last < this.interval) return;
+    this.log[this.level]({ ...fields, times: this.count }, message);
+    this.count = 0;
+    this.last = now;
+  }
+}

@@ -31,6 +31,8 @@ export interface CloseInfo {
   text: string;
   /** Which side ended the connection. */
   by: 'local' | 'peer';
+  /** The socket error that ended it, if one did (a TLS alert, a reset). */
+  error?: NodeJS.ErrnoException;
 }
 
 export interface MMController {
@@ -260,7 +262,7 @@ export class MiddleMan {
 
   private readonly socketOnError = (err: Error): void => {
     this.log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'socket error');
-    if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message}`, by: 'peer' });
+    if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message.trim()}`, by: 'peer', error: err });
     this.socket.destroy();
   };
 

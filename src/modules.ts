@@ -20,8 +20,12 @@ import type { Term } from './term/model.js';
 /** A service as the server runs it. */
 export interface ServiceDefinition<S = unknown> {
   name: string;
-  /** The plaintext secret, or null for none. */
+  /** The plaintext secret, or null for none (or when `verifier` is given). */
   secret: string | null;
+  /** A stored SCRAM verifier instead of a plaintext secret. */
+  verifier?: ScramVerifier;
+  /** Only TLS clients whose verified certificate has one of these common names may use the service. */
+  allowCn?: string[];
   /** Where the handler comes from: a module and function (as in lib_chan.conf)... */
   module?: string;
   function?: string;
@@ -41,7 +45,13 @@ export interface StartContext {
 
 export interface RunningService {
   name: string;
+  /** Replaced on reload (SIGHUP), for connections from then on. */
   verifier: ScramVerifier | null;
+  allowCn?: string[];
+  /** What the verifier was made from, so a reload with the same secret keeps it (and clients' caches). */
+  secret: string | null;
+  module?: string;
+  function?: string;
   handler: Handler;
   args: Term;
   state: unknown;
@@ -123,8 +133,25 @@ async function startService(def: ServiceDefinition, codePath: readonly string[],
   }
   const args = def.args ?? null;
   const state = start ? await start(args, { service: def.name, log: log.child({ service: def.name }) }) : undefined;
-  const verifier = def.secret === null ? null : await makeVerifier(def.secret);
-  return { name: def.name, verifier, handler, args, state, ...(stop ? { stop: () => stop(state) } : {}) };
+  const verifier = await verifierFor(def);
+  return {
+    name: def.name,
+    verifier,
+    secret: def.secret,
+    handler,
+    args,
+    state,
+    ...(def.allowCn ? { allowCn: def.allowCn } : {}),
+    ...(def.module ? { module: def.module } : {}),
+    ...(def.function ? { function: def.function } : {}),
+    ...(stop ? { stop: () => stop(state) } : {}),
+  };
+}
+
+/** The verifier a service's handshake checks against: the stored one, one made from the plaintext secret, or none. */
+export async function verifierFor(def: ServiceDefinition): Promise<ScramVerifier | null> {
+  if (def.verifier) return def.verifier;
+  return def.secret === null ? null : makeVerifier(def.secret);
 }
 
 export async function stopServices(services: readonly RunningService[], log: Logger): Promise<void> {

@@ -6,16 +6,18 @@
  */
 import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
-import { loadConfigFile, type ServerConfig } from './config/load.js';
+import { AuthThrottle } from './auth/throttle.js';
+import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
 import { DEFAULTS } from './config/options.js';
 import { ServerHandshake, type ServiceAuth } from './handshake.js';
-import { silentLogger, type Logger } from './log.js';
+import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
-import { startServices, stopServices, type RunningService, type ServiceDefinition } from './modules.js';
+import { startServices, stopServices, verifierFor, type RunningService, type ServiceDefinition } from './modules.js';
 import type { WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 import { Mailbox, runHandler } from './runtime.js';
-import { tcp, type Listening, type Transport } from './transport.js';
+import { tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
+import { tcp, type Listening, type PeerInfo, type Transport } from './transport.js';
 
 export interface ServerStats {
   /** Connections open, in the handshake or running a handler. */
@@ -31,7 +33,7 @@ export interface ServerStats {
 }
 
 /** The limits and timings of a running server (see docs/OPTIONS.md). */
-export type ServerSettings = Omit<ServerConfig, 'port' | 'host' | 'codePath' | 'logLevel' | 'services'>;
+export type ServerSettings = Omit<ServerConfig, 'port' | 'host' | 'codePath' | 'logLevel' | 'services' | 'tls'>;
 
 /** Everything `startServer` needs; every setting left out takes its value from {@link DEFAULTS}. */
 export interface ServerOptions extends Partial<ServerSettings> {
@@ -39,6 +41,8 @@ export interface ServerOptions extends Partial<ServerSettings> {
   host?: string;
   services: ServiceDefinition[];
   codePath?: readonly string[];
+  /** TLS for the port (PEM texts); plain TCP when absent. */
+  tls?: TlsConfig | null;
   /** Where the server logs; silent unless given (`chan serve` gives one). */
   logger?: Logger;
   transport?: Transport;
@@ -90,15 +94,83 @@ export class ChanServer {
       sendBufferLimit: options.sendBufferLimit ?? DEFAULTS.sendBufferLimit,
       maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
       maxUnauthenticated: options.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
+      tlsHandshakeTimeout: options.tlsHandshakeTimeout ?? DEFAULTS.tlsHandshakeTimeout,
+      authMaxFailures: options.authMaxFailures ?? DEFAULTS.authMaxFailures,
+      authFailureWindow: options.authFailureWindow ?? DEFAULTS.authFailureWindow,
+      authLockout: options.authLockout ?? DEFAULTS.authLockout,
     };
     this.codec = msgpackCodec({ maxDepth: this.settings.maxDepth });
-    this.transport = options.transport ?? tcp;
+    this.throttle = new AuthThrottle(this.throttleSettings());
+    if (options.tls) {
+      this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log);
+      this.transport = this.tlsTransport;
+    } else {
+      this.transport = options.transport ?? tcp;
+    }
+  }
+
+  /** @internal Failed handshakes per peer address. */
+  readonly throttle: AuthThrottle;
+  private readonly tlsTransport: TlsTransport | null = null;
+
+  private throttleSettings(): { maxFailures: number; window: number; lockout: number } {
+    const s = this.settings;
+    return { maxFailures: s.authMaxFailures, window: s.authFailureWindow, lockout: s.authLockout };
+  }
+
+  private tlsSettings(t: TlsConfig): TlsServerSettings {
+    return { cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), verifyClient: t.verifyClient, minVersion: t.minVersion, handshakeTimeout: this.settings.tlsHandshakeTimeout };
+  }
+
+  /** True when the port speaks TLS. */
+  get tls(): boolean {
+    return this.tlsTransport !== null;
+  }
+
+  /**
+   * Applies a changed configuration to new connections (what SIGHUP does): service secrets and verifiers, allow_cn,
+   * the TLS certificates and CA, and failure throttling. Open connections carry on as they are. Changes that need a
+   * restart (port, host, TLS on or off, services added, removed or given another module) are not applied; each is
+   * returned as a sentence.
+   */
+  async reload(config: ServerConfig): Promise<string[]> {
+    const notApplied: string[] = [];
+    if (config.port !== 0 && config.port !== this.port) notApplied.push(`port ${config.port}: restart to listen on another port`);
+    if ((config.tls !== null) !== this.tls) notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
+    const names = new Set(config.services.map((s) => s.name));
+    for (const name of this.services.keys()) if (!names.has(name)) notApplied.push(`service ${name} removed: restart to remove it`);
+    const updates: [RunningService, Awaited<ReturnType<typeof verifierFor>>, string[] | undefined, string | null][] = [];
+    for (const def of config.services) {
+      const running = this.services.get(def.name);
+      if (!running) {
+        notApplied.push(`service ${def.name} added: restart to start it`);
+        continue;
+      }
+      if (def.module !== running.module || def.function !== running.function) {
+        notApplied.push(`service ${def.name}: restart to change its mfa`);
+      }
+      const sameSecret = !def.verifier && def.secret === running.secret && running.verifier !== null;
+      const verifier = sameSecret ? running.verifier : await verifierFor(def);
+      updates.push([running, verifier, def.allowCn, def.verifier ? null : def.secret]);
+    }
+    // Everything computed first: the switch itself cannot fail half-way.
+    for (const [running, verifier, allowCn, secret] of updates) {
+      running.verifier = verifier;
+      running.secret = secret;
+      if (allowCn) running.allowCn = allowCn;
+      else delete running.allowCn;
+    }
+    if (config.tls && this.tlsTransport) this.tlsTransport.update(this.tlsSettings(config.tls));
+    Object.assign(this.settings, { authMaxFailures: config.authMaxFailures, authFailureWindow: config.authFailureWindow, authLockout: config.authLockout });
+    this.throttle.settings = this.throttleSettings();
+    this.log.info({ services: [...this.services.keys()], notApplied }, 'configuration reloaded');
+    return notApplied;
   }
 
   /** @internal */
   async listen(host: string, port: number): Promise<void> {
     this.listening = await this.transport.listen(host, port, this.serverOnConnection);
-    this.log.info({ host: this.listening.host, port: this.listening.port, services: [...this.services.keys()] }, 'listening');
+    this.log.info({ host: this.listening.host, port: this.listening.port, tls: this.tls, services: [...this.services.keys()] }, 'listening');
   }
 
   /** The port it listens on (useful after asking for port 0). */
@@ -156,15 +228,14 @@ export class ChanServer {
 
   private unauthenticated = 0;
   private refusedTotal = 0;
-  private refusedSinceLog = 0;
-  private lastRefusalLog = 0;
+  private refusals: ThrottledLog | null = null;
 
   /** @internal A connection finished its handshake, or ended before it did. */
   leftHandshake(): void {
     this.unauthenticated--;
   }
 
-  private readonly serverOnConnection = (socket: Duplex, peer: string): void => {
+  private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo): void => {
     if (this.closing) {
       socket.destroy();
       return;
@@ -186,18 +257,12 @@ export class ChanServer {
     void c.done.then(() => this.connections.delete(c));
   };
 
-  /** Tells the peer why, closes, and logs at most one line per 10 s however many are refused. */
-  private refuse(socket: Duplex, peer: string, text: string): void {
+  /** Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). */
+  private refuse(socket: Duplex, peer: PeerInfo, text: string): void {
     const mm = new MiddleMan(socket, { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log }, NO_CONTROLLER);
     mm.close('tooManyConnections', text);
     this.refusedTotal++;
-    this.refusedSinceLog++;
-    const now = Date.now();
-    if (now - this.lastRefusalLog >= 10_000) {
-      this.log.warn({ refused: this.refusedSinceLog, peer }, `refusing connections: ${text}`);
-      this.refusedSinceLog = 0;
-      this.lastRefusalLog = now;
-    }
+    (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
   }
 }
 
@@ -217,21 +282,21 @@ class ServerConnection implements MMController {
   constructor(
     private readonly server: ChanServer,
     socket: Duplex,
-    private readonly peer: string,
+    private readonly peer: PeerInfo,
     private readonly id: number,
   ) {
-    this.log = server.log.child({ conn: id, peer });
+    this.log = server.log.child({ conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) });
     this.done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const s = server.settings;
     this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: this.log }, this);
-    this.handshake = new ServerHandshake(this.lookup, s.maxFrameSize, s.heartbeatInterval);
+    this.handshake = new ServerHandshake(this.lookup, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
     this.handshakeTimer = setTimeout(this.handshakeOnTimeout, server.settings.handshakeTimeout);
     this.log.debug('connection opened');
   }
 
   private readonly lookup = (name: string): ServiceAuth | undefined => {
     const s = this.server.service(name);
-    return s && { name: s.name, verifier: s.verifier };
+    return s && { name: s.name, verifier: s.verifier, ...(s.allowCn ? { allowCn: s.allowCn } : {}) };
   };
 
   private readonly handshakeOnTimeout = (): void => {
@@ -256,16 +321,26 @@ class ServerConnection implements MMController {
       this.mailbox.fromClient(m);
       return;
     }
-    const out = this.handshake.step(m);
+    const lockedFor = m.kind === 'startService' ? this.server.throttle.lockedFor(this.peer.address) : 0;
+    const out = lockedFor > 0
+      ? ({ kind: 'refuse', reason: 'authThrottled', text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s` } as const)
+      : this.handshake.step(m);
     switch (out.kind) {
       case 'send':
         this.mm.send(out.message);
         return;
-      case 'refuse':
+      case 'refuse': {
         // The service name comes from the peer: cut it, so a hostile client cannot fill the log.
-        this.log[out.reason === 'authFail' ? 'warn' : 'info']({ reason: out.reason, service: m.kind === 'startService' ? m.service.slice(0, 100) : undefined }, out.text);
+        const service = m.kind === 'startService' ? m.service.slice(0, 100) : this.handshake.service;
+        if (out.reason === 'authFail') {
+          const locked = this.server.throttle.fail(this.peer.address);
+          this.log.warn({ reason: out.reason, service, lockedOut: locked }, out.text);
+        } else {
+          this.log.info({ reason: out.reason, service }, out.text);
+        }
         this.mm.close(out.reason, out.text);
         return;
+      }
       case 'accept':
         this.accept(out.service, out.args, out.ack, m);
         return;
@@ -281,7 +356,7 @@ class ServerConnection implements MMController {
     this.mm.send(ack);
     const s = this.server.settings;
     this.mm.startHeartbeat(s.heartbeatInterval, s.heartbeatMaxMissed);
-    this.mailbox = new Mailbox(this.mm, this.id, name, this.peer, this.log, s.mailboxHighWater);
+    this.mailbox = new Mailbox(this.mm, this.id, name, this.peer.name, this.log, s.mailboxHighWater);
     this.log.debug('authenticated');
     const ctx = { service: name, state: service.state, log: this.log };
     void runHandler(service.handler, this.mailbox, this.mm, argsC, service.args, ctx);

@@ -13,19 +13,41 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+/** Who is on the other end. */
+export interface PeerInfo {
+  /** `address:port`, for logs. */
+  name: string;
+  /** The address alone: what failure throttling counts by. */
+  address: string;
+  /** The common name of the client certificate, when TLS verified one. */
+  certCn?: string;
+}
+
 export interface Transport {
   readonly name: string;
-  listen(host: string, port: number, onConnection: (socket: Duplex, peer: string) => void): Promise<Listening>;
+  listen(host: string, port: number, onConnection: (socket: Duplex, peer: PeerInfo) => void): Promise<Listening>;
   /** Opens a connection; rejects with a ChanError named by lib_chan's words (econnrefused, nxdomain, timeout, ...). */
   connect(host: string, port: number, timeout: number): Promise<{ socket: Duplex; peer: string }>;
 }
 
-function peerName(socket: net.Socket): string {
-  const host = socket.remoteAddress ?? '?';
-  return `${host.includes(':') ? `[${host}]` : host}:${socket.remotePort ?? '?'}`;
+export function peerInfo(socket: net.Socket): PeerInfo {
+  const address = socket.remoteAddress ?? '?';
+  return { address, name: `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}` };
 }
 
-function tune(socket: net.Socket): void {
+/** Listens with a `net.Server` (or `tls.Server`) already made; resolves with the address it got. */
+export function listenOn(server: net.Server, host: string, port: number): Promise<Listening> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      const address = server.address() as net.AddressInfo;
+      resolve({ host: address.address, port: address.port, close: () => new Promise((done) => server.close(() => done())) });
+    });
+  });
+}
+
+export function tune(socket: net.Socket): void {
   // Without this, an rpc after a cast waits for the peer's delayed ACK (about 40 ms).
   socket.setNoDelay(true);
   socket.setKeepAlive(true, 60_000);
@@ -34,22 +56,11 @@ function tune(socket: net.Socket): void {
 export const tcp: Transport = {
   name: 'tcp',
   listen(host, port, onConnection) {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
-        tune(socket);
-        onConnection(socket, peerName(socket));
-      });
-      server.once('error', reject);
-      server.listen({ host, port }, () => {
-        server.off('error', reject);
-        const address = server.address() as net.AddressInfo;
-        resolve({
-          host: address.address,
-          port: address.port,
-          close: () => new Promise((done) => server.close(() => done())),
-        });
-      });
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      tune(socket);
+      onConnection(socket, peerInfo(socket));
     });
+    return listenOn(server, host, port);
   },
   connect(host, port, timeout) {
     return new Promise((resolve, reject) => {
@@ -66,7 +77,7 @@ export const tcp: Transport = {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         tune(socket);
-        resolve({ socket, peer: peerName(socket) });
+        resolve({ socket, peer: peerInfo(socket).name });
       });
     });
   },

@@ -78,7 +78,7 @@ test('lists every problem, each with file:line:column', (t) => {
   t.deepEqual(problems(text), [
     'lib_chan.conf:1:8: port: must be an integer from 0 to 65535',
     "lib_chan.conf:2:1: unknown option 'prot' (did you mean 'port'?)",
-    "lib_chan.conf:3:23: expected the atom 'password' here: a service is {service, Name, password, Secret | none, mfa, Module, Function, ArgsS}",
+    "lib_chan.conf:3:23: expected the atom 'password' or 'verifier' here: a service is {service, Name, password, Secret | none, mfa, Module, Function, ArgsS}",
     'lib_chan.conf:4:21: handshake_timeout: must be a positive integer',
     "lib_chan.conf:5:13: expected ',' or '}' in a tuple, found 'b'",
     "lib_chan.conf:7:11: service 'nameServer' is defined twice (first at line 6)",

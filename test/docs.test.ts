@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import test from 'ava';
 import { MAX_ITERATIONS } from '../src/handshake.js';
 import { OPTIONS } from '../src/config/options.js';
@@ -61,6 +63,26 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| term text nesting | ${MAX_PARSE_DEPTH} levels |`));
 });
 
+test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chan-tls-env-'));
+  for (const f of ['c.pem', 'k.pem', 'ca.pem']) writeFileSync(path.join(dir, f), `${f}\n`);
+  const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', {
+    env: {
+      CHAN_TLS_CERT: path.join(dir, 'c.pem'),
+      CHAN_TLS_KEY: path.join(dir, 'k.pem'),
+      CHAN_TLS_CA: path.join(dir, 'ca.pem'),
+      CHAN_TLS_VERIFY_CLIENT: 'required',
+      CHAN_TLS_MIN_VERSION: 'TLSv1.2',
+    },
+  });
+  t.is(c.tls?.cert, 'c.pem\n');
+  t.is(c.tls?.key, 'k.pem\n');
+  t.is(c.tls?.ca, 'ca.pem\n');
+  t.is(c.tls?.verifyClient, 'required');
+  t.is(c.tls?.minVersion, 'TLSv1.2');
+  t.is(OPTIONS.filter((o) => o.key.startsWith('tls.')).length, 5);
+});
+
 test('every option can be set by its CHAN_ variable', (t) => {
   const samples: Record<string, [string, unknown]> = {
     port: ['4321', 4321],
@@ -76,9 +98,13 @@ test('every option can be set by its CHAN_ variable', (t) => {
     send_buffer_limit: ['65536', 65536],
     max_connections: ['10', 10],
     max_unauthenticated: ['5', 5],
+    auth_max_failures: ['3', 3],
+    auth_failure_window: ['1000', 1000],
+    auth_lockout: ['2000', 2000],
+    tls_handshake_timeout: ['700', 700],
     log_level: ['warn', 'warn'],
   };
-  for (const o of OPTIONS) {
+  for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];
     t.truthy(sample, `no sample value for ${o.key}: add one`);
     const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', { env: { [o.env]: sample?.[0] } }) as unknown as Record<string, unknown>;

@@ -163,3 +163,50 @@ export function verifyServerFinal(salted: Buffer, auth: string, serverFinal: str
   const want = serverSignature(hmac(salted, 'Server Key'), auth);
   return got.length === want.length && timingSafeEqual(got, want);
 }
+
+/** PostgreSQL's verifier text: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, all base64. */
+export function formatVerifier(v: ScramVerifier): string {
+  return `SCRAM-SHA-256$${v.iterations}:${v.salt.toString('base64')}$${v.storedKey.toString('base64')}:${v.serverKey.toString('base64')}`;
+}
+
+/** Reads a verifier written by {@link formatVerifier} (or PostgreSQL); a message says what is wrong. */
+export function parseVerifier(text: string): ScramVerifier | string {
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2}):([A-Za-z0-9+/]+={0,2})$/.exec(text);
+  if (!m) return 'a verifier is "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (chan passwd prints one)';
+  const iterations = Number(m[1]);
+  if (iterations < MIN_ITERATIONS) return `the verifier's iteration count ${iterations} is below the minimum of ${MIN_ITERATIONS}`;
+  const salt = Buffer.from(m[2] as string, 'base64');
+  const storedKey = Buffer.from(m[3] as string, 'base64');
+  const serverKey = Buffer.from(m[4] as string, 'base64');
+  if (salt.length < 8) return 'the verifier\'s salt is shorter than 8 bytes';
+  if (storedKey.length !== KEY_BYTES || serverKey.length !== KEY_BYTES) return `the verifier's keys must be ${KEY_BYTES} bytes each`;
+  return { salt, iterations, storedKey, serverKey };
+}
+
+/**
+ * Remembers salted passwords per (secret, salt, iterations), so that reconnecting to the same server costs HMACs
+ * instead of a PBKDF2 run. Bounded: the least recently used entry goes first. Keys hold a hash of the secret, never
+ * the secret; the values are secret-equivalent for that salt and live in this process only.
+ */
+export class SaltedPasswordCache {
+  private readonly entries = new Map<string, Buffer>();
+  constructor(readonly maxEntries = 64) {}
+
+  get = async (secret: string, salt: Buffer, iterations: number): Promise<Buffer> => {
+    const key = `${iterations}:${salt.toString('base64')}:${sha256(Buffer.from(normalizeSecret(secret))).toString('base64')}`;
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      return hit;
+    }
+    const salted = await saltedPassword(secret, salt, iterations);
+    this.entries.set(key, salted);
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    return salted;
+  };
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

@@ -19,13 +19,21 @@ import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
 import { locateJson } from './json-locate.js';
-import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, type OptionSpec } from './options.js';
+import { parseVerifier, type ScramVerifier } from '../auth/scram.js';
+import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type OptionSpec } from './options.js';
+
+/** Options written as a group: `{tls, [{cert, ...}]}` in a term file, `"tls": {"cert": ...}` in JSON. */
+const GROUPS = new Set(OPTIONS.filter((o) => o.key.includes('.')).map((o) => o.key.split('.')[0] as string));
 
 /** One `{service, ...}` entry. */
 export interface ServiceConfig {
   name: string;
-  /** The plaintext secret, or null for a service without one (`password, none`). */
+  /** The plaintext secret, or null for a service without one (`password, none`) or with a stored verifier. */
   secret: string | null;
+  /** A stored verifier (`verifier, "SCRAM-SHA-256$..."`): the server then never holds the secret. */
+  verifier?: ScramVerifier;
+  /** When set: only TLS clients with a verified certificate whose common name is listed may use the service. */
+  allowCn?: string[];
   module: string;
   function: string;
   /** ArgsS: passed to every handler of the service as its third argument, as written. */
@@ -47,8 +55,24 @@ export interface ServerConfig {
   sendBufferLimit: number;
   maxConnections: number;
   maxUnauthenticated: number;
+  tlsHandshakeTimeout: number;
+  authMaxFailures: number;
+  authFailureWindow: number;
+  authLockout: number;
+  /** TLS for the port, or null for plain TCP. PEM texts, read from the files the config names. */
+  tls: TlsConfig | null;
   logLevel: string;
   services: ServiceConfig[];
+}
+
+export interface TlsConfig {
+  cert: string;
+  key: string;
+  ca?: string;
+  verifyClient: 'none' | 'optional' | 'required';
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** The files the PEM texts came from (for logs and reloads). */
+  files: { cert: string; key: string; ca?: string };
 }
 
 export interface Position {
@@ -140,7 +164,24 @@ function fromTerms(text: string, file: string): RawConfig {
       problem(t, `expected {${key}, Value}: a tuple of two elements, found ${items.length}`);
       continue;
     }
-    addOption(raw, file, key, plain((items[1] as Located).term), items[1] as Located, t);
+    const value = items[1] as Located;
+    if (GROUPS.has(key)) {
+      // {tls, [{cert, "..."}, {key, "..."}]}: each pair is the option tls.cert, tls.key, ...
+      if (!Array.isArray(value.term)) {
+        problem(value, `expected {${key}, [{Option, Value}, ...]}`);
+        continue;
+      }
+      for (const pair of value.items ?? []) {
+        if (!(pair.term instanceof Tuple) || pair.term.size !== 2 || !isAtom(pair.term.at(0))) {
+          problem(pair, `expected {Option, Value} inside {${key}, [...]}`);
+          continue;
+        }
+        const sub = (pair.term.at(0) as Atom).name;
+        addOption(raw, file, `${key}.${sub}`, plain(pair.term.at(1) as Term), pair.items?.[1], pair);
+      }
+      continue;
+    }
+    addOption(raw, file, key, plain(value.term), value, t);
   }
   return raw;
 }
@@ -162,23 +203,24 @@ function addOption(raw: RawConfig, file: string, key: string, value: unknown, va
 }
 
 const SERVICE_SHAPE = '{service, Name, password, Secret | none, mfa, Module, Function, ArgsS}';
+const SERVICE_OPTIONS = ['allow_cn'];
 
 function serviceFromTerm(t: Located, problem: (at: Position, m: string) => void): RawConfig['services'][number] | null {
   const items = t.items ?? [];
-  if (items.length !== 8) {
+  if (items.length < 8) {
     problem(t, `a service is ${SERVICE_SHAPE}: 8 elements, found ${items.length}`);
     return null;
   }
-  const [, name, pw, secret, mfa, mod, fun, args] = items as Located[] & { length: 8 };
+  const [, name, kind, secret, mfa, mod, fun, args] = items as Located[];
   let ok = true;
-  const expectWord = (l: Located | undefined, word: string): void => {
-    if (l && !isAtom(l.term, word)) {
-      problem(l, `expected the atom '${word}' here: a service is ${SERVICE_SHAPE}`);
-      ok = false;
-    }
-  };
-  expectWord(pw, 'password');
-  expectWord(mfa, 'mfa');
+  if (kind && !isAtom(kind.term, 'password') && !isAtom(kind.term, 'verifier')) {
+    problem(kind, `expected the atom 'password' or 'verifier' here: a service is ${SERVICE_SHAPE}`);
+    ok = false;
+  }
+  if (mfa && !isAtom(mfa.term, 'mfa')) {
+    problem(mfa, `expected the atom 'mfa' here: a service is ${SERVICE_SHAPE}`);
+    ok = false;
+  }
   if (!ok) return null;
   const fields = new Map<string, Position>();
   const value: Record<string, unknown> = {};
@@ -188,10 +230,19 @@ function serviceFromTerm(t: Located, problem: (at: Position, m: string) => void)
     value[field] = v;
   };
   put('name', name, nameOf(name?.term));
-  put('password', secret, isAtom(secret?.term, 'none') ? null : secretOf(secret?.term));
+  if (isAtom(kind?.term, 'verifier')) put('verifier', secret, secretOf(secret?.term));
+  else put('password', secret, isAtom(secret?.term, 'none') ? null : secretOf(secret?.term));
   put('module', mod, nameOf(mod?.term));
   put('function', fun, nameOf(fun?.term));
   put('args', args, args?.term ?? null);
+  for (const opt of items.slice(8)) {
+    const pair = opt.term;
+    if (!(pair instanceof Tuple) || pair.size !== 2 || !isAtom(pair.at(0)) || !SERVICE_OPTIONS.includes((pair.at(0) as Atom).name)) {
+      problem(opt, `after ArgsS a service takes options {Key, Value}, with Key one of: ${SERVICE_OPTIONS.join(', ')}`);
+      return null;
+    }
+    put((pair.at(0) as Atom).name, opt.items?.[1] ?? opt, plain(pair.at(1) as Term));
+  }
   return { value, at: t, fields };
 }
 
@@ -235,6 +286,12 @@ function fromJson(text: string, file: string): RawConfig {
     return raw;
   }
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    if (GROUPS.has(key) && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      for (const [sub, v] of Object.entries(value as Record<string, unknown>)) {
+        addOption(raw, file, `${key}.${sub}`, v, where.get(`${key}.${sub}`), where.get(`${key}.${sub}#key`));
+      }
+      continue;
+    }
     if (key !== 'services') {
       addOption(raw, file, key, value, where.get(key), where.get(`${key}#key`));
       continue;
@@ -263,11 +320,11 @@ function fromJson(text: string, file: string): RawConfig {
             const pos = where.get(`services.${i}.mfa.${j}`) ?? fat;
             if (pos) fields.set(name, pos);
           }
-        } else if (k === 'name' || k === 'password') {
+        } else if (k === 'name' || k === 'password' || k === 'verifier' || k === 'allow_cn') {
           v[k] = fv;
           if (fat) fields.set(k, fat);
         } else {
-          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password, mfa)`, fat));
+          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password or verifier, mfa, allow_cn)`, fat));
         }
       }
       raw.services.push({ value: v, at, fields });
@@ -328,6 +385,24 @@ function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'lib-chan-file',
+    validate(v: unknown) {
+      if (v !== null && (typeof v !== 'string' || v === '')) throw new Error('must be a file name, as a string');
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-verify-client',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || !(VERIFY_CLIENT as readonly string[]).includes(v)) throw new Error(`must be one of ${VERIFY_CLIENT.join(', ')}`);
+    },
+  });
+  convict.addFormat({
+    name: 'lib-chan-tls-version',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || !(TLS_VERSIONS as readonly string[]).includes(v)) throw new Error(`must be one of ${TLS_VERSIONS.join(', ')}`);
+    },
+  });
+  convict.addFormat({
     name: 'lib-chan-log-level',
     validate(v: unknown) {
       if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) {
@@ -344,12 +419,18 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   positive: 'lib-chan-positive',
   paths: 'lib-chan-paths',
   logLevel: 'lib-chan-log-level',
+  file: 'lib-chan-file',
+  verifyClient: 'lib-chan-verify-client',
+  tlsVersion: 'lib-chan-tls-version',
 };
 
 function schema(): convict.Schema<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const o of OPTIONS) {
-    s[o.key] = { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null };
+    const item = { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null };
+    const [group, sub] = o.key.split('.');
+    if (sub === undefined) s[o.key] = item;
+    else ((s[group as string] ??= {}) as Record<string, unknown>)[sub] = item;
   }
   return s as convict.Schema<Record<string, unknown>>;
 }
@@ -359,7 +440,11 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
   const problems = [...raw.problems];
   const conf = convict(schema(), { env, args: [] });
   const values: Record<string, unknown> = {};
-  for (const [key, { value }] of raw.options) values[key] = value;
+  for (const [key, { value }] of raw.options) {
+    const [group, sub] = key.split('.');
+    if (sub === undefined) values[key] = value;
+    else ((values[group as string] ??= {}) as Record<string, unknown>)[sub] = value;
+  }
   conf.load(values);
   try {
     conf.validate({ allowed: 'strict' });
@@ -397,9 +482,19 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
       const first = seen.get(name);
       bad('name', `service '${name}' is defined twice${first ? ` (first at line ${first.line})` : ''}`);
     } else seen.set(name, at('name'));
-    const secret = v['password'];
-    if (secret !== null && (typeof secret !== 'string' || secret === '')) {
+    let secret = v['password'] ?? null;
+    let verifier: ScramVerifier | undefined;
+    if ('verifier' in v) {
+      const parsed = typeof v['verifier'] === 'string' ? parseVerifier(v['verifier']) : 'a verifier must be a string (chan passwd prints one)';
+      if (typeof parsed === 'string') bad('verifier', parsed);
+      else verifier = parsed;
+      secret = null;
+    } else if (secret !== null && (typeof secret !== 'string' || secret === '')) {
       bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
+    }
+    const allowCn = v['allow_cn'];
+    if (allowCn !== undefined && (!Array.isArray(allowCn) || allowCn.length === 0 || !allowCn.every((c) => typeof c === 'string' && c !== ''))) {
+      bad('allow_cn', 'allow_cn must be a non-empty list of certificate common names, as strings: {allow_cn, ["ops"]}');
     }
     for (const field of ['module', 'function'] as const) {
       const x = v[field];
@@ -409,6 +504,8 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
       services.push({
         name: name as string,
         secret: secret as string | null,
+        ...(verifier ? { verifier } : {}),
+        ...(allowCn !== undefined ? { allowCn: allowCn as string[] } : {}),
         module: v['module'] as string,
         function: v['function'] as string,
         args: (v['args'] ?? null) as Term,
@@ -424,10 +521,64 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
   }
   const fromEnv = env['CHAN_CODE_PATH'] !== undefined;
   const out: Record<string, unknown> = {};
-  for (const o of OPTIONS) out[o.prop] = get(o.key);
+  for (const o of OPTIONS) if (!o.key.includes('.')) out[o.prop] = get(o.key);
   out['codePath'] = (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p));
   out['services'] = services;
+  out['tls'] = tlsConfig(get, raw, file, dir, env);
   return out as unknown as ServerConfig;
+}
+
+/**
+ * The TLS settings with their files read, or null when no certificate is configured. Throws a ConfigError for a
+ * file that cannot be read or a combination that cannot work.
+ */
+function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, dir: string, env: Record<string, string | undefined>): TlsConfig | null {
+  const problems: ConfigProblem[] = [];
+  const at = (key: string): Position | undefined => raw.options.get(key)?.at;
+  const pathOf = (key: string): string | undefined => {
+    const v = get(key) as string | null;
+    if (v === null) return undefined;
+    const spec = OPTION_BY_KEY.get(key) as OptionSpec;
+    return path.resolve(env[spec.env] !== undefined ? process.cwd() : dir, v);
+  };
+  const read = (key: string): string | undefined => {
+    const p = pathOf(key);
+    if (p === undefined) return undefined;
+    try {
+      return readFileSync(p, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      problems.push(new ConfigProblem(file, `${key}: cannot read ${p}: ${e.code === 'ENOENT' ? 'no such file (chan certs makes one)' : e.message}`, at(key)));
+      return undefined;
+    }
+  };
+  const certFile = pathOf('tls.cert');
+  const keyFile = pathOf('tls.key');
+  const verifyClient = get('tls.verify_client') as TlsConfig['verifyClient'];
+  if (certFile === undefined && keyFile === undefined) {
+    if (raw.options.has('tls.ca') || raw.options.has('tls.verify_client') || raw.options.has('tls.min_version')) {
+      problems.push(new ConfigProblem(file, 'tls: the port serves TLS only with both cert and key', at('tls.ca') ?? at('tls.verify_client') ?? at('tls.min_version')));
+    }
+  } else if (certFile === undefined || keyFile === undefined) {
+    problems.push(new ConfigProblem(file, 'tls: cert and key go together: give both', at('tls.cert') ?? at('tls.key')));
+  }
+  if (verifyClient !== 'none' && get('tls.ca') === null) {
+    problems.push(new ConfigProblem(file, `tls: verify_client ${verifyClient} needs the ca that signs client certificates`, at('tls.verify_client')));
+  }
+  const cert = read('tls.cert');
+  const key = read('tls.key');
+  const ca = read('tls.ca');
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (cert === undefined || key === undefined) return null;
+  const caFile = pathOf('tls.ca');
+  return {
+    cert,
+    key,
+    ...(ca !== undefined ? { ca } : {}),
+    verifyClient,
+    minVersion: get('tls.min_version') as TlsConfig['minVersion'],
+    files: { cert: certFile as string, key: keyFile as string, ...(caFile ? { ca: caFile } : {}) },
+  };
 }
 
 /** The known name closest to `word`, if it is close enough to be a likely typo. */

@@ -18,10 +18,14 @@ export const DEFAULTS = {
   sendBufferLimit: 8 * 1024 * 1024,
   maxConnections: 1024,
   maxUnauthenticated: 64,
+  tlsHandshakeTimeout: 5000,
+  authMaxFailures: 5,
+  authFailureWindow: 60_000,
+  authLockout: 60_000,
   logLevel: 'info',
 } as const;
 
-export type OptionFormat = 'port' | 'host' | 'nat' | 'positive' | 'paths' | 'logLevel';
+export type OptionFormat = 'port' | 'host' | 'nat' | 'positive' | 'paths' | 'logLevel' | 'file' | 'verifyClient' | 'tlsVersion';
 
 export interface OptionSpec {
   /** The option's name in `lib_chan.conf` and in JSON configs. */
@@ -30,12 +34,14 @@ export interface OptionSpec {
   prop: string;
   env: string;
   format: OptionFormat;
-  unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | '';
+  unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | 'failures' | '';
   default: unknown;
   doc: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const VERIFY_CLIENT = ['none', 'optional', 'required'] as const;
+export const TLS_VERSIONS = ['TLSv1.3', 'TLSv1.2'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', prop: 'port', env: 'CHAN_PORT', format: 'port', unit: '', default: null,
@@ -73,6 +79,26 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'max_unauthenticated', prop: 'maxUnauthenticated', env: 'CHAN_MAX_UNAUTHENTICATED', format: 'positive',
     unit: 'connections', default: DEFAULTS.maxUnauthenticated,
     doc: 'With this many connections still in the handshake, a new one is sent a close with reason tooManyConnections and closed.' },
+  { key: 'auth_max_failures', prop: 'authMaxFailures', env: 'CHAN_AUTH_MAX_FAILURES', format: 'positive', unit: 'failures',
+    default: DEFAULTS.authMaxFailures,
+    doc: 'After this many failed handshakes (authFail) from one address within auth_failure_window, that address is refused with authThrottled.' },
+  { key: 'auth_failure_window', prop: 'authFailureWindow', env: 'CHAN_AUTH_FAILURE_WINDOW', format: 'positive', unit: 'ms',
+    default: DEFAULTS.authFailureWindow, doc: 'The window in which auth_max_failures failures lock an address out.' },
+  { key: 'auth_lockout', prop: 'authLockout', env: 'CHAN_AUTH_LOCKOUT', format: 'positive', unit: 'ms', default: DEFAULTS.authLockout,
+    doc: 'How long a locked-out address is refused with authThrottled; then it may try again.' },
+  { key: 'tls.cert', prop: 'tls.cert', env: 'CHAN_TLS_CERT', format: 'file', unit: '', default: null,
+    doc: "The server's certificate (PEM). With tls.key, the port speaks TLS only. Relative to the config file's folder." },
+  { key: 'tls.key', prop: 'tls.key', env: 'CHAN_TLS_KEY', format: 'file', unit: '', default: null,
+    doc: "The server's private key (PEM); keep it mode 0600." },
+  { key: 'tls.ca', prop: 'tls.ca', env: 'CHAN_TLS_CA', format: 'file', unit: '', default: null,
+    doc: 'The CA certificate(s) that sign client certificates (needed for verify_client optional or required).' },
+  { key: 'tls.verify_client', prop: 'tls.verifyClient', env: 'CHAN_TLS_VERIFY_CLIENT', format: 'verifyClient', unit: '',
+    default: 'none',
+    doc: 'none: no client certificates; optional: checked when given; required: a client without one signed by ca fails the TLS handshake.' },
+  { key: 'tls.min_version', prop: 'tls.minVersion', env: 'CHAN_TLS_MIN_VERSION', format: 'tlsVersion', unit: '', default: 'TLSv1.3',
+    doc: 'The oldest TLS version accepted: TLSv1.3, or TLSv1.2 for old clients.' },
+  { key: 'tls_handshake_timeout', prop: 'tlsHandshakeTimeout', env: 'CHAN_TLS_HANDSHAKE_TIMEOUT', format: 'positive', unit: 'ms',
+    default: DEFAULTS.tlsHandshakeTimeout, doc: 'A TLS handshake not finished in this time is cut off (the socket is destroyed).' },
   { key: 'log_level', prop: 'logLevel', env: 'CHAN_LOG_LEVEL', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
     doc: `Least severe log level written: ${LOG_LEVELS.join(', ')}.` },
 ];

@@ -1,0 +1,178 @@
+/**
+ * The TLS transport: the same lib-chan protocol inside TLS (1.3 by default, 1.2 when allowed). What Node's `tls` does
+ * not do for us is done here: a TLS handshake that does not finish within `tlsHandshakeTimeout` is destroyed (Node's
+ * own `handshakeTimeout` only emits an event and leaves the socket open); TLS errors become lib-chan's words with a
+ * sentence that says what to fix; and the certificates can be replaced while the server runs (new connections get
+ * the new ones).
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
+import { ThrottledLog, type Logger } from './log.js';
+import { listenOn, peerInfo, tune, type Listening, type PeerInfo, type Transport } from './transport.js';
+
+export type VerifyClient = 'none' | 'optional' | 'required';
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** PEM texts (not file names) and policy of a TLS server. */
+export interface TlsServerSettings {
+  cert: string;
+  key: string;
+  ca?: string;
+  verifyClient: VerifyClient;
+  minVersion: TlsVersion;
+  handshakeTimeout: number;
+}
+
+export interface TlsTransport extends Transport {
+  /** New certificates and CA for connections from now on; open ones keep theirs. */
+  update(settings: TlsServerSettings): void;
+}
+
+function contextOptions(s: TlsServerSettings): tls.SecureContextOptions {
+  return { cert: s.cert, key: s.key, ...(s.ca ? { ca: s.ca } : {}), minVersion: s.minVersion };
+}
+
+/** A TLS server transport. `log` hears about handshakes that failed, at most once per 10 s (a scan must not flood it). */
+export function tlsServerTransport(initial: TlsServerSettings, log: Logger): TlsTransport {
+  let settings = initial;
+  const failures = new ThrottledLog(log, 'info');
+  let server: tls.Server | null = null;
+  return {
+    name: 'tls',
+    update(next) {
+      settings = next;
+      server?.setSecureContext(contextOptions(next));
+    },
+    listen(host, port, onConnection) {
+      server = tls.createServer({
+        ...contextOptions(settings),
+        requestCert: settings.verifyClient !== 'none',
+        rejectUnauthorized: settings.verifyClient === 'required',
+      });
+      // Node's handshakeTimeout only reports; these timers close. Keyed by peer address and port, the one thing the
+      // raw socket and the TLS socket made from it both show.
+      const pending = new Map<string, NodeJS.Timeout>();
+      server.on('connection', (raw: net.Socket) => {
+        const key = peerInfo(raw).name;
+        const timer = setTimeout(() => raw.destroy(), settings.handshakeTimeout);
+        pending.set(key, timer);
+        raw.once('close', () => {
+          clearTimeout(timer);
+          if (pending.get(key) === timer) pending.delete(key);
+        });
+        raw.on('error', () => {});
+      });
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        const key = peerInfo(socket).name;
+        clearTimeout(pending.get(key));
+        pending.delete(key);
+        tune(socket);
+        const peer: PeerInfo = peerInfo(socket);
+        if (socket.authorized) {
+          const cn = socket.getPeerCertificate().subject?.CN;
+          if (typeof cn === 'string') peer.certCn = cn;
+        }
+        onConnection(socket, peer);
+      });
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        failures.note({ peer: peerInfo(socket).name, code: err.code }, `TLS handshake failed: ${describeServerTlsError(err)}`);
+        socket.destroy();
+      });
+      return listenOn(server, host, port);
+    },
+    connect() {
+      return Promise.reject(new ChanError('usage', 'a server transport does not connect'));
+    },
+  };
+}
+
+/** What a client needs for TLS: PEM texts, and the name to check the server's certificate against. */
+export interface TlsClientOptions {
+  /** CA certificate(s) that sign the server's certificate (default: Node's list of public CAs). */
+  ca?: string | Buffer;
+  /** Client certificate and key, for servers that ask for one. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** The name the server's certificate must hold (default: the host connected to). */
+  servername?: string;
+  minVersion?: TlsVersion;
+}
+
+export function tlsClientTransport(o: TlsClientOptions): Transport {
+  return {
+    name: 'tls',
+    listen() {
+      return Promise.reject(new ChanError('usage', 'a client transport does not listen'));
+    },
+    connect(host, port, timeout) {
+      return new Promise<{ socket: Duplex; peer: string }>((resolve, reject) => {
+        const servername = o.servername ?? (net.isIP(host) ? undefined : host);
+        const socket = tls.connect({
+          host,
+          port,
+          ...(o.ca !== undefined ? { ca: o.ca } : {}),
+          ...(o.cert !== undefined ? { cert: o.cert } : {}),
+          ...(o.key !== undefined ? { key: o.key } : {}),
+          ...(servername !== undefined ? { servername } : {}),
+          // An IP address is checked against the certificate's IP addresses.
+          checkServerIdentity: (name, cert) => tls.checkServerIdentity(o.servername ?? host, cert),
+          minVersion: o.minVersion ?? 'TLSv1.3',
+        });
+        const timer = setTimeout(() => {
+          socket.destroy();
+          reject(new ChanError('timeout', `no TLS connection to ${host}:${port} within ${timeout} ms`));
+        }, timeout);
+        socket.once('error', (err: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          const { code, text } = describeTlsError(err);
+          reject(new ChanError(code, `cannot connect to ${host}:${port}: ${text}`, { cause: err }));
+        });
+        socket.once('secureConnect', () => {
+          clearTimeout(timer);
+          socket.removeAllListeners('error');
+          tune(socket);
+          resolve({ socket, peer: peerInfo(socket).name });
+        });
+      });
+    },
+  };
+}
+
+const UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
+]);
+
+/** lib-chan's word and a sentence for a TLS (or socket) error. */
+export function describeTlsError(err: NodeJS.ErrnoException): { code: ErrorCode; text: string } {
+  const code = err.code ?? '';
+  if (UNTRUSTED.has(code)) return { code: 'tlsFailed', text: `the server's certificate is not signed by a CA we trust (${code}); pass its CA (--ca)` };
+  if (code === 'CERT_HAS_EXPIRED') return { code: 'tlsFailed', text: "the server's certificate has expired (CERT_HAS_EXPIRED)" };
+  if (code === 'CERT_NOT_YET_VALID') return { code: 'tlsFailed', text: "the server's certificate is not valid yet (CERT_NOT_YET_VALID)" };
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return { code: 'tlsFailed', text: `the server's certificate is not for this host name: ${err.message}` };
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST') {
+    return { code: 'tlsFailed', text: `the other side does not speak TLS (${code}): a plaintext lib-chan port? connect without TLS` };
+  }
+  if (/ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE)/.test(code)) {
+    return { code: 'tlsRejected', text: `the server rejected our client certificate (${code}); it wants one signed by its CA (--cert, --key)` };
+  }
+  if (/^ERR_SSL_/.test(code)) return { code: 'tlsFailed', text: `TLS failed: ${err.message}` };
+  return { code: socketErrorCode(err), text: err.message };
+}
+
+/** What a failed TLS handshake means, seen from the server. */
+function describeServerTlsError(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_HTTP_REQUEST' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+    return `the client does not speak TLS (${code}): a plaintext lib-chan client? it must connect with TLS`;
+  }
+  if (code === 'ECONNRESET') return 'the client went away during the TLS handshake';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|BAD_CERTIFICATE/.test(code)) {
+    return `the client's certificate is missing or not signed by the configured ca (${code})`;
+  }
+  return `${err.message.trim()} (${code})`;
+}
+
+export type { Listening };
