@@ -61,6 +61,8 @@ export interface ConnectOptions {
    * cache unless given; `false` derives every time.
    */
   saltedPasswordCache?: SaltedPasswordCache | false;
+  /** The local address to connect from (on a host with several). */
+  localAddress?: string;
   logger?: Logger;
   transport?: Transport;
 }
@@ -94,9 +96,9 @@ export async function connect(
   const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
   const deadline = Date.now() + timeout;
   const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
-  const { socket, peer } = await transport.connect(host, port, timeout);
+  const { socket, peer } = await transport.connect(host, port, timeout, options.localAddress);
   const log = (options.logger ?? silentLogger).child({ peer, service });
-  const ch = new Channel(socket, log, options);
+  const ch = new Channel(socket, log, options, options.tls !== undefined);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -148,6 +150,7 @@ export class Channel implements AsyncIterable<Term> {
     socket: Duplex,
     private readonly log: Logger,
     options: ConnectOptions,
+    private readonly overTls = false,
   ) {
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
     this.heartbeatMaxMissed = options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed;
@@ -275,6 +278,14 @@ export class Channel implements AsyncIterable<Term> {
       // Under TLS 1.3 a rejected client certificate shows only now, after the client believed it was connected.
       const { code, text } = describeTlsError(info.error);
       if (code === 'tlsRejected' || code === 'tlsFailed') return new ChanError(code, text, { cause: info.error });
+    }
+    if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0 && this.overTls) {
+      // A lib-chan server always answers startService; under TLS, silence means the TLS layer turned us away.
+      return new ChanError(
+        'tlsRejected',
+        'the server closed the TLS connection before answering: it rejected our client certificate (missing, or not signed by its CA; see --cert, --key)',
+        { reason: info.reason },
+      );
     }
     if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0) {
       return new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });

@@ -247,6 +247,12 @@ export class MiddleMan {
   };
 
   private readonly socketOnData = (chunk: Buffer): void => {
+    if (this.stats.bytesIn === 0 && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
+      // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
+      this.stats.bytesIn += chunk.length;
+      this.fail(new ChanError('protocolError', 'the peer speaks TLS on a connection without TLS: both sides must use TLS, or neither'));
+      return;
+    }
     this.stats.bytesIn += chunk.length;
     this.heartbeat?.heard();
     try {

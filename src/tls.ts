@@ -106,12 +106,13 @@ export function tlsClientTransport(o: TlsClientOptions): Transport {
     listen() {
       return Promise.reject(new ChanError('usage', 'a client transport does not listen'));
     },
-    connect(host, port, timeout) {
+    connect(host, port, timeout, localAddress) {
       return new Promise<{ socket: Duplex; peer: string }>((resolve, reject) => {
         const servername = o.servername ?? (net.isIP(host) ? undefined : host);
         const socket = tls.connect({
           host,
           port,
+          ...(localAddress ? { localAddress } : {}),
           ...(o.ca !== undefined ? { ca: o.ca } : {}),
           ...(o.cert !== undefined ? { cert: o.cert } : {}),
           ...(o.key !== undefined ? { key: o.key } : {}),

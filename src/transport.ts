@@ -27,7 +27,7 @@ export interface Transport {
   readonly name: string;
   listen(host: string, port: number, onConnection: (socket: Duplex, peer: PeerInfo) => void): Promise<Listening>;
   /** Opens a connection; rejects with a ChanError named by lib_chan's words (econnrefused, nxdomain, timeout, ...). */
-  connect(host: string, port: number, timeout: number): Promise<{ socket: Duplex; peer: string }>;
+  connect(host: string, port: number, timeout: number, localAddress?: string): Promise<{ socket: Duplex; peer: string }>;
 }
 
 export function peerInfo(socket: net.Socket): PeerInfo {
@@ -62,9 +62,9 @@ export const tcp: Transport = {
     });
     return listenOn(server, host, port);
   },
-  connect(host, port, timeout) {
+  connect(host, port, timeout, localAddress) {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, noDelay: true });
+      const socket = net.connect({ host, port, noDelay: true, ...(localAddress ? { localAddress } : {}) });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new ChanError('timeout', `no connection to ${host}:${port} within ${timeout} ms`));

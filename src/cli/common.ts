@@ -67,7 +67,7 @@ export async function resolveSecret(arg: string): Promise<string | null> {
   return next.value;
 }
 
-function readHidden(prompt: string): Promise<string> {
+export function readHidden(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
     process.stderr.write(prompt);

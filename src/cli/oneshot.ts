@@ -1,5 +1,5 @@
 /** `chan rpc ... TERM` and `chan cast ... TERM`: one message over a fresh connection, for scripts. */
-import { connect } from '../client.js';
+import { connect, type ConnectOptions } from '../client.js';
 import { formatTerm } from '../term/print.js';
 import { parseTerm, TermSyntaxError } from '../term/parse.js';
 import type { Term } from '../term/model.js';
@@ -10,6 +10,7 @@ export interface Target {
   port: number;
   service: string;
   secret: string | null;
+  options: ConnectOptions;
 }
 
 export function parseTermArg(text: string): Term {
@@ -23,7 +24,7 @@ export function parseTermArg(text: string): Term {
 
 export async function oneShot(kind: 'rpc' | 'cast', target: Target, termText: string, timeout: number | undefined): Promise<number> {
   const term = parseTermArg(termText);
-  const ch = await connect(target.host, target.port, target.service, target.secret);
+  const ch = await connect(target.host, target.port, target.service, target.secret, null, target.options);
   try {
     if (kind === 'rpc') {
       const answer = await ch.rpc(term, timeout === undefined ? {} : { timeout });

@@ -1,5 +1,5 @@
 /** `chan serve [CONF]`: runs a server on a config file until SIGINT or SIGTERM. */
-import { loadConfigFile } from '../config/load.js';
+import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../server.js';
 
@@ -25,5 +25,22 @@ export async function serve(confArg: string | undefined): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', () => {
+      // New secrets, verifiers and certificates for new connections; a broken file changes nothing.
+      let next;
+      try {
+        next = loadConfigFile(file);
+      } catch (err) {
+        const problems = err instanceof ConfigError ? err.problems.map(String) : [String(err)];
+        log.error({ problems }, 'reload refused: the configuration has problems; the running settings stay');
+        return;
+      }
+      server.reload(next).then(
+        (notApplied) => {
+          for (const n of notApplied) log.warn(`not applied until a restart: ${n}`);
+        },
+        (err: unknown) => log.error({ err }, 'reload failed; the running settings stay'),
+      );
+    });
   });
 }

@@ -1,0 +1,41 @@
+/** `chan certs` and `chan passwd`: making what a secured server needs. */
+import { writeCerts } from '../certs.js';
+import { DEFAULT_ITERATIONS, MIN_ITERATIONS, formatVerifier, makeVerifier } from '../auth/scram.js';
+import { EXIT_OK, readHidden, stdinLines, usageError } from './common.js';
+
+export interface CertsArgs {
+  out?: string;
+  hosts?: string;
+  days?: string;
+  client?: string[];
+  force?: boolean;
+}
+
+export function certs(a: CertsArgs): number {
+  const days = a.days === undefined ? 365 : Number(a.days);
+  if (!Number.isInteger(days) || days < 1) throw usageError('--days must be a whole number of days, 1 or more');
+  const hosts = (a.hosts ?? 'localhost,127.0.0.1').split(',').map((h) => h.trim()).filter((h) => h !== '');
+  if (hosts.length === 0) throw usageError('--hosts needs at least one host name or address');
+  const { written, kept } = writeCerts({ out: a.out ?? 'certs', hosts, days, clients: a.client ?? [], force: a.force === true });
+  for (const f of written) process.stdout.write(`wrote ${f}\n`);
+  for (const f of kept) process.stdout.write(`kept  ${f} (exists; --force replaces it)\n`);
+  return EXIT_OK;
+}
+
+export async function passwd(iterationsArg: string | undefined): Promise<number> {
+  const iterations = iterationsArg === undefined ? DEFAULT_ITERATIONS : Number(iterationsArg);
+  if (!Number.isInteger(iterations) || iterations < MIN_ITERATIONS) throw usageError(`--iterations must be a whole number, at least ${MIN_ITERATIONS}`);
+  let secret: string;
+  if (process.stdin.isTTY) {
+    secret = await readHidden('secret: ');
+    const again = await readHidden('again: ');
+    if (again !== secret) throw usageError('the two secrets differ');
+  } else {
+    const next = await stdinLines().iterator.next();
+    if (next.done) throw usageError('chan passwd reads the secret from standard input, and it was empty');
+    secret = next.value;
+  }
+  if (secret === '') throw usageError('the secret is empty');
+  process.stdout.write(`${formatVerifier(await makeVerifier(secret, iterations))}\n`);
+  return EXIT_OK;
+}

@@ -1,0 +1,132 @@
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import test from 'ava';
+import { connect, type ConnectOptions } from '../src/client.js';
+import { ChanError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
+import type { ServiceDefinition } from '../src/modules.js';
+import type { ServerOptions } from '../src/server.js';
+import { echo, service, testServer } from './helpers.js';
+import { fixtures, serverTls } from './tls-fixtures.js';
+
+const SERVICES: ServiceDefinition[] = [
+  service('secret', echo, 'ABXy45'),
+  service('open', echo, null),
+  service('ops', echo, 'ops-secret', { allowCn: ['ops'] }),
+];
+
+async function outcome(p: Promise<{ close(): Promise<void>; rpc(x: unknown): Promise<unknown> }>): Promise<string> {
+  try {
+    const ch = await p;
+    const answer = await ch.rpc('hi');
+    await ch.close();
+    return answer === 'hi' ? 'ack' : `wrong answer ${String(answer)}`;
+  } catch (err) {
+    if (err instanceof ChanError) return err.code;
+    throw err;
+  }
+}
+
+const transports: [string, Partial<ServerOptions>, ConnectOptions][] = [
+  ['plain TCP', {}, {}],
+  ['TLS', { tls: serverTls() }, { tls: { ca: fixtures().ca.certPem } }],
+];
+
+for (const [name, serverOptions, clientOptions] of transports) {
+  test(`every handshake outcome over ${name}: ack, badService, authFail, badServer, authThrottled`, async (t) => {
+    const server = await testServer(SERVICES, { ...serverOptions, authMaxFailures: 3, authLockout: 60_000 });
+    t.teardown(() => server.close());
+    const c = (svc: string, secret: string | null): Promise<string> => outcome(connect('127.0.0.1', server.port, svc, secret, null, clientOptions));
+    t.is(await c('secret', 'ABXy45'), 'ack');
+    t.is(await c('open', null), 'ack');
+    t.is(await c('nope', 'ABXy45'), 'badService');
+    t.is(await c('open', 'a secret the server cannot prove'), 'badServer');
+    t.is(await c('secret', 'wrong'), 'authFail');
+    t.is(await c('secret', 'wrong'), 'authFail');
+    t.is(await c('secret', 'wrong'), 'authFail');
+    t.is(await c('secret', 'ABXy45'), 'authThrottled'); // locked out, right secret or not
+  });
+}
+
+test('a client without the CA refuses the server: tlsFailed', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls() });
+  t.teardown(() => server.close());
+  const err = await t.throwsAsync(connect('localhost', server.port, 'open', null, null, { tls: { ca: fixtures().otherCa.certPem } }), { instanceOf: ChanError });
+  t.is(err?.code, 'tlsFailed');
+  t.regex(err?.message ?? '', /not signed by a CA we trust/);
+});
+
+test('an expired server certificate is refused: tlsFailed', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls('none', fixtures().expiredServer) });
+  t.teardown(() => server.close());
+  const err = await t.throwsAsync(connect('localhost', server.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }), { instanceOf: ChanError });
+  t.is(err?.code, 'tlsFailed');
+  t.regex(err?.message ?? '', /has expired/);
+});
+
+test('a certificate for another host name is refused', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls() });
+  t.teardown(() => server.close());
+  const err = await t.throwsAsync(connect('127.0.0.1', server.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem, servername: 'example.org' } }), {
+    instanceOf: ChanError,
+  });
+  t.is(err?.code, 'tlsFailed');
+  t.regex(err?.message ?? '', /not for this host name/);
+});
+
+test('verify_client required: no client certificate, or one from another CA, is tlsRejected', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls('required') });
+  t.teardown(() => server.close());
+  const p = fixtures();
+  const base = { ca: p.ca.certPem };
+  t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: base })), 'tlsRejected');
+  t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: { ...base, cert: p.otherCaClient.certPem, key: p.otherCaClient.keyPem } })), 'tlsRejected');
+  t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: { ...base, cert: p.dev.certPem, key: p.dev.keyPem } })), 'ack');
+});
+
+test('allow_cn: only a verified certificate with a listed common name gets the service', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls('optional') });
+  t.teardown(() => server.close());
+  const p = fixtures();
+  const as = (pair?: { certPem: string; keyPem: string }): ConnectOptions => ({ tls: { ca: p.ca.certPem, ...(pair ? { cert: pair.certPem, key: pair.keyPem } : {}) } });
+  t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.ops))), 'ack');
+  t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.dev))), 'badCert');
+  t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as())), 'badCert');
+  t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.otherCaClient))), 'badCert');
+  t.is(await outcome(connect('localhost', server.port, 'open', null, null, as())), 'ack'); // other services are open to all
+});
+
+test('allow_cn over plain TCP: nobody has a verified certificate, so nobody gets the service', async (t) => {
+  const server = await testServer(SERVICES);
+  t.teardown(() => server.close());
+  t.is(await outcome(connect('127.0.0.1', server.port, 'ops', 'ops-secret')), 'badCert');
+});
+
+test('a TLS handshake that does not finish in tls_handshake_timeout is cut off by the server', async (t) => {
+  const server = await testServer(SERVICES, { tls: serverTls(), tlsHandshakeTimeout: 150 });
+  t.teardown(() => server.close());
+  const started = Date.now();
+  const s = net.connect({ host: '127.0.0.1', port: server.port });
+  s.on('error', () => {});
+  s.write(Buffer.from([0x16, 0x03, 0x01])); // the start of a ClientHello, then nothing
+  await new Promise((resolve) => s.once('close', resolve));
+  t.true(Date.now() - started < 2000);
+});
+
+test('a plaintext client on a TLS port, and a TLS client on a plaintext port, get clear errors on both ends', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const tlsServer = await testServer(SERVICES, { tls: serverTls(), logger });
+  const plainServer = await testServer(SERVICES, { logger });
+  t.teardown(() => Promise.all([tlsServer.close(), plainServer.close()]));
+
+  const plainOnTls = await t.throwsAsync(connect('127.0.0.1', tlsServer.port, 'open', null), { instanceOf: ChanError });
+  t.regex(plainOnTls?.message ?? '', /if its port speaks TLS, connect with TLS/);
+  const tlsOnPlain = await t.throwsAsync(connect('localhost', plainServer.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }), { instanceOf: ChanError });
+  t.is(tlsOnPlain?.code, 'tlsFailed');
+  t.regex(tlsOnPlain?.message ?? '', /does not speak TLS/);
+
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.true(logged.some((l) => /TLS handshake failed: the client does not speak TLS/.test(String(l['msg']))), 'the TLS server says why');
+  t.true(logged.some((l) => l['msg'] === 'connection closed' && l['reason'] === 'protocolError'), 'the plain server says why');
+});
