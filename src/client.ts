@@ -188,7 +188,7 @@ export class Channel implements AsyncIterable<Term> {
   /** @internal */
   opened(peerMaxFrameSize: number, heartbeatInterval: number): void {
     this.mm.peerMaxFrameSize = peerMaxFrameSize;
-    this.mm.startHeartbeat(heartbeatInterval, this.heartbeatMaxMissed);
+    this.mm.beginSession(heartbeatInterval, this.heartbeatMaxMissed);
     this.open = true;
   }
 

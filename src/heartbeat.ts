@@ -61,7 +61,10 @@ export class Heartbeat {
   stop(): void {
     this.timer?.cancel();
     this.timer = null;
+    this.stopped = true;
   }
+
+  private stopped = false;
 
   /** Something arrived from the peer. */
   heard(): void {
@@ -86,20 +89,24 @@ export class Heartbeat {
   }
 
   private readonly check = (): void => {
+    this.timer = null;
     const now = this.clock.now();
+    // While this side is not reading, the peer's answers cannot arrive: its silence does not count, but it must
+    // still hear from us, or it would take us for dead.
     if (this.suspended) this.lastHeard = now;
     const silent = now - this.lastHeard;
     if (silent >= this.limit) {
-      this.timer = null;
       this.host.dead(silent);
       return;
     }
-    if (silent >= this.interval && now - this.lastPing >= this.interval) {
+    if ((silent >= this.interval || this.suspended) && now - this.lastPing >= this.interval) {
       this.seq = this.seq >= 0xffff_ffff ? 1 : this.seq + 1;
       this.lastPing = now;
+      this.stopped = false;
       this.host.sendPing(this.seq);
+      if (this.stopped) return; // sending closed the connection
     }
-    const nextPing = Math.max(this.lastHeard, this.lastPing) + this.interval;
+    const nextPing = Math.max(this.suspended ? this.lastPing : this.lastHeard, this.lastPing) + this.interval;
     const deadline = this.lastHeard + this.limit;
     this.schedule(Math.min(nextPing, deadline) - now);
   };

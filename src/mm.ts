@@ -19,7 +19,9 @@ import { ChanError, isCloseReason, type CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from './frame.js';
 import { Heartbeat, type Clock } from './heartbeat.js';
 import type { Logger } from './log.js';
-import { fromWire, toWire, type WireMessage } from './protocol.js';
+import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
+
+const EMPTY = Buffer.alloc(0);
 
 /** How long a side that has sent its close frame waits for the peer to close before destroying the socket. */
 export const CLOSE_LINGER_MS = 2000;
@@ -93,12 +95,18 @@ export class MiddleMan {
     return this.closeInfo;
   }
 
-  /** Starts heartbeats (see heartbeat.ts); an interval of 0 leaves them off. */
-  startHeartbeat(interval: number, maxMissed: number): void {
-    if (interval <= 0 || this.closeInfo) return;
-    this.heartbeat = new Heartbeat(this.heartbeatHost, interval, maxMissed, this.clock);
+  /**
+   * The handshake is over: pings are allowed from now on, and heartbeats start (see heartbeat.ts; an interval of 0
+   * leaves them off).
+   */
+  beginSession(heartbeatInterval: number, maxMissed: number): void {
+    this.inSession = true;
+    if (heartbeatInterval <= 0 || this.closeInfo) return;
+    this.heartbeat = new Heartbeat(this.heartbeatHost, heartbeatInterval, maxMissed, this.clock);
     this.heartbeat.start();
   }
+
+  private inSession = false;
 
   /** Round-trip time of the last answered heartbeat ping, ms. */
   get rtt(): number | undefined {
@@ -137,11 +145,12 @@ export class MiddleMan {
     if (this.socket.writableLength === 0 || this.closeInfo || this.socket.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
-        this.socket.off('drain', done);
         this.socket.off('close', done);
         resolve();
       };
-      this.socket.on('drain', done);
+      // Not the 'drain' event: Node emits it only after a write() returned false (16 KiB queued), so a smaller queue
+      // would never report. A write's callback runs once every earlier write is done: an empty one marks the end.
+      this.socket.write(EMPTY, done);
       this.socket.on('close', done);
     });
   }
@@ -180,7 +189,7 @@ export class MiddleMan {
   close(reason: CloseReason, text: string): void {
     if (this.closeInfo) return;
     try {
-      if (!this.socket.destroyed) this.write({ kind: 'close', reason, text }, Number.POSITIVE_INFINITY);
+      if (!this.socket.destroyed) this.write({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }, Number.POSITIVE_INFINITY);
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');
     }
@@ -212,6 +221,8 @@ export class MiddleMan {
 
   private readonly parserOnFrame = (payload: Buffer): void => {
     this.stats.framesIn++;
+    // A whole frame, not a chunk: a peer dribbling one endless frame is silent.
+    this.heartbeat?.heard();
     let m: WireMessage;
     try {
       m = fromWire(this.codec.decode(payload));
@@ -225,7 +236,12 @@ export class MiddleMan {
         this.finish({ reason: m.reason, text: m.text, by: 'peer' });
         return;
       case 'ping':
-        this.send({ kind: 'pong', n: m.n });
+        if (!this.inSession) {
+          this.fail(new ChanError('protocolError', 'ping before the handshake is done'));
+          return;
+        }
+        // Bytes still queued for the peer will tell it we are alive; a pong behind them would only pile up.
+        if (this.socket.writableLength === 0) this.send({ kind: 'pong', n: m.n });
         return;
       case 'pong':
         this.heartbeat?.pong(m.n);
@@ -254,7 +270,6 @@ export class MiddleMan {
       return;
     }
     this.stats.bytesIn += chunk.length;
-    this.heartbeat?.heard();
     try {
       this.parser.push(chunk);
     } catch (err) {

@@ -151,5 +151,5 @@ export function fromWire(t: Term): WireMessage {
       }
     }
   }
-  throw bad(`unknown message word (${kind.length <= MAX_WORD ? kind : `${kind.slice(0, MAX_WORD)}...`})`);
+  throw bad('unknown message word');
 }

@@ -354,8 +354,10 @@ class ServerConnection implements MMController {
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
     if (first.kind === 'startService' && first.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = first.maxFrameSize;
     this.mm.send(ack);
+    // Sending can itself end the connection (slowConsumer): then there is no process to start.
+    if (this.mm.closed) return;
     const s = this.server.settings;
-    this.mm.startHeartbeat(s.heartbeatInterval, s.heartbeatMaxMissed);
+    this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
     this.mailbox = new Mailbox(this.mm, this.id, name, this.peer.name, this.log, s.mailboxHighWater);
     this.log.debug('authenticated');
     const ctx = { service: name, state: service.state, log: this.log };

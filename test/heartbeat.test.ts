@@ -151,3 +151,51 @@ test('a live idle connection answers pings and measures the round trip', async (
   t.false(ch.isClosed);
   await ch.close();
 });
+
+test('a ping before the handshake is done is a protocolError (no pongs to pile up for an unauthenticated peer)', async (t) => {
+  const server = await testServer([service('echo', echo)]);
+  t.teardown(() => server.close());
+  const c = await RawClient.open(server.port);
+  c.send({ kind: 'ping', n: 1 });
+  const close = await c.closeMessage();
+  t.is(close?.reason, 'protocolError');
+  t.regex(close?.text ?? '', /ping before the handshake/);
+});
+
+test('a server that has stopped reading (full mailbox) still pings, so its client does not take it for dead', async (t) => {
+  const slow: Handler = async (mm) => {
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      await new Promise((r) => setTimeout(r, 100));
+      if (m.requestId !== undefined) mm.send('done');
+    }
+  };
+  const server = await testServer([service('s', slow)], { mailboxHighWater: 2, heartbeatInterval: 40, heartbeatMaxMissed: 3 });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 's', null, null, { rpcTimeout: 10_000 });
+  for (let i = 0; i < 12; i++) ch.cast(i);
+  t.is(await ch.rpc('last'), 'done'); // 13 messages x 100 ms, far past the 120 ms the heartbeat allows for silence
+  t.false(ch.isClosed);
+  await ch.close();
+});
+
+test('a peer that dribbles one endless frame is silent: the heartbeat closes it', async (t) => {
+  let closed: ChanClosedMessage | undefined;
+  const done = new Promise<void>((resolve) => {
+    const h: Handler = async (mm) => {
+      for await (const m of mm) if (m.type === 'chan_closed') closed = m;
+      resolve();
+    };
+    void testServer([service('s', h)], { heartbeatInterval: 40, heartbeatMaxMissed: 3 }).then(async (server) => {
+      t.teardown(() => server.close());
+      const c = await RawClient.open(server.port);
+      c.send({ kind: 'startService', version: 1, service: 's', args: null });
+      await c.next(0);
+      c.write(Buffer.from([0, 0, 3, 232])); // a frame of 1000 bytes...
+      const drip = setInterval(() => c.write(Buffer.from([0x01])), 20); // ...that never ends
+      void c.closed.then(() => clearInterval(drip));
+    });
+  });
+  await done;
+  t.is(closed?.reason, 'timeout');
+});

@@ -12,7 +12,7 @@ import type { ChanServer } from '../src/server.js';
 import { atom, formatTerm, tuple } from '../src/term/index.js';
 import { BOOK_SERVICE, RawClient, testServer } from './helpers.js';
 
-const LIMITS = { handshakeTimeout: 300, maxUnauthenticated: 20, sendBufferLimit: 1024 * 1024, mailboxHighWater: 64 };
+const LIMITS = { handshakeTimeout: 1000, maxUnauthenticated: 20, sendBufferLimit: 1024 * 1024, mailboxHighWater: 64 };
 
 /** The well-behaved client: rpcs in a loop, each checked, until stopped. */
 function bystander(ch: Channel): { stop: () => Promise<{ answers: number; wrong: string[]; slowest: number }> } {

@@ -322,3 +322,12 @@ test('server.close() tells every client shutdown and handlers see chan_closed', 
   t.deepEqual(reasons, ['shutdown', 'shutdown']);
   t.is(server.connectionCount, 0);
 });
+
+test('a handler error with a huge message still reaches the client as handlerError, cut to 1024 characters', async (t) => {
+  const server = await testServer([service('s', async () => Promise.reject(new Error('x'.repeat(2_000_000))))]);
+  t.teardown(() => server.close());
+  const ch = await open(server.port, 's');
+  const info = await ch.closed;
+  t.is(info.reason, 'handlerError');
+  t.is(info.text.length, 1024);
+});
