@@ -7,7 +7,7 @@ import { FrameParser, frame } from '../src/frame.js';
 import { Heartbeat, type Clock } from '../src/heartbeat.js';
 import { fromWire, toWire } from '../src/protocol.js';
 import type { ChanClosedMessage, Handler } from '../src/runtime.js';
-import { RawClient, echo, service, testServer } from './helpers.js';
+import { RawClient, echo, handlerEnding, service, testServer } from './helpers.js';
 
 /** A clock that moves only when told to. */
 class FakeClock implements Clock {
@@ -97,24 +97,12 @@ test('an interval of 0 turns heartbeats off', (t) => {
 });
 
 test('the server notices a client that stopped reading and answering: the handler gets chan_closed timeout', async (t) => {
-  let closed: ChanClosedMessage | undefined;
-  const done = new Promise<void>((resolve) => {
-    const h: Handler = async (mm) => {
-      for await (const m of mm) if (m.type === 'chan_closed') closed = m;
-      resolve();
-    };
-    void testServer([service('s', h)], { heartbeatInterval: 40, heartbeatMaxMissed: 3 }).then(async (server) => {
-      t.teardown(() => server.close());
-      const c = await RawClient.open(server.port);
-      c.send({ kind: 'startService', version: 1, service: 's', args: null });
-      const ack = await c.next(0);
-      t.is(ack.kind === 'ack' ? ack.heartbeatInterval : -1, 40);
-      c.socket.pause(); // alive at the TCP level, but it neither reads nor answers
-    });
+  const closed = await handlerEnding(t.teardown.bind(t), { heartbeatInterval: 40, heartbeatMaxMissed: 3 }, (c, ack) => {
+    t.is(ack.kind === 'ack' ? ack.heartbeatInterval : -1, 40);
+    c.socket.pause(); // alive at the TCP level, but it neither reads nor answers
   });
-  await done;
-  t.is(closed?.reason, 'timeout');
-  t.regex(closed?.text ?? '', /no frame from the peer for \d+ ms \(heartbeat\)/);
+  t.is(closed.reason, 'timeout');
+  t.regex(closed.text, /no frame from the peer for \d+ ms \(heartbeat\)/);
 });
 
 test('the client notices a server that stopped answering: closed is timeout, pending rpcs reject', async (t) => {
@@ -180,22 +168,10 @@ test('a server that has stopped reading (full mailbox) still pings, so its clien
 });
 
 test('a peer that dribbles one endless frame is silent: the heartbeat closes it', async (t) => {
-  let closed: ChanClosedMessage | undefined;
-  const done = new Promise<void>((resolve) => {
-    const h: Handler = async (mm) => {
-      for await (const m of mm) if (m.type === 'chan_closed') closed = m;
-      resolve();
-    };
-    void testServer([service('s', h)], { heartbeatInterval: 40, heartbeatMaxMissed: 3 }).then(async (server) => {
-      t.teardown(() => server.close());
-      const c = await RawClient.open(server.port);
-      c.send({ kind: 'startService', version: 1, service: 's', args: null });
-      await c.next(0);
-      c.write(Buffer.from([0, 0, 3, 232])); // a frame of 1000 bytes...
-      const drip = setInterval(() => c.write(Buffer.from([0x01])), 20); // ...that never ends
-      void c.closed.then(() => clearInterval(drip));
-    });
+  const closed = await handlerEnding(t.teardown.bind(t), { heartbeatInterval: 40, heartbeatMaxMissed: 3 }, (c) => {
+    c.write(Buffer.from([0, 0, 3, 232])); // a frame of 1000 bytes...
+    const drip = setInterval(() => c.write(Buffer.from([0x01])), 20); // ...that never ends
+    void c.closed.then(() => clearInterval(drip));
   });
-  await done;
-  t.is(closed?.reason, 'timeout');
+  t.is(closed.reason, 'timeout');
 });

@@ -5,7 +5,7 @@ import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
-import type { Handler } from '../src/runtime.js';
+import type { ChanClosedMessage, Handler, MM } from '../src/runtime.js';
 import { startServer, type ChanServer, type ServerOptions } from '../src/server.js';
 import type { Term } from '../src/term/model.js';
 
@@ -105,3 +105,27 @@ export class RawClient {
 
 /** A term shorthand for tests: atoms as strings prefixed with ':' are tedious; use the parser. */
 export { parseTerm as t } from '../src/term/parse.js';
+
+/**
+ * A server whose one service, `s`, records how its connection ended; `peer` drives a raw client once it is acked,
+ * `before` runs in the handler before it waits for the end. Resolves with the handler's chan_closed message.
+ */
+export async function handlerEnding(
+  teardown: (fn: () => Promise<void>) => void,
+  options: Partial<ServerOptions>,
+  peer: (c: RawClient, ack: WireMessage) => void | Promise<void>,
+  before?: (mm: MM) => Promise<void>,
+): Promise<ChanClosedMessage> {
+  let resolveEnd!: (m: ChanClosedMessage) => void;
+  const ended = new Promise<ChanClosedMessage>((resolve) => (resolveEnd = resolve));
+  const h: Handler = async (mm) => {
+    await before?.(mm);
+    for await (const m of mm) if (m.type === 'chan_closed') resolveEnd(m);
+  };
+  const server = await testServer([service('s', h)], options);
+  teardown(() => server.close());
+  const c = await RawClient.open(server.port);
+  c.send({ kind: 'startService', version: 1, service: 's', args: null });
+  await peer(c, await c.next(0));
+  return ended;
+}

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { connect } from '../src/client.js';
 import type { ChanClosedMessage, Handler } from '../src/runtime.js';
-import { RawClient, echo, service, silent, testServer } from './helpers.js';
+import { RawClient, echo, handlerEnding, service, silent, testServer } from './helpers.js';
 
 test('a full mailbox stops the reading of the socket; nothing is lost when the handler catches up', async (t) => {
   let release!: () => void;
@@ -31,25 +31,19 @@ test('a full mailbox stops the reading of the socket; nothing is lost when the h
 });
 
 test('a client that does not read is closed with slowConsumer past send_buffer_limit', async (t) => {
-  let closed: ChanClosedMessage | undefined;
-  const done = new Promise<void>((resolve) => {
-    const flood: Handler = async (mm) => {
+  const closed = await handlerEnding(
+    t.teardown.bind(t),
+    { sendBufferLimit: 1024 * 1024 },
+    (c) => {
+      c.socket.pause();
+    },
+    async (mm) => {
       const chunk = Buffer.alloc(64 * 1024, 1);
       while (mm.push(chunk)) await new Promise((r) => setImmediate(r));
-      for await (const m of mm) if (m.type === 'chan_closed') closed = m;
-      resolve();
-    };
-    void testServer([service('s', flood)], { sendBufferLimit: 1024 * 1024 }).then(async (server) => {
-      t.teardown(() => server.close());
-      const c = await RawClient.open(server.port);
-      c.send({ kind: 'startService', version: 1, service: 's', args: null });
-      await c.next(0);
-      c.socket.pause();
-    });
-  });
-  await done;
-  t.is(closed?.reason, 'slowConsumer');
-  t.regex(closed?.text ?? '', /send_buffer_limit \(1048576 bytes\)/);
+    },
+  );
+  t.is(closed.reason, 'slowConsumer');
+  t.regex(closed.text, /send_buffer_limit \(1048576 bytes\)/);
 });
 
 test('a handler that awaits drain() streams far more than send_buffer_limit to a reading client', async (t) => {
