@@ -5,7 +5,10 @@
  * Server: {@link startServer} with a config file or options; handlers are `(mm, argsC, argsS, ctx)` (see {@link MM}).
  * Terms: {@link atom}, {@link tuple}, {@link parseTerm}, {@link formatTerm}.
  */
-export { connect, Channel, CLIENT_DEFAULTS, type ConnectOptions, type RpcOptions } from './client.js';
+export { connect, Channel, CLIENT_DEFAULTS, defaultSaltedPasswordCache, type ConnectOptions, type RpcOptions } from './client.js';
+export { SaltedPasswordCache, makeVerifier, formatVerifier, parseVerifier, type ScramVerifier } from './auth/scram.js';
+export type { TlsClientOptions } from './tls.js';
+export { makeCertificate, writeCerts, type KeyPair, type CertSpec } from './certs.js';
 export { kvsClient, type KvsClient } from './kvs.js';
 export { startServer, ChanServer, type ServerOptions, type ServerSettings, type ServerStats } from './server.js';
 export type { ServiceDefinition, StartContext } from './modules.js';
@@ -13,7 +16,7 @@ export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, Servi
 export type { CloseInfo } from './mm.js';
 export type { ReceiveOptions } from './inbox.js';
 export { ChanError, ERROR_CODES, CLOSE_REASONS, type ErrorCode, type CloseReason } from './errors.js';
-export { loadConfigFile, parseConfig, ConfigError, ConfigProblem, type ServerConfig, type ServiceConfig } from './config/load.js';
+export { loadConfigFile, parseConfig, ConfigError, ConfigProblem, type ServerConfig, type ServiceConfig, type TlsConfig } from './config/load.js';
 export { DEFAULTS, OPTIONS } from './config/options.js';
 export { createLogger, type Logger } from './log.js';
 export { PROTOCOL_VERSION } from './protocol.js';
