@@ -18,6 +18,8 @@ export const CLOSE_REASONS = {
   protocolError: 'The peer sent bytes that are not a valid lib-chan message at that point of the protocol (docs/PROTOCOL.md); the text says what was wrong.',
   frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication); send less or raise the limit.',
   handlerError: "The service's handler threw; the close text is the error's message (the stack is in the server's log).",
+  serviceDown: 'The service failed more than restart_intensity times within restart_period and is down; the server log says why. Fix the service and restart the server.',
+  handlerTimeout: "The service's handler blocked its worker thread for over handler_block_timeout (a loop that never yields); the worker was replaced.",
   badService: 'The server has no service by the requested name; names are case-sensitive (see the server config).',
   authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given; check the secret.',
   badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake; the client refused it.',

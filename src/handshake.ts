@@ -30,6 +30,8 @@ export interface ServiceAuth {
   verifier: scram.ScramVerifier | null;
   /** When set, only a client whose verified TLS certificate has one of these common names may use the service. */
   allowCn?: readonly string[];
+  /** When set, the service takes no connections now (it is down). */
+  refusal?: { reason: CloseReason; text: string };
 }
 
 export type HandshakeOutcome =
@@ -74,6 +76,7 @@ export class ServerHandshake {
     const service = this.lookup(m.service);
     if (!service) return refuse('badService', `no service named ${JSON.stringify(m.service.slice(0, 100))}`);
     this.service = service.name;
+    if (service.refusal) return refuse(service.refusal.reason, service.refusal.text);
     if (service.allowCn && (this.certCn === undefined || !service.allowCn.includes(this.certCn))) {
       const given = this.certCn === undefined ? 'no verified client certificate was given' : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
       return refuse('badCert', `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`);

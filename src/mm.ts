@@ -38,7 +38,8 @@ export interface CloseInfo {
 }
 
 export interface MMController {
-  onMessage(m: WireMessage): void;
+  /** `payload` is the frame's bytes, valid only during the call (copy to keep). */
+  onMessage(m: WireMessage, payload: Buffer): void;
   onClosed(info: CloseInfo): void;
 }
 
@@ -167,15 +168,29 @@ export class MiddleMan {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
-    this.write(m, this.peerMaxFrameSize);
-    if (this.socket.writableLength > this.sendBufferLimit) {
-      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
-    }
+    this.write(this.codec.encode(toWire(m), FRAME_HEADER_BYTES), this.peerMaxFrameSize);
+    this.checkQueue();
     return true;
   }
 
-  private write(m: WireMessage, limit: number): void {
-    const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES);
+  /**
+   * Sends a message encoded elsewhere (a worker thread): `buf` holds the payload after 4 free bytes for the length.
+   * Returns false when the connection has ended.
+   */
+  sendEncoded(buf: Buffer): boolean {
+    if (this.closeInfo) return false;
+    this.write(buf, this.peerMaxFrameSize);
+    this.checkQueue();
+    return true;
+  }
+
+  private checkQueue(): void {
+    if (this.socket.writableLength > this.sendBufferLimit) {
+      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
+    }
+  }
+
+  private write(buf: Buffer, limit: number): void {
     const size = buf.length - FRAME_HEADER_BYTES;
     if (size > limit) {
       throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${limit}`);
@@ -189,7 +204,10 @@ export class MiddleMan {
   close(reason: CloseReason, text: string): void {
     if (this.closeInfo) return;
     try {
-      if (!this.socket.destroyed) this.write({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }, Number.POSITIVE_INFINITY);
+      if (!this.socket.destroyed) {
+        const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }), FRAME_HEADER_BYTES);
+        this.write(frame, Number.POSITIVE_INFINITY);
+      }
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');
     }
@@ -247,7 +265,7 @@ export class MiddleMan {
         this.heartbeat?.pong(m.n);
         return;
       default:
-        this.controller.onMessage(m);
+        this.controller.onMessage(m, payload);
     }
   };
 

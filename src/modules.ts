@@ -1,18 +1,17 @@
 /**
- * Service modules: finding the module a service's mfa names, its handler function, and starting the service.
+ * Service modules: finding the module a service's mfa names, and its functions.
  *
  * `{service, S, ..., mfa, Mod, Func, ArgsS}` names a module `Mod` and a handler `Func` in it. `Mod` is one of the
  * built-in modules (`mod_name_server`), or `Mod.js` / `Mod.mjs` in a folder of `code_path`, searched in order.
  * `Func` is looked up as written and then in camelCase (`start_me_up` finds `startMeUp`). A module may also export
- * `start(argsS, ctx)`, run once when the server starts (the book's `kvs:start()`); what it returns is shared by
- * every handler of that service as `ctx.state`, and its optional `stop(state)` runs when the server closes.
- * Every problem is found before the server listens, and all of them are reported together.
+ * `start(argsS, ctx)`, run when the service starts (the book's `kvs:start()`: what it returns is every handler's
+ * `ctx.state`), and `stop(state)`, run when it stops. The same code runs on the main thread or in a worker thread
+ * (`{isolation, worker}`), which is why it is found by URL.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { makeVerifier, type ScramVerifier } from './auth/scram.js';
-import { ChanError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Handler } from './runtime.js';
 import type { Term } from './term/model.js';
@@ -29,37 +28,46 @@ export interface ServiceDefinition<S = unknown> {
   /** Where the handler comes from: a module and function (as in lib_chan.conf)... */
   module?: string;
   function?: string;
-  /** ...or the handler itself (for programs that embed the server). */
+  /** ...or the handler itself (for programs that embed the server; inline isolation only). */
   handler?: Handler<S>;
   /** With `handler`: the service's start function. */
-  start?: (argsS: Term, ctx: StartContext) => S | Promise<S>;
+  start?: StartFunction<S>;
   stop?: (state: S) => unknown;
   /** ArgsS. */
   args?: Term;
+  /** `inline` (default): handlers run on the server's event loop; `worker`: in worker threads (see PROCESSES.md). */
+  isolation?: 'inline' | 'worker';
+  /** With worker isolation: how many worker threads (default 1). Each has its own state. */
+  workers?: number;
 }
+
+export type StartFunction<S = unknown> = (argsS: Term, ctx: StartContext) => S | Promise<S>;
 
 export interface StartContext {
   service: string;
   log: Logger;
+  /**
+   * Reports that the service's own work (outside any connection) has failed: the supervisor stops the service and
+   * starts it again, within restart_intensity; past it, the service is marked down.
+   */
+  fail(err: unknown): void;
 }
 
-export interface RunningService {
-  name: string;
-  /** Replaced on reload (SIGHUP), for connections from then on. */
-  verifier: ScramVerifier | null;
-  allowCn?: string[];
-  /** What the verifier was made from, so a reload with the same secret keeps it (and clients' caches). */
-  secret: string | null;
+/** The functions of a service, and where they came from. */
+export interface ServiceCode {
+  handler: Handler;
+  start?: StartFunction;
+  stop?: (state: unknown) => unknown;
+  /** The module's URL and names (absent for a handler given as a function): what a worker thread imports. */
+  url?: string;
   module?: string;
   function?: string;
-  handler: Handler;
-  args: Term;
-  state: unknown;
-  stop?: () => unknown;
+  /** For logs: "built in", or the file. */
+  from: string;
 }
 
-const BUILT_IN: Record<string, () => Promise<Record<string, unknown>>> = {
-  mod_name_server: () => import('./services/mod_name_server.js'),
+const BUILT_IN: Record<string, URL> = {
+  mod_name_server: new URL('./services/mod_name_server.js', import.meta.url),
 };
 
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -78,88 +86,49 @@ function findModuleFile(name: string, codePath: readonly string[]): string | nul
   return null;
 }
 
-async function loadModule(name: string, codePath: readonly string[]): Promise<{ exports: Record<string, unknown>; from: string }> {
+/** Where module `name` is: a built-in, or a file on `codePath`. Throws with a sentence that says where it looked. */
+export function locateModule(name: string, codePath: readonly string[]): { url: string; from: string } {
   if (!MODULE_NAME.test(name)) throw new Error(`module name '${name}' may hold only letters, digits, '_', '.' and '-'`);
   const builtIn = BUILT_IN[name];
-  if (builtIn) return { exports: await builtIn(), from: 'built in' };
+  if (builtIn) return { url: builtIn.href, from: 'built in' };
   const file = findModuleFile(name, codePath);
   if (!file) {
     const where = codePath.length > 0 ? `code_path (${codePath.join(', ')})` : 'code_path (empty: add {code_path, ["folder"]}.)';
     throw new Error(`module '${name}' is not built in and there is no ${name}.js in ${where}`);
   }
-  return { exports: (await import(pathToFileURL(file).href)) as Record<string, unknown>, from: file };
+  return { url: pathToFileURL(file).href, from: file };
 }
 
-/**
- * Loads and starts every service. Throws a `badConfig` ChanError naming each service that cannot run; services
- * already started are stopped again first.
- */
-export async function startServices(defs: readonly ServiceDefinition[], codePath: readonly string[], log: Logger): Promise<RunningService[]> {
-  const problems: string[] = [];
-  const running: RunningService[] = [];
-  for (const def of defs) {
-    try {
-      running.push(await startService(def, codePath, log));
-    } catch (err) {
-      problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
-      if (!(err instanceof Error) || !err.message.startsWith('module')) log.error({ err, service: def.name }, 'service failed to start');
-    }
+/** Imports a module by URL and finds its handler `fnName` (as written or camelCase), `start` and `stop`. */
+export async function importServiceCode(url: string, moduleName: string, fnName: string, from: string): Promise<ServiceCode> {
+  const exports = (await import(url)) as Record<string, unknown>;
+  const fn = exports[fnName] ?? exports[camelCase(fnName)];
+  if (typeof fn !== 'function') {
+    throw new Error(`module '${moduleName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`);
   }
-  if (problems.length > 0) {
-    await stopServices(running, log);
-    throw new ChanError('badConfig', `cannot start:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-  }
-  return running;
+  const code: ServiceCode = { handler: fn as Handler, url, module: moduleName, function: fnName, from };
+  if (typeof exports['start'] === 'function') code.start = exports['start'] as StartFunction;
+  if (typeof exports['stop'] === 'function') code.stop = exports['stop'] as ServiceCode['stop'];
+  return code;
 }
 
-async function startService(def: ServiceDefinition, codePath: readonly string[], log: Logger): Promise<RunningService> {
-  let handler: Handler;
-  let start = def.start;
-  let stop = def.stop;
+/** The code of a service definition: its handler function, or its module's. */
+export async function serviceCode(def: ServiceDefinition, codePath: readonly string[]): Promise<ServiceCode> {
   if (def.handler) {
-    handler = def.handler;
-  } else {
-    const modName = def.module ?? '';
-    const fnName = def.function ?? '';
-    const { exports, from } = await loadModule(modName, codePath);
-    const fn = exports[fnName] ?? exports[camelCase(fnName)];
-    if (typeof fn !== 'function') {
-      throw new Error(`module '${modName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`);
-    }
-    handler = fn as Handler;
-    if (typeof exports['start'] === 'function') start = exports['start'] as ServiceDefinition['start'];
-    if (typeof exports['stop'] === 'function') stop = exports['stop'] as ServiceDefinition['stop'];
-    log.debug({ service: def.name, module: modName, from }, 'service module loaded');
+    if (def.isolation === 'worker') throw new Error('worker isolation needs a module (mfa), not a handler function');
+    return {
+      handler: def.handler as Handler,
+      from: 'a function',
+      ...(def.start ? { start: def.start as StartFunction } : {}),
+      ...(def.stop ? { stop: def.stop as (state: unknown) => unknown } : {}),
+    };
   }
-  const args = def.args ?? null;
-  const state = start ? await start(args, { service: def.name, log: log.child({ service: def.name }) }) : undefined;
-  const verifier = await verifierFor(def);
-  return {
-    name: def.name,
-    verifier,
-    secret: def.secret,
-    handler,
-    args,
-    state,
-    ...(def.allowCn ? { allowCn: def.allowCn } : {}),
-    ...(def.module ? { module: def.module } : {}),
-    ...(def.function ? { function: def.function } : {}),
-    ...(stop ? { stop: () => stop(state) } : {}),
-  };
+  const { url, from } = locateModule(def.module ?? '', codePath);
+  return importServiceCode(url, def.module ?? '', def.function ?? '', from);
 }
 
 /** The verifier a service's handshake checks against: the stored one, one made from the plaintext secret, or none. */
 export async function verifierFor(def: ServiceDefinition): Promise<ScramVerifier | null> {
   if (def.verifier) return def.verifier;
   return def.secret === null ? null : makeVerifier(def.secret);
-}
-
-export async function stopServices(services: readonly RunningService[], log: Logger): Promise<void> {
-  for (const s of services) {
-    try {
-      await s.stop?.();
-    } catch (err) {
-      log.error({ err, service: s.name }, 'service stop failed');
-    }
-  }
 }

@@ -16,6 +16,12 @@ import { ChanError } from './errors.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
+
+/**
+ * Where a mailbox sends what its handler says: the middle-man itself when the handler runs on the main thread, a
+ * message port to it when the handler runs in a worker (see workers.ts).
+ */
+export type MailboxOutput = Pick<MiddleMan, 'send' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain'>;
 import type { WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 
@@ -66,8 +72,11 @@ export interface MM extends AsyncIterable<MailboxMessage> {
 /** What a handler shares with the other handlers of its service. */
 export interface ServiceContext<S = unknown> {
   service: string;
-  /** What the service module's `start(argsS)` returned (the book's `kvs:start()`); undefined without one. */
-  state: S;
+  /**
+   * What the service module's `start(argsS)` returned (the book's `kvs:start()`); undefined without one. After the
+   * supervisor restarts the service, this is the new state.
+   */
+  readonly state: S;
   log: Logger;
 }
 
@@ -82,7 +91,7 @@ export class Mailbox implements MM {
   private readonly received = new Set<number>();
 
   constructor(
-    private readonly middleMan: MiddleMan,
+    private readonly middleMan: MailboxOutput,
     readonly id: number,
     readonly service: string,
     readonly peer: string,
@@ -92,6 +101,9 @@ export class Mailbox implements MM {
 
   /** True while the socket is not read because the mailbox is full. */
   private full = false;
+
+  /** Called each time the handler takes a message (worker isolation counts them there). */
+  onReceive: (() => void) | null = null;
 
   /** Called by the connection for each message from the client after the handshake. */
   fromClient(m: WireMessage): void {
@@ -167,6 +179,7 @@ export class Mailbox implements MM {
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
     if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) this.received.add(m.requestId);
+    if (m.type === 'chan') this.onReceive?.();
     if (this.full && this.inbox.size <= this.highWater >> 1) {
       this.full = false;
       this.middleMan.resumeReading();
@@ -192,13 +205,18 @@ export class Mailbox implements MM {
  * Runs one handler process to its end and closes the connection accordingly. Never rejects: a crash is contained
  * here, logged with its stack, and told to the client as `handlerError` with the error's message.
  */
-export async function runHandler(handler: Handler, mm: Mailbox, middleMan: MiddleMan, argsC: Term, argsS: Term, ctx: ServiceContext): Promise<void> {
+export async function runHandler(handler: Handler, mm: Mailbox, middleMan: MailboxOutput, argsC: Term, argsS: Term, ctx: ServiceContext): Promise<HandlerExit> {
   try {
     await handler(mm, argsC, argsS, ctx);
     middleMan.close('normal', 'the handler returned');
+    return { ok: true };
   } catch (err) {
     const text = err instanceof Error ? err.message : String(err);
     mm.log.error({ err }, 'handler crashed');
     middleMan.close('handlerError', text);
+    return { ok: false, text };
   }
 }
+
+/** How a handler process ended: it returned, or it threw (text: the error's message). */
+export type HandlerExit = { ok: true } | { ok: false; text: string };

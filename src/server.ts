@@ -12,10 +12,10 @@ import { DEFAULTS } from './config/options.js';
 import { ServerHandshake, type ServiceAuth } from './handshake.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
-import { startServices, stopServices, verifierFor, type RunningService, type ServiceDefinition } from './modules.js';
+import { verifierFor, type ServiceDefinition } from './modules.js';
+import { startServices, stopServices, type ProcessHandle, type Service, type ServiceStats } from './supervisor.js';
 import type { WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
-import { Mailbox, runHandler } from './runtime.js';
 import { tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
 import { tcp, type Listening, type PeerInfo, type Transport } from './transport.js';
 
@@ -30,6 +30,8 @@ export interface ServerStats {
   queuedMessages: number;
   /** Bytes waiting to be sent to clients. */
   queuedBytes: number;
+  /** Per service: up or down, handler crashes, service restarts. */
+  services: Record<string, ServiceStats>;
 }
 
 /** The limits and timings of a running server (see docs/OPTIONS.md). */
@@ -41,6 +43,8 @@ export interface ServerOptions extends Partial<ServerSettings> {
   host?: string;
   services: ServiceDefinition[];
   codePath?: readonly string[];
+  /** The log level for worker threads (default: the logger's). */
+  logLevel?: string;
   /** TLS for the port (PEM texts); plain TCP when absent. */
   tls?: TlsConfig | null;
   /** Where the server logs; silent unless given (`chan serve` gives one). */
@@ -55,12 +59,20 @@ export interface ServerOptions extends Partial<ServerSettings> {
 export async function startServer(config: string | ServerConfig | ServerOptions, extra: { logger?: Logger } = {}): Promise<ChanServer> {
   const options: ServerOptions = typeof config === 'string' ? loadConfigFile(config) : config;
   const log = extra.logger ?? options.logger ?? silentLogger;
-  const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, log);
+  const supervision = {
+    restartIntensity: options.restartIntensity ?? DEFAULTS.restartIntensity,
+    restartPeriod: options.restartPeriod ?? DEFAULTS.restartPeriod,
+    handlerBlockTimeout: options.handlerBlockTimeout ?? DEFAULTS.handlerBlockTimeout,
+    mailboxHighWater: options.mailboxHighWater ?? DEFAULTS.mailboxHighWater,
+    maxDepth: options.maxDepth ?? DEFAULTS.maxDepth,
+    logLevel: options.logLevel ?? (log.level as string),
+  };
+  const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log);
   const server = new ChanServer(options, services, log);
   try {
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
-    await stopServices(services, log);
+    await stopServices(services, 0);
     throw err;
   }
   return server;
@@ -68,7 +80,9 @@ export async function startServer(config: string | ServerConfig | ServerOptions,
 
 export class ChanServer {
   private listening: Listening | null = null;
-  private readonly services: Map<string, RunningService>;
+  private readonly services: Map<string, Service>;
+  /** Handler processes still running (what a graceful shutdown waits for). */
+  private readonly processes = new Set<Promise<unknown>>();
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
@@ -79,7 +93,7 @@ export class ChanServer {
   /** Use {@link startServer}. */
   constructor(
     options: ServerOptions,
-    services: RunningService[],
+    services: Service[],
     readonly log: Logger,
   ) {
     this.services = new Map(services.map((s) => [s.name, s]));
@@ -98,6 +112,10 @@ export class ChanServer {
       authMaxFailures: options.authMaxFailures ?? DEFAULTS.authMaxFailures,
       authFailureWindow: options.authFailureWindow ?? DEFAULTS.authFailureWindow,
       authLockout: options.authLockout ?? DEFAULTS.authLockout,
+      restartIntensity: options.restartIntensity ?? DEFAULTS.restartIntensity,
+      restartPeriod: options.restartPeriod ?? DEFAULTS.restartPeriod,
+      handlerBlockTimeout: options.handlerBlockTimeout ?? DEFAULTS.handlerBlockTimeout,
+      shutdownTimeout: options.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
     };
     this.codec = msgpackCodec({ maxDepth: this.settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
@@ -139,7 +157,7 @@ export class ChanServer {
     if ((config.tls !== null) !== this.tls) notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
     const names = new Set(config.services.map((s) => s.name));
     for (const name of this.services.keys()) if (!names.has(name)) notApplied.push(`service ${name} removed: restart to remove it`);
-    const updates: [RunningService, Awaited<ReturnType<typeof verifierFor>>, string[] | undefined, string | null][] = [];
+    const updates: [Service, Awaited<ReturnType<typeof verifierFor>>, string[] | undefined, string | null][] = [];
     for (const def of config.services) {
       const running = this.services.get(def.name);
       if (!running) {
@@ -195,12 +213,20 @@ export class ChanServer {
       queuedMessages += c.queuedMessages;
       queuedBytes += c.queuedBytes;
     }
-    return { connections: this.connections.size, unauthenticated: this.unauthenticated, refused: this.refusedTotal, queuedMessages, queuedBytes };
+    const services: Record<string, ServiceStats> = {};
+    for (const [name, s] of this.services) services[name] = s.stats();
+    return { connections: this.connections.size, unauthenticated: this.unauthenticated, refused: this.refusedTotal, queuedMessages, queuedBytes, services };
   }
 
   /** @internal */
-  service(name: string): RunningService | undefined {
+  service(name: string): Service | undefined {
     return this.services.get(name);
+  }
+
+  /** @internal A handler process started; the server waits for it when shutting down. */
+  track(done: Promise<unknown>): void {
+    this.processes.add(done);
+    void done.then(() => this.processes.delete(done));
   }
 
   /**
@@ -209,13 +235,23 @@ export class ChanServer {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      const timeout = this.settings.shutdownTimeout;
       // The listener's close completes only once every connection has ended: start it, then end them.
       const stopped = this.listening?.close();
       const open = [...this.connections];
+      this.log.info({ connections: open.length, shutdownTimeout: timeout }, 'shutting down: closing every connection with reason shutdown');
       for (const c of open) c.shutdown();
+      // Handlers get chan_closed after the messages already in their mailboxes, and may finish; then time is up.
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        Promise.all([...this.processes]).then(() => 0),
+        new Promise<number>((resolve) => (timer = setTimeout(() => resolve(this.processes.size), timeout))),
+      ]);
+      clearTimeout(timer);
+      if (late > 0) this.log.warn({ handlers: late }, `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`);
       await Promise.all(open.map((c) => c.done));
       await stopped;
-      await stopServices([...this.services.values()], this.log);
+      await stopServices([...this.services.values()], timeout);
       this.log.info('closed');
     })();
     return this.closing;
@@ -272,7 +308,7 @@ const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
 class ServerConnection implements MMController {
   private readonly mm: MiddleMan;
   private readonly handshake: ServerHandshake;
-  private mailbox: Mailbox | null = null;
+  private process: ProcessHandle | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private log: Logger;
   private readonly openedAt = Date.now();
@@ -296,7 +332,9 @@ class ServerConnection implements MMController {
 
   private readonly lookup = (name: string): ServiceAuth | undefined => {
     const s = this.server.service(name);
-    return s && { name: s.name, verifier: s.verifier, ...(s.allowCn ? { allowCn: s.allowCn } : {}) };
+    if (!s) return undefined;
+    const refusal = s.refusal();
+    return { name: s.name, verifier: s.verifier, ...(s.allowCn ? { allowCn: s.allowCn } : {}), ...(refusal ? { refusal } : {}) };
   };
 
   private readonly handshakeOnTimeout = (): void => {
@@ -309,16 +347,16 @@ class ServerConnection implements MMController {
   }
 
   get queuedMessages(): number {
-    return this.mailbox?.queued ?? 0;
+    return this.process?.queued ?? 0;
   }
 
   get queuedBytes(): number {
     return this.mm.queuedBytes;
   }
 
-  onMessage(m: WireMessage): void {
-    if (this.mailbox) {
-      this.mailbox.fromClient(m);
+  onMessage(m: WireMessage, payload: Buffer): void {
+    if (this.process) {
+      this.process.fromClient(m, payload);
       return;
     }
     const lockedFor = m.kind === 'startService' ? this.server.throttle.lockedFor(this.peer.address) : 0;
@@ -348,7 +386,7 @@ class ServerConnection implements MMController {
   }
 
   private accept(name: string, argsC: Term, ack: WireMessage, first: WireMessage): void {
-    const service = this.server.service(name) as RunningService;
+    const service = this.server.service(name) as Service;
     this.endHandshake();
     this.log = this.log.child({ service: name });
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
@@ -358,10 +396,9 @@ class ServerConnection implements MMController {
     if (this.mm.closed) return;
     const s = this.server.settings;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
-    this.mailbox = new Mailbox(this.mm, this.id, name, this.peer.name, this.log, s.mailboxHighWater);
-    this.log.debug('authenticated');
-    const ctx = { service: name, state: service.state, log: this.log };
-    void runHandler(service.handler, this.mailbox, this.mm, argsC, service.args, ctx);
+    this.log.info('connection opened');
+    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, log: this.log, argsC });
+    this.server.track(this.process.done);
   }
 
   /** Leaves the handshake phase (accepted or closed); runs once. */
@@ -377,7 +414,7 @@ class ServerConnection implements MMController {
 
   onClosed(info: CloseInfo): void {
     this.endHandshake();
-    this.mailbox?.closed(info);
+    this.process?.closed(info);
     const s = this.mm.stats;
     this.log.info(
       {

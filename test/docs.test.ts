@@ -102,6 +102,10 @@ test('every option can be set by its CHAN_ variable', (t) => {
     auth_failure_window: ['1000', 1000],
     auth_lockout: ['2000', 2000],
     tls_handshake_timeout: ['700', 700],
+    restart_intensity: ['0', 0],
+    restart_period: ['1500', 1500],
+    handler_block_timeout: ['250', 250],
+    shutdown_timeout: ['3000', 3000],
     log_level: ['warn', 'warn'],
   };
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {

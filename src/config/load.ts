@@ -34,6 +34,10 @@ export interface ServiceConfig {
   verifier?: ScramVerifier;
   /** When set: only TLS clients with a verified certificate whose common name is listed may use the service. */
   allowCn?: string[];
+  /** Where its handlers run: on the server's event loop (inline, the default) or in worker threads. */
+  isolation?: 'inline' | 'worker';
+  /** With worker isolation: how many worker threads. */
+  workers?: number;
   module: string;
   function: string;
   /** ArgsS: passed to every handler of the service as its third argument, as written. */
@@ -59,6 +63,10 @@ export interface ServerConfig {
   authMaxFailures: number;
   authFailureWindow: number;
   authLockout: number;
+  restartIntensity: number;
+  restartPeriod: number;
+  handlerBlockTimeout: number;
+  shutdownTimeout: number;
   /** TLS for the port, or null for plain TCP. PEM texts, read from the files the config names. */
   tls: TlsConfig | null;
   logLevel: string;
@@ -203,7 +211,7 @@ function addOption(raw: RawConfig, file: string, key: string, value: unknown, va
 }
 
 const SERVICE_SHAPE = '{service, Name, password, Secret | none, mfa, Module, Function, ArgsS}';
-const SERVICE_OPTIONS = ['allow_cn'];
+const SERVICE_OPTIONS = ['allow_cn', 'isolation', 'workers'];
 
 function serviceFromTerm(t: Located, problem: (at: Position, m: string) => void): RawConfig['services'][number] | null {
   const items = t.items ?? [];
@@ -320,11 +328,11 @@ function fromJson(text: string, file: string): RawConfig {
             const pos = where.get(`services.${i}.mfa.${j}`) ?? fat;
             if (pos) fields.set(name, pos);
           }
-        } else if (k === 'name' || k === 'password' || k === 'verifier' || k === 'allow_cn') {
+        } else if (k === 'name' || k === 'password' || k === 'verifier' || SERVICE_OPTIONS.includes(k)) {
           v[k] = fv;
           if (fat) fields.set(k, fat);
         } else {
-          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password or verifier, mfa, allow_cn)`, fat));
+          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password or verifier, mfa, ${SERVICE_OPTIONS.join(', ')})`, fat));
         }
       }
       raw.services.push({ value: v, at, fields });
@@ -492,6 +500,14 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     } else if (secret !== null && (typeof secret !== 'string' || secret === '')) {
       bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
     }
+    const isolation = v['isolation'];
+    if (isolation !== undefined && isolation !== 'inline' && isolation !== 'worker') bad('isolation', 'isolation is inline or worker');
+    const workers = v['workers'];
+    if (workers !== undefined && (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 1 || workers > 64)) {
+      bad('workers', 'workers must be a whole number from 1 to 64');
+    } else if (workers !== undefined && isolation !== 'worker') {
+      bad('workers', 'workers needs {isolation, worker}');
+    }
     const allowCn = v['allow_cn'];
     if (allowCn !== undefined && (!Array.isArray(allowCn) || allowCn.length === 0 || !allowCn.every((c) => typeof c === 'string' && c !== ''))) {
       bad('allow_cn', 'allow_cn must be a non-empty list of certificate common names, as strings: {allow_cn, ["ops"]}');
@@ -506,6 +522,8 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
         secret: secret as string | null,
         ...(verifier ? { verifier } : {}),
         ...(allowCn !== undefined ? { allowCn: allowCn as string[] } : {}),
+        ...(isolation !== undefined ? { isolation: isolation as 'inline' | 'worker' } : {}),
+        ...(workers !== undefined ? { workers: workers as number } : {}),
         module: v['module'] as string,
         function: v['function'] as string,
         args: (v['args'] ?? null) as Term,

@@ -22,6 +22,10 @@ export const DEFAULTS = {
   authMaxFailures: 5,
   authFailureWindow: 60_000,
   authLockout: 60_000,
+  restartIntensity: 3,
+  restartPeriod: 5000,
+  handlerBlockTimeout: 5000,
+  shutdownTimeout: 10_000,
   logLevel: 'info',
 } as const;
 
@@ -34,7 +38,7 @@ export interface OptionSpec {
   prop: string;
   env: string;
   format: OptionFormat;
-  unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | 'failures' | '';
+  unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | 'failures' | 'restarts' | '';
   default: unknown;
   doc: string;
 }
@@ -99,6 +103,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: 'The oldest TLS version accepted: TLSv1.3, or TLSv1.2 for old clients.' },
   { key: 'tls_handshake_timeout', prop: 'tlsHandshakeTimeout', env: 'CHAN_TLS_HANDSHAKE_TIMEOUT', format: 'positive', unit: 'ms',
     default: DEFAULTS.tlsHandshakeTimeout, doc: 'A TLS handshake not finished in this time is cut off (the socket is destroyed).' },
+  { key: 'restart_intensity', prop: 'restartIntensity', env: 'CHAN_RESTART_INTENSITY', format: 'nat', unit: 'restarts',
+    default: DEFAULTS.restartIntensity,
+    doc: 'A service whose own work fails is restarted; one that fails again after this many restarts within restart_period is marked down (serviceDown).' },
+  { key: 'restart_period', prop: 'restartPeriod', env: 'CHAN_RESTART_PERIOD', format: 'positive', unit: 'ms', default: DEFAULTS.restartPeriod,
+    doc: 'The window in which restart_intensity restarts are allowed (OTP: intensity and period).' },
+  { key: 'handler_block_timeout', prop: 'handlerBlockTimeout', env: 'CHAN_HANDLER_BLOCK_TIMEOUT', format: 'positive', unit: 'ms',
+    default: DEFAULTS.handlerBlockTimeout,
+    doc: "With {isolation, worker}: a worker whose handler has not yielded for this long is terminated, its connections closed with handlerTimeout, and it is replaced." },
+  { key: 'shutdown_timeout', prop: 'shutdownTimeout', env: 'CHAN_SHUTDOWN_TIMEOUT', format: 'positive', unit: 'ms', default: DEFAULTS.shutdownTimeout,
+    doc: 'On SIGTERM or SIGINT, handlers have this long to finish after their clients are told shutdown; then they are abandoned and the server exits.' },
   { key: 'log_level', prop: 'logLevel', env: 'CHAN_LOG_LEVEL', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
     doc: `Least severe log level written: ${LOG_LEVELS.join(', ')}.` },
 ];

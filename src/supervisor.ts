@@ -1,0 +1,234 @@
+/**
+ * Services as supervised units (OTP's one_for_one, the book's kvs:start() under a supervisor).
+ *
+ * A service starts once when the server starts (its module's `start(argsS)`); a failure then refuses the whole start,
+ * naming the service. Later, a failure of the service's own work (its `ctx.fail(err)`, or the death of one of its
+ * worker threads) makes the supervisor restart it: the old state is stopped and a new one started (inline), or the
+ * dead worker replaced (worker isolation). More than `restart_intensity` restarts within `restart_period` ms and the
+ * service is marked down: new connections to it are refused with `serviceDown`; other services carry on. A handler
+ * that crashes is counted, logged and ends its own connection; it does not restart the service (its process is
+ * temporary, as in OTP).
+ */
+import { ChanError, type CloseReason } from './errors.js';
+import type { Logger } from './log.js';
+import type { CloseInfo, MiddleMan } from './mm.js';
+import { serviceCode, verifierFor, type ServiceCode, type ServiceDefinition } from './modules.js';
+import type { ScramVerifier } from './auth/scram.js';
+import type { WireMessage } from './protocol.js';
+import { Mailbox, runHandler, type HandlerExit, type ServiceContext } from './runtime.js';
+import type { Term } from './term/model.js';
+import { WorkerPool } from './workers.js';
+
+export interface SupervisionSettings {
+  restartIntensity: number;
+  restartPeriod: number;
+  handlerBlockTimeout: number;
+  mailboxHighWater: number;
+  maxDepth: number;
+  logLevel: string;
+}
+
+/** One connection's side, as a service's process sees it. */
+export interface Attachment {
+  mm: MiddleMan;
+  id: number;
+  peer: string;
+  log: Logger;
+  argsC: Term;
+}
+
+/** A running handler process, as its connection sees it. */
+export interface ProcessHandle {
+  fromClient(m: WireMessage, payload: Buffer): void;
+  closed(info: CloseInfo): void;
+  /** Messages from the client that the handler has not received yet. */
+  readonly queued: number;
+  /** Settles when the handler has returned or thrown (or its worker died). */
+  readonly done: Promise<HandlerExit>;
+}
+
+export interface ServiceStats {
+  status: 'up' | 'down';
+  /** Handler processes that ended with an error, a timeout or their worker's death. */
+  crashes: number;
+  /** Restarts of the service itself. */
+  restarts: number;
+}
+
+export class Service {
+  readonly name: string;
+  verifier: ScramVerifier | null;
+  allowCn?: string[];
+  secret: string | null;
+  readonly module?: string;
+  readonly function?: string;
+  readonly args: Term;
+  readonly isolation: 'inline' | 'worker';
+  status: 'up' | 'down' = 'up';
+  crashes = 0;
+  restarts = 0;
+  private state: unknown = undefined;
+  private readonly restartTimes: number[] = [];
+  private restarting = false;
+  private pool: WorkerPool | null = null;
+  private readonly log: Logger;
+
+  private constructor(
+    def: ServiceDefinition,
+    verifier: ScramVerifier | null,
+    private readonly code: ServiceCode,
+    private readonly settings: SupervisionSettings,
+    log: Logger,
+    private readonly workers: number,
+  ) {
+    this.name = def.name;
+    this.verifier = verifier;
+    this.secret = def.secret;
+    if (def.allowCn) this.allowCn = def.allowCn;
+    if (def.module) this.module = def.module;
+    if (def.function) this.function = def.function;
+    this.args = def.args ?? null;
+    this.isolation = def.isolation ?? 'inline';
+    this.log = log.child({ service: def.name });
+  }
+
+  /** Loads a service's code and starts it. Throws (with the reason) if it cannot start. */
+  static async start(def: ServiceDefinition, codePath: readonly string[], settings: SupervisionSettings, log: Logger): Promise<Service> {
+    const code = await serviceCode(def, codePath);
+    const service = new Service(def, await verifierFor(def), code, settings, log, def.workers ?? 1);
+    if (service.isolation === 'worker') {
+      service.pool = new WorkerPool(service.name, code, service.args, service.workers, settings, service.log, {
+        failed: (why) => service.fail(why),
+        crashed: () => service.crashes++,
+      });
+      await service.pool.start();
+    } else {
+      service.state = await service.runStart();
+    }
+    service.log.debug({ from: code.from, isolation: service.isolation }, 'service started');
+    return service;
+  }
+
+  private runStart(): unknown {
+    const ctx = { service: this.name, log: this.log, fail: (err: unknown) => this.fail(err) };
+    return this.code.start?.(this.args, ctx);
+  }
+
+  stats(): ServiceStats {
+    return { status: this.status, crashes: this.crashes, restarts: this.restarts };
+  }
+
+  /** Starts the handler process of a new connection. */
+  attach(a: Attachment): ProcessHandle {
+    if (this.pool) return this.pool.attach(a);
+    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.log, this.settings.mailboxHighWater);
+    const service = this;
+    const ctx: ServiceContext = {
+      service: this.name,
+      log: a.log,
+      get state() {
+        return service.state;
+      },
+    };
+    const done = runHandler(this.code.handler, mailbox, a.mm, a.argsC, this.args, ctx).then((exit) => {
+      if (!exit.ok) this.crashes++;
+      return exit;
+    });
+    return {
+      fromClient: (m) => mailbox.fromClient(m),
+      closed: (info) => mailbox.closed(info),
+      get queued() {
+        return mailbox.queued;
+      },
+      done,
+    };
+  }
+
+  /**
+   * The service's own work failed: restart it, unless it has been restarted restart_intensity times within
+   * restart_period; then mark it down. `why` is an error or a sentence.
+   */
+  fail(why: unknown): void {
+    if (this.status === 'down') return;
+    const reason = why instanceof Error ? why.message : String(why);
+    const now = Date.now();
+    while (this.restartTimes.length > 0 && now - (this.restartTimes[0] as number) > this.settings.restartPeriod) this.restartTimes.shift();
+    if (this.restartTimes.length >= this.settings.restartIntensity) {
+      this.status = 'down';
+      this.log.error(
+        { err: why instanceof Error ? why : undefined, restarts: this.restartTimes.length },
+        `service down: it failed again after ${this.settings.restartIntensity} restarts within restart_period (${this.settings.restartPeriod} ms): ${reason}; new connections are refused with serviceDown`,
+      );
+      void this.pool?.stop(0);
+      return;
+    }
+    this.restartTimes.push(now);
+    this.restarts++;
+    this.log.warn({ err: why instanceof Error ? why : undefined, restart: this.restartTimes.length }, `service failed, restarting: ${reason}`);
+    if (this.pool) {
+      this.pool.replaceDead();
+      return;
+    }
+    if (this.restarting) return;
+    this.restarting = true;
+    void (async () => {
+      try {
+        await this.code.stop?.(this.state);
+      } catch (err) {
+        this.log.error({ err }, 'stop failed during a restart');
+      }
+      try {
+        this.state = await this.runStart();
+        this.restarting = false;
+      } catch (err) {
+        this.restarting = false;
+        this.fail(err);
+      }
+    })();
+  }
+
+  /** Why a new connection cannot have this service, or null. */
+  refusal(): { reason: CloseReason; text: string } | null {
+    if (this.status === 'down') return { reason: 'serviceDown', text: `service ${this.name} is down after repeated failures; see the server log` };
+    return null;
+  }
+
+  /** Runs the module's stop (in each worker, for worker isolation), waiting at most `timeout` ms for workers. */
+  async stop(timeout: number): Promise<void> {
+    if (this.pool) {
+      await this.pool.stop(timeout);
+      return;
+    }
+    try {
+      await this.code.stop?.(this.state);
+    } catch (err) {
+      this.log.error({ err }, 'service stop failed');
+    }
+  }
+}
+
+/**
+ * Starts every service. Throws a `badConfig` ChanError naming each service that cannot start; the ones already
+ * started are stopped again first.
+ */
+export async function startServices(defs: readonly ServiceDefinition[], codePath: readonly string[], settings: SupervisionSettings, log: Logger): Promise<Service[]> {
+  const problems: string[] = [];
+  const started: Service[] = [];
+  for (const def of defs) {
+    try {
+      started.push(await Service.start(def, codePath, settings, log));
+    } catch (err) {
+      problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
+      if (!(err instanceof Error) || !err.message.startsWith('module')) log.error({ err, service: def.name }, 'service failed to start');
+    }
+  }
+  if (problems.length > 0) {
+    await stopServices(started, 0);
+    throw new ChanError('badConfig', `cannot start:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  }
+  return started;
+}
+
+export async function stopServices(services: readonly Service[], timeout: number): Promise<void> {
+  await Promise.all(services.map((s) => s.stop(timeout)));
+}

@@ -1,0 +1,182 @@
+/**
+ * Worker isolation, the worker thread's side (see workers.ts for the main thread's): it imports the service's module,
+ * runs its `start`, and runs one handler process per connection with the same Mailbox, the same contracts and the
+ * same runHandler as on the main thread. What a handler sends is encoded here and posted as a frame; the main
+ * thread's middle-man writes it.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { msgpackCodec } from './codec/index.js';
+import { ChanError, type CloseReason } from './errors.js';
+import { FRAME_HEADER_BYTES } from './frame.js';
+import type { CloseInfo } from './mm.js';
+import { importServiceCode } from './modules.js';
+import { fromWire, toWire, type WireMessage } from './protocol.js';
+import { Mailbox, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
+import type { FromWorker, ToWorker } from './workers.js';
+
+interface Data {
+  url: string;
+  from: string;
+  module: string;
+  function: string;
+  service: string;
+  args: Uint8Array;
+  maxDepth: number;
+  mailboxHighWater: number;
+  logLevel: string;
+}
+
+function noPort(): never {
+  throw new Error('worker.js runs only as a worker thread');
+}
+const port = parentPort ?? noPort();
+const data = workerData as Data;
+const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
+const codec = msgpackCodec({ maxDepth: data.maxDepth });
+const log = pino({ level: data.logLevel, base: { service: data.service } }, { write: (line: string) => post({ t: 'log', line }) });
+
+/** A mailbox's output: posted to the main thread, where the middle-man is. */
+class PortOutput implements MailboxOutput {
+  closed: CloseInfo | null = null;
+  private drains = new Map<number, () => void>();
+  private nextDrain = 1;
+  mailbox: Mailbox | null = null;
+
+  constructor(
+    private readonly conn: number,
+    private readonly peerMaxFrameSize: number,
+  ) {}
+
+  send(m: WireMessage): boolean {
+    if (this.closed) return false;
+    const buf = codec.encode(toWire(m), FRAME_HEADER_BYTES);
+    const size = buf.length - FRAME_HEADER_BYTES;
+    if (size > this.peerMaxFrameSize) {
+      throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${this.peerMaxFrameSize}`);
+    }
+    const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
+    post({ t: 'out', conn: this.conn, frame }, [frame.buffer as ArrayBuffer]);
+    return true;
+  }
+
+  close(reason: CloseReason, text: string): void {
+    if (this.closed) return;
+    post({ t: 'close', conn: this.conn, reason, text });
+    this.end({ reason, text, by: 'local' });
+  }
+
+  end(info: CloseInfo): void {
+    if (this.closed) return;
+    this.closed = info;
+    for (const done of this.drains.values()) done();
+    this.drains.clear();
+    this.mailbox?.closed(info);
+  }
+
+  // Back-pressure is counted on the main thread (messages sent here and not yet received).
+  pauseReading(): void {}
+  resumeReading(): void {}
+
+  drain(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const id = this.nextDrain++;
+    return new Promise((resolve) => {
+      this.drains.set(id, resolve);
+      post({ t: 'drain', conn: this.conn, id });
+    });
+  }
+
+  drained(id: number): void {
+    this.drains.get(id)?.();
+    this.drains.delete(id);
+  }
+}
+
+/** Counts messages the handler has received, reported to the main thread once per turn of the event loop. */
+class TookCounter {
+  private n = 0;
+  constructor(private readonly conn: number) {}
+  add(): void {
+    if (this.n++ === 0) {
+      queueMicrotask(() => {
+        post({ t: 'took', conn: this.conn, n: this.n });
+        this.n = 0;
+      });
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  let code;
+  let state: unknown;
+  try {
+    code = await importServiceCode(data.url, data.module, data.function, data.from);
+  } catch (err) {
+    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+    return;
+  }
+  const args = codec.decode(data.args);
+  try {
+    state = await code.start?.(args, { service: data.service, log, fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }) });
+  } catch (err) {
+    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+    return;
+  }
+  const handler = code.handler;
+  const conns = new Map<number, { out: PortOutput; mailbox: Mailbox; took: TookCounter }>();
+  const ctx = (connLog: typeof log): ServiceContext => ({ service: data.service, state, log: connLog });
+
+  port.on('message', (m: ToWorker) => {
+    switch (m.t) {
+      case 'open': {
+        const connLog = log.child({ conn: m.conn, peer: m.peer });
+        const out = new PortOutput(m.conn, m.peerMaxFrameSize);
+        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, connLog, Number.POSITIVE_INFINITY);
+        out.mailbox = mailbox;
+        const took = new TookCounter(m.conn);
+        mailbox.onReceive = () => took.add();
+        conns.set(m.conn, { out, mailbox, took });
+        void runHandler(handler, mailbox, out, codec.decode(m.argsC), args, ctx(connLog)).then((exit) => {
+          conns.delete(m.conn);
+          post(exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text });
+        });
+        return;
+      }
+      case 'in': {
+        const c = conns.get(m.conn);
+        if (!c) return;
+        let msg: WireMessage;
+        try {
+          msg = fromWire(codec.decode(m.payload));
+        } catch {
+          return; // the main thread decoded it already; it cannot fail here
+        }
+        c.mailbox.fromClient(msg);
+        return;
+      }
+      case 'closed':
+        conns.get(m.conn)?.out.end({ reason: m.reason, text: m.text, by: 'peer' });
+        return;
+      case 'drained':
+        conns.get(m.conn)?.out.drained(m.id);
+        return;
+      case 'ping':
+        post({ t: 'pong', seq: m.seq });
+        return;
+      case 'stop':
+        void (async () => {
+          try {
+            await code.stop?.(state);
+          } catch (err) {
+            log.error({ err }, 'service stop failed');
+          }
+          post({ t: 'stopped' });
+        })();
+        return;
+    }
+  });
+  post({ t: 'ready' });
+}
+
+void main();

@@ -1,0 +1,320 @@
+/**
+ * Worker isolation, the main thread's side: a service's handlers run in worker threads (`{isolation, worker}`,
+ * `{workers, N}`), so that a handler stuck in a CPU loop stops its own worker, not the server.
+ *
+ * The middle-man stays on the main thread (it owns the socket); each connection's frames go to the worker that runs
+ * its handler, as the bytes they arrived as, and the worker's answers come back as encoded frames. A watchdog pings
+ * every worker; one that has not answered for `handler_block_timeout` ms is terminated, its connections are closed
+ * with `handlerTimeout`, and the supervisor replaces it. A worker that dies of an error closes its connections with
+ * `handlerError`. Back-pressure is counted here: a connection with `mailbox_high_water` messages sent to its worker
+ * and not yet received by the handler stops being read.
+ *
+ * Messages between the threads (t is the type):
+ *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize} | in {conn, payload} | closed {conn, reason, text}
+ *                  | drained {conn, id} | ping {seq} | stop
+ *   from a worker: ready | startFailed {message} | out {conn, frame} | close {conn, reason, text} | took {conn, n}
+ *                  | drain {conn, id} | exit {conn, ok, text} | pong {seq} | fail {message} | log {line} | stopped
+ */
+import { Worker } from 'node:worker_threads';
+import { msgpackCodec } from './codec/index.js';
+import type { Logger } from './log.js';
+import type { ServiceCode } from './modules.js';
+import type { HandlerExit } from './runtime.js';
+import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
+import type { Term } from './term/model.js';
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+export type ToWorker =
+  | { t: 'open'; conn: number; argsC: Uint8Array; peer: string; peerMaxFrameSize: number }
+  | { t: 'in'; conn: number; payload: Uint8Array }
+  | { t: 'closed'; conn: number; reason: string; text: string }
+  | { t: 'drained'; conn: number; id: number }
+  | { t: 'ping'; seq: number }
+  | { t: 'stop' };
+
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'startFailed'; message: string }
+  | { t: 'out'; conn: number; frame: Uint8Array }
+  | { t: 'close'; conn: number; reason: string; text: string }
+  | { t: 'took'; conn: number; n: number }
+  | { t: 'drain'; conn: number; id: number }
+  | { t: 'exit'; conn: number; ok: boolean; text?: string }
+  | { t: 'pong'; seq: number }
+  | { t: 'fail'; message: string }
+  | { t: 'log'; line: string }
+  | { t: 'stopped' };
+
+/** What the pool tells its service. */
+export interface PoolEvents {
+  /** A worker died or hung: the supervisor decides whether to replace it. */
+  failed(why: string): void;
+  /** A handler process ended badly. */
+  crashed(): void;
+}
+
+/** One connection's handler, running in a worker. */
+class WorkerLink implements ProcessHandle {
+  private inTransit = 0;
+  private paused = false;
+  private resolveDone!: (exit: HandlerExit) => void;
+  readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
+  private finished = false;
+
+  constructor(
+    private readonly thread: WorkerThread,
+    readonly a: Attachment,
+    private readonly highWater: number,
+  ) {}
+
+  get queued(): number {
+    return this.inTransit;
+  }
+
+  fromClient(_m: unknown, payload: Buffer): void {
+    this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
+    if (++this.inTransit >= this.highWater && !this.paused) {
+      this.paused = true;
+      this.a.mm.pauseReading();
+    }
+  }
+
+  took(n: number): void {
+    this.inTransit -= n;
+    if (this.paused && this.inTransit <= this.highWater >> 1) {
+      this.paused = false;
+      this.a.mm.resumeReading();
+    }
+  }
+
+  closed(info: { reason: string; text: string }): void {
+    this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text });
+  }
+
+  exit(exit: HandlerExit): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.thread.links.delete(this.a.id);
+    this.resolveDone(exit);
+  }
+}
+
+/** One worker thread and the connections it serves. */
+class WorkerThread {
+  readonly links = new Map<number, WorkerLink>();
+  private readonly worker: Worker;
+  private lastPong = Date.now();
+  private seq = 0;
+  private watchdog: NodeJS.Timeout | null = null;
+  /** Why it is being ended on purpose (watchdog or stop), so that its exit is reported right. */
+  private ending: { reason: 'handlerTimeout' | 'shutdown'; text: string } | null = null;
+  private error: Error | null = null;
+  dead = false;
+  private wasReady = false;
+  readonly ready: Promise<void>;
+  private stopped: (() => void) | null = null;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    workerData: object,
+  ) {
+    this.worker = new Worker(WORKER_URL, { workerData });
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.on('message', (m: FromWorker) => {
+        if (m.t === 'ready') {
+          this.wasReady = true;
+          this.startWatchdog();
+          resolve();
+        } else if (m.t === 'startFailed') {
+          reject(new Error(m.message));
+        } else {
+          this.onMessage(m);
+        }
+      });
+      this.worker.on('error', (err) => {
+        this.error = err;
+        reject(err);
+      });
+      this.worker.on('exit', (code) => {
+        reject(new Error(`the worker exited with code ${code} before it was ready`));
+        this.onExit(code);
+      });
+    });
+  }
+
+  post(m: ToWorker): void {
+    if (!this.dead) this.worker.postMessage(m);
+  }
+
+  private startWatchdog(): void {
+    const block = this.pool.settings.handlerBlockTimeout;
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastPong > block) {
+        this.ending = { reason: 'handlerTimeout', text: `a handler of this service ran for over handler_block_timeout (${block} ms) without yielding` };
+        void this.worker.terminate();
+        return;
+      }
+      this.post({ t: 'ping', seq: ++this.seq });
+    }, Math.max(10, Math.min(1000, block >> 2)));
+    this.watchdog.unref();
+  }
+
+  private onMessage(m: FromWorker): void {
+    const link = 'conn' in m ? this.links.get(m.conn) : undefined;
+    switch (m.t) {
+      case 'out':
+        link?.a.mm.sendEncoded(Buffer.from(m.frame.buffer, m.frame.byteOffset, m.frame.byteLength));
+        return;
+      case 'close':
+        link?.a.mm.close(m.reason as never, m.text);
+        return;
+      case 'took':
+        link?.took(m.n);
+        return;
+      case 'drain':
+        if (link) void link.a.mm.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
+        return;
+      case 'exit':
+        if (!m.ok) this.pool.events.crashed();
+        link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
+        return;
+      case 'pong':
+        this.lastPong = Date.now();
+        return;
+      case 'fail':
+        this.pool.events.failed(m.message);
+        return;
+      case 'log':
+        this.pool.relayLog(m.line);
+        return;
+      case 'stopped':
+        this.stopped?.();
+        return;
+      case 'ready':
+      case 'startFailed':
+        return;
+    }
+  }
+
+  private onExit(code: number): void {
+    this.dead = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    const ending = this.ending ?? {
+      reason: 'handlerError' as const,
+      text: this.error ? `the service's worker failed: ${this.error.message}` : `the service's worker exited (code ${code})`,
+    };
+    for (const link of [...this.links.values()]) {
+      link.a.mm.close(ending.reason, ending.text);
+      if (ending.reason !== 'shutdown') this.pool.events.crashed();
+      link.exit({ ok: false, text: ending.text });
+    }
+    this.stopped?.();
+    // A worker that never got ready has failed its start, which is reported where it was awaited.
+    if (ending.reason !== 'shutdown' && this.wasReady) {
+      this.pool.log.error({ err: this.error ?? undefined, code }, ending.text);
+      this.pool.events.failed(ending.text);
+    }
+  }
+
+  attach(a: Attachment): WorkerLink {
+    const link = new WorkerLink(this, a, this.pool.settings.mailboxHighWater);
+    this.links.set(a.id, link);
+    this.post({ t: 'open', conn: a.id, argsC: this.pool.encodeTerm(a.argsC), peer: a.peer, peerMaxFrameSize: a.mm.peerMaxFrameSize });
+    return link;
+  }
+
+  /** Runs the module's stop in the worker, then ends it; after `timeout` ms it is ended anyway. */
+  async stop(timeout: number): Promise<void> {
+    if (this.dead) return;
+    this.ending = { reason: 'shutdown', text: 'the server is shutting down' };
+    const stopped = new Promise<void>((resolve) => (this.stopped = resolve));
+    this.post({ t: 'stop' });
+    const timer = setTimeout(() => this.stopped?.(), timeout);
+    await stopped;
+    clearTimeout(timer);
+    await this.worker.terminate();
+  }
+}
+
+export class WorkerPool {
+  private threads: WorkerThread[] = [];
+  private next = 0;
+  private readonly codec;
+
+  constructor(
+    private readonly service: string,
+    private readonly code: ServiceCode,
+    private readonly args: Term,
+    private readonly size: number,
+    readonly settings: SupervisionSettings,
+    readonly log: Logger,
+    readonly events: PoolEvents,
+  ) {
+    this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
+  }
+
+  encodeTerm(t: Term): Uint8Array {
+    return new Uint8Array(this.codec.encode(t, 0));
+  }
+
+  private spawn(): WorkerThread {
+    return new WorkerThread(this, {
+      url: this.code.url,
+      module: this.code.module,
+      function: this.code.function,
+      from: this.code.from,
+      service: this.service,
+      args: this.encodeTerm(this.args),
+      maxDepth: this.settings.maxDepth,
+      mailboxHighWater: this.settings.mailboxHighWater,
+      logLevel: this.settings.logLevel,
+    });
+  }
+
+  /** Starts every worker and waits until each has run the module's start. */
+  async start(): Promise<void> {
+    if (!this.code.url) throw new Error('worker isolation needs a module');
+    this.threads = Array.from({ length: this.size }, () => this.spawn());
+    try {
+      await Promise.all(this.threads.map((t) => t.ready));
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+  }
+
+  /** Replaces dead workers with new ones (the supervisor's restart). */
+  replaceDead(): void {
+    this.threads = this.threads.map((t) => {
+      if (!t.dead) return t;
+      const fresh = this.spawn();
+      fresh.ready.catch((err: unknown) => this.events.failed(err instanceof Error ? err.message : String(err)));
+      return fresh;
+    });
+  }
+
+  attach(a: Attachment): ProcessHandle {
+    const live = this.threads.filter((t) => !t.dead);
+    const thread = live[this.next++ % Math.max(1, live.length)];
+    if (!thread) {
+      a.mm.close('serviceDown', `service ${this.service} has no worker running`);
+      return { fromClient: () => {}, closed: () => {}, queued: 0, done: Promise.resolve({ ok: false, text: 'no worker' }) };
+    }
+    return thread.attach(a);
+  }
+
+  relayLog(line: string): void {
+    try {
+      const { level, msg, time: _t, pid: _p, hostname: _h, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      this.log[LEVELS[level as number] ?? 'info'](rest, String(msg ?? ''));
+    } catch {
+      this.log.info(line);
+    }
+  }
+
+  async stop(timeout: number): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.stop(timeout)));
+  }
+}
