@@ -105,7 +105,6 @@ class WorkerLink implements ProcessHandle {
 class WorkerThread {
   readonly links = new Map<number, WorkerLink>();
   private readonly worker: Worker;
-  private lastPong = Date.now();
   private seq = 0;
   private watchdog: NodeJS.Timeout | null = null;
   /** Why it is being ended on purpose (watchdog or stop), so that its exit is reported right. */
@@ -148,18 +147,28 @@ class WorkerThread {
     if (!this.dead) this.worker.postMessage(m);
   }
 
+  /**
+   * Pings the worker every quarter of handler_block_timeout (at most every second). A ping answered late means the
+   * worker's event loop was blocked at least from that ping on; one unanswered for handler_block_timeout ends it. So a
+   * worker is terminated after being blocked for between handler_block_timeout and a quarter of it more.
+   */
   private startWatchdog(): void {
     const block = this.pool.settings.handlerBlockTimeout;
     this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastPong > block) {
+      const now = Date.now();
+      if (this.unansweredSince !== null && now - this.unansweredSince > block) {
         this.ending = { reason: 'handlerTimeout', text: `a handler of this service ran for over handler_block_timeout (${block} ms) without yielding` };
         void this.worker.terminate();
         return;
       }
+      this.unansweredSince ??= now;
       this.post({ t: 'ping', seq: ++this.seq });
     }, Math.max(10, Math.min(1000, block >> 2)));
     this.watchdog.unref();
   }
+
+  /** When the oldest ping not answered yet was sent, or null. */
+  private unansweredSince: number | null = null;
 
   private onMessage(m: FromWorker): void {
     const link = 'conn' in m ? this.links.get(m.conn) : undefined;
@@ -181,7 +190,7 @@ class WorkerThread {
         link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
         return;
       case 'pong':
-        this.lastPong = Date.now();
+        this.unansweredSince = null;
         return;
       case 'fail':
         this.pool.events.failed(m.message);

@@ -1,9 +1,34 @@
 /** `chan serve [CONF]`: runs a server on a config file until SIGINT or SIGTERM. */
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../log.js';
-import { startServer } from '../server.js';
+import { startServer, type ServerStats } from '../server.js';
 
 export const DEFAULT_CONF = 'conf/lib_chan.conf';
+/** The exit status when a second SIGINT or SIGTERM cuts a graceful shutdown short. */
+export const EXIT_SECOND_SIGNAL = 1;
+
+/** How often `chan serve` sums up handler crashes and service restarts (only when there were some). */
+export const SUMMARY_INTERVAL = 60_000;
+
+/**
+ * One line on what crashed since the last summary, or null when nothing did: "service poison: 2 crashes;
+ * service busy: 1 crash, 1 restart, down".
+ */
+export function crashSummary(before: ServerStats['services'], now: ServerStats['services']): string | null {
+  const parts: string[] = [];
+  for (const [name, s] of Object.entries(now)) {
+    const b = before[name] ?? { crashes: 0, restarts: 0, status: 'up' };
+    const crashes = s.crashes - b.crashes;
+    const restarts = s.restarts - b.restarts;
+    if (crashes === 0 && restarts === 0 && s.status === b.status) continue;
+    const bits = [];
+    if (crashes > 0) bits.push(`${crashes} crash${crashes === 1 ? '' : 'es'}`);
+    if (restarts > 0) bits.push(`${restarts} restart${restarts === 1 ? '' : 's'}`);
+    if (s.status !== b.status || s.status === 'down') bits.push(s.status);
+    parts.push(`service ${name}: ${bits.join(', ')}`);
+  }
+  return parts.length > 0 ? parts.join('; ') : null;
+}
 
 export async function serve(confArg: string | undefined): Promise<number> {
   const file = confArg ?? process.env['CHAN_CONF'] ?? DEFAULT_CONF;
@@ -11,12 +36,29 @@ export async function serve(confArg: string | undefined): Promise<number> {
   const log = createLogger({ level: config.logLevel });
   log.info({ config: file }, 'lib-chan starting');
   const server = await startServer(config, { logger: log });
+  // An error that escapes a handler's awaited code is caught by the runtime; one thrown from a callback nobody awaits
+  // (a timer in an inline handler) cannot be tied to a connection. A rejected promise nobody awaits is logged and the
+  // server carries on; an uncaught exception leaves the process in an unknown state, so it is logged and the server
+  // exits (run such code with {isolation, worker}).
+  process.on('unhandledRejection', (err) => log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception outside any handler; exiting');
+    process.exit(70);
+  });
+  let last = server.stats().services;
+  const summary = setInterval(() => {
+    const now = server.stats().services;
+    const line = crashSummary(last, now);
+    if (line) log.warn({ services: now }, `in the last minute: ${line}`);
+    last = now;
+  }, SUMMARY_INTERVAL);
+  summary.unref();
   return new Promise((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting at once');
-        resolve(1);
+        resolve(EXIT_SECOND_SIGNAL);
         return;
       }
       stopping = true;

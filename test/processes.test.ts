@@ -1,0 +1,189 @@
+import { once } from 'node:events';
+import path from 'node:path';
+import test from 'ava';
+import { connect, type Channel } from '../src/client.js';
+import { ChanError } from '../src/errors.js';
+import type { ServiceDefinition } from '../src/modules.js';
+import { startServer, type ServerOptions } from '../src/server.js';
+import { formatTerm, parseTerm } from '../src/term/index.js';
+import { crashSummary } from '../src/cli/serve.js';
+import { run, serve } from './cli-helpers.js';
+
+const CODE_PATH = [path.resolve('test/fixtures'), path.resolve('examples')];
+const KVS: ServiceDefinition = { name: 'nameServer', secret: null, module: 'mod_name_server', function: 'start_me_up' };
+
+function server(services: ServiceDefinition[], options: Partial<ServerOptions> = {}): ReturnType<typeof startServer> {
+  return startServer({ port: 0, host: '127.0.0.1', codePath: CODE_PATH, services, ...options });
+}
+
+const rpc = async (ch: Channel, text: string, timeout?: number): Promise<string> =>
+  formatTerm(await ch.rpc(parseTerm(text), timeout === undefined ? {} : { timeout }));
+
+for (const isolation of ['inline', 'worker'] as const) {
+  test(`the handler contract is the same ${isolation}: args, state, send, push, reply, receive timeout, close, return, crash`, async (t) => {
+    const s = await server([{ name: 'c', secret: null, module: 'mod_contracts', function: 'start_me_up', args: parseTerm('argsS'), isolation }]);
+    t.teardown(() => s.close());
+    const ch = await connect('127.0.0.1', s.port, 'c', null, parseTerm('{client, 1}'));
+    t.is(formatTerm(await ch.receive()), '#{"argsS" => argsS,"connection" => 1,"hello" => {client,1}}');
+    t.is(await rpc(ch, '{any, "term", [1, 2.5, <<"b">>]}'), '{any,"term",[1,2.5,<<"b">>]}');
+    t.is(await rpc(ch, 'push_then_reply'), '"replied"');
+    t.is(formatTerm(await ch.receive()), '"pushed"');
+    t.is(await rpc(ch, '{wait, 20}'), '"timeout"');
+    t.is(await rpc(ch, 'bad_term'), '"badTerm"');
+    const second = await connect('127.0.0.1', s.port, 'c', null);
+    t.regex(formatTerm(await second.receive()), /"connection" => 2/); // the state is shared by the service's handlers
+    second.cast(parseTerm('close'));
+    t.is((await second.closed).reason, 'normal');
+    const third = await connect('127.0.0.1', s.port, 'c', null);
+    third.cast(parseTerm('return'));
+    t.deepEqual([(await third.closed).reason, (await third.closed).text], ['normal', 'the handler returned']);
+    const err = await t.throwsAsync(ch.rpc(parseTerm('crash')), { instanceOf: ChanError });
+    t.is(err?.reason, 'handlerError');
+    t.is((await ch.closed).text, 'crashed on purpose');
+    t.is(s.stats().services['c']?.crashes, 1);
+  });
+}
+
+test('a handler crashing on a poison message ends only its connection; 50 others keep getting correct answers', async (t) => {
+  const s = await server([KVS, { name: 'poison', secret: null, module: 'mod_poison', function: 'start_me_up' }]);
+  t.teardown(() => s.close());
+  const others = await Promise.all(Array.from({ length: 50 }, (_, i) => connect('127.0.0.1', s.port, i % 2 ? 'poison' : 'nameServer', null)));
+  await Promise.all(others.map((ch, i) => rpc(ch, `{store, {k, ${i}}, ${i}}`)));
+  const victim = await connect('127.0.0.1', s.port, 'poison', null);
+  const crashed = t.throwsAsync(victim.rpc(parseTerm('{poison}')), { instanceOf: ChanError });
+  const answers = await Promise.all(others.map((ch, i) => rpc(ch, `{lookup, {k, ${i}}}`)));
+  t.deepEqual(answers, others.map((_, i) => `{ok,${i}}`));
+  t.is((await crashed)?.reason, 'handlerError');
+  t.deepEqual(
+    await Promise.all(others.map((ch, i) => rpc(ch, `{lookup, {k, ${i}}}`))),
+    others.map((_, i) => `{ok,${i}}`),
+  );
+  t.deepEqual(s.stats().services['poison'], { status: 'up', crashes: 1, restarts: 0 });
+  await Promise.all(others.map((c) => c.close()));
+});
+
+test('a handler stuck in a loop in a worker: other services answer within 100 ms; the watchdog replaces the worker', async (t) => {
+  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }], { handlerBlockTimeout: 600 });
+  t.teardown(() => s.close());
+  const kvs = await connect('127.0.0.1', s.port, 'nameServer', null);
+  const busy = await connect('127.0.0.1', s.port, 'busy', null);
+  const started = Date.now();
+  const stuck = t.throwsAsync(busy.rpc(parseTerm('spin'), { timeout: 10_000 }), { instanceOf: ChanError });
+  const latencies: number[] = [];
+  while (!busy.isClosed) {
+    const t0 = performance.now();
+    t.is(await rpc(kvs, '{lookup, nothing}'), 'undefined');
+    latencies.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const err = await stuck;
+  t.is(err?.reason, 'handlerTimeout');
+  t.true(Date.now() - started >= 500, 'the watchdog waited for handler_block_timeout');
+  latencies.sort((a, b) => a - b);
+  t.log(`nameServer answered ${latencies.length} rpcs during the loop; slowest ${latencies.at(-1)?.toFixed(1)} ms`);
+  t.true((latencies.at(-1) ?? 0) < 100, `slowest answer ${latencies.at(-1)} ms`);
+  const fresh = await connect('127.0.0.1', s.port, 'busy', null);
+  t.is(await rpc(fresh, 'hello'), 'hello'); // a fresh worker
+  t.deepEqual(s.stats().services['busy'], { status: 'up', crashes: 1, restarts: 1 });
+  await Promise.all([kvs.close(), fresh.close()]);
+});
+
+test('past restart_intensity within restart_period the service is down: serviceDown; other services work', async (t) => {
+  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }], {
+    handlerBlockTimeout: 100,
+    restartIntensity: 2,
+    restartPeriod: 60_000,
+  });
+  t.teardown(() => s.close());
+  for (let i = 0; i < 3; i++) {
+    const ch = await connect('127.0.0.1', s.port, 'busy', null);
+    ch.cast(parseTerm('spin'));
+    t.is((await ch.closed).reason, 'handlerTimeout');
+  }
+  const err = await t.throwsAsync(connect('127.0.0.1', s.port, 'busy', null), { instanceOf: ChanError });
+  t.is(err?.code, 'serviceDown');
+  t.is(s.stats().services['busy']?.status, 'down');
+  const kvs = await connect('127.0.0.1', s.port, 'nameServer', null);
+  t.is(await rpc(kvs, '{lookup, a}'), 'undefined');
+  await kvs.close();
+});
+
+test('inline supervision: ctx.fail restarts the service with a new state; past the intensity it is down', async (t) => {
+  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], { restartIntensity: 1 });
+  t.teardown(() => s.close());
+  const ch = await connect('127.0.0.1', s.port, 'flaky', null);
+  const first = Number(await rpc(ch, 'x'));
+  t.is(await rpc(ch, '"break"'), '"broken"');
+  while (Number(await rpc(ch, 'x')) === first) await new Promise((r) => setTimeout(r, 5)); // the restart is async
+  t.is(Number(await rpc(ch, 'x')), first + 1); // the live connection sees the new state
+  t.is(s.stats().services['flaky']?.restarts, 1);
+  await rpc(ch, '"break"');
+  const err = await t.throwsAsync(connect('127.0.0.1', s.port, 'flaky', null), { instanceOf: ChanError });
+  t.is(err?.code, 'serviceDown');
+  await ch.close();
+});
+
+test('a worker service whose start fails refuses the server start, naming it', async (t) => {
+  const err = await t.throwsAsync(server([{ name: 'w', secret: null, module: 'mod_missing_fn', function: 'x', isolation: 'worker' }]), { instanceOf: ChanError });
+  t.is(err?.code, 'badConfig');
+  t.regex(err?.message ?? '', /service w: module 'mod_missing_fn' is not built in/);
+});
+
+test('SIGTERM with live connections: clients see shutdown, acknowledged stores are kept, exit 0', async (t) => {
+  const { child, port, lines } = await serve([path.resolve('test/fixtures/lib_chan.conf')]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const chs = await Promise.all([1, 2, 3].map(() => connect('127.0.0.1', port, 'nameServer', 'ABXy45')));
+  for (const [i, ch] of chs.entries()) t.is(await rpc(ch, `{store, k${i}, ${i}}`), 'true');
+  const lookups = await Promise.all(chs.map((ch, i) => rpc(ch, `{lookup, k${i}}`)));
+  t.deepEqual(lookups, ['{ok,0}', '{ok,1}', '{ok,2}']);
+  child.kill('SIGTERM');
+  for (const ch of chs) t.is((await ch.closed).reason, 'shutdown');
+  t.is((await once(child, 'exit'))[0], 0);
+  t.true(lines.some((l) => /"msg":"closed"/.test(l)));
+});
+
+test('a handler that never finishes is abandoned after shutdown_timeout; a second signal exits at once', async (t) => {
+  const conf = path.resolve('test/fixtures/lib_chan.conf');
+  {
+    const { child, port, lines } = await serve([conf]);
+    t.teardown(() => child.kill('SIGKILL'));
+    const ch = await connect('127.0.0.1', port, 'stubborn', null);
+    ch.cast(1);
+    await ch.rpc(0, { timeout: 50 }).catch(() => {}); // the server has the cast once an rpc got there
+    const started = Date.now();
+    child.kill('SIGTERM');
+    t.is((await once(child, 'exit'))[0], 0);
+    t.true(Date.now() - started >= 450, 'it waited for shutdown_timeout (500 ms)');
+    t.true(lines.some((l) => /still running after shutdown_timeout \(500 ms\): abandoned/.test(l)));
+  }
+  {
+    const { child, port } = await serve([conf], { CHAN_SHUTDOWN_TIMEOUT: '60000' });
+    t.teardown(() => child.kill('SIGKILL'));
+    const ch = await connect('127.0.0.1', port, 'stubborn', null);
+    ch.cast(1);
+    await ch.rpc(0, { timeout: 50 }).catch(() => {});
+    child.kill('SIGTERM');
+    await ch.closed;
+    const started = Date.now();
+    child.kill('SIGTERM');
+    t.is((await once(child, 'exit'))[0], 1);
+    t.true(Date.now() - started < 5000);
+  }
+});
+
+test('the crash summary names what crashed, restarted or went down since the last one', (t) => {
+  const up = { status: 'up' as const, crashes: 0, restarts: 0 };
+  t.is(crashSummary({ a: up }, { a: up }), null);
+  t.is(crashSummary({ a: up, b: up }, { a: { ...up, crashes: 2 }, b: { status: 'down', crashes: 1, restarts: 3 } }), 'service a: 2 crashes; service b: 1 crash, 3 restarts, down');
+});
+
+test('chan serve examples/processes.conf serves the poison and busy examples', async (t) => {
+  const { child, port } = await serve(['examples/processes.conf']);
+  t.teardown(() => child.kill('SIGKILL'));
+  t.is((await run(['rpc', 'localhost', String(port), 'poison', '', '{store, a, 1}.'])).stdout, 'true\n');
+  const poisoned = await run(['rpc', 'localhost', String(port), 'poison', '', '{poison}.']);
+  t.is(poisoned.status, 1);
+  t.regex(poisoned.stderr, /^chan: handlerError: .*poisoned/);
+  t.is((await run(['rpc', 'localhost', String(port), 'poison', '', '{lookup, a}.'])).stdout, '{ok,1}\n');
+  t.is((await run(['rpc', 'localhost', String(port), 'busy', '', 'hello'])).stdout, 'hello\n');
+});
