@@ -236,6 +236,8 @@ export class ChanServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const timeout = this.settings.shutdownTimeout;
+      const deadline = Date.now() + timeout;
+      for (const s of this.services.values()) s.shuttingDown = true; // no restarts from here on
       // The listener's close completes only once every connection has ended: start it, then end them.
       const stopped = this.listening?.close();
       const open = [...this.connections];
@@ -251,7 +253,8 @@ export class ChanServer {
       if (late > 0) this.log.warn({ handlers: late }, `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`);
       await Promise.all(open.map((c) => c.done));
       await stopped;
-      await stopServices([...this.services.values()], timeout);
+      // Whatever is left of shutdown_timeout, for the services' stop (workers that do not answer are ended).
+      await stopServices([...this.services.values()], Math.max(0, deadline - Date.now()));
       this.log.info('closed');
     })();
     return this.closing;

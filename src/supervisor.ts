@@ -65,6 +65,8 @@ export class Service {
   readonly args: Term;
   readonly isolation: 'inline' | 'worker';
   status: 'up' | 'down' = 'up';
+  /** Set when the server begins to shut down: failures are no longer restarted. */
+  shuttingDown = false;
   crashes = 0;
   restarts = 0;
   private state: unknown = undefined;
@@ -149,7 +151,7 @@ export class Service {
    * restart_period; then mark it down. `why` is an error or a sentence.
    */
   fail(why: unknown): void {
-    if (this.status === 'down') return;
+    if (this.status === 'down' || this.shuttingDown) return;
     const reason = why instanceof Error ? why.message : String(why);
     const now = Date.now();
     while (this.restartTimes.length > 0 && now - (this.restartTimes[0] as number) > this.settings.restartPeriod) this.restartTimes.shift();

@@ -187,3 +187,22 @@ test('chan serve examples/processes.conf serves the poison and busy examples', a
   t.is((await run(['rpc', 'localhost', String(port), 'poison', '', '{lookup, a}.'])).stdout, '{ok,1}\n');
   t.is((await run(['rpc', 'localhost', String(port), 'busy', '', 'hello'])).stdout, 'hello\n');
 });
+
+test('SIGTERM while a worker handler is stuck in a loop: exit 0 within shutdown_timeout', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const conf = path.join(mkdtempSync(path.join(tmpdir(), 'chan-busy-')), 'busy.conf');
+  writeFileSync(conf, `{port, 0}.\n{code_path, [${JSON.stringify(path.resolve('examples'))}]}.\n{shutdown_timeout, 800}.\n{handler_block_timeout, 60000}.\n{service, busy, password, none, mfa, mod_busy, start_me_up, [], {isolation, worker}}.\n`);
+  const { child, port } = await serve([conf]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const ch = await connect('127.0.0.1', port, 'busy', null);
+  t.is(await rpc(ch, 'hello'), 'hello');
+  ch.cast(parseTerm('spin'));
+  await ch.rpc(0, { timeout: 100 }).catch(() => {}); // the worker is spinning now
+  const started = Date.now();
+  child.kill('SIGTERM');
+  t.is((await ch.closed).reason, 'shutdown');
+  t.is((await once(child, 'exit'))[0], 0);
+  const took = Date.now() - started;
+  t.true(took < 800 + 1000, `took ${took} ms`);
+});
