@@ -9,70 +9,55 @@
  * badServer, ... Every rpc carries a request id and a timeout (default 5000 ms), so an rpc that gave up can never
  * take a later answer meant for another. Messages the server sends that answer no rpc (pushes) are read with
  * `receive()` or `for await (const x of ch)`.
+ *
+ * With `reconnect`, a channel whose connection is lost dials again, with exponential back-off and jitter, and
+ * authenticates again. While it does, `cast` and `rpc` fail at once with `disconnected` (nothing is queued: a message
+ * is never sent twice or late without the caller knowing), rpcs that were waiting when the connection dropped reject
+ * with `disconnected`, and pushes keep coming through the same iterator once it is back. The state changes
+ * (`connected`, `reconnecting`, `closed`) are events and an async iterator.
  */
-import type { Duplex } from 'node:stream';
-import { msgpackCodec } from './codec/index.js';
-import { DEFAULTS } from './config/options.js';
-import { ChanError, isCloseReason } from './errors.js';
-import { SaltedPasswordCache } from './auth/scram.js';
-import { clientHandshake } from './handshake.js';
-import { describeTlsError, tlsClientTransport, type TlsClientOptions } from './tls.js';
+import { EventEmitter } from 'node:events';
+import { ChanError, isCloseReason, type ErrorCode } from './errors.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
+import {
+  CLIENT_DEFAULTS,
+  Link,
+  RECONNECT_DEFAULTS,
+  closedError,
+  type ConnectOptions,
+  type LinkOwner,
+  type ReconnectOptions,
+  type Target,
+} from './link.js';
 import { silentLogger, type Logger } from './log.js';
-import { MiddleMan, type CloseInfo, type MMController, type MMStats } from './mm.js';
+import type { CloseInfo, MMStats } from './mm.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
-import { tcp, type Transport } from './transport.js';
 
-/** Client defaults; every one can be changed per connection in {@link ConnectOptions}. */
-export const CLIENT_DEFAULTS = {
-  /** Connecting plus the handshake must finish within this many ms. */
-  connectTimeout: 10_000,
-  /** An rpc with no answer after this many ms rejects with `timeout`. */
-  rpcTimeout: 5000,
-  maxFrameSize: DEFAULTS.maxFrameSize,
-  maxDepth: DEFAULTS.maxDepth,
-  heartbeatMaxMissed: DEFAULTS.heartbeatMaxMissed,
-  mailboxHighWater: DEFAULTS.mailboxHighWater,
-  sendBufferLimit: DEFAULTS.sendBufferLimit,
-} as const;
-
-export interface ConnectOptions {
-  /** ms for the TCP connection and the handshake together (default 10000). */
-  connectTimeout?: number;
-  /** Default timeout of `rpc`, ms (default 5000). */
-  rpcTimeout?: number;
-  /** Largest frame accepted from the server, bytes (default 1 MiB). */
-  maxFrameSize?: number;
-  /** Deepest nesting accepted and sent (default 32). */
-  maxDepth?: number;
-  /** Heartbeat interval, ms: the server's (from its ack) unless given; 0 turns the client's heartbeats off. */
-  heartbeatInterval?: number;
-  /** A server silent for this many intervals is dead: the channel closes with `timeout` (default 4). */
-  heartbeatMaxMissed?: number;
-  /** Unread pushes at which the client stops reading the socket (default 1024); it reads again below half. */
-  mailboxHighWater?: number;
-  /** Bytes queued for a server that does not read before the channel closes with `slowConsumer` (default 8 MiB). */
-  sendBufferLimit?: number;
-  /** Connect over TLS: `{}` trusts the public CAs; `{ ca }` a CA of your own (chan certs makes one). */
-  tls?: TlsClientOptions;
-  /**
-   * Where salted passwords are remembered between connects (PBKDF2 is the slow part of a handshake): a process-wide
-   * cache unless given; `false` derives every time.
-   */
-  saltedPasswordCache?: SaltedPasswordCache | false;
-  /** The local address to connect from (on a host with several). */
-  localAddress?: string;
-  logger?: Logger;
-  transport?: Transport;
-}
-
-/** The cache every connect uses unless told otherwise. */
-export const defaultSaltedPasswordCache = new SaltedPasswordCache();
+export { CLIENT_DEFAULTS, RECONNECT_DEFAULTS, defaultSaltedPasswordCache, type ConnectOptions, type ReconnectOptions } from './link.js';
 
 export interface RpcOptions {
   /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
   timeout?: number;
+}
+
+/** Where a channel is: `connected`, or (with reconnect) `reconnecting` after a loss, or `closed` for good. */
+export type ChannelState = 'connected' | 'reconnecting' | 'closed';
+
+export interface StateChange {
+  state: ChannelState;
+  /** Why the connection was lost or closed (for `reconnecting` and `closed`). */
+  reason?: CloseInfo;
+  /** For `reconnecting`: the attempt about to be made (1, 2, ...) and the delay before it, ms. */
+  attempt?: number;
+  delay?: number;
+}
+
+export interface ChannelStats extends MMStats {
+  /** Round-trip time of the last answered heartbeat, ms. */
+  rtt: number | undefined;
+  /** Times the channel has reconnected. */
+  reconnects: number;
 }
 
 interface Pending {
@@ -83,7 +68,8 @@ interface Pending {
 
 /**
  * Connects to `service` on `host:port` and authenticates with `secret` (null or undefined for a service without one).
- * `argsC` reaches the handler as its second argument.
+ * `argsC` reaches the handler as its second argument. The first connection is not retried, even with `reconnect`:
+ * a wrong address or secret fails at once.
  */
 export async function connect(
   host: string,
@@ -93,135 +79,121 @@ export async function connect(
   argsC: Term = null,
   options: ConnectOptions = {},
 ): Promise<Channel> {
-  const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
-  const deadline = Date.now() + timeout;
-  const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
-  const { socket, peer } = await transport.connect(host, port, timeout, options.localAddress);
-  const log = (options.logger ?? silentLogger).child({ peer, service });
-  const ch = new Channel(socket, log, options, options.tls !== undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new ChanError('timeout', `no answer to the handshake from ${host}:${port} within ${timeout} ms`);
-      ch.abort('timeout', err.message);
-      reject(err);
-    }, Math.max(0, deadline - Date.now()));
-  });
-  try {
-    const ack = await Promise.race([
-      clientHandshake(ch.handshakeIO, {
-        service,
-        secret: secret ?? null,
-        args: argsC,
-        maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
-        ...(options.saltedPasswordCache === false ? {} : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
-      }),
-      expired,
-    ]);
-    ch.opened(ack.maxFrameSize, options.heartbeatInterval ?? ack.heartbeatInterval ?? 0);
-    return ch;
-  } catch (err) {
-    ch.abort(err instanceof ChanError && isCloseReason(err.code) ? err.code : 'protocolError', err instanceof Error ? err.message : String(err));
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
+  const ch = new Channel({ host, port, service, secret: secret ?? null, argsC }, options);
+  await ch.open();
+  return ch;
 }
 
-/** A connection to one service. */
-export class Channel implements AsyncIterable<Term> {
-  /** Resolves, never rejects, when the channel has closed, with the reason. */
+/** Close reasons after which reconnecting cannot help: the same attempt would fail the same way. */
+const PERMANENT = new Set<string>(['authFail', 'badService', 'badServer', 'badVersion', 'badCert', 'tlsFailed', 'tlsRejected', 'badConfig', 'usage']);
+
+/** The delay before reconnect attempt `attempt` (1, 2, ...): exponential, capped, and cut by a random share. */
+export function backoff(attempt: number, o: Required<ReconnectOptions>, random: () => number = Math.random): number {
+  const base = Math.min(o.maxDelay, o.initialDelay * 2 ** (attempt - 1));
+  return Math.round(base * (1 - o.jitter * random()));
+}
+
+/** A connection to one service (lib_chan's client-side MM). Make one with {@link connect}. */
+export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOwner {
+  /** Resolves, never rejects, when the channel has closed for good, with the reason. */
   readonly closed: Promise<CloseInfo>;
   private resolveClosed!: (info: CloseInfo) => void;
-  private readonly mm: MiddleMan;
+  private link: Link | null = null;
+  private current: ChannelState = 'reconnecting';
   private readonly pushes = new Inbox<Term>();
-  private readonly handshakeInbox = new Inbox<WireMessage>();
   private readonly pending = new Map<number, Pending>();
+  private readonly changes = new Inbox<StateChange>();
   private lastId = 0;
-  /** The server's ack has arrived (messages after it are the channel's). */
-  private acked = false;
-  /** The handshake is complete and verified: the channel may send. */
-  private open = false;
+  private reconnects = 0;
+  private userClosed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private full = false;
   private readonly rpcTimeout: number;
-  private readonly socketClosed: Promise<void>;
+  private readonly highWater: number;
+  private readonly reconnect: Required<ReconnectOptions> | null;
+  private readonly log: Logger;
 
   /** Use {@link connect}. */
   constructor(
-    socket: Duplex,
-    private readonly log: Logger,
-    options: ConnectOptions,
-    private readonly overTls = false,
+    private readonly target: Target,
+    private readonly options: ConnectOptions,
   ) {
+    super();
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
-    this.heartbeatMaxMissed = options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed;
     this.highWater = options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater;
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
-    this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
-    const controller: MMController = { onMessage: this.mmOnMessage, onClosed: this.mmOnClosed };
-    this.mm = new MiddleMan(
-      socket,
-      {
-        codec: msgpackCodec({ maxDepth: options.maxDepth ?? CLIENT_DEFAULTS.maxDepth }),
-        maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
-        sendBufferLimit: options.sendBufferLimit ?? CLIENT_DEFAULTS.sendBufferLimit,
-        log,
-      },
-      controller,
-    );
+    this.reconnect = options.reconnect ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) } : null;
+    this.log = options.logger ?? silentLogger;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
 
-  private readonly heartbeatMaxMissed: number;
-  private readonly highWater: number;
-  /** True while the socket is not read because too many pushes are unread. */
-  private full = false;
-
-  /** @internal The handshake's view of the connection. */
-  readonly handshakeIO = {
-    send: (m: WireMessage): void => {
-      this.mm.send(m);
-    },
-    next: (): Promise<WireMessage> => this.handshakeInbox.receive(),
-  };
-
-  /** @internal */
-  opened(peerMaxFrameSize: number, heartbeatInterval: number): void {
-    this.mm.peerMaxFrameSize = peerMaxFrameSize;
-    this.mm.beginSession(heartbeatInterval, this.heartbeatMaxMissed);
-    this.open = true;
-  }
-
-  /** @internal Ends a connection whose handshake failed. */
-  abort(reason: Parameters<MiddleMan['close']>[0], text: string): void {
-    this.mm.close(reason, text);
-  }
-
-  /** True once the channel has closed (see {@link closed} for why). */
-  get isClosed(): boolean {
-    return this.mm.closed !== null;
-  }
-
-  /** Frames and bytes sent and received so far, and the heartbeat's last round-trip time (ms). */
-  stats(): MMStats & { rtt: number | undefined } {
-    return { ...this.mm.stats, rtt: this.mm.rtt };
-  }
-
-  /** Resolves once what was sent has been handed to the network (or the channel closed). */
-  drain(): Promise<void> {
-    return this.mm.drain();
-  }
-
-  /** Sends X without waiting for anything (lib_chan:cast/2). Throws `closed`, `badTerm` or `frameTooLarge`. */
-  cast(x: unknown): void {
-    this.ensureOpen();
-    this.mm.send({ kind: 'cast', data: x as Term });
-  }
-
-  /** Sends X and resolves with the handler's answer (lib_chan:rpc/2). Rejects with `timeout` or `closed`. */
-  rpc(x: unknown, options: RpcOptions = {}): Promise<Term> {
+  /** @internal The first connection. */
+  async open(): Promise<void> {
     try {
-      this.ensureOpen();
+      this.use(await Link.dial(this.target, this.options, this, this.log));
+    } catch (err) {
+      this.current = 'closed';
+      this.pushes.end({ error: err as Error });
+      throw err;
+    }
+  }
+
+  private use(link: Link): void {
+    this.link = link;
+    this.setState({ state: 'connected' });
+    link.activate();
+    if (this.full) link.mm.pauseReading();
+  }
+
+  private setState(change: StateChange): void {
+    this.current = change.state;
+    this.changes.put(change);
+    this.emit('state', change);
+    if (change.state === 'closed') this.changes.end({ error: new ChanError('closed', 'the channel is closed') });
+  }
+
+  /** `connected`, `reconnecting` or `closed`. */
+  get state(): ChannelState {
+    return this.current;
+  }
+
+  /** True once the channel has closed for good (see {@link closed} for why). */
+  get isClosed(): boolean {
+    return this.current === 'closed';
+  }
+
+  /** State changes as they happen: `for await (const c of ch.stateChanges())`; ends when the channel closes. */
+  stateChanges(): AsyncIterable<StateChange> {
+    return this.changes;
+  }
+
+  /** Frames and bytes of the current connection, the heartbeat's last round-trip time (ms), and the reconnects. */
+  stats(): ChannelStats {
+    const mm = this.link?.mm;
+    const s = mm?.stats ?? { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+    return { ...s, rtt: mm?.rtt, reconnects: this.reconnects };
+  }
+
+  /** Resolves once what was sent has been handed to the network (or the connection ended). */
+  drain(): Promise<void> {
+    return this.link?.mm.drain() ?? Promise.resolve();
+  }
+
+  /**
+   * Sends X without waiting for anything (lib_chan:cast/2). Throws `closed`, `disconnected` (while reconnecting),
+   * `badTerm` or `frameTooLarge`.
+   */
+  cast(x: unknown): void {
+    this.usable().send({ kind: 'cast', data: x as Term });
+  }
+
+  /**
+   * Sends X and resolves with the handler's answer (lib_chan:rpc/2). Rejects with `timeout`, `closed`, or
+   * `disconnected` (the connection was lost, or is being re-established).
+   */
+  rpc(x: unknown, options: RpcOptions = {}): Promise<Term> {
+    let mm;
+    try {
+      mm = this.usable();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -235,7 +207,7 @@ export class Channel implements AsyncIterable<Term> {
       }, timeout);
       this.pending.set(id, { resolve, reject, timer });
       try {
-        this.mm.send({ kind: 'rpc', id, data: x as Term });
+        mm.send({ kind: 'rpc', id, data: x as Term });
       } catch (err) {
         clearTimeout(timer);
         this.pending.delete(id);
@@ -257,46 +229,29 @@ export class Channel implements AsyncIterable<Term> {
     for await (const x of this.pushes) yield this.afterTake(x);
   }
 
-  private readonly afterTake = (x: Term): Term => {
-    if (this.full && this.pushes.size <= this.highWater >> 1) {
-      this.full = false;
-      this.mm.resumeReading();
-    }
-    return x;
-  };
-
-  /** Closes the channel (reason `normal`); resolves when the connection is fully closed. */
+  /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */
   async close(): Promise<void> {
-    this.mm.close('normal', 'the client closed the channel');
-    await this.socketClosed;
+    this.userClosed = true;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    const link = this.link;
+    if (link && !link.mm.closed) {
+      link.mm.close('normal', 'the client closed the channel');
+      await link.socketClosed;
+    } else if (this.current !== 'closed') {
+      this.finish({ reason: 'normal', text: 'the client closed the channel', by: 'local' });
+    }
   }
 
-  /** Why the handshake ended, in the words a person connecting needs. */
-  private handshakeError(info: CloseInfo): ChanError {
-    if (info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed') return new ChanError(info.reason, info.text);
-    if (info.error) {
-      // Under TLS 1.3 a rejected client certificate shows only now, after the client believed it was connected.
-      const { code, text } = describeTlsError(info.error);
-      if (code === 'tlsRejected' || code === 'tlsFailed') return new ChanError(code, text, { cause: info.error });
+  private usable(): Link['mm'] {
+    const mm = this.link?.mm;
+    if (this.current === 'connected' && mm && !mm.closed) return mm;
+    if (this.current === 'reconnecting' && !this.userClosed) {
+      throw new ChanError('disconnected', 'the connection was lost and is being re-established; try again');
     }
-    if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0 && this.overTls) {
-      // A lib-chan server always answers startService; under TLS, silence means the TLS layer turned us away.
-      return new ChanError(
-        'tlsRejected',
-        'the server closed the TLS connection before answering: it rejected our client certificate (missing, or not signed by its CA; see --cert, --key)',
-        { reason: info.reason },
-      );
-    }
-    if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0) {
-      return new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });
-    }
-    return closedError(info);
-  }
-
-  private ensureOpen(): void {
-    const c = this.mm.closed;
-    if (c) throw closedError(c);
-    if (!this.open) throw new ChanError('closed', 'the channel is not open yet');
+    throw this.link?.mm.closed ? closedError(this.link.mm.closed) : new ChanError('closed', 'the channel is closed');
   }
 
   private nextId(): number {
@@ -306,13 +261,17 @@ export class Channel implements AsyncIterable<Term> {
     return this.lastId;
   }
 
-  private readonly mmOnMessage = (m: WireMessage): void => {
-    if (!this.acked) {
-      // The ack may share a chunk with the first pushes: from the ack on, messages belong to the channel.
-      if (m.kind === 'ack') this.acked = true;
-      this.handshakeInbox.put(m);
-      return;
+  private readonly afterTake = (x: Term): Term => {
+    if (this.full && this.pushes.size <= this.highWater >> 1) {
+      this.full = false;
+      this.link?.mm.resumeReading();
     }
+    return x;
+  };
+
+  /** @internal */
+  linkMessage(link: Link, m: WireMessage): void {
+    if (link !== this.link) return;
     switch (m.kind) {
       case 'reply': {
         const p = this.pending.get(m.id);
@@ -329,28 +288,74 @@ export class Channel implements AsyncIterable<Term> {
         this.pushes.put(m.data);
         if (!this.full && this.pushes.size >= this.highWater) {
           this.full = true;
-          this.mm.pauseReading();
+          link.mm.pauseReading();
         }
         return;
       default:
-        this.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);
+        link.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);
     }
-  };
+  }
 
-  private readonly mmOnClosed = (info: CloseInfo): void => {
-    const err = closedError(info);
-    if (!this.acked) this.handshakeInbox.end({ error: this.handshakeError(info) });
+  /** @internal */
+  linkClosed(link: Link, info: CloseInfo): void {
+    if (link !== this.link) return;
+    // Not after our own close, nor after the server ended the conversation on purpose, nor when it would fail again.
+    const retry = this.reconnect !== null && !this.userClosed && !(info.by === 'peer' && info.reason === 'normal') && !PERMANENT.has(info.reason);
+    const err = retry
+      ? new ChanError('disconnected', `the connection was lost (${info.reason}: ${info.text}); the channel is reconnecting`, { reason: info.reason })
+      : closedError(info);
+    this.rejectPending(err);
+    if (retry) this.retry(1, info);
+    else this.finish(info);
+  }
+
+  private rejectPending(err: ChanError): void {
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);
       p.reject(err);
     }
+  }
+
+  private retry(attempt: number, lost: CloseInfo): void {
+    const r = this.reconnect as Required<ReconnectOptions>;
+    if (attempt > r.retries) {
+      this.finish({ ...lost, text: `${lost.text}; gave up after ${r.retries} reconnect attempts` });
+      return;
+    }
+    const delay = backoff(attempt, r);
+    this.setState({ state: 'reconnecting', reason: lost, attempt, delay });
+    this.log.info({ attempt, delay, reason: lost.reason }, 'reconnecting');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      Link.dial(this.target, this.options, this, this.log).then(
+        (link) => {
+          if (this.userClosed) {
+            link.mm.close('normal', 'the client closed the channel');
+            return;
+          }
+          this.reconnects++;
+          this.use(link);
+        },
+        (err: unknown) => {
+          if (this.userClosed) return;
+          const code = err instanceof ChanError ? err.code : 'socketError';
+          const text = err instanceof Error ? err.message : String(err);
+          if (PERMANENT.has(code)) this.finish({ reason: code, text, by: 'peer' });
+          else this.retry(attempt + 1, { reason: isCloseReason(code) ? code : lost.reason, text, by: 'peer' });
+        },
+      );
+    }, delay);
+  }
+
+  private finish(info: CloseInfo): void {
+    if (this.current === 'closed') return;
+    const err = closedError(info);
+    this.rejectPending(err);
     this.pushes.end({ error: err });
-    this.log.debug({ reason: info.reason, by: info.by }, 'channel closed');
+    this.setState({ state: 'closed', reason: info });
     this.resolveClosed(info);
-  };
+  }
 }
 
-function closedError(info: CloseInfo): ChanError {
-  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
-}
+export type { ErrorCode };

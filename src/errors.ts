@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   ...CLOSE_REASONS,
   tlsFailed: "The TLS handshake failed: the server's certificate is not trusted (wrong --ca, expired, another host name), or the port does not speak TLS.",
   tlsRejected: 'The server rejected our client certificate (missing, or not signed by its CA); give one with --cert and --key.',
+  disconnected: 'The connection was lost and the channel is reconnecting (reconnect option): the call was not sent, or its answer was lost; retry it.',
   closed: "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
   badRequest: 'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
   econnrefused: 'Nothing listens on that host and port: start the server or check the port.',

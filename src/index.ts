@@ -5,7 +5,10 @@
  * Server: {@link startServer} with a config file or options; handlers are `(mm, argsC, argsS, ctx)` (see {@link MM}).
  * Terms: {@link atom}, {@link tuple}, {@link parseTerm}, {@link formatTerm}.
  */
-export { connect, Channel, CLIENT_DEFAULTS, defaultSaltedPasswordCache, type ConnectOptions, type RpcOptions } from './client.js';
+export {
+  connect, Channel, CLIENT_DEFAULTS, RECONNECT_DEFAULTS, defaultSaltedPasswordCache, backoff,
+  type ConnectOptions, type RpcOptions, type ReconnectOptions, type ChannelState, type StateChange, type ChannelStats,
+} from './client.js';
 export { SaltedPasswordCache, makeVerifier, formatVerifier, parseVerifier, type ScramVerifier } from './auth/scram.js';
 export type { TlsClientOptions } from './tls.js';
 export { makeCertificate, writeCerts, type KeyPair, type CertSpec } from './certs.js';
