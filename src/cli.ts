@@ -1,13 +1,8 @@
 #!/usr/bin/env node
 /**
- * `chan`: the command line of lib-chan.
- *
- *   chan serve [CONF]                            run a server (CONF: $CHAN_CONF or conf/lib_chan.conf)
- *   chan connect HOST PORT SERVICE SECRET        a session: type terms, read answers
- *   chan rpc HOST PORT SERVICE SECRET TERM       send TERM, print the answer
- *   chan cast HOST PORT SERVICE SECRET TERM      send TERM, wait for nothing
- *
- * Failures print `chan: <word>: <what happened>` on stderr and exit 1; usage and config errors exit 2.
+ * `chan`: the command line of lib-chan. Each command is a row of COMMANDS (its usage, its one-line summary, its
+ * help); `chan help COMMAND` and `chan COMMAND --help` print the help. Failures print `chan: <word>: <what happened>`
+ * on stderr and exit 1; usage and config errors exit 2.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,50 +10,127 @@ import { connect, type ConnectOptions } from './client.js';
 import { ChanError } from './errors.js';
 import { ConfigError } from './config/load.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE, failureLine, failureStatus, parsePort, resolveSecret, usageError } from './cli/common.js';
+import { check } from './cli/check.js';
 import { oneShot, type Target } from './cli/oneshot.js';
+import { pingCommand } from './cli/ping.js';
 import { certs, passwd } from './cli/security.js';
 import { serve } from './cli/serve.js';
 import { session } from './cli/session.js';
+import { VERSION } from './version.js';
 
-const HELP = `chan: lib-chan's command line
+const CONNECTION_OPTIONS = `  --tls                 connect over TLS (trusting the public CAs, or --ca)
+  --ca FILE             the CA that signs the server's certificate (implies --tls)
+  --cert FILE --key FILE  a client certificate and its key, for servers that ask for one
+  --servername NAME     the name the server's certificate must hold (default: HOST)`;
 
-usage:
-  chan serve [CONF]                          run a server on CONF ($CHAN_CONF, or conf/lib_chan.conf)
-  chan connect HOST PORT SERVICE SECRET      open a session: type terms ending in '.', read the answers
-  chan rpc HOST PORT SERVICE SECRET TERM     send TERM, print the answer, exit
-  chan cast HOST PORT SERVICE SECRET TERM    send TERM, exit once it is delivered
-  chan certs [--out certs] [--hosts localhost,127.0.0.1] [--days 365] [--client NAME]... [--force]
-                                             make a CA, a server certificate and client certificates
-  chan passwd [--iterations 4096]            read a secret from standard input, print its verifier for lib_chan.conf
+const SECRET_NOTE = `SECRET is the service's secret; '-' reads it from standard input (it stays out of shell history);
+'' (empty) connects to a service that has none.`;
 
-SECRET is the service's secret; '-' reads it from standard input (it stays out of shell history);
-'' (empty) connects to a service that has none.
-TERM is Erlang term text: {lookup, joe}  {store, joe, "writing a book"}  (the final '.' is optional).
+const COMMANDS: Record<string, { usage: string; summary: string; help: string }> = {
+  serve: {
+    usage: 'chan serve [CONF]',
+    summary: 'run a server on CONF ($CHAN_CONF, or conf/lib_chan.conf)',
+    help: `Runs a server until SIGINT or SIGTERM (which close every connection with reason shutdown, give handlers
+shutdown_timeout to finish, and exit 0; a second signal exits at once). SIGHUP reloads secrets, verifiers and
+certificates for new connections. CONF is Erlang terms (lib_chan.conf) or JSON (.json); every option can also be set
+by a CHAN_* variable (docs/OPTIONS.md). Logs are JSON lines, readable lines on a terminal.`,
+  },
+  check: {
+    usage: 'chan check [CONF]',
+    summary: 'validate CONF and print the settings in effect, and where each came from',
+    help: `Validates CONF as chan serve would (without listening or starting services) and prints every setting with
+its value and its source (the file and line, a CHAN_* variable, or the default). Secrets are masked.
+Exit 0 when valid; 2, with every problem listed, when not.`,
+  },
+  connect: {
+    usage: 'chan connect [options] HOST PORT SERVICE SECRET',
+    summary: 'a session: type terms ending in ".", read the answers',
+    help: `Opens a session with SERVICE. Type a term ending in '.': 'cast T.' sends it, 'rpc T.' (or just 'T.') waits for
+the answer and prints it; a term may span lines; 'help' lists the commands; Tab completes them; the history is kept in
+~/.chan_history ($CHAN_HISTORY; empty: none). Pushes from the server are printed as they arrive. With piped input it
+reads to the end, waits for every answer, and exits 0 (1 if anything failed or the server closed the connection).
+${SECRET_NOTE}
 
-options of connect, rpc and cast:
-  --timeout MS   how long rpc waits for an answer (default 5000)
-  --tls          connect over TLS (trusting the public CAs, or --ca)
-  --ca FILE      the CA that signs the server's certificate (implies --tls)
-  --cert FILE, --key FILE   a client certificate and its key, for servers that ask for one
-  --servername NAME         the name the server's certificate must hold (default: HOST)
-other options:
-  -h, --help     this text
-  --version      the version
+options:
+  --json                type and print JSON instead of Erlang terms ({"$atom": "joe"}, {"$tuple": [...]})
+  --timeout MS          how long an rpc waits for its answer (default 5000)
+${CONNECTION_OPTIONS}`,
+  },
+  rpc: {
+    usage: 'chan rpc [options] HOST PORT SERVICE SECRET TERM...',
+    summary: 'send each TERM, print each answer, exit',
+    help: `Sends each TERM as an rpc over one connection (all at once: pipelined), prints the answers in order, one per
+line, and exits 0. TERM is Erlang term text ({lookup, joe}; the final '.' is optional); '-' reads terms from standard
+input (each ending with '.'; with --json, one JSON value per line).
+${SECRET_NOTE}
 
+options:
+  --json                TERMs and answers in JSON
+  --timeout MS          how long each rpc waits for its answer (default 5000)
+${CONNECTION_OPTIONS}`,
+  },
+  cast: {
+    usage: 'chan cast [options] HOST PORT SERVICE SECRET TERM...',
+    summary: 'send each TERM, wait for nothing, exit once the server has read them',
+    help: `Sends each TERM as a cast (no answer), then closes the connection and exits 0 once the server has read
+everything. TERM as for chan rpc ('-': from standard input).
+${SECRET_NOTE}
+
+options:
+  --json                TERMs in JSON
+${CONNECTION_OPTIONS}`,
+  },
+  ping: {
+    usage: 'chan ping [options] HOST PORT',
+    summary: 'is a lib-chan server there, and which protocol does it speak (no secret needed)',
+    help: `Asks HOST:PORT "hello" instead of starting a service, and prints the server's name, its protocol version and
+the round trip. Exit 0 when a lib-chan server answered, 1 otherwise.
+
+options:
+${CONNECTION_OPTIONS}`,
+  },
+  certs: {
+    usage: 'chan certs [--out certs] [--hosts localhost,127.0.0.1] [--days 365] [--client NAME]... [--force]',
+    summary: 'make a CA, a server certificate and client certificates',
+    help: `Writes ca.pem, server.pem (its subject alternative names are --hosts) and client-NAME.pem for each --client,
+each with its *-key.pem (mode 0600), into --out. An existing CA is reused, so --client NAME later adds a client signed
+by it; no existing file is replaced without --force.`,
+  },
+  passwd: {
+    usage: 'chan passwd [--iterations 4096]',
+    summary: 'read a secret, print its SCRAM verifier for the config',
+    help: `Reads a secret from standard input (a hidden prompt, asked twice, on a terminal) and prints its verifier,
+"SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", for {service, S, verifier, "...", mfa, M, F, A}.
+The server then never holds the secret. --iterations is at least 4096.`,
+  },
+};
+
+function overview(): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.split(' [')[0]?.length ?? 0)) + 2;
+  const rows = Object.entries(COMMANDS).map(([, c]) => `  ${(c.usage.split(' [')[0] ?? '').padEnd(width)}${c.summary}`);
+  return `chan: lib-chan's command line (version ${VERSION})
+
+commands:
+${rows.join('\n')}
+
+'chan help COMMAND' (or 'chan COMMAND --help') says more. --version prints the version.
 exit status: 0 done; 1 failed (the line 'chan: <word>: ...' says why); 2 usage or configuration error.
-example (the book's session):
+
+the book's session:
   chan serve conf/lib_chan.conf &
   chan cast localhost 1234 nameServer ABXy45 '{store, joe, "writing a book"}.'
   chan rpc localhost 1234 nameServer ABXy45 '{lookup, joe}.'      -> {ok,"writing a book"}`;
+}
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+function commandHelp(name: string): string {
+  const c = COMMANDS[name];
+  if (!c) throw usageError(`no command '${name}'`);
+  return `usage: ${c.usage}\n\n${c.help}`;
 }
 
 /** --tls, --ca, --cert, --key, --servername: TLS for a client command (any of the file options implies --tls). */
-function clientOptions(v: { tls?: boolean; ca?: string; cert?: string; key?: string; servername?: string }): ConnectOptions {
-  if (!v.tls && v.ca === undefined && v.cert === undefined && v.key === undefined) return {};
+function tlsOptions(v: { tls?: boolean; ca?: string; cert?: string; key?: string; servername?: string }): ConnectOptions['tls'] | undefined {
+  if (!v.tls && v.ca === undefined && v.cert === undefined && v.key === undefined) return undefined;
   if ((v.cert === undefined) !== (v.key === undefined)) throw usageError('--cert and --key go together');
   const read = (flag: string, file: string | undefined): Buffer | undefined => {
     if (file === undefined) return undefined;
@@ -71,7 +143,7 @@ function clientOptions(v: { tls?: boolean; ca?: string; cert?: string; key?: str
   const ca = read('--ca', v.ca);
   const cert = read('--cert', v.cert);
   const key = read('--key', v.key);
-  return { tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(v.servername ? { servername: v.servername } : {}) } };
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(v.servername ? { servername: v.servername } : {}) };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -84,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         timeout: { type: 'string' },
+        json: { type: 'boolean' },
         tls: { type: 'boolean' },
         ca: { type: 'string' },
         cert: { type: 'string' },
@@ -102,47 +175,65 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   if (values.version) {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const [command, ...rest] = positionals;
-  if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
-    return command === undefined && !values.help ? EXIT_USAGE : 0;
+  if (command === 'help') {
+    process.stdout.write(`${rest[0] ? commandHelp(rest[0]) : overview()}\n`);
+    return 0;
+  }
+  if (command === undefined) {
+    process.stdout.write(`${overview()}\n`);
+    return values.help ? 0 : EXIT_USAGE;
+  }
+  if (!COMMANDS[command]) throw usageError(`unknown command '${command}'`);
+  if (values.help) {
+    process.stdout.write(`${commandHelp(command)}\n`);
+    return 0;
   }
   let timeout: number | undefined;
   if (values.timeout !== undefined) {
     if (!/^\d+$/.test(values.timeout) || Number(values.timeout) < 1) throw usageError('--timeout must be a positive number of milliseconds');
     timeout = Number(values.timeout);
   }
-  const target = async (n: number, what: string): Promise<Target> => {
-    if (rest.length !== n) throw usageError(`chan ${command} takes ${what}`);
+  const json = values.json === true;
+  const target = async (min: number, max: number): Promise<Target> => {
+    if (rest.length < min || rest.length > max) throw usageError(`usage: ${COMMANDS[command]?.usage}`);
     const [host, port, service, secret] = rest as [string, string, string, string];
-    return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options: clientOptions(values) };
+    const tls = tlsOptions(values);
+    return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options: tls ? { tls } : {} };
   };
   switch (command) {
     case 'serve':
-      if (rest.length > 1) throw usageError('chan serve takes at most one argument, the config file');
+      if (rest.length > 1) throw usageError(`usage: ${COMMANDS['serve']?.usage}`);
       return serve(rest[0]);
+    case 'check':
+      if (rest.length > 1) throw usageError(`usage: ${COMMANDS['check']?.usage}`);
+      return check(rest[0]);
     case 'connect': {
-      const t = await target(4, 'HOST PORT SERVICE SECRET');
+      const t = await target(4, 4);
       const ch = await connect(t.host, t.port, t.service, t.secret, null, t.options);
-      return session(ch, t.service, timeout);
+      return session(ch, t.service, { timeout, json });
     }
-    case 'certs':
-      if (rest.length > 0) throw usageError('chan certs takes options only: [--out DIR] [--hosts H,H] [--days N] [--client NAME] [--force]');
-      return certs(values);
-    case 'passwd':
-      if (rest.length > 0) throw usageError('chan passwd takes no arguments: it reads the secret from standard input');
-      return passwd(values.iterations);
     case 'rpc':
     case 'cast': {
-      const t = await target(5, 'HOST PORT SERVICE SECRET TERM');
-      return oneShot(command, t, rest[4] as string, timeout);
+      const t = await target(5, Number.POSITIVE_INFINITY);
+      return oneShot(command, t, rest.slice(4), { timeout, json });
     }
-    default:
-      throw usageError(`unknown command '${command}'`);
+    case 'ping': {
+      if (rest.length !== 2) throw usageError(`usage: ${COMMANDS['ping']?.usage}`);
+      const tls = tlsOptions(values);
+      return pingCommand(rest[0] as string, parsePort(rest[1] as string), tls);
+    }
+    case 'certs':
+      if (rest.length > 0) throw usageError(`usage: ${COMMANDS['certs']?.usage}`);
+      return certs(values);
+    case 'passwd':
+      if (rest.length > 0) throw usageError(`usage: ${COMMANDS['passwd']?.usage}`);
+      return passwd(values.iterations);
   }
+  throw usageError(`unknown command '${command}'`);
 }
 
 main(process.argv.slice(2)).then(

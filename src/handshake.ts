@@ -117,7 +117,7 @@ function refuse(reason: CloseReason, text: string): HandshakeOutcome {
 }
 
 /** Iteration counts a client accepts from a server: below is weak, above is a way to make the client burn CPU. */
-export const MAX_ITERATIONS = 1_000_000;
+export const MAX_ITERATIONS = scram.MAX_ITERATIONS;
 
 /** How the client side talks to its connection during the handshake. */
 export interface HandshakeIO {

@@ -23,6 +23,8 @@ export { loadConfigFile, parseConfig, ConfigError, ConfigProblem, type ServerCon
 export { DEFAULTS, OPTIONS } from './config/options.js';
 export { createLogger, type Logger } from './log.js';
 export { PROTOCOL_VERSION } from './protocol.js';
+export { ping, type PingResult } from './ping.js';
+export { VERSION } from './version.js';
 export {
   Atom, Tuple, atom, tuple, isAtom, isTuple, formatTerm, parseTerm, parseTerms, termEquals, termKey, TermSyntaxError,
   type Term, type TermObject,

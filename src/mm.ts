@@ -200,6 +200,11 @@ export class MiddleMan {
     this.stats.bytesOut += buf.length;
   }
 
+  /** Destroys the socket at once (after close(), when the peer is slow to close its side). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   /** Ends the connection: tells the peer `reason` in a close frame, then closes the socket. Idempotent. */
   close(reason: CloseReason, text: string): void {
     if (this.closeInfo) return;

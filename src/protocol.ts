@@ -14,6 +14,7 @@
  * | `["reply", Id, X]`                       | S -> C    | the answer to request Id                          |
  * | `["push", X]`                            | S -> C    | a message that answers no request                 |
  * | `["ping", N]` / `["pong", N]`             | both      | heartbeat: a side that hears nothing pings; the other pongs N |
+ * | `["hello", {}]` / `["hello", {version, server}]` | C -> S / S -> C | instead of startService: "is this lib-chan?" (chan ping) |
  * | `["close", Reason, Text]`                | both      | the sender is ending the connection, and why      |
  *
  * A message that does not fit this table, or that arrives at the wrong moment, is a `protocolError`.
@@ -40,6 +41,7 @@ export type WireMessage =
   | { kind: 'push'; data: Term }
   | { kind: 'ping'; n: number }
   | { kind: 'pong'; n: number }
+  | { kind: 'hello'; version?: number; server?: string }
   | { kind: 'close'; reason: string; text: string };
 
 export type MessageKind = WireMessage['kind'];
@@ -65,6 +67,12 @@ export function toWire(m: WireMessage): Term {
     case 'ping':
     case 'pong':
       return [m.kind, m.n];
+    case 'hello': {
+      const body: TermObject = {};
+      if (m.version !== undefined) body['version'] = m.version;
+      if (m.server !== undefined) body['server'] = m.server;
+      return [m.kind, body];
+    }
     case 'cast':
     case 'push':
       return [m.kind, m.data];
@@ -122,11 +130,18 @@ export function fromWire(t: Term): WireMessage {
     case 'startService':
     case 'challenge':
     case 'response':
-    case 'ack': {
+    case 'ack':
+    case 'hello': {
       arity(2);
       const body = a[1];
       if (!isTermObject(body)) throw bad(`${kind}: expected a map after the word`);
       switch (kind) {
+        case 'hello': {
+          const m: WireMessage = { kind };
+          if (body['version'] !== undefined) m.version = field(body, 'version', isNat, 'a non-negative integer', kind);
+          if (body['server'] !== undefined) m.server = field(body, 'server', isString, 'a string', kind).slice(0, 100);
+          return m;
+        }
         case 'startService': {
           const version = field(body, 'version', isNat, 'a non-negative integer', kind);
           const service = field(body, 'service', isString, 'a string', kind);

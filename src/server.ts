@@ -14,7 +14,8 @@ import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type ProcessHandle, type Service, type ServiceStats } from './supervisor.js';
-import type { WireMessage } from './protocol.js';
+import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
+import { SERVER_NAME } from './version.js';
 import type { Term } from './term/model.js';
 import { tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
 import { tcp, type Listening, type PeerInfo, type Transport } from './transport.js';
@@ -137,7 +138,15 @@ export class ChanServer {
   }
 
   private tlsSettings(t: TlsConfig): TlsServerSettings {
-    return { cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), verifyClient: t.verifyClient, minVersion: t.minVersion, handshakeTimeout: this.settings.tlsHandshakeTimeout };
+    return {
+      cert: t.cert,
+      key: t.key,
+      ...(t.ca ? { ca: t.ca } : {}),
+      verifyClient: t.verifyClient,
+      minVersion: t.minVersion,
+      handshakeTimeout: this.settings.tlsHandshakeTimeout,
+      maxHandshakes: this.settings.maxUnauthenticated,
+    };
   }
 
   /** True when the port speaks TLS. */
@@ -167,18 +176,20 @@ export class ChanServer {
       if (def.module !== running.module || def.function !== running.function) {
         notApplied.push(`service ${def.name}: restart to change its mfa`);
       }
-      const sameSecret = !def.verifier && def.secret === running.secret && running.verifier !== null;
+      const sameSecret = !def.verifier && def.secret !== null && def.secret === running.secret && running.verifier !== null;
       const verifier = sameSecret ? running.verifier : await verifierFor(def);
       updates.push([running, verifier, def.allowCn, def.verifier ? null : def.secret]);
     }
-    // Everything computed first: the switch itself cannot fail half-way.
+    // Everything computed and checked first (a certificate that does not match its key throws here): the switch
+    // itself cannot fail half-way.
+    const applyTls = config.tls && this.tlsTransport ? this.tlsTransport.prepare(this.tlsSettings(config.tls)) : null;
     for (const [running, verifier, allowCn, secret] of updates) {
       running.verifier = verifier;
       running.secret = secret;
       if (allowCn) running.allowCn = allowCn;
       else delete running.allowCn;
     }
-    if (config.tls && this.tlsTransport) this.tlsTransport.update(this.tlsSettings(config.tls));
+    applyTls?.();
     Object.assign(this.settings, { authMaxFailures: config.authMaxFailures, authFailureWindow: config.authFailureWindow, authLockout: config.authLockout });
     this.throttle.settings = this.throttleSettings();
     this.log.info({ services: [...this.services.keys()], notApplied }, 'configuration reloaded');
@@ -251,8 +262,11 @@ export class ChanServer {
       ]);
       clearTimeout(timer);
       if (late > 0) this.log.warn({ handlers: late }, `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`);
-      await Promise.all(open.map((c) => c.done));
-      await stopped;
+      // Sockets whose peers are slow to close, and TLS handshakes in progress, are cut at the deadline.
+      const left = (): number => Math.max(0, deadline - Date.now());
+      await within(Promise.all(open.map((c) => c.done)), left());
+      for (const c of open) c.destroy();
+      await within(stopped ?? Promise.resolve(), left());
       // Whatever is left of shutdown_timeout, for the services' stop (workers that do not answer are ended).
       await stopServices([...this.services.values()], Math.max(0, deadline - Date.now()));
       this.log.info('closed');
@@ -307,6 +321,12 @@ export class ChanServer {
 
 const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
 
+/** Waits for `p`, or `ms` milliseconds, whichever comes first. */
+function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
+}
+
 /** One client connection: its middle-man, its handshake, then its handler. */
 class ServerConnection implements MMController {
   private readonly mm: MiddleMan;
@@ -349,6 +369,11 @@ class ServerConnection implements MMController {
     this.mm.close('shutdown', 'the server is shutting down');
   }
 
+  /** At the end of shutdown_timeout: the socket goes, whether or not the peer has closed its side. */
+  destroy(): void {
+    this.mm.destroy();
+  }
+
   get queuedMessages(): number {
     return this.process?.queued ?? 0;
   }
@@ -362,7 +387,15 @@ class ServerConnection implements MMController {
       this.process.fromClient(m, payload);
       return;
     }
-    const lockedFor = m.kind === 'startService' ? this.server.throttle.lockedFor(this.peer.address) : 0;
+    if (m.kind === 'hello' && !this.helloDone && this.mm.stats.framesIn === 1) {
+      // "Is this lib-chan, and which version?" (chan ping): answered without a secret, then the connection ends.
+      this.helloDone = true;
+      this.mm.send({ kind: 'hello', version: PROTOCOL_VERSION, server: SERVER_NAME });
+      this.mm.close('normal', 'hello answered');
+      return;
+    }
+    // Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
+    const lockedFor = m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
     const out = lockedFor > 0
       ? ({ kind: 'refuse', reason: 'authThrottled', text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s` } as const)
       : this.handshake.step(m);
@@ -414,6 +447,7 @@ class ServerConnection implements MMController {
   }
 
   private handshakeOver = false;
+  private helloDone = false;
 
   onClosed(info: CloseInfo): void {
     this.endHandshake();

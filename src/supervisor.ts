@@ -161,8 +161,7 @@ export class Service {
         { err: why instanceof Error ? why : undefined, restarts: this.restartTimes.length },
         `service down: it failed again after ${this.settings.restartIntensity} restarts within restart_period (${this.settings.restartPeriod} ms): ${reason}; new connections are refused with serviceDown`,
       );
-      void this.pool?.stop(0);
-      return;
+      return; // connections already open (on workers still alive) carry on, as for an inline service
     }
     this.restartTimes.push(now);
     this.restarts++;

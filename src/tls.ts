@@ -23,11 +23,20 @@ export interface TlsServerSettings {
   verifyClient: VerifyClient;
   minVersion: TlsVersion;
   handshakeTimeout: number;
+  /**
+   * TLS handshakes in progress at most; a TCP connection over it is closed at once (they are unauthenticated
+   * connections that lib-chan's own count has not seen yet).
+   */
+  maxHandshakes: number;
 }
 
 export interface TlsTransport extends Transport {
-  /** New certificates and CA for connections from now on; open ones keep theirs. */
-  update(settings: TlsServerSettings): void;
+  /**
+   * Checks new certificates, CA and client verification, and returns the function that applies them to connections
+   * from then on (open ones keep theirs). Throws, and changes nothing, when they do not work (a key that does not
+   * match its certificate).
+   */
+  prepare(settings: TlsServerSettings): () => void;
 }
 
 function contextOptions(s: TlsServerSettings): tls.SecureContextOptions {
@@ -38,12 +47,21 @@ function contextOptions(s: TlsServerSettings): tls.SecureContextOptions {
 export function tlsServerTransport(initial: TlsServerSettings, log: Logger): TlsTransport {
   let settings = initial;
   const failures = new ThrottledLog(log, 'info');
+  let handshaking = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
   let server: tls.Server | null = null;
   return {
     name: 'tls',
-    update(next) {
-      settings = next;
-      server?.setSecureContext(contextOptions(next));
+    prepare(next) {
+      tls.createSecureContext(contextOptions(next)); // throws for a bad certificate or key, before anything changes
+      return () => {
+        settings = next;
+        if (!server) return;
+        server.setSecureContext(contextOptions(next));
+        // Node reads these two from the server for each new connection (they are not in its typings).
+        const policy = server as tls.Server & { requestCert: boolean; rejectUnauthorized: boolean };
+        policy.requestCert = next.verifyClient !== 'none';
+        policy.rejectUnauthorized = next.verifyClient === 'required';
+      };
     },
     listen(host, port, onConnection) {
       server = tls.createServer({
@@ -53,20 +71,26 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger): Tls
       });
       // Node's handshakeTimeout only reports; these timers close. Keyed by peer address and port, the one thing the
       // raw socket and the TLS socket made from it both show.
-      const pending = new Map<string, NodeJS.Timeout>();
+      const pending = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
       server.on('connection', (raw: net.Socket) => {
-        const key = peerInfo(raw).name;
-        const timer = setTimeout(() => raw.destroy(), settings.handshakeTimeout);
-        pending.set(key, timer);
-        raw.once('close', () => {
-          clearTimeout(timer);
-          if (pending.get(key) === timer) pending.delete(key);
-        });
         raw.on('error', () => {});
+        if (pending.size >= settings.maxHandshakes) {
+          failures.note({ peer: peerInfo(raw).name }, `refusing connections: ${settings.maxHandshakes} TLS handshakes are in progress (max_unauthenticated)`);
+          raw.destroy();
+          return;
+        }
+        const key = peerInfo(raw).name;
+        const entry = { timer: setTimeout(() => raw.destroy(), settings.handshakeTimeout), raw };
+        pending.set(key, entry);
+        raw.once('close', () => {
+          clearTimeout(entry.timer);
+          if (pending.get(key) === entry) pending.delete(key);
+        });
       });
+      handshaking = pending;
       server.on('secureConnection', (socket: tls.TLSSocket) => {
         const key = peerInfo(socket).name;
-        clearTimeout(pending.get(key));
+        clearTimeout(pending.get(key)?.timer);
         pending.delete(key);
         tune(socket);
         const peer: PeerInfo = peerInfo(socket);
@@ -80,7 +104,14 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger): Tls
         failures.note({ peer: peerInfo(socket).name, code: err.code }, `TLS handshake failed: ${describeServerTlsError(err)}`);
         socket.destroy();
       });
-      return listenOn(server, host, port);
+      return listenOn(server, host, port).then((l) => ({
+        ...l,
+        close: () => {
+          // The listener waits for every socket: those still in their TLS handshake are cut now.
+          for (const { raw } of handshaking.values()) raw.destroy();
+          return l.close();
+        },
+      }));
     },
     connect() {
       return Promise.reject(new ChanError('usage', 'a server transport does not connect'));

@@ -35,6 +35,8 @@ const data = workerData as Data;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
 const codec = msgpackCodec({ maxDepth: data.maxDepth });
 const log = pino({ level: data.logLevel, base: { service: data.service } }, { write: (line: string) => post({ t: 'log', line }) });
+// As on the main thread under chan serve: a promise nobody awaits is logged, not fatal (docs/PROCESSES.md).
+process.on('unhandledRejection', (err) => log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'));
 
 /** A mailbox's output: posted to the main thread, where the middle-man is. */
 class PortOutput implements MailboxOutput {

@@ -127,6 +127,9 @@ class WorkerThread {
           this.startWatchdog();
           resolve();
         } else if (m.t === 'startFailed') {
+          // It will never serve: out of the rotation now, and ended (a timer its start left would keep it alive).
+          this.dead = true;
+          void this.worker.terminate();
           reject(new Error(m.message));
         } else {
           this.onMessage(m);

@@ -122,7 +122,15 @@ test('usage errors exit 2', async (t) => {
   }
   const help = await run(['--help']);
   t.is(help.status, 0);
-  t.regex(help.stdout, /chan connect HOST PORT SERVICE SECRET/);
+  for (const c of ['serve', 'check', 'connect', 'rpc', 'cast', 'ping', 'certs', 'passwd']) {
+    t.regex(help.stdout, new RegExp(`chan ${c} `));
+    const one = await run([c, '--help']);
+    t.is(one.status, 0, c);
+    t.regex(one.stdout, new RegExp(`^usage: chan ${c}`), c);
+    t.is((await run(['help', c])).stdout, one.stdout);
+  }
+  t.regex((await run(['help', 'connect'])).stdout, /usage: chan connect \[options\] HOST PORT SERVICE SECRET/);
+  t.regex((await run(['--version'])).stdout, /^\d+\.\d+\.\d+\n$/);
 });
 
 test('chan connect says so and exits 1 when the server goes away', async (t) => {

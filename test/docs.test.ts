@@ -10,6 +10,7 @@ import { CLOSE_LINGER_MS } from '../src/mm.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS } from '../src/client.js';
+import { fixtures } from './tls-fixtures.js';
 
 /** The rows of the first table in `file` whose first cell is a `code` span: name -> cells. */
 function rows(file: string): Map<string, string[]> {
@@ -65,7 +66,10 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
 
 test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'chan-tls-env-'));
-  for (const f of ['c.pem', 'k.pem', 'ca.pem']) writeFileSync(path.join(dir, f), `${f}\n`);
+  const p = fixtures();
+  writeFileSync(path.join(dir, 'c.pem'), p.server.certPem);
+  writeFileSync(path.join(dir, 'k.pem'), p.server.keyPem);
+  writeFileSync(path.join(dir, 'ca.pem'), p.ca.certPem);
   const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', {
     env: {
       CHAN_TLS_CERT: path.join(dir, 'c.pem'),
@@ -75,9 +79,9 @@ test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
       CHAN_TLS_MIN_VERSION: 'TLSv1.2',
     },
   });
-  t.is(c.tls?.cert, 'c.pem\n');
-  t.is(c.tls?.key, 'k.pem\n');
-  t.is(c.tls?.ca, 'ca.pem\n');
+  t.is(c.tls?.cert, p.server.certPem);
+  t.is(c.tls?.key, p.server.keyPem);
+  t.is(c.tls?.ca, p.ca.certPem);
   t.is(c.tls?.verifyClient, 'required');
   t.is(c.tls?.minVersion, 'TLSv1.2');
   t.is(OPTIONS.filter((o) => o.key.startsWith('tls.')).length, 5);

@@ -70,7 +70,7 @@ const malformed: [string, string, number, number, boolean][] = [
   ['{a b}', "expected ',' or '}' in a tuple, found 'b'", 1, 4, false],
   ['"abc', 'unterminated string', 1, 1, true],
   ["'abc", 'unterminated quoted atom', 1, 1, true],
-  ['Joe', "variables are not terms: 'Joe' (an atom starts with a lower-case letter or is quoted)", 1, 1, false],
+  ['Joe', 'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)', 1, 1, false],
   ['[a | b]', 'improper lists are not supported: the tail after | must be a list', 1, 6, false],
   ['<<256>>', "a binary segment must be a string or an integer 0..255, found '256'", 1, 3, false],
   ['{a}\n  }', "unexpected '}' after the term", 2, 3, false],

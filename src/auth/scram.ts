@@ -15,6 +15,8 @@ import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'no
 /** RFC 7677's default and minimum iteration count. */
 export const DEFAULT_ITERATIONS = 4096;
 export const MIN_ITERATIONS = 4096;
+/** Clients refuse servers asking for more (it would be a way to make them burn CPU): so do verifiers. */
+export const MAX_ITERATIONS = 1_000_000;
 export const SALT_BYTES = 16;
 export const NONCE_BYTES = 18;
 /** Nonces longer than this are refused (they are echoed back and hashed). */
@@ -175,6 +177,7 @@ export function parseVerifier(text: string): ScramVerifier | string {
   if (!m) return 'a verifier is "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (chan passwd prints one)';
   const iterations = Number(m[1]);
   if (iterations < MIN_ITERATIONS) return `the verifier's iteration count ${iterations} is below the minimum of ${MIN_ITERATIONS}`;
+  if (iterations > MAX_ITERATIONS) return `the verifier's iteration count ${iterations} is over ${MAX_ITERATIONS}, which clients refuse`;
   const salt = Buffer.from(m[2] as string, 'base64');
   const storedKey = Buffer.from(m[3] as string, 'base64');
   const serverKey = Buffer.from(m[4] as string, 'base64');

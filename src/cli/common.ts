@@ -2,7 +2,7 @@
  * What every `chan` command shares: the failure line `chan: <word>: <what happened>` (exit 1), usage errors (exit 2),
  * reading a secret given as `-`, and connecting with lib_chan's error words.
  */
-import { createInterface, type Interface } from 'node:readline';
+import { createInterface, type Interface, type ReadLineOptions } from 'node:readline';
 import { ChanError, type ErrorCode } from '../errors.js';
 
 export const EXIT_OK = 0;
@@ -46,9 +46,10 @@ export function parsePort(text: string): number {
  */
 let lines: { rl: Interface; iterator: AsyncIterator<string> } | null = null;
 
-export function stdinLines(): { rl: Interface; iterator: AsyncIterator<string> } {
+/** `extra`: readline options (completer, history) for the first caller that creates the interface. */
+export function stdinLines(extra: Partial<ReadLineOptions> = {}): { rl: Interface; iterator: AsyncIterator<string> } {
   if (!lines) {
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true, ...extra });
     lines = { rl, iterator: rl[Symbol.asyncIterator]() };
   }
   return lines;

@@ -1,9 +1,10 @@
-/** `chan rpc ... TERM` and `chan cast ... TERM`: one message over a fresh connection, for scripts. */
+/** `chan rpc ... TERM...` and `chan cast ... TERM...`: messages over one fresh connection, for scripts. */
 import { connect, type ConnectOptions } from '../client.js';
 import { formatTerm } from '../term/print.js';
-import { parseTerm, TermSyntaxError } from '../term/parse.js';
+import { parseTerm, parseTerms, TermSyntaxError } from '../term/parse.js';
+import { JsonTermError, formatJsonTerm, parseJsonTerm } from '../term/json.js';
 import type { Term } from '../term/model.js';
-import { EXIT_OK, usageError } from './common.js';
+import { EXIT_OK, stdinLines, usageError } from './common.js';
 
 export interface Target {
   host: string;
@@ -13,24 +14,56 @@ export interface Target {
   options: ConnectOptions;
 }
 
-export function parseTermArg(text: string): Term {
+export interface Format {
+  json: boolean;
+  timeout?: number | undefined;
+}
+
+/** Reads one TERM argument (Erlang text, or JSON with --json); a syntax error is a usage error. */
+export function parseTermArg(text: string, json = false): Term {
   try {
-    return parseTerm(text);
+    return json ? parseJsonTerm(text) : parseTerm(text);
   } catch (err) {
-    if (err instanceof TermSyntaxError) throw usageError(`TERM: ${err.message}`);
+    if (err instanceof TermSyntaxError || err instanceof JsonTermError) throw usageError(`TERM: ${err.message}`);
     throw err;
   }
 }
 
-export async function oneShot(kind: 'rpc' | 'cast', target: Target, termText: string, timeout: number | undefined): Promise<number> {
-  const term = parseTermArg(termText);
+/** The terms of the command line; `-` stands for all the terms on standard input. */
+async function readTerms(args: string[], json: boolean): Promise<Term[]> {
+  const out: Term[] = [];
+  for (const a of args) {
+    if (a !== '-') {
+      out.push(parseTermArg(a, json));
+      continue;
+    }
+    const lines: string[] = [];
+    const { iterator } = stdinLines();
+    for (let n = await iterator.next(); !n.done; n = await iterator.next()) lines.push(n.value);
+    if (json) {
+      for (const l of lines) if (l.trim() !== '') out.push(parseTermArg(l, true));
+    } else {
+      try {
+        out.push(...parseTerms(lines.join('\n')));
+      } catch (err) {
+        if (err instanceof TermSyntaxError) throw usageError(`standard input: ${err.message}`);
+        throw err;
+      }
+    }
+  }
+  return out;
+}
+
+export async function oneShot(kind: 'rpc' | 'cast', target: Target, args: string[], f: Format): Promise<number> {
+  const terms = await readTerms(args, f.json);
   const ch = await connect(target.host, target.port, target.service, target.secret, null, target.options);
   try {
     if (kind === 'rpc') {
-      const answer = await ch.rpc(term, timeout === undefined ? {} : { timeout });
-      process.stdout.write(`${formatTerm(answer)}\n`);
+      // All at once (pipelined): each answer is matched to its request, so they print in the order asked.
+      const answers = await Promise.all(terms.map((t) => ch.rpc(t, f.timeout === undefined ? {} : { timeout: f.timeout })));
+      process.stdout.write(answers.map((a) => `${f.json ? formatJsonTerm(a) : formatTerm(a)}\n`).join(''));
     } else {
-      ch.cast(term);
+      for (const t of terms) ch.cast(t);
     }
   } finally {
     // For a cast this is the flush: the server has read everything before our close frame when the socket closes.

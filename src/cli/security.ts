@@ -1,6 +1,6 @@
 /** `chan certs` and `chan passwd`: making what a secured server needs. */
 import { writeCerts } from '../certs.js';
-import { DEFAULT_ITERATIONS, MIN_ITERATIONS, formatVerifier, makeVerifier } from '../auth/scram.js';
+import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, formatVerifier, makeVerifier } from '../auth/scram.js';
 import { EXIT_OK, readHidden, stdinLines, usageError } from './common.js';
 
 export interface CertsArgs {
@@ -24,7 +24,9 @@ export function certs(a: CertsArgs): number {
 
 export async function passwd(iterationsArg: string | undefined): Promise<number> {
   const iterations = iterationsArg === undefined ? DEFAULT_ITERATIONS : Number(iterationsArg);
-  if (!Number.isInteger(iterations) || iterations < MIN_ITERATIONS) throw usageError(`--iterations must be a whole number, at least ${MIN_ITERATIONS}`);
+  if (!Number.isInteger(iterations) || iterations < MIN_ITERATIONS || iterations > MAX_ITERATIONS) {
+    throw usageError(`--iterations must be a whole number from ${MIN_ITERATIONS} to ${MAX_ITERATIONS}`);
+  }
   let secret: string;
   if (process.stdin.isTTY) {
     secret = await readHidden('secret: ');

@@ -13,6 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import convict from 'convict';
 import { ChanError } from '../errors.js';
 import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
@@ -112,6 +113,8 @@ export class ConfigError extends ChanError {
 export interface LoadOptions {
   /** Where `CHAN_*` variables are read from; `process.env` unless given (tests pass their own). */
   env?: Record<string, string | undefined>;
+  /** Filled with where each option's value came from: `file:line`, `CHAN_*`, or `default` (for chan check). */
+  sources?: Map<string, string>;
 }
 
 /** Reads, checks and returns the configuration in `file` (`.json` is JSON; anything else is Erlang terms). */
@@ -136,7 +139,15 @@ export interface ParseOptions extends LoadOptions {
 export function parseConfig(text: string, options: ParseOptions = {}): ServerConfig {
   const file = options.file ?? '<config>';
   const raw = options.format === 'json' ? fromJson(text, file) : fromTerms(text, file);
-  return validate(raw, file, path.dirname(path.resolve(file)), options.env ?? process.env);
+  const config = validate(raw, file, path.dirname(path.resolve(file)), options.env ?? process.env);
+  if (options.sources) {
+    const env = options.env ?? process.env;
+    for (const o of OPTIONS) {
+      const at = raw.options.get(o.key)?.at;
+      options.sources.set(o.key, env[o.env] !== undefined ? o.env : raw.options.has(o.key) ? `${file}${at ? `:${at.line}` : ''}` : 'default');
+    }
+  }
+  return config;
 }
 
 /** Options and services as written, each with where it was written. */
@@ -586,6 +597,13 @@ function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, 
   const cert = read('tls.cert');
   const key = read('tls.key');
   const ca = read('tls.ca');
+  if (problems.length === 0 && cert !== undefined && key !== undefined) {
+    try {
+      createSecureContext({ cert, key, ...(ca !== undefined ? { ca } : {}) });
+    } catch (err) {
+      problems.push(new ConfigProblem(file, `tls: the certificate, key and ca do not work together: ${(err as Error).message}`, at('tls.cert')));
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   if (cert === undefined || key === undefined) return null;
   const caFile = pathOf('tls.ca');

@@ -2,3 +2,4 @@
 export { Atom, Tuple, atom, tuple, isAtom, isTuple, isTermObject, type Term, type TermObject } from './model.js';
 export { formatTerm, formatAtom, formatString, termKey, termEquals } from './print.js';
 export { parseTerm, parseTerms, parseTermsLocated, parseTermsRecovering, TermSyntaxError, MAX_ATOM_LENGTH, MAX_PARSE_DEPTH, type Located } from './parse.js';
+export { termToJson, jsonToTerm, parseJsonTerm, formatJsonTerm, JsonTermError } from './json.js';

@@ -180,7 +180,8 @@ class Parser {
       case 'float':
         return { term: t.value as number | bigint, ...at };
       case 'var':
-        return this.fail(t, `variables are not terms: '${t.text}' (an atom starts with a lower-case letter or is quoted)`);
+        // Not quoted back: in a config file this is often a secret someone forgot to put in quotes.
+        return this.fail(t, 'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)');
       case 'punct':
         switch (t.text) {
           case '{': {

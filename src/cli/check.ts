@@ -1,0 +1,42 @@
+/** `chan check [CONF]`: validate a config and print the settings in effect, with where each came from. */
+import { loadConfigFile, type ServerConfig } from '../config/load.js';
+import { OPTIONS } from '../config/options.js';
+import { formatTerm } from '../term/print.js';
+import { EXIT_OK } from './common.js';
+import { DEFAULT_CONF } from './serve.js';
+
+export function check(confArg: string | undefined): number {
+  const file = confArg ?? process.env['CHAN_CONF'] ?? DEFAULT_CONF;
+  const sources = new Map<string, string>();
+  const config = loadConfigFile(file, { sources }); // problems: "chan: badConfig: ..." and exit 2
+  process.stdout.write(`${file}: valid\n\n${describe(config, sources)}`);
+  return EXIT_OK;
+}
+
+function valueOf(config: ServerConfig, prop: string): unknown {
+  if (prop.startsWith('tls.')) {
+    const key = prop.slice(4);
+    const files = config.tls?.files as Record<string, string | undefined> | undefined;
+    return config.tls ? (files?.[key] ?? (config.tls as unknown as Record<string, unknown>)[key]) : null;
+  }
+  return (config as unknown as Record<string, unknown>)[prop];
+}
+
+export function describe(config: ServerConfig, sources: Map<string, string>): string {
+  const rows = OPTIONS.map((o) => {
+    const v = valueOf(config, o.prop);
+    return [o.key, v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v), sources.get(o.key) ?? 'default'];
+  });
+  const w0 = Math.max(6, ...rows.map((r) => (r[0] as string).length)) + 2;
+  const w1 = Math.max(5, ...rows.map((r) => (r[1] as string).length)) + 2;
+  const lines = [`${'option'.padEnd(w0)}${'value'.padEnd(w1)}from`, ...rows.map(([k, v, s]) => `${(k as string).padEnd(w0)}${(v as string).padEnd(w1)}${s}`)];
+  lines.push('', `services (${config.services.length}):`);
+  for (const s of config.services) {
+    const auth = s.verifier ? 'verifier ********' : s.secret === null ? 'no secret' : 'password ********';
+    const extras = [s.isolation ? `isolation ${s.isolation}` : '', s.workers ? `workers ${s.workers}` : '', s.allowCn ? `allow_cn ${JSON.stringify(s.allowCn)}` : '']
+      .filter((x) => x !== '')
+      .join(', ');
+    lines.push(`  ${s.name}: ${auth}; mfa ${s.module}:${s.function}(${formatTerm(s.args)})${extras ? `; ${extras}` : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
