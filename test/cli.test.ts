@@ -153,3 +153,62 @@ test('chan connect says so and exits 1 when the server goes away', async (t) => 
   t.is(code, 1);
   t.is(stderr, 'chan: shutdown: the server closed the connection: the server is shutting down\n');
 });
+
+test('chan rpc sends several terms over one connection and prints the answers in order; - reads them from stdin', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const target = ['localhost', String(port), ...BOOK];
+  t.is((await run(['cast', ...target, '{store, a, 1}.', '{store, b, 2}.'])).status, 0);
+  const r = await run(['rpc', ...target, '{lookup, b}.', '{lookup, a}', '{lookup, c}.']);
+  t.is(r.stdout, '{ok,2}\n{ok,1}\nundefined\n');
+  const piped = await run(['rpc', ...target, '-'], { input: '{lookup, a}.\n{lookup,\n b}.\n' });
+  t.is(piped.stdout, '{ok,1}\n{ok,2}\n', piped.stderr);
+  const bad = await run(['rpc', ...target, '-'], { input: '{lookup, a}.\n{lookup b}.\n' });
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /^chan: usage: standard input: line 2, column 9/);
+});
+
+test('--json: terms typed and printed as JSON, for rpc, cast and a session', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const target = ['localhost', String(port), ...BOOK];
+  const store = '{"$tuple": [{"$atom": "store"}, {"$atom": "joe"}, {"k": [1, "two"]}]}';
+  t.is((await run(['cast', '--json', ...target, store])).status, 0);
+  const r = await run(['rpc', '--json', ...target, '{"$tuple": [{"$atom": "lookup"}, {"$atom": "joe"}]}']);
+  t.is(r.stdout, '{"$tuple":[{"$atom":"ok"},{"k":[1,"two"]}]}\n', r.stderr);
+  const s = await run(['connect', '--json', ...target], { input: 'rpc {"$tuple": [{"$atom": "lookup"}, {"$atom": "jim"}]}\nnot json\n' });
+  t.is(s.stdout, '{"$atom":"undefined"}\n');
+  t.regex(s.stderr, /^chan: syntax: not valid JSON/);
+  t.is(s.status, 1);
+});
+
+test('chan ping tells a lib-chan server from something else, without a secret', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const r = await run(['ping', 'localhost', String(port)]);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, new RegExp(`^localhost:${port}: lib-chan \\d+\\.\\d+\\.\\d+, protocol version 1, [\\d.]+ ms\\n$`));
+  const { createServer } = await import('node:net');
+  const other = createServer((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    other.close();
+  });
+  const notUs = await run(['ping', '127.0.0.1', String((other.address() as { port: number }).port)]);
+  t.is(notUs.status, 1);
+  t.regex(notUs.stderr, /is not a lib-chan server/);
+});
+
+test('chan check prints every setting, its value and where it came from; secrets masked', async (t) => {
+  const r = await run(['check', 'conf/lib_chan.conf'], { env: { CHAN_HANDSHAKE_TIMEOUT: '2500' } });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^conf\/lib_chan\.conf: valid/);
+  t.regex(r.stdout, /^port +1234 +conf\/lib_chan\.conf:2$/m);
+  t.regex(r.stdout, /^handshake_timeout +2500 +CHAN_HANDSHAKE_TIMEOUT$/m);
+  t.regex(r.stdout, /^max_frame_size +1048576 +default$/m);
+  t.regex(r.stdout, /nameServer: password \*{8}; mfa mod_name_server:start_me_up\(notUsed\)/);
+  t.false(r.stdout.includes('ABXy45'));
+  const bad = await run(['check', 'conf/lib_chan.conf'], { env: { CHAN_PORT: 'x' } });
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /port: must be an integer from 0 to 65535 \(from the environment variable CHAN_PORT\)/);
+});

@@ -1,0 +1,114 @@
+/**
+ * `chan connect` driven through a real pseudo-terminal (tmux), as a person would use it: line editing, Tab completion,
+ * a term over two lines, a push arriving while a line is half typed, the history file, the server going away.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import type { Handler } from '../src/runtime.js';
+import { isAtom } from '../src/term/index.js';
+import { BOOK_SERVICE, service, testServer } from './helpers.js';
+import { CHAN } from './cli-helpers.js';
+
+const hasTmux = (() => {
+  try {
+    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+const tmux = (...args: string[]): Promise<string> =>
+  new Promise((resolve, reject) => execFile('tmux', args, (err, stdout) => (err ? reject(err) : resolve(stdout))));
+
+/** A session in its own tmux server (-L), so that tests running side by side do not meet. */
+function terminal(name: string) {
+  const sock = `chan-test-${process.pid}-${name}`;
+  const t = (...args: string[]) => tmux('-L', sock, ...args);
+  return {
+    start: (command: string) => t('new-session', '-d', '-s', 's', '-x', '150', '-y', '40', command),
+    keys: (...keys: string[]) => t('send-keys', '-t', 's', ...keys),
+    screen: () => t('capture-pane', '-p', '-t', 's'),
+    /** Polls the screen (a terminal gives no event) until `pattern` shows, for at most 10 s. */
+    async waitFor(pattern: RegExp): Promise<string> {
+      const until = Date.now() + 10_000;
+      for (;;) {
+        const s = await t('capture-pane', '-p', '-t', 's').catch(() => '');
+        if (pattern.test(s)) return s;
+        if (Date.now() > until) throw new Error(`the screen never showed ${pattern}:\n${s}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    kill: () => t('kill-server').catch(() => ''),
+  };
+}
+
+const later: Handler = async (mm) => {
+  for await (const m of mm) {
+    if (m.type === 'chan_closed') return;
+    mm.send('ok');
+    if (isAtom(m.data, 'later')) setTimeout(() => mm.push('tick'), 300);
+  }
+};
+
+if (!hasTmux) {
+  console.log('repl tests skipped: tmux is not installed (apt-get install tmux)');
+  test.skip('chan connect through a pseudo-terminal (tmux is not installed)', () => {});
+} else {
+  test('a session on a terminal: completion, a term over two lines, a push while typing, history', async (t) => {
+    const server = await testServer([BOOK_SERVICE, service('later', later)]);
+    t.teardown(() => server.close());
+    const home = mkdtempSync(path.join(tmpdir(), 'chan-repl-'));
+    const history = path.join(home, 'history');
+    const term = terminal('a');
+    t.teardown(() => term.kill());
+    const cmd = `CHAN_HISTORY=${history} NO_COLOR=1 ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} nameServer ABXy45; echo EXIT=$?; sleep 30`;
+    await term.start(cmd);
+    await term.waitFor(/nameServer> ?$/m);
+    await term.keys('ca', 'Tab');
+    await term.waitFor(/nameServer> cast ?$/m);
+    await term.keys('{store, joe, "writing a book"}.', 'Enter');
+    await term.keys('{lookup,', 'Enter');
+    await term.waitFor(/\.\.> ?$/m);
+    await term.keys(' joe}.', 'Enter');
+    await term.waitFor(/^\{ok,"writing a book"\}$/m);
+    await term.keys('quit', 'Enter');
+    await term.waitFor(/EXIT=0/);
+    const lines = readFileSync(history, 'utf8').split('\n');
+    t.deepEqual(lines.slice(0, 4), ['cast {store, joe, "writing a book"}.', '{lookup,', ' joe}.', 'quit']);
+
+    // The history is back in the next session (Up), and a push arrives while a line is half typed.
+    const again = terminal('b');
+    t.teardown(() => again.kill());
+    await again.start(`CHAN_HISTORY=${history} NO_COLOR=1 ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} later ''; echo EXIT=$?; sleep 30`);
+    await again.waitFor(/later> ?$/m);
+    await again.keys('Up');
+    await again.waitFor(/later> quit$/m);
+    await again.keys('C-u', 'later.', 'Enter');
+    await again.waitFor(/^"ok"$/m);
+    await again.keys('"half typ');
+    const screen = await again.waitFor(/^push "tick"$/m);
+    t.regex(screen, /push "tick"\nlater> "half typ$/m); // printed above the line being typed, which is kept
+    await again.keys('ed".', 'Enter');
+    await again.waitFor(/^"ok"\nlater> ?$/m);
+    t.pass();
+  });
+
+  test('a session on a terminal says so and exits 1 when the server goes away', async (t) => {
+    const server = await testServer([BOOK_SERVICE]);
+    t.teardown(() => server.close());
+    const term = terminal('c');
+    t.teardown(() => term.kill());
+    await term.start(`NO_COLOR=1 CHAN_HISTORY= ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} nameServer ABXy45; echo EXIT=$?; sleep 30`);
+    await term.waitFor(/nameServer> ?$/m);
+    await term.keys('{lookup, jim}.', 'Enter');
+    await term.waitFor(/^undefined$/m);
+    await server.close();
+    const screen = await term.waitFor(/EXIT=\d/);
+    t.regex(screen, /chan: shutdown: the server closed the connection: the server is shutting down/);
+    t.regex(screen, /EXIT=1/);
+  });
+}
