@@ -27,5 +27,6 @@ export { ping, type PingResult } from './ping.js';
 export { VERSION } from './version.js';
 export {
   Atom, Tuple, atom, tuple, isAtom, isTuple, formatTerm, parseTerm, parseTerms, termEquals, termKey, TermSyntaxError,
+  parseJsonTerm, formatJsonTerm, termToJson, jsonToTerm,
   type Term, type TermObject,
 } from './term/index.js';

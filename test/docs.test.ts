@@ -119,3 +119,29 @@ test('every option can be set by its CHAN_ variable', (t) => {
     t.deepEqual(c[o.prop], sample?.[1], o.env);
   }
 });
+
+test('docs/API.md names every export of the library, values and types', async (t) => {
+  const api = readFileSync('docs/API.md', 'utf8');
+  const lib = (await import('../src/index.js')) as Record<string, unknown>;
+  const types = [...readFileSync('src/index.ts', 'utf8').matchAll(/\btype (\w+)/g)].map((m) => m[1] as string);
+  for (const name of [...Object.keys(lib), ...types]) t.true(new RegExp(`\\b${name}\\b`).test(api), `docs/API.md does not name ${name}`);
+});
+
+test("docs/API.md's example runs as written (against a server on a free port)", async (t) => {
+  const { startServer } = await import('../src/server.js');
+  const { loadConfigFile } = await import('../src/config/load.js');
+  const { spawn } = await import('node:child_process');
+  const server = await startServer(loadConfigFile('conf/lib_chan.conf', { env: { CHAN_PORT: '0' } }));
+  t.teardown(() => server.close());
+  const example = /```js\n([\s\S]*?)```/.exec(readFileSync('docs/API.md', 'utf8'))?.[1] ?? '';
+  const file = path.resolve('dist/api-example.mjs'); // inside the package, so that 'lib-chan' resolves to it
+  writeFileSync(file, example.replace("'localhost', 1234", `'localhost', ${server.port}`));
+  const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn(process.execPath, [file]);
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += String(c)));
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+  t.is(out.code, 0);
+  t.is(out.stdout, 'writing a book\nchannel closed normal\n');
+});
