@@ -10,6 +10,7 @@ import { connect, type ConnectOptions } from './client.js';
 import { ChanError } from './errors.js';
 import { ConfigError } from './config/load.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE, failureLine, failureStatus, parsePort, resolveSecret, usageError } from './cli/common.js';
+import { bench } from './cli/bench.js';
 import { check } from './cli/check.js';
 import { oneShot, type Target } from './cli/oneshot.js';
 import { pingCommand } from './cli/ping.js';
@@ -87,6 +88,29 @@ ${CONNECTION_OPTIONS}`,
 the round trip. Exit 0 when a lib-chan server answered, 1 otherwise.
 
 options:
+${CONNECTION_OPTIONS}`,
+  },
+  bench: {
+    usage: 'chan bench [options] HOST PORT SERVICE SECRET',
+    summary: 'load a name-server service and print ops/s, latency percentiles and CPU per operation',
+    help: `Runs scenarios of kvs lookups (values of --size bytes on --keys pre-stored keys; every answer checked) against
+SERVICE, then prints a table: ops/s, p50/p90/p99/p99.9/max latency, client and server CPU time per operation.
+  rpc        -c connections, each sending one lookup at a time (default -c 1,16)
+  pipeline   one connection with -w lookups in flight (default 64)
+  cast       one-way stores on one connection, verified at the end by reading the last one back
+  connect    connect + authenticate + close, one after another
+  idle       --idle authenticated connections held open (default 1000); server memory per connection
+Server CPU and memory need --server-pid (a local server, read from /proc). A progress line shows while it runs.
+${SECRET_NOTE}
+
+options:
+  --scenario LIST       some of rpc,pipeline,cast,connect,idle (default: all)
+  -c LIST  -w N         connections for rpc; requests in flight for pipeline
+  -d MS | -n COUNT      how long each scenario runs (default 5000 ms), or how many operations
+  --size BYTES --keys N --idle N
+  --server-pid PID      the server's process, for its CPU time and memory
+  --pin CPU             run on one CPU (taskset); pin the server to the same one for sequential latency
+  --json                the results as JSON
 ${CONNECTION_OPTIONS}`,
   },
   certs: {
@@ -168,6 +192,16 @@ async function main(argv: string[]): Promise<number> {
         client: { type: 'string', multiple: true },
         force: { type: 'boolean' },
         iterations: { type: 'string' },
+        scenario: { type: 'string', multiple: true },
+        c: { type: 'string', short: 'c' },
+        w: { type: 'string', short: 'w' },
+        d: { type: 'string', short: 'd' },
+        n: { type: 'string', short: 'n' },
+        size: { type: 'string' },
+        keys: { type: 'string' },
+        idle: { type: 'string' },
+        'server-pid': { type: 'string' },
+        pin: { type: 'string' },
       },
     });
   } catch (err) {
@@ -220,6 +254,10 @@ async function main(argv: string[]): Promise<number> {
     case 'cast': {
       const t = await target(5, Number.POSITIVE_INFINITY);
       return oneShot(command, t, rest.slice(4), { timeout, json });
+    }
+    case 'bench': {
+      const t = await target(4, 4);
+      return bench(t.host, t.port, t.service, t.secret, t.options, values);
     }
     case 'ping': {
       if (rest.length !== 2) throw usageError(`usage: ${COMMANDS['ping']?.usage}`);

@@ -10,10 +10,13 @@ export const FRAME_HEADER_BYTES = 4;
 /** The largest length a 4-byte header can state. */
 export const MAX_FRAME_LENGTH = 0xffff_ffff;
 
+/** Where a parser delivers frames: a function, or an object with `onFrame` (no closure per connection). */
+export type FrameSink = ((payload: Buffer) => void) | { onFrame(payload: Buffer): void };
+
 export class FrameParser {
   /** Frames longer than this are refused; may be raised or lowered between chunks (after authentication, say). */
   maxFrameSize: number;
-  private readonly onFrame: (payload: Buffer) => void;
+  private readonly sink: { onFrame(payload: Buffer): void };
   private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
   private headerFill = 0;
   private body: Buffer | null = null;
@@ -23,9 +26,9 @@ export class FrameParser {
   /** The unread rest of a chunk, kept while paused (at most one chunk). */
   private held: Buffer | null = null;
 
-  constructor(maxFrameSize: number, onFrame: (payload: Buffer) => void) {
+  constructor(maxFrameSize: number, sink: FrameSink) {
     this.maxFrameSize = maxFrameSize;
-    this.onFrame = onFrame;
+    this.sink = typeof sink === 'function' ? { onFrame: sink } : sink;
   }
 
   /** Bytes of an unfinished frame held so far, and of a chunk held while paused. */
@@ -92,7 +95,7 @@ export class FrameParser {
         if (n - off >= len) {
           const payload = chunk.subarray(off, off + len);
           off += len;
-          this.onFrame(payload);
+          this.sink.onFrame(payload);
           continue;
         }
         this.body = Buffer.allocUnsafe(len);
@@ -106,7 +109,7 @@ export class FrameParser {
         const payload = this.body;
         this.body = null;
         this.bodyFill = 0;
-        this.onFrame(payload);
+        this.sink.onFrame(payload);
       }
     }
   }

@@ -84,19 +84,33 @@ export class Inbox<T> implements AsyncIterable<T> {
     return item;
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+  /**
+   * The items, then the end. A plain iterator object rather than an async generator: a handler's `for await` costs
+   * one promise per message, and an idle connection holds no generator.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<T> {
     if (this.iterating) throw new ChanError('usage', 'this inbox is already being iterated; one reader only');
     this.iterating = true;
-    for (;;) {
-      let item: T;
-      try {
-        item = await this.receive();
-      } catch (err) {
-        if (this.ending && 'error' in this.ending && err === this.ending.error) return;
-        throw err;
-      }
-      yield item;
-      if (this.ending && 'last' in this.ending && item === this.ending.last) return;
-    }
+    let finished = false;
+    const done = (): IteratorResult<T> => {
+      finished = true;
+      return { done: true, value: undefined };
+    };
+    return {
+      next: (): Promise<IteratorResult<T>> => {
+        if (finished) return Promise.resolve({ done: true, value: undefined });
+        return this.receive().then(
+          (item): IteratorResult<T> => {
+            if (this.ending && 'last' in this.ending && item === this.ending.last) finished = true;
+            return { done: false, value: item };
+          },
+          (err: unknown) => {
+            if (this.ending && 'error' in this.ending && err === this.ending.error) return done();
+            throw err;
+          },
+        );
+      },
+      return: (): Promise<IteratorResult<T>> => Promise.resolve(done()),
+    };
   }
 }

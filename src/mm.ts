@@ -17,7 +17,7 @@ import type { Duplex } from 'node:stream';
 import type { Codec } from './codec/index.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from './frame.js';
-import { Heartbeat, type Clock } from './heartbeat.js';
+import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
 
@@ -61,7 +61,7 @@ export interface MMStats {
   bytesOut: number;
 }
 
-export class MiddleMan {
+export class MiddleMan implements HeartbeatHost {
   readonly stats: MMStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   /** The largest frame the peer accepts (from its ack); larger sends are refused with frameTooLarge. */
   peerMaxFrameSize = Number.POSITIVE_INFINITY;
@@ -84,11 +84,13 @@ export class MiddleMan {
     this.log = options.log;
     this.sendBufferLimit = options.sendBufferLimit;
     this.clock = options.clock;
-    this.parser = new FrameParser(options.maxFrameSize, this.parserOnFrame);
-    socket.on('data', this.socketOnData);
-    socket.on('end', this.socketOnEnd);
-    socket.on('error', this.socketOnError);
-    socket.on('close', this.socketOnClose);
+    this.parser = new FrameParser(options.maxFrameSize, this);
+    // The listeners are shared functions that find their middle-man on the socket: no closures per connection.
+    (socket as Owned)[kMM] = this;
+    socket.on('data', socketOnData);
+    socket.on('end', socketOnEnd);
+    socket.on('error', socketOnError);
+    socket.on('close', socketOnClose);
   }
 
   /** Why the connection ended, or null while it is open. */
@@ -103,7 +105,7 @@ export class MiddleMan {
   beginSession(heartbeatInterval: number, maxMissed: number): void {
     this.inSession = true;
     if (heartbeatInterval <= 0 || this.closeInfo) return;
-    this.heartbeat = new Heartbeat(this.heartbeatHost, heartbeatInterval, maxMissed, this.clock);
+    this.heartbeat = new Heartbeat(this, heartbeatInterval, maxMissed, this.clock);
     this.heartbeat.start();
   }
 
@@ -226,7 +228,7 @@ export class MiddleMan {
     this.heartbeat?.stop();
     if (!this.socket.destroyed) {
       this.socket.resume(); // read on, so that the peer's FIN (and the socket's close) can arrive
-      this.lingerTimer = setTimeout(this.lingerOnTimeout, CLOSE_LINGER_MS);
+      this.lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
       this.lingerTimer.unref();
     }
     this.controller.onClosed(info);
@@ -242,7 +244,8 @@ export class MiddleMan {
     }
   }
 
-  private readonly parserOnFrame = (payload: Buffer): void => {
+  /** @internal The frame parser's sink. */
+  onFrame(payload: Buffer): void {
     this.stats.framesIn++;
     // A whole frame, not a chunk: a peer dribbling one endless frame is silent.
     this.heartbeat?.heard();
@@ -272,20 +275,22 @@ export class MiddleMan {
       default:
         this.controller.onMessage(m, payload);
     }
-  };
+  }
 
-  private readonly heartbeatHost = {
-    sendPing: (n: number): void => {
-      this.send({ kind: 'ping', n });
-    },
-    dead: (silentMs: number): void => {
-      this.close('timeout', `no frame from the peer for ${silentMs} ms (heartbeat)`);
-      // A dead peer will not answer the close: do not linger.
-      this.socket.destroy();
-    },
-  };
+  /** @internal The heartbeat's host. */
+  sendPing(n: number): void {
+    this.send({ kind: 'ping', n });
+  }
 
-  private readonly socketOnData = (chunk: Buffer): void => {
+  /** @internal The heartbeat's host: the peer has been silent too long. */
+  dead(silentMs: number): void {
+    this.close('timeout', `no frame from the peer for ${silentMs} ms (heartbeat)`);
+    // A dead peer will not answer the close: do not linger.
+    this.socket.destroy();
+  }
+
+  /** @internal */
+  onData(chunk: Buffer): void {
     if (this.stats.bytesIn === 0 && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
       // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
       this.stats.bytesIn += chunk.length;
@@ -298,24 +303,42 @@ export class MiddleMan {
     } catch (err) {
       this.fail(err);
     }
-  };
+  }
 
-  private readonly socketOnEnd = (): void => {
+  /** @internal */
+  onEnd(): void {
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: 'the peer closed the connection', by: 'peer' });
-  };
+  }
 
-  private readonly socketOnError = (err: Error): void => {
+  /** @internal */
+  onError(err: Error): void {
     this.log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'socket error');
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message.trim()}`, by: 'peer', error: err });
     this.socket.destroy();
-  };
+  }
 
-  private readonly socketOnClose = (): void => {
+  /** @internal */
+  onClose(): void {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: 'the connection was closed', by: 'peer' });
-  };
+  }
+}
 
-  private readonly lingerOnTimeout = (): void => {
-    this.socket.destroy();
-  };
+const kMM = Symbol('lib-chan middle-man');
+type Owned = Duplex & { [kMM]: MiddleMan };
+
+function socketOnData(this: Owned, chunk: Buffer): void {
+  this[kMM].onData(chunk);
+}
+function socketOnEnd(this: Owned): void {
+  this[kMM].onEnd();
+}
+function socketOnError(this: Owned, err: Error): void {
+  this[kMM].onError(err);
+}
+function socketOnClose(this: Owned): void {
+  this[kMM].onClose();
+}
+function destroySocket(socket: Duplex): void {
+  socket.destroy();
 }

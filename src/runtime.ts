@@ -95,9 +95,14 @@ export class Mailbox implements MM {
     readonly id: number,
     readonly service: string,
     readonly peer: string,
-    readonly log: Logger,
+    /** A logger, or how to make one when it is first needed. */
+    private readonly logger: Logger | (() => Logger),
     private readonly highWater: number,
   ) {}
+
+  get log(): Logger {
+    return typeof this.logger === 'function' ? this.logger() : this.logger;
+  }
 
   /** True while the socket is not read because the mailbox is full. */
   private full = false;
@@ -173,8 +178,8 @@ export class Mailbox implements MM {
     return this.inbox.receive(options).then(this.noteReceived);
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
-    for await (const m of this.inbox) yield this.noteReceived(m);
+  [Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
+    return mapIterator(this.inbox[Symbol.asyncIterator](), this.noteReceived);
   }
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
@@ -220,3 +225,11 @@ export async function runHandler(handler: Handler, mm: Mailbox, middleMan: Mailb
 
 /** How a handler process ended: it returned, or it threw (text: the error's message). */
 export type HandlerExit = { ok: true } | { ok: false; text: string };
+
+/** An async iterator whose values go through `f` (no generator, so no per-message generator machinery). */
+export function mapIterator<T, U>(inner: AsyncIterator<T>, f: (x: T) => U): AsyncIterator<U> {
+  return {
+    next: () => inner.next().then((r) => (r.done ? r : { done: false, value: f(r.value) })),
+    return: () => (inner.return ? inner.return() : Promise.resolve({ done: true, value: undefined })) as Promise<IteratorResult<U>>,
+  };
+}

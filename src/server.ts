@@ -330,10 +330,13 @@ function within(p: Promise<unknown>, ms: number): Promise<void> {
 /** One client connection: its middle-man, its handshake, then its handler. */
 class ServerConnection implements MMController {
   private readonly mm: MiddleMan;
-  private readonly handshake: ServerHandshake;
+  /** Until the handshake is over (then dropped: an idle connection should hold only what it uses). */
+  private handshake: ServerHandshake | null;
   private process: ProcessHandle | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
-  private log: Logger;
+  /** What every log line of this connection carries; the child logger with them is made only if a line needs it. */
+  private readonly fields: Record<string, unknown>;
+  private childLog: Logger | null = null;
   private readonly openedAt = Date.now();
   /** Resolves when the socket is closed. */
   readonly done: Promise<void>;
@@ -344,13 +347,18 @@ class ServerConnection implements MMController {
     private readonly peer: PeerInfo,
     private readonly id: number,
   ) {
-    this.log = server.log.child({ conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) });
+    this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
     this.done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const s = server.settings;
-    this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: this.log }, this);
+    this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log }, this);
     this.handshake = new ServerHandshake(this.lookup, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
     this.handshakeTimer = setTimeout(this.handshakeOnTimeout, server.settings.handshakeTimeout);
-    this.log.debug('connection opened');
+  }
+
+  /** A logger for this connection (made on first use: most connections never need their own). */
+  private get log(): Logger {
+    this.childLog ??= this.server.log.child(this.fields);
+    return this.childLog;
   }
 
   private readonly lookup = (name: string): ServiceAuth | undefined => {
@@ -398,14 +406,14 @@ class ServerConnection implements MMController {
     const lockedFor = m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
     const out = lockedFor > 0
       ? ({ kind: 'refuse', reason: 'authThrottled', text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s` } as const)
-      : this.handshake.step(m);
+      : (this.handshake as ServerHandshake).step(m);
     switch (out.kind) {
       case 'send':
         this.mm.send(out.message);
         return;
       case 'refuse': {
         // The service name comes from the peer: cut it, so a hostile client cannot fill the log.
-        const service = m.kind === 'startService' ? m.service.slice(0, 100) : this.handshake.service;
+        const service = m.kind === 'startService' ? m.service.slice(0, 100) : this.handshake?.service;
         if (out.reason === 'authFail') {
           const locked = this.server.throttle.fail(this.peer.address);
           this.log.warn({ reason: out.reason, service, lockedOut: locked }, out.text);
@@ -424,7 +432,9 @@ class ServerConnection implements MMController {
   private accept(name: string, argsC: Term, ack: WireMessage, first: WireMessage): void {
     const service = this.server.service(name) as Service;
     this.endHandshake();
-    this.log = this.log.child({ service: name });
+    this.handshake = null;
+    this.fields['service'] = name;
+    this.childLog = null;
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
     if (first.kind === 'startService' && first.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = first.maxFrameSize;
     this.mm.send(ack);
@@ -432,8 +442,8 @@ class ServerConnection implements MMController {
     if (this.mm.closed) return;
     const s = this.server.settings;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
-    this.log.info('connection opened');
-    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, log: this.log, argsC });
+    this.server.log.info(this.fields, 'connection opened');
+    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, log: () => this.log, argsC });
     this.server.track(this.process.done);
   }
 
@@ -453,8 +463,9 @@ class ServerConnection implements MMController {
     this.endHandshake();
     this.process?.closed(info);
     const s = this.mm.stats;
-    this.log.info(
+    this.server.log.info(
       {
+        ...this.fields,
         reason: info.reason,
         by: info.by,
         ms: Date.now() - this.openedAt,

@@ -33,7 +33,8 @@ export interface Attachment {
   mm: MiddleMan;
   id: number;
   peer: string;
-  log: Logger;
+  /** The connection's logger, made when first asked for. */
+  log: () => Logger;
   argsC: Term;
 }
 
@@ -127,7 +128,9 @@ export class Service {
     const service = this;
     const ctx: ServiceContext = {
       service: this.name,
-      log: a.log,
+      get log() {
+        return a.log();
+      },
       get state() {
         return service.state;
       },

@@ -180,6 +180,8 @@ class WorkerThread {
         link?.a.mm.sendEncoded(Buffer.from(m.frame.buffer, m.frame.byteOffset, m.frame.byteLength));
         return;
       case 'close':
+        // A crash is counted here, before its client can hear of it, so that stats() never lags behind the client.
+        if (m.reason === 'handlerError') this.pool.events.crashed();
         link?.a.mm.close(m.reason as never, m.text);
         return;
       case 'took':
@@ -189,7 +191,6 @@ class WorkerThread {
         if (link) void link.a.mm.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
         return;
       case 'exit':
-        if (!m.ok) this.pool.events.crashed();
         link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
         return;
       case 'pong':

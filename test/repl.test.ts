@@ -90,8 +90,9 @@ if (!hasTmux) {
     await again.keys('C-u', 'later.', 'Enter');
     await again.waitFor(/^"ok"$/m);
     await again.keys('"half typ');
-    const screen = await again.waitFor(/^push "tick"$/m);
-    t.regex(screen, /push "tick"\nlater> "half typ$/m); // printed above the line being typed, which is kept
+    // Printed above the line being typed, which is kept (waiting for both: the screen may be caught between them).
+    const screen = await again.waitFor(/^push "tick"\nlater> "half typ$/m);
+    t.regex(screen, /push "tick"\nlater> "half typ$/m);
     await again.keys('ed".', 'Enter');
     await again.waitFor(/^"ok"\nlater> ?$/m);
     t.pass();

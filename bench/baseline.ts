@@ -1,0 +1,61 @@
+/**
+ * The baseline for `npm run bench`: the least a Node server can do to answer the same clients. Plain `net`, the same
+ * framing and codec as lib-chan, a Map for the store, and nothing else: no authentication (it acks every
+ * startService), no middle-man, no mailbox, no handler process, no heartbeats, no limits, one write per reply.
+ * It speaks just enough of docs/PROTOCOL.md for `chan bench` (with an empty secret) to run against it.
+ * Prints {"port": N} on stdout once it listens.
+ */
+import net from 'node:net';
+import { msgpackCodec } from '../src/codec/index.js';
+import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from '../src/frame.js';
+import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
+import { Atom, Tuple, isTuple, type Term } from '../src/term/model.js';
+import { termKey } from '../src/term/print.js';
+
+const codec = msgpackCodec({ maxDepth: 32 });
+const store = new Map<string, Term>();
+const OK = new Atom('ok');
+const UNDEFINED = new Atom('undefined');
+
+function answer(x: Term): Term | undefined {
+  if (isTuple(x, 'lookup', 2)) {
+    const k = termKey(x.at(1) as Term);
+    return store.has(k) ? new Tuple([OK, store.get(k) as Term]) : UNDEFINED;
+  }
+  if (isTuple(x, 'store', 3)) {
+    store.set(termKey(x.at(1) as Term), x.at(2) as Term);
+    return true;
+  }
+  return undefined;
+}
+
+const server = net.createServer({ noDelay: true }, (socket) => {
+  socket.setNoDelay(true);
+  const send = (m: WireMessage): void => {
+    socket.write(sealFrame(codec.encode(toWire(m), FRAME_HEADER_BYTES)));
+  };
+  const parser = new FrameParser(1 << 20, (payload) => {
+    const m = fromWire(codec.decode(payload));
+    switch (m.kind) {
+      case 'startService':
+        send({ kind: 'ack', version: 1, maxFrameSize: 1 << 20, heartbeatInterval: 0 });
+        return;
+      case 'cast':
+        answer(m.data);
+        return;
+      case 'rpc':
+        send({ kind: 'reply', id: m.id, data: answer(m.data) ?? null });
+        return;
+      case 'close':
+        socket.end();
+        return;
+      default:
+    }
+  });
+  socket.on('data', (chunk: Buffer) => parser.push(chunk));
+  socket.on('error', () => socket.destroy());
+});
+
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ port: (server.address() as net.AddressInfo).port })}\n`);
+});

@@ -1,0 +1,337 @@
+/**
+ * The load generator behind `chan bench`: kvs lookups (and stores) against a name-server service, in the spirit of
+ * redis-benchmark and `nats bench`. Every answer is checked. Scenarios:
+ *
+ *   rpc       C connections, each sending one lookup at a time
+ *   pipeline  one connection with W lookups in flight
+ *   cast      one connection sending stores one way; at the end a lookup of the last key proves all arrived
+ *   connect   connect + authenticate + close, one after another
+ *   idle      N authenticated connections held open; the server's memory per connection (with --server-pid)
+ */
+import { readFileSync } from 'node:fs';
+import { connect, type Channel, type ConnectOptions } from '../client.js';
+import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
+import { Histogram } from './histogram.js';
+
+export type Scenario = 'rpc' | 'pipeline' | 'cast' | 'connect' | 'idle';
+export const SCENARIOS: readonly Scenario[] = ['rpc', 'pipeline', 'cast', 'connect', 'idle'];
+
+export interface LoadTarget {
+  host: string;
+  port: number;
+  service: string;
+  secret: string | null;
+  options: ConnectOptions;
+}
+
+export interface LoadSettings {
+  /** How long each scenario runs, ms (unless `count` is given). */
+  duration: number;
+  /** Operations per scenario instead of a duration. */
+  count?: number;
+  /** rpc: the numbers of connections to run with, each a separate result. */
+  connections: number[];
+  /** pipeline: requests in flight. */
+  window: number;
+  /** Bytes in each stored value. */
+  size: number;
+  /** Keys stored before the run, looked up at random. */
+  keys: number;
+  /** idle: connections to hold open. */
+  idle: number;
+  /** The server's process id, for its CPU time and memory (Linux /proc). */
+  serverPid?: number;
+  /** Called about once a second while a scenario runs. */
+  progress?: (line: string) => void;
+}
+
+export interface ScenarioResult {
+  name: string;
+  ops: number;
+  seconds: number;
+  opsPerSec: number;
+  /** Latencies, microseconds. */
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  /** CPU time per operation, microseconds. */
+  clientCpuUs: number;
+  serverCpuUs?: number;
+  /** idle: server memory per connection, bytes. */
+  bytesPerConnection?: number;
+  errors: number;
+}
+
+const STORE = new Atom('store');
+const LOOKUP = new Atom('lookup');
+
+/** CPU time (user + system) of a process so far, microseconds; undefined where /proc cannot tell. */
+export function processCpuUs(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    // After the name: state is field 3, utime 14 and stime 15 (1-based, whole line) in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+export function processRssBytes(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+class Meter {
+  readonly hist = new Histogram();
+  ops = 0;
+  errors = 0;
+  private readonly started = performance.now();
+  private readonly cpu = process.cpuUsage();
+  private readonly serverCpu: number | undefined;
+  private readonly ticker: NodeJS.Timeout | null;
+
+  constructor(
+    private readonly name: string,
+    private readonly s: LoadSettings,
+  ) {
+    this.serverCpu = s.serverPid ? processCpuUs(s.serverPid) : undefined;
+    this.ticker = s.progress
+      ? setInterval(() => {
+          const secs = (performance.now() - this.started) / 1000;
+          s.progress?.(`${name}: ${Math.round(this.ops / secs)} ops/s, ${secs.toFixed(1)} s`);
+        }, 1000)
+      : null;
+  }
+
+  /** True while the scenario should go on. */
+  running(): boolean {
+    return this.s.count !== undefined ? this.ops < this.s.count : performance.now() - this.started < this.s.duration;
+  }
+
+  done(extra: Partial<ScenarioResult> = {}): ScenarioResult {
+    if (this.ticker) clearInterval(this.ticker);
+    const seconds = (performance.now() - this.started) / 1000;
+    const cpu = process.cpuUsage(this.cpu);
+    const serverCpu = this.s.serverPid && this.serverCpu !== undefined ? (processCpuUs(this.s.serverPid) ?? 0) - this.serverCpu : undefined;
+    const ops = Math.max(1, this.ops);
+    const h = this.hist;
+    return {
+      name: this.name,
+      ops: this.ops,
+      seconds,
+      opsPerSec: this.ops / seconds,
+      p50: h.percentile(50),
+      p90: h.percentile(90),
+      p99: h.percentile(99),
+      p999: h.percentile(99.9),
+      max: h.max,
+      clientCpuUs: (cpu.user + cpu.system) / ops,
+      ...(serverCpu !== undefined ? { serverCpuUs: serverCpu / ops } : {}),
+      errors: this.errors,
+      ...extra,
+    };
+  }
+}
+
+function open(t: LoadTarget): Promise<Channel> {
+  return connect(t.host, t.port, t.service, t.secret, null, { rpcTimeout: 30_000, ...t.options });
+}
+
+function key(i: number): Term {
+  return new Tuple([new Atom('k'), i]);
+}
+
+/** Stores the keys every scenario looks up. */
+async function prepare(t: LoadTarget, s: LoadSettings, value: string): Promise<void> {
+  const ch = await open(t);
+  const batch: Promise<Term>[] = [];
+  for (let i = 0; i < s.keys; i++) {
+    batch.push(ch.rpc(new Tuple([STORE, key(i), value])));
+    if (batch.length === 256) await Promise.all(batch.splice(0));
+  }
+  await Promise.all(batch);
+  await ch.close();
+}
+
+function checked(answer: Term, value: string): boolean {
+  return isTuple(answer, 'ok', 2) && answer.at(1) === value;
+}
+
+async function rpcScenario(t: LoadTarget, s: LoadSettings, value: string, c: number): Promise<ScenarioResult> {
+  const chans = await Promise.all(Array.from({ length: c }, () => open(t)));
+  const m = new Meter(`rpc -c ${c}`, s);
+  await Promise.all(
+    chans.map(async (ch) => {
+      while (m.running()) {
+        const q = new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)]);
+        const t0 = performance.now();
+        const answer = await ch.rpc(q);
+        m.hist.record((performance.now() - t0) * 1000);
+        if (!checked(answer, value)) m.errors++;
+        m.ops++;
+      }
+    }),
+  );
+  const r = m.done();
+  await Promise.all(chans.map((ch) => ch.close()));
+  return r;
+}
+
+async function pipelineScenario(t: LoadTarget, s: LoadSettings, value: string): Promise<ScenarioResult> {
+  const ch = await open(t);
+  const m = new Meter(`pipeline -w ${s.window}`, s);
+  await new Promise<void>((resolve) => {
+    let inFlight = 0;
+    const send = (): void => {
+      while (inFlight < s.window && m.running()) {
+        inFlight++;
+        const t0 = performance.now();
+        ch.rpc(new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)])).then(
+          (answer) => {
+            m.hist.record((performance.now() - t0) * 1000);
+            if (!checked(answer, value)) m.errors++;
+            m.ops++;
+            inFlight--;
+            if (m.running()) send();
+            else if (inFlight === 0) resolve();
+          },
+          () => {
+            m.errors++;
+            inFlight--;
+            if (inFlight === 0) resolve();
+          },
+        );
+      }
+    };
+    send();
+  });
+  const r = m.done();
+  await ch.close();
+  return r;
+}
+
+async function castScenario(t: LoadTarget, s: LoadSettings, value: string): Promise<ScenarioResult> {
+  const ch = await open(t);
+  const m = new Meter('cast', s);
+  let last = -1;
+  while (m.running()) {
+    for (let i = 0; i < 1000; i++) {
+      last = (last + 1) % 1_000_000;
+      ch.cast(new Tuple([STORE, new Tuple([new Atom('c'), last]), value]));
+      m.ops++;
+    }
+    await ch.drain();
+  }
+  // One lookup proves that the server has applied every store before it (one connection keeps order).
+  const t0 = performance.now();
+  const answer = await ch.rpc(new Tuple([LOOKUP, new Tuple([new Atom('c'), last])]));
+  m.hist.record((performance.now() - t0) * 1000);
+  if (!checked(answer, value)) m.errors++;
+  const r = m.done();
+  await ch.close();
+  return r;
+}
+
+async function connectScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioResult> {
+  const m = new Meter('connect', s);
+  while (m.running()) {
+    const t0 = performance.now();
+    try {
+      const ch = await open(t);
+      await ch.close();
+      m.hist.record((performance.now() - t0) * 1000);
+      m.ops++;
+    } catch {
+      m.errors++;
+    }
+  }
+  return m.done();
+}
+
+async function idleScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioResult> {
+  const before = s.serverPid ? processRssBytes(s.serverPid) : undefined;
+  const m = new Meter(`idle ${s.idle}`, { ...s, count: s.idle });
+  const chans: Channel[] = [];
+  let refused: unknown = null;
+  while (chans.length < s.idle && refused === null) {
+    const batch = await Promise.all(
+      // In batches under the server's default max_unauthenticated (64).
+      Array.from({ length: Math.min(32, s.idle - chans.length) }, async () => {
+        const t0 = performance.now();
+        try {
+          const ch = await open(t);
+          m.hist.record((performance.now() - t0) * 1000);
+          m.ops++;
+          return ch;
+        } catch (err) {
+          m.errors++;
+          refused = err; // the server's limit (max_connections?): stop opening
+          return null;
+        }
+      }),
+    );
+    for (const ch of batch) if (ch) chans.push(ch);
+  }
+  if (refused) s.progress?.(`idle: stopped at ${chans.length} connections: ${(refused as Error).message}`);
+  // Let the server settle (its buffers from the handshakes are freed lazily) before reading its memory.
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = s.serverPid ? processRssBytes(s.serverPid) : undefined;
+  const r = m.done(before !== undefined && after !== undefined && chans.length > 0 ? { bytesPerConnection: (after - before) / chans.length } : {});
+  for (let i = 0; i < chans.length; i += 500) await Promise.all(chans.slice(i, i + 500).map((c) => c.close()));
+  return r;
+}
+
+/** Runs the scenarios in order; one result per scenario (per connection count, for rpc). */
+export async function runLoad(t: LoadTarget, scenarios: readonly Scenario[], s: LoadSettings): Promise<ScenarioResult[]> {
+  const value = 'x'.repeat(s.size);
+  if (scenarios.some((x) => x === 'rpc' || x === 'pipeline')) await prepare(t, s, value);
+  const out: ScenarioResult[] = [];
+  for (const sc of scenarios) {
+    switch (sc) {
+      case 'rpc':
+        for (const c of s.connections) out.push(await rpcScenario(t, s, value, c));
+        break;
+      case 'pipeline':
+        out.push(await pipelineScenario(t, s, value));
+        break;
+      case 'cast':
+        out.push(await castScenario(t, s, value));
+        break;
+      case 'connect':
+        out.push(await connectScenario(t, s));
+        break;
+      case 'idle':
+        out.push(await idleScenario(t, s));
+        break;
+    }
+  }
+  return out;
+}
+
+/** The results as a table for people. */
+export function formatResults(results: ScenarioResult[]): string {
+  const us = (v: number | undefined): string => (v === undefined ? '-' : v >= 10_000 ? `${(v / 1000).toFixed(1)}ms` : `${Math.round(v)}us`);
+  const rows = results.map((r) => [
+    r.name,
+    Math.round(r.opsPerSec).toString(),
+    us(r.p50),
+    us(r.p90),
+    us(r.p99),
+    us(r.p999),
+    us(r.max),
+    r.clientCpuUs.toFixed(1),
+    r.serverCpuUs === undefined ? '-' : r.serverCpuUs.toFixed(1),
+    r.bytesPerConnection === undefined ? '' : `${Math.round(r.bytesPerConnection)} B/conn`,
+    r.errors > 0 ? `${r.errors} ERRORS` : '',
+  ]);
+  const head = ['scenario', 'ops/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'client us/op', 'server us/op', '', ''];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
