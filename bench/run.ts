@@ -128,8 +128,8 @@ async function main(): Promise<void> {
     const isIdle = sc.startsWith('idle');
     return [
       sc,
-      isIdle ? `${fmt(med('lib-chan', sc, (r) => r.bytesPerConnection))} B/conn` : fmt(lc),
-      isIdle ? `${fmt(med('baseline', sc, (r) => r.bytesPerConnection))} B/conn` : fmt(bl),
+      isIdle ? `${fmt(med('lib-chan', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('lib-chan', sc, (r) => r.marginalBytesPerConnection))})` : fmt(lc),
+      isIdle ? `${fmt(med('baseline', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('baseline', sc, (r) => r.marginalBytesPerConnection))})` : fmt(bl),
       lc !== undefined && bl !== undefined && !isIdle ? (lc / bl).toFixed(2) : '-',
       `${fmt(med('lib-chan', sc, (r) => r.p50))} / ${fmt(med('baseline', sc, (r) => r.p50))}`,
       `${fmt(med('lib-chan', sc, (r) => r.p99))} / ${fmt(med('baseline', sc, (r) => r.p99))}`,

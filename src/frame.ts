@@ -17,7 +17,8 @@ export class FrameParser {
   /** Frames longer than this are refused; may be raised or lowered between chunks (after authentication, say). */
   maxFrameSize: number;
   private readonly sink: { onFrame(payload: Buffer): void };
-  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  /** Made only when a length prefix arrives split across chunks (rare: most connections never need it). */
+  private header: Buffer | null = null;
   private headerFill = 0;
   private body: Buffer | null = null;
   private bodyFill = 0;
@@ -83,10 +84,11 @@ export class FrameParser {
           len = chunk.readUInt32BE(off);
           off += FRAME_HEADER_BYTES;
         } else {
-          while (this.headerFill < FRAME_HEADER_BYTES && off < n) this.header[this.headerFill++] = chunk[off++] as number;
+          const header = (this.header ??= Buffer.alloc(FRAME_HEADER_BYTES));
+          while (this.headerFill < FRAME_HEADER_BYTES && off < n) header[this.headerFill++] = chunk[off++] as number;
           if (this.headerFill < FRAME_HEADER_BYTES) return;
           this.headerFill = 0;
-          len = this.header.readUInt32BE(0);
+          len = header.readUInt32BE(0);
         }
         if (len > this.maxFrameSize) {
           this.stop();

@@ -18,24 +18,33 @@ export interface HeartbeatHost {
 
 export interface Clock {
   now(): number;
-  after(ms: number, fn: () => void): { cancel(): void };
+  /** Calls `fn(arg)` after `ms`; returns a handle for `cancel`. (One shared function, no closure per timer.) */
+  after<A>(ms: number, fn: (arg: A) => void, arg: A): unknown;
+  cancel(handle: unknown): void;
 }
 
 export const realClock: Clock = {
   now: () => Date.now(),
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
+  after(ms, fn, arg) {
+    const t = setTimeout(fn, ms, arg);
     t.unref();
-    return { cancel: () => clearTimeout(t) };
+    return t;
+  },
+  cancel(handle) {
+    clearTimeout(handle as NodeJS.Timeout);
   },
 };
+
+function heartbeatCheck(hb: Heartbeat): void {
+  hb.check();
+}
 
 export class Heartbeat {
   private lastHeard: number;
   private lastPing = 0;
   private suspended = false;
   private seq = 0;
-  private timer: { cancel(): void } | null = null;
+  private timer: unknown = null;
   /** Round-trip time of the last answered ping, ms (undefined until one is answered). */
   rtt: number | undefined;
   /** Silence, in ms, after which the peer is dead. */
@@ -59,7 +68,7 @@ export class Heartbeat {
   }
 
   stop(): void {
-    this.timer?.cancel();
+    if (this.timer !== null) this.clock.cancel(this.timer);
     this.timer = null;
     this.stopped = true;
   }
@@ -85,10 +94,11 @@ export class Heartbeat {
   }
 
   private schedule(ms: number): void {
-    this.timer = this.clock.after(Math.max(1, ms), this.check);
+    this.timer = this.clock.after(Math.max(1, ms), heartbeatCheck, this);
   }
 
-  private readonly check = (): void => {
+  /** @internal Run by the timer. */
+  check(): void {
     this.timer = null;
     const now = this.clock.now();
     // While this side is not reading, the peer's answers cannot arrive: its silence does not count, but it must
@@ -109,5 +119,5 @@ export class Heartbeat {
     const nextPing = Math.max(this.suspended ? this.lastPing : this.lastHeard, this.lastPing) + this.interval;
     const deadline = this.lastHeard + this.limit;
     this.schedule(Math.min(nextPing, deadline) - now);
-  };
+  }
 }

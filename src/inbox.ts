@@ -6,6 +6,9 @@
  */
 import { ChanError } from './errors.js';
 
+/** Shared by every inbox with no waiter yet: never pushed to (replaced on first use), so it stays empty. */
+const EMPTY: never[] = [];
+
 interface Waiter<T> {
   resolve(item: T): void;
   reject(err: Error): void;
@@ -20,7 +23,7 @@ export interface ReceiveOptions {
 export class Inbox<T> implements AsyncIterable<T> {
   private items: T[] = [];
   private head = 0;
-  private readonly waiters: Waiter<T>[] = [];
+  private waiters: Waiter<T>[] = EMPTY as Waiter<T>[];
   private ending: { last: T } | { error: Error } | null = null;
   private iterating = false;
 
@@ -70,6 +73,7 @@ export class Inbox<T> implements AsyncIterable<T> {
           reject(new ChanError('timeout', `nothing received within ${ms} ms`));
         }, ms);
       }
+      if (this.waiters === EMPTY) this.waiters = [];
       this.waiters.push(w);
     });
   }
@@ -91,26 +95,42 @@ export class Inbox<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     if (this.iterating) throw new ChanError('usage', 'this inbox is already being iterated; one reader only');
     this.iterating = true;
-    let finished = false;
-    const done = (): IteratorResult<T> => {
-      finished = true;
-      return { done: true, value: undefined };
-    };
-    return {
-      next: (): Promise<IteratorResult<T>> => {
-        if (finished) return Promise.resolve({ done: true, value: undefined });
-        return this.receive().then(
-          (item): IteratorResult<T> => {
-            if (this.ending && 'last' in this.ending && item === this.ending.last) finished = true;
-            return { done: false, value: item };
-          },
-          (err: unknown) => {
-            if (this.ending && 'error' in this.ending && err === this.ending.error) return done();
-            throw err;
-          },
-        );
+    return new InboxIterator(this);
+  }
+
+  /** @internal The end the inbox was given, if any. */
+  get endedWith(): { last: T } | { error: Error } | null {
+    return this.ending;
+  }
+}
+
+const DONE: IteratorResult<never> = Object.freeze({ done: true, value: undefined });
+
+class InboxIterator<T> implements AsyncIterator<T> {
+  private finished = false;
+  constructor(private readonly inbox: Inbox<T>) {}
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.finished) return Promise.resolve(DONE);
+    return this.inbox.receive().then(
+      (item) => {
+        const e = this.inbox.endedWith;
+        if (e && 'last' in e && item === e.last) this.finished = true;
+        return { done: false, value: item };
       },
-      return: (): Promise<IteratorResult<T>> => Promise.resolve(done()),
-    };
+      (err: unknown) => {
+        const e = this.inbox.endedWith;
+        if (e && 'error' in e && err === e.error) {
+          this.finished = true;
+          return DONE;
+        }
+        throw err;
+      },
+    );
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.finished = true;
+    return Promise.resolve(DONE);
   }
 }

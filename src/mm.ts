@@ -41,6 +41,8 @@ export interface MMController {
   /** `payload` is the frame's bytes, valid only during the call (copy to keep). */
   onMessage(m: WireMessage, payload: Buffer): void;
   onClosed(info: CloseInfo): void;
+  /** The socket itself has closed (after onClosed; its resources are free). */
+  onSocketClosed?(): void;
 }
 
 export interface MiddleManOptions {
@@ -321,6 +323,7 @@ export class MiddleMan implements HeartbeatHost {
   onClose(): void {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: 'the connection was closed', by: 'peer' });
+    this.controller.onSocketClosed?.();
   }
 }
 

@@ -86,23 +86,26 @@ export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: Servi
 export class Mailbox implements MM {
   private readonly inbox = new Inbox<MailboxMessage>();
   /** rpc ids that arrived and are not answered yet. */
-  private readonly inFlight = new Set<number>();
+  private readonly inFlight: Set<number> = new Set();
   /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
-  private readonly received = new Set<number>();
+  private readonly received: Set<number> = new Set();
 
   constructor(
     private readonly middleMan: MailboxOutput,
     readonly id: number,
     readonly service: string,
     readonly peer: string,
-    /** A logger, or how to make one when it is first needed. */
-    private readonly logger: Logger | (() => Logger),
+    /** Where the logger comes from (made when first needed). */
+    private readonly logs: { readonly log: Logger },
     private readonly highWater: number,
   ) {}
 
   get log(): Logger {
-    return typeof this.logger === 'function' ? this.logger() : this.logger;
+    return this.logs.log;
   }
+
+  /** The handler process's end (set by whoever runs it, at once). */
+  done!: Promise<HandlerExit>;
 
   /** True while the socket is not read because the mailbox is full. */
   private full = false;
@@ -210,26 +213,47 @@ export class Mailbox implements MM {
  * Runs one handler process to its end and closes the connection accordingly. Never rejects: a crash is contained
  * here, logged with its stack, and told to the client as `handlerError` with the error's message.
  */
-export async function runHandler(handler: Handler, mm: Mailbox, middleMan: MailboxOutput, argsC: Term, argsS: Term, ctx: ServiceContext): Promise<HandlerExit> {
+export async function runHandler(
+  handler: Handler,
+  mm: Mailbox,
+  middleMan: MailboxOutput,
+  argsC: Term,
+  argsS: Term,
+  ctx: ServiceContext,
+  watcher?: { exited(exit: HandlerExit): void },
+): Promise<HandlerExit> {
+  let exit: HandlerExit;
   try {
     await handler(mm, argsC, argsS, ctx);
     middleMan.close('normal', 'the handler returned');
-    return { ok: true };
+    exit = { ok: true };
   } catch (err) {
     const text = err instanceof Error ? err.message : String(err);
     mm.log.error({ err }, 'handler crashed');
     middleMan.close('handlerError', text);
-    return { ok: false, text };
+    exit = { ok: false, text };
   }
+  watcher?.exited(exit);
+  return exit;
 }
 
 /** How a handler process ended: it returned, or it threw (text: the error's message). */
 export type HandlerExit = { ok: true } | { ok: false; text: string };
 
-/** An async iterator whose values go through `f` (no generator, so no per-message generator machinery). */
+/** An async iterator whose values go through `f` (a small object, no generator machinery). */
 export function mapIterator<T, U>(inner: AsyncIterator<T>, f: (x: T) => U): AsyncIterator<U> {
-  return {
-    next: () => inner.next().then((r) => (r.done ? r : { done: false, value: f(r.value) })),
-    return: () => (inner.return ? inner.return() : Promise.resolve({ done: true, value: undefined })) as Promise<IteratorResult<U>>,
-  };
+  return new MappedIterator(inner, f);
+}
+
+class MappedIterator<T, U> implements AsyncIterator<U> {
+  constructor(
+    private readonly inner: AsyncIterator<T>,
+    private readonly f: (x: T) => U,
+  ) {}
+  next(): Promise<IteratorResult<U>> {
+    return this.inner.next().then((r) => (r.done ? r : { done: false, value: this.f(r.value) }));
+  }
+  return(): Promise<IteratorResult<U>> {
+    return (this.inner.return ? this.inner.return() : Promise.resolve({ done: true, value: undefined })) as Promise<IteratorResult<U>>;
+  }
 }

@@ -82,8 +82,7 @@ export async function startServer(config: string | ServerConfig | ServerOptions,
 export class ChanServer {
   private listening: Listening | null = null;
   private readonly services: Map<string, Service>;
-  /** Handler processes still running (what a graceful shutdown waits for). */
-  private readonly processes = new Set<Promise<unknown>>();
+
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
@@ -234,11 +233,7 @@ export class ChanServer {
     return this.services.get(name);
   }
 
-  /** @internal A handler process started; the server waits for it when shutting down. */
-  track(done: Promise<unknown>): void {
-    this.processes.add(done);
-    void done.then(() => this.processes.delete(done));
-  }
+
 
   /**
    * Stops accepting, closes every connection with reason `shutdown` (handlers get `chan_closed`), runs the services'
@@ -255,12 +250,11 @@ export class ChanServer {
       this.log.info({ connections: open.length, shutdownTimeout: timeout }, 'shutting down: closing every connection with reason shutdown');
       for (const c of open) c.shutdown();
       // Handlers get chan_closed after the messages already in their mailboxes, and may finish; then time is up.
-      let timer: NodeJS.Timeout | undefined;
-      const late = await Promise.race([
-        Promise.all([...this.processes]).then(() => 0),
-        new Promise<number>((resolve) => (timer = setTimeout(() => resolve(this.processes.size), timeout))),
-      ]);
-      clearTimeout(timer);
+      const processes = open.map((c) => c.handlerDone).filter((p): p is Promise<unknown> => p !== null);
+      const running = new Set(processes);
+      for (const p of processes) void p.then(() => running.delete(p));
+      await within(Promise.all(processes), timeout);
+      const late = running.size;
       if (late > 0) this.log.warn({ handlers: late }, `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`);
       // Sockets whose peers are slow to close, and TLS handshakes in progress, are cut at the deadline.
       const left = (): number => Math.max(0, deadline - Date.now());
@@ -305,10 +299,13 @@ export class ChanServer {
       return;
     }
     this.unauthenticated++;
-    const c = new ServerConnection(this, socket, peer, this.nextId++);
-    this.connections.add(c);
-    void c.done.then(() => this.connections.delete(c));
+    this.connections.add(new ServerConnection(this, socket, peer, this.nextId++));
   };
+
+  /** @internal A connection's socket has closed. */
+  forget(c: ServerConnection): void {
+    this.connections.delete(c);
+  }
 
   /** Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). */
   private refuse(socket: Duplex, peer: PeerInfo, text: string): void {
@@ -320,6 +317,10 @@ export class ChanServer {
 }
 
 const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
+
+function handshakeOnTimeout(c: ServerConnection): void {
+  c.handshakeTimedOut();
+}
 
 /** Waits for `p`, or `ms` milliseconds, whichever comes first. */
 function within(p: Promise<unknown>, ms: number): Promise<void> {
@@ -338,8 +339,9 @@ class ServerConnection implements MMController {
   private readonly fields: Record<string, unknown>;
   private childLog: Logger | null = null;
   private readonly openedAt = Date.now();
-  /** Resolves when the socket is closed. */
-  readonly done: Promise<void>;
+  private socketClosed = false;
+  private resolveDone: (() => void) | null = null;
+  private donePromise: Promise<void> | null = null;
 
   constructor(
     private readonly server: ChanServer,
@@ -348,30 +350,43 @@ class ServerConnection implements MMController {
     private readonly id: number,
   ) {
     this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
-    this.done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const s = server.settings;
     this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log }, this);
-    this.handshake = new ServerHandshake(this.lookup, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
-    this.handshakeTimer = setTimeout(this.handshakeOnTimeout, server.settings.handshakeTimeout);
+    this.handshake = new ServerHandshake((name) => this.lookup(name), s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
+    this.handshakeTimer = setTimeout(handshakeOnTimeout, server.settings.handshakeTimeout, this);
+  }
+
+  /** Resolves when the socket is closed (made only when someone waits: at shutdown). */
+  get done(): Promise<void> {
+    if (this.socketClosed) return Promise.resolve();
+    this.donePromise ??= new Promise<void>((resolve) => (this.resolveDone = resolve));
+    return this.donePromise;
+  }
+
+  onSocketClosed(): void {
+    this.socketClosed = true;
+    this.resolveDone?.();
+    this.server.forget(this);
   }
 
   /** A logger for this connection (made on first use: most connections never need their own). */
-  private get log(): Logger {
+  get log(): Logger {
     this.childLog ??= this.server.log.child(this.fields);
     return this.childLog;
   }
 
-  private readonly lookup = (name: string): ServiceAuth | undefined => {
+  private lookup(name: string): ServiceAuth | undefined {
     const s = this.server.service(name);
     if (!s) return undefined;
     const refusal = s.refusal();
     return { name: s.name, verifier: s.verifier, ...(s.allowCn ? { allowCn: s.allowCn } : {}), ...(refusal ? { refusal } : {}) };
-  };
+  }
 
-  private readonly handshakeOnTimeout = (): void => {
+  /** @internal */
+  handshakeTimedOut(): void {
     this.handshakeTimer = null;
     this.mm.close('timeout', `handshake not completed within handshake_timeout (${this.server.settings.handshakeTimeout} ms)`);
-  };
+  }
 
   shutdown(): void {
     this.mm.close('shutdown', 'the server is shutting down');
@@ -384,6 +399,11 @@ class ServerConnection implements MMController {
 
   get queuedMessages(): number {
     return this.process?.queued ?? 0;
+  }
+
+  /** The handler process's end, once one runs. */
+  get handlerDone(): Promise<unknown> | null {
+    return this.process?.done ?? null;
   }
 
   get queuedBytes(): number {
@@ -443,8 +463,7 @@ class ServerConnection implements MMController {
     const s = this.server.settings;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
     this.server.log.info(this.fields, 'connection opened');
-    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, log: () => this.log, argsC });
-    this.server.track(this.process.done);
+    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, logs: this, argsC });
   }
 
   /** Leaves the handshake phase (accepted or closed); runs once. */

@@ -33,8 +33,8 @@ export interface Attachment {
   mm: MiddleMan;
   id: number;
   peer: string;
-  /** The connection's logger, made when first asked for. */
-  log: () => Logger;
+  /** Where the connection's logger comes from (made when first asked for). */
+  logs: { readonly log: Logger };
   argsC: Term;
 }
 
@@ -54,6 +54,23 @@ export interface ServiceStats {
   crashes: number;
   /** Restarts of the service itself. */
   restarts: number;
+}
+
+/** A handler's ctx: getters on the prototype, so that each connection holds one small object and no closures. */
+class HandlerContext implements ServiceContext {
+  constructor(
+    private readonly owner: Service,
+    private readonly logs: { readonly log: Logger },
+  ) {}
+  get service(): string {
+    return this.owner.name;
+  }
+  get state(): unknown {
+    return this.owner.currentState;
+  }
+  get log(): Logger {
+    return this.logs.log;
+  }
 }
 
 export class Service {
@@ -124,29 +141,19 @@ export class Service {
   /** Starts the handler process of a new connection. */
   attach(a: Attachment): ProcessHandle {
     if (this.pool) return this.pool.attach(a);
-    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.log, this.settings.mailboxHighWater);
-    const service = this;
-    const ctx: ServiceContext = {
-      service: this.name,
-      get log() {
-        return a.log();
-      },
-      get state() {
-        return service.state;
-      },
-    };
-    const done = runHandler(this.code.handler, mailbox, a.mm, a.argsC, this.args, ctx).then((exit) => {
-      if (!exit.ok) this.crashes++;
-      return exit;
-    });
-    return {
-      fromClient: (m) => mailbox.fromClient(m),
-      closed: (info) => mailbox.closed(info),
-      get queued() {
-        return mailbox.queued;
-      },
-      done,
-    };
+    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.settings.mailboxHighWater);
+    mailbox.done = runHandler(this.code.handler, mailbox, a.mm, a.argsC, this.args, new HandlerContext(this, a.logs), this);
+    return mailbox;
+  }
+
+  /** @internal What a handler's ctx.state reads: the state now (a restart replaces it). */
+  get currentState(): unknown {
+    return this.state;
+  }
+
+  /** @internal A handler process has ended. */
+  exited(exit: HandlerExit): void {
+    if (!exit.ok) this.crashes++;
   }
 
   /**

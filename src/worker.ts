@@ -134,7 +134,7 @@ async function main(): Promise<void> {
       case 'open': {
         const connLog = log.child({ conn: m.conn, peer: m.peer });
         const out = new PortOutput(m.conn, m.peerMaxFrameSize);
-        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, connLog, Number.POSITIVE_INFINITY);
+        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, Number.POSITIVE_INFINITY);
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
         mailbox.onReceive = () => took.add();

@@ -16,10 +16,13 @@ class FakeClock implements Clock {
   now(): number {
     return this.t;
   }
-  after(ms: number, fn: () => void): { cancel(): void } {
-    const timer = { at: this.t + ms, fn };
+  after<A>(ms: number, fn: (arg: A) => void, arg: A): unknown {
+    const timer = { at: this.t + ms, fn: () => fn(arg) };
     this.timer = timer;
-    return { cancel: () => (this.timer === timer ? (this.timer = null) : undefined) };
+    return timer;
+  }
+  cancel(handle: unknown): void {
+    if (this.timer === handle) this.timer = null;
   }
   advance(ms: number, each?: () => void): void {
     const end = this.t + ms;

@@ -59,8 +59,9 @@ export interface ScenarioResult {
   /** CPU time per operation, microseconds. */
   clientCpuUs: number;
   serverCpuUs?: number;
-  /** idle: server memory per connection, bytes. */
+  /** idle: server memory per connection, bytes: over the empty server, and the marginal cost (second half only). */
   bytesPerConnection?: number;
+  marginalBytesPerConnection?: number;
   errors: number;
 }
 
@@ -259,7 +260,14 @@ async function idleScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioRes
   const m = new Meter(`idle ${s.idle}`, { ...s, count: s.idle });
   const chans: Channel[] = [];
   let refused: unknown = null;
+  let half: { rss: number; n: number } | undefined;
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000)); // the server frees handshake buffers lazily
   while (chans.length < s.idle && refused === null) {
+    if (half === undefined && chans.length >= s.idle / 2 && s.serverPid) {
+      await settle();
+      const rss = processRssBytes(s.serverPid);
+      if (rss !== undefined) half = { rss, n: chans.length };
+    }
     const batch = await Promise.all(
       // In batches under the server's default max_unauthenticated (64).
       Array.from({ length: Math.min(32, s.idle - chans.length) }, async () => {
@@ -279,10 +287,13 @@ async function idleScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioRes
     for (const ch of batch) if (ch) chans.push(ch);
   }
   if (refused) s.progress?.(`idle: stopped at ${chans.length} connections: ${(refused as Error).message}`);
-  // Let the server settle (its buffers from the handshakes are freed lazily) before reading its memory.
-  await new Promise((r) => setTimeout(r, 1000));
+  await settle();
   const after = s.serverPid ? processRssBytes(s.serverPid) : undefined;
-  const r = m.done(before !== undefined && after !== undefined && chans.length > 0 ? { bytesPerConnection: (after - before) / chans.length } : {});
+  const r = m.done({
+    ...(before !== undefined && after !== undefined && chans.length > 0 ? { bytesPerConnection: (after - before) / chans.length } : {}),
+    // Without what the first connections cost once (code compiled, V8's young generation grown by the connect burst).
+    ...(half && after !== undefined && chans.length > half.n ? { marginalBytesPerConnection: (after - half.rss) / (chans.length - half.n) } : {}),
+  });
   for (let i = 0; i < chans.length; i += 500) await Promise.all(chans.slice(i, i + 500).map((c) => c.close()));
   return r;
 }
@@ -327,7 +338,9 @@ export function formatResults(results: ScenarioResult[]): string {
     us(r.max),
     r.clientCpuUs.toFixed(1),
     r.serverCpuUs === undefined ? '-' : r.serverCpuUs.toFixed(1),
-    r.bytesPerConnection === undefined ? '' : `${Math.round(r.bytesPerConnection)} B/conn`,
+    r.bytesPerConnection === undefined
+      ? ''
+      : `${Math.round(r.bytesPerConnection)} B/conn${r.marginalBytesPerConnection === undefined ? '' : ` (marginal ${Math.round(r.marginalBytesPerConnection)})`}`,
     r.errors > 0 ? `${r.errors} ERRORS` : '',
   ]);
   const head = ['scenario', 'ops/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'client us/op', 'server us/op', '', ''];

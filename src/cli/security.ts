@@ -1,5 +1,4 @@
 /** `chan certs` and `chan passwd`: making what a secured server needs. */
-import { writeCerts } from '../certs.js';
 import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, formatVerifier, makeVerifier } from '../auth/scram.js';
 import { EXIT_OK, readHidden, stdinLines, usageError } from './common.js';
 
@@ -11,7 +10,9 @@ export interface CertsArgs {
   force?: boolean;
 }
 
-export function certs(a: CertsArgs): number {
+export async function certs(a: CertsArgs): Promise<number> {
+  // node-forge is big: loaded only by the command that needs it, never by a server.
+  const { writeCerts } = await import('../certs.js');
   const days = a.days === undefined ? 365 : Number(a.days);
   if (!Number.isInteger(days) || days < 1) throw usageError('--days must be a whole number of days, 1 or more');
   const hosts = (a.hosts ?? 'localhost,127.0.0.1').split(',').map((h) => h.trim()).filter((h) => h !== '');
