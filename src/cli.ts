@@ -98,7 +98,7 @@ SERVICE, then prints a table: ops/s, p50/p90/p99/p99.9/max latency, client and s
   rpc        -c connections, each sending one lookup at a time (default -c 1,16)
   pipeline   one connection with -w lookups in flight (default 64)
   cast       one-way stores on one connection, verified at the end by reading the last one back
-  connect    connect + authenticate + close, one after another
+  connect    connect + authenticate + close, one after another, -c at once (default 1 and 16)
   idle       --idle authenticated connections held open (default 1000); server memory per connection
 Server CPU and memory need --server-pid (a local server, read from /proc). A progress line shows while it runs.
 ${SECRET_NOTE}

@@ -149,7 +149,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     this.current = change.state;
     this.changes.put(change);
     this.emit('state', change);
-    if (change.state === 'closed') this.changes.end({ error: new ChanError('closed', 'the channel is closed') });
+    if (change.state === 'closed') this.changes.end({ error: () => new ChanError('closed', 'the channel is closed') });
   }
 
   /** `connected`, `reconnecting` or `closed`. */
@@ -302,10 +302,13 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     if (link !== this.link) return;
     // Not after our own close, nor after the server ended the conversation on purpose, nor when it would fail again.
     const retry = this.reconnect !== null && !this.userClosed && !(info.by === 'peer' && info.reason === 'normal') && !PERMANENT.has(info.reason);
-    const err = retry
-      ? new ChanError('disconnected', `the connection was lost (${info.reason}: ${info.text}); the channel is reconnecting`, { reason: info.reason })
-      : closedError(info);
-    this.rejectPending(err);
+    if (this.pending.size > 0) {
+      this.rejectPending(
+        retry
+          ? new ChanError('disconnected', `the connection was lost (${info.reason}: ${info.text}); the channel is reconnecting`, { reason: info.reason })
+          : closedError(info),
+      );
+    }
     if (retry) this.retry(1, info);
     else this.finish(info);
   }
@@ -351,9 +354,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   private finish(info: CloseInfo): void {
     if (this.current === 'closed') return;
-    const err = closedError(info);
-    this.rejectPending(err);
-    this.pushes.end({ error: err });
+    if (this.pending.size > 0) this.rejectPending(closedError(info));
+    this.pushes.end({ error: () => closedError(info) });
     this.setState({ state: 'closed', reason: info });
     this.resolveClosed(info);
   }

@@ -48,15 +48,28 @@ export class Inbox<T> implements AsyncIterable<T> {
   }
 
   /** Ends the inbox. With `last`, it is received after the queued items, and again by every later receive. */
-  end(ending: { last: T } | { error: Error }): void {
+  end(ending: { last: T } | { error: Error | (() => Error) }): void {
     if (this.ending) return;
-    this.ending = ending;
+    if ('error' in ending && typeof ending.error === 'function') {
+      // An error given as a factory is made when first received, once (a stack trace is not free).
+      const make = ending.error;
+      let made: Error | null = null;
+      this.ending = {
+        get error(): Error {
+          made ??= make();
+          return made;
+        },
+      };
+    } else {
+      this.ending = ending as { last: T } | { error: Error };
+    }
+    const e = this.ending;
     const waiters = this.waiters.splice(0);
-    if ('last' in ending && waiters.length === 0) this.items.push(ending.last);
+    if ('last' in e && waiters.length === 0) this.items.push(e.last);
     for (const w of waiters) {
       if (w.timer) clearTimeout(w.timer);
-      if ('last' in ending) w.resolve(ending.last);
-      else w.reject(ending.error);
+      if ('last' in e) w.resolve(e.last);
+      else w.reject(e.error);
     }
   }
 

@@ -134,9 +134,8 @@ export class Link implements MMController {
     const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
     const deadline = Date.now() + timeout;
     const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
-    const { socket, peer } = await transport.connect(t.host, t.port, timeout, options.localAddress);
-    const log = baseLog.child({ peer, service: t.service });
-    const link = new Link(socket, owner, options, log);
+    const { socket } = await transport.connect(t.host, t.port, timeout, options.localAddress);
+    const link = new Link(socket, owner, options, baseLog);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -74,6 +74,8 @@ export class MiddleMan implements HeartbeatHost {
   private readonly log: Logger;
   private readonly sendBufferLimit: number;
   private heartbeat: Heartbeat | null = null;
+  /** @internal True while writes of this turn are being gathered. */
+  corked = false;
   private readingPaused = false;
   private readonly clock: Clock | undefined;
 
@@ -199,6 +201,12 @@ export class MiddleMan implements HeartbeatHost {
     if (size > limit) {
       throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${limit}`);
     }
+    if (!this.corked) {
+      // Frames written in the same turn of the event loop leave in one system call (writev), not one each.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
     this.socket.write(sealFrame(buf));
     this.stats.framesOut++;
     this.stats.bytesOut += buf.length;
@@ -292,6 +300,11 @@ export class MiddleMan implements HeartbeatHost {
   }
 
   /** @internal */
+  uncorkSocket(): void {
+    this.socket.uncork();
+  }
+
+  /** @internal */
   onData(chunk: Buffer): void {
     if (this.stats.bytesIn === 0 && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
       // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
@@ -341,6 +354,10 @@ function socketOnError(this: Owned, err: Error): void {
 }
 function socketOnClose(this: Owned): void {
   this[kMM].onClose();
+}
+function uncork(mm: MiddleMan): void {
+  mm.corked = false;
+  mm.uncorkSocket();
 }
 function destroySocket(socket: Duplex): void {
   socket.destroy();

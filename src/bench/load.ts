@@ -5,7 +5,7 @@
  *   rpc       C connections, each sending one lookup at a time
  *   pipeline  one connection with W lookups in flight
  *   cast      one connection sending stores one way; at the end a lookup of the last key proves all arrived
- *   connect   connect + authenticate + close, one after another
+ *   connect   connect + authenticate + close, one after another on each of C connections at once
  *   idle      N authenticated connections held open; the server's memory per connection (with --server-pid)
  */
 import { readFileSync } from 'node:fs';
@@ -223,7 +223,7 @@ async function castScenario(t: LoadTarget, s: LoadSettings, value: string): Prom
   let last = -1;
   while (m.running()) {
     for (let i = 0; i < 1000; i++) {
-      last = (last + 1) % 1_000_000;
+      last = (last + 1) % 10_000; // a bounded store: the figure is of messages, not of a growing Map
       ch.cast(new Tuple([STORE, new Tuple([new Atom('c'), last]), value]));
       m.ops++;
     }
@@ -239,19 +239,23 @@ async function castScenario(t: LoadTarget, s: LoadSettings, value: string): Prom
   return r;
 }
 
-async function connectScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioResult> {
-  const m = new Meter('connect', s);
-  while (m.running()) {
-    const t0 = performance.now();
-    try {
-      const ch = await open(t);
-      await ch.close();
-      m.hist.record((performance.now() - t0) * 1000);
-      m.ops++;
-    } catch {
-      m.errors++;
-    }
-  }
+async function connectScenario(t: LoadTarget, s: LoadSettings, c: number): Promise<ScenarioResult> {
+  const m = new Meter(`connect -c ${c}`, s);
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (m.running()) {
+        const t0 = performance.now();
+        try {
+          const ch = await open(t);
+          await ch.close();
+          m.hist.record((performance.now() - t0) * 1000);
+          m.ops++;
+        } catch {
+          m.errors++;
+        }
+      }
+    }),
+  );
   return m.done();
 }
 
@@ -315,7 +319,7 @@ export async function runLoad(t: LoadTarget, scenarios: readonly Scenario[], s: 
         out.push(await castScenario(t, s, value));
         break;
       case 'connect':
-        out.push(await connectScenario(t, s));
+        for (const c of s.connections) out.push(await connectScenario(t, s, c));
         break;
       case 'idle':
         out.push(await idleScenario(t, s));

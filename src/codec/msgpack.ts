@@ -273,22 +273,32 @@ function malformed(message: string): ChanError {
  * Throws a `protocolError` {@link ChanError} whose message never contains the input.
  */
 export function decode(bytes: Uint8Array, maxDepth: number): Term {
-  const d = new Decoder(bytes);
-  const value = d.read(maxDepth);
-  if (d.pos !== bytes.length) throw malformed(`${bytes.length - d.pos} bytes after the end of the value`);
-  return value;
+  // One decoder for every call: decoding runs no user code, so it cannot be re-entered.
+  const d = decoder;
+  d.reset(bytes);
+  try {
+    const value = d.read(maxDepth);
+    if (d.pos !== bytes.length) throw malformed(`${bytes.length - d.pos} bytes after the end of the value`);
+    return value;
+  } finally {
+    d.reset(EMPTY_BYTES); // do not keep the message alive
+  }
 }
+
+const EMPTY_BYTES = Buffer.alloc(0);
 
 class Decoder {
   pos = 0;
-  end: number;
-  private readonly view: DataView;
-  /** The same bytes as a Buffer, for Node's native UTF-8 decoding. */
-  private readonly buf: Buffer;
-  constructor(private readonly b: Uint8Array) {
-    this.end = b.length;
-    this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  end = 0;
+  private b: Uint8Array = EMPTY_BYTES;
+  /** The same bytes as a Buffer, for Node's native UTF-8 decoding and big-endian reads. */
+  private buf: Buffer = EMPTY_BYTES;
+
+  reset(b: Uint8Array): void {
+    this.b = b;
     this.buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    this.pos = 0;
+    this.end = b.length;
   }
 
   private need(n: number, what: string): void {
@@ -301,13 +311,13 @@ class Decoder {
   }
   private u16(): number {
     this.need(2, 'a length');
-    const v = this.view.getUint16(this.pos);
+    const v = this.buf.readUInt16BE(this.pos);
     this.pos += 2;
     return v;
   }
   private u32(): number {
     this.need(4, 'a length');
-    const v = this.view.getUint32(this.pos);
+    const v = this.buf.readUInt32BE(this.pos);
     this.pos += 4;
     return v;
   }
@@ -319,7 +329,7 @@ class Decoder {
     if (t >= 0xa0 && t < 0xc0) return this.str(t & 0x1f);
     if (t < 0x90) return this.map(t & 0x0f, depth);
     if (t < 0xa0) return this.array(t & 0x0f, depth);
-    const v = this.view;
+    const v = this.buf;
     switch (t) {
       case 0xc0:
         return null;
@@ -341,13 +351,13 @@ class Decoder {
         return this.ext(this.u32(), depth);
       case 0xca: {
         this.need(4, 'a float');
-        const f = v.getFloat32(this.pos);
+        const f = v.readFloatBE(this.pos);
         this.pos += 4;
         return f;
       }
       case 0xcb: {
         this.need(8, 'a float');
-        const f = v.getFloat64(this.pos);
+        const f = v.readDoubleBE(this.pos);
         this.pos += 8;
         return f;
       }
@@ -359,29 +369,29 @@ class Decoder {
         return this.u32();
       case 0xcf: {
         this.need(8, 'an integer');
-        const n = v.getBigUint64(this.pos);
+        const n = v.readBigUInt64BE(this.pos);
         this.pos += 8;
         return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
       }
       case 0xd0: {
         this.need(1, 'an integer');
-        return v.getInt8(this.pos++);
+        return v.readInt8(this.pos++);
       }
       case 0xd1: {
         this.need(2, 'an integer');
-        const n = v.getInt16(this.pos);
+        const n = v.readInt16BE(this.pos);
         this.pos += 2;
         return n;
       }
       case 0xd2: {
         this.need(4, 'an integer');
-        const n = v.getInt32(this.pos);
+        const n = v.readInt32BE(this.pos);
         this.pos += 4;
         return n;
       }
       case 0xd3: {
         this.need(8, 'an integer');
-        const n = v.getBigInt64(this.pos);
+        const n = v.readBigInt64BE(this.pos);
         this.pos += 8;
         return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
       }
@@ -508,3 +518,5 @@ class Decoder {
     throw malformed(`extension type ${type > 127 ? type - 256 : type} is not one lib-chan accepts (1 atom, 2 tuple)`);
   }
 }
+
+const decoder = new Decoder();

@@ -22,9 +22,45 @@ export function formatTerm(term: Term): string {
   return out.join('');
 }
 
-/** A string that is equal for equal terms and different for different ones; usable as a `Map` key. */
+/**
+ * A string that is equal for equal terms and different for different ones; usable as a `Map` key. Atoms, strings,
+ * integers and tuples or lists of them (the usual keys) take a short path; anything else is its printed form. The
+ * short forms start with a control character that printed forms never do, so the two cannot collide.
+ */
 export function termKey(term: Term): string {
-  return formatTerm(term);
+  return quickKey(term, 0) ?? formatTerm(term);
+}
+
+const SEP = '\x01';
+
+function quickKey(t: Term, depth: number): string | undefined {
+  switch (typeof t) {
+    case 'string':
+      return `\x02${t.length}${SEP}${t}`;
+    case 'number':
+      return Number.isSafeInteger(t) && !Object.is(t, -0) ? `\x03${t}` : undefined;
+    case 'boolean':
+      return t ? '\x04true' : '\x04false';
+    case 'bigint':
+      return t >= BigInt(Number.MIN_SAFE_INTEGER) && t <= BigInt(Number.MAX_SAFE_INTEGER) ? `\x03${t}` : undefined;
+  }
+  if (t instanceof Atom) {
+    // Atoms true and false are the booleans (term/model.ts); keep them equal whichever way they come.
+    if (t.name === 'true' || t.name === 'false') return `\x04${t.name}`;
+    return `\x05${t.name.length}${SEP}${t.name}`;
+  }
+  if (depth > 8) return undefined;
+  if (t instanceof Tuple || Array.isArray(t)) {
+    const items = t instanceof Tuple ? t.elements : (t as readonly Term[]);
+    let out = t instanceof Tuple ? `\x06${items.length}` : `\x07${items.length}`;
+    for (const item of items) {
+      const k = quickKey(item, depth + 1);
+      if (k === undefined) return undefined;
+      out += SEP + k;
+    }
+    return out;
+  }
+  return undefined;
 }
 
 /** Structural equality of two terms (atoms by name, tuples and lists element by element). */
