@@ -129,9 +129,11 @@ export class MiddleMan implements HeartbeatHost {
   pauseReading(): void {
     if (this.readingPaused || this.closeInfo) return;
     this.readingPaused = true;
-    this.socket.pause();
     this.parser.pause();
     this.heartbeat?.suspend(true);
+    // The socket itself is paused only if the pause outlasts this turn: a consumer that catches up at once (a handler
+    // draining its mailbox in microtasks) costs no system calls. Meanwhile at most one more chunk is held.
+    if (!this.pauseCheck) this.pauseCheck = setImmediate(pauseIfStill, this);
   }
 
   resumeReading(): void {
@@ -144,7 +146,22 @@ export class MiddleMan implements HeartbeatHost {
       this.fail(err);
       return;
     }
-    if (!this.readingPaused && !this.closeInfo) this.socket.resume();
+    if (!this.readingPaused && !this.closeInfo && this.socketPaused) {
+      this.socketPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private pauseCheck: NodeJS.Immediate | null = null;
+  private socketPaused = false;
+
+  /** @internal */
+  pauseSocketIfStillFull(): void {
+    this.pauseCheck = null;
+    if (this.readingPaused && !this.closeInfo && !this.socketPaused) {
+      this.socketPaused = true;
+      this.socket.pause();
+    }
   }
 
   /** Resolves once everything sent so far has been handed to the kernel (or the connection has ended). */
@@ -354,6 +371,9 @@ function socketOnError(this: Owned, err: Error): void {
 }
 function socketOnClose(this: Owned): void {
   this[kMM].onClose();
+}
+function pauseIfStill(mm: MiddleMan): void {
+  mm.pauseSocketIfStillFull();
 }
 function uncork(mm: MiddleMan): void {
   mm.corked = false;

@@ -82,13 +82,16 @@ export interface ServiceContext<S = unknown> {
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
 
+/** Shared by every mailbox without rpcs yet: never added to (replaced on first use), so it stays empty. */
+const NO_IDS: Set<number> = new Set();
+
 /** The MM given to a handler: a mailbox in front of the middle-man. */
 export class Mailbox implements MM {
   private readonly inbox = new Inbox<MailboxMessage>();
   /** rpc ids that arrived and are not answered yet. */
-  private readonly inFlight: Set<number> = new Set();
+  private inFlight: Set<number> = NO_IDS;
   /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
-  private readonly received: Set<number> = new Set();
+  private received: Set<number> = NO_IDS;
 
   constructor(
     private readonly middleMan: MailboxOutput,
@@ -125,6 +128,7 @@ export class Mailbox implements MM {
           this.middleMan.close('protocolError', `request id ${m.id} is already waiting for its answer`);
           return;
         }
+        if (this.inFlight === NO_IDS) this.inFlight = new Set();
         this.inFlight.add(m.id);
         this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
         this.checkFull();
@@ -136,8 +140,8 @@ export class Mailbox implements MM {
 
   /** Called by the connection when it has ended. */
   closed(info: CloseInfo): void {
-    this.inFlight.clear();
-    this.received.clear();
+    this.inFlight = NO_IDS;
+    this.received = NO_IDS;
     this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
   }
 
@@ -186,7 +190,10 @@ export class Mailbox implements MM {
   }
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
-    if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) this.received.add(m.requestId);
+    if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) {
+      if (this.received === NO_IDS) this.received = new Set();
+      this.received.add(m.requestId);
+    }
     if (m.type === 'chan') this.onReceive?.();
     if (this.full && this.inbox.size <= this.highWater >> 1) {
       this.full = false;
