@@ -32,7 +32,6 @@ import {
 import { silentLogger, type Logger } from './log.js';
 import type { CloseInfo, MMStats } from './mm.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
-import { mapIterator } from './runtime.js';
 import type { Term } from './term/model.js';
 
 export { CLIENT_DEFAULTS, RECONNECT_DEFAULTS, defaultSaltedPasswordCache, type ConnectOptions, type ReconnectOptions } from './link.js';
@@ -227,7 +226,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   /** Pushes from the server, until the channel closes. */
   [Symbol.asyncIterator](): AsyncIterator<Term> {
-    return mapIterator(this.pushes[Symbol.asyncIterator](), this.afterTake);
+    return this.pushes.iterate(this.afterTake);
   }
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */

@@ -106,9 +106,19 @@ export class Inbox<T> implements AsyncIterable<T> {
    * one promise per message, and an idle connection holds no generator.
    */
   [Symbol.asyncIterator](): AsyncIterator<T> {
+    return this.iterate((x) => x);
+  }
+
+  /** Iterates with `map` applied to each item as it is taken (one promise per item, no wrapping iterator). */
+  iterate<U>(map: (x: T) => U): AsyncIterator<U> {
     if (this.iterating) throw new ChanError('usage', 'this inbox is already being iterated; one reader only');
     this.iterating = true;
-    return new InboxIterator(this);
+    return new InboxIterator(this, map);
+  }
+
+  /** @internal Takes the next queued item, if there is one (the iterator's fast path). */
+  takeQueued(): { item: T } | null {
+    return this.head < this.items.length ? { item: this.take() } : null;
   }
 
   /** @internal The end the inbox was given, if any. */
@@ -119,18 +129,20 @@ export class Inbox<T> implements AsyncIterable<T> {
 
 const DONE: IteratorResult<never> = Object.freeze({ done: true, value: undefined });
 
-class InboxIterator<T> implements AsyncIterator<T> {
+class InboxIterator<T, U> implements AsyncIterator<U> {
   private finished = false;
-  constructor(private readonly inbox: Inbox<T>) {}
+  constructor(
+    private readonly inbox: Inbox<T>,
+    private readonly map: (x: T) => U,
+  ) {}
 
-  next(): Promise<IteratorResult<T>> {
+  next(): Promise<IteratorResult<U>> {
     if (this.finished) return Promise.resolve(DONE);
+    // An item already waiting is handed over at once: one resolved promise, no waiter.
+    const queued = this.inbox.takeQueued();
+    if (queued) return Promise.resolve(this.result(queued.item));
     return this.inbox.receive().then(
-      (item) => {
-        const e = this.inbox.endedWith;
-        if (e && 'last' in e && item === e.last) this.finished = true;
-        return { done: false, value: item };
-      },
+      (item) => this.result(item),
       (err: unknown) => {
         const e = this.inbox.endedWith;
         if (e && 'error' in e && err === e.error) {
@@ -142,7 +154,13 @@ class InboxIterator<T> implements AsyncIterator<T> {
     );
   }
 
-  return(): Promise<IteratorResult<T>> {
+  private result(item: T): IteratorResult<U> {
+    const e = this.inbox.endedWith;
+    if (e && 'last' in e && item === e.last) this.finished = true;
+    return { done: false, value: this.map(item) };
+  }
+
+  return(): Promise<IteratorResult<U>> {
     this.finished = true;
     return Promise.resolve(DONE);
   }

@@ -186,7 +186,7 @@ export class Mailbox implements MM {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
-    return mapIterator(this.inbox[Symbol.asyncIterator](), this.noteReceived);
+    return this.inbox.iterate(this.noteReceived);
   }
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
@@ -246,21 +246,3 @@ export async function runHandler(
 
 /** How a handler process ended: it returned, or it threw (text: the error's message). */
 export type HandlerExit = { ok: true } | { ok: false; text: string };
-
-/** An async iterator whose values go through `f` (a small object, no generator machinery). */
-export function mapIterator<T, U>(inner: AsyncIterator<T>, f: (x: T) => U): AsyncIterator<U> {
-  return new MappedIterator(inner, f);
-}
-
-class MappedIterator<T, U> implements AsyncIterator<U> {
-  constructor(
-    private readonly inner: AsyncIterator<T>,
-    private readonly f: (x: T) => U,
-  ) {}
-  next(): Promise<IteratorResult<U>> {
-    return this.inner.next().then((r) => (r.done ? r : { done: false, value: this.f(r.value) }));
-  }
-  return(): Promise<IteratorResult<U>> {
-    return (this.inner.return ? this.inner.return() : Promise.resolve({ done: true, value: undefined })) as Promise<IteratorResult<U>>;
-  }
-}
