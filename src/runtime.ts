@@ -82,6 +82,12 @@ export interface ServiceContext<S = unknown> {
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
 
+/**
+ * rpcs of one connection that may wait for an answer at once; one more is a protocolError. (A handler that never
+ * answers must not let a client grow the set of waiting ids without bound.)
+ */
+export const MAX_UNANSWERED_RPCS = 65_536;
+
 /** Shared by every mailbox without rpcs yet: never added to (replaced on first use), so it stays empty. */
 const NO_IDS: Set<number> = new Set();
 
@@ -126,6 +132,10 @@ export class Mailbox implements MM {
       case 'rpc':
         if (this.inFlight.has(m.id)) {
           this.middleMan.close('protocolError', `request id ${m.id} is already waiting for its answer`);
+          return;
+        }
+        if (this.inFlight.size >= MAX_UNANSWERED_RPCS) {
+          this.middleMan.close('protocolError', `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`);
           return;
         }
         if (this.inFlight === NO_IDS) this.inFlight = new Set();

@@ -10,6 +10,7 @@ import { CLOSE_LINGER_MS } from '../src/mm.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS } from '../src/client.js';
+import { MAX_UNANSWERED_RPCS } from '../src/runtime.js';
 import { fixtures } from './tls-fixtures.js';
 
 /** The rows of the first table in `file` whose first cell is a `code` span: name -> cells. */
@@ -61,6 +62,7 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| close text | ${MAX_CLOSE_TEXT} characters |`));
   t.true(doc.includes(`| 4096 to ${MAX_ITERATIONS} |`));
   t.true(doc.includes(`| close linger | ${CLOSE_LINGER_MS} ms |`));
+  t.true(doc.includes(`| rpcs waiting for an answer, per connection (server) | ${MAX_UNANSWERED_RPCS} |`));
   t.true(doc.includes(`| term text nesting | ${MAX_PARSE_DEPTH} levels |`));
 });
 

@@ -163,3 +163,21 @@ test('a peer that floods pings and reads nothing does not make the server queue 
   c.destroy();
   await ok.close();
 });
+
+test('a connection with 65,536 rpcs waiting for an answer is closed at the next one', async (t) => {
+  const server = await testServer([service('quiet', silent)]);
+  t.teardown(() => server.close());
+  const c = await RawClient.open(server.port);
+  c.send({ kind: 'startService', version: 1, service: 'quiet', args: null });
+  await c.next(0);
+  const frames: Buffer[] = [];
+  const { msgpackCodec } = await import('../src/codec/index.js');
+  const { frame } = await import('../src/frame.js');
+  const { toWire } = await import('../src/protocol.js');
+  const codec = msgpackCodec({ maxDepth: 32 });
+  for (let id = 1; id <= 65_537; id++) frames.push(frame(codec.encode(toWire({ kind: 'rpc', id, data: 0 }), 0)));
+  c.write(Buffer.concat(frames));
+  const close = await c.closeMessage();
+  t.is(close?.reason, 'protocolError');
+  t.regex(close?.text ?? '', /more than 65536 rpcs are waiting/);
+});
