@@ -80,11 +80,15 @@ async function main(): Promise<void> {
   const base = `{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{max_unauthenticated, 1024}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n`;
   writeFileSync(path.join(dir, 'plain.conf'), base);
   writeFileSync(path.join(dir, 'tls.conf'), `${base}{tls, [{cert, "server.pem"}, {key, "server-key.pem"}]}.\n`);
-  const servers = [
-    await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], {}, 'bench', []),
-    await start('baseline', [path.join(ROOT, 'dist/bench/baseline.js')], {}, '', []),
-    await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], {}, 'bench', ['--tls', '--ca', path.join(dir, 'ca.pem')]),
-  ];
+  const servers: Server[] = [];
+  try {
+    servers.push(await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], {}, 'bench', []));
+    servers.push(await start('baseline', [path.join(ROOT, 'dist/bench/baseline.js')], {}, '', []));
+    servers.push(await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], {}, 'bench', ['--tls', '--ca', path.join(dir, 'ca.pem')]));
+  } catch (err) {
+    for (const s of servers) s.child.kill(); // the ones already started must not outlive the run
+    throw err;
+  }
   const results = new Map<string, Map<string, ScenarioResult[]>>(servers.map((s) => [s.name, new Map()]));
   const keep = (s: Server, rs: ScenarioResult[]): void => {
     const byName = results.get(s.name) as Map<string, ScenarioResult[]>;

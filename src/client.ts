@@ -63,8 +63,11 @@ export interface ChannelStats extends MMStats {
 interface Pending {
   resolve(x: Term): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
+
+/** The longest delay a Node timer takes (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Connects to `service` on `host:port` and authenticates with `secret` (null or undefined for a service without one).
@@ -102,7 +105,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   private current: ChannelState = 'reconnecting';
   private readonly pushes = new Inbox<Term>();
   private readonly pending = new Map<number, Pending>();
-  private readonly changes = new Inbox<StateChange>();
+  /** Made by the first stateChanges() call: nobody asked, nothing is kept. */
+  private changes: Inbox<StateChange> | null = null;
   private lastId = 0;
   private reconnects = 0;
   private userClosed = false;
@@ -137,8 +141,11 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     }
   }
 
+  private connectedAt = 0;
+
   private use(link: Link): void {
     this.link = link;
+    this.connectedAt = performance.now();
     this.setState({ state: 'connected' });
     link.activate();
     if (this.full) link.mm.pauseReading();
@@ -146,9 +153,9 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   private setState(change: StateChange): void {
     this.current = change.state;
-    this.changes.put(change);
+    this.changes?.put(change);
     this.emit('state', change);
-    if (change.state === 'closed') this.changes.end({ error: () => new ChanError('closed', 'the channel is closed') });
+    if (change.state === 'closed') this.changes?.end({ error: () => new ChanError('closed', 'the channel is closed') });
   }
 
   /** `connected`, `reconnecting` or `closed`. */
@@ -161,8 +168,15 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     return this.current === 'closed';
   }
 
-  /** State changes as they happen: `for await (const c of ch.stateChanges())`; ends when the channel closes. */
+  /**
+   * State changes from now on, as they happen: `for await (const c of ch.stateChanges())`; ends when the channel
+   * closes. (The same inbox each call; one reader at a time.)
+   */
   stateChanges(): AsyncIterable<StateChange> {
+    if (!this.changes) {
+      this.changes = new Inbox<StateChange>();
+      if (this.current === 'closed') this.changes.end({ error: () => new ChanError('closed', 'the channel is closed') });
+    }
     return this.changes;
   }
 
@@ -200,11 +214,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     const id = this.nextId();
     const timeout = options.timeout ?? this.rpcTimeout;
     return new Promise<Term>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        // The id is forgotten: a late answer is dropped, never given to another rpc.
-        this.pending.delete(id);
-        reject(new ChanError('timeout', `no answer within ${timeout} ms`));
-      }, timeout);
+      // A timeout too long for a timer (Infinity, over 24.8 days) means no timeout.
+      const timer = timeout <= MAX_TIMER_MS
+        ? setTimeout(() => {
+            // The id is forgotten: a late answer is dropped, never given to another rpc.
+            this.pending.delete(id);
+            reject(new ChanError('timeout', `no answer within ${timeout} ms`));
+          }, timeout)
+        : undefined;
       this.pending.set(id, { resolve, reject, timer });
       try {
         mm.send({ kind: 'rpc', id, data: x as Term });
@@ -236,6 +253,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
     }
+    this.dialing?.abort();
     const link = this.link;
     if (link && !link.mm.closed) {
       link.mm.close('normal', 'the client closed the channel');
@@ -308,8 +326,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
           : closedError(info),
       );
     }
-    if (retry) this.retry(1, info);
-    else this.finish(info);
+    if (!retry) {
+      this.finish(info);
+      return;
+    }
+    // A connection that stayed up for a while starts the count again; one that died at once (a handler that crashes
+    // on every new connection) counts as another failed attempt, so the back-off grows and the retries run out.
+    const stable = performance.now() - this.connectedAt >= (this.reconnect as Required<ReconnectOptions>).maxDelay;
+    this.retry(stable ? 1 : this.attempt + 1, info);
   }
 
   private rejectPending(err: ChanError): void {
@@ -328,19 +352,25 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     }
     const delay = backoff(attempt, r);
     this.setState({ state: 'reconnecting', reason: lost, attempt, delay });
+    if (this.userClosed) return; // a state listener closed the channel
     this.log.info({ attempt, delay, reason: lost.reason }, 'reconnecting');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      Link.dial(this.target, this.options, this, this.log).then(
+      const abort = new AbortController();
+      this.dialing = abort;
+      Link.dial(this.target, this.options, this, this.log, abort.signal).then(
         (link) => {
+          this.dialing = null;
           if (this.userClosed) {
             link.mm.close('normal', 'the client closed the channel');
             return;
           }
           this.reconnects++;
+          this.attempt = attempt;
           this.use(link);
         },
         (err: unknown) => {
+          this.dialing = null;
           if (this.userClosed) return;
           const code = err instanceof ChanError ? err.code : 'socketError';
           const text = err instanceof Error ? err.message : String(err);
@@ -350,6 +380,11 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
       );
     }, delay);
   }
+
+  /** The reconnect attempt that made the current connection (0 for the first). */
+  private attempt = 0;
+  /** A reconnect being dialled, to be cut short by close(). */
+  private dialing: AbortController | null = null;
 
   private finish(info: CloseInfo): void {
     if (this.current === 'closed') return;

@@ -2,7 +2,8 @@
  * An ordered queue read the way an Erlang process reads its mailbox: `await receive({ timeout })` for one item, or
  * `for await` over all of them. It ends in one of two ways: with a last item that every later `receive` returns again
  * (the handler's `{chan_closed, MM}`), or with an error that every later `receive` rejects with (a client's pushes
- * after the channel closed). Iterating the same inbox twice throws: two readers would each miss half the messages.
+ * after the channel closed). Two iterations at once throw: two readers would each miss half the messages. (One after
+ * the other is fine: a `for await` that breaks lets the next one start.)
  */
 import { ChanError } from './errors.js';
 
@@ -78,7 +79,8 @@ export class Inbox<T> implements AsyncIterable<T> {
     if (this.ending) return 'last' in this.ending ? Promise.resolve(this.ending.last) : Promise.reject(this.ending.error);
     return new Promise((resolve, reject) => {
       const w: Waiter<T> = { resolve, reject, timer: null };
-      if (options.timeout !== undefined) {
+      if (options.timeout !== undefined && options.timeout <= 2 ** 31 - 1) {
+        // (A timeout too long for a timer, Infinity say, means none.)
         const ms = options.timeout;
         w.timer = setTimeout(() => {
           const i = this.waiters.indexOf(w);
@@ -116,6 +118,11 @@ export class Inbox<T> implements AsyncIterable<T> {
     return new InboxIterator(this, map);
   }
 
+  /** @internal A reader stopped (break, or the end): another may start. */
+  iterationEnded(): void {
+    this.iterating = false;
+  }
+
   /** @internal Takes the next queued item, if there is one (the iterator's fast path). */
   takeQueued(): { item: T } | null {
     return this.head < this.items.length ? { item: this.take() } : null;
@@ -147,6 +154,7 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
         const e = this.inbox.endedWith;
         if (e && 'error' in e && err === e.error) {
           this.finished = true;
+          this.inbox.iterationEnded();
           return DONE;
         }
         throw err;
@@ -156,12 +164,16 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
 
   private result(item: T): IteratorResult<U> {
     const e = this.inbox.endedWith;
-    if (e && 'last' in e && item === e.last) this.finished = true;
+    if (e && 'last' in e && item === e.last) {
+      this.finished = true;
+      this.inbox.iterationEnded();
+    }
     return { done: false, value: this.map(item) };
   }
 
   return(): Promise<IteratorResult<U>> {
     this.finished = true;
+    this.inbox.iterationEnded();
     return Promise.resolve(DONE);
   }
 }

@@ -130,12 +130,18 @@ export class Link implements MMController {
    * Connects and authenticates. Rejects with a ChanError named by lib_chan's words; the link is closed then. Messages
    * that arrive with or after the ack (a push may share its chunk) go to `owner` as soon as this resolves.
    */
-  static async dial(t: Target, options: ConnectOptions, owner: LinkOwner, baseLog: Logger): Promise<Link> {
+  static async dial(t: Target, options: ConnectOptions, owner: LinkOwner, baseLog: Logger, signal?: AbortSignal): Promise<Link> {
     const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
     const deadline = Date.now() + timeout;
     const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
     const { socket } = await transport.connect(t.host, t.port, timeout, options.localAddress);
+    if (signal?.aborted) {
+      socket.destroy();
+      throw new ChanError('closed', 'the channel was closed while connecting');
+    }
     const link = new Link(socket, owner, options, baseLog);
+    const onAbort = (): void => link.mm.close('normal', 'the client closed the channel');
+    signal?.addEventListener('abort', onAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -165,6 +171,7 @@ export class Link implements MMController {
       throw err;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

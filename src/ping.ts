@@ -27,8 +27,9 @@ export async function ping(host: string, port: number, options: { tls?: TlsClien
   const { socket } = await transport.connect(host, port, timeout);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      mm.close('timeout', 'no hello');
+      // Rejected first: closing calls onClosed at once, which would reject with a vaguer reason.
       reject(new ChanError('timeout', `${host}:${port} accepted a connection but did not answer hello within ${timeout} ms`));
+      mm.close('timeout', 'no hello');
     }, timeout);
     const mm = new MiddleMan(socket, { codec: msgpackCodec({ maxDepth: 4 }), maxFrameSize: 16 * 1024, sendBufferLimit: 1 << 20, log: silentLogger }, {
       onMessage(m: WireMessage) {

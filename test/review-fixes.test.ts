@@ -154,3 +154,78 @@ test('a reload from a stored verifier to password none is applied', async (t) =>
 test('a verifier over the iteration count clients accept is refused at start-up', (t) => {
   t.regex(String(scram.parseVerifier(`SCRAM-SHA-256$2000000:${'A'.repeat(24)}$${'A'.repeat(43)}=:${'A'.repeat(43)}=`)), /over 1000000, which clients refuse/);
 });
+
+test('close() from a state listener stops the reconnect it was told about', async (t) => {
+  const server = await testServer([service('echo', echo)]);
+  const port = server.port;
+  const ch = await connect('127.0.0.1', port, 'echo', null, null, { reconnect: { retries: 10, initialDelay: 50, maxDelay: 50, jitter: 0 } });
+  ch.on('state', (c: { state: string }) => {
+    if (c.state === 'reconnecting') void ch.close();
+  });
+  await server.close();
+  const again = await testServer([service('echo', echo)], { port });
+  t.teardown(() => again.close());
+  await new Promise((r) => setTimeout(r, 300)); // longer than the back-off: a dial, if any, would have happened
+  t.is(again.stats().connections, 0);
+  t.is(ch.state, 'closed');
+});
+
+test('a connection that dies at once counts as a failed attempt: the retries run out', async (t) => {
+  const server = await testServer([service('crashy', async () => Promise.reject(new Error('no')))]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'crashy', null, null, { reconnect: { retries: 3, initialDelay: 10, maxDelay: 1000, jitter: 0 } });
+  const info = await ch.closed;
+  t.is(info.reason, 'handlerError');
+  t.regex(info.text, /gave up after 3 reconnect attempts/);
+  t.is(ch.stats().reconnects, 3);
+});
+
+test('termKey and termEquals agree whatever else is in the term', async (t) => {
+  const { atom, tuple, termEquals } = await import('../src/term/index.js');
+  for (const name of ['null', 'undefined', 'NaN', 'Infinity', '-Infinity']) {
+    const js = { null: null, undefined, NaN, Infinity, '-Infinity': -Infinity }[name] as never;
+    t.is(termEquals(tuple(js, 1), tuple(atom(name), 1)), termEquals(tuple(js, 0.5), tuple(atom(name), 0.5)), name);
+  }
+  t.true(termEquals(atom('true'), true));
+  t.false(termEquals(atom('joe'), 'joe'));
+});
+
+test('ping reports a server that never answers as timeout', async (t) => {
+  const { ping } = await import('../src/ping.js');
+  const mute = net.createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    mute.close();
+  });
+  const err = await t.throwsAsync(ping('127.0.0.1', (mute.address() as net.AddressInfo).port, { timeout: 100 }), { instanceOf: ChanError });
+  t.is(err?.code, 'timeout');
+});
+
+test('a for-await that breaks lets another start; two at once still throw', async (t) => {
+  const server = await testServer([
+    service('p', async (mm) => {
+      for (let i = 0; i < 4; i++) mm.push(i);
+      await mm.receive();
+    }),
+  ]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'p', null);
+  for await (const x of ch) if (x === 1) break;
+  const it = ch[Symbol.asyncIterator]();
+  t.is((await it.next()).value, 2);
+  t.throws(() => ch[Symbol.asyncIterator](), { instanceOf: ChanError, message: /already being iterated/ });
+  await ch.close();
+});
+
+test('an rpc with an infinite timeout waits instead of failing at once', async (t) => {
+  const server = await testServer([service('slow', async (mm) => {
+    const m = await mm.receive();
+    await new Promise((r) => setTimeout(r, 50));
+    if (m.type === 'chan') mm.send('late but there');
+    await mm.receive();
+  })]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'slow', null);
+  t.is(await ch.rpc('x', { timeout: Number.POSITIVE_INFINITY }), 'late but there');
+  await ch.close();
+});

@@ -182,19 +182,19 @@ test('receive({timeout}) rejects with timeout when nothing arrives', async (t) =
   t.is(outcome, 'timeout');
 });
 
-test('after chan_closed, receive returns chan_closed again; iterating twice throws', async (t) => {
+test('after chan_closed, receive returns chan_closed again; two iterations at once throw', async (t) => {
   const results: string[] = [];
   const h: Handler = async (mm) => {
     const first = await mm.receive();
     const again = await mm.receive();
     results.push(first.type, again.type);
-    const it = mm[Symbol.asyncIterator]();
-    await it.next();
+    const it = mm[Symbol.asyncIterator](); // a reader that has not finished...
     try {
-      await mm[Symbol.asyncIterator]().next();
+      await mm[Symbol.asyncIterator]().next(); // ...and a second one at the same time
     } catch (err) {
       results.push((err as ChanError).code);
     }
+    await it.next();
   };
   const server = await testServer([service('s', h)]);
   t.teardown(() => server.close());

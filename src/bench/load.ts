@@ -205,7 +205,8 @@ async function pipelineScenario(t: LoadTarget, s: LoadSettings, value: string): 
           () => {
             m.errors++;
             inFlight--;
-            if (inFlight === 0) resolve();
+            if (m.running()) send();
+            else if (inFlight === 0) resolve();
           },
         );
       }

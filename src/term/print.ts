@@ -32,6 +32,7 @@ export function termKey(term: Term): string {
 }
 
 const SEP = '\x01';
+const PRINTED_AS_JS = new Set(['null', 'undefined', 'NaN', 'Infinity', '-Infinity']);
 
 function quickKey(t: Term, depth: number): string | undefined {
   switch (typeof t) {
@@ -47,6 +48,8 @@ function quickKey(t: Term, depth: number): string | undefined {
   if (t instanceof Atom) {
     // Atoms true and false are the booleans (term/model.ts); keep them equal whichever way they come.
     if (t.name === 'true' || t.name === 'false') return `\x04${t.name}`;
+    // These print as JavaScript's null, undefined, NaN and infinities do: the printed form decides, as it always has.
+    if (PRINTED_AS_JS.has(t.name)) return undefined;
     return `\x05${t.name.length}${SEP}${t.name}`;
   }
   if (depth > 8) return undefined;
