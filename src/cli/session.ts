@@ -67,7 +67,7 @@ function historyFile(): string | null {
   return env ?? path.join(homedir(), '.chan_history');
 }
 
-function loadHistory(file: string | null): string[] {
+export function loadHistory(file: string | null): string[] {
   if (!file) return [];
   try {
     const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
