@@ -83,6 +83,15 @@ export interface ConnectOptions {
 /** The cache every connect uses unless told otherwise. */
 export const defaultSaltedPasswordCache = new SaltedPasswordCache();
 
+/** Where to connect, and with what (a command line's HOST PORT SERVICE SECRET and options). */
+export interface Destination {
+  host: string;
+  port: number;
+  service: string;
+  secret: string | null;
+  options: ConnectOptions;
+}
+
 /** Where to connect, and as what. */
 export interface Target {
   host: string;

@@ -53,6 +53,20 @@ export interface ServerOptions extends Partial<ServerSettings> {
   transport?: Transport;
 }
 
+// Every setting must have a default: this fails to compile otherwise.
+const everySettingHasADefault: Exclude<keyof ServerSettings, keyof typeof DEFAULTS> extends never ? true : never = true;
+void everySettingHasADefault;
+
+/** Every setting: the one given, or its default. (The settings are the DEFAULTS but for where to listen and log.) */
+function serverSettings(options: ServerOptions): ServerSettings {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    if (key === 'host' || key === 'codePath' || key === 'logLevel') continue;
+    out[key] = (options as unknown as Record<string, unknown>)[key] ?? value;
+  }
+  return out as unknown as ServerSettings;
+}
+
 /**
  * Starts a server from a config file's path, a loaded {@link ServerConfig}, or {@link ServerOptions}. Resolves once it
  * listens; rejects with a `badConfig` ChanError (nothing started) or the listen error.
@@ -60,16 +74,10 @@ export interface ServerOptions extends Partial<ServerSettings> {
 export async function startServer(config: string | ServerConfig | ServerOptions, extra: { logger?: Logger } = {}): Promise<ChanServer> {
   const options: ServerOptions = typeof config === 'string' ? loadConfigFile(config) : config;
   const log = extra.logger ?? options.logger ?? silentLogger;
-  const supervision = {
-    restartIntensity: options.restartIntensity ?? DEFAULTS.restartIntensity,
-    restartPeriod: options.restartPeriod ?? DEFAULTS.restartPeriod,
-    handlerBlockTimeout: options.handlerBlockTimeout ?? DEFAULTS.handlerBlockTimeout,
-    mailboxHighWater: options.mailboxHighWater ?? DEFAULTS.mailboxHighWater,
-    maxDepth: options.maxDepth ?? DEFAULTS.maxDepth,
-    logLevel: options.logLevel ?? (log.level as string),
-  };
+  const settings = serverSettings(options);
+  const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string) };
   const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log);
-  const server = new ChanServer(options, services, log);
+  const server = new ChanServer(options, settings, services, log);
   try {
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
@@ -93,30 +101,12 @@ export class ChanServer {
   /** Use {@link startServer}. */
   constructor(
     options: ServerOptions,
+    settings: ServerSettings,
     services: Service[],
     readonly log: Logger,
   ) {
     this.services = new Map(services.map((s) => [s.name, s]));
-    this.settings = {
-      handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
-      maxFrameSizeUnauth: options.maxFrameSizeUnauth ?? DEFAULTS.maxFrameSizeUnauth,
-      maxFrameSize: options.maxFrameSize ?? DEFAULTS.maxFrameSize,
-      maxDepth: options.maxDepth ?? DEFAULTS.maxDepth,
-      heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
-      heartbeatMaxMissed: options.heartbeatMaxMissed ?? DEFAULTS.heartbeatMaxMissed,
-      mailboxHighWater: options.mailboxHighWater ?? DEFAULTS.mailboxHighWater,
-      sendBufferLimit: options.sendBufferLimit ?? DEFAULTS.sendBufferLimit,
-      maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
-      maxUnauthenticated: options.maxUnauthenticated ?? DEFAULTS.maxUnauthenticated,
-      tlsHandshakeTimeout: options.tlsHandshakeTimeout ?? DEFAULTS.tlsHandshakeTimeout,
-      authMaxFailures: options.authMaxFailures ?? DEFAULTS.authMaxFailures,
-      authFailureWindow: options.authFailureWindow ?? DEFAULTS.authFailureWindow,
-      authLockout: options.authLockout ?? DEFAULTS.authLockout,
-      restartIntensity: options.restartIntensity ?? DEFAULTS.restartIntensity,
-      restartPeriod: options.restartPeriod ?? DEFAULTS.restartPeriod,
-      handlerBlockTimeout: options.handlerBlockTimeout ?? DEFAULTS.handlerBlockTimeout,
-      shutdownTimeout: options.shutdownTimeout ?? DEFAULTS.shutdownTimeout,
-    };
+    this.settings = settings;
     this.codec = msgpackCodec({ maxDepth: this.settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
     if (options.tls) {

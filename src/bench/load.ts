@@ -9,20 +9,15 @@
  *   idle      N authenticated connections held open; the server's memory per connection (with --server-pid)
  */
 import { readFileSync } from 'node:fs';
-import { connect, type Channel, type ConnectOptions } from '../client.js';
+import { connect, type Channel } from '../client.js';
+import type { Destination } from '../link.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
 import { Histogram } from './histogram.js';
 
 export type Scenario = 'rpc' | 'pipeline' | 'cast' | 'connect' | 'idle';
 export const SCENARIOS: readonly Scenario[] = ['rpc', 'pipeline', 'cast', 'connect', 'idle'];
 
-export interface LoadTarget {
-  host: string;
-  port: number;
-  service: string;
-  secret: string | null;
-  options: ConnectOptions;
-}
+export type LoadTarget = Destination;
 
 export interface LoadSettings {
   /** How long each scenario runs, ms (unless `count` is given). */

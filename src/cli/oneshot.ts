@@ -1,18 +1,13 @@
 /** `chan rpc ... TERM...` and `chan cast ... TERM...`: messages over one fresh connection, for scripts. */
-import { connect, type ConnectOptions } from '../client.js';
+import { connect } from '../client.js';
 import { formatTerm } from '../term/print.js';
 import { parseTerm, parseTerms, TermSyntaxError } from '../term/parse.js';
 import { JsonTermError, formatJsonTerm, parseJsonTerm } from '../term/json.js';
 import type { Term } from '../term/model.js';
 import { EXIT_OK, stdinLines, usageError } from './common.js';
 
-export interface Target {
-  host: string;
-  port: number;
-  service: string;
-  secret: string | null;
-  options: ConnectOptions;
-}
+export type { Destination as Target } from '../link.js';
+import type { Destination as Target } from '../link.js';
 
 export interface Format {
   json: boolean;

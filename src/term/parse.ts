@@ -185,11 +185,11 @@ class Parser {
       case 'punct':
         switch (t.text) {
           case '{': {
-            const items = this.sequence('}', depth, 'in a tuple');
+            const items = this.sequence('}', depth);
             return { term: new Tuple(items.map((i) => i.term)), items, ...at };
           }
           case '[': {
-            const items = this.list(depth);
+            const items = this.sequence(']', depth);
             return { term: items.map((i) => i.term), items, ...at };
           }
           case '<<':
@@ -204,40 +204,27 @@ class Parser {
     }
   }
 
-  private sequence(close: string, depth: number, context: string): Located[] {
+  /** Elements up to `close` (a tuple's `}`, a list's `]`); a list may end with `| Tail` where Tail is a list. */
+  private sequence(close: '}' | ']', depth: number): Located[] {
     const items: Located[] = [];
     if (this.peek().kind === 'punct' && this.peek().text === close) {
       this.next();
       return items;
     }
+    const isList = close === ']';
     for (;;) {
       items.push(this.term(depth + 1));
       const t = this.next();
       if (t.kind === 'punct' && t.text === ',') continue;
       if (t.kind === 'punct' && t.text === close) return items;
-      this.fail(t, `expected ',' or '${close}' ${context}, found ${describe(t)}`);
-    }
-  }
-
-  private list(depth: number): Located[] {
-    const items: Located[] = [];
-    if (this.peek().kind === 'punct' && this.peek().text === ']') {
-      this.next();
-      return items;
-    }
-    for (;;) {
-      items.push(this.term(depth + 1));
-      const t = this.next();
-      if (t.kind === 'punct' && t.text === ',') continue;
-      if (t.kind === 'punct' && t.text === ']') return items;
-      if (t.kind === 'punct' && t.text === '|') {
+      if (isList && t.kind === 'punct' && t.text === '|') {
         const tail = this.term(depth + 1);
         if (!Array.isArray(tail.term)) this.fail(this.tokenAt(tail), 'improper lists are not supported: the tail after | must be a list');
         items.push(...(tail.items ?? []));
         this.expectPunct(']', 'after the tail of a list');
         return items;
       }
-      this.fail(t, `expected ',', '|' or ']' in a list, found ${describe(t)}`);
+      this.fail(t, isList ? `expected ',', '|' or ']' in a list, found ${describe(t)}` : `expected ',' or '}' in a tuple, found ${describe(t)}`);
     }
   }
 
