@@ -1,12 +1,12 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { run } from './cli-helpers.js';
+import { tempDir } from './helpers.js';
 
 test('chan certs writes a CA, a server certificate for the hosts and client certificates, keys 0600', async (t) => {
-  const out = mkdtempSync(path.join(tmpdir(), 'chan-certs-'));
+  const out = tempDir();
   const r = await run(['certs', '--out', out, '--hosts', 'localhost,127.0.0.1,chan.example', '--days', '30', '--client', 'ops', '--client', 'dev']);
   t.is(r.status, 0, r.stderr);
   const ca = new X509Certificate(readFileSync(path.join(out, 'ca.pem')));
@@ -25,7 +25,7 @@ test('chan certs writes a CA, a server certificate for the hosts and client cert
 });
 
 test('chan certs never overwrites without --force, and reuses the CA to add a client', async (t) => {
-  const out = mkdtempSync(path.join(tmpdir(), 'chan-certs-'));
+  const out = tempDir();
   t.is((await run(['certs', '--out', out])).status, 0);
   const caBefore = readFileSync(path.join(out, 'ca.pem'), 'utf8');
   const serverBefore = readFileSync(path.join(out, 'server.pem'), 'utf8');
@@ -42,8 +42,7 @@ test('chan certs never overwrites without --force, and reuses the CA to add a cl
 });
 
 test('chan certs refuses certificates left without their CA, and bad arguments', async (t) => {
-  const out = mkdtempSync(path.join(tmpdir(), 'chan-certs-'));
-  writeFileSync(path.join(out, 'server.pem'), 'old');
+  const out = tempDir({ 'server.pem': 'old' });
   const r = await run(['certs', '--out', out]);
   t.is(r.status, 2);
   t.regex(r.stderr, /server\.pem exists but .*ca\.pem does not; use --force/);
@@ -53,7 +52,7 @@ test('chan certs refuses certificates left without their CA, and bad arguments',
 });
 
 test("the TLS quick start: chan certs, chan serve conf/lib_chan.tls.conf's shape, chan rpc --tls --ca", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-tls-'));
+  const dir = tempDir();
   t.is((await run(['certs', '--out', path.join(dir, 'certs')])).status, 0);
   const conf = readFileSync('conf/lib_chan.tls.conf', 'utf8');
   writeFileSync(path.join(dir, 'conf.conf'), conf.replace('{port, 1234}', '{port, 0}').replaceAll('../certs/', 'certs/'));

@@ -1,10 +1,9 @@
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { CHAN, run, serve } from './cli-helpers.js';
+import { tempDir } from './helpers.js';
 
 const BOOK = ['nameServer', 'ABXy45'];
 
@@ -83,9 +82,7 @@ test('nothing listening: chan: econnrefused, exit 1', async (t) => {
 });
 
 test('a malformed config refuses to start with exit 2 and names every line', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-cli-'));
-  const file = path.join(dir, 'bad.conf');
-  writeFileSync(file, '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n');
+  const file = path.join(tempDir({ 'bad.conf': '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n' }), 'bad.conf');
   const r = await run(['serve', file]);
   t.is(r.status, 2);
   t.is(
@@ -97,9 +94,7 @@ test('a malformed config refuses to start with exit 2 and names every line', asy
 });
 
 test('a service module that cannot be found refuses to start with exit 2', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-cli-'));
-  const file = path.join(dir, 'x.conf');
-  writeFileSync(file, '{port, 0}.\n{service, s, password, none, mfa, mod_missing, start_me_up, []}.\n');
+  const file = path.join(tempDir({ 'x.conf': '{port, 0}.\n{service, s, password, none, mfa, mod_missing, start_me_up, []}.\n' }), 'x.conf');
   const r = await run(['serve', file]);
   t.is(r.status, 2);
   t.regex(r.stderr, /^chan: badConfig: cannot start:\n {2}service s: module 'mod_missing' is not built in and there is no mod_missing\.js in code_path/);

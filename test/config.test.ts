@@ -1,10 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
 import { DEFAULTS } from '../src/config/options.js';
 import { formatTerm } from '../src/term/index.js';
+import { tempDir } from './helpers.js';
 
 const BOOK = `%% conf
 {port, 1234}.
@@ -108,13 +107,14 @@ test('a missing file is reported, not thrown as a crash', (t) => {
 });
 
 test('loads JSON configs of the same shape', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-conf-'));
+  const dir = tempDir({
+    'lib_chan.json': JSON.stringify({
+      port: 1234,
+      code_path: ['services'],
+      services: [{ name: 'nameServer', password: 'ABXy45', mfa: ['mod_name_server', 'start_me_up', 'notUsed'] }],
+    }),
+  });
   const file = path.join(dir, 'lib_chan.json');
-  writeFileSync(file, JSON.stringify({
-    port: 1234,
-    code_path: ['services'],
-    services: [{ name: 'nameServer', password: 'ABXy45', mfa: ['mod_name_server', 'start_me_up', 'notUsed'] }],
-  }));
   const c = loadConfigFile(file, { env: {} });
   t.is(c.port, 1234);
   t.deepEqual(c.codePath, [path.join(dir, 'services')]);

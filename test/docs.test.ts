@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { MAX_ITERATIONS } from '../src/handshake.js';
@@ -12,6 +11,7 @@ import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS } from '../src/client.js';
 import { MAX_UNANSWERED_RPCS } from '../src/runtime.js';
 import { fixtures } from './tls-fixtures.js';
+import { tempDir } from './helpers.js';
 
 /** The rows of the first table in `file` whose first cell is a `code` span: name -> cells. */
 function rows(file: string): Map<string, string[]> {
@@ -67,11 +67,8 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
 });
 
 test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-tls-env-'));
   const p = fixtures();
-  writeFileSync(path.join(dir, 'c.pem'), p.server.certPem);
-  writeFileSync(path.join(dir, 'k.pem'), p.server.keyPem);
-  writeFileSync(path.join(dir, 'ca.pem'), p.ca.certPem);
+  const dir = tempDir({ 'c.pem': p.server.certPem, 'k.pem': p.server.keyPem, 'ca.pem': p.ca.certPem });
   const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', {
     env: {
       CHAN_TLS_CERT: path.join(dir, 'c.pem'),

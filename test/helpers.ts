@@ -1,6 +1,9 @@
 /** Test fixtures: servers on 127.0.0.1 port 0, tiny handlers named by behaviour, and a raw protocol client. */
-import net from 'node:net';
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
 import type { ServiceDefinition } from '../src/modules.js';
@@ -8,6 +11,13 @@ import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
 import type { ChanClosedMessage, Handler, MM } from '../src/runtime.js';
 import { startServer, type ChanServer, type ServerOptions } from '../src/server.js';
 import type { Term } from '../src/term/model.js';
+
+/** A new folder under the system's temporary one, holding `files` (name to contents). */
+export function tempDir(files: Record<string, string | Uint8Array> = {}): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chan-test-'));
+  for (const [name, contents] of Object.entries(files)) writeFileSync(path.join(dir, name), contents);
+  return dir;
+}
 
 export const BOOK_SERVICE: ServiceDefinition = {
   name: 'nameServer',
@@ -68,6 +78,15 @@ export class RawClient {
     const socket = net.connect({ host: '127.0.0.1', port });
     await once(socket, 'connect');
     return new RawClient(socket);
+  }
+
+  /** A connection past the handshake of `service` (which has no secret): its ack is `messages[0]`. */
+  static async started(port: number, service: string): Promise<RawClient> {
+    const c = await RawClient.open(port);
+    c.send({ kind: 'startService', version: 1, service, args: null });
+    const ack = await c.next(0);
+    if (ack.kind !== 'ack') throw new Error(`${service}: expected ack, got ${ack.kind}`);
+    return c;
   }
 
   send(m: WireMessage): void {

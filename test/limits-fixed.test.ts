@@ -1,7 +1,6 @@
 /** The fixed limits of docs/OPTIONS.md ("Fixed limits"), each crossed. */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { loadHistory, HISTORY_LINES } from '../src/cli/session.js';
@@ -12,7 +11,7 @@ import { FrameParser, frame } from '../src/frame.js';
 import { CLOSE_LINGER_MS } from '../src/mm.js';
 import { fromWire, toWire } from '../src/protocol.js';
 import { MAX_PARSE_DEPTH, TermSyntaxError, parseTerm } from '../src/term/index.js';
-import { RawClient, service, testServer } from './helpers.js';
+import { RawClient, service, testServer, tempDir } from './helpers.js';
 
 test('term text nested deeper than 1000 levels is refused, not a stack overflow', (t) => {
   t.notThrows(() => parseTerm('['.repeat(MAX_PARSE_DEPTH) + ']'.repeat(MAX_PARSE_DEPTH)));
@@ -82,9 +81,7 @@ test('the client’s maxFrameSize holds both ways: the server refuses to send mo
 test(`a side that closed waits ${CLOSE_LINGER_MS} ms for its peer, then destroys the socket`, async (t) => {
   const server = await testServer([service('quit', async (mm) => void (await mm.receive()))]);
   t.teardown(() => server.close());
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 'quit', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 'quit');
   c.socket.pause(); // it never reads the close, so it never closes its side
   const started = Date.now();
   c.send({ kind: 'cast', data: 'bye' }); // the handler returns: the server closes
@@ -94,7 +91,7 @@ test(`a side that closed waits ${CLOSE_LINGER_MS} ms for its peer, then destroys
 });
 
 test(`the session history keeps the last ${HISTORY_LINES} lines`, (t) => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'chan-hist-')), 'h');
+  const file = path.join(tempDir(), 'h');
   writeFileSync(file, Array.from({ length: HISTORY_LINES + 50 }, (_, i) => `line ${i}`).join('\n') + '\n');
   const loaded = loadHistory(file);
   t.is(loaded.length, HISTORY_LINES);

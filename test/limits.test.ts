@@ -131,9 +131,7 @@ test('drain() resolves for a small queue too, once the client reads again', asyn
   };
   const server = await testServer([service('s', pacer)]);
   t.teardown(() => server.close());
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 's', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 's');
   c.socket.pause();
   // Wait until the kernel's buffers are full and the server holds a small queue of its own: the case where Node
   // never emits 'drain'.
@@ -151,9 +149,7 @@ test('drain() resolves for a small queue too, once the client reads again', asyn
 test('a peer that floods pings and reads nothing does not make the server queue pongs', async (t) => {
   const server = await testServer([service('echo', echo)]);
   t.teardown(() => server.close());
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 'echo', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 'echo');
   c.socket.pause();
   const ping = Buffer.from([0, 0, 0, 7, 0x92, 0xa4, 0x70, 0x69, 0x6e, 0x67, 0x01]);
   for (let i = 0; i < 20; i++) c.write(Buffer.concat(Array.from({ length: 20_000 }, () => ping)));
@@ -167,9 +163,7 @@ test('a peer that floods pings and reads nothing does not make the server queue 
 test('a connection with 65,536 rpcs waiting for an answer is closed at the next one', async (t) => {
   const server = await testServer([service('quiet', silent)]);
   t.teardown(() => server.close());
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 'quiet', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 'quiet');
   const frames: Buffer[] = [];
   const { msgpackCodec } = await import('../src/codec/index.js');
   const { frame } = await import('../src/frame.js');

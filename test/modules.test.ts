@@ -1,19 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
 import { startServer } from '../src/server.js';
-
-function codePath(files: Record<string, string>): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-mod-'));
-  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+import { tempDir } from './helpers.js';
 
 test('finds the handler as written or in camelCase, in .js or .mjs', async (t) => {
-  const dir = codePath({
+  const dir = tempDir({
     'mod_a.js': 'export async function startMeUp(mm) { mm.send("a"); await mm.receive(); }',
     'mod_b.mjs': 'export async function start_me_up(mm) { mm.send("b"); await mm.receive(); }',
   });
@@ -34,7 +26,7 @@ test('finds the handler as written or in camelCase, in .js or .mjs', async (t) =
 });
 
 test('refuses to start, naming every service that cannot run', async (t) => {
-  const dir = codePath({
+  const dir = tempDir({
     'mod_nofn.js': 'export const x = 1;',
     'mod_badstart.js': 'export function start() { throw new Error("no database"); }\nexport function go() {}',
   });

@@ -8,6 +8,7 @@ import { startServer, type ServerOptions } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { crashSummary } from '../src/cli/serve.js';
 import { run, serve } from './cli-helpers.js';
+import { tempDir } from './helpers.js';
 
 const CODE_PATH = [path.resolve('test/fixtures'), path.resolve('examples')];
 const KVS: ServiceDefinition = { name: 'nameServer', secret: null, module: 'mod_name_server', function: 'start_me_up' };
@@ -189,10 +190,7 @@ test('chan serve examples/processes.conf serves the poison and busy examples', a
 });
 
 test('SIGTERM while a worker handler is stuck in a loop: exit 0 within shutdown_timeout', async (t) => {
-  const { mkdtempSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const conf = path.join(mkdtempSync(path.join(tmpdir(), 'chan-busy-')), 'busy.conf');
-  writeFileSync(conf, `{port, 0}.\n{code_path, [${JSON.stringify(path.resolve('examples'))}]}.\n{shutdown_timeout, 800}.\n{handler_block_timeout, 60000}.\n{service, busy, password, none, mfa, mod_busy, start_me_up, [], {isolation, worker}}.\n`);
+  const conf = path.join(tempDir({ 'busy.conf': `{port, 0}.\n{code_path, [${JSON.stringify(path.resolve('examples'))}]}.\n{shutdown_timeout, 800}.\n{handler_block_timeout, 60000}.\n{service, busy, password, none, mfa, mod_busy, start_me_up, [], {isolation, worker}}.\n` }), 'busy.conf');
   const { child, port } = await serve([conf]);
   t.teardown(() => child.kill('SIGKILL'));
   const ch = await connect('127.0.0.1', port, 'busy', null);

@@ -3,13 +3,12 @@
  * a term over two lines, a push arriving while a line is half typed, the history file, the server going away.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import type { Handler } from '../src/runtime.js';
 import { isAtom } from '../src/term/index.js';
-import { BOOK_SERVICE, service, testServer } from './helpers.js';
+import { BOOK_SERVICE, service, testServer, tempDir } from './helpers.js';
 import { CHAN } from './cli-helpers.js';
 
 const hasTmux = (() => {
@@ -61,7 +60,7 @@ if (!hasTmux) {
   test('a session on a terminal: completion, a term over two lines, a push while typing, history', async (t) => {
     const server = await testServer([BOOK_SERVICE, service('later', later)]);
     t.teardown(() => server.close());
-    const home = mkdtempSync(path.join(tmpdir(), 'chan-repl-'));
+    const home = tempDir();
     const history = path.join(home, 'history');
     const term = terminal('a');
     t.teardown(() => term.kill());

@@ -1,7 +1,6 @@
 /** Regressions for defects found in review: each test fails on the code before its fix. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import * as scram from '../src/auth/scram.js';
@@ -9,7 +8,7 @@ import { connect } from '../src/client.js';
 import { parseConfig } from '../src/config/load.js';
 import { ChanError } from '../src/errors.js';
 import { startServer } from '../src/server.js';
-import { RawClient, echo, service, testServer } from './helpers.js';
+import { RawClient, echo, service, testServer, tempDir } from './helpers.js';
 import { fixtures, serverTls } from './tls-fixtures.js';
 
 test('throttling holds for guesses made on handshakes opened before the lockout', async (t) => {
@@ -65,16 +64,14 @@ test('a reload with a certificate that does not match its key changes nothing', 
 });
 
 test('a config whose certificate does not match its key refuses to start, naming the line', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-mismatch-'));
   const p = fixtures();
-  writeFileSync(path.join(dir, 'c.pem'), p.server.certPem);
-  writeFileSync(path.join(dir, 'k.pem'), p.ops.keyPem);
+  const dir = tempDir({ 'c.pem': p.server.certPem, 'k.pem': p.ops.keyPem });
   const err = t.throws(() => parseConfig('{port, 1}.\n{tls, [{cert, "c.pem"}, {key, "k.pem"}]}.\n{service, s, password, none, mfa, m, f, a}.', { file: path.join(dir, 'x.conf'), env: {} }));
   t.regex(err?.message ?? '', /x\.conf:2:15: tls: the certificate, key and ca do not work together/);
 });
 
 test('a worker whose start fails on restart does not leave the service up with no worker: it goes down', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-fragile-'));
+  const dir = tempDir();
   const mark = path.join(dir, 'mark');
   const server = await startServer({
     port: 0,
@@ -113,9 +110,7 @@ test('in a worker, a promise nobody awaits is logged and the worker carries on',
 
 test('shutdown keeps to shutdown_timeout even when a peer never closes its side', async (t) => {
   const server = await testServer([service('s', echo)], { shutdownTimeout: 300 });
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 's', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 's');
   c.socket.pause(); // it reads nothing more, so it never sees the close nor closes its side
   const started = Date.now();
   await server.close();

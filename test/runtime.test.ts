@@ -288,9 +288,7 @@ test('after the handshake: an oversized frame or undecodable payload closes only
     [Buffer.from([0, 0, 0, 2, 0xc1, 0xc1]), 'protocolError'],
     [Buffer.from([0, 0, 0, 3, 0x92, 0xa4, 0x63]), 'protocolError'],
   ] as const) {
-    const c = await RawClient.open(server.port);
-    c.send({ kind: 'startService', version: 1, service: 'echo', args: null });
-    t.is((await c.next(0)).kind, 'ack');
+    const c = await RawClient.started(server.port, 'echo');
     c.write(bytes);
     t.is((await c.closeMessage())?.reason, reason);
     t.is(await good.rpc('fine'), 'fine');
@@ -301,9 +299,7 @@ test('after the handshake: an oversized frame or undecodable payload closes only
 test('a client may not send server messages after the handshake', async (t) => {
   const server = await testServer([service('echo', echo)]);
   t.teardown(() => server.close());
-  const c = await RawClient.open(server.port);
-  c.send({ kind: 'startService', version: 1, service: 'echo', args: null });
-  await c.next(0);
+  const c = await RawClient.started(server.port, 'echo');
   c.send({ kind: 'reply', id: 1, data: 'x' });
   const close = await c.closeMessage();
   t.is(close?.reason, 'protocolError');

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import test from 'ava';
@@ -15,7 +14,7 @@ import { createLogger } from '../src/log.js';
 import { startServer } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
-import { BOOK_SERVICE, echo, service, testServer } from './helpers.js';
+import { BOOK_SERVICE, echo, service, testServer, tempDir } from './helpers.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -162,7 +161,7 @@ test('a capture of a plain-TCP session holds neither the secret nor a fast hash 
 });
 
 test('SIGHUP reloads secrets for new connections; live ones carry on; a broken file changes nothing', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chan-hup-'));
+  const dir = tempDir();
   const file = path.join(dir, 'lib_chan.conf');
   const conf = (secret: string): string => `{port, 0}.\n{service, nameServer, password, "${secret}", mfa, mod_name_server, start_me_up, notUsed}.\n`;
   writeFileSync(file, conf('first'));

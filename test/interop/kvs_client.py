@@ -50,6 +50,14 @@ def pack(v):
     raise TypeError(type(v))
 
 
+def length(b, i, t, fix_mask, wide):
+    """A str, array, map or ext length: in the type byte's low bits, or in the 1, 2 or 4 bytes that follow it."""
+    if t in wide:
+        size = wide[t]
+        return int.from_bytes(b[i:i + size], "big"), i + size
+    return t & fix_mask, i
+
+
 def unpack(b, i=0):
     t = b[i]
     i += 1
@@ -58,41 +66,24 @@ def unpack(b, i=0):
     if t >= 0xE0:
         return t - 256, i
     if 0xA0 <= t < 0xC0 or t in (0xD9, 0xDA, 0xDB):
-        if t < 0xC0:
-            n = t & 0x1F
-        else:
-            size = {0xD9: 1, 0xDA: 2, 0xDB: 4}[t]
-            n = int.from_bytes(b[i:i + size], "big")
-            i += size
+        n, i = length(b, i, t, 0x1F, {0xD9: 1, 0xDA: 2, 0xDB: 4})
         return b[i:i + n].decode(), i + n
     if 0x90 <= t < 0xA0 or t in (0xDC, 0xDD):
-        if t < 0xA0:
-            n = t & 0x0F
-        else:
-            size = 2 if t == 0xDC else 4
-            n = int.from_bytes(b[i:i + size], "big")
-            i += size
+        n, i = length(b, i, t, 0x0F, {0xDC: 2, 0xDD: 4})
         out = []
         for _ in range(n):
             x, i = unpack(b, i)
             out.append(x)
         return out, i
     if 0x80 <= t < 0x90 or t in (0xDE, 0xDF):
-        if t < 0x90:
-            n = t & 0x0F
-        else:
-            size = 2 if t == 0xDE else 4
-            n = int.from_bytes(b[i:i + size], "big")
-            i += size
+        n, i = length(b, i, t, 0x0F, {0xDE: 2, 0xDF: 4})
         out = {}
         for _ in range(n):
             k, i = unpack(b, i)
             out[k], i = unpack(b, i)
         return out, i
     if t in (0xC7, 0xC8, 0xC9):
-        size = {0xC7: 1, 0xC8: 2, 0xC9: 4}[t]
-        n = int.from_bytes(b[i:i + size], "big")
-        i += size
+        n, i = length(b, i, t, 0, {0xC7: 1, 0xC8: 2, 0xC9: 4})
         kind = b[i]
         i += 1
         payload = b[i:i + n]
