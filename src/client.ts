@@ -18,10 +18,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { ChanError, isCloseReason, type ErrorCode } from './errors.js';
-import { Inbox, type ReceiveOptions } from './inbox.js';
+import { HighWater } from './flow.js';
+import { Inbox, MAX_TIMER_MS, type ReceiveOptions } from './inbox.js';
 import {
   CLIENT_DEFAULTS,
   Link,
+  CLIENT_CLOSED,
   RECONNECT_DEFAULTS,
   closedError,
   type ConnectOptions,
@@ -66,9 +68,6 @@ interface Pending {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** The longest delay a Node timer takes (2^31 - 1 ms); longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * Connects to `service` on `host:port` and authenticates with `secret` (null or undefined for a service without one).
  * `argsC` reaches the handler as its second argument. The first connection is not retried, even with `reconnect`:
@@ -85,6 +84,10 @@ export async function connect(
   const ch = new Channel({ host, port, service, secret: secret ?? null, argsC }, options);
   await ch.open();
   return ch;
+}
+
+function channelClosed(): ChanError {
+  return new ChanError('closed', 'the channel is closed');
 }
 
 /** Close reasons after which reconnecting cannot help: the same attempt would fail the same way. */
@@ -111,9 +114,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   private reconnects = 0;
   private userClosed = false;
   private retryTimer: NodeJS.Timeout | null = null;
-  private full = false;
+  /** A reconnect being dialled, to be cut short by close(). */
+  private dialing: AbortController | null = null;
+  /** The reconnect attempt that made the current connection (0 for the first), and when it was made. */
+  private attempt = 0;
+  private connectedAt = 0;
+  /** Unread pushes stop the reading of the socket (of whichever connection is current). */
+  private readonly flow: HighWater;
   private readonly rpcTimeout: number;
-  private readonly highWater: number;
   private readonly reconnect: Required<ReconnectOptions> | null;
   private readonly log: Logger;
 
@@ -124,7 +132,10 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   ) {
     super();
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
-    this.highWater = options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater;
+    this.flow = new HighWater(options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater, {
+      pauseReading: () => this.link?.mm.pauseReading(),
+      resumeReading: () => this.link?.mm.resumeReading(),
+    });
     this.reconnect = options.reconnect ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) } : null;
     this.log = options.logger ?? silentLogger;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -141,21 +152,19 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     }
   }
 
-  private connectedAt = 0;
-
   private use(link: Link): void {
     this.link = link;
     this.connectedAt = performance.now();
     this.setState({ state: 'connected' });
     link.activate();
-    if (this.full) link.mm.pauseReading();
+    if (this.flow.full) link.mm.pauseReading();
   }
 
   private setState(change: StateChange): void {
     this.current = change.state;
     this.changes?.put(change);
     this.emit('state', change);
-    if (change.state === 'closed') this.changes?.end({ error: () => new ChanError('closed', 'the channel is closed') });
+    if (change.state === 'closed') this.changes?.end({ error: channelClosed });
   }
 
   /** `connected`, `reconnecting` or `closed`. */
@@ -175,7 +184,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   stateChanges(): AsyncIterable<StateChange> {
     if (!this.changes) {
       this.changes = new Inbox<StateChange>();
-      if (this.current === 'closed') this.changes.end({ error: () => new ChanError('closed', 'the channel is closed') });
+      if (this.current === 'closed') this.changes.end({ error: channelClosed });
     }
     return this.changes;
   }
@@ -238,12 +247,12 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
    * pushes: at `mailboxHighWater` unread ones the channel stops reading, and rpc answers wait behind them.
    */
   receive(options?: ReceiveOptions): Promise<Term> {
-    return this.pushes.receive(options).then(this.afterTake);
+    return this.pushes.receive(options).then(this.taken);
   }
 
   /** Pushes from the server, until the channel closes. */
   [Symbol.asyncIterator](): AsyncIterator<Term> {
-    return this.pushes.iterate(this.afterTake);
+    return this.pushes.iterate(this.taken);
   }
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */
@@ -256,10 +265,10 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     this.dialing?.abort();
     const link = this.link;
     if (link && !link.mm.closed) {
-      link.mm.close('normal', 'the client closed the channel');
+      link.mm.close('normal', CLIENT_CLOSED);
       await link.socketClosed;
     } else if (this.current !== 'closed') {
-      this.finish({ reason: 'normal', text: 'the client closed the channel', by: 'local' });
+      this.finish({ reason: 'normal', text: CLIENT_CLOSED, by: 'local' });
     }
   }
 
@@ -269,7 +278,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     if (this.current === 'reconnecting' && !this.userClosed) {
       throw new ChanError('disconnected', 'the connection was lost and is being re-established; try again');
     }
-    throw this.link?.mm.closed ? closedError(this.link.mm.closed) : new ChanError('closed', 'the channel is closed');
+    throw this.link?.mm.closed ? closedError(this.link.mm.closed) : channelClosed();
   }
 
   private nextId(): number {
@@ -279,11 +288,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     return this.lastId;
   }
 
-  private readonly afterTake = (x: Term): Term => {
-    if (this.full && this.pushes.size <= this.highWater >> 1) {
-      this.full = false;
-      this.link?.mm.resumeReading();
-    }
+  private readonly taken = (x: Term): Term => {
+    this.flow.taken(this.pushes.size);
     return x;
   };
 
@@ -304,10 +310,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
       }
       case 'push':
         this.pushes.put(m.data);
-        if (!this.full && this.pushes.size >= this.highWater) {
-          this.full = true;
-          link.mm.pauseReading();
-        }
+        this.flow.added(this.pushes.size);
         return;
       default:
         link.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);
@@ -362,7 +365,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
         (link) => {
           this.dialing = null;
           if (this.userClosed) {
-            link.mm.close('normal', 'the client closed the channel');
+            link.mm.close('normal', CLIENT_CLOSED);
             return;
           }
           this.reconnects++;
@@ -380,11 +383,6 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
       );
     }, delay);
   }
-
-  /** The reconnect attempt that made the current connection (0 for the first). */
-  private attempt = 0;
-  /** A reconnect being dialled, to be cut short by close(). */
-  private dialing: AbortController | null = null;
 
   private finish(info: CloseInfo): void {
     if (this.current === 'closed') return;

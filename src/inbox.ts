@@ -7,6 +7,9 @@
  */
 import { ChanError } from './errors.js';
 
+/** The longest delay a Node timer takes (2^31 - 1 ms); a longer one would fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Shared by every inbox with no waiter yet: never pushed to (replaced on first use), so it stays empty. */
 const EMPTY: never[] = [];
 
@@ -79,7 +82,7 @@ export class Inbox<T> implements AsyncIterable<T> {
     if (this.ending) return 'last' in this.ending ? Promise.resolve(this.ending.last) : Promise.reject(this.ending.error);
     return new Promise((resolve, reject) => {
       const w: Waiter<T> = { resolve, reject, timer: null };
-      if (options.timeout !== undefined && options.timeout <= 2 ** 31 - 1) {
+      if (options.timeout !== undefined && options.timeout <= MAX_TIMER_MS) {
         // (A timeout too long for a timer, Infinity say, means none.)
         const ms = options.timeout;
         w.timer = setTimeout(() => {

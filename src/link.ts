@@ -16,6 +16,9 @@ import type { Term } from './term/model.js';
 import { describeTlsError, tlsClientTransport, type TlsClientOptions } from './tls.js';
 import { tcp, type Transport } from './transport.js';
 
+/** The close text a server sees when the client closes its channel. */
+export const CLIENT_CLOSED = 'the client closed the channel';
+
 /** Client defaults; every one can be changed per connection in {@link ConnectOptions}. */
 export const CLIENT_DEFAULTS = {
   /** Connecting plus the handshake must finish within this many ms. */
@@ -83,15 +86,6 @@ export interface ConnectOptions {
 /** The cache every connect uses unless told otherwise. */
 export const defaultSaltedPasswordCache = new SaltedPasswordCache();
 
-/** Where to connect, and with what (a command line's HOST PORT SERVICE SECRET and options). */
-export interface Destination {
-  host: string;
-  port: number;
-  service: string;
-  secret: string | null;
-  options: ConnectOptions;
-}
-
 /** Where to connect, and as what. */
 export interface Target {
   host: string;
@@ -99,6 +93,11 @@ export interface Target {
   service: string;
   secret: string | null;
   argsC: Term;
+}
+
+/** Where to connect, and with what (a command line's HOST PORT SERVICE SECRET and options). */
+export interface Destination extends Omit<Target, 'argsC'> {
+  options: ConnectOptions;
 }
 
 export interface LinkOwner {
@@ -111,6 +110,10 @@ export class Link implements MMController {
   /** The server's ack has arrived: messages from here on belong to the owner. */
   private acked = false;
   private readonly handshakeInbox = new Inbox<WireMessage>();
+  /** After the ack, until {@link activate}: what arrived, and whether the connection closed meanwhile. */
+  private early: WireMessage[] | null = [];
+  private earlyClose: CloseInfo | null = null;
+  private readonly overTls: boolean;
   readonly socketClosed: Promise<void>;
 
   private constructor(
@@ -133,8 +136,6 @@ export class Link implements MMController {
     this.overTls = options.tls !== undefined;
   }
 
-  private readonly overTls: boolean;
-
   /**
    * Connects and authenticates. Rejects with a ChanError named by lib_chan's words; the link is closed then. Messages
    * that arrive with or after the ack (a push may share its chunk) go to `owner` as soon as this resolves.
@@ -149,7 +150,7 @@ export class Link implements MMController {
       throw new ChanError('closed', 'the channel was closed while connecting');
     }
     const link = new Link(socket, owner, options, baseLog);
-    const onAbort = (): void => link.mm.close('normal', 'the client closed the channel');
+    const onAbort = (): void => link.mm.close('normal', CLIENT_CLOSED);
     signal?.addEventListener('abort', onAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
@@ -195,9 +196,6 @@ export class Link implements MMController {
     if (this.earlyClose) this.owner.linkClosed(this, this.earlyClose);
   }
 
-  private early: WireMessage[] | null = [];
-  private earlyClose: CloseInfo | null = null;
-
   onMessage(m: WireMessage): void {
     if (!this.acked) {
       if (m.kind === 'ack') this.acked = true;
@@ -223,16 +221,15 @@ export class Link implements MMController {
       const { code, text } = describeTlsError(info.error);
       if (code === 'tlsRejected' || code === 'tlsFailed') return new ChanError(code, text, { cause: info.error });
     }
-    if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0 && this.overTls) {
-      // A lib-chan server always answers startService; under TLS, silence means the TLS layer turned us away.
-      return new ChanError(
-        'tlsRejected',
-        'the server closed the TLS connection before answering: it rejected our client certificate (missing, or not signed by its CA; see --cert, --key)',
-        { reason: info.reason },
-      );
-    }
     if (info.reason === 'peerClosed' && this.mm.stats.framesIn === 0) {
-      return new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });
+      // A lib-chan server always answers startService; under TLS, silence means the TLS layer turned us away.
+      return this.overTls
+        ? new ChanError(
+            'tlsRejected',
+            'the server closed the TLS connection before answering: it rejected our client certificate (missing, or not signed by its CA; see --cert, --key)',
+            { reason: info.reason },
+          )
+        : new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });
     }
     return closedError(info);
   }

@@ -76,7 +76,13 @@ export class MiddleMan implements HeartbeatHost {
   private heartbeat: Heartbeat | null = null;
   /** @internal True while writes of this turn are being gathered. */
   corked = false;
+  /** The handshake is over: pings are allowed. */
+  private inSession = false;
+  /** The controller asked for no more frames. */
   private readingPaused = false;
+  /** The socket itself is paused (the controller's pause outlasted a turn of the event loop). */
+  private socketPaused = false;
+  private pauseCheck: NodeJS.Immediate | null = null;
   private readonly clock: Clock | undefined;
 
   constructor(
@@ -112,8 +118,6 @@ export class MiddleMan implements HeartbeatHost {
     this.heartbeat = new Heartbeat(this, heartbeatInterval, maxMissed, this.clock);
     this.heartbeat.start();
   }
-
-  private inSession = false;
 
   /** Round-trip time of the last answered heartbeat ping, ms. */
   get rtt(): number | undefined {
@@ -152,9 +156,6 @@ export class MiddleMan implements HeartbeatHost {
     }
   }
 
-  private pauseCheck: NodeJS.Immediate | null = null;
-  private socketPaused = false;
-
   /** @internal */
   pauseSocketIfStillFull(): void {
     this.pauseCheck = null;
@@ -191,9 +192,7 @@ export class MiddleMan implements HeartbeatHost {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
-    this.write(this.codec.encode(toWire(m), FRAME_HEADER_BYTES), this.peerMaxFrameSize);
-    this.checkQueue();
-    return true;
+    return this.sendEncoded(this.codec.encode(toWire(m), FRAME_HEADER_BYTES));
   }
 
   /**
@@ -323,13 +322,13 @@ export class MiddleMan implements HeartbeatHost {
 
   /** @internal */
   onData(chunk: Buffer): void {
-    if (this.stats.bytesIn === 0 && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
+    const first = this.stats.bytesIn === 0;
+    this.stats.bytesIn += chunk.length;
+    if (first && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
       // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
-      this.stats.bytesIn += chunk.length;
       this.fail(new ChanError('protocolError', 'the peer speaks TLS on a connection without TLS: both sides must use TLS, or neither'));
       return;
     }
-    this.stats.bytesIn += chunk.length;
     try {
       this.parser.push(chunk);
     } catch (err) {

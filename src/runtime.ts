@@ -7,23 +7,24 @@
  * (lib_chan's `MM ! {send, X}`) and ends the conversation with `mm.close()` (`MM ! close`).
  *
  * lib_chan's rule holds: a client's rpc takes the handler's next `send`. Precisely: `send` answers the oldest rpc
- * the handler has received and not yet answered, and, when there is none, is a push. `reply(m, X)` answers the rpc `m` itself, in any order;
- * `push(X)` is never taken for an answer. When the handler returns, the connection ends with reason `normal`; when it
+ * the handler has received and not yet answered, and, when there is none, is a push. `reply(m, X)` answers the rpc
+ * `m` itself, in any order; `push(X)` is never taken for an answer. When the handler returns, the connection ends with reason `normal`; when it
  * throws, with `handlerError` and the error's message (the stack goes to the log only). Nothing a handler does can
  * reach another connection.
  */
 import { ChanError } from './errors.js';
+import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
+import type { WireMessage } from './protocol.js';
+import type { Term } from './term/model.js';
 
 /**
  * Where a mailbox sends what its handler says: the middle-man itself when the handler runs on the main thread, a
  * message port to it when the handler runs in a worker (see workers.ts).
  */
 export type MailboxOutput = Pick<MiddleMan, 'send' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain'>;
-import type { WireMessage } from './protocol.js';
-import type { Term } from './term/model.js';
 
 /** `{chan, MM, X}`: the client sent `data`; `requestId` is set when it was an rpc (it expects an answer). */
 export interface ChanMessage {
@@ -98,6 +99,8 @@ export class Mailbox implements MM {
   private inFlight: Set<number> = NO_IDS;
   /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
   private received: Set<number> = NO_IDS;
+  /** Inbound back-pressure: a full mailbox stops the reading of the socket. */
+  private readonly flow: HighWater;
 
   constructor(
     private readonly middleMan: MailboxOutput,
@@ -106,8 +109,10 @@ export class Mailbox implements MM {
     readonly peer: string,
     /** Where the logger comes from (made when first needed). */
     private readonly logs: { readonly log: Logger },
-    private readonly highWater: number,
-  ) {}
+    highWater: number,
+  ) {
+    this.flow = new HighWater(highWater, middleMan);
+  }
 
   get log(): Logger {
     return this.logs.log;
@@ -115,9 +120,6 @@ export class Mailbox implements MM {
 
   /** The handler process's end (set by whoever runs it, at once). */
   done!: Promise<HandlerExit>;
-
-  /** True while the socket is not read because the mailbox is full. */
-  private full = false;
 
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
@@ -127,7 +129,7 @@ export class Mailbox implements MM {
     switch (m.kind) {
       case 'cast':
         this.inbox.put({ type: 'chan', mm: this, data: m.data });
-        this.checkFull();
+        this.flow.added(this.inbox.size);
         return;
       case 'rpc':
         if (this.inFlight.has(m.id)) {
@@ -141,7 +143,7 @@ export class Mailbox implements MM {
         if (this.inFlight === NO_IDS) this.inFlight = new Set();
         this.inFlight.add(m.id);
         this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
-        this.checkFull();
+        this.flow.added(this.inbox.size);
         return;
       default:
         this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
@@ -200,25 +202,16 @@ export class Mailbox implements MM {
   }
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
-    if (m.type === 'chan' && m.requestId !== undefined && this.inFlight.has(m.requestId)) {
-      if (this.received === NO_IDS) this.received = new Set();
-      this.received.add(m.requestId);
+    if (m.type === 'chan') {
+      if (m.requestId !== undefined && this.inFlight.has(m.requestId)) {
+        if (this.received === NO_IDS) this.received = new Set();
+        this.received.add(m.requestId);
+      }
+      this.onReceive?.();
     }
-    if (m.type === 'chan') this.onReceive?.();
-    if (this.full && this.inbox.size <= this.highWater >> 1) {
-      this.full = false;
-      this.middleMan.resumeReading();
-    }
+    this.flow.taken(this.inbox.size);
     return m;
   };
-
-  /** Inbound back-pressure: a full mailbox stops the reading of the socket. */
-  private checkFull(): void {
-    if (!this.full && this.inbox.size >= this.highWater) {
-      this.full = true;
-      this.middleMan.pauseReading();
-    }
-  }
 
   /** Resolves once what was sent has left for the network (or the connection ended): pace a large stream with it. */
   drain(): Promise<void> {

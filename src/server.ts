@@ -94,20 +94,25 @@ export class ChanServer {
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
-  readonly settings: ServerSettings;
   readonly codec: Codec;
   private readonly transport: Transport;
+  private readonly tlsTransport: TlsTransport | null = null;
+  /** @internal Failed handshakes per peer address. */
+  readonly throttle: AuthThrottle;
+  private unauthenticated = 0;
+  private refusedTotal = 0;
+  private refusals: ThrottledLog | null = null;
 
   /** Use {@link startServer}. */
   constructor(
     options: ServerOptions,
-    settings: ServerSettings,
+    /** The limits and timings in force (SIGHUP may change the throttling ones). */
+    readonly settings: ServerSettings,
     services: Service[],
     readonly log: Logger,
   ) {
     this.services = new Map(services.map((s) => [s.name, s]));
-    this.settings = settings;
-    this.codec = msgpackCodec({ maxDepth: this.settings.maxDepth });
+    this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
     if (options.tls) {
       this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log);
@@ -116,10 +121,6 @@ export class ChanServer {
       this.transport = options.transport ?? tcp;
     }
   }
-
-  /** @internal Failed handshakes per peer address. */
-  readonly throttle: AuthThrottle;
-  private readonly tlsTransport: TlsTransport | null = null;
 
   private throttleSettings(): { maxFailures: number; window: number; lockout: number } {
     const s = this.settings;
@@ -223,8 +224,6 @@ export class ChanServer {
     return this.services.get(name);
   }
 
-
-
   /**
    * Stops accepting, closes every connection with reason `shutdown` (handlers get `chan_closed`), runs the services'
    * `stop`, and resolves when all sockets are closed.
@@ -262,10 +261,6 @@ export class ChanServer {
   get unauthenticatedCount(): number {
     return this.unauthenticated;
   }
-
-  private unauthenticated = 0;
-  private refusedTotal = 0;
-  private refusals: ThrottledLog | null = null;
 
   /** @internal A connection finished its handshake, or ended before it did. */
   leftHandshake(): void {
@@ -321,7 +316,7 @@ function within(p: Promise<unknown>, ms: number): Promise<void> {
 /** One client connection: its middle-man, its handshake, then its handler. */
 class ServerConnection implements MMController {
   private readonly mm: MiddleMan;
-  /** Until the handshake is over (then dropped: an idle connection should hold only what it uses). */
+  /** Until the handshake is over, accepted or not (then dropped: an idle connection should hold only what it uses). */
   private handshake: ServerHandshake | null;
   private process: ProcessHandle | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
@@ -405,9 +400,8 @@ class ServerConnection implements MMController {
       this.process.fromClient(m, payload);
       return;
     }
-    if (m.kind === 'hello' && !this.helloDone && this.mm.stats.framesIn === 1) {
+    if (m.kind === 'hello' && this.mm.stats.framesIn === 1) {
       // "Is this lib-chan, and which version?" (chan ping): answered without a secret, then the connection ends.
-      this.helloDone = true;
       this.mm.send({ kind: 'hello', version: PROTOCOL_VERSION, server: SERVER_NAME });
       this.mm.close('normal', 'hello answered');
       return;
@@ -442,7 +436,6 @@ class ServerConnection implements MMController {
   private accept(name: string, argsC: Term, ack: WireMessage, first: WireMessage): void {
     const service = this.server.service(name) as Service;
     this.endHandshake();
-    this.handshake = null;
     this.fields['service'] = name;
     this.childLog = null;
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
@@ -458,15 +451,12 @@ class ServerConnection implements MMController {
 
   /** Leaves the handshake phase (accepted or closed); runs once. */
   private endHandshake(): void {
-    if (this.handshakeOver) return;
-    this.handshakeOver = true;
+    if (!this.handshake) return;
+    this.handshake = null;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.server.leftHandshake();
   }
-
-  private handshakeOver = false;
-  private helloDone = false;
 
   onClosed(info: CloseInfo): void {
     this.endHandshake();

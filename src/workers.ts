@@ -17,6 +17,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
+import { HighWater } from './flow.js';
 import type { Logger } from './log.js';
 import type { ServiceCode } from './modules.js';
 import type { HandlerExit } from './runtime.js';
@@ -58,7 +59,7 @@ export interface PoolEvents {
 /** One connection's handler, running in a worker. */
 class WorkerLink implements ProcessHandle {
   private inTransit = 0;
-  private paused = false;
+  private readonly flow: HighWater;
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
@@ -66,8 +67,10 @@ class WorkerLink implements ProcessHandle {
   constructor(
     private readonly thread: WorkerThread,
     readonly a: Attachment,
-    private readonly highWater: number,
-  ) {}
+    highWater: number,
+  ) {
+    this.flow = new HighWater(highWater, a.mm);
+  }
 
   get queued(): number {
     return this.inTransit;
@@ -75,18 +78,12 @@ class WorkerLink implements ProcessHandle {
 
   fromClient(_m: unknown, payload: Buffer): void {
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
-    if (++this.inTransit >= this.highWater && !this.paused) {
-      this.paused = true;
-      this.a.mm.pauseReading();
-    }
+    this.flow.added(++this.inTransit);
   }
 
   took(n: number): void {
     this.inTransit -= n;
-    if (this.paused && this.inTransit <= this.highWater >> 1) {
-      this.paused = false;
-      this.a.mm.resumeReading();
-    }
+    this.flow.taken(this.inTransit);
   }
 
   closed(info: { reason: string; text: string }): void {
