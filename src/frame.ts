@@ -7,8 +7,17 @@
 import { ChanError } from './errors.js';
 
 export const FRAME_HEADER_BYTES = 4;
-/** The largest length a 4-byte header can state. */
-export const MAX_FRAME_LENGTH = 0xffff_ffff;
+
+/**
+ * Refuses, before it is sent, an encoded frame (`FRAME_HEADER_BYTES` free bytes, then the payload) longer than the
+ * peer accepts: throws `frameTooLarge`, and nothing is sent.
+ */
+export function checkFrameSize(buf: Uint8Array, peerMaxFrameSize: number): void {
+  const size = buf.length - FRAME_HEADER_BYTES;
+  if (size > peerMaxFrameSize) {
+    throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${peerMaxFrameSize}`);
+  }
+}
 
 /** Where a parser delivers frames: a function, or an object with `onFrame` (no closure per connection). */
 export type FrameSink = ((payload: Buffer) => void) | { onFrame(payload: Buffer): void };

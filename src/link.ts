@@ -114,7 +114,9 @@ export class Link implements MMController {
   private early: WireMessage[] | null = [];
   private earlyClose: CloseInfo | null = null;
   private readonly overTls: boolean;
+  /** Resolves when the socket has closed (its resources are free). */
   readonly socketClosed: Promise<void>;
+  private resolveSocketClosed!: () => void;
 
   private constructor(
     socket: Duplex,
@@ -122,7 +124,7 @@ export class Link implements MMController {
     options: ConnectOptions,
     log: Logger,
   ) {
-    this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.socketClosed = new Promise((resolve) => (this.resolveSocketClosed = resolve));
     this.mm = new MiddleMan(
       socket,
       {
@@ -205,6 +207,10 @@ export class Link implements MMController {
     } else {
       this.owner.linkMessage(this, m);
     }
+  }
+
+  onSocketClosed(): void {
+    this.resolveSocketClosed();
   }
 
   onClosed(info: CloseInfo): void {

@@ -16,7 +16,7 @@
 import type { Duplex } from 'node:stream';
 import type { Codec } from './codec/index.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
-import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from './frame.js';
+import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
@@ -192,16 +192,18 @@ export class MiddleMan implements HeartbeatHost {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
-    return this.sendEncoded(this.codec.encode(toWire(m), FRAME_HEADER_BYTES));
+    const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES);
+    checkFrameSize(buf, this.peerMaxFrameSize);
+    return this.sendEncoded(buf);
   }
 
   /**
-   * Sends a message encoded elsewhere (a worker thread): `buf` holds the payload after 4 free bytes for the length.
-   * Returns false when the connection has ended.
+   * Sends a message encoded elsewhere (a worker thread, which has checked it against {@link peerMaxFrameSize}): `buf`
+   * holds the payload after 4 free bytes for the length. Returns false when the connection has ended.
    */
   sendEncoded(buf: Buffer): boolean {
     if (this.closeInfo) return false;
-    this.write(buf, this.peerMaxFrameSize);
+    this.write(buf);
     this.checkQueue();
     return true;
   }
@@ -212,11 +214,7 @@ export class MiddleMan implements HeartbeatHost {
     }
   }
 
-  private write(buf: Buffer, limit: number): void {
-    const size = buf.length - FRAME_HEADER_BYTES;
-    if (size > limit) {
-      throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${limit}`);
-    }
+  private write(buf: Buffer): void {
     if (!this.corked) {
       // Frames written in the same turn of the event loop leave in one system call (writev), not one each.
       this.corked = true;
@@ -239,7 +237,7 @@ export class MiddleMan implements HeartbeatHost {
     try {
       if (!this.socket.destroyed) {
         const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }), FRAME_HEADER_BYTES);
-        this.write(frame, Number.POSITIVE_INFINITY);
+        this.write(frame);
       }
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');

@@ -112,10 +112,24 @@ export async function importServiceCode(url: string, moduleName: string, fnName:
   return code;
 }
 
-/** The code of a service definition: its handler function, or its module's. */
+/** A module for worker threads to import: found here, imported (its code run) only in the workers. */
+export interface WorkerModule {
+  url: string;
+  module: string;
+  function: string;
+  from: string;
+}
+
+/** Where a worker-isolated service's module is. The main thread does not import it: its code runs in the workers only. */
+export function workerModule(def: ServiceDefinition, codePath: readonly string[]): WorkerModule {
+  if (def.handler) throw new Error('worker isolation needs a module (mfa), not a handler function');
+  const { url, from } = locateModule(def.module ?? '', codePath);
+  return { url, module: def.module ?? '', function: def.function ?? '', from };
+}
+
+/** The code of an inline service: its handler function, or its module's. */
 export async function serviceCode(def: ServiceDefinition, codePath: readonly string[]): Promise<ServiceCode> {
   if (def.handler) {
-    if (def.isolation === 'worker') throw new Error('worker isolation needs a module (mfa), not a handler function');
     return {
       handler: def.handler as Handler,
       from: 'a function',

@@ -12,7 +12,7 @@
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
-import { serviceCode, verifierFor, type ServiceCode, type ServiceDefinition } from './modules.js';
+import { serviceCode, verifierFor, workerModule, type ServiceCode, type ServiceDefinition } from './modules.js';
 import type { ScramVerifier } from './auth/scram.js';
 import type { WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type HandlerExit, type ServiceContext } from './runtime.js';
@@ -96,7 +96,8 @@ export class Service {
   private constructor(
     def: ServiceDefinition,
     verifier: ScramVerifier | null,
-    private readonly code: ServiceCode,
+    /** The service's functions, for inline isolation (worker threads import their own). */
+    private readonly code: ServiceCode | null,
     private readonly settings: SupervisionSettings,
     log: Logger,
     private readonly workers: number,
@@ -114,24 +115,28 @@ export class Service {
 
   /** Loads a service's code and starts it. Throws (with the reason) if it cannot start. */
   static async start(def: ServiceDefinition, codePath: readonly string[], settings: SupervisionSettings, log: Logger): Promise<Service> {
-    const code = await serviceCode(def, codePath);
-    const service = new Service(def, await verifierFor(def), code, settings, log, def.workers ?? 1);
-    if (service.isolation === 'worker') {
-      service.pool = new WorkerPool(service.name, code, service.args, service.workers, settings, service.log, {
+    const verifier = await verifierFor(def);
+    if (def.isolation === 'worker') {
+      const where = workerModule(def, codePath);
+      const service = new Service(def, verifier, null, settings, log, def.workers ?? 1);
+      service.pool = new WorkerPool(service.name, where, service.args, service.workers, settings, service.log, {
         failed: (why) => service.fail(why),
         crashed: () => service.crashes++,
       });
       await service.pool.start();
-    } else {
-      service.state = await service.runStart();
+      service.log.debug({ from: where.from, isolation: service.isolation }, 'service started');
+      return service;
     }
+    const code = await serviceCode(def, codePath);
+    const service = new Service(def, verifier, code, settings, log, def.workers ?? 1);
+    service.state = await service.runStart();
     service.log.debug({ from: code.from, isolation: service.isolation }, 'service started');
     return service;
   }
 
   private runStart(): unknown {
     const ctx = { service: this.name, log: this.log, fail: (err: unknown) => this.fail(err) };
-    return this.code.start?.(this.args, ctx);
+    return this.code?.start?.(this.args, ctx);
   }
 
   stats(): ServiceStats {
@@ -142,7 +147,7 @@ export class Service {
   attach(a: Attachment): ProcessHandle {
     if (this.pool) return this.pool.attach(a);
     const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.settings.mailboxHighWater);
-    mailbox.done = runHandler(this.code.handler, mailbox, a.mm, a.argsC, this.args, new HandlerContext(this, a.logs), this);
+    mailbox.done = runHandler((this.code as ServiceCode).handler, mailbox, a.mm, a.argsC, this.args, new HandlerContext(this, a.logs), this);
     return mailbox;
   }
 
@@ -184,7 +189,7 @@ export class Service {
     this.restarting = true;
     void (async () => {
       try {
-        await this.code.stop?.(this.state);
+        await this.code?.stop?.(this.state);
       } catch (err) {
         this.log.error({ err }, 'stop failed during a restart');
       }
@@ -211,7 +216,7 @@ export class Service {
       return;
     }
     try {
-      await this.code.stop?.(this.state);
+      await this.code?.stop?.(this.state);
     } catch (err) {
       this.log.error({ err }, 'service stop failed');
     }

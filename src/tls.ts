@@ -6,11 +6,10 @@
  * the new ones).
  */
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
 import { ThrottledLog, type Logger } from './log.js';
-import { listenOn, peerInfo, tune, type Listening, type PeerInfo, type Transport } from './transport.js';
+import { listenOn, opened, peerInfo, type Listening, type PeerInfo, type Transport } from './transport.js';
 
 export type VerifyClient = 'none' | 'optional' | 'required';
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -47,7 +46,9 @@ function contextOptions(s: TlsServerSettings): tls.SecureContextOptions {
 export function tlsServerTransport(initial: TlsServerSettings, log: Logger): TlsTransport {
   let settings = initial;
   const failures = new ThrottledLog(log, 'info');
-  let handshaking = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
+  // Node's handshakeTimeout only reports; these timers close. Keyed by peer address and port, the one thing the raw
+  // socket and the TLS socket made from it both show.
+  const handshaking = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
   let server: tls.Server | null = null;
   return {
     name: 'tls',
@@ -68,32 +69,27 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger): Tls
         ...contextOptions(settings),
         requestCert: settings.verifyClient !== 'none',
         rejectUnauthorized: settings.verifyClient === 'required',
+        noDelay: true, // as for TCP (see opened in transport.ts)
       });
-      // Node's handshakeTimeout only reports; these timers close. Keyed by peer address and port, the one thing the
-      // raw socket and the TLS socket made from it both show.
-      const pending = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
       server.on('connection', (raw: net.Socket) => {
         raw.on('error', () => {});
-        if (pending.size >= settings.maxHandshakes) {
-          failures.note({ peer: peerInfo(raw).name }, `refusing connections: ${settings.maxHandshakes} TLS handshakes are in progress (max_unauthenticated)`);
+        const key = peerInfo(raw).name;
+        if (handshaking.size >= settings.maxHandshakes) {
+          failures.note({ peer: key }, `refusing connections: ${settings.maxHandshakes} TLS handshakes are in progress (max_unauthenticated)`);
           raw.destroy();
           return;
         }
-        const key = peerInfo(raw).name;
         const entry = { timer: setTimeout(() => raw.destroy(), settings.handshakeTimeout), raw };
-        pending.set(key, entry);
+        handshaking.set(key, entry);
         raw.once('close', () => {
           clearTimeout(entry.timer);
-          if (pending.get(key) === entry) pending.delete(key);
+          if (handshaking.get(key) === entry) handshaking.delete(key);
         });
       });
-      handshaking = pending;
       server.on('secureConnection', (socket: tls.TLSSocket) => {
-        const key = peerInfo(socket).name;
-        clearTimeout(pending.get(key)?.timer);
-        pending.delete(key);
-        tune(socket);
         const peer: PeerInfo = peerInfo(socket);
+        clearTimeout(handshaking.get(peer.name)?.timer);
+        handshaking.delete(peer.name);
         if (socket.authorized) {
           const cn = socket.getPeerCertificate().subject?.CN;
           if (typeof cn === 'string') peer.certCn = cn;
@@ -138,36 +134,20 @@ export function tlsClientTransport(o: TlsClientOptions): Transport {
       return Promise.reject(new ChanError('usage', 'a client transport does not listen'));
     },
     connect(host, port, timeout, localAddress) {
-      return new Promise<{ socket: Duplex; peer: string }>((resolve, reject) => {
-        const servername = o.servername ?? (net.isIP(host) ? undefined : host);
-        const socket = tls.connect({
-          host,
-          port,
-          ...(localAddress ? { localAddress } : {}),
-          ...(o.ca !== undefined ? { ca: o.ca } : {}),
-          ...(o.cert !== undefined ? { cert: o.cert } : {}),
-          ...(o.key !== undefined ? { key: o.key } : {}),
-          ...(servername !== undefined ? { servername } : {}),
-          // An IP address is checked against the certificate's IP addresses.
-          checkServerIdentity: (name, cert) => tls.checkServerIdentity(o.servername ?? host, cert),
-          minVersion: o.minVersion ?? 'TLSv1.3',
-        });
-        const timer = setTimeout(() => {
-          socket.destroy();
-          reject(new ChanError('timeout', `no TLS connection to ${host}:${port} within ${timeout} ms`));
-        }, timeout);
-        socket.once('error', (err: NodeJS.ErrnoException) => {
-          clearTimeout(timer);
-          const { code, text } = describeTlsError(err);
-          reject(new ChanError(code, `cannot connect to ${host}:${port}: ${text}`, { cause: err }));
-        });
-        socket.once('secureConnect', () => {
-          clearTimeout(timer);
-          socket.removeAllListeners('error');
-          tune(socket);
-          resolve({ socket, peer: peerInfo(socket).name });
-        });
+      const servername = o.servername ?? (net.isIP(host) ? undefined : host);
+      const socket = tls.connect({
+        host,
+        port,
+        ...(localAddress ? { localAddress } : {}),
+        ...(o.ca !== undefined ? { ca: o.ca } : {}),
+        ...(o.cert !== undefined ? { cert: o.cert } : {}),
+        ...(o.key !== undefined ? { key: o.key } : {}),
+        ...(servername !== undefined ? { servername } : {}),
+        // An IP address is checked against the certificate's IP addresses.
+        checkServerIdentity: (_name, cert) => tls.checkServerIdentity(o.servername ?? host, cert),
+        minVersion: o.minVersion ?? 'TLSv1.3',
       });
+      return opened(socket, 'secureConnect', { host, port, timeout, what: 'TLS connection' }, describeTlsError);
     },
   };
 }

@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ChanError, socketErrorCode } from './errors.js';
+import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
 
 export interface Listening {
   host: string;
@@ -47,38 +47,46 @@ export function listenOn(server: net.Server, host: string, port: number): Promis
   });
 }
 
-export function tune(socket: net.Socket): void {
-  // Without this, an rpc after a cast waits for the peer's delayed ACK (about 40 ms). (No TCP keepalive: lib-chan's
-  // own heartbeats find dead peers, sooner, and on both sides.)
-  socket.setNoDelay(true);
+/**
+ * Waits for a connection being opened (`ready`: TCP's 'connect', TLS's 'secureConnect'). Resolves with the socket,
+ * Nagle's algorithm off (else an rpc after a cast waits for the peer's delayed ACK, about 40 ms; no TCP keepalive:
+ * lib-chan's own heartbeats find dead peers, sooner, on both sides). Rejects with `describe`'s word and sentence for
+ * an error, or with `timeout` after `timeout` ms (the socket destroyed).
+ */
+export function opened(
+  socket: net.Socket,
+  ready: 'connect' | 'secureConnect',
+  where: { host: string; port: number; timeout: number; what: string },
+  describe: (err: NodeJS.ErrnoException) => { code: ErrorCode; text: string },
+): Promise<{ socket: Duplex; peer: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ChanError('timeout', `no ${where.what} to ${where.host}:${where.port} within ${where.timeout} ms`));
+    }, where.timeout);
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const { code, text } = describe(err);
+      reject(new ChanError(code, `cannot connect to ${where.host}:${where.port}: ${text}`, { cause: err }));
+    });
+    socket.once(ready, () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.setNoDelay(true);
+      resolve({ socket, peer: peerInfo(socket).name });
+    });
+  });
 }
 
 export const tcp: Transport = {
   name: 'tcp',
   listen(host, port, onConnection) {
-    const server = net.createServer({ noDelay: true }, (socket) => {
-      tune(socket);
-      onConnection(socket, peerInfo(socket));
-    });
+    // noDelay: as for a client (see opened), set as each connection is accepted.
+    const server = net.createServer({ noDelay: true }, (socket) => onConnection(socket, peerInfo(socket)));
     return listenOn(server, host, port);
   },
   connect(host, port, timeout, localAddress) {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, noDelay: true, ...(localAddress ? { localAddress } : {}) });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new ChanError('timeout', `no connection to ${host}:${port} within ${timeout} ms`));
-      }, timeout);
-      socket.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new ChanError(socketErrorCode(err), `cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
-      });
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        tune(socket);
-        resolve({ socket, peer: peerInfo(socket).name });
-      });
-    });
+    const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    return opened(socket, 'connect', { host, port, timeout, what: 'connection' }, (err) => ({ code: socketErrorCode(err), text: err.message }));
   },
 };

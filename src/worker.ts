@@ -7,31 +7,20 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { msgpackCodec } from './codec/index.js';
-import { ChanError, type CloseReason } from './errors.js';
-import { FRAME_HEADER_BYTES } from './frame.js';
+import type { CloseReason } from './errors.js';
+import { FRAME_HEADER_BYTES, checkFrameSize } from './frame.js';
 import type { CloseInfo } from './mm.js';
 import { importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
-import type { FromWorker, ToWorker } from './workers.js';
+import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
-interface Data {
-  url: string;
-  from: string;
-  module: string;
-  function: string;
-  service: string;
-  args: Uint8Array;
-  maxDepth: number;
-  mailboxHighWater: number;
-  logLevel: string;
-}
 
 function noPort(): never {
   throw new Error('worker.js runs only as a worker thread');
 }
 const port = parentPort ?? noPort();
-const data = workerData as Data;
+const data = workerData as WorkerData;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
 const codec = msgpackCodec({ maxDepth: data.maxDepth });
 const log = pino({ level: data.logLevel, base: { service: data.service } }, { write: (line: string) => post({ t: 'log', line }) });
@@ -53,10 +42,7 @@ class PortOutput implements MailboxOutput {
   send(m: WireMessage): boolean {
     if (this.closed) return false;
     const buf = codec.encode(toWire(m), FRAME_HEADER_BYTES);
-    const size = buf.length - FRAME_HEADER_BYTES;
-    if (size > this.peerMaxFrameSize) {
-      throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${this.peerMaxFrameSize}`);
-    }
+    checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
     post({ t: 'out', conn: this.conn, frame }, [frame.buffer as ArrayBuffer]);
     return true;
@@ -126,7 +112,7 @@ async function main(): Promise<void> {
     return;
   }
   const handler = code.handler;
-  const conns = new Map<number, { out: PortOutput; mailbox: Mailbox; took: TookCounter }>();
+  const conns = new Map<number, { out: PortOutput; mailbox: Mailbox }>();
   const ctx = (connLog: typeof log): ServiceContext => ({ service: data.service, state, log: connLog });
 
   port.on('message', (m: ToWorker) => {
@@ -138,7 +124,7 @@ async function main(): Promise<void> {
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
         mailbox.onReceive = () => took.add();
-        conns.set(m.conn, { out, mailbox, took });
+        conns.set(m.conn, { out, mailbox });
         void runHandler(handler, mailbox, out, codec.decode(m.argsC), args, ctx(connLog)).then((exit) => {
           conns.delete(m.conn);
           post(exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text });

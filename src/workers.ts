@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
 import { HighWater } from './flow.js';
 import type { Logger } from './log.js';
-import type { ServiceCode } from './modules.js';
+import type { WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
 import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
 import type { Term } from './term/model.js';
@@ -98,6 +98,16 @@ class WorkerLink implements ProcessHandle {
   }
 }
 
+/** What a worker thread is started with. */
+export interface WorkerData extends WorkerModule {
+  service: string;
+  /** The service's argsS, encoded. */
+  args: Uint8Array;
+  maxDepth: number;
+  mailboxHighWater: number;
+  logLevel: string;
+}
+
 /** One worker thread and the connections it serves. */
 class WorkerThread {
   readonly links = new Map<number, WorkerLink>();
@@ -114,7 +124,7 @@ class WorkerThread {
 
   constructor(
     private readonly pool: WorkerPool,
-    workerData: object,
+    workerData: WorkerData,
   ) {
     this.worker = new Worker(WORKER_URL, { workerData });
     this.ready = new Promise((resolve, reject) => {
@@ -252,17 +262,27 @@ export class WorkerPool {
   private threads: WorkerThread[] = [];
   private next = 0;
   private readonly codec;
+  /** What each worker is started with (the same for every one, and for replacements). */
+  private readonly workerData: WorkerData;
 
   constructor(
     private readonly service: string,
-    private readonly code: ServiceCode,
-    private readonly args: Term,
+    code: WorkerModule,
+    args: Term,
     private readonly size: number,
     readonly settings: SupervisionSettings,
     readonly log: Logger,
     readonly events: PoolEvents,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
+    this.workerData = {
+      ...code,
+      service,
+      args: this.encodeTerm(args),
+      maxDepth: settings.maxDepth,
+      mailboxHighWater: settings.mailboxHighWater,
+      logLevel: settings.logLevel,
+    };
   }
 
   encodeTerm(t: Term): Uint8Array {
@@ -270,22 +290,11 @@ export class WorkerPool {
   }
 
   private spawn(): WorkerThread {
-    return new WorkerThread(this, {
-      url: this.code.url,
-      module: this.code.module,
-      function: this.code.function,
-      from: this.code.from,
-      service: this.service,
-      args: this.encodeTerm(this.args),
-      maxDepth: this.settings.maxDepth,
-      mailboxHighWater: this.settings.mailboxHighWater,
-      logLevel: this.settings.logLevel,
-    });
+    return new WorkerThread(this, this.workerData);
   }
 
   /** Starts every worker and waits until each has run the module's start. */
   async start(): Promise<void> {
-    if (!this.code.url) throw new Error('worker isolation needs a module');
     this.threads = Array.from({ length: this.size }, () => this.spawn());
     try {
       await Promise.all(this.threads.map((t) => t.ready));

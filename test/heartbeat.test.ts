@@ -6,7 +6,7 @@ import { ChanError } from '../src/errors.js';
 import { FrameParser, frame } from '../src/frame.js';
 import { Heartbeat, type Clock } from '../src/heartbeat.js';
 import { fromWire, toWire } from '../src/protocol.js';
-import type { ChanClosedMessage, Handler } from '../src/runtime.js';
+import type { Handler } from '../src/runtime.js';
 import { RawClient, echo, handlerEnding, service, testServer } from './helpers.js';
 
 /** A clock that moves only when told to. */

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { connect } from '../src/client.js';
-import type { ChanClosedMessage, Handler } from '../src/runtime.js';
+import type { Handler } from '../src/runtime.js';
 import { RawClient, echo, handlerEnding, service, silent, testServer } from './helpers.js';
 
 test('a full mailbox stops the reading of the socket; nothing is lost when the handler catches up', async (t) => {

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { connect, type Channel } from '../src/client.js';
@@ -128,6 +129,32 @@ test('a worker service whose start fails refuses the server start, naming it', a
   const err = await t.throwsAsync(server([{ name: 'w', secret: null, module: 'mod_missing_fn', function: 'x', isolation: 'worker' }]), { instanceOf: ChanError });
   t.is(err?.code, 'badConfig');
   t.regex(err?.message ?? '', /service w: module 'mod_missing_fn' is not built in/);
+});
+
+test("a worker service's module is imported by its workers only, not on the main thread", async (t) => {
+  const s = await server([{ name: 'w', secret: null, module: 'mod_main_thread_free', function: 'start_me_up', isolation: 'worker', workers: 2 }]);
+  t.teardown(() => s.close());
+  const ch = await connect('127.0.0.1', s.port, 'w', null);
+  t.is(await ch.rpc('where?'), 'from a worker');
+  await ch.close();
+  // What the main thread no longer checks, the workers do: a missing function still refuses the start, naming it.
+  const err = await t.throwsAsync(server([{ name: 'w', secret: null, module: 'mod_stubborn', function: 'nope', isolation: 'worker' }]), { instanceOf: ChanError });
+  t.regex(err?.message ?? '', /service w: module 'mod_stubborn' \(.*mod_stubborn\.js\) exports no function 'nope'/);
+});
+
+test('with worker isolation too, a full mailbox stops the reading of its client at mailbox_high_water, and loses nothing', async (t) => {
+  const s = await server([{ name: 'g', secret: null, module: 'mod_gate', function: 'start_me_up', isolation: 'worker' }], { mailboxHighWater: 100 });
+  t.teardown(() => s.close());
+  const gate = path.join(tempDir(), 'open');
+  const ch = await connect('127.0.0.1', s.port, 'g', null, gate, { rpcTimeout: 30_000 }); // it reads nothing until the file exists
+  for (let i = 0; i < 5000; i++) ch.cast(i);
+  const counted = ch.rpc('count');
+  while (s.stats().queuedMessages < 100) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50)); // time to read more, if reading had not stopped
+  t.is(s.stats().queuedMessages, 100);
+  writeFileSync(gate, '');
+  t.is(await counted, 5000);
+  await ch.close();
 });
 
 test('SIGTERM with live connections: clients see shutdown, acknowledged stores are kept, exit 0', async (t) => {
