@@ -30,8 +30,8 @@ export interface ServiceAuth {
   verifier: scram.ScramVerifier | null;
   /** When set, only a client whose verified TLS certificate has one of these common names may use the service. */
   allowCn?: readonly string[];
-  /** When set, the service takes no connections now (it is down). */
-  refusal?: { reason: CloseReason; text: string };
+  /** Why the service takes no connections now (it is down), or null. */
+  refusal?(): { reason: CloseReason; text: string } | null;
 }
 
 export type HandshakeOutcome =
@@ -43,7 +43,7 @@ export type HandshakeOutcome =
 export class ServerHandshake {
   private state:
     | { at: 'start' }
-    | { at: 'challenged'; service: ServiceAuth; args: Term; nonce: string; clientFirstBare: string; serverFirst: string }
+    | { at: 'challenged'; service: string; verifier: scram.ScramVerifier; args: Term; nonce: string; clientFirstBare: string; serverFirst: string }
     | { at: 'done' } = { at: 'start' };
 
   constructor(
@@ -76,20 +76,22 @@ export class ServerHandshake {
     const service = this.lookup(m.service);
     if (!service) return refuse('badService', `no service named ${JSON.stringify(m.service.slice(0, 100))}`);
     this.service = service.name;
-    if (service.refusal) return refuse(service.refusal.reason, service.refusal.text);
+    const refusal = service.refusal?.();
+    if (refusal) return refuse(refusal.reason, refusal.text);
     if (service.allowCn && (this.certCn === undefined || !service.allowCn.includes(this.certCn))) {
       const given = this.certCn === undefined ? 'no verified client certificate was given' : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
       return refuse('badCert', `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`);
     }
-    if (service.verifier === null) return this.accept(service, m.args);
+    if (service.verifier === null) return this.accept(service.name, m.args);
     if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);
     if (!first) return refuse('protocolError', 'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)');
     if (first.user !== service.name) return refuse('protocolError', 'startService: the SCRAM user name must be the service name');
+    // The verifier of this moment: a reload during the handshake does not change the salt the client was given.
     const v = service.verifier;
     const nonce = first.nonce + this.newNonce();
     const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
-    this.state = { at: 'challenged', service, args: m.args, nonce, clientFirstBare: first.bare, serverFirst };
+    this.state = { at: 'challenged', service: service.name, verifier: v, args: m.args, nonce, clientFirstBare: first.bare, serverFirst };
     return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
   }
 
@@ -98,17 +100,16 @@ export class ServerHandshake {
     const final = scram.parseClientFinal(clientFinal);
     if (!final) return refuse('protocolError', 'response: scram is not a SCRAM client-final message (c=biws,r=<nonce>,p=<proof>)');
     if (final.nonce !== s.nonce) return refuse('protocolError', 'response: the nonce is not the one from the challenge');
-    const v = s.service.verifier as scram.ScramVerifier;
     const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
-    if (!scram.verifyClientProof(v, auth, final.proof)) return refuse('authFail', `wrong secret for service ${s.service.name}`);
-    const signature = scram.serverSignature(v.serverKey, auth).toString('base64');
+    if (!scram.verifyClientProof(s.verifier, auth, final.proof)) return refuse('authFail', `wrong secret for service ${s.service}`);
+    const signature = scram.serverSignature(s.verifier.serverKey, auth).toString('base64');
     return this.accept(s.service, s.args, `v=${signature}`);
   }
 
-  private accept(service: ServiceAuth, args: Term, signature?: string): HandshakeOutcome {
+  private accept(service: string, args: Term, signature?: string): HandshakeOutcome {
     const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize, heartbeatInterval: this.heartbeatInterval };
     if (signature !== undefined) ack.scram = signature;
-    return { kind: 'accept', service: service.name, args, ack };
+    return { kind: 'accept', service, args, ack };
   }
 }
 

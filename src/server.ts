@@ -9,7 +9,7 @@ import { msgpackCodec, type Codec } from './codec/index.js';
 import { AuthThrottle } from './auth/throttle.js';
 import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
 import { DEFAULTS } from './config/options.js';
-import { ServerHandshake, type ServiceAuth } from './handshake.js';
+import { ServerHandshake } from './handshake.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
@@ -219,10 +219,8 @@ export class ChanServer {
     return { connections: this.connections.size, unauthenticated: this.unauthenticated, refused: this.refusedTotal, queuedMessages, queuedBytes, services };
   }
 
-  /** @internal */
-  service(name: string): Service | undefined {
-    return this.services.get(name);
-  }
+  /** @internal The running service of that name (one function for every connection's handshake). */
+  readonly service = (name: string): Service | undefined => this.services.get(name);
 
   /**
    * Stops accepting, closes every connection with reason `shutdown` (handlers get `chan_closed`), runs the services'
@@ -337,7 +335,7 @@ class ServerConnection implements MMController {
     this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
     const s = server.settings;
     this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log }, this);
-    this.handshake = new ServerHandshake((name) => this.lookup(name), s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
+    this.handshake = new ServerHandshake(server.service, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
     this.handshakeTimer = setTimeout(handshakeOnTimeout, server.settings.handshakeTimeout, this);
   }
 
@@ -358,13 +356,6 @@ class ServerConnection implements MMController {
   get log(): Logger {
     this.childLog ??= this.server.log.child(this.fields);
     return this.childLog;
-  }
-
-  private lookup(name: string): ServiceAuth | undefined {
-    const s = this.server.service(name);
-    if (!s) return undefined;
-    const refusal = s.refusal();
-    return { name: s.name, verifier: s.verifier, ...(s.allowCn ? { allowCn: s.allowCn } : {}), ...(refusal ? { refusal } : {}) };
   }
 
   /** @internal */
