@@ -36,10 +36,6 @@ export class Inbox<T> implements AsyncIterable<T> {
     return this.items.length - this.head;
   }
 
-  get ended(): boolean {
-    return this.ending !== null;
-  }
-
   put(item: T): void {
     if (this.ending) return;
     const w = this.waiters.shift();
@@ -151,28 +147,28 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
     // An item already waiting is handed over at once: one resolved promise, no waiter.
     const queued = this.inbox.takeQueued();
     if (queued) return Promise.resolve(this.result(queued.item));
-    return this.inbox.receive().then(
-      (item) => this.result(item),
-      (err: unknown) => {
-        const e = this.inbox.endedWith;
-        if (e && 'error' in e && err === e.error) {
-          this.finished = true;
-          this.inbox.iterationEnded();
-          return DONE;
-        }
-        throw err;
-      },
-    );
+    return this.inbox.receive().then(this.result, this.ended);
   }
 
-  private result(item: T): IteratorResult<U> {
+  // Made once per iterator, not once per wait.
+  private readonly ended = (err: unknown): IteratorResult<U> => {
+    const e = this.inbox.endedWith;
+    if (e && 'error' in e && err === e.error) {
+      this.finished = true;
+      this.inbox.iterationEnded();
+      return DONE;
+    }
+    throw err;
+  };
+
+  private readonly result = (item: T): IteratorResult<U> => {
     const e = this.inbox.endedWith;
     if (e && 'last' in e && item === e.last) {
       this.finished = true;
       this.inbox.iterationEnded();
     }
     return { done: false, value: this.map(item) };
-  }
+  };
 
   return(): Promise<IteratorResult<U>> {
     this.finished = true;

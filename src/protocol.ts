@@ -44,8 +44,6 @@ export type WireMessage =
   | { kind: 'hello'; version?: number; server?: string }
   | { kind: 'close'; reason: string; text: string };
 
-export type MessageKind = WireMessage['kind'];
-
 /** The value to encode for a message. */
 export function toWire(m: WireMessage): Term {
   switch (m.kind) {
@@ -98,31 +96,33 @@ const isString = (v: unknown): v is string => typeof v === 'string';
 const isNat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isRequestId = (v: unknown): v is number => isNat(v) && v >= 1 && v <= MAX_REQUEST_ID;
 
+/** A message of `n` elements, the word included (a function of its own: no closure per message). */
+function arity(a: readonly Term[], kind: string, n: number): void {
+  if (a.length !== n) throw bad(`${kind}: expected ${n - 1} element(s) after the word, got ${a.length - 1}`);
+}
+
 /** Reads a decoded payload as a message; throws `protocolError` when it is not one. */
 export function fromWire(t: Term): WireMessage {
   if (!Array.isArray(t) || typeof t[0] !== 'string') throw bad('a message must be an array that starts with its word');
   const a = t as readonly Term[];
   const kind = a[0] as string;
-  const arity = (n: number): void => {
-    if (a.length !== n) throw bad(`${kind}: expected ${n - 1} element(s) after the word, got ${a.length - 1}`);
-  };
   switch (kind) {
     case 'cast':
     case 'push':
-      arity(2);
+      arity(a, kind, 2);
       return { kind, data: a[1] as Term };
     case 'rpc':
     case 'reply':
-      arity(3);
+      arity(a, kind, 3);
       if (!isRequestId(a[1])) throw bad(`${kind}: the request id must be an integer from 1 to ${MAX_REQUEST_ID}`);
       return { kind, id: a[1], data: a[2] as Term };
     case 'ping':
     case 'pong':
-      arity(2);
+      arity(a, kind, 2);
       if (!isNat(a[1]) || a[1] > MAX_REQUEST_ID) throw bad(`${kind}: expected an integer from 0 to ${MAX_REQUEST_ID}`);
       return { kind, n: a[1] };
     case 'close': {
-      arity(3);
+      arity(a, kind, 3);
       const [, reason, text] = a;
       if (!isString(reason) || reason.length > MAX_WORD || !isString(text)) throw bad('close: expected a reason word and a text');
       return { kind, reason, text: text.slice(0, MAX_CLOSE_TEXT) };
@@ -132,7 +132,7 @@ export function fromWire(t: Term): WireMessage {
     case 'response':
     case 'ack':
     case 'hello': {
-      arity(2);
+      arity(a, kind, 2);
       const body = a[1];
       if (!isTermObject(body)) throw bad(`${kind}: expected a map after the word`);
       switch (kind) {

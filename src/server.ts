@@ -255,11 +255,6 @@ export class ChanServer {
     return this.closing;
   }
 
-  /** Connections still in the handshake. */
-  get unauthenticatedCount(): number {
-    return this.unauthenticated;
-  }
-
   /** @internal A connection finished its handshake, or ended before it did. */
   leftHandshake(): void {
     this.unauthenticated--;

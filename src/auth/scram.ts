@@ -54,8 +54,12 @@ export function clientKey(salted: Buffer): Buffer {
   return hmac(salted, 'Client Key');
 }
 
+export function serverKey(salted: Buffer): Buffer {
+  return hmac(salted, 'Server Key');
+}
+
 export function verifierFromSalted(salted: Buffer, salt: Buffer, iterations: number): ScramVerifier {
-  return { salt, iterations, storedKey: sha256(clientKey(salted)), serverKey: hmac(salted, 'Server Key') };
+  return { salt, iterations, storedKey: sha256(clientKey(salted)), serverKey: serverKey(salted) };
 }
 
 /** Builds a verifier from a plaintext secret with a fresh random salt. */
@@ -162,7 +166,7 @@ export function verifyServerFinal(salted: Buffer, auth: string, serverFinal: str
   const m = /^v=([A-Za-z0-9+/]+={0,2})$/.exec(serverFinal);
   if (!m) return false;
   const got = Buffer.from(m[1] as string, 'base64');
-  const want = serverSignature(hmac(salted, 'Server Key'), auth);
+  const want = serverSignature(serverKey(salted), auth);
   return got.length === want.length && timingSafeEqual(got, want);
 }
 

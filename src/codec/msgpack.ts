@@ -16,7 +16,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ChanError } from '../errors.js';
-import { Atom, Tuple, isTermObject, type Term, type TermObject } from '../term/model.js';
+import { Atom, Tuple, isSafeBigInt, isTermObject, narrowInteger, type Term, type TermObject } from '../term/model.js';
 
 export const EXT_ATOM = 1;
 export const EXT_TUPLE = 2;
@@ -222,7 +222,7 @@ function writeNumber(w: Writer, n: number): void {
 }
 
 function writeBigInt(w: Writer, n: bigint): void {
-  if (n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER)) return writeNumber(w, Number(n));
+  if (isSafeBigInt(n)) return writeNumber(w, Number(n));
   w.ensure(9);
   if (n >= 0n && n < 1n << 64n) {
     w.buf[w.pos] = 0xcf;
@@ -371,7 +371,7 @@ class Decoder {
         this.need(8, 'an integer');
         const n = v.readBigUInt64BE(this.pos);
         this.pos += 8;
-        return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+        return narrowInteger(n);
       }
       case 0xd0: {
         this.need(1, 'an integer');
@@ -393,7 +393,7 @@ class Decoder {
         this.need(8, 'an integer');
         const n = v.readBigInt64BE(this.pos);
         this.pos += 8;
-        return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+        return narrowInteger(n);
       }
       case 0xd4:
         return this.ext(1, depth);

@@ -99,3 +99,16 @@ export function isTermObject(x: unknown): x is TermObject {
   const proto = Object.getPrototypeOf(x);
   return proto === Object.prototype || proto === null;
 }
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** True for a bigint a number holds exactly (from -(2^53 - 1) to 2^53 - 1). */
+export function isSafeBigInt(n: bigint): boolean {
+  return n >= MIN_SAFE && n <= MAX_SAFE;
+}
+
+/** An integer as terms hold it: a number when one holds it exactly, else the bigint. */
+export function narrowInteger(n: bigint): number | bigint {
+  return isSafeBigInt(n) ? Number(n) : n;
+}

@@ -7,7 +7,7 @@
  * binary segment types, expressions. Every error carries the line and column where it was found; an error caused by
  * the text ending too soon is marked `incomplete`, so a REPL knows to read another line.
  */
-import { Tuple, atom, type Term } from './model.js';
+import { Tuple, atom, narrowInteger, type Term } from './model.js';
 
 /** A term with the position it was read from, and the positions of its elements (tuples and lists). */
 export interface Located {
@@ -419,8 +419,7 @@ class Lexer {
   }
 
   private integerToken(n: bigint, text: string, line: number, column: number): Token {
-    const safe = n <= BigInt(Number.MAX_SAFE_INTEGER) && n >= BigInt(Number.MIN_SAFE_INTEGER);
-    return { kind: 'int', text, value: safe ? Number(n) : n, line, column };
+    return { kind: 'int', text, value: narrowInteger(n), line, column };
   }
 
   private char(line: number, column: number, sign: 1 | -1): Token {

@@ -4,7 +4,7 @@
  * The output parses back to an equal term (see `parse.ts`) for every value the parser can produce. Map keys are
  * printed in sorted order, so `formatTerm` is also a canonical form: {@link termKey} relies on that.
  */
-import { Atom, Tuple, isTermObject, type Term } from './model.js';
+import { Atom, Tuple, isSafeBigInt, isTermObject, type Term } from './model.js';
 
 const BARE_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
 // Erlang's reserved words must be quoted to be read back as atoms.
@@ -43,7 +43,7 @@ function quickKey(t: Term, depth: number): string | undefined {
     case 'boolean':
       return t ? '\x04true' : '\x04false';
     case 'bigint':
-      return t >= BigInt(Number.MIN_SAFE_INTEGER) && t <= BigInt(Number.MAX_SAFE_INTEGER) ? `\x03${t}` : undefined;
+      return isSafeBigInt(t) ? `\x03${t}` : undefined;
   }
   if (t instanceof Atom) {
     // Atoms true and false are the booleans (term/model.ts); keep them equal whichever way they come.
