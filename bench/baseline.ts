@@ -1,6 +1,6 @@
 /**
  * The baseline for `npm run bench`: the least a Node server can do to answer the same clients. Plain `net`, the same
- * framing and codec as lib-chan, a Map for the store, and nothing else: no authentication (it acks every
+ * framing and codec as lib-chan, the same store, and nothing else: no authentication (it acks every
  * startService), no middle-man, no mailbox, no handler process, no heartbeats, no limits, one write per reply.
  * It speaks just enough of docs/PROTOCOL.md for `chan bench` (with an empty secret) to run against it.
  * Prints {"port": N} on stdout once it listens.
@@ -9,28 +9,22 @@ import net from 'node:net';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FRAME_HEADER_BYTES, FrameParser, sealFrame } from '../src/frame.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
-import { Atom, Tuple, isTuple, type Term } from '../src/term/model.js';
-import { termKey } from '../src/term/print.js';
+import { KvsStore } from '../src/services/kvs-store.js';
+import { isTuple, type Term } from '../src/term/model.js';
 
 const codec = msgpackCodec({ maxDepth: 32 });
-const store = new Map<string, Term>();
-const OK = new Atom('ok');
-const UNDEFINED = new Atom('undefined');
+const store = new KvsStore();
 
 function answer(x: Term): Term | undefined {
-  if (isTuple(x, 'lookup', 2)) {
-    const k = termKey(x.at(1) as Term);
-    return store.has(k) ? new Tuple([OK, store.get(k) as Term]) : UNDEFINED;
-  }
+  if (isTuple(x, 'lookup', 2)) return store.lookup(x.at(1) as Term);
   if (isTuple(x, 'store', 3)) {
-    store.set(termKey(x.at(1) as Term), x.at(2) as Term);
+    store.store(x.at(1) as Term, x.at(2) as Term);
     return true;
   }
   return undefined;
 }
 
 const server = net.createServer({ noDelay: true }, (socket) => {
-  socket.setNoDelay(true);
   const send = (m: WireMessage): void => {
     socket.write(sealFrame(codec.encode(toWire(m), FRAME_HEADER_BYTES)));
   };

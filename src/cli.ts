@@ -9,10 +9,11 @@ import { parseArgs } from 'node:util';
 import { connect, type ConnectOptions } from './client.js';
 import { ChanError } from './errors.js';
 import { ConfigError } from './config/load.js';
-import { CliExit, EXIT_FAILURE, EXIT_USAGE, failureLine, failureStatus, parsePort, resolveSecret, usageError } from './cli/common.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE, failureLine, failureStatus, parsePort, positive, resolveSecret, usageError } from './cli/common.js';
 import { bench } from './cli/bench.js';
 import { check } from './cli/check.js';
-import { oneShot, type Target } from './cli/oneshot.js';
+import { oneShot } from './cli/oneshot.js';
+import type { Destination } from './link.js';
 import { pingCommand } from './cli/ping.js';
 import { certs, passwd } from './cli/security.js';
 import { serve } from './cli/serve.js';
@@ -27,8 +28,10 @@ const CONNECTION_OPTIONS = `  --tls                 connect over TLS (trusting t
 const SECRET_NOTE = `SECRET is the service's secret; '-' reads it from standard input (it stays out of shell history);
 '' (empty) connects to a service that has none.`;
 
-const COMMANDS: Record<string, { usage: string; summary: string; help: string }> = {
+/** Each command: how many positional arguments it takes (at least, at most), its usage line, summary and help. */
+const COMMANDS: Record<string, { positionals: [number, number]; usage: string; summary: string; help: string }> = {
   serve: {
+    positionals: [0, 1],
     usage: 'chan serve [CONF]',
     summary: 'run a server on CONF ($CHAN_CONF, or conf/lib_chan.conf)',
     help: `Runs a server until SIGINT or SIGTERM (which close every connection with reason shutdown, give handlers
@@ -37,6 +40,7 @@ certificates for new connections. CONF is Erlang terms (lib_chan.conf) or JSON (
 by a CHAN_* variable (docs/OPTIONS.md). Logs are JSON lines, readable lines on a terminal.`,
   },
   check: {
+    positionals: [0, 1],
     usage: 'chan check [CONF]',
     summary: 'validate CONF and print the settings in effect, and where each came from',
     help: `Validates CONF as chan serve would (without listening or starting services) and prints every setting with
@@ -44,6 +48,7 @@ its value and its source (the file and line, a CHAN_* variable, or the default).
 Exit 0 when valid; 2, with every problem listed, when not.`,
   },
   connect: {
+    positionals: [4, 4],
     usage: 'chan connect [options] HOST PORT SERVICE SECRET',
     summary: 'a session: type terms ending in ".", read the answers',
     help: `Opens a session with SERVICE. Type a term ending in '.': 'cast T.' sends it, 'rpc T.' (or just 'T.') waits for
@@ -58,6 +63,7 @@ options:
 ${CONNECTION_OPTIONS}`,
   },
   rpc: {
+    positionals: [5, Infinity],
     usage: 'chan rpc [options] HOST PORT SERVICE SECRET TERM...',
     summary: 'send each TERM, print each answer, exit',
     help: `Sends each TERM as an rpc over one connection (all at once: pipelined), prints the answers in order, one per
@@ -71,6 +77,7 @@ options:
 ${CONNECTION_OPTIONS}`,
   },
   cast: {
+    positionals: [5, Infinity],
     usage: 'chan cast [options] HOST PORT SERVICE SECRET TERM...',
     summary: 'send each TERM, wait for nothing, exit once the server has read them',
     help: `Sends each TERM as a cast (no answer), then closes the connection and exits 0 once the server has read
@@ -82,6 +89,7 @@ options:
 ${CONNECTION_OPTIONS}`,
   },
   ping: {
+    positionals: [2, 2],
     usage: 'chan ping [options] HOST PORT',
     summary: 'is a lib-chan server there, and which protocol does it speak (no secret needed)',
     help: `Asks HOST:PORT "hello" instead of starting a service, and prints the server's name, its protocol version and
@@ -91,6 +99,7 @@ options:
 ${CONNECTION_OPTIONS}`,
   },
   bench: {
+    positionals: [4, 4],
     usage: 'chan bench [options] HOST PORT SERVICE SECRET',
     summary: 'load a name-server service and print ops/s, latency percentiles and CPU per operation',
     help: `Runs scenarios of kvs lookups (values of --size bytes on --keys pre-stored keys; every answer checked) against
@@ -114,6 +123,7 @@ options:
 ${CONNECTION_OPTIONS}`,
   },
   certs: {
+    positionals: [0, 0],
     usage: 'chan certs [--out certs] [--hosts localhost,127.0.0.1] [--days 365] [--client NAME]... [--force]',
     summary: 'make a CA, a server certificate and client certificates',
     help: `Writes ca.pem, server.pem (its subject alternative names are --hosts) and client-NAME.pem for each --client,
@@ -121,6 +131,7 @@ each with its *-key.pem (mode 0600), into --out. An existing CA is reused, so --
 by it; no existing file is replaced without --force.`,
   },
   passwd: {
+    positionals: [0, 0],
     usage: 'chan passwd [--iterations 4096]',
     summary: 'read a secret, print its SCRAM verifier for the config',
     help: `Reads a secret from standard input (a hidden prompt, asked twice, on a terminal) and prints its verifier,
@@ -221,54 +232,41 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${overview()}\n`);
     return values.help ? 0 : EXIT_USAGE;
   }
-  if (!COMMANDS[command]) throw usageError(`unknown command '${command}'`);
+  const spec = COMMANDS[command];
+  if (!spec) throw usageError(`unknown command '${command}'`);
   if (values.help) {
     process.stdout.write(`${commandHelp(command)}\n`);
     return 0;
   }
-  let timeout: number | undefined;
-  if (values.timeout !== undefined) {
-    if (!/^\d+$/.test(values.timeout) || Number(values.timeout) < 1) throw usageError('--timeout must be a positive number of milliseconds');
-    timeout = Number(values.timeout);
-  }
+  const [fewest, most] = spec.positionals;
+  if (rest.length < fewest || rest.length > most) throw usageError(spec.usage);
+  const timeout = values.timeout === undefined ? undefined : positive('--timeout', values.timeout, 'a positive number of milliseconds');
   const json = values.json === true;
-  const target = async (min: number, max: number): Promise<Target> => {
-    if (rest.length < min || rest.length > max) throw usageError(`usage: ${COMMANDS[command]?.usage}`);
+  const target = async (): Promise<Destination> => {
     const [host, port, service, secret] = rest as [string, string, string, string];
     const tls = tlsOptions(values);
     return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options: tls ? { tls } : {} };
   };
   switch (command) {
     case 'serve':
-      if (rest.length > 1) throw usageError(`usage: ${COMMANDS['serve']?.usage}`);
       return serve(rest[0]);
     case 'check':
-      if (rest.length > 1) throw usageError(`usage: ${COMMANDS['check']?.usage}`);
       return check(rest[0]);
     case 'connect': {
-      const t = await target(4, 4);
+      const t = await target();
       const ch = await connect(t.host, t.port, t.service, t.secret, null, t.options);
       return session(ch, t.service, { timeout, json });
     }
     case 'rpc':
-    case 'cast': {
-      const t = await target(5, Number.POSITIVE_INFINITY);
-      return oneShot(command, t, rest.slice(4), { timeout, json });
-    }
-    case 'bench': {
-      const t = await target(4, 4);
-      return bench(t.host, t.port, t.service, t.secret, t.options, values);
-    }
-    case 'ping': {
-      if (rest.length !== 2) throw usageError(`usage: ${COMMANDS['ping']?.usage}`);
-      const tls = tlsOptions(values);
-      return pingCommand(rest[0] as string, parsePort(rest[1] as string), tls);
-    }
+    case 'cast':
+      return oneShot(command, await target(), rest.slice(4), { timeout, json });
+    case 'bench':
+      return bench(await target(), values);
+    case 'ping':
+      return pingCommand(rest[0] as string, parsePort(rest[1] as string), tlsOptions(values));
     case 'certs':
-      if (rest.length > 0) throw usageError(`usage: ${COMMANDS['certs']?.usage}`);
       return certs(values);
     case 'passwd':
-      if (rest.length > 0) throw usageError(`usage: ${COMMANDS['passwd']?.usage}`);
       return passwd(values.iterations);
   }
   throw usageError(`unknown command '${command}'`);

@@ -81,6 +81,19 @@ test('nothing listening: chan: econnrefused, exit 1', async (t) => {
   t.regex(r.stderr, /^chan: econnrefused: cannot connect to 127\.0\.0\.1:\d+/);
 });
 
+test('too few or too many arguments: the usage line of that command, exit 2', async (t) => {
+  for (const [args, usage] of [
+    [['serve', 'a.conf', 'b.conf'], 'chan serve [CONF]'],
+    [['ping', 'localhost'], 'chan ping [options] HOST PORT'],
+    [['rpc', 'localhost', '1234', 'nameServer', 'ABXy45'], 'chan rpc [options] HOST PORT SERVICE SECRET TERM...'],
+    [['connect', 'localhost', '1234', 'nameServer', 'ABXy45', 'extra'], 'chan connect [options] HOST PORT SERVICE SECRET'],
+  ] as const) {
+    const r = await run([...args]);
+    t.is(r.status, 2, args.join(' '));
+    t.is(r.stderr, `chan: usage: ${usage} (see chan --help)\n`);
+  }
+});
+
 test('a malformed config refuses to start with exit 2 and names every line', async (t) => {
   const file = path.join(tempDir({ 'bad.conf': '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n' }), 'bad.conf');
   const r = await run(['serve', file]);

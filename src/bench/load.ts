@@ -17,8 +17,6 @@ import { Histogram } from './histogram.js';
 export type Scenario = 'rpc' | 'pipeline' | 'cast' | 'connect' | 'idle';
 export const SCENARIOS: readonly Scenario[] = ['rpc', 'pipeline', 'cast', 'connect', 'idle'];
 
-export type LoadTarget = Destination;
-
 export interface LoadSettings {
   /** How long each scenario runs, ms (unless `count` is given). */
   duration: number;
@@ -135,7 +133,7 @@ class Meter {
   }
 }
 
-function open(t: LoadTarget): Promise<Channel> {
+function open(t: Destination): Promise<Channel> {
   return connect(t.host, t.port, t.service, t.secret, null, { rpcTimeout: 30_000, ...t.options });
 }
 
@@ -144,7 +142,7 @@ function key(i: number): Term {
 }
 
 /** Stores the keys every scenario looks up. */
-async function prepare(t: LoadTarget, s: LoadSettings, value: string): Promise<void> {
+async function prepare(t: Destination, s: LoadSettings, value: string): Promise<void> {
   const ch = await open(t);
   const batch: Promise<Term>[] = [];
   for (let i = 0; i < s.keys; i++) {
@@ -159,7 +157,7 @@ function checked(answer: Term, value: string): boolean {
   return isTuple(answer, 'ok', 2) && answer.at(1) === value;
 }
 
-async function rpcScenario(t: LoadTarget, s: LoadSettings, value: string, c: number): Promise<ScenarioResult> {
+async function rpcScenario(t: Destination, s: LoadSettings, value: string, c: number): Promise<ScenarioResult> {
   const chans = await Promise.all(Array.from({ length: c }, () => open(t)));
   const m = new Meter(`rpc -c ${c}`, s);
   await Promise.all(
@@ -179,7 +177,7 @@ async function rpcScenario(t: LoadTarget, s: LoadSettings, value: string, c: num
   return r;
 }
 
-async function pipelineScenario(t: LoadTarget, s: LoadSettings, value: string): Promise<ScenarioResult> {
+async function pipelineScenario(t: Destination, s: LoadSettings, value: string): Promise<ScenarioResult> {
   const ch = await open(t);
   const m = new Meter(`pipeline -w ${s.window}`, s);
   await new Promise<void>((resolve) => {
@@ -213,7 +211,7 @@ async function pipelineScenario(t: LoadTarget, s: LoadSettings, value: string): 
   return r;
 }
 
-async function castScenario(t: LoadTarget, s: LoadSettings, value: string): Promise<ScenarioResult> {
+async function castScenario(t: Destination, s: LoadSettings, value: string): Promise<ScenarioResult> {
   const ch = await open(t);
   const m = new Meter('cast', s);
   let last = -1;
@@ -235,7 +233,7 @@ async function castScenario(t: LoadTarget, s: LoadSettings, value: string): Prom
   return r;
 }
 
-async function connectScenario(t: LoadTarget, s: LoadSettings, c: number): Promise<ScenarioResult> {
+async function connectScenario(t: Destination, s: LoadSettings, c: number): Promise<ScenarioResult> {
   const m = new Meter(`connect -c ${c}`, s);
   await Promise.all(
     Array.from({ length: c }, async () => {
@@ -255,7 +253,7 @@ async function connectScenario(t: LoadTarget, s: LoadSettings, c: number): Promi
   return m.done();
 }
 
-async function idleScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioResult> {
+async function idleScenario(t: Destination, s: LoadSettings): Promise<ScenarioResult> {
   const before = s.serverPid ? processRssBytes(s.serverPid) : undefined;
   const m = new Meter(`idle ${s.idle}`, { ...s, count: s.idle });
   const chans: Channel[] = [];
@@ -299,7 +297,7 @@ async function idleScenario(t: LoadTarget, s: LoadSettings): Promise<ScenarioRes
 }
 
 /** Runs the scenarios in order; one result per scenario (per connection count, for rpc). */
-export async function runLoad(t: LoadTarget, scenarios: readonly Scenario[], s: LoadSettings): Promise<ScenarioResult[]> {
+export async function runLoad(t: Destination, scenarios: readonly Scenario[], s: LoadSettings): Promise<ScenarioResult[]> {
   const value = 'x'.repeat(s.size);
   if (scenarios.some((x) => x === 'rpc' || x === 'pipeline')) await prepare(t, s, value);
   const out: ScenarioResult[] = [];

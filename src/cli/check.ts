@@ -3,10 +3,10 @@ import { loadConfigFile, type ServerConfig } from '../config/load.js';
 import { OPTIONS } from '../config/options.js';
 import { formatTerm } from '../term/print.js';
 import { EXIT_OK } from './common.js';
-import { DEFAULT_CONF } from './serve.js';
+import { confFile } from './serve.js';
 
 export function check(confArg: string | undefined): number {
-  const file = confArg ?? process.env['CHAN_CONF'] ?? DEFAULT_CONF;
+  const file = confFile(confArg);
   const sources = new Map<string, string>();
   const config = loadConfigFile(file, { sources }); // problems: "chan: badConfig: ..." and exit 2
   process.stdout.write(`${file}: valid\n\n${describe(config, sources)}`);

@@ -35,6 +35,12 @@ export function failureStatus(code: ErrorCode): number {
   return code === 'usage' || code === 'badConfig' ? EXIT_USAGE : EXIT_FAILURE;
 }
 
+/** A positive whole number from the command line, or a usage error that says it must be `what`. */
+export function positive(name: string, text: string, what = 'a positive whole number'): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw usageError(`${name} must be ${what}`);
+  return Number(text);
+}
+
 export function parsePort(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) > 65535) throw usageError(`PORT must be a number from 0 to 65535, not '${text}'`);
   return Number(text);

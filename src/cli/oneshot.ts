@@ -6,8 +6,7 @@ import { JsonTermError, formatJsonTerm, parseJsonTerm } from '../term/json.js';
 import type { Term } from '../term/model.js';
 import { EXIT_OK, stdinLines, usageError } from './common.js';
 
-export type { Destination as Target } from '../link.js';
-import type { Destination as Target } from '../link.js';
+import type { Destination } from '../link.js';
 
 export interface Format {
   json: boolean;
@@ -49,7 +48,7 @@ async function readTerms(args: string[], json: boolean): Promise<Term[]> {
   return out;
 }
 
-export async function oneShot(kind: 'rpc' | 'cast', target: Target, args: string[], f: Format): Promise<number> {
+export async function oneShot(kind: 'rpc' | 'cast', target: Destination, args: string[], f: Format): Promise<number> {
   const terms = await readTerms(args, f.json);
   const ch = await connect(target.host, target.port, target.service, target.secret, null, target.options);
   try {

@@ -3,7 +3,12 @@ import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startServer, type ServerStats } from '../server.js';
 
-export const DEFAULT_CONF = 'conf/lib_chan.conf';
+const DEFAULT_CONF = 'conf/lib_chan.conf';
+
+/** The config file a command uses: the one named, else $CHAN_CONF, else conf/lib_chan.conf. */
+export function confFile(arg: string | undefined): string {
+  return arg ?? process.env['CHAN_CONF'] ?? DEFAULT_CONF;
+}
 /** The exit status when a second SIGINT or SIGTERM cuts a graceful shutdown short. */
 export const EXIT_SECOND_SIGNAL = 1;
 
@@ -31,7 +36,7 @@ export function crashSummary(before: ServerStats['services'], now: ServerStats['
 }
 
 export async function serve(confArg: string | undefined): Promise<number> {
-  const file = confArg ?? process.env['CHAN_CONF'] ?? DEFAULT_CONF;
+  const file = confFile(confArg);
   const config = loadConfigFile(file); // a ConfigError becomes "chan: badConfig: ..." and exit 2
   const log = createLogger({ level: config.logLevel });
   log.info({ config: file }, 'lib-chan starting');
