@@ -9,12 +9,13 @@
  *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --write]
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ScenarioResult } from '../src/bench/load.js';
 import { writeCerts } from '../src/certs.js';
+import { replaceBetween } from '../scripts/markers.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const CHAN = path.join(ROOT, 'dist/src/cli.js');
@@ -146,14 +147,7 @@ async function main(): Promise<void> {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; ${rounds} rounds of ${duration} ms per scenario, medians; idle: ${idle} connections`;
   process.stdout.write(`\n${machine}\n\n${table}\n`);
   if (values.write) {
-    const file = path.join(ROOT, 'docs/BENCHMARKS.md');
-    const text = readFileSync(file, 'utf8');
-    const begin = '<!-- bench:begin -->';
-    const end = '<!-- bench:end -->';
-    const a = text.indexOf(begin);
-    const b = text.indexOf(end);
-    if (a < 0 || b < 0) throw new Error(`docs/BENCHMARKS.md has no ${begin} ... ${end}`);
-    writeFileSync(file, `${text.slice(0, a + begin.length)}\n${machine}\n\n${table}\n${text.slice(b)}`);
+    replaceBetween(path.join(ROOT, 'docs/BENCHMARKS.md'), 'bench', [machine, '', table]);
     process.stderr.write('written to docs/BENCHMARKS.md\n');
   }
 }

@@ -1,23 +1,13 @@
 // Rewrites the generated tables of docs/OPTIONS.md and docs/ERRORS.md from the code (run after `npm run build`):
 // npm run docs. test/docs.test.ts fails when they are out of date.
-import { readFileSync, writeFileSync } from 'node:fs';
 import { OPTIONS } from '../dist/src/config/options.js';
 import { CLOSE_REASONS, ERROR_CODES } from '../dist/src/errors.js';
+import { replaceBetween } from '../dist/scripts/markers.js';
 
 function defaultCell(o) {
   if (o.default === null) return '(required)';
   if (Array.isArray(o.default)) return '`[]`';
   return typeof o.default === 'string' ? `\`"${o.default}"\`` : `\`${String(o.default)}\``;
-}
-
-function replaceBetween(file, name, rows) {
-  const text = readFileSync(file, 'utf8');
-  const begin = `<!-- ${name}:begin -->`;
-  const end = `<!-- ${name}:end -->`;
-  const a = text.indexOf(begin);
-  const b = text.indexOf(end);
-  if (a < 0 || b < 0) throw new Error(`${file} has no ${begin} ... ${end}`);
-  writeFileSync(file, `${text.slice(0, a + begin.length)}\n${rows.join('\n')}\n${text.slice(b)}`);
 }
 
 replaceBetween('docs/OPTIONS.md', 'options', [

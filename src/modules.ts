@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { makeVerifier, type ScramVerifier } from './auth/scram.js';
+import { camelCase } from './config/options.js';
 import type { Logger } from './log.js';
 import type { Handler } from './runtime.js';
 import type { Term } from './term/model.js';
@@ -71,10 +72,6 @@ const BUILT_IN: Record<string, URL> = {
 };
 
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-
-function camelCase(name: string): string {
-  return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-}
 
 function findModuleFile(name: string, codePath: readonly string[]): string | null {
   for (const dir of codePath) {

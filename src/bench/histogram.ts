@@ -12,7 +12,6 @@ export class Histogram {
   count = 0;
   min = Number.POSITIVE_INFINITY;
   max = 0;
-  private sum = 0;
 
   /** Records one value, in microseconds (rounded; negative values count as 0). */
   record(us: number): void {
@@ -20,13 +19,8 @@ export class Histogram {
     const i = index(v);
     this.counts[i] = (this.counts[i] as number) + 1;
     this.count++;
-    this.sum += v;
     if (v < this.min) this.min = v;
     if (v > this.max) this.max = v;
-  }
-
-  get mean(): number {
-    return this.count === 0 ? 0 : this.sum / this.count;
   }
 
   /** The value at percentile `p` (0 to 100): the smallest value that at least p% of the samples do not exceed. */
@@ -39,15 +33,6 @@ export class Histogram {
       if (seen >= rank) return Math.min(this.max, highest(i));
     }
     return this.max;
-  }
-
-  /** Adds another histogram's samples (from another connection or process). */
-  merge(o: Histogram): void {
-    for (let i = 0; i < this.counts.length; i++) this.counts[i] = (this.counts[i] as number) + (o.counts[i] as number);
-    this.count += o.count;
-    this.sum += o.sum;
-    this.min = Math.min(this.min, o.min);
-    this.max = Math.max(this.max, o.max);
   }
 }
 

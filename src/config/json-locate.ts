@@ -5,11 +5,11 @@
  */
 import type { Position } from './load.js';
 
-export function locateJson(text: string): Map<string, Position> {
-  const out = new Map<string, Position>();
+/** Turns offsets in `text` into line:column (1-based), by a binary search over where the lines start. */
+export function positions(text: string): (offset: number) => Position {
   const lineStarts = [0];
   for (let i = 0; i < text.length; i++) if (text[i] === '\n') lineStarts.push(i + 1);
-  const at = (offset: number): Position => {
+  return (offset) => {
     let lo = 0;
     let hi = lineStarts.length - 1;
     while (lo < hi) {
@@ -19,6 +19,11 @@ export function locateJson(text: string): Map<string, Position> {
     }
     return { line: lo + 1, column: offset - (lineStarts[lo] as number) + 1 };
   };
+}
+
+export function locateJson(text: string): Map<string, Position> {
+  const out = new Map<string, Position>();
+  const at = positions(text);
   let pos = 0;
   const space = (): void => {
     while (pos < text.length && /\s/.test(text[pos] as string)) pos++;

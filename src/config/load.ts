@@ -19,7 +19,7 @@ import { ChanError } from '../errors.js';
 import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
-import { locateJson } from './json-locate.js';
+import { locateJson, positions } from './json-locate.js';
 import { parseVerifier, type ScramVerifier } from '../auth/scram.js';
 import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type OptionSpec } from './options.js';
 
@@ -296,7 +296,7 @@ function fromJson(text: string, file: string): RawConfig {
     where = locateJson(text);
   } catch (err) {
     const m = /position (\d+)/.exec((err as Error).message);
-    const at = m ? positionOf(text, Number(m[1])) : undefined;
+    const at = m ? positions(text)(Number(m[1])) : undefined;
     raw.problems.push(new ConfigProblem(file, `not valid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '')}`, at));
     return raw;
   }
@@ -350,12 +350,6 @@ function fromJson(text: string, file: string): RawConfig {
     });
   }
   return raw;
-}
-
-function positionOf(text: string, offset: number): Position {
-  const before = text.slice(0, offset);
-  const line = before.split('\n').length;
-  return { line, column: offset - before.lastIndexOf('\n') };
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -443,13 +437,17 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   tlsVersion: 'lib-chan-tls-version',
 };
 
+/** Sets `key` in `obj`, where a dotted key (`tls.cert`) is a member of a group. */
+function setDotted(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const [group, sub] = key.split('.');
+  if (sub === undefined) obj[key] = value;
+  else ((obj[group as string] ??= {}) as Record<string, unknown>)[sub] = value;
+}
+
 function schema(): convict.Schema<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const o of OPTIONS) {
-    const item = { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null };
-    const [group, sub] = o.key.split('.');
-    if (sub === undefined) s[o.key] = item;
-    else ((s[group as string] ??= {}) as Record<string, unknown>)[sub] = item;
+    setDotted(s, o.key, { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null });
   }
   return s as convict.Schema<Record<string, unknown>>;
 }
@@ -459,11 +457,7 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
   const problems = [...raw.problems];
   const conf = convict(schema(), { env, args: [] });
   const values: Record<string, unknown> = {};
-  for (const [key, { value }] of raw.options) {
-    const [group, sub] = key.split('.');
-    if (sub === undefined) values[key] = value;
-    else ((values[group as string] ??= {}) as Record<string, unknown>)[sub] = value;
-  }
+  for (const [key, { value }] of raw.options) setDotted(values, key, value);
   conf.load(values);
   try {
     conf.validate({ allowed: 'strict' });

@@ -34,8 +34,9 @@ export type OptionFormat = 'port' | 'host' | 'nat' | 'positive' | 'paths' | 'log
 export interface OptionSpec {
   /** The option's name in `lib_chan.conf` and in JSON configs. */
   key: string;
-  /** The library's name for it. */
+  /** The library's name for it: the key in camelCase (`tls.verify_client` is `tls.verifyClient`). */
   prop: string;
+  /** The variable that sets it: CHAN_ and the key in capitals, `.` as `_` (`CHAN_TLS_VERIFY_CLIENT`). */
   env: string;
   format: OptionFormat;
   unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | 'failures' | 'restarts' | '';
@@ -47,74 +48,81 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const VERIFY_CLIENT = ['none', 'optional', 'required'] as const;
 export const TLS_VERSIONS = ['TLSv1.3', 'TLSv1.2'] as const;
 
-export const OPTIONS: readonly OptionSpec[] = [
-  { key: 'port', prop: 'port', env: 'CHAN_PORT', format: 'port', unit: '', default: null,
+const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
+  { key: 'port', format: 'port', unit: '', default: null,
     doc: 'TCP port that serves every service (0 picks a free one). Required: in the file or in CHAN_PORT.' },
-  { key: 'host', prop: 'host', env: 'CHAN_HOST', format: 'host', unit: '', default: DEFAULTS.host,
+  { key: 'host', format: 'host', unit: '', default: DEFAULTS.host,
     doc: 'Address to listen on. The default accepts local clients only; use "0.0.0.0" or "::" to accept others.' },
-  { key: 'code_path', prop: 'codePath', env: 'CHAN_CODE_PATH', format: 'paths', unit: '', default: DEFAULTS.codePath,
+  { key: 'code_path', format: 'paths', unit: '', default: DEFAULTS.codePath,
     doc: "Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's folder. In CHAN_CODE_PATH, separated by ':'." },
-  { key: 'handshake_timeout', prop: 'handshakeTimeout', env: 'CHAN_HANDSHAKE_TIMEOUT', format: 'positive', unit: 'ms',
+  { key: 'handshake_timeout', format: 'positive', unit: 'ms',
     default: DEFAULTS.handshakeTimeout,
     doc: 'A connection that has not completed the handshake (startService to ack) in this time is closed with reason timeout.' },
-  { key: 'max_frame_size_unauth', prop: 'maxFrameSizeUnauth', env: 'CHAN_MAX_FRAME_SIZE_UNAUTH', format: 'positive',
+  { key: 'max_frame_size_unauth', format: 'positive',
     unit: 'bytes', default: DEFAULTS.maxFrameSizeUnauth,
     doc: 'Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is read.' },
-  { key: 'max_frame_size', prop: 'maxFrameSize', env: 'CHAN_MAX_FRAME_SIZE', format: 'positive', unit: 'bytes',
+  { key: 'max_frame_size', format: 'positive', unit: 'bytes',
     default: DEFAULTS.maxFrameSize,
     doc: 'Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is read.' },
-  { key: 'max_depth', prop: 'maxDepth', env: 'CHAN_MAX_DEPTH', format: 'positive', unit: 'levels', default: DEFAULTS.maxDepth,
+  { key: 'max_depth', format: 'positive', unit: 'levels', default: DEFAULTS.maxDepth,
     doc: 'Deepest nesting of lists, tuples and maps in a message; a deeper one closes the connection with protocolError.' },
-  { key: 'heartbeat_interval', prop: 'heartbeatInterval', env: 'CHAN_HEARTBEAT_INTERVAL', format: 'nat', unit: 'ms',
+  { key: 'heartbeat_interval', format: 'nat', unit: 'ms',
     default: DEFAULTS.heartbeatInterval,
     doc: 'After this long without a frame from the peer, a side sends a ping; 0 turns heartbeats off. Told to clients in the ack.' },
-  { key: 'heartbeat_max_missed', prop: 'heartbeatMaxMissed', env: 'CHAN_HEARTBEAT_MAX_MISSED', format: 'positive',
+  { key: 'heartbeat_max_missed', format: 'positive',
     unit: 'intervals', default: DEFAULTS.heartbeatMaxMissed,
     doc: 'A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x 15 s: within 60 s).' },
-  { key: 'mailbox_high_water', prop: 'mailboxHighWater', env: 'CHAN_MAILBOX_HIGH_WATER', format: 'positive', unit: 'messages',
+  { key: 'mailbox_high_water', format: 'positive', unit: 'messages',
     default: DEFAULTS.mailboxHighWater,
     doc: "When a handler's mailbox holds this many messages, the server stops reading that client's socket; it reads again below half." },
-  { key: 'send_buffer_limit', prop: 'sendBufferLimit', env: 'CHAN_SEND_BUFFER_LIMIT', format: 'positive', unit: 'bytes',
+  { key: 'send_buffer_limit', format: 'positive', unit: 'bytes',
     default: DEFAULTS.sendBufferLimit,
     doc: 'When more than this is queued for a client that does not read, the connection closes with slowConsumer (a handler can await mm.drain()).' },
-  { key: 'max_connections', prop: 'maxConnections', env: 'CHAN_MAX_CONNECTIONS', format: 'positive', unit: 'connections',
+  { key: 'max_connections', format: 'positive', unit: 'connections',
     default: DEFAULTS.maxConnections,
     doc: 'With this many connections open, a new one is sent a close with reason tooManyConnections and closed.' },
-  { key: 'max_unauthenticated', prop: 'maxUnauthenticated', env: 'CHAN_MAX_UNAUTHENTICATED', format: 'positive',
+  { key: 'max_unauthenticated', format: 'positive',
     unit: 'connections', default: DEFAULTS.maxUnauthenticated,
     doc: 'With this many connections still in the handshake, a new one is sent a close with reason tooManyConnections and closed.' },
-  { key: 'auth_max_failures', prop: 'authMaxFailures', env: 'CHAN_AUTH_MAX_FAILURES', format: 'positive', unit: 'failures',
+  { key: 'auth_max_failures', format: 'positive', unit: 'failures',
     default: DEFAULTS.authMaxFailures,
     doc: 'After this many failed handshakes (authFail) from one address within auth_failure_window, that address is refused with authThrottled.' },
-  { key: 'auth_failure_window', prop: 'authFailureWindow', env: 'CHAN_AUTH_FAILURE_WINDOW', format: 'positive', unit: 'ms',
+  { key: 'auth_failure_window', format: 'positive', unit: 'ms',
     default: DEFAULTS.authFailureWindow, doc: 'The window in which auth_max_failures failures lock an address out.' },
-  { key: 'auth_lockout', prop: 'authLockout', env: 'CHAN_AUTH_LOCKOUT', format: 'positive', unit: 'ms', default: DEFAULTS.authLockout,
+  { key: 'auth_lockout', format: 'positive', unit: 'ms', default: DEFAULTS.authLockout,
     doc: 'How long a locked-out address is refused with authThrottled; then it may try again.' },
-  { key: 'tls.cert', prop: 'tls.cert', env: 'CHAN_TLS_CERT', format: 'file', unit: '', default: null,
+  { key: 'tls.cert', format: 'file', unit: '', default: null,
     doc: "The server's certificate (PEM). With tls.key, the port speaks TLS only. Relative to the config file's folder." },
-  { key: 'tls.key', prop: 'tls.key', env: 'CHAN_TLS_KEY', format: 'file', unit: '', default: null,
+  { key: 'tls.key', format: 'file', unit: '', default: null,
     doc: "The server's private key (PEM); keep it mode 0600." },
-  { key: 'tls.ca', prop: 'tls.ca', env: 'CHAN_TLS_CA', format: 'file', unit: '', default: null,
+  { key: 'tls.ca', format: 'file', unit: '', default: null,
     doc: 'The CA certificate(s) that sign client certificates (needed for verify_client optional or required).' },
-  { key: 'tls.verify_client', prop: 'tls.verifyClient', env: 'CHAN_TLS_VERIFY_CLIENT', format: 'verifyClient', unit: '',
+  { key: 'tls.verify_client', format: 'verifyClient', unit: '',
     default: 'none',
     doc: 'none: no client certificates; optional: checked when given; required: a client without one signed by ca fails the TLS handshake.' },
-  { key: 'tls.min_version', prop: 'tls.minVersion', env: 'CHAN_TLS_MIN_VERSION', format: 'tlsVersion', unit: '', default: 'TLSv1.3',
+  { key: 'tls.min_version', format: 'tlsVersion', unit: '', default: 'TLSv1.3',
     doc: 'The oldest TLS version accepted: TLSv1.3, or TLSv1.2 for old clients.' },
-  { key: 'tls_handshake_timeout', prop: 'tlsHandshakeTimeout', env: 'CHAN_TLS_HANDSHAKE_TIMEOUT', format: 'positive', unit: 'ms',
+  { key: 'tls_handshake_timeout', format: 'positive', unit: 'ms',
     default: DEFAULTS.tlsHandshakeTimeout, doc: 'A TLS handshake not finished in this time is cut off (the socket is destroyed).' },
-  { key: 'restart_intensity', prop: 'restartIntensity', env: 'CHAN_RESTART_INTENSITY', format: 'nat', unit: 'restarts',
+  { key: 'restart_intensity', format: 'nat', unit: 'restarts',
     default: DEFAULTS.restartIntensity,
     doc: 'A service whose own work fails is restarted; one that fails again after this many restarts within restart_period is marked down (serviceDown).' },
-  { key: 'restart_period', prop: 'restartPeriod', env: 'CHAN_RESTART_PERIOD', format: 'positive', unit: 'ms', default: DEFAULTS.restartPeriod,
+  { key: 'restart_period', format: 'positive', unit: 'ms', default: DEFAULTS.restartPeriod,
     doc: 'The window in which restart_intensity restarts are allowed (OTP: intensity and period).' },
-  { key: 'handler_block_timeout', prop: 'handlerBlockTimeout', env: 'CHAN_HANDLER_BLOCK_TIMEOUT', format: 'positive', unit: 'ms',
+  { key: 'handler_block_timeout', format: 'positive', unit: 'ms',
     default: DEFAULTS.handlerBlockTimeout,
     doc: "With {isolation, worker}: a worker whose handler has not yielded for this long is terminated, its connections closed with handlerTimeout, and it is replaced." },
-  { key: 'shutdown_timeout', prop: 'shutdownTimeout', env: 'CHAN_SHUTDOWN_TIMEOUT', format: 'positive', unit: 'ms', default: DEFAULTS.shutdownTimeout,
+  { key: 'shutdown_timeout', format: 'positive', unit: 'ms', default: DEFAULTS.shutdownTimeout,
     doc: 'On SIGTERM or SIGINT, handlers have this long to finish after their clients are told shutdown; then they are abandoned and the server exits.' },
-  { key: 'log_level', prop: 'logLevel', env: 'CHAN_LOG_LEVEL', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
+  { key: 'log_level', format: 'logLevel', unit: '', default: DEFAULTS.logLevel,
     doc: `Least severe log level written: ${LOG_LEVELS.join(', ')}.` },
 ];
+
+/** `snake_case` to `camelCase` (config keys, service function names). */
+export function camelCase(name: string): string {
+  return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+export const OPTIONS: readonly OptionSpec[] = ROWS.map((o) => ({ ...o, prop: camelCase(o.key), env: `CHAN_${o.key.toUpperCase().replace('.', '_')}` }));
 
 export const OPTION_BY_KEY: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((o) => [o.key, o]));
