@@ -71,6 +71,9 @@ const BUILT_IN: Record<string, URL> = {
   mod_name_server: new URL('./services/mod_name_server.js', import.meta.url),
 };
 
+/** A service's module cannot be found, or lacks its function: a configuration problem (logged without a stack). */
+export class ModuleError extends Error {}
+
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 function findModuleFile(name: string, codePath: readonly string[]): string | null {
@@ -85,13 +88,13 @@ function findModuleFile(name: string, codePath: readonly string[]): string | nul
 
 /** Where module `name` is: a built-in, or a file on `codePath`. Throws with a sentence that says where it looked. */
 export function locateModule(name: string, codePath: readonly string[]): { url: string; from: string } {
-  if (!MODULE_NAME.test(name)) throw new Error(`module name '${name}' may hold only letters, digits, '_', '.' and '-'`);
+  if (!MODULE_NAME.test(name)) throw new ModuleError(`module name '${name}' may hold only letters, digits, '_', '.' and '-'`);
   const builtIn = BUILT_IN[name];
   if (builtIn) return { url: builtIn.href, from: 'built in' };
   const file = findModuleFile(name, codePath);
   if (!file) {
     const where = codePath.length > 0 ? `code_path (${codePath.join(', ')})` : 'code_path (empty: add {code_path, ["folder"]}.)';
-    throw new Error(`module '${name}' is not built in and there is no ${name}.js in ${where}`);
+    throw new ModuleError(`module '${name}' is not built in and there is no ${name}.js in ${where}`);
   }
   return { url: pathToFileURL(file).href, from: file };
 }
@@ -101,7 +104,7 @@ export async function importServiceCode(url: string, moduleName: string, fnName:
   const exports = (await import(url)) as Record<string, unknown>;
   const fn = exports[fnName] ?? exports[camelCase(fnName)];
   if (typeof fn !== 'function') {
-    throw new Error(`module '${moduleName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`);
+    throw new ModuleError(`module '${moduleName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`);
   }
   const code: ServiceCode = { handler: fn as Handler, url, module: moduleName, function: fnName, from };
   if (typeof exports['start'] === 'function') code.start = exports['start'] as StartFunction;
@@ -119,7 +122,7 @@ export interface WorkerModule {
 
 /** Where a worker-isolated service's module is. The main thread does not import it: its code runs in the workers only. */
 export function workerModule(def: ServiceDefinition, codePath: readonly string[]): WorkerModule {
-  if (def.handler) throw new Error('worker isolation needs a module (mfa), not a handler function');
+  if (def.handler) throw new ModuleError('worker isolation needs a module (mfa), not a handler function');
   const { url, from } = locateModule(def.module ?? '', codePath);
   return { url, module: def.module ?? '', function: def.function ?? '', from };
 }

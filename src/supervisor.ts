@@ -12,7 +12,7 @@
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
-import { serviceCode, verifierFor, workerModule, type ServiceCode, type ServiceDefinition } from './modules.js';
+import { ModuleError, serviceCode, verifierFor, workerModule, type ServiceCode, type ServiceDefinition } from './modules.js';
 import type { ScramVerifier } from './auth/scram.js';
 import type { WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type HandlerExit, type ServiceContext } from './runtime.js';
@@ -235,7 +235,7 @@ export async function startServices(defs: readonly ServiceDefinition[], codePath
       started.push(await Service.start(def, codePath, settings, log));
     } catch (err) {
       problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
-      if (!(err instanceof Error) || !err.message.startsWith('module')) log.error({ err, service: def.name }, 'service failed to start');
+      if (!(err instanceof ModuleError)) log.error({ err, service: def.name }, 'service failed to start');
     }
   }
   if (problems.length > 0) {

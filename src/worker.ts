@@ -10,7 +10,7 @@ import { msgpackCodec } from './codec/index.js';
 import type { CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, checkFrameSize } from './frame.js';
 import type { CloseInfo } from './mm.js';
-import { importServiceCode } from './modules.js';
+import { ModuleError, importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
@@ -101,14 +101,14 @@ async function main(): Promise<void> {
   try {
     code = await importServiceCode(data.url, data.module, data.function, data.from);
   } catch (err) {
-    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err), moduleError: err instanceof ModuleError });
     return;
   }
   const args = codec.decode(data.args);
   try {
     state = await code.start?.(args, { service: data.service, log, fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }) });
   } catch (err) {
-    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err), moduleError: false });
     return;
   }
   const handler = code.handler;

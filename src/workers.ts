@@ -12,14 +12,14 @@
  * Messages between the threads (t is the type):
  *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize} | in {conn, payload} | closed {conn, reason, text}
  *                  | drained {conn, id} | ping {seq} | stop
- *   from a worker: ready | startFailed {message} | out {conn, frame} | close {conn, reason, text} | took {conn, n}
+ *   from a worker: ready | startFailed {message, moduleError} | out {conn, frame} | close {conn, reason, text} | took {conn, n}
  *                  | drain {conn, id} | exit {conn, ok, text} | pong {seq} | fail {message} | log {line} | stopped
  */
 import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
 import { HighWater } from './flow.js';
 import type { Logger } from './log.js';
-import type { WorkerModule } from './modules.js';
+import { ModuleError, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
 import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
 import type { Term } from './term/model.js';
@@ -37,7 +37,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
-  | { t: 'startFailed'; message: string }
+  | { t: 'startFailed'; message: string; moduleError: boolean }
   | { t: 'out'; conn: number; frame: Uint8Array }
   | { t: 'close'; conn: number; reason: string; text: string }
   | { t: 'took'; conn: number; n: number }
@@ -137,7 +137,7 @@ class WorkerThread {
           // It will never serve: out of the rotation now, and ended (a timer its start left would keep it alive).
           this.dead = true;
           void this.worker.terminate();
-          reject(new Error(m.message));
+          reject(m.moduleError ? new ModuleError(m.message) : new Error(m.message));
         } else {
           this.onMessage(m);
         }

@@ -1,6 +1,8 @@
+import { Writable } from 'node:stream';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
 import { startServer } from '../src/server.js';
 import { tempDir } from './helpers.js';
 
@@ -51,4 +53,34 @@ test('refuses to start, naming every service that cannot run', async (t) => {
     'service badstart: no database',
     "service traversal: module name '../etc/passwd' may hold only letters, digits, '_', '.' and '-'",
   ]);
+});
+
+test('a module that is missing or lacks its function is a config problem (no stack in the log); a start that throws is logged', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const dir = tempDir({ 'mod_broken.js': 'export function start() { throw new Error("no database"); }\nexport async function go() {}\n' });
+  for (const isolation of ['inline', 'worker'] as const) {
+    lines.length = 0;
+    const err = await t.throwsAsync(
+      startServer(
+        {
+          port: 0,
+          host: '127.0.0.1',
+          codePath: [dir],
+          services: [
+            { name: 'gone', secret: null, module: 'mod_gone', function: 'go', isolation },
+            { name: 'nofn', secret: null, module: 'mod_broken', function: 'absent', isolation },
+            { name: 'broken', secret: null, module: 'mod_broken', function: 'go', isolation },
+          ],
+        },
+        { logger },
+      ),
+      { instanceOf: ChanError },
+    );
+    t.regex(err?.message ?? '', /service gone: module 'mod_gone' is not built in/, isolation);
+    t.regex(err?.message ?? '', /service nofn: module 'mod_broken' \(.*\) exports no function 'absent'/, isolation);
+    t.regex(err?.message ?? '', /service broken: no database/, isolation);
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; service?: string }).filter((l) => l.msg === 'service failed to start');
+    t.deepEqual(logged.map((l) => l.service), ['broken'], isolation);
+  }
 });
