@@ -103,6 +103,17 @@ class Meter {
       : null;
   }
 
+  /** The latency of something begun at `t0` (from performance.now()). */
+  latency(t0: number): void {
+    this.hist.record((performance.now() - t0) * 1000);
+  }
+
+  /** One operation done, begun at `t0`. */
+  finished(t0: number): void {
+    this.latency(t0);
+    this.ops++;
+  }
+
   /** True while the scenario should go on. */
   running(): boolean {
     return this.s.count !== undefined ? this.ops < this.s.count : performance.now() - this.started < this.s.duration;
@@ -166,9 +177,8 @@ async function rpcScenario(t: Destination, s: LoadSettings, value: string, c: nu
         const q = new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)]);
         const t0 = performance.now();
         const answer = await ch.rpc(q);
-        m.hist.record((performance.now() - t0) * 1000);
+        m.finished(t0);
         if (!checked(answer, value)) m.errors++;
-        m.ops++;
       }
     }),
   );
@@ -182,24 +192,24 @@ async function pipelineScenario(t: Destination, s: LoadSettings, value: string):
   const m = new Meter(`pipeline -w ${s.window}`, s);
   await new Promise<void>((resolve) => {
     let inFlight = 0;
+    const next = (): void => {
+      inFlight--;
+      if (m.running()) send();
+      else if (inFlight === 0) resolve();
+    };
     const send = (): void => {
       while (inFlight < s.window && m.running()) {
         inFlight++;
         const t0 = performance.now();
         ch.rpc(new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)])).then(
           (answer) => {
-            m.hist.record((performance.now() - t0) * 1000);
+            m.finished(t0);
             if (!checked(answer, value)) m.errors++;
-            m.ops++;
-            inFlight--;
-            if (m.running()) send();
-            else if (inFlight === 0) resolve();
+            next();
           },
           () => {
             m.errors++;
-            inFlight--;
-            if (m.running()) send();
-            else if (inFlight === 0) resolve();
+            next();
           },
         );
       }
@@ -226,7 +236,7 @@ async function castScenario(t: Destination, s: LoadSettings, value: string): Pro
   // One lookup proves that the server has applied every store before it (one connection keeps order).
   const t0 = performance.now();
   const answer = await ch.rpc(new Tuple([LOOKUP, new Tuple([new Atom('c'), last])]));
-  m.hist.record((performance.now() - t0) * 1000);
+  m.latency(t0);
   if (!checked(answer, value)) m.errors++;
   const r = m.done();
   await ch.close();
@@ -242,8 +252,7 @@ async function connectScenario(t: Destination, s: LoadSettings, c: number): Prom
         try {
           const ch = await open(t);
           await ch.close();
-          m.hist.record((performance.now() - t0) * 1000);
-          m.ops++;
+          m.finished(t0);
         } catch {
           m.errors++;
         }
@@ -272,8 +281,7 @@ async function idleScenario(t: Destination, s: LoadSettings): Promise<ScenarioRe
         const t0 = performance.now();
         try {
           const ch = await open(t);
-          m.hist.record((performance.now() - t0) * 1000);
-          m.ops++;
+          m.finished(t0);
           return ch;
         } catch (err) {
           m.errors++;
