@@ -19,6 +19,9 @@ test('carries atoms and tuples as extension types 1 and 2', (t) => {
     encode(tuple(atom('lookup'), atom('joe')), DEPTH),
     bytes(0xc7, 16, 2, 0x92, 0xc7, 6, 1, ...Buffer.from('lookup'), 0xc7, 3, 1, ...Buffer.from('joe')),
   );
+  // Longer tuples take the ext16 and ext32 headers: {"x" * 300} is 304 bytes of payload, {"x" * 70000} 70006.
+  t.deepEqual(encode(tuple('x'.repeat(300)), DEPTH).subarray(0, 7), bytes(0xc8, 0x01, 0x30, 2, 0x91, 0xda, 0x01));
+  t.deepEqual(encode(tuple('x'.repeat(70_000)), DEPTH).subarray(0, 8), bytes(0xc9, 0, 0x01, 0x11, 0x76, 2, 0x91, 0xdb));
 });
 
 test('round-trips every kind of value', (t) => {
@@ -28,6 +31,7 @@ test('round-trips every kind of value', (t) => {
     'a'.repeat(32), 'é'.repeat(200), 'x'.repeat(70_000), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.alloc(70_000, 1),
     [], [1, [2, [3]]], new Array(20).fill(atom('a')), { a: 1, b: [true] }, Object.fromEntries([...Array(20).keys()].map((i) => [`k${i}`, i])),
     tuple(), tuple(tuple(atom('x'))), tuple(...new Array(300).fill('long tuple')), atom(''), atom('é'.repeat(255)),
+    tuple('x'.repeat(70_000), tuple(atom('in'), 'y'.repeat(300)), tuple(1)), [tuple('z'.repeat(300)), tuple(2)],
   ];
   for (const v of values) t.is(formatTerm(roundTrip(v)), formatTerm(v as Term), formatTerm(v as Term).slice(0, 40));
 });

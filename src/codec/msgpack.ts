@@ -121,14 +121,20 @@ function write(w: Writer, v: unknown, depth: number): void {
     w.ensure(len);
     w.pos += w.buf.write(v.name, w.pos, 'utf8');
   } else if (v instanceof Tuple) {
-    // The payload's length is known only once it is written: reserve the largest header, then close the gap.
+    // The payload's length is known only once it is written: reserve the smallest header (most tuples fit it) and
+    // move the payload along for a larger one.
     const headerAt = w.pos;
-    w.ensure(6);
-    w.pos += 6;
+    w.ensure(3);
+    w.pos += 3;
     writeArrayHeader(w, v.elements.length);
     for (const item of v.elements) write(w, item, depth - 1);
-    const len = w.pos - headerAt - 6;
+    const len = w.pos - headerAt - 3;
     const headerLen = len <= 0xff ? 3 : len <= 0xffff ? 4 : 6;
+    if (headerLen > 3) {
+      w.ensure(headerLen - 3);
+      w.buf.copyWithin(headerAt + headerLen, headerAt + 3, w.pos);
+      w.pos += headerLen - 3;
+    }
     const b = w.buf;
     if (headerLen === 3) {
       b[headerAt] = 0xc7;
@@ -141,10 +147,6 @@ function write(w: Writer, v: unknown, depth: number): void {
       b.writeUInt32BE(len, headerAt + 1);
     }
     b[headerAt + headerLen - 1] = EXT_TUPLE;
-    if (headerLen < 6) {
-      b.copyWithin(headerAt + headerLen, headerAt + 6, w.pos);
-      w.pos -= 6 - headerLen;
-    }
   } else if (v instanceof Uint8Array) {
     const len = v.length;
     if (len <= 0xff) w.u8u8(0xc4, len);
