@@ -33,7 +33,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return pino({ level, base: { pid: process.pid } }, destination);
 }
 
-const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+/** pino's name of a level number ('info' for 30), or undefined for a number it does not know. */
+export function levelName(n: number): pino.Level | undefined {
+  return pino.levels.labels[n] as pino.Level | undefined;
+}
+
 const COLOURS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
 
 /** `12:01:02.345 INFO  listening  port=1234 services=["nameServer"]`, coloured by level. */
@@ -50,7 +54,7 @@ export function prettyLine(json: string): string {
   const fields = Object.entries(rest)
     .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
     .join(' ');
-  let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${LEVELS[lv] ?? lv}\x1b[0m ${format('%s', msg ?? '')}${fields ? `  ${fields}` : ''}\n`;
+  let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${(levelName(lv) ?? String(lv)).toUpperCase().padEnd(5)}\x1b[0m ${format('%s', msg ?? '')}${fields ? `  ${fields}` : ''}\n`;
   if (err && typeof err === 'object' && typeof (err as { stack?: unknown }).stack === 'string') {
     line += `${(err as { stack: string }).stack.replace(/^/gm, '    ')}\n`;
   }

@@ -18,14 +18,13 @@
 import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
 import { HighWater } from './flow.js';
-import type { Logger } from './log.js';
+import { levelName, type Logger } from './log.js';
 import { ModuleError, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
 import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
 import type { Term } from './term/model.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
-const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 
 export type ToWorker =
   | { t: 'open'; conn: number; argsC: Uint8Array; peer: string; peerMaxFrameSize: number }
@@ -327,7 +326,7 @@ export class WorkerPool {
   relayLog(line: string): void {
     try {
       const { level, msg, time: _t, pid: _p, hostname: _h, ...rest } = JSON.parse(line) as Record<string, unknown>;
-      this.log[LEVELS[level as number] ?? 'info'](rest, String(msg ?? ''));
+      this.log[levelName(level as number) ?? 'info'](rest, String(msg ?? ''));
     } catch {
       this.log.info(line);
     }
