@@ -157,7 +157,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     this.connectedAt = performance.now();
     this.setState({ state: 'connected' });
     link.activate();
-    if (this.flow.full) link.mm.pauseReading();
+    if (this.flow.readerPaused) link.mm.pauseReading();
   }
 
   private setState(change: StateChange): void {

@@ -10,6 +10,10 @@ export interface Reader {
   resumeReading(): void;
 }
 
+/**
+ * The gate. Extend it (the server's mailboxes do: an idle connection holds no object more for it) or hold one (the
+ * client's channel, whose reader changes with each reconnect).
+ */
 export class HighWater {
   private paused = false;
 
@@ -19,7 +23,7 @@ export class HighWater {
   ) {}
 
   /** True while the reader is paused by this gate. */
-  get full(): boolean {
+  get readerPaused(): boolean {
     return this.paused;
   }
 

@@ -93,14 +93,12 @@ export const MAX_UNANSWERED_RPCS = 65_536;
 const NO_IDS: Set<number> = new Set();
 
 /** The MM given to a handler: a mailbox in front of the middle-man. */
-export class Mailbox implements MM {
+export class Mailbox extends HighWater implements MM {
   private readonly inbox = new Inbox<MailboxMessage>();
   /** rpc ids that arrived and are not answered yet. */
   private inFlight: Set<number> = NO_IDS;
   /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
   private received: Set<number> = NO_IDS;
-  /** Inbound back-pressure: a full mailbox stops the reading of the socket. */
-  private readonly flow: HighWater;
 
   constructor(
     private readonly middleMan: MailboxOutput,
@@ -109,9 +107,10 @@ export class Mailbox implements MM {
     readonly peer: string,
     /** Where the logger comes from (made when first needed). */
     private readonly logs: { readonly log: Logger },
+    /** Inbound back-pressure: with this many messages waiting, the socket is no longer read. */
     highWater: number,
   ) {
-    this.flow = new HighWater(highWater, middleMan);
+    super(highWater, middleMan);
   }
 
   get log(): Logger {
@@ -129,7 +128,7 @@ export class Mailbox implements MM {
     switch (m.kind) {
       case 'cast':
         this.inbox.put({ type: 'chan', mm: this, data: m.data });
-        this.flow.added(this.inbox.size);
+        this.added(this.inbox.size);
         return;
       case 'rpc':
         if (this.inFlight.has(m.id)) {
@@ -143,7 +142,7 @@ export class Mailbox implements MM {
         if (this.inFlight === NO_IDS) this.inFlight = new Set();
         this.inFlight.add(m.id);
         this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
-        this.flow.added(this.inbox.size);
+        this.added(this.inbox.size);
         return;
       default:
         this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
@@ -209,7 +208,7 @@ export class Mailbox implements MM {
       }
       this.onReceive?.();
     }
-    this.flow.taken(this.inbox.size);
+    this.taken(this.inbox.size);
     return m;
   };
 

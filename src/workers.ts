@@ -56,9 +56,9 @@ export interface PoolEvents {
 }
 
 /** One connection's handler, running in a worker. */
-class WorkerLink implements ProcessHandle {
+class WorkerLink extends HighWater implements ProcessHandle {
+  /** Messages posted to the worker that its handler has not received yet. */
   private inTransit = 0;
-  private readonly flow: HighWater;
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
@@ -68,7 +68,7 @@ class WorkerLink implements ProcessHandle {
     readonly a: Attachment,
     highWater: number,
   ) {
-    this.flow = new HighWater(highWater, a.mm);
+    super(highWater, a.mm);
   }
 
   get queued(): number {
@@ -77,12 +77,12 @@ class WorkerLink implements ProcessHandle {
 
   fromClient(_m: unknown, payload: Buffer): void {
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
-    this.flow.added(++this.inTransit);
+    this.added(++this.inTransit);
   }
 
   took(n: number): void {
     this.inTransit -= n;
-    this.flow.taken(this.inTransit);
+    this.taken(this.inTransit);
   }
 
   closed(info: { reason: string; text: string }): void {
