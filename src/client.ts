@@ -132,10 +132,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   ) {
     super();
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
-    this.flow = new HighWater(options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater, {
-      pauseReading: () => this.link?.mm.pauseReading(),
-      resumeReading: () => this.link?.mm.resumeReading(),
-    });
+    this.flow = new HighWater(
+      options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater,
+      {
+        pauseReading: () => this.link?.mm.pauseReading(),
+        resumeReading: () => this.link?.mm.resumeReading(),
+      },
+      options.mailboxHighWaterBytes ?? CLIENT_DEFAULTS.mailboxHighWaterBytes,
+    );
     this.reconnect = options.reconnect ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) } : null;
     this.log = options.logger ?? silentLogger;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -196,6 +200,26 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     return { ...s, rtt: mm?.rtt, reconnects: this.reconnects };
   }
 
+  /**
+   * Resolves once the server has read every message sent before this call (a ping after them, and its pong): a cast
+   * is known to have arrived, not only to have left. Rejects with `timeout` (default: the rpc timeout), `closed`, or
+   * `disconnected`.
+   */
+  flush(options: RpcOptions = {}): Promise<void> {
+    let mm;
+    try {
+      mm = this.usable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const timeout = options.timeout ?? this.rpcTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      if (timeout <= MAX_TIMER_MS) timer = setTimeout(() => reject(new ChanError('timeout', `the server did not confirm reading within ${timeout} ms`)), timeout);
+    });
+    return Promise.race([mm.flush(), expired]).finally(() => clearTimeout(timer));
+  }
+
   /** Resolves once what was sent has been handed to the network (or the connection ended). */
   drain(): Promise<void> {
     return this.link?.mm.drain() ?? Promise.resolve();
@@ -244,7 +268,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   /**
    * The next push from the server. Rejects with `closed` once the channel has closed and no push is left. Read your
-   * pushes: at `mailboxHighWater` unread ones the channel stops reading, and rpc answers wait behind them.
+   * pushes: at `mailboxHighWater` unread ones (or `mailboxHighWaterBytes` of them) the channel stops reading, and rpc
+   * answers wait behind them.
    */
   receive(options?: ReceiveOptions): Promise<Term> {
     return this.pushes.receive(options).then(this.taken);
@@ -289,12 +314,12 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   }
 
   private readonly taken = (x: Term): Term => {
-    this.flow.taken(this.pushes.size);
+    this.flow.taken(this.pushes.size, this.pushes.bytes);
     return x;
   };
 
   /** @internal */
-  linkMessage(link: Link, m: WireMessage): void {
+  linkMessage(link: Link, m: WireMessage, size: number): void {
     if (link !== this.link) return;
     switch (m.kind) {
       case 'reply': {
@@ -309,8 +334,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
         return;
       }
       case 'push':
-        this.pushes.put(m.data);
-        this.flow.added(this.pushes.size);
+        this.pushes.put(m.data, size);
+        this.flow.added(this.pushes.size, this.pushes.bytes);
         return;
       default:
         link.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);

@@ -13,7 +13,8 @@ export const CLOSE_REASONS = {
   peerClosed: 'The peer closed the socket without a close frame (its process was killed, or the network dropped).',
   shutdown: 'The server is shutting down (SIGTERM, SIGINT or server.close()); reconnect when it is back.',
   timeout: 'A deadline passed: the handshake (handshake_timeout), heartbeats unanswered (heartbeat_max_missed), a connect (connectTimeout), an rpc (its timeout) or a receive; find what is slow or dead.',
-  slowConsumer: 'More than send_buffer_limit bytes waited for a peer that does not read; read faster, send less, or raise the limit.',
+  slowConsumer: 'More than send_buffer_limit bytes waited for a peer that does not read (or the server was over max_queued_bytes, and this peer held the most unread bytes); read faster, send less, or raise the limit.',
+  overloaded: "The server was over max_queued_bytes for all connections together, and this connection held the most in messages its handler had not taken; they were dropped. Send less at once, or raise the limit.",
   tooManyConnections: 'The server was at max_connections, or at max_unauthenticated connections in the handshake; retry later, or raise the limit.',
   protocolError: 'The peer sent bytes that are not a valid lib-chan message at that point of the protocol (docs/PROTOCOL.md); the text says what was wrong.',
   frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication); send less or raise the limit.',
@@ -62,6 +63,13 @@ export class ChanError extends Error {
     if (options?.reason !== undefined) this.reason = options.reason;
   }
 }
+
+/**
+ * A value over a limit (nesting deeper than max_depth, a decoded size or frame over the receiver's): a fact about the
+ * data, not a mistake in the code. An rpc whose answer is over a limit fails with `{error, {Code, Text}}` instead of
+ * ending the connection (runtime.ts).
+ */
+export class LimitError extends ChanError {}
 
 export function isCloseReason(word: unknown): word is CloseReason {
   return typeof word === 'string' && Object.prototype.hasOwnProperty.call(CLOSE_REASONS, word);

@@ -1,7 +1,9 @@
 /**
  * Inbound flow control, one rule for every queue of messages from a peer (a handler's mailbox, inline or in a
- * worker, and a client's unread pushes): when `highWater` messages wait, the socket is no longer read; once they are
- * down to half, it is read again. What the peer sends meanwhile waits in socket buffers, not in the heap.
+ * worker, and a client's unread pushes): when `highWater` messages, or `highWaterBytes` bytes of them (their decoded
+ * size), wait, the socket is no longer read; once both are down to half, it is read again. On a server, the same
+ * happens to every connection that holds queued input while the server as a whole is under memory pressure (see
+ * budget.ts). What the peer sends meanwhile waits in socket buffers, not in the heap.
  */
 
 /** What reads the socket (a middle-man, or whatever stands for it). */
@@ -10,16 +12,27 @@ export interface Reader {
   resumeReading(): void;
 }
 
+/** The server-wide side of the rule (a QueueBudget): whether to hold back, and a wake-up when that is over. */
+export interface Pressure {
+  readonly pressed: boolean;
+  /** Calls `gate.recheck()` once the pressure is over. */
+  wait(gate: HighWater): void;
+}
+
 /**
  * The gate. Extend it (the server's mailboxes do: an idle connection holds no object more for it) or hold one (the
  * client's channel, whose reader changes with each reconnect).
  */
 export class HighWater {
   private paused = false;
+  private waitingNow = 0;
+  private bytesNow = 0;
 
   constructor(
     private readonly highWater: number,
     private readonly reader: Reader,
+    private readonly highWaterBytes = Number.POSITIVE_INFINITY,
+    private readonly pressure: Pressure | null = null,
   ) {}
 
   /** True while the reader is paused by this gate. */
@@ -27,19 +40,33 @@ export class HighWater {
     return this.paused;
   }
 
-  /** A message was queued: `waiting` wait now. */
-  added(waiting: number): void {
-    if (!this.paused && waiting >= this.highWater) {
+  /** A message was queued: `waiting` wait now, `bytes` in all. */
+  added(waiting: number, bytes = 0): void {
+    this.waitingNow = waiting;
+    this.bytesNow = bytes;
+    if (!this.paused && (waiting >= this.highWater || bytes >= this.highWaterBytes || (bytes > 0 && this.pressure?.pressed === true))) {
       this.paused = true;
       this.reader.pauseReading();
+      if (this.pressure?.pressed) this.pressure.wait(this);
     }
   }
 
-  /** Messages were taken: `waiting` are left. */
-  taken(waiting: number): void {
-    if (this.paused && waiting <= this.highWater >> 1) {
-      this.paused = false;
-      this.reader.resumeReading();
+  /** Messages were taken: `waiting` are left, `bytes` in all. */
+  taken(waiting: number, bytes = 0): void {
+    this.waitingNow = waiting;
+    this.bytesNow = bytes;
+    if (this.paused) this.recheck();
+  }
+
+  /** Reads again if nothing holds it back any more (also the pressure's wake-up). */
+  recheck(): void {
+    if (!this.paused) return;
+    if (this.waitingNow > this.highWater >> 1 || this.bytesNow > this.highWaterBytes / 2) return;
+    if (this.bytesNow > 0 && this.pressure?.pressed) {
+      this.pressure.wait(this);
+      return;
     }
+    this.paused = false;
+    this.reader.resumeReading();
   }
 }

@@ -2,11 +2,15 @@
  * The frame role: lib_chan's `{packet, 4}`. Every frame is a 4-byte big-endian unsigned length, then that many
  * payload bytes. `FrameParser` is socket-free: feed it chunks as they arrive, split or merged however the network
  * likes, and it calls `onFrame` once per complete payload. The length is checked against `maxFrameSize` as soon as
- * its 4 bytes are in, before a byte of the payload is buffered or allocated.
+ * its 4 bytes are in, before a byte of the payload is buffered or allocated. A large frame is not allocated at its
+ * announced length: its pieces are kept as they arrive, so what a peer makes the parser hold is what it has sent.
  */
-import { ChanError } from './errors.js';
+import { ChanError, LimitError } from './errors.js';
 
 export const FRAME_HEADER_BYTES = 4;
+
+/** Frames up to this long that span chunks are assembled in a buffer of their length; longer ones piece by piece. */
+export const EAGER_FRAME_BYTES = 64 * 1024;
 
 /**
  * Refuses, before it is sent, an encoded frame (`FRAME_HEADER_BYTES` free bytes, then the payload) longer than the
@@ -15,7 +19,7 @@ export const FRAME_HEADER_BYTES = 4;
 export function checkFrameSize(buf: Uint8Array, peerMaxFrameSize: number): void {
   const size = buf.length - FRAME_HEADER_BYTES;
   if (size > peerMaxFrameSize) {
-    throw new ChanError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${peerMaxFrameSize}`);
+    throw new LimitError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${peerMaxFrameSize}`);
   }
 }
 
@@ -29,7 +33,10 @@ export class FrameParser {
   /** Made only when a length prefix arrives split across chunks (rare: most connections never need it). */
   private header: Buffer | null = null;
   private headerFill = 0;
+  /** The frame being assembled: a buffer of its length (small frames), or the pieces received so far. */
   private body: Buffer | null = null;
+  private pieces: Buffer[] | null = null;
+  private bodyLength = 0;
   private bodyFill = 0;
   private stopped = false;
   private paused = false;
@@ -41,9 +48,9 @@ export class FrameParser {
     this.sink = typeof sink === 'function' ? { onFrame: sink } : sink;
   }
 
-  /** Bytes of an unfinished frame held so far, and of a chunk held while paused. */
+  /** Bytes of an unfinished frame held so far (a small frame's whole buffer), and of a chunk held while paused. */
   get buffered(): number {
-    return this.headerFill + this.bodyFill + (this.held?.length ?? 0);
+    return this.headerFill + (this.body ? this.body.length : this.bodyFill) + (this.held?.length ?? 0);
   }
 
   /**
@@ -67,6 +74,8 @@ export class FrameParser {
   stop(): void {
     this.stopped = true;
     this.body = null;
+    this.pieces = null;
+    this.bodyFill = 0;
     this.held = null;
   }
 
@@ -87,7 +96,7 @@ export class FrameParser {
         this.held = chunk.subarray(off);
         return;
       }
-      if (this.body === null) {
+      if (this.bodyLength === 0) {
         let len: number;
         if (this.headerFill === 0 && n - off >= FRAME_HEADER_BYTES) {
           len = chunk.readUInt32BE(off);
@@ -109,16 +118,21 @@ export class FrameParser {
           this.sink.onFrame(payload);
           continue;
         }
-        this.body = Buffer.allocUnsafe(len);
+        this.bodyLength = len;
         this.bodyFill = 0;
+        if (len <= EAGER_FRAME_BYTES) this.body = Buffer.allocUnsafe(len);
+        else this.pieces = [];
       }
-      const take = Math.min(this.body.length - this.bodyFill, n - off);
-      chunk.copy(this.body, this.bodyFill, off, off + take);
+      const take = Math.min(this.bodyLength - this.bodyFill, n - off);
+      if (this.body) chunk.copy(this.body, this.bodyFill, off, off + take);
+      else (this.pieces as Buffer[]).push(Buffer.from(chunk.subarray(off, off + take))); // a copy: not the whole chunk
       this.bodyFill += take;
       off += take;
-      if (this.bodyFill === this.body.length) {
-        const payload = this.body;
+      if (this.bodyFill === this.bodyLength) {
+        const payload = this.body ?? Buffer.concat(this.pieces as Buffer[], this.bodyLength);
         this.body = null;
+        this.pieces = null;
+        this.bodyLength = 0;
         this.bodyFill = 0;
         this.sink.onFrame(payload);
       }

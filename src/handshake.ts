@@ -36,14 +36,24 @@ export interface ServiceAuth {
 
 export type HandshakeOutcome =
   | { kind: 'send'; message: WireMessage }
-  | { kind: 'accept'; service: string; args: Term; ack: WireMessage }
+  /** `peerMaxFrameSize`: the largest frame the client said it accepts (in startService), if it said. */
+  | { kind: 'accept'; service: string; args: Term; ack: WireMessage; peerMaxFrameSize?: number }
   | { kind: 'refuse'; reason: CloseReason; text: string };
 
 /** The server's side of one connection's handshake. Feed it each message with `step`. */
 export class ServerHandshake {
   private state:
     | { at: 'start' }
-    | { at: 'challenged'; service: string; verifier: scram.ScramVerifier; args: Term; nonce: string; clientFirstBare: string; serverFirst: string }
+    | {
+        at: 'challenged';
+        service: string;
+        verifier: scram.ScramVerifier;
+        args: Term;
+        peerMaxFrameSize: number | undefined;
+        nonce: string;
+        clientFirstBare: string;
+        serverFirst: string;
+      }
     | { at: 'done' } = { at: 'start' };
 
   constructor(
@@ -82,7 +92,7 @@ export class ServerHandshake {
       const given = this.certCn === undefined ? 'no verified client certificate was given' : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
       return refuse('badCert', `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`);
     }
-    if (service.verifier === null) return this.accept(service.name, m.args);
+    if (service.verifier === null) return this.accept(service.name, m.args, m.maxFrameSize);
     if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);
     if (!first) return refuse('protocolError', 'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)');
@@ -91,7 +101,7 @@ export class ServerHandshake {
     const v = service.verifier;
     const nonce = first.nonce + this.newNonce();
     const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
-    this.state = { at: 'challenged', service: service.name, verifier: v, args: m.args, nonce, clientFirstBare: first.bare, serverFirst };
+    this.state = { at: 'challenged', service: service.name, verifier: v, args: m.args, peerMaxFrameSize: m.maxFrameSize, nonce, clientFirstBare: first.bare, serverFirst };
     return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
   }
 
@@ -103,13 +113,13 @@ export class ServerHandshake {
     const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
     if (!scram.verifyClientProof(s.verifier, auth, final.proof)) return refuse('authFail', `wrong secret for service ${s.service}`);
     const signature = scram.serverSignature(s.verifier.serverKey, auth).toString('base64');
-    return this.accept(s.service, s.args, `v=${signature}`);
+    return this.accept(s.service, s.args, s.peerMaxFrameSize, `v=${signature}`);
   }
 
-  private accept(service: string, args: Term, signature?: string): HandshakeOutcome {
+  private accept(service: string, args: Term, peerMaxFrameSize: number | undefined, signature?: string): HandshakeOutcome {
     const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize, heartbeatInterval: this.heartbeatInterval };
     if (signature !== undefined) ack.scram = signature;
-    return { kind: 'accept', service, args, ack };
+    return peerMaxFrameSize === undefined ? { kind: 'accept', service, args, ack } : { kind: 'accept', service, args, ack, peerMaxFrameSize };
   }
 }
 

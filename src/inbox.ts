@@ -10,7 +10,7 @@ import { ChanError } from './errors.js';
 /** The longest delay a Node timer takes (2^31 - 1 ms); a longer one would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Shared by every inbox with no waiter yet: never pushed to (replaced on first use), so it stays empty. */
+/** Shared by every inbox with no waiter (or no weighed item) yet: never pushed to (replaced on first use). */
 const EMPTY: never[] = [];
 
 interface Waiter<T> {
@@ -26,6 +26,9 @@ export interface ReceiveOptions {
 
 export class Inbox<T> implements AsyncIterable<T> {
   private items: T[] = [];
+  /** Each queued item's weight (bytes), beside `items`; made when the first weighed item is queued. */
+  private weights: number[] = EMPTY as number[];
+  private weighed = 0;
   private head = 0;
   private waiters: Waiter<T>[] = EMPTY as Waiter<T>[];
   private ending: { last: T } | { error: Error } | null = null;
@@ -36,15 +39,47 @@ export class Inbox<T> implements AsyncIterable<T> {
     return this.items.length - this.head;
   }
 
-  put(item: T): void {
-    if (this.ending) return;
+  /** The weights of the items waiting, together. */
+  get bytes(): number {
+    return this.weighed;
+  }
+
+  /**
+   * Hands `item` to a waiting receiver, or queues it with its `weight` (what it costs to hold, in bytes). Returns
+   * the weight now held for it: `weight` if it was queued, 0 if it went straight to a receiver or the inbox has ended.
+   */
+  put(item: T, weight = 0): number {
+    if (this.ending) return 0;
     const w = this.waiters.shift();
     if (w) {
       if (w.timer) clearTimeout(w.timer);
       w.resolve(item);
-      return;
+      return 0;
     }
+    this.queue(item, weight);
+    return weight;
+  }
+
+  private queue(item: T, weight: number): void {
+    if (weight > 0 && this.weights === EMPTY) this.weights = new Array<number>(this.items.length).fill(0);
     this.items.push(item);
+    if (this.weights !== EMPTY) this.weights.push(weight);
+    this.weighed += weight;
+  }
+
+  /**
+   * Drops every item waiting (not the end, if it is queued) and returns their weight: what a connection that is
+   * being cut held in its mailbox.
+   */
+  drop(): number {
+    const dropped = this.weighed;
+    const e = this.ending;
+    const last = e && 'last' in e && this.items.length > this.head && this.items[this.items.length - 1] === e.last;
+    this.items = last ? [e.last] : [];
+    this.weights = EMPTY as number[];
+    this.weighed = 0;
+    this.head = 0;
+    return dropped;
   }
 
   /** Ends the inbox. With `last`, it is received after the queued items, and again by every later receive. */
@@ -65,7 +100,7 @@ export class Inbox<T> implements AsyncIterable<T> {
     }
     const e = this.ending;
     const waiters = this.waiters.splice(0);
-    if ('last' in e && waiters.length === 0) this.items.push(e.last);
+    if ('last' in e && waiters.length === 0) this.queue(e.last, 0);
     for (const w of waiters) {
       if (w.timer) clearTimeout(w.timer);
       if ('last' in e) w.resolve(e.last);
@@ -94,9 +129,11 @@ export class Inbox<T> implements AsyncIterable<T> {
 
   private take(): T {
     const item = this.items[this.head] as T;
+    if (this.weights !== EMPTY) this.weighed -= this.weights[this.head] as number;
     this.items[this.head++] = undefined as T;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
+      if (this.weights !== EMPTY) this.weights = this.weights.slice(this.head);
       this.head = 0;
     }
     return item;

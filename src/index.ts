@@ -14,7 +14,7 @@ export type { TlsClientOptions } from './tls.js';
 export { makeCertificate, writeCerts, type KeyPair, type CertSpec } from './certs.js';
 export { kvsClient, type KvsClient } from './kvs.js';
 export { startServer, ChanServer, type ServerOptions, type ServerSettings, type ServerStats } from './server.js';
-export type { ServiceDefinition, StartContext } from './modules.js';
+export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
 export type { CloseInfo } from './mm.js';
 export type { ReceiveOptions } from './inbox.js';

@@ -10,7 +10,7 @@ import { ChanError, isCloseReason } from './errors.js';
 import { clientHandshake } from './handshake.js';
 import { Inbox } from './inbox.js';
 import type { Logger } from './log.js';
-import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
+import { MiddleMan, closedError, type CloseInfo, type MMController } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 import { describeTlsError, tlsClientTransport, type TlsClientOptions } from './tls.js';
@@ -29,6 +29,7 @@ export const CLIENT_DEFAULTS = {
   maxDepth: DEFAULTS.maxDepth,
   heartbeatMaxMissed: DEFAULTS.heartbeatMaxMissed,
   mailboxHighWater: DEFAULTS.mailboxHighWater,
+  mailboxHighWaterBytes: DEFAULTS.mailboxHighWaterBytes,
   sendBufferLimit: DEFAULTS.sendBufferLimit,
 } as const;
 
@@ -63,6 +64,8 @@ export interface ConnectOptions {
   heartbeatMaxMissed?: number;
   /** Unread pushes at which the client stops reading the socket (default 1024); it reads again below half. */
   mailboxHighWater?: number;
+  /** Unread pushes' decoded size, bytes, at which the client stops reading the socket (default 4 MiB); again below half. */
+  mailboxHighWaterBytes?: number;
   /** Bytes queued for a server that does not read before the channel closes with `slowConsumer` (default 8 MiB). */
   sendBufferLimit?: number;
   /** Connect over TLS: `{}` trusts the public CAs; `{ ca }` a CA of your own (chan certs makes one). */
@@ -101,7 +104,8 @@ export interface Destination extends Omit<Target, 'argsC'> {
 }
 
 export interface LinkOwner {
-  linkMessage(link: Link, m: WireMessage): void;
+  /** `size`: the message's decoded size, bytes. */
+  linkMessage(link: Link, m: WireMessage, size: number): void;
   linkClosed(link: Link, info: CloseInfo): void;
 }
 
@@ -110,8 +114,8 @@ export class Link implements MMController {
   /** The server's ack has arrived: messages from here on belong to the owner. */
   private acked = false;
   private readonly handshakeInbox = new Inbox<WireMessage>();
-  /** After the ack, until {@link activate}: what arrived, and whether the connection closed meanwhile. */
-  private early: WireMessage[] | null = [];
+  /** After the ack, until {@link activate}: what arrived (with its decoded size), and whether the connection closed meanwhile. */
+  private early: [WireMessage, number][] | null = [];
   private earlyClose: CloseInfo | null = null;
   private readonly overTls: boolean;
   /** Resolves when the socket has closed (its resources are free). */
@@ -194,18 +198,18 @@ export class Link implements MMController {
   activate(): void {
     const early = this.early ?? [];
     this.early = null;
-    for (const m of early) this.owner.linkMessage(this, m);
+    for (const [m, size] of early) this.owner.linkMessage(this, m, size);
     if (this.earlyClose) this.owner.linkClosed(this, this.earlyClose);
   }
 
-  onMessage(m: WireMessage): void {
+  onMessage(m: WireMessage, _payload: Buffer, size: number): void {
     if (!this.acked) {
       if (m.kind === 'ack') this.acked = true;
       this.handshakeInbox.put(m);
     } else if (this.early) {
-      this.early.push(m);
+      this.early.push([m, size]);
     } else {
-      this.owner.linkMessage(this, m);
+      this.owner.linkMessage(this, m, size);
     }
   }
 
@@ -241,6 +245,4 @@ export class Link implements MMController {
   }
 }
 
-export function closedError(info: CloseInfo): ChanError {
-  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
-}
+export { closedError };

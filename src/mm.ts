@@ -10,11 +10,18 @@
  *
  * Back-pressure, both ways. Inbound: the controller calls `pauseReading()` when it is full, and no more frames arrive
  * (not even from the chunk being parsed) until `resumeReading()`. Outbound: the socket never refuses a write, so the
- * middle-man counts what is queued; past `sendBufferLimit` bytes the peer is not reading and the connection closes
- * with `slowConsumer`. `drain()` resolves when the queue has been handed to the kernel.
+ * middle-man keeps what the socket has not taken in a queue of its own (the socket is given at most
+ * `SOCKET_SHARE` bytes more at a time); past `sendBufferLimit` bytes the peer is not reading and the connection closes
+ * with `slowConsumer`: the queue is dropped and the close frame goes next, so a peer that reads late still learns why.
+ * `drain()` resolves when the queue has been handed to the kernel.
+ *
+ * Memory: every frame is decoded within a budget of its decoded size ({@link decodedSizeLimit} of the frame limit),
+ * and sends are checked against the peer's. What the connection holds (the frame being received, the bytes waiting to
+ * be sent) is reported to its {@link Account}; the controller reports what its own queues hold.
  */
 import type { Duplex } from 'node:stream';
-import type { Codec } from './codec/index.js';
+import type { Account } from './budget.js';
+import { decodedSizeLimit, type Codec } from './codec/index.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
@@ -22,9 +29,28 @@ import type { Logger } from './log.js';
 import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
 
 const EMPTY = Buffer.alloc(0);
+/** Shared by every middle-man with nothing queued: never pushed to (replaced on first use). */
+const NO_FRAMES: Buffer[] = [];
 
 /** How long a side that has sent its close frame waits for the peer to close before destroying the socket. */
 export const CLOSE_LINGER_MS = 2000;
+
+/**
+ * Bytes the socket's own buffer is given at most (beyond one frame); the rest waits in the middle-man's queue, where
+ * it can be counted, and dropped for a close frame.
+ */
+export const SOCKET_SHARE = 128 * 1024;
+
+/** flush() pings count from here, far above the heartbeat's numbers. */
+const FLUSH_BASE = 0x8000_0000;
+
+/** The error of a call on a connection that has closed: `closed`, with the close reason. */
+export function closedError(info: CloseInfo): ChanError {
+  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
+}
+
+/** Close reasons that drop what is queued for the peer, so that the close frame reaches it next. */
+const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
 
 export interface CloseInfo {
   /** A word from CLOSE_REASONS (a newer peer may send one this version does not know). */
@@ -38,8 +64,11 @@ export interface CloseInfo {
 }
 
 export interface MMController {
-  /** `payload` is the frame's bytes, valid only during the call (copy to keep). */
-  onMessage(m: WireMessage, payload: Buffer): void;
+  /**
+   * `payload` is the frame's bytes, valid only during the call (copy to keep); `size` is what the decoded message
+   * costs in memory (its decoded size, bytes).
+   */
+  onMessage(m: WireMessage, payload: Buffer, size: number): void;
   onClosed(info: CloseInfo): void;
   /** The socket itself has closed (after onClosed; its resources are free). */
   onSocketClosed?(): void;
@@ -52,6 +81,8 @@ export interface MiddleManOptions {
   /** Outbound bytes that may wait for the peer before it is a slowConsumer. */
   sendBufferLimit: number;
   log: Logger;
+  /** Where what the connection holds is counted (a server's connections; none on a client). */
+  account?: Account | null;
   /** For tests: the heartbeat's clock. */
   clock?: Clock;
 }
@@ -84,6 +115,21 @@ export class MiddleMan implements HeartbeatHost {
   private socketPaused = false;
   private pauseCheck: NodeJS.Immediate | null = null;
   private readonly clock: Clock | undefined;
+  private readonly account: Account | null;
+  /** Frames the socket has not been given yet (see SOCKET_SHARE), from `outHead` on, and their bytes. */
+  private out: Buffer[] = NO_FRAMES;
+  private outHead = 0;
+  private queuedOut = 0;
+  /** The unfinished frame's bytes, as last reported to the account. */
+  private reportedIn = 0;
+  /** close() was called with frames still queued: the socket is ended once they are out. */
+  private endWhenFlushed = false;
+  private drainWaiters: (() => void)[] | null = null;
+  /** The latest ping heard while bytes were queued for the peer, to answer once they have gone (-1: none). */
+  private pendingPong = -1;
+  /** flush() calls waiting for a pong, with the ping numbers that answer each. */
+  private flushes: { numbers: Set<number>; resolve: () => void; reject: (err: Error) => void }[] | null = null;
+  private flushSeq = FLUSH_BASE;
 
   constructor(
     private readonly socket: Duplex,
@@ -94,6 +140,7 @@ export class MiddleMan implements HeartbeatHost {
     this.log = options.log;
     this.sendBufferLimit = options.sendBufferLimit;
     this.clock = options.clock;
+    this.account = options.account ?? null;
     this.parser = new FrameParser(options.maxFrameSize, this);
     // The listeners are shared functions that find their middle-man on the socket: no closures per connection.
     (socket as Owned)[kMM] = this;
@@ -101,6 +148,7 @@ export class MiddleMan implements HeartbeatHost {
     socket.on('end', socketOnEnd);
     socket.on('error', socketOnError);
     socket.on('close', socketOnClose);
+    socket.on('drain', socketOnDrain);
   }
 
   /** Why the connection ended, or null while it is open. */
@@ -126,7 +174,7 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Bytes written and not yet handed to the kernel. */
   get queuedBytes(): number {
-    return this.socket.writableLength;
+    return this.queuedOut + this.socket.writableLength;
   }
 
   /** Stops reading the socket: no frame reaches the controller until {@link resumeReading}. */
@@ -150,6 +198,7 @@ export class MiddleMan implements HeartbeatHost {
       this.fail(err);
       return;
     }
+    this.reportIn();
     if (!this.readingPaused && !this.closeInfo && this.socketPaused) {
       this.socketPaused = false;
       this.socket.resume();
@@ -167,7 +216,9 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Resolves once everything sent so far has been handed to the kernel (or the connection has ended). */
   drain(): Promise<void> {
-    if (this.socket.writableLength === 0 || this.closeInfo || this.socket.destroyed) return Promise.resolve();
+    if (this.closeInfo || this.socket.destroyed) return Promise.resolve();
+    if (this.queuedOut > 0) return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve)).then(() => this.drain());
+    if (this.socket.writableLength === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         this.socket.off('close', done);
@@ -192,7 +243,7 @@ export class MiddleMan implements HeartbeatHost {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
-    const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES);
+    const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     return this.sendEncoded(buf);
   }
@@ -204,26 +255,96 @@ export class MiddleMan implements HeartbeatHost {
   sendEncoded(buf: Buffer): boolean {
     if (this.closeInfo) return false;
     this.write(buf);
-    this.checkQueue();
+    this.stats.framesOut++;
+    this.stats.bytesOut += buf.length;
+    if (this.queuedOut + this.socket.writableLength > this.sendBufferLimit) {
+      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
+    } else {
+      this.reportOut();
+    }
     return true;
   }
 
-  private checkQueue(): void {
-    if (this.socket.writableLength > this.sendBufferLimit) {
-      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
-    }
-  }
-
+  /** Gives a sealed frame to the socket, or to the queue while the socket holds its share. */
   private write(buf: Buffer): void {
+    sealFrame(buf);
+    if (this.queuedOut > 0 || this.socket.writableLength >= SOCKET_SHARE) {
+      if (this.out === NO_FRAMES) this.out = [];
+      this.out.push(buf);
+      this.queuedOut += buf.length;
+      return;
+    }
     if (!this.corked) {
       // Frames written in the same turn of the event loop leave in one system call (writev), not one each.
       this.corked = true;
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(sealFrame(buf));
-    this.stats.framesOut++;
-    this.stats.bytesOut += buf.length;
+    this.socket.write(buf);
+  }
+
+  /** @internal The socket took what it had: give it the queue's next frames, up to its share. */
+  flushOut(): void {
+    if (this.queuedOut > 0 && !this.socket.destroyed) {
+      const out = this.out;
+      this.socket.cork();
+      while (this.outHead < out.length && this.socket.writableLength < SOCKET_SHARE) {
+        const buf = out[this.outHead] as Buffer;
+        out[this.outHead++] = EMPTY;
+        this.queuedOut -= buf.length;
+        this.socket.write(buf);
+      }
+      this.socket.uncork();
+      if (this.outHead === out.length) {
+        this.out = NO_FRAMES;
+        this.outHead = 0;
+      }
+    }
+    if (this.queuedOut === 0) {
+      this.wakeDrainWaiters();
+      if (this.endWhenFlushed) {
+        this.endWhenFlushed = false;
+        this.socket.end();
+      }
+    }
+    this.reportOut();
+  }
+
+  /** Drops every frame still queued (the connection is being cut). */
+  private dropQueued(): void {
+    this.out = NO_FRAMES;
+    this.outHead = 0;
+    this.queuedOut = 0;
+    this.wakeDrainWaiters();
+  }
+
+  private wakeDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = null;
+    if (waiters) for (const w of waiters) w();
+  }
+
+  /**
+   * Tells the account what waits to be sent now: the queue, and the socket's buffer once it is past the socket's
+   * high-water mark (then a 'drain' is sure to come and correct the figure; below it, the bytes are too few to count and
+   * would go out unannounced).
+   */
+  private reportOut(): void {
+    const a = this.account;
+    if (!a) return;
+    const socket = this.socket;
+    const inSocket = socket.destroyed || socket.writableLength < socket.writableHighWaterMark ? 0 : socket.writableLength;
+    a.setOutbound(this.queuedOut + inSocket);
+  }
+
+  /** Tells the account how much of an unfinished frame is held now. */
+  private reportIn(): void {
+    if (!this.account) return;
+    const now = this.closeInfo ? 0 : this.parser.buffered;
+    if (now !== this.reportedIn) {
+      this.account.inbound(now - this.reportedIn);
+      this.reportedIn = now;
+    }
   }
 
   /** Destroys the socket at once (after close(), when the peer is slow to close its side). */
@@ -234,15 +355,20 @@ export class MiddleMan implements HeartbeatHost {
   /** Ends the connection: tells the peer `reason` in a close frame, then closes the socket. Idempotent. */
   close(reason: CloseReason, text: string): void {
     if (this.closeInfo) return;
+    // Cut for not reading (or for holding too much): what waits is dropped, so that the close frame goes next.
+    if (DROPS_QUEUE.has(reason)) this.dropQueued();
     try {
       if (!this.socket.destroyed) {
         const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }), FRAME_HEADER_BYTES);
         this.write(frame);
+        this.stats.framesOut++;
+        this.stats.bytesOut += frame.length;
       }
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');
     }
-    this.socket.end();
+    if (this.queuedOut > 0) this.endWhenFlushed = true;
+    else this.socket.end();
     this.finish({ reason, text, by: 'local' });
   }
 
@@ -250,6 +376,11 @@ export class MiddleMan implements HeartbeatHost {
     this.closeInfo = info;
     this.parser.stop();
     this.heartbeat?.stop();
+    this.reportIn();
+    this.wakeDrainWaiters(); // drain() resolves once the connection has ended
+    const flushes = this.flushes;
+    this.flushes = null;
+    if (flushes) for (const f of flushes) f.reject(closedError(info));
     if (!this.socket.destroyed) {
       this.socket.resume(); // read on, so that the peer's FIN (and the socket's close) can arrive
       this.lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
@@ -274,15 +405,18 @@ export class MiddleMan implements HeartbeatHost {
     // A whole frame, not a chunk: a peer dribbling one endless frame is silent.
     this.heartbeat?.heard();
     let m: WireMessage;
+    let size: number;
     try {
-      m = fromWire(this.codec.decode(payload));
+      m = fromWire(this.codec.decode(payload, decodedSizeLimit(this.parser.maxFrameSize)));
+      size = this.codec.lastDecodedSize;
     } catch (err) {
       this.fail(err);
       return;
     }
     switch (m.kind) {
       case 'close':
-        this.socket.end();
+        if (this.queuedOut > 0) this.endWhenFlushed = true;
+        else this.socket.end();
         this.finish({ reason: m.reason, text: m.text, by: 'peer' });
         return;
       case 'ping':
@@ -290,19 +424,67 @@ export class MiddleMan implements HeartbeatHost {
           this.fail(new ChanError('protocolError', 'ping before the handshake is done'));
           return;
         }
-        // Bytes still queued for the peer will tell it we are alive; a pong behind them would only pile up.
-        if (this.socket.writableLength === 0) this.send({ kind: 'pong', n: m.n });
+        this.answerPing(m.n);
         return;
       case 'pong':
         this.heartbeat?.pong(m.n);
+        if (this.flushes) this.flushAnswered(m.n);
         return;
       default:
-        this.controller.onMessage(m, payload);
+        this.controller.onMessage(m, payload, size);
     }
+  }
+
+  /**
+   * Every ping is answered, and a pong N tells the peer that everything it sent before ping N was read. With bytes
+   * still queued for the peer, the answer waits until they have gone, and then answers the latest ping only: a peer
+   * that pings without reading makes no pongs pile up.
+   */
+  private answerPing(n: number): void {
+    if (this.pendingPong >= 0) {
+      this.pendingPong = n;
+      return;
+    }
+    if (this.queuedOut === 0 && this.socket.writableLength === 0) {
+      this.send({ kind: 'pong', n });
+      return;
+    }
+    this.pendingPong = n;
+    // The callback of a write of nothing runs once everything written before it is out.
+    this.socket.write(EMPTY, () => {
+      const latest = this.pendingPong;
+      this.pendingPong = -1;
+      if (latest >= 0 && !this.closeInfo) this.send({ kind: 'pong', n: latest });
+    });
+  }
+
+  /**
+   * Resolves once the peer has read everything sent before this call: a ping goes after it, and its pong (or the pong
+   * of a later ping, which a peer with bytes queued answers instead) comes back. Rejects with `closed` if the
+   * connection ends first.
+   */
+  flush(): Promise<void> {
+    if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
+    // Numbers from the top half: never one of the heartbeat's (which counts from 1), so never an older ping's pong.
+    this.flushSeq = this.flushSeq >= 0xffff_ffff ? FLUSH_BASE : this.flushSeq + 1;
+    const n = this.flushSeq;
+    return new Promise((resolve, reject) => {
+      (this.flushes ??= []).push({ numbers: new Set([n]), resolve, reject });
+      this.send({ kind: 'ping', n });
+    });
+  }
+
+  private flushAnswered(n: number): void {
+    const open = this.flushes ?? [];
+    const done = open.filter((f) => f.numbers.has(n));
+    this.flushes = open.length === done.length ? null : open.filter((f) => !f.numbers.has(n));
+    for (const f of done) f.resolve();
   }
 
   /** @internal The heartbeat's host. */
   sendPing(n: number): void {
+    // A flush waiting for its pong is answered by this one's too, if the peer answers only the latest.
+    if (this.flushes) for (const f of this.flushes) f.numbers.add(n);
     this.send({ kind: 'ping', n });
   }
 
@@ -316,6 +498,7 @@ export class MiddleMan implements HeartbeatHost {
   /** @internal */
   uncorkSocket(): void {
     this.socket.uncork();
+    this.reportOut();
   }
 
   /** @internal */
@@ -332,6 +515,7 @@ export class MiddleMan implements HeartbeatHost {
     } catch (err) {
       this.fail(err);
     }
+    this.reportIn();
   }
 
   /** @internal */
@@ -349,6 +533,9 @@ export class MiddleMan implements HeartbeatHost {
   /** @internal */
   onClose(): void {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    // Whatever was still queued is gone with the socket: the account is square.
+    this.dropQueued();
+    this.reportOut();
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: 'the connection was closed', by: 'peer' });
     this.controller.onSocketClosed?.();
   }
@@ -368,6 +555,9 @@ function socketOnError(this: Owned, err: Error): void {
 }
 function socketOnClose(this: Owned): void {
   this[kMM].onClose();
+}
+function socketOnDrain(this: Owned): void {
+  this[kMM].flushOut();
 }
 function pauseIfStill(mm: MiddleMan): void {
   mm.pauseSocketIfStillFull();

@@ -44,9 +44,25 @@ export interface ServiceDefinition<S = unknown> {
 
 export type StartFunction<S = unknown> = (argsS: Term, ctx: StartContext) => S | Promise<S>;
 
+/** The server's limits that a service's code may need to respect (what it may send, what it may keep). */
+export interface ServiceLimits {
+  /** `max_depth`: the deepest nesting a message may have (an answer wrapped in a tuple takes one level more). */
+  maxDepth: number;
+  /** `max_frame_size`: the largest frame the server accepts, and (unless a client asks for less) sends. */
+  maxFrameSize: number;
+  /** `store_max_bytes`: what a store of the service may keep. */
+  storeMaxBytes: number;
+}
+
+/** The limits a service's code is told of, from the server's settings (one frozen object per service). */
+export function serviceLimits(s: ServiceLimits): ServiceLimits {
+  return Object.freeze({ maxDepth: s.maxDepth, maxFrameSize: s.maxFrameSize, storeMaxBytes: s.storeMaxBytes });
+}
+
 export interface StartContext {
   service: string;
   log: Logger;
+  limits: ServiceLimits;
   /**
    * Reports that the service's own work (outside any connection) has failed: the supervisor stops the service and
    * starts it again, within restart_intensity; past it, the service is marked down.

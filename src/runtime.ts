@@ -12,13 +12,15 @@
  * throws, with `handlerError` and the error's message (the stack goes to the log only). Nothing a handler does can
  * reach another connection.
  */
-import { ChanError } from './errors.js';
+import type { Account } from './budget.js';
+import { ChanError, LimitError } from './errors.js';
 import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
+import type { ServiceLimits } from './modules.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
 import type { WireMessage } from './protocol.js';
-import type { Term } from './term/model.js';
+import { Atom, Tuple, type Term } from './term/model.js';
 
 /**
  * Where a mailbox sends what its handler says: the middle-man itself when the handler runs on the main thread, a
@@ -73,6 +75,8 @@ export interface MM extends AsyncIterable<MailboxMessage> {
 /** What a handler shares with the other handlers of its service. */
 export interface ServiceContext<S = unknown> {
   service: string;
+  /** The server's limits (max_depth, max_frame_size, store_max_bytes). */
+  readonly limits: ServiceLimits;
   /**
    * What the service module's `start(argsS)` returned (the book's `kvs:start()`); undefined without one. After the
    * supervisor restarts the service, this is the new state.
@@ -92,6 +96,28 @@ export const MAX_UNANSWERED_RPCS = 65_536;
 /** Shared by every mailbox without rpcs yet: never added to (replaced on first use), so it stays empty. */
 const NO_IDS: Set<number> = new Set();
 
+/** A service's limits on its handlers' mailboxes (one object for every connection of the service). */
+export interface MailboxLimits {
+  /** With this many messages waiting, the socket is no longer read. */
+  highWater: number;
+  /** With this many bytes of messages (their decoded size) waiting, the socket is no longer read. */
+  highWaterBytes: number;
+}
+
+/** Limits that never pause (a worker thread's mailboxes: the main thread counts for them). */
+export const UNLIMITED_MAILBOX: MailboxLimits = { highWater: Number.POSITIVE_INFINITY, highWaterBytes: Number.POSITIVE_INFINITY };
+
+const ERROR = new Atom('error');
+
+/**
+ * What an rpc is answered with when the handler's answer is over a limit (`badTerm`: nested deeper than max_depth;
+ * `frameTooLarge`: over the client's frame or decoded-size limit): `{error, {Code, Text}}`. The rpc fails; the
+ * connection carries on. (An answer that is not a term at all, a function say, still throws to the handler.)
+ */
+export function unsendableAnswer(err: ChanError): Tuple {
+  return new Tuple([ERROR, new Tuple([new Atom(err.code), err.message])]);
+}
+
 /** The MM given to a handler: a mailbox in front of the middle-man. */
 export class Mailbox extends HighWater implements MM {
   private readonly inbox = new Inbox<MailboxMessage>();
@@ -99,6 +125,8 @@ export class Mailbox extends HighWater implements MM {
   private inFlight: Set<number> = NO_IDS;
   /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
   private received: Set<number> = NO_IDS;
+  /** The mailbox's bytes as last told to the account. */
+  private reported = 0;
 
   constructor(
     private readonly middleMan: MailboxOutput,
@@ -107,10 +135,12 @@ export class Mailbox extends HighWater implements MM {
     readonly peer: string,
     /** Where the logger comes from (made when first needed). */
     private readonly logs: { readonly log: Logger },
-    /** Inbound back-pressure: with this many messages waiting, the socket is no longer read. */
-    highWater: number,
+    /** Inbound back-pressure: when the socket is no longer read. */
+    limits: MailboxLimits,
+    /** Where the bytes waiting here are counted (the server's connections; none in a worker thread). */
+    private readonly account: Account | null = null,
   ) {
-    super(highWater, middleMan);
+    super(limits.highWater, middleMan, limits.highWaterBytes, account?.pressure ?? null);
   }
 
   get log(): Logger {
@@ -123,12 +153,11 @@ export class Mailbox extends HighWater implements MM {
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
 
-  /** Called by the connection for each message from the client after the handshake. */
-  fromClient(m: WireMessage): void {
+  /** Called by the connection for each message from the client after the handshake; `size`: its decoded size. */
+  fromClient(m: WireMessage, _payload?: Buffer, size = 0): void {
     switch (m.kind) {
       case 'cast':
-        this.inbox.put({ type: 'chan', mm: this, data: m.data });
-        this.added(this.inbox.size);
+        this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
         return;
       case 'rpc':
         if (this.inFlight.has(m.id)) {
@@ -141,12 +170,31 @@ export class Mailbox extends HighWater implements MM {
         }
         if (this.inFlight === NO_IDS) this.inFlight = new Set();
         this.inFlight.add(m.id);
-        this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id });
-        this.added(this.inbox.size);
+        this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
         return;
       default:
         this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
     }
+  }
+
+  /** A message was put in: counts what it holds, and stops the reading when the mailbox is full. */
+  private enqueued(weight: number): void {
+    if (weight > 0) this.report();
+    this.added(this.inbox.size, this.inbox.bytes);
+  }
+
+  private report(): void {
+    const now = this.inbox.bytes;
+    if (now !== this.reported) {
+      this.account?.inbound(now - this.reported);
+      this.reported = now;
+    }
+  }
+
+  /** The connection is being cut for holding too much: what the handler has not received yet is dropped. */
+  shed(): void {
+    this.inbox.drop();
+    this.report();
   }
 
   /** Called by the connection when it has ended. */
@@ -181,7 +229,15 @@ export class Mailbox extends HighWater implements MM {
   }
 
   private answer(id: number, x: unknown): boolean {
-    const sent = this.middleMan.send({ kind: 'reply', id, data: x as Term });
+    let sent: boolean;
+    try {
+      sent = this.middleMan.send({ kind: 'reply', id, data: x as Term });
+    } catch (err) {
+      if (!(err instanceof LimitError)) throw err;
+      // The answer cannot be sent: this one rpc fails with the reason, and the connection carries on.
+      this.log.warn({ err: { code: err.code, message: err.message }, request: id }, 'an answer could not be sent; the rpc gets {error, {Code, Text}}');
+      sent = this.middleMan.send({ kind: 'reply', id, data: unsendableAnswer(err) });
+    }
     // Only once sent: a value that cannot be encoded leaves the request waiting.
     this.inFlight.delete(id);
     this.received.delete(id);
@@ -208,7 +264,8 @@ export class Mailbox extends HighWater implements MM {
       }
       this.onReceive?.();
     }
-    this.taken(this.inbox.size);
+    this.report();
+    this.taken(this.inbox.size, this.inbox.bytes);
     return m;
   };
 

@@ -7,6 +7,7 @@
 import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
 import { AuthThrottle } from './auth/throttle.js';
+import { Account, QueueBudget, type Shed } from './budget.js';
 import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
 import { DEFAULTS } from './config/options.js';
 import { ServerHandshake } from './handshake.js';
@@ -31,6 +32,13 @@ export interface ServerStats {
   queuedMessages: number;
   /** Bytes waiting to be sent to clients. */
   queuedBytes: number;
+  /**
+   * What every connection together makes the server hold, bytes: mailboxes (decoded size), frames being received,
+   * bytes waiting to be sent. `max_queued_bytes` bounds it.
+   */
+  heldBytes: number;
+  /** Connections dropped for holding the most while the server was over max_queued_bytes, since the start. */
+  shed: number;
   /** Per service: up or down, handler crashes, service restarts. */
   services: Record<string, ServiceStats>;
 }
@@ -99,6 +107,8 @@ export class ChanServer {
   private readonly tlsTransport: TlsTransport | null = null;
   /** @internal Failed handshakes per peer address. */
   readonly throttle: AuthThrottle;
+  /** @internal What all connections hold together (max_queued_bytes). */
+  readonly budget: QueueBudget;
   private unauthenticated = 0;
   private refusedTotal = 0;
   private refusals: ThrottledLog | null = null;
@@ -114,6 +124,7 @@ export class ChanServer {
     this.services = new Map(services.map((s) => [s.name, s]));
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
+    this.budget = new QueueBudget(settings.maxQueuedBytes);
     if (options.tls) {
       this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log);
       this.transport = this.tlsTransport;
@@ -216,7 +227,16 @@ export class ChanServer {
     }
     const services: Record<string, ServiceStats> = {};
     for (const [name, s] of this.services) services[name] = s.stats();
-    return { connections: this.connections.size, unauthenticated: this.unauthenticated, refused: this.refusedTotal, queuedMessages, queuedBytes, services };
+    return {
+      connections: this.connections.size,
+      unauthenticated: this.unauthenticated,
+      refused: this.refusedTotal,
+      queuedMessages,
+      queuedBytes,
+      heldBytes: this.budget.used,
+      shed: this.budget.shedCount,
+      services,
+    };
   }
 
   /** @internal The running service of that name (one function for every connection's handshake). */
@@ -307,8 +327,10 @@ function within(p: Promise<unknown>, ms: number): Promise<void> {
 }
 
 /** One client connection: its middle-man, its handshake, then its handler. */
-class ServerConnection implements MMController {
+class ServerConnection implements MMController, Shed {
   private readonly mm: MiddleMan;
+  /** What this connection makes the server hold. */
+  private readonly account: Account;
   /** Until the handshake is over, accepted or not (then dropped: an idle connection should hold only what it uses). */
   private handshake: ServerHandshake | null;
   private process: ProcessHandle | null = null;
@@ -329,7 +351,12 @@ class ServerConnection implements MMController {
   ) {
     this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
     const s = server.settings;
-    this.mm = new MiddleMan(socket, { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log }, this);
+    this.account = new Account(server.budget, this);
+    this.mm = new MiddleMan(
+      socket,
+      { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log, account: this.account },
+      this,
+    );
     this.handshake = new ServerHandshake(server.service, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
     this.handshakeTimer = setTimeout(handshakeOnTimeout, server.settings.handshakeTimeout, this);
   }
@@ -363,6 +390,13 @@ class ServerConnection implements MMController {
     this.mm.close('shutdown', 'the server is shutting down');
   }
 
+  /** The server is over max_queued_bytes and this connection holds the most: drop what it holds, and close. */
+  shed(reason: 'slowConsumer' | 'overloaded', text: string): void {
+    this.process?.shed();
+    this.log.warn({ reason, held: this.account.held }, text);
+    this.mm.close(reason, text);
+  }
+
   /** At the end of shutdown_timeout: the socket goes, whether or not the peer has closed its side. */
   destroy(): void {
     this.mm.destroy();
@@ -381,9 +415,9 @@ class ServerConnection implements MMController {
     return this.mm.queuedBytes;
   }
 
-  onMessage(m: WireMessage, payload: Buffer): void {
+  onMessage(m: WireMessage, payload: Buffer, size: number): void {
     if (this.process) {
-      this.process.fromClient(m, payload);
+      this.process.fromClient(m, payload, size);
       return;
     }
     if (m.kind === 'hello' && this.mm.stats.framesIn === 1) {
@@ -414,25 +448,26 @@ class ServerConnection implements MMController {
         return;
       }
       case 'accept':
-        this.accept(out.service, out.args, out.ack, m);
+        this.accept(out.service, out.args, out.ack, out.peerMaxFrameSize);
         return;
     }
   }
 
-  private accept(name: string, argsC: Term, ack: WireMessage, first: WireMessage): void {
+  private accept(name: string, argsC: Term, ack: WireMessage, peerMaxFrameSize: number | undefined): void {
     const service = this.server.service(name) as Service;
     this.endHandshake();
     this.fields['service'] = name;
     this.childLog = null;
     this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
-    if (first.kind === 'startService' && first.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = first.maxFrameSize;
+    // The client's own limit, from its startService (carried through the SCRAM exchange when the service has a secret).
+    if (peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = peerMaxFrameSize;
     this.mm.send(ack);
     // Sending can itself end the connection (slowConsumer): then there is no process to start.
     if (this.mm.closed) return;
     const s = this.server.settings;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
     this.server.log.info(this.fields, 'connection opened');
-    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, logs: this, argsC });
+    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, logs: this, argsC, account: this.account });
   }
 
   /** Leaves the handshake phase (accepted or closed); runs once. */

@@ -9,13 +9,14 @@
  * that crashes is counted, logged and ends its own connection; it does not restart the service (its process is
  * temporary, as in OTP).
  */
+import type { Account } from './budget.js';
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
-import { ModuleError, serviceCode, verifierFor, workerModule, type ServiceCode, type ServiceDefinition } from './modules.js';
+import { ModuleError, serviceCode, serviceLimits, verifierFor, workerModule, type ServiceCode, type ServiceDefinition, type ServiceLimits } from './modules.js';
 import type { ScramVerifier } from './auth/scram.js';
 import type { WireMessage } from './protocol.js';
-import { Mailbox, runHandler, type HandlerExit, type ServiceContext } from './runtime.js';
+import { Mailbox, runHandler, type HandlerExit, type MailboxLimits, type ServiceContext } from './runtime.js';
 import type { Term } from './term/model.js';
 import { WorkerPool } from './workers.js';
 
@@ -24,7 +25,10 @@ export interface SupervisionSettings {
   restartPeriod: number;
   handlerBlockTimeout: number;
   mailboxHighWater: number;
+  mailboxHighWaterBytes: number;
   maxDepth: number;
+  maxFrameSize: number;
+  storeMaxBytes: number;
   logLevel: string;
 }
 
@@ -36,12 +40,17 @@ export interface Attachment {
   /** Where the connection's logger comes from (made when first asked for). */
   logs: { readonly log: Logger };
   argsC: Term;
+  /** Where the connection's queued bytes are counted. */
+  account: Account | null;
 }
 
 /** A running handler process, as its connection sees it. */
 export interface ProcessHandle {
-  fromClient(m: WireMessage, payload: Buffer): void;
+  /** A message from the client: `payload` its bytes (valid during the call), `size` its decoded size. */
+  fromClient(m: WireMessage, payload: Buffer, size: number): void;
   closed(info: CloseInfo): void;
+  /** The connection is being cut for holding too much: drop what the handler has not received yet. */
+  shed(): void;
   /** Messages from the client that the handler has not received yet. */
   readonly queued: number;
   /** Settles when the handler has returned or thrown (or its worker died). */
@@ -68,6 +77,9 @@ class HandlerContext implements ServiceContext {
   get state(): unknown {
     return this.owner.currentState;
   }
+  get limits(): ServiceLimits {
+    return this.owner.limits;
+  }
   get log(): Logger {
     return this.logs.log;
   }
@@ -92,6 +104,9 @@ export class Service {
   private restarting = false;
   private pool: WorkerPool | null = null;
   private readonly log: Logger;
+  private readonly mailboxLimits: MailboxLimits;
+  /** @internal What the service's code is told of the server's limits. */
+  readonly limits: ServiceLimits;
 
   private constructor(
     def: ServiceDefinition,
@@ -111,6 +126,8 @@ export class Service {
     this.args = def.args ?? null;
     this.isolation = def.isolation ?? 'inline';
     this.log = log.child({ service: def.name });
+    this.mailboxLimits = { highWater: settings.mailboxHighWater, highWaterBytes: settings.mailboxHighWaterBytes };
+    this.limits = serviceLimits(settings);
   }
 
   /** Loads a service's code and starts it. Throws (with the reason) if it cannot start. */
@@ -135,7 +152,7 @@ export class Service {
   }
 
   private runStart(): unknown {
-    const ctx = { service: this.name, log: this.log, fail: (err: unknown) => this.fail(err) };
+    const ctx = { service: this.name, log: this.log, limits: this.limits, fail: (err: unknown) => this.fail(err) };
     return this.code?.start?.(this.args, ctx);
   }
 
@@ -146,7 +163,7 @@ export class Service {
   /** Starts the handler process of a new connection. */
   attach(a: Attachment): ProcessHandle {
     if (this.pool) return this.pool.attach(a);
-    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.settings.mailboxHighWater);
+    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.mailboxLimits, a.account);
     mailbox.done = runHandler((this.code as ServiceCode).handler, mailbox, a.mm, a.argsC, this.args, new HandlerContext(this, a.logs), this);
     return mailbox;
   }

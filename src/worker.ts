@@ -6,13 +6,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { msgpackCodec } from './codec/index.js';
+import { decodedSizeLimit, msgpackCodec } from './codec/index.js';
 import type { CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, checkFrameSize } from './frame.js';
 import type { CloseInfo } from './mm.js';
 import { ModuleError, importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
-import { Mailbox, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
+import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
 
@@ -41,7 +41,7 @@ class PortOutput implements MailboxOutput {
 
   send(m: WireMessage): boolean {
     if (this.closed) return false;
-    const buf = codec.encode(toWire(m), FRAME_HEADER_BYTES);
+    const buf = codec.encode(toWire(m), FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
     post({ t: 'out', conn: this.conn, frame }, [frame.buffer as ArrayBuffer]);
@@ -106,21 +106,26 @@ async function main(): Promise<void> {
   }
   const args = codec.decode(data.args);
   try {
-    state = await code.start?.(args, { service: data.service, log, fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }) });
+    state = await code.start?.(args, {
+      service: data.service,
+      log,
+      limits: data.limits,
+      fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }),
+    });
   } catch (err) {
     post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err), moduleError: false });
     return;
   }
   const handler = code.handler;
   const conns = new Map<number, { out: PortOutput; mailbox: Mailbox }>();
-  const ctx = (connLog: typeof log): ServiceContext => ({ service: data.service, state, log: connLog });
+  const ctx = (connLog: typeof log): ServiceContext => ({ service: data.service, limits: data.limits, state, log: connLog });
 
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'open': {
         const connLog = log.child({ conn: m.conn, peer: m.peer });
         const out = new PortOutput(m.conn, m.peerMaxFrameSize);
-        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, Number.POSITIVE_INFINITY);
+        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, UNLIMITED_MAILBOX);
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
         mailbox.onReceive = () => took.add();
@@ -143,9 +148,12 @@ async function main(): Promise<void> {
         c.mailbox.fromClient(msg);
         return;
       }
-      case 'closed':
-        conns.get(m.conn)?.out.end({ reason: m.reason, text: m.text, by: 'peer' });
+      case 'closed': {
+        const c = conns.get(m.conn);
+        if (m.drop) c?.mailbox.shed(); // cut for holding too much: what the handler has not taken is dropped
+        c?.out.end({ reason: m.reason, text: m.text, by: 'peer' });
         return;
+      }
       case 'drained':
         conns.get(m.conn)?.out.drained(m.id);
         return;

@@ -10,7 +10,7 @@
  * and not yet received by the handler stops being read.
  *
  * Messages between the threads (t is the type):
- *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize} | in {conn, payload} | closed {conn, reason, text}
+ *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize} | in {conn, payload} | closed {conn, reason, text, drop}
  *                  | drained {conn, id} | ping {seq} | stop
  *   from a worker: ready | startFailed {message, moduleError} | out {conn, frame} | close {conn, reason, text} | took {conn, n}
  *                  | drain {conn, id} | exit {conn, ok, text} | pong {seq} | fail {message} | log {line} | stopped
@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
 import { HighWater } from './flow.js';
 import { levelName, type Logger } from './log.js';
-import { ModuleError, type WorkerModule } from './modules.js';
+import { ModuleError, serviceLimits, type ServiceLimits, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
 import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
 import type { Term } from './term/model.js';
@@ -29,7 +29,7 @@ const WORKER_URL = new URL('./worker.js', import.meta.url);
 export type ToWorker =
   | { t: 'open'; conn: number; argsC: Uint8Array; peer: string; peerMaxFrameSize: number }
   | { t: 'in'; conn: number; payload: Uint8Array }
-  | { t: 'closed'; conn: number; reason: string; text: string }
+  | { t: 'closed'; conn: number; reason: string; text: string; drop: boolean }
   | { t: 'drained'; conn: number; id: number }
   | { t: 'ping'; seq: number }
   | { t: 'stop' };
@@ -57,8 +57,12 @@ export interface PoolEvents {
 
 /** One connection's handler, running in a worker. */
 class WorkerLink extends HighWater implements ProcessHandle {
-  /** Messages posted to the worker that its handler has not received yet. */
+  /** Messages posted to the worker that its handler has not received yet, and what each holds (bytes), oldest first. */
   private inTransit = 0;
+  private sizes: number[] = [];
+  private sizesHead = 0;
+  private bytes = 0;
+  private dropped = false;
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
@@ -66,33 +70,62 @@ class WorkerLink extends HighWater implements ProcessHandle {
   constructor(
     private readonly thread: WorkerThread,
     readonly a: Attachment,
-    highWater: number,
+    settings: SupervisionSettings,
   ) {
-    super(highWater, a.mm);
+    super(settings.mailboxHighWater, a.mm, settings.mailboxHighWaterBytes, a.account?.pressure ?? null);
   }
 
   get queued(): number {
     return this.inTransit;
   }
 
-  fromClient(_m: unknown, payload: Buffer): void {
+  fromClient(_m: unknown, payload: Buffer, size: number): void {
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
-    this.added(++this.inTransit);
+    // Held twice over for a while: the bytes on their way, then the decoded message in the worker's mailbox.
+    const held = size + payload.length;
+    this.sizes.push(held);
+    this.bytes += held;
+    this.a.account?.inbound(held);
+    this.added(++this.inTransit, this.bytes);
   }
 
   took(n: number): void {
-    this.inTransit -= n;
-    this.taken(this.inTransit);
+    let released = 0;
+    for (let i = 0; i < n && this.sizesHead < this.sizes.length; i++) released += this.sizes[this.sizesHead++] as number;
+    if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
+      this.sizes = this.sizes.slice(this.sizesHead);
+      this.sizesHead = 0;
+    }
+    this.release(released);
+    this.inTransit = Math.max(0, this.inTransit - n);
+    this.taken(this.inTransit, this.bytes);
+  }
+
+  private release(bytes: number): void {
+    this.bytes -= bytes;
+    this.a.account?.inbound(-bytes);
+  }
+
+  shed(): void {
+    // The worker drops them when told of the close (closed, drop): they are no longer counted from now.
+    this.dropped = true;
+    this.sizes = [];
+    this.sizesHead = 0;
+    this.release(this.bytes);
   }
 
   closed(info: { reason: string; text: string }): void {
-    this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text });
+    this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text, drop: this.dropped });
   }
 
   exit(exit: HandlerExit): void {
     if (this.finished) return;
     this.finished = true;
     this.thread.links.delete(this.a.id);
+    // Whatever the handler had not taken is gone with it.
+    this.sizes = [];
+    this.sizesHead = 0;
+    this.release(this.bytes);
     this.resolveDone(exit);
   }
 }
@@ -103,6 +136,7 @@ export interface WorkerData extends WorkerModule {
   /** The service's argsS, encoded. */
   args: Uint8Array;
   maxDepth: number;
+  limits: ServiceLimits;
   mailboxHighWater: number;
   logLevel: string;
 }
@@ -238,7 +272,7 @@ class WorkerThread {
   }
 
   attach(a: Attachment): WorkerLink {
-    const link = new WorkerLink(this, a, this.pool.settings.mailboxHighWater);
+    const link = new WorkerLink(this, a, this.pool.settings);
     this.links.set(a.id, link);
     this.post({ t: 'open', conn: a.id, argsC: this.pool.encodeTerm(a.argsC), peer: a.peer, peerMaxFrameSize: a.mm.peerMaxFrameSize });
     return link;
@@ -279,6 +313,7 @@ export class WorkerPool {
       service,
       args: this.encodeTerm(args),
       maxDepth: settings.maxDepth,
+      limits: serviceLimits(settings),
       mailboxHighWater: settings.mailboxHighWater,
       logLevel: settings.logLevel,
     };
@@ -318,7 +353,7 @@ export class WorkerPool {
     const thread = live[this.next++ % Math.max(1, live.length)];
     if (!thread) {
       a.mm.close('serviceDown', `service ${this.service} has no worker running`);
-      return { fromClient: () => {}, closed: () => {}, queued: 0, done: Promise.resolve({ ok: false, text: 'no worker' }) };
+      return { fromClient: () => {}, closed: () => {}, shed: () => {}, queued: 0, done: Promise.resolve({ ok: false, text: 'no worker' }) };
     }
     return thread.attach(a);
   }

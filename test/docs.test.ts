@@ -56,6 +56,7 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| \`maxDepth\` | \`${CLIENT_DEFAULTS.maxDepth}\` |`));
   t.true(doc.includes(`| \`heartbeatMaxMissed\` | \`${CLIENT_DEFAULTS.heartbeatMaxMissed}\` |`));
   t.true(doc.includes(`| \`mailboxHighWater\` | \`${CLIENT_DEFAULTS.mailboxHighWater}\` |`));
+  t.true(doc.includes(`| \`mailboxHighWaterBytes\` | \`${CLIENT_DEFAULTS.mailboxHighWaterBytes}\` bytes |`));
   t.true(doc.includes(`| \`sendBufferLimit\` | \`${CLIENT_DEFAULTS.sendBufferLimit}\` bytes |`));
   t.true(doc.includes(`| atom length | ${MAX_ATOM_LENGTH} characters |`));
   t.true(doc.includes(`| request ids | 1 to ${MAX_REQUEST_ID} |`));
@@ -98,7 +99,10 @@ test('every option can be set by its CHAN_ variable', (t) => {
     heartbeat_interval: ['0', 0],
     heartbeat_max_missed: ['2', 2],
     mailbox_high_water: ['16', 16],
+    mailbox_high_water_bytes: ['100000', 100000],
     send_buffer_limit: ['65536', 65536],
+    max_queued_bytes: ['5000000', 5000000],
+    store_max_bytes: ['1000000', 1000000],
     max_connections: ['10', 10],
     max_unauthenticated: ['5', 5],
     auth_max_failures: ['3', 3],

@@ -6,11 +6,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
+import type { ExecutionContext } from 'ava';
+import { connect, type Channel } from '../src/client.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
 import type { ChanClosedMessage, Handler, MM } from '../src/runtime.js';
 import { startServer, type ChanServer, type ServerOptions } from '../src/server.js';
-import type { Term } from '../src/term/model.js';
+import { atom, tuple, type Term } from '../src/term/model.js';
+import { formatTerm } from '../src/term/print.js';
 
 /** A new folder under the system's temporary one, holding `files` (name to contents). */
 export function tempDir(files: Record<string, string | Uint8Array> = {}): string {
@@ -147,4 +150,56 @@ export async function handlerEnding(
   c.send({ kind: 'startService', version: 1, service: 's', args: null });
   await peer(c, await c.next(0));
   return ended;
+}
+
+/**
+ * The well-behaved neighbour of the attack tests: stores and looks up on a name server in a loop, checking every
+ * answer, until stopped. Reports its answers, the wrong ones, and its slowest store-and-lookup, ms.
+ */
+export function bystander(ch: Channel): { stop: () => Promise<{ answers: number; wrong: string[]; slowest: number }> } {
+  let running = true;
+  const wrong: string[] = [];
+  let answers = 0;
+  let slowest = 0;
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const started = Date.now();
+      const key = tuple(atom('k'), i % 50);
+      await ch.rpc(tuple(atom('store'), key, `v${i}`), { timeout: 1000 });
+      const got = formatTerm(await ch.rpc(tuple(atom('lookup'), key), { timeout: 1000 }));
+      if (got !== `{ok,"v${i}"}`) wrong.push(got);
+      slowest = Math.max(slowest, Date.now() - started);
+      answers++;
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return { answers, wrong, slowest };
+    },
+  };
+}
+
+/**
+ * Runs `attack` against a server of `services` (the first must be a name server with the book's secret) while a
+ * neighbour uses it; then asserts that every one of the neighbour's answers was right and none took a second.
+ */
+export async function besideBystander(
+  t: ExecutionContext,
+  services: ServiceDefinition[],
+  options: Partial<ServerOptions>,
+  attack: (server: ChanServer) => Promise<void>,
+): Promise<void> {
+  const server = await testServer(services, options);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, services[0]?.name ?? 'nameServer', services[0]?.secret ?? null);
+  const b = bystander(ch);
+  await attack(server);
+  const { answers, wrong, slowest } = await b.stop();
+  t.deepEqual(wrong, []);
+  t.true(answers > 0);
+  t.true(slowest < 1000, `slowest answer took ${slowest} ms`);
+  await ch.close();
 }

@@ -58,9 +58,10 @@ export async function oneShot(kind: 'rpc' | 'cast', target: Destination, args: s
       process.stdout.write(answers.map((a) => `${f.json ? formatJsonTerm(a) : formatTerm(a)}\n`).join(''));
     } else {
       for (const t of terms) ch.cast(t);
+      // Exit 0 only once the server has confirmed reading them: a ping after the casts, and its pong.
+      await ch.flush(f.timeout === undefined ? {} : { timeout: f.timeout });
     }
   } finally {
-    // For a cast this is the flush: the server has read everything before our close frame when the socket closes.
     await ch.close();
   }
   return EXIT_OK;

@@ -3,14 +3,24 @@
  * interface is what a second one (Erlang's External Term Format, for wire compatibility with Erlang lib_chan) plugs into.
  */
 import type { Term } from '../term/model.js';
-import { decode, encode } from './msgpack.js';
+import { decode, encode, lastDecodedSize } from './msgpack.js';
+
+export { COST, DECODED_SIZE_RATIO, decodedSizeLimit } from './msgpack.js';
 
 export interface Codec {
   readonly name: string;
-  /** Encodes `value`, leaving `headroom` unused bytes at the start of the result. Throws `badTerm`. */
-  encode(value: unknown, headroom: number): Buffer;
-  /** Decodes one payload. Throws `protocolError`, with a message that never quotes the input. */
-  decode(payload: Uint8Array): Term;
+  /**
+   * Encodes `value`, leaving `headroom` unused bytes at the start of the result. Throws `badTerm`, or `frameTooLarge`
+   * when its decoded size would pass `maxDecodedSize` (the receiver's budget).
+   */
+  encode(value: unknown, headroom: number, maxDecodedSize?: number): Buffer;
+  /**
+   * Decodes one payload. Throws `protocolError`, with a message that never quotes the input, or `frameTooLarge` when
+   * the value would take more than `maxDecodedSize` bytes of memory.
+   */
+  decode(payload: Uint8Array, maxDecodedSize?: number): Term;
+  /** What the value the last `decode` returned costs in memory, bytes (the mailboxes' byte budgets count it). */
+  readonly lastDecodedSize: number;
 }
 
 export interface CodecOptions {
@@ -23,7 +33,10 @@ export function msgpackCodec(options: CodecOptions): Codec {
   const depth = options.maxDepth + 1;
   return {
     name: 'msgpack',
-    encode: (value, headroom) => encode(value, depth, headroom),
-    decode: (payload) => decode(payload, depth),
+    encode: (value, headroom, maxDecodedSize) => encode(value, depth, headroom, maxDecodedSize),
+    decode: (payload, maxDecodedSize) => decode(payload, depth, maxDecodedSize),
+    get lastDecodedSize() {
+      return lastDecodedSize();
+    },
   };
 }

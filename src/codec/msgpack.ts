@@ -13,15 +13,84 @@
  * allocated; nesting deeper than `maxDepth` is refused; only the two extension types above are accepted; strings must
  * be valid UTF-8; a `__proto__` map key becomes an own property (never the prototype, never renamed). Its errors never
  * quote the input, so they can be sent to the peer as they are.
+ *
+ * Memory is accounted by what a value costs once decoded, not by its wire bytes (a one-byte empty map is a 56-byte
+ * object): the decoder charges every container, string, binary and boxed number its {@link COST} as it goes, and
+ * refuses the value (`frameTooLarge`) the moment the total passes its budget, before it builds more. The encoder
+ * computes the same total for what it writes and refuses (also `frameTooLarge`) a value over the receiver's budget, so
+ * that what one side may send, the other accepts; the limits (depth, atom length, integer range) are one definition
+ * for both directions.
  */
 import { isUtf8 } from 'node:buffer';
-import { ChanError } from '../errors.js';
+import { ChanError, LimitError } from '../errors.js';
 import { Atom, Tuple, isSafeBigInt, isTermObject, narrowInteger, type Term, type TermObject } from '../term/model.js';
+import { termKey } from '../term/print.js';
 
 export const EXT_ATOM = 1;
 export const EXT_TUPLE = 2;
-/** Erlang's own limit on atom names, in characters. */
+/** Erlang's own limit on atom names, in characters (Unicode code points, as Erlang counts them). */
 export const MAX_ATOM_CHARS = 255;
+
+/**
+ * What a decoded value costs, in bytes of memory (V8, 64-bit, measured: a million empty maps take 64 MiB, 64 each).
+ * docs/PROTOCOL.md, "Decoded size", states the same rules for implementers in other languages.
+ */
+export const COST = {
+  /** A list: the array and its header, plus `slot` per element. */
+  array: 48,
+  /** A map: the object, plus `entry` per key-value pair (the two slots, the property, its share of a hidden class). */
+  map: 56,
+  entry: 128,
+  /** One element's place in its list or tuple. */
+  slot: 8,
+  /** A tuple: its object, plus a list of its elements. */
+  tuple: 32,
+  /** An atom: its object, plus its name as a string. */
+  atom: 32,
+  /** A string: its header, plus a byte per character if it is ASCII, else two. */
+  string: 24,
+  /** A binary: its view object and buffer, plus its bytes. */
+  binary: 192,
+  /** A number that is not a small integer (a float, or outside -2^31..2^31-1) is boxed. */
+  boxed: 16,
+  /** An integer beyond 2^53 (a bigint). */
+  bigint: 32,
+} as const;
+
+/**
+ * The most a frame may cost once decoded, per byte of the receiver's frame limit: a frame of `max_frame_size` bytes
+ * never becomes more than this many times its limit in memory.
+ */
+export const DECODED_SIZE_RATIO = 8;
+
+/** The decoded-size budget that goes with a frame limit. */
+export function decodedSizeLimit(maxFrameSize: number): number {
+  return maxFrameSize * DECODED_SIZE_RATIO;
+}
+
+/** A string's cost by its UTF-8 length and its length in UTF-16 units (one byte a character when they agree). */
+export function stringCost(utf8Bytes: number, utf16Units: number): number {
+  return COST.string + (utf8Bytes === utf16Units ? utf8Bytes : 2 * utf16Units);
+}
+
+/** A number's cost beyond its slot: nothing for a small integer, a box for anything else. */
+function numberCost(n: number): number {
+  return (n | 0) === n && !Object.is(n, -0) ? 0 : COST.boxed;
+}
+
+/** The characters of an atom's name as Erlang counts them (code points), or more than the limit if it has more. */
+export function atomTooLong(name: string): boolean {
+  // Each code point is one or two UTF-16 units: the count only needs working out between the two bounds.
+  if (name.length <= MAX_ATOM_CHARS) return false;
+  if (name.length > 2 * MAX_ATOM_CHARS) return true;
+  let n = 0;
+  for (const _ of name) if (++n > MAX_ATOM_CHARS) return true;
+  return false;
+}
+
+function tooCostly(cost: number, limit: number): ChanError {
+  return new LimitError('frameTooLarge', `the value would take more than ${limit} bytes once decoded (its decoded size is at least ${cost}; the limit is ${DECODED_SIZE_RATIO} x the receiver's max_frame_size)`);
+}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Encoding
@@ -30,6 +99,13 @@ class Writer {
   buf = Buffer.allocUnsafe(1024);
   pos = 0;
   busy = false;
+  /** The decoded size of what has been written, and the receiver's budget for it. */
+  cost = 0;
+  maxCost = Number.POSITIVE_INFINITY;
+
+  charge(n: number): void {
+    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+  }
 
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -68,14 +144,17 @@ const MAX_UINT32 = 0xffff_ffff;
 /**
  * Encodes a term; the result starts with `headroom` unused bytes (the frame layer writes its length prefix there, so
  * a message is copied once). Throws a `badTerm` {@link ChanError} for values that are not terms or nest deeper than
- * `maxDepth` (which also catches cycles).
+ * `maxDepth` (which also catches cycles), and `frameTooLarge` for one whose decoded size would pass `maxCost` (the
+ * receiver's budget, {@link decodedSizeLimit}).
  */
-export function encode(value: unknown, maxDepth: number, headroom = 0): Buffer {
+export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost = Number.POSITIVE_INFINITY): Buffer {
   // A getter on a user's object could re-enter encode(); give such a call its own buffer.
   const w = shared.busy ? new Writer() : shared;
   w.busy = true;
   try {
     w.pos = 0;
+    w.cost = 0;
+    w.maxCost = maxCost;
     w.ensure(headroom);
     w.pos = headroom;
     write(w, value, maxDepth);
@@ -97,12 +176,14 @@ function write(w: Writer, v: unknown, depth: number): void {
     case 'string':
       return writeString(w, v);
     case 'number':
+      w.charge(numberCost(v));
       return writeNumber(w, v);
     case 'boolean':
       return w.u8(v ? 0xc3 : 0xc2);
     case 'undefined':
       return w.u8(0xc0);
     case 'bigint':
+      w.charge(isSafeBigInt(v) ? numberCost(Number(v)) : COST.bigint);
       return writeBigInt(w, v);
     case 'object':
       break;
@@ -110,17 +191,34 @@ function write(w: Writer, v: unknown, depth: number): void {
       throw badTerm(`a ${typeof v} is not a term`);
   }
   if (v === null) return w.u8(0xc0);
-  if (depth <= 0) throw badTerm('term nests deeper than max_depth (or is cyclic)');
-  if (Array.isArray(v)) {
-    writeArrayHeader(w, v.length);
-    for (const item of v) write(w, item, depth - 1);
-  } else if (v instanceof Atom) {
+  if (v instanceof Atom) {
+    // Not a container: an atom (like a binary) takes no level of nesting, on either side.
+    if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
     const len = Buffer.byteLength(v.name);
-    if (v.name.length > MAX_ATOM_CHARS) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+    w.charge(COST.atom + stringCost(len, v.name.length));
     writeExtHeader(w, EXT_ATOM, len);
     w.ensure(len);
     w.pos += w.buf.write(v.name, w.pos, 'utf8');
+    return;
+  }
+  if (v instanceof Uint8Array) {
+    const len = v.length;
+    w.charge(COST.binary + len);
+    if (len <= 0xff) w.u8u8(0xc4, len);
+    else if (len <= 0xffff) w.u8u16(0xc5, len);
+    else w.u8u32(0xc6, len);
+    w.ensure(len);
+    w.buf.set(v, w.pos);
+    w.pos += len;
+    return;
+  }
+  if (depth <= 0) throw new LimitError('badTerm', 'term nests deeper than max_depth (or is cyclic)');
+  if (Array.isArray(v)) {
+    w.charge(COST.array + COST.slot * v.length);
+    writeArrayHeader(w, v.length);
+    for (const item of v) write(w, item, depth - 1);
   } else if (v instanceof Tuple) {
+    w.charge(COST.tuple + COST.array + COST.slot * v.elements.length);
     // The payload's length is known only once it is written: reserve the smallest header (most tuples fit it) and
     // move the payload along for a larger one.
     const headerAt = w.pos;
@@ -147,15 +245,14 @@ function write(w: Writer, v: unknown, depth: number): void {
       b.writeUInt32BE(len, headerAt + 1);
     }
     b[headerAt + headerLen - 1] = EXT_TUPLE;
-  } else if (v instanceof Uint8Array) {
-    const len = v.length;
-    if (len <= 0xff) w.u8u8(0xc4, len);
-    else if (len <= 0xffff) w.u8u16(0xc5, len);
-    else w.u8u32(0xc6, len);
-    w.ensure(len);
-    w.buf.set(v, w.pos);
-    w.pos += len;
   } else if (v instanceof Map) {
+    w.charge(COST.map + COST.entry * v.size);
+    if (v.size > 1) {
+      // Keys are compared by value on the other side (two atoms joe are one key): a map with one twice is refused.
+      const keys = new Set<string>();
+      for (const k of v.keys()) keys.add(termKey(k as Term));
+      if (keys.size !== v.size) throw badTerm('a map has the same key twice (keys are compared by value)');
+    }
     writeMapHeader(w, v.size);
     for (const [k, item] of v) {
       write(w, k, depth - 1);
@@ -163,6 +260,7 @@ function write(w: Writer, v: unknown, depth: number): void {
     }
   } else if (isTermObject(v)) {
     const keys = Object.keys(v);
+    w.charge(COST.map + COST.entry * keys.length);
     writeMapHeader(w, keys.length);
     for (const k of keys) {
       writeString(w, k);
@@ -176,6 +274,7 @@ function write(w: Writer, v: unknown, depth: number): void {
 
 function writeString(w: Writer, s: string): void {
   const len = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s);
+  w.charge(stringCost(len, s.length));
   if (len < 32) w.u8(0xa0 | len);
   else if (len <= 0xff) w.u8u8(0xd9, len);
   else if (len <= 0xffff) w.u8u16(0xda, len);
@@ -271,13 +370,17 @@ function malformed(message: string): ChanError {
 }
 
 /**
- * Decodes one MessagePack value that must fill `bytes` exactly. Containers nested deeper than `maxDepth` are refused.
- * Throws a `protocolError` {@link ChanError} whose message never contains the input.
+ * Decodes one MessagePack value that must fill `bytes` exactly. Containers nested deeper than `maxDepth` are refused
+ * (`protocolError`), and so is a value whose decoded size passes `maxCost` (`frameTooLarge`), before more of it is
+ * built. Errors are {@link ChanError}s whose messages never contain the input. {@link lastDecodedSize} then says what
+ * the value costs.
  */
-export function decode(bytes: Uint8Array, maxDepth: number): Term {
+export function decode(bytes: Uint8Array, maxDepth: number, maxCost = Number.POSITIVE_INFINITY): Term {
   // One decoder for every call: decoding runs no user code, so it cannot be re-entered.
   const d = decoder;
   d.reset(bytes);
+  d.cost = 0;
+  d.maxCost = maxCost;
   try {
     const value = d.read(maxDepth);
     if (d.pos !== bytes.length) throw malformed(`${bytes.length - d.pos} bytes after the end of the value`);
@@ -287,11 +390,18 @@ export function decode(bytes: Uint8Array, maxDepth: number): Term {
   }
 }
 
+/** The decoded size of the value the last {@link decode} returned (see {@link COST}). */
+export function lastDecodedSize(): number {
+  return decoder.cost;
+}
+
 const EMPTY_BYTES = Buffer.alloc(0);
 
 class Decoder {
   pos = 0;
   end = 0;
+  cost = 0;
+  maxCost = Number.POSITIVE_INFINITY;
   private b: Uint8Array = EMPTY_BYTES;
   /** The same bytes as a Buffer, for Node's native UTF-8 decoding and big-endian reads. */
   private buf: Buffer = EMPTY_BYTES;
@@ -305,6 +415,23 @@ class Decoder {
 
   private need(n: number, what: string): void {
     if (n > this.end - this.pos) throw malformed(`${what} runs past the end of the data`);
+  }
+
+  /** Charges `n` bytes of decoded size; past the budget the value is refused before more of it is built. */
+  private charge(n: number): void {
+    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+  }
+
+  private num(n: number): number {
+    if ((n | 0) !== n || Object.is(n, -0)) this.charge(COST.boxed);
+    return n;
+  }
+
+  private int(n: bigint): number | bigint {
+    const v = narrowInteger(n);
+    if (typeof v === 'bigint') this.charge(COST.bigint);
+    else this.num(v);
+    return v;
   }
 
   private u8(): number {
@@ -355,25 +482,25 @@ class Decoder {
         this.need(4, 'a float');
         const f = v.readFloatBE(this.pos);
         this.pos += 4;
-        return f;
+        return this.num(f);
       }
       case 0xcb: {
         this.need(8, 'a float');
         const f = v.readDoubleBE(this.pos);
         this.pos += 8;
-        return f;
+        return this.num(f);
       }
       case 0xcc:
         return this.u8();
       case 0xcd:
         return this.u16();
       case 0xce:
-        return this.u32();
+        return this.num(this.u32());
       case 0xcf: {
         this.need(8, 'an integer');
         const n = v.readBigUInt64BE(this.pos);
         this.pos += 8;
-        return narrowInteger(n);
+        return this.int(n);
       }
       case 0xd0: {
         this.need(1, 'an integer');
@@ -395,7 +522,7 @@ class Decoder {
         this.need(8, 'an integer');
         const n = v.readBigInt64BE(this.pos);
         this.pos += 8;
-        return narrowInteger(n);
+        return this.int(n);
       }
       case 0xd4:
         return this.ext(1, depth);
@@ -428,30 +555,41 @@ class Decoder {
 
   private str(len: number): string {
     this.need(len, 'a string');
+    // The least a string of `len` bytes can cost (three-byte characters: two bytes a character for a third of the
+    // bytes), charged before it is built; the rest once it is known what it holds. Never more than the final figure,
+    // so that the budget means the same to a sender computing it from the string.
+    const least = ((2 * len) / 3) | 0;
+    this.charge(COST.string + least);
     const start = this.pos;
     const end = start + len;
     this.pos = end;
     const b = this.b;
     if (len < 16) {
-      // Short strings are most keys and words: build them directly when they are ASCII.
-      let s = '';
+      // Short strings are most keys and words: build them directly when they are ASCII (up to 12 characters: a longer
+      // string built that way is a chain of pieces, twice the memory of a flat one).
       for (let i = start; i < end; i++) {
-        const c = b[i] as number;
-        if (c > 0x7f) return this.utf8(start, end);
-        s += String.fromCharCode(c);
+        if ((b[i] as number) > 0x7f) {
+          const s = shortUtf8(b, start, end);
+          if (s === null) throw malformed(`the string at offset ${start} is not valid UTF-8`);
+          this.charge(2 * s.length - least); // not ASCII: two bytes a character (stringCost)
+          return s;
+        }
       }
+      this.charge(len - least);
+      if (len > 12) return this.buf.toString('latin1', start, end);
+      let s = '';
+      for (let i = start; i < end; i++) s += String.fromCharCode(b[i] as number);
       return s;
     }
-    return this.utf8(start, end);
-  }
-
-  private utf8(start: number, end: number): string {
-    if (!isUtf8(this.b.subarray(start, end))) throw malformed(`the string at offset ${start} is not valid UTF-8`);
-    return this.buf.toString('utf8', start, end);
+    if (!isUtf8(b.subarray(start, end))) throw malformed(`the string at offset ${start} is not valid UTF-8`);
+    const s = this.buf.toString('utf8', start, end);
+    this.charge((s.length === len ? len : 2 * s.length) - least);
+    return s;
   }
 
   private bin(len: number): Buffer {
     this.need(len, 'a binary');
+    this.charge(COST.binary + len);
     // A copy: a slice would keep the whole network chunk alive for as long as the value lives.
     const out = Buffer.from(this.b.subarray(this.pos, this.pos + len));
     this.pos += len;
@@ -461,6 +599,7 @@ class Decoder {
   private array(n: number, depth: number): Term[] {
     if (depth <= 0) throw malformed('nesting deeper than max_depth');
     this.need(n, 'an array'); // every element takes at least one byte: check before allocating
+    this.charge(COST.array + COST.slot * n);
     const out = new Array<Term>(n);
     for (let i = 0; i < n; i++) out[i] = this.read(depth - 1);
     return out;
@@ -469,10 +608,13 @@ class Decoder {
   private map(n: number, depth: number): TermObject | Map<Term, Term> {
     if (depth <= 0) throw malformed('nesting deeper than max_depth');
     this.need(n * 2, 'a map');
+    this.charge(COST.map + COST.entry * n);
     const obj: TermObject = {};
     for (let i = 0; i < n; i++) {
       const key = this.read(depth - 1);
       if (typeof key !== 'string') return this.mapWithTermKeys(obj, key, n - i, depth);
+      // A key twice is not a map (Erlang has none such): refused, rather than one value silently kept.
+      if (hasOwn(obj, key)) throw malformed('a map has the same key twice');
       const value = this.read(depth - 1);
       if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
       else obj[key] = value;
@@ -480,12 +622,20 @@ class Decoder {
     return obj;
   }
 
-  /** A map with a key that is not a string becomes a `Map`; `firstKey` has been read, its value not yet. */
+  /**
+   * A map with a key that is not a string becomes a `Map`; `firstKey` has been read, its value not yet. Keys are
+   * compared by value (two atoms `joe` are one key), as they are in Erlang.
+   */
   private mapWithTermKeys(sofar: TermObject, firstKey: Term, remaining: number, depth: number): Map<Term, Term> {
     const m = new Map<Term, Term>(Object.entries(sofar));
-    m.set(firstKey, this.read(depth - 1));
-    for (let i = 1; i < remaining; i++) {
-      const key = this.read(depth - 1);
+    const seen = new Set<string>();
+    for (const k of m.keys()) seen.add(termKey(k));
+    let key = firstKey;
+    for (let i = 0; i < remaining; i++) {
+      if (i > 0) key = this.read(depth - 1);
+      const k = termKey(key);
+      if (seen.has(k)) throw malformed('a map has the same key twice');
+      seen.add(k);
       m.set(key, this.read(depth - 1));
     }
     return m;
@@ -497,13 +647,13 @@ class Decoder {
     const start = this.pos;
     if (type === EXT_ATOM) {
       if (len > MAX_ATOM_CHARS * 4) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+      this.charge(COST.atom);
       const name = this.str(len);
-      if (name.length > MAX_ATOM_CHARS && [...name].length > MAX_ATOM_CHARS) {
-        throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
-      }
+      if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       return new Atom(name);
     }
     if (type === EXT_TUPLE) {
+      this.charge(COST.tuple);
       const outerEnd = this.end;
       this.end = start + len;
       const tag = this.u8();
@@ -522,3 +672,68 @@ class Decoder {
 }
 
 const decoder = new Decoder();
+
+const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
+/** Room for the UTF-16 units of a short string (fewer than 16 bytes of UTF-8 make at most 15 units). */
+const units = new Uint16Array(16);
+
+/**
+ * Decodes fewer than 16 bytes of UTF-8 in JavaScript (for a few bytes, two native calls cost more than the work),
+ * as strictly as Node's isUtf8: no overlong forms, no surrogates, nothing past U+10FFFF. Null when not valid.
+ */
+export function shortUtf8(b: Uint8Array, start: number, end: number): string | null {
+  let n = 0;
+  let i = start;
+  while (i < end) {
+    const c = b[i] as number;
+    if (c < 0x80) {
+      units[n++] = c;
+      i++;
+      continue;
+    }
+    let need: number;
+    let cp: number;
+    let min: number;
+    if (c >= 0xc2 && c <= 0xdf) {
+      need = 1;
+      cp = c & 0x1f;
+      min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      cp = c & 0x0f;
+      min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      cp = c & 0x07;
+      min = 0x10000;
+    } else {
+      return null;
+    }
+    if (i + need >= end) return null; // the sequence runs past the string
+    for (let k = 1; k <= need; k++) {
+      const cc = b[i + k] as number;
+      if ((cc & 0xc0) !== 0x80) return null;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return null;
+    i += need + 1;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      units[n++] = 0xd800 | (cp >> 10);
+      units[n++] = 0xdc00 | (cp & 0x3ff);
+    } else {
+      units[n++] = cp;
+    }
+  }
+  switch (n) {
+    case 1:
+      return String.fromCharCode(units[0] as number);
+    case 2:
+      return String.fromCharCode(units[0] as number, units[1] as number);
+    case 3:
+      return String.fromCharCode(units[0] as number, units[1] as number, units[2] as number);
+    default:
+      return String.fromCharCode.apply(null, units.subarray(0, n) as unknown as number[]);
+  }
+}

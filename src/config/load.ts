@@ -57,7 +57,10 @@ export interface ServerConfig {
   heartbeatInterval: number;
   heartbeatMaxMissed: number;
   mailboxHighWater: number;
+  mailboxHighWaterBytes: number;
   sendBufferLimit: number;
+  maxQueuedBytes: number;
+  storeMaxBytes: number;
   maxConnections: number;
   maxUnauthenticated: number;
   tlsHandshakeTimeout: number;

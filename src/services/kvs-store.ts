@@ -1,29 +1,103 @@
 /**
  * The book's `kvs`: a key-value store whose keys are any term, compared by value (`{location, joe}` finds what was
  * stored under `{location, joe}`; the atom `joe`, the string "joe" and the binary <<"joe">> are three keys).
- * One store per service, created when the server starts, shared by every connection of that service.
+ * One store per service, created when the service starts, shared by every connection of that service.
+ *
+ * Values are kept encoded (the wire codec's bytes, so that a term comes back exactly as it went in, and what the store
+ * holds is what it counts), within two limits:
+ *
+ * - a value is stored only if its lookup answer, `{ok, Value}`, can be sent back within the server's limits (depth,
+ *   frame size, decoded size): a value that could never be read back is refused, never kept as poison;
+ * - the store keeps at most `store_max_bytes`: encoded keys and values, plus {@link ENTRY_OVERHEAD} an entry. A store
+ *   past it is refused with `{error, {storeFull, Text}}`; nothing else changes.
  */
+import { decode, decodedSizeLimit, encode } from '../codec/msgpack.js';
+import { LimitError } from '../errors.js';
+import type { ServiceLimits } from '../modules.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
 import { termKey } from '../term/print.js';
 
 const OK = new Atom('ok');
 const UNDEFINED = new Atom('undefined');
+const ERROR = new Atom('error');
+
+/** What an entry costs beyond its key and value: the map's slot, the buffer object, the key string's header. */
+export const ENTRY_OVERHEAD = 256;
+
+/**
+ * What an answer's envelope adds around a value, at most: `["reply", Id, {error, {Why, V}}]` is 1 + 2 levels, about
+ * 400 bytes of decoded size and 32 bytes on the wire.
+ */
+const ENVELOPE_COST = 512;
+const ENVELOPE_BYTES = 64;
+
+/** No limits: a store for programs and benchmarks that keep their own. */
+export const NO_LIMITS: ServiceLimits = Object.freeze({
+  maxDepth: 1000,
+  maxFrameSize: Number.POSITIVE_INFINITY,
+  storeMaxBytes: Number.POSITIVE_INFINITY,
+});
+
+/** `{error, {Why, Detail}}`. */
+export function errorTerm(why: string, detail: Term): Tuple {
+  return new Tuple([ERROR, new Tuple([new Atom(why), detail])]);
+}
+
+/**
+ * The encoded bytes of `value` if it can be sent inside an answer that wraps it in `wrap` more levels, within
+ * `limits`; otherwise the LimitError that says why not.
+ */
+export function encodeWithin(value: Term, wrap: number, limits: ServiceLimits): Buffer | LimitError {
+  try {
+    const bytes = encode(value, limits.maxDepth - wrap, 0, decodedSizeLimit(limits.maxFrameSize) - ENVELOPE_COST);
+    if (bytes.length > limits.maxFrameSize - ENVELOPE_BYTES) {
+      return new LimitError('frameTooLarge', `the value takes ${bytes.length} bytes; with its answer around it, that is over max_frame_size (${limits.maxFrameSize})`);
+    }
+    return bytes;
+  } catch (err) {
+    if (err instanceof LimitError) return err;
+    throw err;
+  }
+}
 
 export class KvsStore {
-  private readonly entries = new Map<string, Term>();
+  private readonly entries = new Map<string, Buffer>();
+  private held = 0;
 
-  /** `kvs:store(Key, Value)`. */
-  store(key: Term, value: Term): void {
-    this.entries.set(termKey(key), value);
+  constructor(private readonly limits: ServiceLimits = NO_LIMITS) {}
+
+  /**
+   * `kvs:store(Key, Value)`: null once stored, or the refusal to answer with: `{error, {tooLarge, Text}}` for a value
+   * that could not be read back, `{error, {storeFull, Text}}` past `store_max_bytes`.
+   */
+  store(key: Term, value: Term): Tuple | null {
+    // {ok, Value} is one level around the value.
+    const bytes = encodeWithin(value, 1, this.limits);
+    if (bytes instanceof LimitError) return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${bytes.message})`);
+    const k = termKey(key);
+    const before = this.entries.get(k);
+    const cost = (e: Buffer | undefined): number => (e ? 2 * k.length + e.length + ENTRY_OVERHEAD : 0);
+    const after = this.held - cost(before) + cost(bytes);
+    if (after > this.limits.storeMaxBytes) {
+      return errorTerm('storeFull', `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`);
+    }
+    this.entries.set(k, bytes);
+    this.held = after;
+    return null;
   }
 
   /** `kvs:lookup(Key) -> {ok, Value} | undefined`. */
   lookup(key: Term): Tuple | Atom {
-    const k = termKey(key);
-    return this.entries.has(k) ? new Tuple([OK, this.entries.get(k) as Term]) : UNDEFINED;
+    const bytes = this.entries.get(termKey(key));
+    return bytes ? new Tuple([OK, decode(bytes, this.limits.maxDepth)]) : UNDEFINED;
   }
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** What the store holds, bytes (as store_max_bytes counts it). */
+  get bytes(): number {
+    return this.held;
   }
 }

@@ -2,37 +2,58 @@
  * The book's name server, built in: `{service, nameServer, ..., mfa, mod_name_server, start_me_up, notUsed}`.
  *
  *   {store, K, V}   stores V under K. As a cast (the book's way) there is no answer; as an rpc the answer is `true`,
- *                   as `kvs:store/2` returns, so a caller can know the value is stored.
+ *                   as `kvs:store/2` returns, so a caller can know the value is stored. A value that could not be
+ *                   read back within the server's limits is refused with {error, {tooLarge, Text}}, and a store past
+ *                   store_max_bytes with {error, {storeFull, Text}} (as a push when it came as a cast).
  *   {lookup, K}     answers {ok, V}, or undefined when nothing is stored under K.
- *   anything else   answers {error, {badRequest, X}} (as a push when it came as a cast).
+ *   anything else   answers {error, {badRequest, X}} (as a push when it came as a cast); X is the atom tooLarge when
+ *                   the request itself would not fit in the answer.
  */
-import type { ChanMessage, MM, ServiceContext } from '../runtime.js';
-import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
-import { KvsStore } from './kvs-store.js';
+import { LimitError } from '../errors.js';
+import { unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
+import { Atom, isTuple, type Term } from '../term/model.js';
+import type { StartContext } from '../modules.js';
+import { KvsStore, encodeWithin, errorTerm } from './kvs-store.js';
 
-/** The book's `kvs:start()`: one store for the service, made when the server starts. */
-export function start(): KvsStore {
-  return new KvsStore();
+const TOO_LARGE = new Atom('tooLarge');
+
+/** The book's `kvs:start()`: one store for the service, made when the service starts. */
+export function start(_argsS: Term, ctx: StartContext): KvsStore {
+  return new KvsStore(ctx.limits);
 }
 
 export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: ServiceContext<KvsStore>): Promise<void> {
-  const kvs = ctx.state;
   for await (const m of mm) {
     if (m.type === 'chan_closed') return;
-    handle(kvs, mm, m);
+    handle(ctx.state, mm, m, ctx);
   }
 }
 
-function handle(kvs: KvsStore, mm: MM, m: ChanMessage): void {
+function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): void {
   const x = m.data;
   if (isTuple(x, 'store', 3)) {
-    kvs.store(x.at(1) as Term, x.at(2) as Term);
-    if (m.requestId !== undefined) mm.reply(m, true);
+    const refused = kvs.store(x.at(1) as Term, x.at(2) as Term);
+    if (refused) answer(mm, m, refused);
+    else if (m.requestId !== undefined) mm.reply(m, true);
   } else if (isTuple(x, 'lookup', 2)) {
-    mm.send(kvs.lookup(x.at(1) as Term));
+    answer(mm, m, kvs.lookup(x.at(1) as Term));
   } else {
-    const error = new Tuple([new Atom('error'), new Tuple([new Atom('badRequest'), x])]);
-    if (m.requestId !== undefined) mm.reply(m, error);
-    else mm.push(error);
+    // {error, {badRequest, X}} is two levels around X: the request is repeated only if it fits.
+    const fits = !(encodeWithin(x, 2, ctx.limits) instanceof LimitError);
+    answer(mm, m, errorTerm('badRequest', fits ? x : TOO_LARGE));
+  }
+}
+
+/** The answer to an rpc, or a push for a cast; one over the client's limits becomes {error, {Code, Text}}. */
+function answer(mm: MM, m: ChanMessage, x: Term): void {
+  if (m.requestId !== undefined) {
+    mm.reply(m, x);
+    return;
+  }
+  try {
+    mm.push(x);
+  } catch (err) {
+    if (!(err instanceof LimitError)) throw err;
+    mm.push(unsendableAnswer(err));
   }
 }

@@ -1,0 +1,111 @@
+/**
+ * The attacks of the hostile-peers review, each at the socket level against a real server, each with a well-behaved
+ * neighbour beside it whose answers must stay right and prompt (see besideBystander).
+ */
+import test from 'ava';
+import { connect } from '../src/client.js';
+import { decodedSizeLimit } from '../src/codec/index.js';
+import type { ServiceDefinition } from '../src/modules.js';
+import { atom, formatTerm, parseTerm, tuple, type Term } from '../src/term/index.js';
+import { BOOK_SERVICE, RawClient, besideBystander } from './helpers.js';
+
+const OPEN_KVS: ServiceDefinition = { ...BOOK_SERVICE, name: 'open', secret: null };
+
+/** A frame holding `["rpc", id, {store, K, V}]`, with V a list of `n` copies of `item` (raw MessagePack). */
+function storeOfList(id: number, n: number, item: Buffer): Buffer {
+  const head = Buffer.from([0x93, 0xa3, 0x72, 0x70, 0x63, 0xce, 0, 0, 0, 0]);
+  head.writeUInt32BE(id, 6);
+  const list = Buffer.alloc(5 + n * item.length);
+  list[0] = 0xdd;
+  list.writeUInt32BE(n, 1);
+  for (let i = 0; i < n; i++) item.copy(list, 5 + i * item.length);
+  // {store, k, List}: ext32 type 2 holding [store, k, List]
+  const atoms = Buffer.from([0x93, 0xc7, 5, 1, ...Buffer.from('store'), 0xc7, 1, 1, 0x6b]);
+  const tupleHeader = Buffer.alloc(6);
+  tupleHeader[0] = 0xc9;
+  tupleHeader.writeUInt32BE(atoms.length + list.length, 1);
+  tupleHeader[5] = 2;
+  const payload = Buffer.concat([head, tupleHeader, atoms, list]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(payload.length);
+  return Buffer.concat([len, payload]);
+}
+
+test('lists of a million empty maps (1 MiB on the wire, 67 MB decoded) are refused with frameTooLarge; the heap stays small', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+    const frame = storeOfList(1, 1024 * 1024 - 64, Buffer.from([0x80]));
+    global.gc?.();
+    const before = process.memoryUsage().heapUsed;
+    // Ten at once: unbounded, that is 670 MB of objects.
+    const attackers = await Promise.all(Array.from({ length: 10 }, () => RawClient.started(server.port, 'open')));
+    for (const a of attackers) a.write(frame);
+    const closes = await Promise.all(attackers.map((a) => a.closeMessage()));
+    const grew = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    t.deepEqual(closes.map((c) => c?.reason), Array(10).fill('frameTooLarge'));
+    t.regex(closes[0]?.text ?? '', new RegExp(`more than ${decodedSizeLimit(1024 * 1024)} bytes once decoded`));
+    t.true(grew < 100, `the heap grew by ${grew.toFixed(0)} MiB`);
+  });
+});
+
+test('a stored atom of 255 emoji is read back by another client; values at the deepest nesting too', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+    const writer = await connect('127.0.0.1', server.port, 'open', null);
+    const reader = await connect('127.0.0.1', server.port, 'open', null);
+    const emoji = atom('\u{1F600}'.repeat(255));
+    // {store, K, V} and {ok, V} put V at the same depth: the deepest V a client can store, it can read back.
+    let deep: Term = [atom('bottom'), Buffer.from('bin')];
+    for (let i = 0; i < 30; i++) deep = [deep];
+    t.is(await writer.rpc(tuple(atom('store'), atom('e'), emoji)), true);
+    t.is(await writer.rpc(tuple(atom('store'), atom('d'), deep)), true);
+    t.is(formatTerm(await reader.rpc(tuple(atom('lookup'), atom('e')))), `{ok,'${emoji.name}'}`);
+    t.is(formatTerm(await reader.rpc(tuple(atom('lookup'), atom('d')))), formatTerm(tuple(atom('ok'), deep)));
+    await Promise.all([writer.close(), reader.close()]);
+  });
+});
+
+test('a value whose answer could not be sent back is refused at store, not kept as poison; a bad request at the limit is answered', async (t) => {
+  const maxFrameSize = 4096;
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], { maxFrameSize }, async (server) => {
+    const ch = await connect('127.0.0.1', server.port, 'open', null);
+    const refused = formatTerm(await ch.rpc(tuple(atom('store'), atom('big'), Buffer.alloc(maxFrameSize - 40))));
+    t.regex(refused, /^\{error,\{tooLarge,"not stored: /);
+    t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), atom('big')))), 'undefined');
+    // A request 32 levels deep (the most a client may send) cannot be repeated inside {error, {badRequest, X}}.
+    let deep: Term = [];
+    for (let i = 0; i < 31; i++) deep = [deep];
+    t.is(formatTerm(await ch.rpc(deep)), '{error,{badRequest,tooLarge}}');
+    t.is(formatTerm(await ch.rpc(parseTerm('{what, 1}'))), '{error,{badRequest,{what,1}}}');
+    t.false(ch.isClosed);
+    await ch.close();
+  });
+});
+
+test("an answer over the client's own frame limit fails that rpc with {error, {frameTooLarge, Text}}; the connection stays", async (t) => {
+  await besideBystander(t, [BOOK_SERVICE], {}, async (server) => {
+    const writer = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+    await writer.rpc(tuple(atom('store'), atom('big'), 'x'.repeat(5000)));
+    // This client accepts frames of 1 KiB only, and says so in its startService (carried through SCRAM).
+    const small = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { maxFrameSize: 1024 });
+    t.regex(formatTerm(await small.rpc(tuple(atom('lookup'), atom('big')))), /^\{error,\{frameTooLarge,"message of \d+ bytes is over the peer's max_frame_size of 1024"\}\}$/);
+    t.is(await small.rpc(tuple(atom('store'), atom('small'), 1)), true);
+    t.is(formatTerm(await small.rpc(tuple(atom('lookup'), atom('small')))), '{ok,1}');
+    await Promise.all([writer.close(), small.close()]);
+  });
+});
+
+test('the name server keeps at most store_max_bytes: a store past it is answered storeFull; lookups and replacements carry on', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], { storeMaxBytes: 100_000 }, async (server) => {
+    const ch = await connect('127.0.0.1', server.port, 'open', null);
+    const value = 'v'.repeat(30_000);
+    for (const k of ['a', 'b', 'c']) t.is(await ch.rpc(tuple(atom('store'), atom(k), value)), true);
+    t.regex(formatTerm(await ch.rpc(tuple(atom('store'), atom('d'), value))), /^\{error,\{storeFull,"not stored: the store would hold \d+ bytes, over store_max_bytes \(100000\)"\}\}$/);
+    t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), atom('d')))), 'undefined');
+    t.is(await ch.rpc(tuple(atom('store'), atom('a'), 'small now')), true); // a replacement frees what it replaces
+    t.is(await ch.rpc(tuple(atom('store'), atom('d'), value)), true);
+    t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), atom('b')))), `{ok,"${value}"}`);
+    // As a cast (the book's way), the refusal comes as a push.
+    ch.cast(tuple(atom('store'), atom('e'), value));
+    t.regex(formatTerm(await ch.receive({ timeout: 2000 })), /^\{error,\{storeFull,/);
+    await ch.close();
+  });
+});

@@ -1,0 +1,202 @@
+/**
+ * One definition of every limit for both directions: what the decoder accepts, the encoder sends back, with the same
+ * meaning and the same decoded size; what a frame may cost once decoded is bounded before it is built.
+ */
+import { isUtf8 } from 'node:buffer';
+import test from 'ava';
+import fc from 'fast-check';
+import { COST, DECODED_SIZE_RATIO, decode, decodedSizeLimit, encode, lastDecodedSize, shortUtf8 } from '../src/codec/msgpack.js';
+import { ChanError, LimitError } from '../src/errors.js';
+import { atom, formatTerm, tuple, type Term } from '../src/term/index.js';
+
+const bytes = (...xs: number[]): Buffer => Buffer.from(xs);
+const u16 = (n: number): number[] => [n >> 8, n & 0xff];
+const u32 = (n: number): number[] => [(n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+
+test("an atom's 255 characters are code points both ways: 255 emoji go and come back, 256 are refused by both", (t) => {
+  const emoji255 = atom('\u{1F600}'.repeat(255)); // 510 UTF-16 units, 1,020 bytes
+  const back = decode(encode(emoji255, 4), 4);
+  t.is(formatTerm(back), formatTerm(emoji255));
+  const emoji256 = atom('\u{1F600}'.repeat(256));
+  t.is(t.throws(() => encode(emoji256, 4), { instanceOf: ChanError })?.code, 'badTerm');
+  const wire = Buffer.concat([bytes(0xc8, ...u16(1024), 1), Buffer.from(emoji256.name)]);
+  t.is(t.throws(() => decode(wire, 4), { instanceOf: ChanError })?.code, 'protocolError');
+});
+
+test('atoms and binaries take no level of nesting: at the deepest level both sides accept them', (t) => {
+  // Two containers deep with depth 2: a list holding a list holding an atom and a binary.
+  const value = [[atom('deep'), Buffer.from('bin')]];
+  const wire = encode(value, 2);
+  t.is(formatTerm(decode(wire, 2)), formatTerm(value));
+  t.is(t.throws(() => encode([[[]]], 2), { instanceOf: LimitError })?.code, 'badTerm');
+});
+
+test('a million empty maps (1 MiB on the wire, 64 MiB decoded) are refused with frameTooLarge before they are built', (t) => {
+  const n = 1024 * 1024 - 5;
+  const frame = Buffer.alloc(n + 5, 0x80);
+  frame[0] = 0xdd;
+  frame.writeUInt32BE(n, 1);
+  const limit = decodedSizeLimit(1024 * 1024);
+  const err = t.throws(() => decode(frame, 33, limit), { instanceOf: LimitError });
+  t.is(err?.code, 'frameTooLarge');
+  t.regex(err?.message ?? '', /more than 8388608 bytes once decoded/);
+  // The list's own slots are charged at its header: nothing was built.
+  t.is(lastDecodedSize(), COST.array + COST.slot * n);
+});
+
+test('the decoded-size budget holds exactly: a value at it is accepted, one byte under it refused', (t) => {
+  const value: Term = [tuple(atom('store'), 'k', { a: [1, 2.5, 2n ** 60n] }), Buffer.alloc(10), new Map([[atom('x'), -1]])];
+  const wire = encode(value, 8);
+  decode(wire, 8);
+  const size = lastDecodedSize();
+  t.notThrows(() => decode(wire, 8, size));
+  t.is(t.throws(() => decode(wire, 8, size - 1), { instanceOf: LimitError })?.code, 'frameTooLarge');
+  t.notThrows(() => encode(value, 8, 0, size));
+  t.is(t.throws(() => encode(value, 8, 0, size - 1), { instanceOf: LimitError })?.code, 'frameTooLarge');
+  t.is(DECODED_SIZE_RATIO, 8);
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Every payload the decoder accepts: MessagePack in any of its widths, as another implementation may write it.
+
+const pick = <T>(...xs: T[]): fc.Arbitrary<T> => fc.constantFrom(...xs);
+
+function uint(n: number, width: 'fix' | 8 | 16 | 32 | 64): Buffer {
+  switch (width) {
+    case 'fix':
+      return bytes(n);
+    case 8:
+      return bytes(0xcc, n);
+    case 16:
+      return bytes(0xcd, ...u16(n));
+    case 32:
+      return bytes(0xce, ...u32(n));
+    case 64: {
+      const b = Buffer.alloc(9);
+      b[0] = 0xcf;
+      b.writeBigUInt64BE(BigInt(n), 1);
+      return b;
+    }
+  }
+}
+
+function withHeader(kind: 'str' | 'bin' | 'array' | 'map', len: number, which: number): Buffer {
+  const fix = { str: [0xa0, 32], array: [0x90, 16], map: [0x80, 16], bin: [-1, 0] }[kind];
+  const wide = { str: [0xd9, 0xda, 0xdb], bin: [0xc4, 0xc5, 0xc6], array: [-1, 0xdc, 0xdd], map: [-1, 0xde, 0xdf] }[kind];
+  const forms: Buffer[] = [];
+  if ((fix[0] as number) >= 0 && len < (fix[1] as number)) forms.push(bytes((fix[0] as number) | len));
+  if ((wide[0] as number) >= 0 && len <= 0xff) forms.push(bytes(wide[0] as number, len));
+  if (len <= 0xffff) forms.push(bytes(wide[1] as number, ...u16(len)));
+  forms.push(bytes(wide[2] as number, ...u32(len)));
+  return forms[which % forms.length] as Buffer;
+}
+
+function ext(type: number, payload: Buffer, which: number): Buffer {
+  const fixed: Record<number, number> = { 1: 0xd4, 2: 0xd5, 4: 0xd6, 8: 0xd7, 16: 0xd8 };
+  const forms: Buffer[] = [];
+  const f = fixed[payload.length];
+  if (f !== undefined) forms.push(bytes(f, type));
+  if (payload.length <= 0xff) forms.push(bytes(0xc7, payload.length, type));
+  if (payload.length <= 0xffff) forms.push(bytes(0xc8, ...u16(payload.length), type));
+  forms.push(bytes(0xc9, ...u32(payload.length), type));
+  return Buffer.concat([forms[which % forms.length] as Buffer, payload]);
+}
+
+const scalar: fc.Arbitrary<Buffer> = fc.oneof(
+  fc.integer({ min: 0, max: 127 }).chain((n) => pick<'fix' | 8 | 16 | 32 | 64>('fix', 8, 16, 32, 64).map((w) => uint(n, w))),
+  fc.integer({ min: 0, max: 0xffff_ffff }).map((n) => uint(n, 32)),
+  fc.integer({ min: -(2 ** 31), max: -1 }).map((n) => bytes(0xd2, ...u32(n >>> 0))),
+  fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xd3;
+    b.writeBigInt64BE(n, 1);
+    return b;
+  }),
+  fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((n) => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xcf;
+    b.writeBigUInt64BE(n, 1);
+    return b;
+  }),
+  fc.double().map((f) => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xcb;
+    b.writeDoubleBE(f, 1);
+    return b;
+  }),
+  fc.float().map((f) => {
+    const b = Buffer.alloc(5);
+    b[0] = 0xca;
+    b.writeFloatBE(f, 1);
+    return b;
+  }),
+  pick(bytes(0xc0), bytes(0xc2), bytes(0xc3)),
+  fc.tuple(fc.string({ unit: pick('a', 'z', 'é', '€', '\u{1F600}', '\0'), maxLength: 40 }), fc.nat()).map(([s, w]) => {
+    const b = Buffer.from(s);
+    return Buffer.concat([withHeader('str', b.length, w), b]);
+  }),
+  fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat()).map(([b, w]) => Buffer.concat([withHeader('bin', b.length, w), b])),
+  // Atoms around the limit: up to 260 characters of one to four bytes each.
+  fc.tuple(pick('a', 'é', '€', '\u{1F600}'), fc.integer({ min: 0, max: 260 }), fc.nat()).map(([c, n, w]) => ext(1, Buffer.from(c.repeat(n)), w)),
+);
+
+const { value: wireValue } = fc.letrec<{ value: Buffer; array: Buffer; map: Buffer; tuple: Buffer }>((tie) => ({
+  value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, tie('array'), tie('map'), tie('tuple')),
+  array: fc.tuple(fc.array(tie('value'), { maxLength: 5 }), fc.nat()).map(([xs, w]) => Buffer.concat([withHeader('array', xs.length, w), ...xs])),
+  map: fc
+    .tuple(fc.array(fc.tuple(tie('value'), tie('value')), { maxLength: 4 }), fc.nat())
+    .map(([kvs, w]) => Buffer.concat([withHeader('map', kvs.length, w), ...kvs.flat()])),
+  tuple: fc
+    .tuple(fc.array(tie('value'), { maxLength: 4 }), fc.nat(), fc.nat())
+    .map(([xs, w, e]) => ext(2, Buffer.concat([withHeader('array', xs.length, w), ...xs]), e)),
+}));
+
+test('every payload the decoder accepts, the encoder sends back with the same meaning and the same decoded size (property)', (t) => {
+  const DEPTH = 4; // small, so that the limit is often reached
+  let accepted = 0;
+  fc.assert(
+    fc.property(wireValue, fc.integer({ min: 0, max: 4000 }), (wire, budget) => {
+      let value: Term;
+      try {
+        value = decode(wire, DEPTH, budget);
+      } catch (err) {
+        if (!(err instanceof ChanError) || (err.code !== 'protocolError' && err.code !== 'frameTooLarge')) throw err;
+        return;
+      }
+      accepted++;
+      const size = lastDecodedSize();
+      const again = encode(value, DEPTH, 0, size); // within the same limits, or this throws
+      const back = decode(again, DEPTH, size);
+      if (formatTerm(back) !== formatTerm(value)) throw new Error(`${formatTerm(back)} is not ${formatTerm(value)}`);
+      if (lastDecodedSize() !== size) throw new Error(`decoded size ${lastDecodedSize()} after the round trip, ${size} before`);
+    }),
+    { numRuns: 5000 },
+  );
+  t.true(accepted > 1000, `only ${accepted} payloads were accepted`);
+});
+
+test('short UTF-8 is decoded exactly as strictly as Node decodes it (property)', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 15 }), fc.array(fc.integer({ min: 0x80, max: 0xf7 }), { maxLength: 6 }), (raw, high) => {
+      const b = Buffer.from([...raw.slice(0, 15 - Math.min(high.length, 14)), ...high].slice(0, 15));
+      const expected = isUtf8(b) ? b.toString('utf8') : null;
+      if (shortUtf8(b, 0, b.length) !== expected) throw new Error(`differs on ${b.toString('hex')}`);
+    }),
+    { numRuns: 50_000 },
+  );
+  for (const cp of [0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff]) {
+    const s = String.fromCodePoint(cp);
+    t.is(shortUtf8(Buffer.from(s), 0, Buffer.byteLength(s)), s);
+  }
+  for (const bad of [bytes(0xc0, 0x80), bytes(0xed, 0xa0, 0x80), bytes(0xf4, 0x90, 0x80, 0x80), bytes(0xe2, 0x82)]) t.is(shortUtf8(bad, 0, bad.length), null);
+});
+
+test('a map with the same key twice is refused by both sides (keys compared by value, as in Erlang)', (t) => {
+  // {"a": 1, "a": 2} and #{joe => 1, joe => 2}
+  const strings = bytes(0x82, 0xa1, 0x61, 0x01, 0xa1, 0x61, 0x02);
+  t.regex(t.throws(() => decode(strings, 4), { instanceOf: ChanError })?.message ?? '', /same key twice/);
+  const atoms = Buffer.concat([bytes(0x82), encode(atom('joe'), 4), bytes(0x01), encode(atom('joe'), 4), bytes(0x02)]);
+  t.regex(t.throws(() => decode(atoms, 4), { instanceOf: ChanError })?.message ?? '', /same key twice/);
+  const twice = new Map<Term, Term>([[atom('joe'), 1], [atom('joe'), 2]]);
+  t.is(t.throws(() => encode(twice, 4), { instanceOf: ChanError })?.code, 'badTerm');
+});
