@@ -41,6 +41,9 @@ export const CLOSE_LINGER_MS = 2000;
  */
 export const SOCKET_SHARE = 128 * 1024;
 
+/** What the parser may hold, while reading is paused, before the socket itself is paused at once. */
+const HOLD_WHILE_PAUSED = 64 * 1024;
+
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
 
@@ -515,6 +518,8 @@ export class MiddleMan implements HeartbeatHost {
     } catch (err) {
       this.fail(err);
     }
+    // Paused, and chunks keep coming within this turn (the kernel had many): stop the socket now, not at the turn's end.
+    if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED) this.pauseSocketIfStillFull();
     this.reportIn();
   }
 

@@ -2,12 +2,16 @@
  * The attacks of the hostile-peers review, each at the socket level against a real server, each with a well-behaved
  * neighbour beside it whose answers must stay right and prompt (see besideBystander).
  */
+import net from 'node:net';
 import test from 'ava';
 import { connect } from '../src/client.js';
+import type { ChanError } from '../src/errors.js';
 import { decodedSizeLimit } from '../src/codec/index.js';
 import type { ServiceDefinition } from '../src/modules.js';
+import type { Handler } from '../src/runtime.js';
 import { atom, formatTerm, parseTerm, tuple, type Term } from '../src/term/index.js';
-import { BOOK_SERVICE, RawClient, besideBystander } from './helpers.js';
+import { run } from './cli-helpers.js';
+import { BOOK_SERVICE, RawClient, besideBystander, service } from './helpers.js';
 
 const OPEN_KVS: ServiceDefinition = { ...BOOK_SERVICE, name: 'open', secret: null };
 
@@ -106,6 +110,128 @@ test('the name server keeps at most store_max_bytes: a store past it is answered
     // As a cast (the book's way), the refusal comes as a push.
     ch.cast(tuple(atom('store'), atom('e'), value));
     t.regex(formatTerm(await ch.receive({ timeout: 2000 })), /^\{error,\{storeFull,/);
+    await ch.close();
+  });
+});
+
+/** A handler that takes nothing until `open()` is called, then echoes what it takes. */
+function gated(): { handler: Handler; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  return {
+    open,
+    handler: async (mm) => {
+      await gate;
+      for await (const m of mm) {
+        if (m.type === 'chan_closed') return;
+        if (m.requestId !== undefined) mm.reply(m, 'done');
+      }
+    },
+  };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+}
+
+test("a mailbox stops its socket at mailbox_high_water_bytes of decoded size, and loses nothing when the handler catches up", async (t) => {
+  const g = gated();
+  await besideBystander(t, [BOOK_SERVICE, service('slow', g.handler)], { mailboxHighWaterBytes: 512 * 1024 }, async (server) => {
+    const ch = await connect('127.0.0.1', server.port, 'slow', null, null, { rpcTimeout: 30_000 });
+    const chunk = Buffer.alloc(100 * 1024, 1);
+    for (let i = 0; i < 40; i++) ch.cast(chunk);
+    const finished = ch.rpc('last');
+    await until(() => server.stats().heldBytes >= 512 * 1024);
+    await new Promise((r) => setTimeout(r, 100)); // time to read more, were it reading
+    const held = server.stats().heldBytes;
+    // Paused once 512 KiB were waiting: at most one message over it (and the frame being received).
+    t.true(held < 512 * 1024 + 2 * (chunk.length + 1024), `${held} bytes held`);
+    t.true(server.stats().queuedMessages < 10);
+    g.open();
+    t.is(await finished, 'done');
+    await until(() => server.stats().heldBytes === 0);
+    await ch.close();
+  });
+});
+
+test('past max_queued_bytes the connection holding the most is dropped with overloaded; the total stays bounded; the neighbour is not touched', async (t) => {
+  const limit = 4 * 1024 * 1024;
+  const g = gated();
+  await besideBystander(t, [BOOK_SERVICE, service('slow', g.handler)], { maxQueuedBytes: limit, mailboxHighWaterBytes: 2 * limit }, async (server) => {
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, server.stats().heldBytes)), 1);
+    const chunk = Buffer.alloc(700 * 1024, 2);
+    const attackers = await Promise.all(Array.from({ length: 8 }, () => connect('127.0.0.1', server.port, 'slow', null)));
+    // Each sends more than its share: together ten times the budget.
+    for (const a of attackers) for (let i = 0; i < 6; i++) a.cast(chunk);
+    await until(() => server.stats().shed >= 1);
+    // Once the attackers have sent all they could, the handler takes again: the ones still open carry on.
+    await new Promise((r) => setTimeout(r, 200));
+    clearInterval(sampler);
+    g.open();
+    const reasons = await Promise.all(attackers.map((a) => a.flush({ timeout: 20_000 }).then(() => 'open', (err: ChanError) => err.reason ?? err.code)));
+    t.true(reasons.includes('overloaded'), reasons.join(' '));
+    t.true(reasons.includes('open'), reasons.join(' '));
+    // The budget, plus what one turn of the event loop can add before shedding runs (a chunk's frames).
+    t.true(peak <= limit + 2 * chunk.length, `peak ${peak} bytes held for a budget of ${limit}`);
+    t.log(`peak ${(peak / 2 ** 20).toFixed(2)} MiB held for a budget of ${limit / 2 ** 20} MiB; ${server.stats().shed} connection(s) shed: ${reasons.join(' ')}`);
+    await Promise.all(attackers.map((a) => a.close()));
+  });
+});
+
+test('a reader cut off for slowConsumer learns why when it reads again: the close frame goes ahead of the queue', async (t) => {
+  let ended!: (reason: string) => void;
+  const end = new Promise<string>((resolve) => (ended = resolve));
+  let pushed = 0;
+  const flood: Handler = async (mm) => {
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    while (mm.push(chunk)) {
+      pushed++;
+      await new Promise((r) => setImmediate(r));
+    }
+    for await (const m of mm) if (m.type === 'chan_closed') ended(m.reason);
+  };
+  await besideBystander(t, [BOOK_SERVICE, service('flood', flood)], { sendBufferLimit: 4 * 1024 * 1024 }, async (server) => {
+    const c = await RawClient.started(server.port, 'flood');
+    c.socket.pause();
+    t.is(await end, 'slowConsumer');
+    c.socket.resume();
+    const close = await c.closeMessage();
+    t.is(close?.reason, 'slowConsumer');
+    // What was still queued (up to send_buffer_limit) was dropped for it: only what the kernel held came first.
+    const arrived = c.messages.filter((m) => m.kind === 'push').length;
+    t.true(arrived < pushed - 16, `${arrived} of ${pushed} pushes of 64 KiB arrived before the close`);
+  });
+});
+
+test('chan cast exits 0 only once the server confirmed reading: through a proxy that drops the cast and resets, exit 1', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE], {}, async (server) => {
+    const target = ['127.0.0.1', String(server.port), 'nameServer', 'ABXy45'];
+    const ok = await run(['cast', ...target, '{store, confirmed, 1}.']);
+    t.is(ok.status, 0, ok.stderr);
+    // A proxy that passes the handshake, then swallows the next frame from the client and resets both sides.
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(server.port, '127.0.0.1');
+      let frames = 0;
+      client.on('data', (chunk: Buffer) => {
+        if (frames++ < 2) upstream.write(chunk);
+        else {
+          client.resetAndDestroy();
+          upstream.resetAndDestroy();
+        }
+      });
+      upstream.on('data', (chunk: Buffer) => client.write(chunk));
+      client.on('error', () => {});
+      upstream.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => proxy.close());
+    const dropped = await run(['cast', '127.0.0.1', String((proxy.address() as net.AddressInfo).port), 'nameServer', 'ABXy45', '{store, lost, 1}.']);
+    t.is(dropped.status, 1);
+    t.regex(dropped.stderr, /^chan: (closed|peerClosed|socketError): /);
+    const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+    t.is(formatTerm(await ch.rpc(parseTerm('{lookup, lost}'))), 'undefined');
+    t.is(formatTerm(await ch.rpc(parseTerm('{lookup, confirmed}'))), '{ok,1}');
     await ch.close();
   });
 });
