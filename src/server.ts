@@ -6,6 +6,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
+import { Admission, type Ticket } from './admission.js';
 import { AuthThrottle } from './auth/throttle.js';
 import { Account, QueueBudget, type Shed } from './budget.js';
 import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
@@ -24,10 +25,12 @@ import { tcp, type Listening, type PeerInfo, type Transport } from './transport.
 export interface ServerStats {
   /** Connections open, in the handshake or running a handler. */
   connections: number;
-  /** Of those, the ones still in the handshake. */
+  /** Connections in the handshake (TLS handshakes in progress included). */
   unauthenticated: number;
-  /** Connections refused at max_connections or max_unauthenticated since the start. */
+  /** Connections refused at max_connections, max_unauthenticated or max_unauthenticated_per_address since the start. */
   refused: number;
+  /** Connections pushed out of the handshake by newcomers from addresses holding fewer, since the start. */
+  evicted: number;
   /** Messages waiting in handlers' mailboxes. */
   queuedMessages: number;
   /** Bytes waiting to be sent to clients. */
@@ -109,7 +112,8 @@ export class ChanServer {
   readonly throttle: AuthThrottle;
   /** @internal What all connections hold together (max_queued_bytes). */
   readonly budget: QueueBudget;
-  private unauthenticated = 0;
+  /** @internal Places for connections in the handshake, shared fairly by address. */
+  readonly admission: Admission;
   private refusedTotal = 0;
   private refusals: ThrottledLog | null = null;
 
@@ -125,8 +129,9 @@ export class ChanServer {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
     this.budget = new QueueBudget(settings.maxQueuedBytes);
+    this.admission = new Admission(settings.maxUnauthenticated, settings.maxUnauthenticatedPerAddress);
     if (options.tls) {
-      this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log);
+      this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log, (address, evict) => this.admission.admit(address, evict));
       this.transport = this.tlsTransport;
     } else {
       this.transport = options.transport ?? tcp;
@@ -146,7 +151,7 @@ export class ChanServer {
       verifyClient: t.verifyClient,
       minVersion: t.minVersion,
       handshakeTimeout: this.settings.tlsHandshakeTimeout,
-      maxHandshakes: this.settings.maxUnauthenticated,
+      maxRefusing: this.settings.maxUnauthenticated,
     };
   }
 
@@ -229,8 +234,9 @@ export class ChanServer {
     for (const [name, s] of this.services) services[name] = s.stats();
     return {
       connections: this.connections.size,
-      unauthenticated: this.unauthenticated,
-      refused: this.refusedTotal,
+      unauthenticated: this.admission.size,
+      refused: this.refusedTotal + this.admission.refused,
+      evicted: this.admission.evicted,
       queuedMessages,
       queuedBytes,
       heldBytes: this.budget.used,
@@ -275,29 +281,26 @@ export class ChanServer {
     return this.closing;
   }
 
-  /** @internal A connection finished its handshake, or ended before it did. */
-  leftHandshake(): void {
-    this.unauthenticated--;
-  }
-
-  private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo): void => {
+  private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string): void => {
     if (this.closing) {
+      if (typeof admitted === 'object') admitted.release();
       socket.destroy();
       return;
     }
     const s = this.settings;
-    const full =
-      this.connections.size >= s.maxConnections
-        ? `the server has max_connections (${s.maxConnections}) connections open`
-        : this.unauthenticated >= s.maxUnauthenticated
-          ? `the server has max_unauthenticated (${s.maxUnauthenticated}) connections in the handshake`
-          : null;
-    if (full) {
-      this.refuse(socket, peer, full);
+    if (this.connections.size >= s.maxConnections) {
+      if (typeof admitted === 'object') admitted.release();
+      this.refusedTotal++;
+      this.refuse(socket, peer, `the server has max_connections (${s.maxConnections}) connections open`);
       return;
     }
-    this.unauthenticated++;
-    this.connections.add(new ServerConnection(this, socket, peer, this.nextId++));
+    // Over TLS the place was given before the TLS handshake; over TCP it is given now.
+    const ticket = admitted ?? this.admission.admit(peer.address, destroyUnowned);
+    if (typeof ticket === 'string') {
+      this.refuse(socket, peer, ticket);
+      return;
+    }
+    this.connections.add(new ServerConnection(this, socket, peer, this.nextId++, ticket));
   };
 
   /** @internal A connection's socket has closed. */
@@ -309,12 +312,14 @@ export class ChanServer {
   private refuse(socket: Duplex, peer: PeerInfo, text: string): void {
     const mm = new MiddleMan(socket, { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log }, NO_CONTROLLER);
     mm.close('tooManyConnections', text);
-    this.refusedTotal++;
     (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
   }
 }
 
 const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
+
+/** A ticket's eviction before its connection has taken it over (it never is: the connection takes it at once). */
+function destroyUnowned(): void {}
 
 function handshakeOnTimeout(c: ServerConnection): void {
   c.handshakeTimedOut();
@@ -348,6 +353,8 @@ class ServerConnection implements MMController, Shed {
     socket: Duplex,
     private readonly peer: PeerInfo,
     private readonly id: number,
+    /** Its place among connections in the handshake, until the handshake ends. */
+    private ticket: Ticket | null,
   ) {
     this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
     const s = server.settings;
@@ -359,6 +366,7 @@ class ServerConnection implements MMController, Shed {
     );
     this.handshake = new ServerHandshake(server.service, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
     this.handshakeTimer = setTimeout(handshakeOnTimeout, server.settings.handshakeTimeout, this);
+    ticket?.onEvict((text) => this.mm.close('tooManyConnections', text));
   }
 
   /** Resolves when the socket is closed (made only when someone waits: at shutdown). */
@@ -476,7 +484,8 @@ class ServerConnection implements MMController, Shed {
     this.handshake = null;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
-    this.server.leftHandshake();
+    this.ticket?.release();
+    this.ticket = null;
   }
 
   onClosed(info: CloseInfo): void {

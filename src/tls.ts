@@ -9,6 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
 import { ThrottledLog, type Logger } from './log.js';
+import type { Ticket } from './admission.js';
 import { listenOn, opened, peerInfo, type Listening, type PeerInfo, type Transport } from './transport.js';
 
 export type VerifyClient = 'none' | 'optional' | 'required';
@@ -23,11 +24,17 @@ export interface TlsServerSettings {
   minVersion: TlsVersion;
   handshakeTimeout: number;
   /**
-   * TLS handshakes in progress at most; a TCP connection over it is closed at once (they are unauthenticated
-   * connections that lib-chan's own count has not seen yet).
+   * TLS handshakes refused a place (see admission.ts) that may still run to their end, so that their clients can be
+   * told `tooManyConnections` in a close frame; past it, a refused connection is reset at once.
    */
-  maxHandshakes: number;
+  maxRefusing: number;
 }
+
+/**
+ * Who gets a place among the unauthenticated connections (admission.ts): a ticket, or the sentence that refuses.
+ * A TLS handshake takes its place as soon as its TCP connection is accepted.
+ */
+export type Gate = (address: string, evict: (text: string) => void) => Ticket | string;
 
 export interface TlsTransport extends Transport {
   /**
@@ -42,13 +49,18 @@ function contextOptions(s: TlsServerSettings): tls.SecureContextOptions {
   return { cert: s.cert, key: s.key, ...(s.ca ? { ca: s.ca } : {}), minVersion: s.minVersion };
 }
 
-/** A TLS server transport. `log` hears about handshakes that failed, at most once per 10 s (a scan must not flood it). */
-export function tlsServerTransport(initial: TlsServerSettings, log: Logger): TlsTransport {
+/**
+ * A TLS server transport. `gate` gives each TCP connection its place before its TLS handshake; a connection refused
+ * one is taken through the handshake (up to `maxRefusing` at once) and handed over with the refusal, to be told
+ * `tooManyConnections`. `log` hears about handshakes that failed, at most once per 10 s (a scan must not flood it).
+ */
+export function tlsServerTransport(initial: TlsServerSettings, log: Logger, gate: Gate): TlsTransport {
   let settings = initial;
   const failures = new ThrottledLog(log, 'info');
   // Node's handshakeTimeout only reports; these timers close. Keyed by peer address and port, the one thing the raw
   // socket and the TLS socket made from it both show.
-  const handshaking = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket }>();
+  const handshaking = new Map<string, { timer: NodeJS.Timeout; raw: net.Socket; admitted: Ticket | string }>();
+  let refusing = 0;
   let server: tls.Server | null = null;
   return {
     name: 'tls',
@@ -74,27 +86,35 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger): Tls
       server.on('connection', (raw: net.Socket) => {
         raw.on('error', () => {});
         const key = peerInfo(raw).name;
-        if (handshaking.size >= settings.maxHandshakes) {
-          failures.note({ peer: key }, `refusing connections: ${settings.maxHandshakes} TLS handshakes are in progress (max_unauthenticated)`);
-          raw.destroy();
-          return;
+        const admitted = gate(raw.remoteAddress ?? '?', () => raw.destroy());
+        if (typeof admitted === 'string') {
+          if (refusing >= settings.maxRefusing) {
+            failures.note({ peer: key }, `refusing connections: ${admitted}; too many refusals in their TLS handshake to tell this one`);
+            raw.destroy();
+            return;
+          }
+          refusing++;
+          raw.once('close', () => refusing--);
         }
-        const entry = { timer: setTimeout(() => raw.destroy(), settings.handshakeTimeout), raw };
+        const entry = { timer: setTimeout(() => raw.destroy(), settings.handshakeTimeout), raw, admitted };
         handshaking.set(key, entry);
         raw.once('close', () => {
           clearTimeout(entry.timer);
           if (handshaking.get(key) === entry) handshaking.delete(key);
+          // A handshake that never finished gives its place back (once finished, its connection gives it back).
+          if (typeof admitted !== 'string') admitted.release();
         });
       });
       server.on('secureConnection', (socket: tls.TLSSocket) => {
         const peer: PeerInfo = peerInfo(socket);
-        clearTimeout(handshaking.get(peer.name)?.timer);
+        const entry = handshaking.get(peer.name);
+        if (entry) clearTimeout(entry.timer);
         handshaking.delete(peer.name);
         if (socket.authorized) {
           const cn = socket.getPeerCertificate().subject?.CN;
           if (typeof cn === 'string') peer.certCn = cn;
         }
-        onConnection(socket, peer);
+        onConnection(socket, peer, entry?.admitted);
       });
       server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
         failures.note({ peer: peerInfo(socket).name, code: err.code }, `TLS handshake failed: ${describeServerTlsError(err)}`);

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Ticket } from './admission.js';
 import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
 
 export interface Listening {
@@ -23,9 +24,15 @@ export interface PeerInfo {
   certCn?: string;
 }
 
+/**
+ * A new connection. `admitted`: its place among unauthenticated connections, when the transport had to give it one
+ * before handing it over (TLS: before the TLS handshake), or the sentence that refused it a place.
+ */
+export type OnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string) => void;
+
 export interface Transport {
   readonly name: string;
-  listen(host: string, port: number, onConnection: (socket: Duplex, peer: PeerInfo) => void): Promise<Listening>;
+  listen(host: string, port: number, onConnection: OnConnection): Promise<Listening>;
   /** Opens a connection; rejects with a ChanError named by lib_chan's words (econnrefused, nxdomain, timeout, ...). */
   connect(host: string, port: number, timeout: number, localAddress?: string): Promise<{ socket: Duplex; peer: string }>;
 }

@@ -12,6 +12,7 @@ import type { Handler } from '../src/runtime.js';
 import { atom, formatTerm, parseTerm, tuple, type Term } from '../src/term/index.js';
 import { run } from './cli-helpers.js';
 import { BOOK_SERVICE, RawClient, besideBystander, service } from './helpers.js';
+import { fixtures, serverTls } from './tls-fixtures.js';
 
 const OPEN_KVS: ServiceDefinition = { ...BOOK_SERVICE, name: 'open', secret: null };
 
@@ -235,3 +236,61 @@ test('chan cast exits 0 only once the server confirmed reading: through a proxy 
     await ch.close();
   });
 });
+
+/**
+ * Silent connections from each of `addresses`, `each` at a time, reopened as soon as the server closes one: the
+ * lock-out attack. Returns how to stop it.
+ */
+function squat(port: number, addresses: string[], each: number): { opened: () => number; stop: () => void } {
+  let running = true;
+  let opened = 0;
+  const sockets = new Set<net.Socket>();
+  const open = (localAddress: string): void => {
+    if (!running) return;
+    const s = net.connect({ host: '127.0.0.1', port, localAddress });
+    opened++;
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('data', () => {});
+    s.once('close', () => {
+      sockets.delete(s);
+      setImmediate(open, localAddress);
+    });
+  };
+  for (const a of addresses) for (let i = 0; i < each; i++) open(a);
+  return {
+    opened: () => opened,
+    stop: () => {
+      running = false;
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+for (const [attackers, overTls] of [[1, false], [16, false], [1, true], [16, true]] as const) {
+  test(`with ${attackers} address${attackers > 1 ? 'es' : ''} holding every place of the handshake${overTls ? ' of a TLS port' : ''}, clients from 100 other addresses all get in`, async (t) => {
+    const tls = overTls ? { tls: serverTls() } : {};
+    await besideBystander(t, [{ ...BOOK_SERVICE, secret: null }], { maxUnauthenticated: 64, handshakeTimeout: 10_000, tlsHandshakeTimeout: 10_000, ...tls }, async (server) => {
+      const flood = squat(server.port, Array.from({ length: attackers }, (_, i) => `127.0.1.${i + 1}`), attackers === 1 ? 80 : 8);
+      while (server.stats().unauthenticated < (attackers === 1 ? 32 : 64)) await new Promise((r) => setTimeout(r, 5));
+      const results = await Promise.all(
+        Array.from({ length: 100 }, async (_, i) => {
+          try {
+            const ch = await connect('127.0.0.1', server.port, 'nameServer', null, null, {
+              localAddress: `127.0.2.${i + 1}`,
+              ...(overTls ? { tls: { ca: fixtures().ca.certPem } } : {}),
+            });
+            await ch.close();
+            return 'ok';
+          } catch (err) {
+            return (err as ChanError).code;
+          }
+        }),
+      );
+      flood.stop();
+      const ok = results.filter((r) => r === 'ok').length;
+      t.true(ok >= 99, `${ok} of 100 got in: ${[...new Set(results)].join(', ')}`);
+      t.log(`${ok} of 100 clients got in while ${attackers} address(es) opened ${flood.opened()} silent connections; ${server.stats().evicted} pushed out, ${server.stats().refused} refused`);
+    }, overTls ? { tls: { ca: fixtures().ca.certPem } } : {});
+  });
+}

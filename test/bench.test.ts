@@ -22,7 +22,7 @@ test('the histogram keeps percentiles within 0.1% over six orders of magnitude',
 });
 
 test('chan bench runs every scenario against chan serve, checks every answer, and reports them', async (t) => {
-  const { child, port } = await serve([], { CHAN_MAX_UNAUTHENTICATED: '200' });
+  const { child, port } = await serve([], { CHAN_MAX_UNAUTHENTICATED: '200', CHAN_MAX_UNAUTHENTICATED_PER_ADDRESS: '200' });
   t.teardown(() => child.kill('SIGKILL'));
   const r = await run(['bench', '--json', '-n', '300', '-c', '1,4', '--idle', '40', '--keys', '50', '--server-pid', String(child.pid), 'localhost', String(port), 'nameServer', 'ABXy45']);
   t.is(r.status, 0, r.stderr);

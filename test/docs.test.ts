@@ -105,6 +105,7 @@ test('every option can be set by its CHAN_ variable', (t) => {
     store_max_bytes: ['1000000', 1000000],
     max_connections: ['10', 10],
     max_unauthenticated: ['5', 5],
+    max_unauthenticated_per_address: ['2', 2],
     auth_max_failures: ['3', 3],
     auth_failure_window: ['1000', 1000],
     auth_lockout: ['2000', 2000],

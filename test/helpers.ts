@@ -7,7 +7,7 @@ import path from 'node:path';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
 import type { ExecutionContext } from 'ava';
-import { connect, type Channel } from '../src/client.js';
+import { connect, type Channel, type ConnectOptions } from '../src/client.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
 import type { ChanClosedMessage, Handler, MM } from '../src/runtime.js';
@@ -191,10 +191,11 @@ export async function besideBystander(
   services: ServiceDefinition[],
   options: Partial<ServerOptions>,
   attack: (server: ChanServer) => Promise<void>,
+  connectOptions: ConnectOptions = {},
 ): Promise<void> {
   const server = await testServer(services, options);
   t.teardown(() => server.close());
-  const ch = await connect('127.0.0.1', server.port, services[0]?.name ?? 'nameServer', services[0]?.secret ?? null);
+  const ch = await connect('127.0.0.1', server.port, services[0]?.name ?? 'nameServer', services[0]?.secret ?? null, null, connectOptions);
   const b = bystander(ch);
   await attack(server);
   const { answers, wrong, slowest } = await b.stop();

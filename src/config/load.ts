@@ -63,6 +63,7 @@ export interface ServerConfig {
   storeMaxBytes: number;
   maxConnections: number;
   maxUnauthenticated: number;
+  maxUnauthenticatedPerAddress: number;
   tlsHandshakeTimeout: number;
   authMaxFailures: number;
   authFailureWindow: number;
