@@ -50,6 +50,42 @@ test('throttling keeps a bounded table however many addresses fail', (t) => {
   t.is(th.size, 100);
 });
 
+test('a locked address stays locked however many other addresses fail: the table cannot be flushed', (t) => {
+  let now = 0;
+  const th = new AuthThrottle({ maxFailures: 5, window: 60_000, lockout: 60_000 }, () => now, 100);
+  for (let i = 0; i < 5; i++) th.fail('192.0.2.1');
+  t.is(th.lockedFor('192.0.2.1'), 60_000);
+  // A hundred times the table, from other addresses, each failing once (the flush that used to unlock it).
+  for (let i = 0; i < 10_000; i++) th.fail(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+  now = 30_000;
+  t.is(th.lockedFor('192.0.2.1'), 30_000);
+  t.true(th.size <= 100);
+  now = 60_000;
+  t.is(th.lockedFor('192.0.2.1'), 0);
+});
+
+test('IPv6 addresses are throttled by their /64; an IPv4 address written as IPv6 is the IPv4 address', (t) => {
+  const th = new AuthThrottle({ maxFailures: 3, window: 1000, lockout: 5000 }, () => 0);
+  th.fail('2001:db8:1:2::1');
+  th.fail('2001:db8:1:2:ffff:0:0:7');
+  th.fail('2001:0db8:0001:0002:aaaa:bbbb:cccc:dddd');
+  t.is(th.lockedFor('2001:db8:1:2:1234::5678'), 5000);
+  t.is(th.lockedFor('2001:db8:1:3::1'), 0);
+  for (let i = 0; i < 3; i++) th.fail('::ffff:192.0.2.9');
+  t.is(th.lockedFor('192.0.2.9'), 5000);
+});
+
+test('a table full of lockouts counts every other address together, and locks them out together', (t) => {
+  const th = new AuthThrottle({ maxFailures: 2, window: 1000, lockout: 5000 }, () => 0, 10);
+  for (let i = 0; i < 10; i++) for (let k = 0; k < 2; k++) th.fail(`10.0.0.${i}`);
+  t.is(th.lockedCount, 10);
+  t.false(th.fail('10.9.9.1'));
+  t.is(th.lockedFor('10.9.9.2'), 0);
+  t.true(th.fail('10.9.9.2')); // the second failure from outside the table
+  t.is(th.lockedFor('10.9.9.3'), 5000);
+  t.is(th.lockedFor('10.0.0.1'), 5000);
+});
+
 test('six wrong secrets from one address: the sixth is authThrottled; other addresses get in; the lockout ends', async (t) => {
   const lines: string[] = [];
   const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });

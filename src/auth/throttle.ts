@@ -1,8 +1,21 @@
 /**
  * Failure throttling per peer address: after `maxFailures` failed handshakes from one address within `window` ms,
  * handshakes from that address are refused with `authThrottled` for `lockout` ms. Other addresses are not affected.
- * The table is bounded (`maxAddresses`, least recently failed first out), so a flood of addresses cannot grow it.
+ * Addresses are counted by group (admission.ts: IPv4 alone, IPv6 by /64), so that the 2^64 addresses of one IPv6
+ * network are one address here.
+ *
+ * The table is bounded (`maxAddresses` entries) without letting anyone flush a lockout:
+ *
+ * - a locked address is never forgotten before its lockout ends (lockouts end in the order they began, so ended ones
+ *   are dropped from the front, at no cost);
+ * - an address with failures but no lockout yet is forgotten first, least recently failed first (it loses fewer than
+ *   `maxFailures` failures);
+ * - when every entry is a lockout (an attacker with `maxAddresses` addresses, each locked), the failures of every
+ *   address not in the table are counted together, as one: once they reach `maxFailures`, every address not in the
+ *   table is locked out too, until the lockout ends. Legitimate clients not in the table pay for that attack; it is
+ *   the price of a bounded table, and it is said in docs/SECURITY.md.
  */
+import { addressGroup } from '../admission.js';
 
 export interface ThrottleSettings {
   maxFailures: number;
@@ -12,13 +25,14 @@ export interface ThrottleSettings {
 
 export const MAX_THROTTLED_ADDRESSES = 65_536;
 
-interface Entry {
-  failures: number[];
-  lockedUntil: number;
-}
-
 export class AuthThrottle {
-  private readonly table = new Map<string, Entry>();
+  /** Locked addresses and when their lockout ends, in the order they were locked. */
+  private readonly locked = new Map<string, number>();
+  /** Addresses with recent failures and no lockout, least recently failed first. */
+  private readonly failing = new Map<string, number[]>();
+  /** Failures and lockout of every address not in a table full of lockouts. */
+  private overflowFailures: number[] = [];
+  private overflowLockedUntil = 0;
 
   constructor(
     public settings: ThrottleSettings,
@@ -28,33 +42,67 @@ export class AuthThrottle {
 
   /** Milliseconds left of this address's lockout, or 0. */
   lockedFor(address: string): number {
-    const e = this.table.get(address);
-    if (!e) return 0;
-    const left = e.lockedUntil - this.now();
-    return left > 0 ? left : 0;
+    const now = this.now();
+    this.dropEnded(now);
+    const group = addressGroup(address);
+    const until = this.locked.get(group);
+    if (until !== undefined) return Math.max(0, until - now);
+    if (this.overflowLockedUntil > now && !this.failing.has(group)) return this.overflowLockedUntil - now;
+    return 0;
   }
 
   /** Records a failure; returns true if it locked the address out. */
   fail(address: string): boolean {
     const now = this.now();
-    const { maxFailures, window, lockout } = this.settings;
-    let e = this.table.get(address);
-    if (e) this.table.delete(address); // re-insert: most recent last
-    e ??= { failures: [], lockedUntil: 0 };
-    e.failures = e.failures.filter((t) => now - t < window);
-    e.failures.push(now);
-    let locked = false;
-    if (e.failures.length >= maxFailures) {
-      e.lockedUntil = now + lockout;
-      e.failures = [];
-      locked = true;
+    this.dropEnded(now);
+    const group = addressGroup(address);
+    if (this.locked.has(group)) return false;
+    const { window, maxFailures, lockout } = this.settings;
+    let failures = this.failing.get(group);
+    if (failures) {
+      this.failing.delete(group); // re-inserted below: most recent last
+    } else if (this.locked.size + this.failing.size >= this.maxAddresses) {
+      // Full: forget the address that failed least recently without being locked, if there is one.
+      const oldest = this.failing.keys().next();
+      if (oldest.done) return this.failOverflow(now);
+      this.failing.delete(oldest.value);
     }
-    this.table.set(address, e);
-    if (this.table.size > this.maxAddresses) this.table.delete(this.table.keys().next().value as string);
-    return locked;
+    failures = (failures ?? []).filter((t) => now - t < window);
+    failures.push(now);
+    if (failures.length >= maxFailures) {
+      this.locked.set(group, now + lockout);
+      return true;
+    }
+    this.failing.set(group, failures);
+    return false;
   }
 
+  private failOverflow(now: number): boolean {
+    const { window, maxFailures, lockout } = this.settings;
+    this.overflowFailures = this.overflowFailures.filter((t) => now - t < window);
+    this.overflowFailures.push(now);
+    if (this.overflowFailures.length < maxFailures) return false;
+    this.overflowFailures = [];
+    this.overflowLockedUntil = now + lockout;
+    return true;
+  }
+
+  /** Lockouts end in the order they began: the ended ones are at the front. */
+  private dropEnded(now: number): void {
+    for (const [group, until] of this.locked) {
+      if (until > now) break;
+      this.locked.delete(group);
+    }
+  }
+
+  /** Addresses in the table (locked or with recent failures). */
   get size(): number {
-    return this.table.size;
+    return this.locked.size + this.failing.size;
+  }
+
+  /** Addresses locked out now (the addresses outside a full table count as one). */
+  get lockedCount(): number {
+    this.dropEnded(this.now());
+    return this.locked.size + (this.overflowLockedUntil > this.now() ? 1 : 0);
   }
 }
