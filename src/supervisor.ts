@@ -5,11 +5,14 @@
  * naming the service. Later, a failure of the service's own work (its `ctx.fail(err)`, or the death of one of its
  * worker threads) makes the supervisor restart it: the old state is stopped and a new one started (inline), or the
  * dead worker replaced (worker isolation). More than `restart_intensity` restarts within `restart_period` ms and the
- * service is marked down: new connections to it are refused with `serviceDown`; other services carry on. A handler
- * that crashes is counted, logged and ends its own connection; it does not restart the service (its process is
- * temporary, as in OTP).
+ * service is marked down: new connections to it are refused with `serviceDown`; other services carry on. A service
+ * that is down is tried again after `service_retry_delay` ms, doubling after each failed try up to
+ * `service_retry_max_delay`, and serves again once a start succeeds. Every start (at server start, at a restart, at a
+ * retry) must return within `start_timeout` ms. A handler that crashes is counted, logged and ends its own connection;
+ * it does not restart the service (its process is temporary, as in OTP).
  */
 import type { Account } from './budget.js';
+import { deadline, startTimedOut } from './deadline.js';
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
@@ -23,6 +26,9 @@ import { WorkerPool } from './workers.js';
 export interface SupervisionSettings {
   restartIntensity: number;
   restartPeriod: number;
+  serviceRetryDelay: number;
+  serviceRetryMaxDelay: number;
+  startTimeout: number;
   handlerBlockTimeout: number;
   mailboxHighWater: number;
   mailboxHighWaterBytes: number;
@@ -102,6 +108,9 @@ export class Service {
   private state: unknown = undefined;
   private readonly restartTimes: number[] = [];
   private restarting = false;
+  /** Failed tries since the service went down (each doubles the wait before the next), and the next try's timer. */
+  private retries = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
   private pool: WorkerPool | null = null;
   private readonly log: Logger;
   private readonly mailboxLimits: MailboxLimits;
@@ -151,9 +160,11 @@ export class Service {
     return service;
   }
 
-  private runStart(): unknown {
+  /** The module's start, within start_timeout (a start that never returns is abandoned: what it returns later is dropped). */
+  private runStart(): Promise<unknown> {
     const ctx = { service: this.name, log: this.log, limits: this.limits, fail: (err: unknown) => this.fail(err) };
-    return this.code?.start?.(this.args, ctx);
+    const started = Promise.resolve().then(() => this.code?.start?.(this.args, ctx));
+    return deadline(started, this.settings.startTimeout, () => startTimedOut(this.settings.startTimeout));
   }
 
   stats(): ServiceStats {
@@ -193,31 +204,68 @@ export class Service {
         { err: why instanceof Error ? why : undefined, restarts: this.restartTimes.length },
         `service down: it failed again after ${this.settings.restartIntensity} restarts within restart_period (${this.settings.restartPeriod} ms): ${reason}; new connections are refused with serviceDown`,
       );
-      return; // connections already open (on workers still alive) carry on, as for an inline service
+      // Connections already open (on workers still alive) carry on, as for an inline service.
+      this.scheduleRetry();
+      return;
     }
     this.restartTimes.push(now);
     this.restarts++;
     this.log.warn({ err: why instanceof Error ? why : undefined, restart: this.restartTimes.length }, `service failed, restarting: ${reason}`);
     if (this.pool) {
-      this.pool.replaceDead();
+      // Each worker that dies is replaced (a restart replaces the ones dead at that moment).
+      this.pool.replaceDead().catch((err: unknown) => this.fail(err));
       return;
     }
     if (this.restarting) return;
     this.restarting = true;
-    void (async () => {
-      try {
-        await this.code?.stop?.(this.state);
-      } catch (err) {
-        this.log.error({ err }, 'stop failed during a restart');
-      }
-      try {
-        this.state = await this.runStart();
-        this.restarting = false;
-      } catch (err) {
+    this.restart().then(
+      () => (this.restarting = false),
+      (err: unknown) => {
         this.restarting = false;
         this.fail(err);
-      }
-    })();
+      },
+    );
+  }
+
+  /** Starts the service anew: inline, its stop and then its start; with workers, fresh workers for the dead ones. */
+  private async restart(): Promise<void> {
+    if (this.pool) {
+      await this.pool.replaceDead();
+      return;
+    }
+    try {
+      await this.code?.stop?.(this.state);
+    } catch (err) {
+      this.log.error({ err }, 'stop failed during a restart');
+    }
+    this.state = await this.runStart();
+  }
+
+  /** A service that is down is tried again later: service_retry_delay, doubled for each try that failed. */
+  private scheduleRetry(): void {
+    const delay = Math.min(this.settings.serviceRetryMaxDelay, this.settings.serviceRetryDelay * 2 ** Math.min(this.retries, 30));
+    this.log.warn({ delay, tries: this.retries }, `service ${this.name} is down: trying to start it again in ${delay} ms`);
+    this.retryTimer = setTimeout(() => void this.retry(), delay);
+    this.retryTimer.unref();
+  }
+
+  private async retry(): Promise<void> {
+    this.retryTimer = null;
+    if (this.shuttingDown) return;
+    this.retries++;
+    try {
+      await this.restart();
+    } catch (err) {
+      this.log.error({ err }, `service ${this.name} failed to start again: ${err instanceof Error ? err.message : String(err)}`);
+      if (!this.shuttingDown) this.scheduleRetry();
+      return;
+    }
+    if (this.shuttingDown) return;
+    this.status = 'up';
+    this.restarts++;
+    this.restartTimes.length = 0;
+    this.log.info({ tries: this.retries }, `service ${this.name} is up again`);
+    this.retries = 0;
   }
 
   /** Why a new connection cannot have this service, or null. */
@@ -228,6 +276,9 @@ export class Service {
 
   /** Runs the module's stop (in each worker, for worker isolation), waiting at most `timeout` ms for workers. */
   async stop(timeout: number): Promise<void> {
+    this.shuttingDown = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.pool) {
       await this.pool.stop(timeout);
       return;

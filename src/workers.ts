@@ -17,6 +17,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
+import { deadline, startTimedOut } from './deadline.js';
 import { HighWater } from './flow.js';
 import { levelName, type Logger } from './log.js';
 import { ModuleError, serviceLimits, type ServiceLimits, type WorkerModule } from './modules.js';
@@ -278,6 +279,13 @@ class WorkerThread {
     return link;
   }
 
+  /** Ends a worker that is not ready yet (its start failed elsewhere, or took too long). */
+  abort(): void {
+    if (this.wasReady || this.dead) return;
+    this.dead = true;
+    void this.worker.terminate();
+  }
+
   /** Runs the module's stop in the worker, then ends it; after `timeout` ms it is ended anyway. */
   async stop(timeout: number): Promise<void> {
     if (this.dead) return;
@@ -327,24 +335,45 @@ export class WorkerPool {
     return new WorkerThread(this, this.workerData);
   }
 
-  /** Starts every worker and waits until each has run the module's start. */
+  /** Starts every worker and waits until each has run the module's start (within start_timeout). */
   async start(): Promise<void> {
     this.threads = Array.from({ length: this.size }, () => this.spawn());
     try {
-      await Promise.all(this.threads.map((t) => t.ready));
+      await this.ready(this.threads);
     } catch (err) {
       await this.stop(0);
       throw err;
     }
   }
 
-  /** Replaces dead workers with new ones (the supervisor's restart). */
-  replaceDead(): void {
+  /** Waits for `threads` to be ready, within start_timeout; past it, the ones not ready are ended. */
+  private ready(threads: WorkerThread[]): Promise<void> {
+    const ms = this.settings.startTimeout;
+    return deadline(
+      Promise.all(threads.map((t) => t.ready)).then(() => undefined),
+      ms,
+      () => startTimedOut(ms),
+      () => {
+        for (const t of threads) t.abort();
+      },
+    );
+  }
+
+  /**
+   * Replaces dead workers with new ones (the supervisor's restart); resolves once they are ready, rejects (with the
+   * fresh ones ended) if one fails to start or does not start within start_timeout.
+   */
+  replaceDead(): Promise<void> {
+    const fresh: WorkerThread[] = [];
     this.threads = this.threads.map((t) => {
       if (!t.dead) return t;
-      const fresh = this.spawn();
-      fresh.ready.catch((err: unknown) => this.events.failed(err instanceof Error ? err.message : String(err)));
-      return fresh;
+      const f = this.spawn();
+      fresh.push(f);
+      return f;
+    });
+    return this.ready(fresh).catch((err: unknown) => {
+      for (const t of fresh) t.abort();
+      throw err;
     });
   }
 

@@ -231,3 +231,53 @@ test('SIGTERM while a worker handler is stuck in a loop: exit 0 within shutdown_
   const took = Date.now() - started;
   t.true(took < 800 + 1000, `took ${took} ms`);
 });
+
+test('four handlers looping on a {workers, 4} service take it down; after service_retry_delay it serves again', async (t) => {
+  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker', workers: 4 }], {
+    handlerBlockTimeout: 100,
+    restartPeriod: 60_000,
+    serviceRetryDelay: 300,
+  });
+  t.teardown(() => s.close());
+  const loops = await Promise.all(Array.from({ length: 4 }, () => connect('127.0.0.1', s.port, 'busy', null)));
+  for (const ch of loops) ch.cast(parseTerm('spin'));
+  t.deepEqual(await Promise.all(loops.map(async (ch) => (await ch.closed).reason)), Array(4).fill('handlerTimeout'));
+  while (s.stats().services['busy']?.status !== 'down') await new Promise((r) => setTimeout(r, 5));
+  t.is((await t.throwsAsync(connect('127.0.0.1', s.port, 'busy', null), { instanceOf: ChanError }))?.code, 'serviceDown');
+  while (s.stats().services['busy']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
+  const back = await connect('127.0.0.1', s.port, 'busy', null);
+  t.is(await rpc(back, 'hello'), 'hello');
+  await back.close();
+});
+
+test.serial('an inline service down past its restart intensity is started again after service_retry_delay, with a new state', async (t) => {
+  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], { restartIntensity: 0, serviceRetryDelay: 200 });
+  t.teardown(() => s.close());
+  const ch = await connect('127.0.0.1', s.port, 'flaky', null);
+  const first = Number(await rpc(ch, 'x'));
+  t.is(await rpc(ch, '"break"'), '"broken"');
+  t.is(s.stats().services['flaky']?.status, 'down');
+  while (s.stats().services['flaky']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
+  const again = await connect('127.0.0.1', s.port, 'flaky', null);
+  t.is(Number(await rpc(again, 'x')), first + 1);
+  await Promise.all([ch.close(), again.close()]);
+});
+
+for (const isolation of ['inline', 'worker'] as const) {
+  test(`a ${isolation} service whose start never returns refuses the server start within start_timeout, naming it`, async (t) => {
+    const err = await t.throwsAsync(server([KVS, { name: 'hang', secret: null, module: 'mod_hang', function: 'start_me_up', isolation }], { startTimeout: 300 }), {
+      instanceOf: ChanError,
+    });
+    t.is(err?.code, 'badConfig');
+    t.regex(err?.message ?? '', /service hang: its start did not return within start_timeout \(300 ms\)/);
+  });
+}
+
+test('chan serve with a service whose start never returns exits 2 with one line naming it, instead of hanging', async (t) => {
+  const dir = tempDir({
+    'hang.conf': `{port, 0}.\n{code_path, ["${path.resolve('test/fixtures')}"]}.\n{start_timeout, 300}.\n{service, hang, password, none, mfa, mod_hang, start_me_up, x}.\n`,
+  });
+  const r = await run(['serve', path.join(dir, 'hang.conf')]);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /service hang: its start did not return within start_timeout \(300 ms\)/);
+});

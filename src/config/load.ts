@@ -70,6 +70,9 @@ export interface ServerConfig {
   authLockout: number;
   restartIntensity: number;
   restartPeriod: number;
+  serviceRetryDelay: number;
+  serviceRetryMaxDelay: number;
+  startTimeout: number;
   handlerBlockTimeout: number;
   shutdownTimeout: number;
   /** TLS for the port, or null for plain TCP. PEM texts, read from the files the config names. */
