@@ -40,6 +40,23 @@ export function levelName(n: number): pino.Level | undefined {
 
 const COLOURS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
 
+/** C0 and C1 control characters, DEL, line and paragraph separators, and Unicode's bidirectional controls. */
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/;
+const UNSAFE_ALL = new RegExp(UNSAFE.source, 'g');
+
+/**
+ * A string with its control characters written as escapes (`\x1b`, `\u202e`): what a peer sent (a service name, a
+ * close reason, a certificate's name), printed on an operator's terminal, can neither move its cursor, nor change its
+ * colours or title, nor reorder the text around it.
+ */
+export function escapeControl(s: string): string {
+  if (!UNSAFE.test(s)) return s;
+  return s.replace(UNSAFE_ALL, (c) => {
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+}
+
 /** `12:01:02.345 INFO  listening  port=1234 services=["nameServer"]`, coloured by level. */
 export function prettyLine(json: string): string {
   let o: Record<string, unknown>;
@@ -51,12 +68,13 @@ export function prettyLine(json: string): string {
   const { level, time, msg, pid: _pid, hostname: _host, err, ...rest } = o;
   const t = new Date(typeof time === 'number' ? time : Date.now()).toISOString().slice(11, 23);
   const lv = typeof level === 'number' ? level : 30;
+  // Everything that came from the log call is escaped: some of it came from peers.
   const fields = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${escapeControl(k)}=${escapeControl(typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v))}`)
     .join(' ');
-  let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${(levelName(lv) ?? String(lv)).toUpperCase().padEnd(5)}\x1b[0m ${format('%s', msg ?? '')}${fields ? `  ${fields}` : ''}\n`;
+  let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${(levelName(lv) ?? String(lv)).toUpperCase().padEnd(5)}\x1b[0m ${escapeControl(format('%s', msg ?? ''))}${fields ? `  ${fields}` : ''}\n`;
   if (err && typeof err === 'object' && typeof (err as { stack?: unknown }).stack === 'string') {
-    line += `${(err as { stack: string }).stack.replace(/^/gm, '    ')}\n`;
+    line += `${(err as { stack: string }).stack.split('\n').map((l) => `    ${escapeControl(l)}`).join('\n')}\n`;
   }
   return line;
 }

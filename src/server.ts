@@ -11,15 +11,16 @@ import { AuthThrottle } from './auth/throttle.js';
 import { Account, QueueBudget, type Shed } from './budget.js';
 import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
 import { DEFAULTS } from './config/options.js';
+import { ChanError } from './errors.js';
 import { ServerHandshake } from './handshake.js';
-import { ThrottledLog, silentLogger, type Logger } from './log.js';
+import { ThrottledLog, escapeControl, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type ProcessHandle, type Service, type ServiceStats } from './supervisor.js';
 import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
 import { SERVER_NAME } from './version.js';
 import type { Term } from './term/model.js';
-import { tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
+import { certificateProblem, expiresSoon, tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
 import { tcp, type Listening, type PeerInfo, type Transport } from './transport.js';
 
 export interface ServerStats {
@@ -85,6 +86,7 @@ function serverSettings(options: ServerOptions): ServerSettings {
 export async function startServer(config: string | ServerConfig | ServerOptions, extra: { logger?: Logger } = {}): Promise<ChanServer> {
   const options: ServerOptions = typeof config === 'string' ? loadConfigFile(config) : config;
   const log = extra.logger ?? options.logger ?? silentLogger;
+  if (options.tls) checkCertificate(options.tls, log);
   const settings = serverSettings(options);
   const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string) };
   const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log);
@@ -186,8 +188,9 @@ export class ChanServer {
       const verifier = sameSecret ? running.verifier : await verifierFor(def);
       updates.push([running, verifier, def.allowCn, def.verifier ? null : def.secret]);
     }
-    // Everything computed and checked first (a certificate that does not match its key throws here): the switch
-    // itself cannot fail half-way.
+    // Everything computed and checked first (a certificate that does not match its key, or is out of date, throws
+    // here): the switch itself cannot fail half-way.
+    if (config.tls) checkCertificate(config.tls, this.log);
     const applyTls = config.tls && this.tlsTransport ? this.tlsTransport.prepare(this.tlsSettings(config.tls)) : null;
     for (const [running, verifier, allowCn, secret] of updates) {
       running.verifier = verifier;
@@ -316,6 +319,17 @@ export class ChanServer {
   }
 }
 
+/**
+ * Refuses (badConfig) a server certificate that has expired or is not valid yet: every client would fail against it.
+ * Warns when one has fewer than CERT_EXPIRY_WARNING_DAYS left.
+ */
+function checkCertificate(t: TlsConfig, log: Logger): void {
+  const problem = certificateProblem(t.cert);
+  if (problem) throw new ChanError('badConfig', `tls.cert: ${problem}`);
+  const soon = expiresSoon(t.cert);
+  if (soon) log.warn({ validTo: soon.validTo.toISOString(), days: soon.days }, `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`);
+}
+
 const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
 
 /** A ticket's eviction before its connection has taken it over (it never is: the connection takes it at once). */
@@ -356,7 +370,7 @@ class ServerConnection implements MMController, Shed {
     /** Its place among connections in the handshake, until the handshake ends. */
     private ticket: Ticket | null,
   ) {
-    this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: peer.certCn } : {}) };
+    this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}) };
     const s = server.settings;
     this.account = new Account(server.budget, this);
     this.mm = new MiddleMan(
@@ -444,13 +458,15 @@ class ServerConnection implements MMController, Shed {
         this.mm.send(out.message);
         return;
       case 'refuse': {
-        // The service name comes from the peer: cut it, so a hostile client cannot fill the log.
-        const service = m.kind === 'startService' ? m.service.slice(0, 100) : this.handshake?.service;
+        // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and
+        // the text that quotes it), so that it cannot drive the terminal of an operator reading the log.
+        const service = escapeControl(m.kind === 'startService' ? m.service.slice(0, 100) : (this.handshake?.service ?? ''));
+        const text = escapeControl(out.text);
         if (out.reason === 'authFail') {
           const locked = this.server.throttle.fail(this.peer.address);
-          this.log.warn({ reason: out.reason, service, lockedOut: locked }, out.text);
+          this.log.warn({ reason: out.reason, service, lockedOut: locked }, text);
         } else {
-          this.log.info({ reason: out.reason, service }, out.text);
+          this.log.info({ reason: out.reason, service }, text);
         }
         this.mm.close(out.reason, out.text);
         return;
@@ -495,7 +511,7 @@ class ServerConnection implements MMController, Shed {
     this.server.log.info(
       {
         ...this.fields,
-        reason: info.reason,
+        reason: info.by === 'peer' ? escapeControl(info.reason) : info.reason,
         by: info.by,
         ms: Date.now() - this.openedAt,
         framesIn: s.framesIn,

@@ -5,6 +5,7 @@
  * sentence that says what to fix; and the certificates can be replaced while the server runs (new connections get
  * the new ones).
  */
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
@@ -14,6 +15,33 @@ import { listenOn, opened, peerInfo, type Listening, type PeerInfo, type Transpo
 
 export type VerifyClient = 'none' | 'optional' | 'required';
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** A server certificate this close to its end is warned about, at start and at each reload. */
+export const CERT_EXPIRY_WARNING_DAYS = 30;
+
+/**
+ * Why a server certificate (the first in `certPem`) cannot serve now: it has expired, or is not valid yet; null when
+ * it can. Such a certificate is refused like a broken one (every client would fail its TLS handshake).
+ */
+export function certificateProblem(certPem: string, now = Date.now()): string | null {
+  const { validFrom, validTo } = certificateValidity(certPem);
+  if (now > validTo.getTime()) return `the certificate expired on ${validTo.toISOString()}: renew it (chan certs makes one)`;
+  if (now < validFrom.getTime()) return `the certificate is not valid until ${validFrom.toISOString()}: check the clock, or its dates`;
+  return null;
+}
+
+/** When the server certificate (the first in `certPem`) begins and ends. */
+export function certificateValidity(certPem: string): { validFrom: Date; validTo: Date } {
+  const cert = new X509Certificate(certPem);
+  return { validFrom: new Date(cert.validFrom), validTo: new Date(cert.validTo) };
+}
+
+/** Days left before the certificate ends, when fewer than CERT_EXPIRY_WARNING_DAYS; else null. */
+export function expiresSoon(certPem: string, now = Date.now()): { days: number; validTo: Date } | null {
+  const { validTo } = certificateValidity(certPem);
+  const days = Math.floor((validTo.getTime() - now) / 86_400_000);
+  return days < CERT_EXPIRY_WARNING_DAYS ? { days, validTo } : null;
+}
 
 /** PEM texts (not file names) and policy of a TLS server. */
 export interface TlsServerSettings {

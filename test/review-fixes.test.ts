@@ -10,6 +10,9 @@ import { ChanError } from '../src/errors.js';
 import { startServer } from '../src/server.js';
 import { RawClient, echo, service, testServer, tempDir } from './helpers.js';
 import { fixtures, serverTls } from './tls-fixtures.js';
+import { makeCertificate } from '../src/certs.js';
+import { createLogger } from '../src/log.js';
+import { Writable } from 'node:stream';
 
 test('throttling holds for guesses made on handshakes opened before the lockout', async (t) => {
   const server = await testServer([service('s', echo, 'right')], { authMaxFailures: 3 });
@@ -61,6 +64,34 @@ test('a reload with a certificate that does not match its key changes nothing', 
   const ch = await connect('localhost', server.port, 's', 'old', null, { tls: { ca: p.ca.certPem } });
   await ch.close();
   t.pass();
+});
+
+test('a certificate that has expired, or is not valid yet, is refused at start and at a reload like a broken one', async (t) => {
+  const p = fixtures();
+  const notYet = makeCertificate({ commonName: 'localhost', kind: 'server', hosts: ['localhost'], issuer: p.ca, notBefore: new Date(Date.now() + 86_400_000) });
+  for (const [what, cert, message] of [['expired', p.expiredServer, /tls\.cert: the certificate expired on /], ['not yet valid', notYet, /tls\.cert: the certificate is not valid until /]] as const) {
+    const dir = tempDir({ 'c.pem': cert.certPem, 'k.pem': cert.keyPem });
+    const err = t.throws(() => parseConfig('{port, 1}.\n{tls, [{cert, "c.pem"}, {key, "k.pem"}]}.\n{service, s, password, none, mfa, m, f, a}.', { file: path.join(dir, 'x.conf'), env: {} }));
+    t.regex(err?.message ?? '', new RegExp(`x\\.conf:2:15: ${message.source}`), what);
+    const startErr = await t.throwsAsync(startServer({ port: 0, host: '127.0.0.1', services: [service('s', echo)], tls: serverTls('none', cert) }), { instanceOf: ChanError });
+    t.is(startErr?.code, 'badConfig', what);
+  }
+  const server = await startServer({ port: 0, host: '127.0.0.1', services: [service('s', echo)], tls: serverTls('none') });
+  t.teardown(() => server.close());
+  const next = { ...parseConfig('{port, 0}.\n{service, s, password, none, mfa, m, f, a}.', { env: {} }), tls: serverTls('none', p.expiredServer) };
+  t.regex((await t.throwsAsync(server.reload(next)))?.message ?? '', /the certificate expired on/);
+  const ch = await connect('localhost', server.port, 's', null, null, { tls: { ca: p.ca.certPem } }); // the old one serves on
+  await ch.close();
+});
+
+test('a certificate with fewer than 30 days left is served, with a warning', async (t) => {
+  const p = fixtures();
+  const soon = makeCertificate({ commonName: 'localhost', kind: 'server', hosts: ['localhost'], issuer: p.ca, days: 10 });
+  const lines: string[] = [];
+  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const server = await startServer({ port: 0, host: '127.0.0.1', services: [service('s', echo)], tls: serverTls('none', soon), logger });
+  t.teardown(() => server.close());
+  t.true(lines.some((l) => /the TLS certificate expires in 9 days/.test(l)), lines.join(''));
 });
 
 test('a config whose certificate does not match its key refuses to start, naming the line', (t) => {

@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { certificateProblem } from '../tls.js';
 import convict from 'convict';
 import { ChanError } from '../errors.js';
 import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
@@ -601,6 +602,8 @@ function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, 
   if (problems.length === 0 && cert !== undefined && key !== undefined) {
     try {
       createSecureContext({ cert, key, ...(ca !== undefined ? { ca } : {}) });
+      const dated = certificateProblem(cert);
+      if (dated) problems.push(new ConfigProblem(file, `tls.cert: ${dated}`, at('tls.cert')));
     } catch (err) {
       problems.push(new ConfigProblem(file, `tls: the certificate, key and ca do not work together: ${(err as Error).message}`, at('tls.cert')));
     }
