@@ -79,9 +79,10 @@ ${CONNECTION_OPTIONS}`,
   cast: {
     positionals: [5, Infinity],
     usage: 'chan cast [options] HOST PORT SERVICE SECRET TERM...',
-    summary: 'send each TERM, wait for nothing, exit once the server has read them',
-    help: `Sends each TERM as a cast (no answer), then closes the connection and exits 0 once the server has read
-everything. TERM as for chan rpc ('-': from standard input).
+    summary: 'send each TERM, wait for no answer, exit 0 once the server has confirmed reading them',
+    help: `Sends each TERM as a cast (no answer), then a ping, and exits 0 once the server's pong confirms that it has
+read everything before it (exit 1, with the reason, when it does not: the connection lost, a shutdown, --timeout).
+TERM as for chan rpc ('-': from standard input).
 ${SECRET_NOTE}
 
 options:

@@ -294,3 +294,45 @@ for (const [attackers, overTls] of [[1, false], [16, false], [1, true], [16, tru
     }, overTls ? { tls: { ca: fixtures().ca.certPem } } : {});
   });
 }
+
+test('two clients sending the costliest frames a server accepts, back to back, leave a neighbour its answers within a second', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+    // Lists of 12-character strings (the slowest values to decode per byte that fit the decoded-size budget) and of
+    // unique-key maps (each a new hidden class): about 1 MiB each, accepted, decoded and stored.
+    const strings = storeOfList(1, 80_000, Buffer.from([0xac, ...Buffer.from('abcdefghijkl')]));
+    const maps: Buffer[] = [];
+    for (let i = 0; i < 37_000; i++) {
+      const k = Buffer.from(`k${i}`);
+      maps.push(Buffer.concat([Buffer.from([0x81, 0xa0 | k.length]), k, Buffer.from([0xc0])]));
+    }
+    const keyed = rebuild(maps);
+    const attackers = await Promise.all([RawClient.started(server.port, 'open'), RawClient.started(server.port, 'open')]);
+    const until = Date.now() + 2000;
+    let sent = 0;
+    await Promise.all(
+      attackers.map(async (a, n) => {
+        for (let mine = 1; Date.now() < until; mine++) {
+          a.write(n === 0 ? strings : keyed);
+          sent++;
+          t.is((await a.next(mine)).kind, 'reply'); // stored (or refused with an error term): answered either way
+        }
+      }),
+    );
+    t.true(sent >= 4, `${sent} frames`);
+    t.log(`${sent} costly frames decoded and stored in 2 s beside the neighbour`);
+    for (const a of attackers) a.destroy();
+  });
+});
+
+/** `["rpc", 1, {store, k, [maps...]}]`, framed. */
+function rebuild(items: Buffer[]): Buffer {
+  const list = Buffer.concat([Buffer.from([0xdd, 0, 0, 0, 0]), ...items]);
+  list.writeUInt32BE(items.length, 1);
+  const atoms = Buffer.from([0x93, 0xc7, 5, 1, ...Buffer.from('store'), 0xc7, 1, 1, 0x6b]);
+  const tupleHeader = Buffer.from([0xc9, 0, 0, 0, 0, 2]);
+  tupleHeader.writeUInt32BE(atoms.length + list.length, 1);
+  const payload = Buffer.concat([Buffer.from([0x93, 0xa3, ...Buffer.from('rpc'), 0x01]), tupleHeader, atoms, list]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(payload.length);
+  return Buffer.concat([len, payload]);
+}

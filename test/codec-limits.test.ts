@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import test from 'ava';
 import fc from 'fast-check';
-import { COST, DECODED_SIZE_RATIO, decode, decodedSizeLimit, encode, lastDecodedSize, shortUtf8 } from '../src/codec/msgpack.js';
+import { COST, DECODED_SIZE_RATIO, decode, decodedSizeLimit, encode, lastDecodedSize, measure, shortUtf8 } from '../src/codec/msgpack.js';
 import { ChanError, LimitError } from '../src/errors.js';
 import { atom, formatTerm, tuple, type Term } from '../src/term/index.js';
 
@@ -199,4 +199,45 @@ test('a map with the same key twice is refused by both sides (keys compared by v
   t.regex(t.throws(() => decode(atoms, 4), { instanceOf: ChanError })?.message ?? '', /same key twice/);
   const twice = new Map<Term, Term>([[atom('joe'), 1], [atom('joe'), 2]]);
   t.is(t.throws(() => encode(twice, 4), { instanceOf: ChanError })?.code, 'badTerm');
+});
+
+const { term: anyTerm } = fc.letrec<{ term: unknown; leaf: unknown }>((tie) => ({
+  leaf: fc.oneof(
+    fc.integer(),
+    fc.double(),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
+    fc.constantFrom(null, true, false, -0, 2 ** 31, 2 ** 53 - 1, -(2 ** 53) + 1),
+    fc.string({ unit: 'grapheme', maxLength: 40 }),
+    fc.string({ maxLength: 300 }),
+    fc.uint8Array({ maxLength: 300 }),
+    fc.string({ unit: fc.constantFrom('a', 'é', '\u{1F600}'), maxLength: 255 }).map((s) => atom(s)),
+  ),
+  term: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    tie('leaf'),
+    fc.array(tie('term'), { maxLength: 20 }),
+    fc.array(tie('term'), { maxLength: 5 }).map((xs) => tuple(...(xs as Term[]))),
+    fc.dictionary(fc.string({ maxLength: 10 }), tie('term'), { maxKeys: 5 }),
+    fc.array(fc.tuple(fc.integer(), tie('term')), { maxLength: 4 }).map((kvs) => new Map(kvs as [Term, Term][])),
+  ),
+}));
+
+test('measure counts what encode writes and what the decoder charges, and refuses what encode refuses (property)', (t) => {
+  fc.assert(
+    fc.property(anyTerm, fc.integer({ min: 1, max: 6 }), (value, depth) => {
+      let bytes: Buffer;
+      try {
+        bytes = encode(value, depth);
+      } catch (err) {
+        const e = t.throws(() => measure(value, depth));
+        if (e?.message !== (err as Error).message) throw new Error(`encode: ${(err as Error).message}; measure: ${e?.message}`);
+        return;
+      }
+      decode(bytes, depth);
+      const m = measure(value, depth);
+      if (m.bytes !== bytes.length || m.size !== lastDecodedSize()) throw new Error(`measured ${JSON.stringify(m)}, wrote ${bytes.length} bytes of size ${lastDecodedSize()}`);
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
 });

@@ -5,7 +5,10 @@ import { MAX_ITERATIONS } from '../src/handshake.js';
 import { OPTIONS } from '../src/config/options.js';
 import { parseConfig } from '../src/config/load.js';
 import { CLOSE_REASONS, ERROR_CODES } from '../src/errors.js';
-import { CLOSE_LINGER_MS } from '../src/mm.js';
+import { CLOSE_LINGER_MS, SOCKET_SHARE } from '../src/mm.js';
+import { DECODED_SIZE_RATIO } from '../src/codec/index.js';
+import { ENTRY_OVERHEAD } from '../src/services/kvs-store.js';
+import { CERT_EXPIRY_WARNING_DAYS } from '../src/tls.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS } from '../src/client.js';
@@ -65,6 +68,10 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| close linger | ${CLOSE_LINGER_MS} ms |`));
   t.true(doc.includes(`| rpcs waiting for an answer, per connection (server) | ${MAX_UNANSWERED_RPCS} |`));
   t.true(doc.includes(`| term text nesting | ${MAX_PARSE_DEPTH} levels |`));
+  t.true(doc.includes(`| decoded size of a frame | ${DECODED_SIZE_RATIO} x the frame limit |`));
+  t.true(doc.includes(`| the send queue's share given to the socket | ${SOCKET_SHARE} bytes |`));
+  t.true(doc.includes(`| name-server entry overhead | ${ENTRY_OVERHEAD} bytes |`));
+  t.true(doc.includes(`| certificate expiry warning | ${CERT_EXPIRY_WARNING_DAYS} days |`));
 });
 
 test('the tls options can be set by their CHAN_TLS_ variables', (t) => {

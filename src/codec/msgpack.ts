@@ -148,6 +148,11 @@ const MAX_UINT32 = 0xffff_ffff;
  * receiver's budget, {@link decodedSizeLimit}).
  */
 export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost = Number.POSITIVE_INFINITY): Buffer {
+  return withWriter(value, maxDepth, headroom, maxCost, copyOut);
+}
+
+/** `encode` into the shared scratch buffer (or a new one, re-entered), then `result` of what was written. */
+function withWriter<R>(value: unknown, maxDepth: number, headroom: number, maxCost: number, result: (w: Writer) => R): R {
   // A getter on a user's object could re-enter encode(); give such a call its own buffer.
   const w = shared.busy ? new Writer() : shared;
   w.busy = true;
@@ -158,13 +163,140 @@ export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost =
     w.ensure(headroom);
     w.pos = headroom;
     write(w, value, maxDepth);
-    const out = Buffer.allocUnsafe(w.pos);
-    w.buf.copy(out, 0, 0, w.pos);
-    return out;
+    return result(w);
   } finally {
     w.busy = false;
     if (w === shared && w.buf.length > 1 << 20) w.buf = Buffer.allocUnsafe(1024); // do not pin a huge scratch buffer
   }
+}
+
+const copyOut = (w: Writer): Buffer => {
+  const out = Buffer.allocUnsafe(w.pos);
+  w.buf.copy(out, 0, 0, w.pos);
+  return out;
+};
+
+/**
+ * What `value` would take: its encoded bytes and its decoded size, with the checks and errors of {@link encode}, but
+ * without making the bytes (a test keeps the two in step). For code that must know whether a value can be sent
+ * before it keeps it.
+ */
+export function measure(value: unknown, maxDepth: number, maxCost = Number.POSITIVE_INFINITY): { bytes: number; size: number } {
+  const m = new Meter(maxCost);
+  m.value(value, maxDepth);
+  return { bytes: m.bytes, size: m.cost };
+}
+
+/** The encoder's walk, counting instead of writing. */
+class Meter {
+  bytes = 0;
+  cost = 0;
+  constructor(private readonly maxCost: number) {}
+
+  private charge(n: number): void {
+    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+  }
+
+  value(v: unknown, depth: number): void {
+    switch (typeof v) {
+      case 'string':
+        return this.string(v);
+      case 'number':
+        this.charge(numberCost(v));
+        this.bytes += numberBytes(v);
+        return;
+      case 'boolean':
+      case 'undefined':
+        this.bytes += 1;
+        return;
+      case 'bigint':
+        if (isSafeBigInt(v)) {
+          this.charge(numberCost(Number(v)));
+          this.bytes += numberBytes(Number(v));
+        } else {
+          if (v < -(1n << 63n) || v >= 1n << 64n) throw badTerm('an integer outside the 64-bit range cannot be sent');
+          this.charge(COST.bigint);
+          this.bytes += 9;
+        }
+        return;
+      case 'object':
+        break;
+      default:
+        throw badTerm(`a ${typeof v} is not a term`);
+    }
+    if (v === null) {
+      this.bytes += 1;
+      return;
+    }
+    if (v instanceof Atom) {
+      if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+      const len = Buffer.byteLength(v.name);
+      this.charge(COST.atom + stringCost(len, v.name.length));
+      this.bytes += extHeaderBytes(len) + len;
+      return;
+    }
+    if (v instanceof Uint8Array) {
+      this.charge(COST.binary + v.length);
+      this.bytes += (v.length <= 0xff ? 2 : v.length <= 0xffff ? 3 : 5) + v.length;
+      return;
+    }
+    if (depth <= 0) throw new LimitError('badTerm', 'term nests deeper than max_depth (or is cyclic)');
+    if (Array.isArray(v)) {
+      this.charge(COST.array + COST.slot * v.length);
+      this.bytes += lengthHeaderBytes(v.length);
+      for (const item of v) this.value(item, depth - 1);
+    } else if (v instanceof Tuple) {
+      this.charge(COST.tuple + COST.array + COST.slot * v.elements.length);
+      const before = this.bytes;
+      this.bytes += lengthHeaderBytes(v.elements.length);
+      for (const item of v.elements) this.value(item, depth - 1);
+      this.bytes += extHeaderBytes(this.bytes - before);
+    } else if (v instanceof Map) {
+      this.charge(COST.map + COST.entry * v.size);
+      if (v.size > 1 && new Set([...v.keys()].map((k) => termKey(k as Term))).size !== v.size) {
+        throw badTerm('a map has the same key twice (keys are compared by value)');
+      }
+      this.bytes += lengthHeaderBytes(v.size);
+      for (const [k, item] of v) {
+        this.value(k, depth - 1);
+        this.value(item, depth - 1);
+      }
+    } else if (isTermObject(v)) {
+      const keys = Object.keys(v);
+      this.charge(COST.map + COST.entry * keys.length);
+      this.bytes += lengthHeaderBytes(keys.length);
+      for (const k of keys) {
+        this.string(k);
+        this.value((v as TermObject)[k], depth - 1);
+      }
+    } else {
+      const name = (v as object).constructor?.name ?? 'object';
+      throw badTerm(`a ${name} is not a term (send plain data: atoms, tuples, lists, strings, numbers, binaries, maps)`);
+    }
+  }
+
+  private string(s: string): void {
+    const len = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s);
+    this.charge(stringCost(len, s.length));
+    this.bytes += (len < 32 ? 1 : len <= 0xff ? 2 : len <= 0xffff ? 3 : 5) + len;
+  }
+}
+
+/** The bytes of an array's or a map's header for `n` elements (fix, 16 or 32). */
+function lengthHeaderBytes(n: number): number {
+  return n < 16 ? 1 : n <= 0xffff ? 3 : 5;
+}
+
+/** The bytes of an ext header (ext 8, 16 or 32, with its type) for a payload of `len` bytes. */
+function extHeaderBytes(len: number): number {
+  return len <= 0xff ? 3 : len <= 0xffff ? 4 : 6;
+}
+
+/** The bytes writeNumber writes for `n`. */
+function numberBytes(n: number): number {
+  if (!Number.isSafeInteger(n) || Object.is(n, -0)) return 9;
+  if (n >= 0) return n < 0x80 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : n <= MAX_UINT32 ? 5 : 9;
+  return n >= -32 ? 1 : n >= -0x80 ? 2 : n >= -0x8000 ? 3 : n >= -0x8000_0000 ? 5 : 9;
 }
 
 function badTerm(message: string): ChanError {
@@ -565,8 +697,8 @@ class Decoder {
     this.pos = end;
     const b = this.b;
     if (len < 16) {
-      // Short strings are most keys and words: build them directly when they are ASCII (up to 12 characters: a longer
-      // string built that way is a chain of pieces, twice the memory of a flat one).
+      // Short strings are most keys and words: build them directly when they are ASCII (a native call costs more than
+      // the work for up to 8 characters).
       for (let i = start; i < end; i++) {
         if ((b[i] as number) > 0x7f) {
           const s = shortUtf8(b, start, end);
@@ -576,10 +708,7 @@ class Decoder {
         }
       }
       this.charge(len - least);
-      if (len > 12) return this.buf.toString('latin1', start, end);
-      let s = '';
-      for (let i = start; i < end; i++) s += String.fromCharCode(b[i] as number);
-      return s;
+      return len <= 8 ? shortAscii(b, start, len) : this.buf.toString('latin1', start, end);
     }
     if (!isUtf8(b.subarray(start, end))) throw malformed(`the string at offset ${start} is not valid UTF-8`);
     const s = this.buf.toString('utf8', start, end);
@@ -674,6 +803,31 @@ class Decoder {
 const decoder = new Decoder();
 
 const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
+/** Up to 8 ASCII bytes as a string, in one call (the character-by-character way makes a string per character). */
+function shortAscii(b: Uint8Array, i: number, len: number): string {
+  const c = (k: number): number => b[i + k] as number;
+  switch (len) {
+    case 0:
+      return '';
+    case 1:
+      return String.fromCharCode(c(0));
+    case 2:
+      return String.fromCharCode(c(0), c(1));
+    case 3:
+      return String.fromCharCode(c(0), c(1), c(2));
+    case 4:
+      return String.fromCharCode(c(0), c(1), c(2), c(3));
+    case 5:
+      return String.fromCharCode(c(0), c(1), c(2), c(3), c(4));
+    case 6:
+      return String.fromCharCode(c(0), c(1), c(2), c(3), c(4), c(5));
+    case 7:
+      return String.fromCharCode(c(0), c(1), c(2), c(3), c(4), c(5), c(6));
+    default:
+      return String.fromCharCode(c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7));
+  }
+}
 
 /** Room for the UTF-16 units of a short string (fewer than 16 bytes of UTF-8 make at most 15 units). */
 const units = new Uint16Array(16);

@@ -3,15 +3,15 @@
  * stored under `{location, joe}`; the atom `joe`, the string "joe" and the binary <<"joe">> are three keys).
  * One store per service, created when the service starts, shared by every connection of that service.
  *
- * Values are kept encoded (the wire codec's bytes, so that a term comes back exactly as it went in, and what the store
- * holds is what it counts), within two limits:
+ * Values are kept as the terms they arrived as (a term comes back exactly as it went in), within two limits:
  *
  * - a value is stored only if its lookup answer, `{ok, Value}`, can be sent back within the server's limits (depth,
  *   frame size, decoded size): a value that could never be read back is refused, never kept as poison;
- * - the store keeps at most `store_max_bytes`: encoded keys and values, plus {@link ENTRY_OVERHEAD} an entry. A store
- *   past it is refused with `{error, {storeFull, Text}}`; nothing else changes.
+ * - the store keeps at most `store_max_bytes`: keys and values by what they take in memory (the values' decoded size,
+ *   docs/PROTOCOL.md), plus {@link ENTRY_OVERHEAD} an entry. A store past it is refused with
+ *   `{error, {storeFull, Text}}`; nothing else changes.
  */
-import { decode, decodedSizeLimit, encode } from '../codec/msgpack.js';
+import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
@@ -44,16 +44,16 @@ export function errorTerm(why: string, detail: Term): Tuple {
 }
 
 /**
- * The encoded bytes of `value` if it can be sent inside an answer that wraps it in `wrap` more levels, within
- * `limits`; otherwise the LimitError that says why not.
+ * What `value` takes in memory (its decoded size) if it can be sent inside an answer that wraps it in `wrap` more
+ * levels, within `limits`; otherwise the LimitError that says why not.
  */
-export function encodeWithin(value: Term, wrap: number, limits: ServiceLimits): Buffer | LimitError {
+export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): number | LimitError {
   try {
-    const bytes = encode(value, limits.maxDepth - wrap, 0, decodedSizeLimit(limits.maxFrameSize) - ENVELOPE_COST);
-    if (bytes.length > limits.maxFrameSize - ENVELOPE_BYTES) {
-      return new LimitError('frameTooLarge', `the value takes ${bytes.length} bytes; with its answer around it, that is over max_frame_size (${limits.maxFrameSize})`);
+    const m = measure(value, limits.maxDepth - wrap, decodedSizeLimit(limits.maxFrameSize) - ENVELOPE_COST);
+    if (m.bytes > limits.maxFrameSize - ENVELOPE_BYTES) {
+      return new LimitError('frameTooLarge', `the value takes ${m.bytes} bytes; with its answer around it, that is over max_frame_size (${limits.maxFrameSize})`);
     }
-    return bytes;
+    return m.size;
   } catch (err) {
     if (err instanceof LimitError) return err;
     throw err;
@@ -61,7 +61,7 @@ export function encodeWithin(value: Term, wrap: number, limits: ServiceLimits): 
 }
 
 export class KvsStore {
-  private readonly entries = new Map<string, Buffer>();
+  private readonly entries = new Map<string, { value: Term; held: number }>();
   private held = 0;
 
   constructor(private readonly limits: ServiceLimits = NO_LIMITS) {}
@@ -72,24 +72,23 @@ export class KvsStore {
    */
   store(key: Term, value: Term): Tuple | null {
     // {ok, Value} is one level around the value.
-    const bytes = encodeWithin(value, 1, this.limits);
-    if (bytes instanceof LimitError) return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${bytes.message})`);
+    const size = sizeWithin(value, 1, this.limits);
+    if (size instanceof LimitError) return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
     const k = termKey(key);
-    const before = this.entries.get(k);
-    const cost = (e: Buffer | undefined): number => (e ? 2 * k.length + e.length + ENTRY_OVERHEAD : 0);
-    const after = this.held - cost(before) + cost(bytes);
+    const held = 2 * k.length + size + ENTRY_OVERHEAD;
+    const after = this.held - (this.entries.get(k)?.held ?? 0) + held;
     if (after > this.limits.storeMaxBytes) {
       return errorTerm('storeFull', `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`);
     }
-    this.entries.set(k, bytes);
+    this.entries.set(k, { value, held });
     this.held = after;
     return null;
   }
 
   /** `kvs:lookup(Key) -> {ok, Value} | undefined`. */
   lookup(key: Term): Tuple | Atom {
-    const bytes = this.entries.get(termKey(key));
-    return bytes ? new Tuple([OK, decode(bytes, this.limits.maxDepth)]) : UNDEFINED;
+    const e = this.entries.get(termKey(key));
+    return e ? new Tuple([OK, e.value]) : UNDEFINED;
   }
 
   get size(): number {

@@ -13,7 +13,7 @@ import { LimitError } from '../errors.js';
 import { unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
 import type { StartContext } from '../modules.js';
-import { KvsStore, encodeWithin, errorTerm } from './kvs-store.js';
+import { KvsStore, errorTerm, sizeWithin } from './kvs-store.js';
 
 const TOO_LARGE = new Atom('tooLarge');
 
@@ -39,7 +39,7 @@ function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): voi
     answer(mm, m, kvs.lookup(x.at(1) as Term));
   } else {
     // {error, {badRequest, X}} is two levels around X: the request is repeated only if it fits.
-    const fits = !(encodeWithin(x, 2, ctx.limits) instanceof LimitError);
+    const fits = !(sizeWithin(x, 2, ctx.limits) instanceof LimitError);
     answer(mm, m, errorTerm('badRequest', fits ? x : TOO_LARGE));
   }
 }
