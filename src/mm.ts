@@ -372,6 +372,7 @@ export class MiddleMan implements HeartbeatHost {
     }
     if (this.queuedOut > 0) this.endWhenFlushed = true;
     else this.socket.end();
+    this.reportOut(); // a dropped queue is freed now, not when the socket closes
     this.finish({ reason, text, by: 'local' });
   }
 
