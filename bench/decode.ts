@@ -40,6 +40,14 @@ const ITEMS: [string, (i: number) => Buffer][] = [
   ['map, 1 unique key', (i) => Buffer.concat([b(0x81), str(`k${i}`), b(0xc0)])],
 ];
 
+/** A map keyed by a map keyed by a map... 29 deep, around a list of small integers: every level's key holds the rest. */
+function nestedKeys(): Buffer {
+  let inner = Buffer.concat([b(0xdd, 0, 0, 0, 0), Buffer.alloc(900_000, 0x05)]);
+  inner.writeUInt32BE(900_000, 1);
+  for (let i = 0; i < 29; i++) inner = Buffer.concat([b(0x81), inner, b(0xc0)]);
+  return inner;
+}
+
 function frameOf(item: (i: number) => Buffer): Buffer {
   const parts: Buffer[] = [];
   let size = 5;
@@ -68,8 +76,8 @@ function time(f: () => void): number {
 const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'auto' } as unknown as ConstructorParameters<typeof Unpackr>[0]);
 const rows: string[][] = [];
 let worst = { name: '', ms: 0 };
-for (const [name, item] of ITEMS) {
-  const frame = frameOf(item);
+const FRAMES: [string, Buffer][] = [...ITEMS.map(([name, item]): [string, Buffer] => [name, frameOf(item)]), ['map keys nested 29 deep', nestedKeys()]];
+for (const [name, frame] of FRAMES) {
   let outcome = '';
   const ms = time(() => {
     try {

@@ -7,13 +7,15 @@
  *
  * 1. its group already holds `max_unauthenticated_per_address` places: refused;
  * 2. a place is free: admitted;
- * 3. all places are taken: the group that holds the most gives up its oldest place, if it holds at least two more
- *    than the newcomer's would (the way sshd's MaxStartups drops early, but aimed at whoever holds the most);
- *    otherwise the newcomer is refused.
+ * 3. all places are taken: the group that holds the most gives up its oldest place, if it holds at least as many as
+ *    the newcomer's would (among groups holding as many, the one whose oldest place is oldest gives it up: the way
+ *    sshd's MaxStartups drops early, but aimed at whoever holds the most, and at the longest silent); otherwise the
+ *    newcomer is refused.
  *
- * So a flooding address holds at most its share, and while the table is full of a few addresses' connections, a
- * newcomer from another address still gets in. Every decision is O(groups), and there are at most
- * `max_unauthenticated` groups.
+ * So a flooding address holds at most its share; while the table is full of a few addresses' connections, a newcomer
+ * from another address still gets in; and when many addresses hold one place each, places go to the newest, so a
+ * client that finishes its handshake promptly gets through however many silent ones are reopened. Every decision is
+ * O(groups), and there are at most `max_unauthenticated` groups.
  */
 import net from 'node:net';
 
@@ -29,6 +31,8 @@ export interface Ticket {
 interface Place extends Ticket {
   evict: (text: string) => void;
   released: boolean;
+  /** When it was given (a count): the oldest goes first. */
+  readonly seq: number;
 }
 
 /** The group an address counts in: itself for IPv4, its /64 for IPv6. */
@@ -56,6 +60,7 @@ function expandIPv6(address: string): string[] {
 export class Admission {
   private readonly groups = new Map<string, Place[]>();
   private count = 0;
+  private seq = 0;
   /** Newcomers refused, and places given up to newcomers, since the start. */
   refused = 0;
   evicted = 0;
@@ -83,8 +88,10 @@ export class Admission {
     }
     if (this.count >= this.maxTotal) {
       let top: Place[] | undefined;
-      for (const places of this.groups.values()) if (!top || places.length > top.length) top = places;
-      if (!top || top.length < mine + 2) {
+      for (const places of this.groups.values()) {
+        if (!top || places.length > top.length || (places.length === top.length && (places[0] as Place).seq < (top[0] as Place).seq)) top = places;
+      }
+      if (!top || top.length < mine + 1) {
         this.refused++;
         return `the server has max_unauthenticated (${this.maxTotal}) connections in the handshake`;
       }
@@ -97,6 +104,7 @@ export class Admission {
       group,
       evict,
       released: false,
+      seq: this.seq++,
       release: () => this.release(place),
       onEvict: (fn) => {
         place.evict = fn;

@@ -18,9 +18,12 @@
 
 import type { Pressure } from './flow.js';
 
-/** What a connection does when the budget sheds it: drop what it holds and close. */
+/**
+ * What a connection does when the budget sheds it: drop what it holds and close. False when it had already closed
+ * and could let go of nothing (what its socket still holds goes when the socket closes, within the close linger).
+ */
 export interface Shed {
-  shed(reason: 'slowConsumer' | 'overloaded', text: string): void;
+  shed(reason: 'slowConsumer' | 'overloaded', text: string): boolean;
 }
 
 export class Account {
@@ -104,6 +107,10 @@ export class QueueBudget implements Pressure {
     this.waiting.add(gate);
   }
 
+  unwait(gate: { recheck(): void }): void {
+    this.waiting.delete(gate);
+  }
+
   private shed(): void {
     this.shedScheduled = false;
     while (this.used > this.limit) {
@@ -112,13 +119,13 @@ export class QueueBudget implements Pressure {
       if (top === null) return;
       const before = this.used;
       const outbound = top.outbound * 2 >= top.held;
-      this.shedCount++;
-      top.owner.shed(
+      const shed = top.owner.shed(
         outbound ? 'slowConsumer' : 'overloaded',
         `the server holds more than max_queued_bytes (${this.limit} bytes) for all connections together, and this connection held the most (${top.held} bytes, ${outbound ? 'waiting for the peer to read' : 'waiting for the handler'}); it was dropped`,
       );
+      if (shed) this.shedCount++;
       if (this.used >= before) {
-        this.holding.delete(top); // it could not let go of anything: do not pick it again
+        this.holding.delete(top); // it could not let go of anything more: do not pick it again
       }
     }
   }

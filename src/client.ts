@@ -212,12 +212,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     } catch (err) {
       return Promise.reject(err);
     }
-    const timeout = options.timeout ?? this.rpcTimeout;
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      if (timeout <= MAX_TIMER_MS) timer = setTimeout(() => reject(new ChanError('timeout', `the server did not confirm reading within ${timeout} ms`)), timeout);
-    });
-    return Promise.race([mm.flush(), expired]).finally(() => clearTimeout(timer));
+    return mm.flush(options.timeout ?? this.rpcTimeout);
   }
 
   /** Resolves once what was sent has been handed to the network (or the connection ended). */

@@ -17,6 +17,8 @@ export interface Pressure {
   readonly pressed: boolean;
   /** Calls `gate.recheck()` once the pressure is over. */
   wait(gate: HighWater): void;
+  /** Forgets a gate that no longer waits (it resumed on its own, or its connection ended). */
+  unwait(gate: HighWater): void;
 }
 
 /**
@@ -67,6 +69,12 @@ export class HighWater {
       return;
     }
     this.paused = false;
+    this.pressure?.unwait(this);
     this.reader.resumeReading();
+  }
+
+  /** The connection has ended: nothing more to pause or resume, and no wake-up to wait for. */
+  stopWatching(): void {
+    this.pressure?.unwait(this);
   }
 }

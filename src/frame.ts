@@ -3,13 +3,14 @@
  * payload bytes. `FrameParser` is socket-free: feed it chunks as they arrive, split or merged however the network
  * likes, and it calls `onFrame` once per complete payload. The length is checked against `maxFrameSize` as soon as
  * its 4 bytes are in, before a byte of the payload is buffered or allocated. A large frame is not allocated at its
- * announced length: its pieces are kept as they arrive, so what a peer makes the parser hold is what it has sent.
+ * announced length: its buffer grows (doubling) with what arrives, so what a peer makes the parser hold is at most
+ * twice what it has sent, however small the pieces it sends it in.
  */
 import { ChanError, LimitError } from './errors.js';
 
 export const FRAME_HEADER_BYTES = 4;
 
-/** Frames up to this long that span chunks are assembled in a buffer of their length; longer ones piece by piece. */
+/** Frames up to this long that span chunks get a buffer of their length at once; longer ones a buffer that grows. */
 export const EAGER_FRAME_BYTES = 64 * 1024;
 
 /**
@@ -33,9 +34,8 @@ export class FrameParser {
   /** Made only when a length prefix arrives split across chunks (rare: most connections never need it). */
   private header: Buffer | null = null;
   private headerFill = 0;
-  /** The frame being assembled: a buffer of its length (small frames), or the pieces received so far. */
+  /** The frame being assembled (a buffer of its length, or one that grows to it), and the length it will have. */
   private body: Buffer | null = null;
-  private pieces: Buffer[] | null = null;
   private bodyLength = 0;
   private bodyFill = 0;
   private stopped = false;
@@ -74,7 +74,6 @@ export class FrameParser {
   stop(): void {
     this.stopped = true;
     this.body = null;
-    this.pieces = null;
     this.bodyFill = 0;
     this.held = null;
   }
@@ -120,18 +119,21 @@ export class FrameParser {
         }
         this.bodyLength = len;
         this.bodyFill = 0;
-        if (len <= EAGER_FRAME_BYTES) this.body = Buffer.allocUnsafe(len);
-        else this.pieces = [];
+        this.body = Buffer.allocUnsafe(Math.min(len, EAGER_FRAME_BYTES));
       }
       const take = Math.min(this.bodyLength - this.bodyFill, n - off);
-      if (this.body) chunk.copy(this.body, this.bodyFill, off, off + take);
-      else (this.pieces as Buffer[]).push(Buffer.from(chunk.subarray(off, off + take))); // a copy: not the whole chunk
+      let body = this.body as Buffer;
+      if (this.bodyFill + take > body.length) {
+        const grown = Buffer.allocUnsafe(Math.min(this.bodyLength, Math.max(2 * body.length, this.bodyFill + take)));
+        body.copy(grown, 0, 0, this.bodyFill);
+        body = this.body = grown;
+      }
+      chunk.copy(body, this.bodyFill, off, off + take);
       this.bodyFill += take;
       off += take;
       if (this.bodyFill === this.bodyLength) {
-        const payload = this.body ?? Buffer.concat(this.pieces as Buffer[], this.bodyLength);
+        const payload = body;
         this.body = null;
-        this.pieces = null;
         this.bodyLength = 0;
         this.bodyFill = 0;
         this.sink.onFrame(payload);

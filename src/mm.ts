@@ -27,6 +27,7 @@ import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './fr
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
+import { MAX_TIMER_MS } from './inbox.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Shared by every middle-man with nothing queued: never pushed to (replaced on first use). */
@@ -43,6 +44,13 @@ export const SOCKET_SHARE = 128 * 1024;
 
 /** What the parser may hold, while reading is paused, before the socket itself is paused at once. */
 const HOLD_WHILE_PAUSED = 64 * 1024;
+
+interface PendingFlush {
+  numbers: Set<number>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | null;
+}
 
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
@@ -131,7 +139,7 @@ export class MiddleMan implements HeartbeatHost {
   /** The latest ping heard while bytes were queued for the peer, to answer once they have gone (-1: none). */
   private pendingPong = -1;
   /** flush() calls waiting for a pong, with the ping numbers that answer each. */
-  private flushes: { numbers: Set<number>; resolve: () => void; reject: (err: Error) => void }[] | null = null;
+  private flushes: PendingFlush[] | null = null;
   private flushSeq = FLUSH_BASE;
 
   constructor(
@@ -362,7 +370,7 @@ export class MiddleMan implements HeartbeatHost {
     if (DROPS_QUEUE.has(reason)) this.dropQueued();
     try {
       if (!this.socket.destroyed) {
-        const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, MAX_CLOSE_TEXT) }), FRAME_HEADER_BYTES);
+        const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, this.closeTextRoom()) }), FRAME_HEADER_BYTES);
         this.write(frame);
         this.stats.framesOut++;
         this.stats.bytesOut += frame.length;
@@ -376,6 +384,14 @@ export class MiddleMan implements HeartbeatHost {
     this.finish({ reason, text, by: 'local' });
   }
 
+  /**
+   * How much of a close text is sent: MAX_CLOSE_TEXT characters, or fewer, so that the frame fits the peer's limit
+   * (a character takes at most 3 bytes of UTF-8; the rest of a close frame at most 96).
+   */
+  private closeTextRoom(): number {
+    return Math.max(0, Math.min(MAX_CLOSE_TEXT, Math.floor((this.peerMaxFrameSize - 96) / 3)));
+  }
+
   private finish(info: CloseInfo): void {
     this.closeInfo = info;
     this.parser.stop();
@@ -384,7 +400,12 @@ export class MiddleMan implements HeartbeatHost {
     this.wakeDrainWaiters(); // drain() resolves once the connection has ended
     const flushes = this.flushes;
     this.flushes = null;
-    if (flushes) for (const f of flushes) f.reject(closedError(info));
+    if (flushes) {
+      for (const f of flushes) {
+        if (f.timer) clearTimeout(f.timer);
+        f.reject(closedError(info));
+      }
+    }
     if (!this.socket.destroyed) {
       this.socket.resume(); // read on, so that the peer's FIN (and the socket's close) can arrive
       this.lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
@@ -464,16 +485,26 @@ export class MiddleMan implements HeartbeatHost {
 
   /**
    * Resolves once the peer has read everything sent before this call: a ping goes after it, and its pong (or the pong
-   * of a later ping, which a peer with bytes queued answers instead) comes back. Rejects with `closed` if the
-   * connection ends first.
+   * of a later ping, which a peer with bytes queued answers instead) comes back. Rejects with `timeout` after
+   * `timeout` ms, or with `closed` if the connection ends first.
    */
-  flush(): Promise<void> {
+  flush(timeout: number): Promise<void> {
     if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
     // Numbers from the top half: never one of the heartbeat's (which counts from 1), so never an older ping's pong.
     this.flushSeq = this.flushSeq >= 0xffff_ffff ? FLUSH_BASE : this.flushSeq + 1;
     const n = this.flushSeq;
     return new Promise((resolve, reject) => {
-      (this.flushes ??= []).push({ numbers: new Set([n]), resolve, reject });
+      const flushes = (this.flushes ??= []);
+      // The pong of this ping answers the flushes still waiting too (a peer answers only the latest).
+      for (const f of flushes) f.numbers.add(n);
+      const f: PendingFlush = { numbers: new Set([n]), resolve, reject, timer: null };
+      if (timeout <= MAX_TIMER_MS) {
+        f.timer = setTimeout(() => {
+          this.flushes = this.flushes?.filter((x) => x !== f) ?? null;
+          reject(new ChanError('timeout', `the peer did not confirm reading within ${timeout} ms`));
+        }, timeout);
+      }
+      flushes.push(f);
       this.send({ kind: 'ping', n });
     });
   }
@@ -482,7 +513,10 @@ export class MiddleMan implements HeartbeatHost {
     const open = this.flushes ?? [];
     const done = open.filter((f) => f.numbers.has(n));
     this.flushes = open.length === done.length ? null : open.filter((f) => !f.numbers.has(n));
-    for (const f of done) f.resolve();
+    for (const f of done) {
+      if (f.timer) clearTimeout(f.timer);
+      f.resolve();
+    }
   }
 
   /** @internal The heartbeat's host. */

@@ -28,6 +28,11 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_ID = 0xffff_ffff;
 /** Close texts longer than this are cut (they are for people, not for parsing). */
 export const MAX_CLOSE_TEXT = 1024;
+/**
+ * The smallest frame limit a client may state in startService (every message of the protocol but a handler's own
+ * fits in it: close texts are cut to fit the peer's limit).
+ */
+export const MIN_MAX_FRAME_SIZE = 256;
 const MAX_WORD = 64;
 
 export type WireMessage =
@@ -95,6 +100,7 @@ function field<T>(body: TermObject, name: string, check: (v: unknown) => v is T,
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isNat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isRequestId = (v: unknown): v is number => isNat(v) && v >= 1 && v <= MAX_REQUEST_ID;
+const isFrameLimit = (v: unknown): v is number => isNat(v) && v >= MIN_MAX_FRAME_SIZE && v <= MAX_REQUEST_ID;
 
 /** A message of `n` elements, the word included (a function of its own: no closure per message). */
 function arity(a: readonly Term[], kind: string, n: number): void {
@@ -149,7 +155,9 @@ export function fromWire(t: Term): WireMessage {
           const m: WireMessage = { kind, version, service, args };
           const scram = body['scram'];
           if (scram !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);
-          if (body['maxFrameSize'] !== undefined) m.maxFrameSize = field(body, 'maxFrameSize', isNat, 'a non-negative integer', kind);
+          if (body['maxFrameSize'] !== undefined) {
+            m.maxFrameSize = field(body, 'maxFrameSize', isFrameLimit, `an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_REQUEST_ID}`, kind);
+          }
           return m;
         }
         case 'challenge':

@@ -191,7 +191,10 @@ export class Mailbox extends HighWater implements MM {
     }
   }
 
-  /** The connection is being cut for holding too much: what the handler has not received yet is dropped. */
+  /**
+   * Drops what the handler has not received yet: the connection is being cut for holding too much, or the handler has
+   * ended and will take nothing more.
+   */
   shed(): void {
     this.inbox.drop();
     this.report();
@@ -199,6 +202,7 @@ export class Mailbox extends HighWater implements MM {
 
   /** Called by the connection when it has ended. */
   closed(info: CloseInfo): void {
+    this.stopWatching();
     this.inFlight = NO_IDS;
     this.received = NO_IDS;
     this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
@@ -299,6 +303,8 @@ export async function runHandler(
     middleMan.close('handlerError', text);
     exit = { ok: false, text };
   }
+  // Nobody will take what is left in the mailbox: it is dropped, and no longer counted against the server's budget.
+  mm.shed();
   watcher?.exited(exit);
   return exit;
 }

@@ -291,6 +291,11 @@ export class ChanServer {
       return;
     }
     const s = this.settings;
+    if (typeof admitted === 'string') {
+      // Refused a place before its TLS handshake (counted then): now it can be told why.
+      this.refuse(socket, peer, admitted);
+      return;
+    }
     if (this.connections.size >= s.maxConnections) {
       if (typeof admitted === 'object') admitted.release();
       this.refusedTotal++;
@@ -298,7 +303,7 @@ export class ChanServer {
       return;
     }
     // Over TLS the place was given before the TLS handshake; over TCP it is given now.
-    const ticket = admitted ?? this.admission.admit(peer.address, destroyUnowned);
+    const ticket: Ticket | string = admitted ?? this.admission.admit(peer.address, destroyUnowned);
     if (typeof ticket === 'string') {
       this.refuse(socket, peer, ticket);
       return;
@@ -413,10 +418,13 @@ class ServerConnection implements MMController, Shed {
   }
 
   /** The server is over max_queued_bytes and this connection holds the most: drop what it holds, and close. */
-  shed(reason: 'slowConsumer' | 'overloaded', text: string): void {
+  shed(reason: 'slowConsumer' | 'overloaded', text: string): boolean {
+    const open = this.mm.closed === null;
+    const held = this.account.held;
     this.process?.shed();
-    this.log.warn({ reason, held: this.account.held }, text);
     this.mm.close(reason, text);
+    if (open || this.account.held < held) this.log.warn({ reason, held }, text);
+    return open || this.account.held < held;
   }
 
   /** At the end of shutdown_timeout: the socket goes, whether or not the peer has closed its side. */
@@ -448,6 +456,8 @@ class ServerConnection implements MMController, Shed {
       this.mm.close('normal', 'hello answered');
       return;
     }
+    // The client's own frame limit holds from its first message on (a refusal's close frame must fit it too).
+    if (m.kind === 'startService' && m.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = m.maxFrameSize;
     // Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
     const lockedFor = m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
     const out = lockedFor > 0

@@ -116,6 +116,7 @@ class WorkerLink extends HighWater implements ProcessHandle {
   }
 
   closed(info: { reason: string; text: string }): void {
+    this.stopWatching();
     this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text, drop: this.dropped });
   }
 

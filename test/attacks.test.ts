@@ -267,11 +267,11 @@ function squat(port: number, addresses: string[], each: number): { opened: () =>
   };
 }
 
-for (const [attackers, overTls] of [[1, false], [16, false], [1, true], [16, true]] as const) {
-  test(`with ${attackers} address${attackers > 1 ? 'es' : ''} holding every place of the handshake${overTls ? ' of a TLS port' : ''}, clients from 100 other addresses all get in`, async (t) => {
+for (const [attackers, overTls, each] of [[1, false, 80], [16, false, 8], [64, false, 1], [1, true, 80], [16, true, 8]] as const) {
+  test(`with ${attackers} address${attackers > 1 ? 'es' : ''} holding every place of the handshake (${each} each)${overTls ? ' over TLS' : ''}, clients from 100 other addresses all get in`, async (t) => {
     const tls = overTls ? { tls: serverTls() } : {};
     await besideBystander(t, [{ ...BOOK_SERVICE, secret: null }], { maxUnauthenticated: 64, handshakeTimeout: 10_000, tlsHandshakeTimeout: 10_000, ...tls }, async (server) => {
-      const flood = squat(server.port, Array.from({ length: attackers }, (_, i) => `127.0.1.${i + 1}`), attackers === 1 ? 80 : 8);
+      const flood = squat(server.port, Array.from({ length: attackers }, (_, i) => `127.0.1.${i + 1}`), each);
       while (server.stats().unauthenticated < (attackers === 1 ? 32 : 64)) await new Promise((r) => setTimeout(r, 5));
       const results = await Promise.all(
         Array.from({ length: 100 }, async (_, i) => {
@@ -336,3 +336,78 @@ function rebuild(items: Buffer[]): Buffer {
   len.writeUInt32BE(payload.length);
   return Buffer.concat([len, payload]);
 }
+
+test('messages left in the mailbox of a handler that ended are dropped, and no longer count against the budget', async (t) => {
+  const once: Handler = async (mm) => {
+    await mm.receive();
+    throw new Error('ends after one message');
+  };
+  await besideBystander(t, [BOOK_SERVICE, service('once', once)], {}, async (server) => {
+    for (let i = 0; i < 10; i++) {
+      const c = await RawClient.started(server.port, 'once');
+      for (let k = 0; k < 20; k++) c.send({ kind: 'cast', data: Buffer.alloc(1000, k) });
+      t.is((await c.closeMessage())?.reason, 'handlerError');
+    }
+    await until(() => server.stats().connections === 1);
+    t.is(server.stats().heldBytes, 0);
+  });
+});
+
+test('two flushes in a row while the server has much queued for the client: both are confirmed', async (t) => {
+  const pusher: Handler = async (mm) => {
+    for (let i = 0; i < 20; i++) mm.push('z'.repeat(500_000));
+    for await (const m of mm) if (m.type === 'chan_closed') return;
+  };
+  await besideBystander(t, [BOOK_SERVICE, service('p', pusher)], { sendBufferLimit: 32 * 1024 * 1024 }, async (server) => {
+    const ch = await connect('127.0.0.1', server.port, 'p', null, null, { rpcTimeout: 10_000 });
+    const reading = (async () => {
+      for await (const _ of ch);
+    })();
+    ch.cast('a');
+    const first = ch.flush();
+    ch.cast('b');
+    const second = ch.flush();
+    await t.notThrowsAsync(Promise.all([first, second]));
+    await ch.close();
+    await reading;
+  });
+});
+
+test('a 1 MiB frame sent a byte at a time makes the server hold at most twice what has arrived', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+    const c = await RawClient.started(server.port, 'open');
+    const frame = storeOfList(1, 1000, Buffer.from([0xc4, 200, ...Buffer.alloc(200, 1)]));
+    let sent = 0;
+    let worst = 0;
+    for (const end of [100, 1000, 10_000, 70_000, 150_000]) {
+      while (sent < end) c.write(frame.subarray(sent, ++sent)); // one byte per write
+      await until(() => server.stats().heldBytes >= Math.min(sent, 64 * 1024) - 8);
+      worst = Math.max(worst, server.stats().heldBytes / sent);
+    }
+    t.true(worst <= 2 || server.stats().heldBytes <= 64 * 1024, `held ${worst.toFixed(2)} x what had arrived`);
+    c.write(frame.subarray(sent));
+    t.is((await c.next(1)).kind, 'reply');
+    c.destroy();
+  });
+});
+
+test('a startService with a maxFrameSize under 256 is a protocolError; at 256 the session runs, close texts cut to fit', async (t) => {
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+    const tiny = await RawClient.open(server.port);
+    tiny.send({ kind: 'startService', version: 1, service: 'open', args: null, maxFrameSize: 20 });
+    const refused = await tiny.closeMessage();
+    t.is(refused?.reason, 'protocolError');
+    t.regex(refused?.text ?? '', /maxFrameSize' must be an integer from 256 to 4294967295/);
+    const small = await RawClient.open(server.port);
+    small.send({ kind: 'startService', version: 1, service: 'open', args: null, maxFrameSize: 256 });
+    t.is((await small.next(0)).kind, 'ack');
+    small.send({ kind: 'rpc', id: 1, data: tuple(atom('lookup'), atom('nothing')) });
+    const reply = await small.next(1);
+    t.is(reply.kind === 'reply' ? formatTerm(reply.data) : reply.kind, 'undefined');
+    small.send({ kind: 'rpc', id: 1, data: 1 });
+    small.send({ kind: 'rpc', id: 1, data: 2 }); // the same id again: a protocolError, whose text is long
+    const close = await small.closeMessage();
+    t.is(close?.reason, 'protocolError');
+    t.true(Buffer.byteLength(JSON.stringify(close)) < 256);
+  });
+});

@@ -7,7 +7,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import { COST, DECODED_SIZE_RATIO, decode, decodedSizeLimit, encode, lastDecodedSize, measure, shortUtf8 } from '../src/codec/msgpack.js';
 import { ChanError, LimitError } from '../src/errors.js';
-import { atom, formatTerm, tuple, type Term } from '../src/term/index.js';
+import { Atom, Tuple, atom, formatTerm, termKey, tuple, type Term } from '../src/term/index.js';
+import { sameTerm, termHash } from '../src/term/hash.js';
 
 const bytes = (...xs: number[]): Buffer => Buffer.from(xs);
 const u16 = (n: number): number[] => [n >> 8, n & 0xff];
@@ -236,6 +237,40 @@ test('measure counts what encode writes and what the decoder charges, and refuse
       decode(bytes, depth);
       const m = measure(value, depth);
       if (m.bytes !== bytes.length || m.size !== lastDecodedSize()) throw new Error(`measured ${JSON.stringify(m)}, wrote ${bytes.length} bytes of size ${lastDecodedSize()}`);
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
+});
+
+test('map keys that are maps are compared by value, whatever their order; a key nested 29 maps deep decodes once', (t) => {
+  const k1 = new Map<Term, Term>([[atom('a'), 1], [atom('b'), [2, 3]]]);
+  const k2 = new Map<Term, Term>([[atom('b'), [2, 3]], [atom('a'), 1]]);
+  const wire = Buffer.concat([Buffer.from([0x82]), encode(k1, 8), Buffer.from([0x01]), encode(k2, 8), Buffer.from([0x02])]);
+  t.regex(t.throws(() => decode(wire, 8), { instanceOf: ChanError })?.message ?? '', /same key twice/);
+  // #{#{#{... [0, 1, ..., 999] => nil} => nil} ...}: each level's key holds all the levels below it.
+  let nested: Term = Array.from({ length: 1000 }, (_, i) => i & 0x7f);
+  for (let i = 0; i < 29; i++) nested = new Map<Term, Term>([[nested, null]]);
+  t.is(formatTerm(decode(encode(nested, 33), 33)), formatTerm(nested));
+});
+
+test('termHash is equal for terms termKey calls equal, and sameTerm agrees with termKey (property)', (t) => {
+  const reorder = (x: unknown): unknown => {
+    if (x instanceof Map) return new Map([...x].reverse().map(([k, v]) => [reorder(k), reorder(v)]));
+    if (Array.isArray(x)) return x.map(reorder);
+    if (x instanceof Tuple) return new Tuple(x.elements.map((e) => reorder(e) as Term));
+    if (x !== null && typeof x === 'object' && !(x instanceof Uint8Array) && !(x instanceof Atom)) {
+      return Object.fromEntries(Object.entries(x).reverse().map(([k, v]) => [k, reorder(v)]));
+    }
+    return x;
+  };
+  fc.assert(
+    fc.property(anyTerm, anyTerm, (a, b) => {
+      const memo = new WeakMap<object, number>();
+      const copy = reorder(a) as Term;
+      if (termHash(a as Term, memo) !== termHash(copy, memo) || !sameTerm(a as Term, copy, memo)) throw new Error('a reordered copy differs');
+      const equal = termKey(a as Term) === termKey(b as Term);
+      if (sameTerm(a as Term, b as Term, memo) !== equal) throw new Error(`sameTerm says ${!equal}, termKey says ${equal}`);
     }),
     { numRuns: 3000 },
   );

@@ -85,3 +85,20 @@ test('random bytes never make the parser throw anything but frameTooLarge or hol
   );
   t.pass();
 });
+
+test('a frame over 64 KiB that arrives a byte at a time is held in at most twice the bytes that have arrived', (t) => {
+  const len = 1024 * 1024;
+  const frames: Buffer[] = [];
+  const p = new FrameParser(2 * len, (payload) => frames.push(Buffer.from(payload)));
+  const bytes = Buffer.alloc(4 + len, 7);
+  bytes.writeUInt32BE(len, 0);
+  let worst = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    p.push(bytes.subarray(i, i + 1));
+    if (i > 4 && frames.length === 0) worst = Math.max(worst, p.buffered / Math.max(64 * 1024, i - 3));
+  }
+  t.true(worst <= 2, `held ${worst.toFixed(2)} x`);
+  t.is(frames.length, 1);
+  t.is(frames[0]?.length, len);
+  t.true(frames[0]?.every((b) => b === 7));
+});

@@ -246,3 +246,18 @@ test('reload applies new secrets and certificates, and names what needs a restar
   t.is(await code(connect('127.0.0.1', server.port, 'a', 'two')), 'ack');
   t.is(await code(connect('127.0.0.1', server.port, 'a', 'one')), 'authFail');
 });
+
+test('a lockout shortened by a reload, or behind a longer one, ends when it should: the address is counted and locked again', (t) => {
+  let now = 0;
+  const th = new AuthThrottle({ maxFailures: 2, window: 10_000, lockout: 3_600_000 }, () => now);
+  th.fail('192.0.2.1');
+  th.fail('192.0.2.1'); // locked for an hour
+  th.settings = { maxFailures: 2, window: 10_000, lockout: 60_000 };
+  th.fail('192.0.2.2');
+  t.true(th.fail('192.0.2.2')); // locked for a minute, behind the hour
+  now = 61_000;
+  t.is(th.lockedFor('192.0.2.2'), 0);
+  t.false(th.fail('192.0.2.2'));
+  t.true(th.fail('192.0.2.2')); // counted, and locked again
+  t.is(th.lockedFor('192.0.2.1'), 3_600_000 - 61_000);
+});

@@ -6,8 +6,9 @@
  *
  * The table is bounded (`maxAddresses` entries) without letting anyone flush a lockout:
  *
- * - a locked address is never forgotten before its lockout ends (lockouts end in the order they began, so ended ones
- *   are dropped from the front, at no cost);
+ * - a locked address is never forgotten before its lockout ends (lockouts usually end in the order they began, so
+ *   ended ones are dropped from the front at no cost; a reload that shortens auth_lockout, or a clock set back, can
+ *   leave ended ones behind, which are dropped when met, and all at once when the table is full);
  * - an address with failures but no lockout yet is forgotten first, least recently failed first (it loses fewer than
  *   `maxFailures` failures);
  * - when every entry is a lockout (an attacker with `maxAddresses` addresses, each locked), the failures of every
@@ -33,6 +34,7 @@ export class AuthThrottle {
   /** Failures and lockout of every address not in a table full of lockouts. */
   private overflowFailures: number[] = [];
   private overflowLockedUntil = 0;
+  private lastSweep = Number.NEGATIVE_INFINITY;
 
   constructor(
     public settings: ThrottleSettings,
@@ -56,16 +58,23 @@ export class AuthThrottle {
     const now = this.now();
     this.dropEnded(now);
     const group = addressGroup(address);
-    if (this.locked.has(group)) return false;
+    const until = this.locked.get(group);
+    if (until !== undefined) {
+      if (until > now) return false;
+      this.locked.delete(group); // ended, though not at the front
+    }
     const { window, maxFailures, lockout } = this.settings;
     let failures = this.failing.get(group);
     if (failures) {
       this.failing.delete(group); // re-inserted below: most recent last
-    } else if (this.locked.size + this.failing.size >= this.maxAddresses) {
-      // Full: forget the address that failed least recently without being locked, if there is one.
-      const oldest = this.failing.keys().next();
-      if (oldest.done) return this.failOverflow(now);
-      this.failing.delete(oldest.value);
+    } else if (this.full()) {
+      this.dropAllEnded(now);
+      if (this.full()) {
+        // Forget the address that failed least recently without being locked, if there is one.
+        const oldest = this.failing.keys().next();
+        if (oldest.done) return this.failOverflow(now);
+        this.failing.delete(oldest.value);
+      }
     }
     failures = (failures ?? []).filter((t) => now - t < window);
     failures.push(now);
@@ -87,12 +96,23 @@ export class AuthThrottle {
     return true;
   }
 
-  /** Lockouts end in the order they began: the ended ones are at the front. */
+  /** Lockouts end in the order they began, as a rule: the ended ones are at the front. */
   private dropEnded(now: number): void {
     for (const [group, until] of this.locked) {
       if (until > now) break;
       this.locked.delete(group);
     }
+  }
+
+  /** Every ended lockout, wherever it is (the table is full: worth a look at all of it, once a second at most). */
+  private dropAllEnded(now: number): void {
+    if (now - this.lastSweep < 1000) return;
+    this.lastSweep = now;
+    for (const [group, until] of this.locked) if (until <= now) this.locked.delete(group);
+  }
+
+  private full(): boolean {
+    return this.locked.size + this.failing.size >= this.maxAddresses;
   }
 
   /** Addresses in the table (locked or with recent failures). */

@@ -24,7 +24,7 @@
 import { isUtf8 } from 'node:buffer';
 import { ChanError, LimitError } from '../errors.js';
 import { Atom, Tuple, isSafeBigInt, isTermObject, narrowInteger, type Term, type TermObject } from '../term/model.js';
-import { termKey } from '../term/print.js';
+import { TermSet } from '../term/hash.js';
 
 export const EXT_ATOM = 1;
 export const EXT_TUPLE = 2;
@@ -253,9 +253,7 @@ class Meter {
       this.bytes += extHeaderBytes(this.bytes - before);
     } else if (v instanceof Map) {
       this.charge(COST.map + COST.entry * v.size);
-      if (v.size > 1 && new Set([...v.keys()].map((k) => termKey(k as Term))).size !== v.size) {
-        throw badTerm('a map has the same key twice (keys are compared by value)');
-      }
+      if (v.size > 1 && hasKeyTwice(v)) throw badTerm('a map has the same key twice (keys are compared by value)');
       this.bytes += lengthHeaderBytes(v.size);
       for (const [k, item] of v) {
         this.value(k, depth - 1);
@@ -379,12 +377,8 @@ function write(w: Writer, v: unknown, depth: number): void {
     b[headerAt + headerLen - 1] = EXT_TUPLE;
   } else if (v instanceof Map) {
     w.charge(COST.map + COST.entry * v.size);
-    if (v.size > 1) {
-      // Keys are compared by value on the other side (two atoms joe are one key): a map with one twice is refused.
-      const keys = new Set<string>();
-      for (const k of v.keys()) keys.add(termKey(k as Term));
-      if (keys.size !== v.size) throw badTerm('a map has the same key twice (keys are compared by value)');
-    }
+    // Keys are compared by value on the other side (two atoms joe are one key): a map with one twice is refused.
+    if (v.size > 1 && hasKeyTwice(v)) throw badTerm('a map has the same key twice (keys are compared by value)');
     writeMapHeader(w, v.size);
     for (const [k, item] of v) {
       write(w, k, depth - 1);
@@ -512,6 +506,7 @@ export function decode(bytes: Uint8Array, maxDepth: number, maxCost = Number.POS
   const d = decoder;
   d.reset(bytes);
   d.cost = 0;
+  d.memo = null;
   d.maxCost = maxCost;
   try {
     const value = d.read(maxDepth);
@@ -534,6 +529,8 @@ class Decoder {
   end = 0;
   cost = 0;
   maxCost = Number.POSITIVE_INFINITY;
+  /** Hashes of the lists, tuples and maps met in map keys during one decode (made when the first is met). */
+  memo: WeakMap<object, number> | null = null;
   private b: Uint8Array = EMPTY_BYTES;
   /** The same bytes as a Buffer, for Node's native UTF-8 decoding and big-endian reads. */
   private buf: Buffer = EMPTY_BYTES;
@@ -757,14 +754,15 @@ class Decoder {
    */
   private mapWithTermKeys(sofar: TermObject, firstKey: Term, remaining: number, depth: number): Map<Term, Term> {
     const m = new Map<Term, Term>(Object.entries(sofar));
-    const seen = new Set<string>();
-    for (const k of m.keys()) seen.add(termKey(k));
+    // Compared by value in time proportional to the keys (term/hash.ts): a key that is a map keyed by a map... is
+    // not walked again at every level.
+    this.memo ??= new WeakMap();
+    const seen = new TermSet(this.memo);
+    for (const k of m.keys()) seen.add(k);
     let key = firstKey;
     for (let i = 0; i < remaining; i++) {
       if (i > 0) key = this.read(depth - 1);
-      const k = termKey(key);
-      if (seen.has(k)) throw malformed('a map has the same key twice');
-      seen.add(k);
+      if (!seen.add(key)) throw malformed('a map has the same key twice');
       m.set(key, this.read(depth - 1));
     }
     return m;
@@ -803,6 +801,13 @@ class Decoder {
 const decoder = new Decoder();
 
 const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
+/** Whether two keys of `m` are equal terms (two atoms joe are; a JavaScript Map tells them apart). */
+function hasKeyTwice(m: Map<unknown, unknown>): boolean {
+  const seen = new TermSet();
+  for (const k of m.keys()) if (!seen.add(k as Term)) return true;
+  return false;
+}
 
 /** Up to 8 ASCII bytes as a string, in one call (the character-by-character way makes a string per character). */
 function shortAscii(b: Uint8Array, i: number, len: number): string {

@@ -93,7 +93,7 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     doc: "What every connection together may make the server hold: mailboxes (decoded size), frames being received, bytes waiting to be sent. Past three quarters, connections that hold input stop being read; past it, the one holding the most is dropped and closed with slowConsumer or overloaded." },
   { key: 'store_max_bytes', format: 'positive', unit: 'bytes',
     default: DEFAULTS.storeMaxBytes,
-    doc: "What the built-in name server keeps per service: encoded keys and values, plus 256 bytes an entry. A store past it is answered {error, {storeFull, Text}} and nothing is stored; lookups and other connections carry on." },
+    doc: "What a built-in name server's store keeps (one per service; one per worker with {isolation, worker}): keys and values by their decoded size, plus 256 bytes an entry. A store past it is answered {error, {storeFull, Text}} and nothing is stored; lookups and other connections carry on." },
   { key: 'max_connections', format: 'positive', unit: 'connections',
     default: DEFAULTS.maxConnections,
     doc: 'With this many connections open, a new one is sent a close with reason tooManyConnections and closed.' },

@@ -7,15 +7,15 @@
  *
  * - a value is stored only if its lookup answer, `{ok, Value}`, can be sent back within the server's limits (depth,
  *   frame size, decoded size): a value that could never be read back is refused, never kept as poison;
- * - the store keeps at most `store_max_bytes`: keys and values by what they take in memory (the values' decoded size,
+ * - the store keeps at most `store_max_bytes`: keys and values by what they take in memory (their decoded size,
  *   docs/PROTOCOL.md), plus {@link ENTRY_OVERHEAD} an entry. A store past it is refused with
  *   `{error, {storeFull, Text}}`; nothing else changes.
  */
 import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
+import { TermMap } from '../term/hash.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
-import { termKey } from '../term/print.js';
 
 const OK = new Atom('ok');
 const UNDEFINED = new Atom('undefined');
@@ -61,7 +61,8 @@ export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): nu
 }
 
 export class KvsStore {
-  private readonly entries = new Map<string, { value: Term; held: number }>();
+  /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
+  private readonly entries = new TermMap<{ value: Term; held: number }>();
   private held = 0;
 
   constructor(private readonly limits: ServiceLimits = NO_LIMITS) {}
@@ -74,21 +75,20 @@ export class KvsStore {
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError) return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
-    const k = termKey(key);
-    const held = 2 * k.length + size + ENTRY_OVERHEAD;
-    const after = this.held - (this.entries.get(k)?.held ?? 0) + held;
+    const held = measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
+    const after = this.held - (this.entries.get(key)?.value.held ?? 0) + held;
     if (after > this.limits.storeMaxBytes) {
       return errorTerm('storeFull', `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`);
     }
-    this.entries.set(k, { value, held });
+    this.entries.set(key, { value, held });
     this.held = after;
     return null;
   }
 
   /** `kvs:lookup(Key) -> {ok, Value} | undefined`. */
   lookup(key: Term): Tuple | Atom {
-    const e = this.entries.get(termKey(key));
-    return e ? new Tuple([OK, e.value]) : UNDEFINED;
+    const e = this.entries.get(key);
+    return e ? new Tuple([OK, e.value.value]) : UNDEFINED;
   }
 
   get size(): number {

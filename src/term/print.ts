@@ -4,7 +4,7 @@
  * The output parses back to an equal term (see `parse.ts`) for every value the parser can produce. Map keys are
  * printed in sorted order, so `formatTerm` is also a canonical form: {@link termKey} relies on that.
  */
-import { Atom, Tuple, isSafeBigInt, isTermObject, type Term } from './model.js';
+import { Atom, Tuple, isTermObject, type Term } from './model.js';
 
 const BARE_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
 // Erlang's reserved words must be quoted to be read back as atoms.
@@ -23,47 +23,96 @@ export function formatTerm(term: Term): string {
 }
 
 /**
- * A string that is equal for equal terms and different for different ones; usable as a `Map` key. Atoms, strings,
- * integers and tuples or lists of them (the usual keys) take a short path; anything else is its printed form. The
- * short forms start with a control character that printed forms never do, so the two cannot collide.
+ * A string that is equal for equal terms and different for different ones; usable as a `Map` key. Built in one pass,
+ * in time and length proportional to the term (maps by their entries in sorted order); only a term nested deeper than
+ * {@link QUICK_KEY_DEPTH} (never one that was decoded) falls back to its printed form. The short forms start with a
+ * control character that printed forms never do, so the two cannot collide.
  */
 export function termKey(term: Term): string {
-  return quickKey(term, 0) ?? formatTerm(term);
+  // The common keys (an atom, a string, an integer) need no list of parts.
+  const single = scalarKey(term);
+  if (single !== undefined) return single;
+  const parts: string[] = [];
+  return keyParts(term, parts, 0) ? parts.join(SEP) : formatTerm(term);
 }
 
+/** Past this nesting termKey prints the term instead (a cyclic object is caught there). */
+export const QUICK_KEY_DEPTH = 64;
+
 const SEP = '\x01';
+/** Atoms that print as JavaScript's null, undefined, NaN and infinities print: each is the same term as that value. */
 const PRINTED_AS_JS = new Set(['null', 'undefined', 'NaN', 'Infinity', '-Infinity']);
 
-function quickKey(t: Term, depth: number): string | undefined {
+/**
+ * The key of a term that holds no others, or undefined. Every form starts with its kind (a control character) and is
+ * self-delimiting (a length, or characters that never include the separator), so that a list of them, joined, is
+ * unambiguous.
+ */
+function scalarKey(t: Term): string | undefined {
   switch (typeof t) {
     case 'string':
       return `\x02${t.length}${SEP}${t}`;
     case 'number':
-      return Number.isSafeInteger(t) && !Object.is(t, -0) ? `\x03${t}` : undefined;
+      if (Number.isSafeInteger(t) && !Object.is(t, -0)) return `\x03${t}`;
+      return Number.isFinite(t) ? `\x09${Object.is(t, -0) ? '-0' : t}` : `\x0a${t}`;
     case 'boolean':
       return t ? '\x04true' : '\x04false';
     case 'bigint':
-      return isSafeBigInt(t) ? `\x03${t}` : undefined;
+      return `\x03${t}`;
+    case 'undefined':
+      return '\x0aundefined';
   }
+  if (t === null) return '\x0anull';
   if (t instanceof Atom) {
     // Atoms true and false are the booleans (term/model.ts); keep them equal whichever way they come.
     if (t.name === 'true' || t.name === 'false') return `\x04${t.name}`;
-    // These print as JavaScript's null, undefined, NaN and infinities do: the printed form decides, as it always has.
-    if (PRINTED_AS_JS.has(t.name)) return undefined;
+    if (PRINTED_AS_JS.has(t.name)) return `\x0a${t.name}`;
     return `\x05${t.name.length}${SEP}${t.name}`;
   }
-  if (depth > 8) return undefined;
+  if (t instanceof Uint8Array) return `\x08${t.length}${SEP}${Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1')}`;
+  return undefined;
+}
+
+/** Appends the parts of `t`'s key; false when it is nested too deep (or is not a term). */
+function keyParts(t: Term, out: string[], depth: number): boolean {
+  const single = scalarKey(t);
+  if (single !== undefined) {
+    out.push(single);
+    return true;
+  }
+  if (depth > QUICK_KEY_DEPTH) return false;
   if (t instanceof Tuple || Array.isArray(t)) {
     const items = t instanceof Tuple ? t.elements : (t as readonly Term[]);
-    let out = t instanceof Tuple ? `\x06${items.length}` : `\x07${items.length}`;
-    for (const item of items) {
-      const k = quickKey(item, depth + 1);
-      if (k === undefined) return undefined;
-      out += SEP + k;
-    }
-    return out;
+    out.push(`${t instanceof Tuple ? '\x06' : '\x07'}${items.length}`);
+    for (const item of items) if (!keyParts(item, out, depth + 1)) return false;
+    return true;
   }
-  return undefined;
+  // A map: its entries in the order of their keys' keys (maps are equal whatever order they were written in).
+  const entries: [string, string][] = [];
+  const one = (x: Term): string | undefined => {
+    const parts: string[] = [];
+    return keyParts(x, parts, depth + 1) ? parts.join(SEP) : undefined;
+  };
+  if (t instanceof Map) {
+    for (const [k, v] of t) {
+      const kk = one(k);
+      const vk = one(v);
+      if (kk === undefined || vk === undefined) return false;
+      entries.push([kk, vk]);
+    }
+  } else if (isTermObject(t)) {
+    for (const k of Object.keys(t)) {
+      const vk = one(t[k] as Term);
+      if (vk === undefined) return false;
+      entries.push([scalarKey(k) as string, vk]);
+    }
+  } else {
+    return false;
+  }
+  entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  out.push(`\x0b${entries.length}`);
+  for (const [k, v] of entries) out.push(k, v);
+  return true;
 }
 
 /** Structural equality of two terms (atoms by name, tuples and lists element by element). */
@@ -141,7 +190,7 @@ function writeMap(entries: (readonly [string, Term])[], out: string[], depth: nu
 }
 
 function formatNumber(n: number): string {
-  if (Number.isInteger(n)) return Object.is(n, -0) ? '-0.0' : BigInt(n).toString();
+  if (Number.isInteger(n)) return Object.is(n, -0) ? '-0.0' : Number.isSafeInteger(n) ? String(n) : BigInt(n).toString();
   if (!Number.isFinite(n)) return formatAtom(String(n));
   // Erlang floats need a digit on both sides of the point: 1e-7 is written 1.0e-7.
   const s = String(n);

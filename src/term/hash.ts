@@ -1,0 +1,180 @@
+/**
+ * Terms compared by value, fast enough for hostile input: the codec's check that no map has a key twice.
+ *
+ * `termKey` (print.ts) builds a string per term, and a map key that is itself a map keyed by a map... is built again
+ * at every level: a 15 KB frame took 150 ms that way. Here each term gets a 32-bit structural hash instead, in one
+ * walk that allocates nothing, remembered for every list, tuple and map (so an enclosing key reuses its parts'), and
+ * two terms are compared in full only when their hashes meet. The hash is seeded per process, so that a peer cannot
+ * choose keys that meet.
+ */
+import { randomInt } from 'node:crypto';
+import { Atom, Tuple, isSafeBigInt, isTermObject, type Term } from './model.js';
+import { termKey } from './print.js';
+
+const SEED = randomInt(0, 2 ** 31);
+const scratch = new DataView(new ArrayBuffer(8));
+
+/** Atoms that are the same term as a JavaScript value (print.ts, PRINTED_AS_JS): hashed as that value. */
+const AS_JS = new Set(['null', 'undefined', 'NaN', 'Infinity', '-Infinity']);
+
+function mix(h: number, x: number): number {
+  h = Math.imul(h ^ x, 0x9e3779b1);
+  return (h ^ (h >>> 15)) | 0;
+}
+
+function stringHash(tag: number, s: string): number {
+  let h = mix(SEED ^ tag, s.length);
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return mix(h, tag);
+}
+
+function numberHash(n: number): number {
+  if (Number.isSafeInteger(n) && !Object.is(n, -0)) return mix(mix(SEED ^ 3, n | 0), Math.floor(n / 2 ** 32));
+  if (!Number.isFinite(n)) return stringHash(10, String(n));
+  scratch.setFloat64(0, n);
+  return mix(mix(SEED ^ 9, scratch.getInt32(0)), scratch.getInt32(4));
+}
+
+/**
+ * A hash that is equal for terms termKey calls equal. Lists, tuples and maps are remembered in `memo`.
+ */
+export function termHash(t: Term, memo: WeakMap<object, number>): number {
+  switch (typeof t) {
+    case 'string':
+      return stringHash(2, t);
+    case 'number':
+      return numberHash(t);
+    case 'boolean':
+      return mix(SEED ^ 4, t ? 1 : 0);
+    case 'bigint':
+      return isSafeBigInt(t) ? numberHash(Number(t)) : stringHash(3, t.toString());
+    case 'undefined':
+      return stringHash(10, 'undefined');
+  }
+  if (t === null) return stringHash(10, 'null');
+  if (t instanceof Atom) {
+    if (t.name === 'true' || t.name === 'false') return mix(SEED ^ 4, t.name === 'true' ? 1 : 0);
+    return AS_JS.has(t.name) ? stringHash(10, t.name) : stringHash(5, t.name);
+  }
+  if (t instanceof Uint8Array) {
+    let h = mix(SEED ^ 8, t.length);
+    for (let i = 0; i < t.length; i++) h = Math.imul(h ^ (t[i] as number), 0x01000193);
+    return mix(h, 8);
+  }
+  const known = memo.get(t);
+  if (known !== undefined) return known;
+  let h: number;
+  if (t instanceof Tuple || Array.isArray(t)) {
+    const items = t instanceof Tuple ? t.elements : (t as readonly Term[]);
+    h = mix(SEED ^ (t instanceof Tuple ? 6 : 7), items.length);
+    for (const item of items) h = mix(h, termHash(item, memo));
+  } else {
+    // A map: its entries in any order (a sum of their hashes).
+    let sum = 0;
+    let n = 0;
+    if (t instanceof Map) {
+      for (const [k, v] of t) {
+        sum = (sum + mix(termHash(k, memo), termHash(v, memo))) | 0;
+        n++;
+      }
+    } else if (isTermObject(t)) {
+      for (const k of Object.keys(t)) {
+        sum = (sum + mix(stringHash(2, k), termHash(t[k] as Term, memo))) | 0;
+        n++;
+      }
+    }
+    h = mix(mix(SEED ^ 11, n), sum);
+  }
+  memo.set(t, h);
+  return h;
+}
+
+/**
+ * Whether two terms are equal as termKey compares them (atoms by name, maps whatever their order, 5 and 5n), by
+ * walking both, with their hashes (remembered in `memo`) to tell most differences at once.
+ */
+export function sameTerm(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
+  if (a === b) return true;
+  if (termHash(a, memo) !== termHash(b, memo)) return false;
+  const seqA = a instanceof Tuple ? a.elements : Array.isArray(a) ? (a as readonly Term[]) : null;
+  const seqB = b instanceof Tuple ? b.elements : Array.isArray(b) ? (b as readonly Term[]) : null;
+  if (seqA || seqB) {
+    if (!seqA || !seqB || a instanceof Tuple !== b instanceof Tuple || seqA.length !== seqB.length) return false;
+    for (let i = 0; i < seqA.length; i++) if (!sameTerm(seqA[i] as Term, seqB[i] as Term, memo)) return false;
+    return true;
+  }
+  const mapA = entriesOf(a);
+  const mapB = entriesOf(b);
+  if (mapA || mapB) {
+    if (!mapA || !mapB || mapA.length !== mapB.length) return false;
+    const inB = new TermMap<Term>(memo);
+    for (const [k, v] of mapB) inB.set(k, v);
+    for (const [k, v] of mapA) {
+      const w = inB.get(k);
+      if (w === undefined || !sameTerm(v, w.value, memo)) return false;
+    }
+    return true;
+  }
+  // Scalars: their keys are short to make (a string or binary as long as itself).
+  return termKey(a) === termKey(b);
+}
+
+function entriesOf(t: Term): [Term, Term][] | null {
+  if (t instanceof Map) return [...t];
+  if (isTermObject(t)) return Object.keys(t).map((k) => [k, t[k] as Term]);
+  return null;
+}
+
+/** A map whose keys are terms compared by value (sameTerm), each found in time proportional to the key. */
+export class TermMap<V> {
+  private readonly byHash = new Map<number, { key: Term; value: V }[]>();
+  private count = 0;
+
+  constructor(private readonly memo: WeakMap<object, number> = new WeakMap()) {}
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The entry whose key equals `key`, if any. */
+  get(key: Term): { key: Term; value: V } | undefined {
+    const bucket = this.byHash.get(termHash(key, this.memo));
+    if (bucket) for (const e of bucket) if (sameTerm(e.key, key, this.memo)) return e;
+    return undefined;
+  }
+
+  /** Sets the value for `key`; returns the entry it replaced, if any. */
+  set(key: Term, value: V): { key: Term; value: V } | undefined {
+    const h = termHash(key, this.memo);
+    const bucket = this.byHash.get(h);
+    if (!bucket) {
+      this.byHash.set(h, [{ key, value }]);
+      this.count++;
+      return undefined;
+    }
+    for (let i = 0; i < bucket.length; i++) {
+      const e = bucket[i] as { key: Term; value: V };
+      if (sameTerm(e.key, key, this.memo)) {
+        bucket[i] = { key: e.key, value };
+        return e;
+      }
+    }
+    bucket.push({ key, value });
+    this.count++;
+    return undefined;
+  }
+}
+
+/** A set of terms by value: `add` says whether an equal term was there already. */
+export class TermSet {
+  private readonly map: TermMap<true>;
+
+  constructor(memo: WeakMap<object, number> = new WeakMap()) {
+    this.map = new TermMap(memo);
+  }
+
+  /** Adds `t`; false (and nothing added) when an equal term is already in the set. */
+  add(t: Term): boolean {
+    return this.map.set(t, true) === undefined;
+  }
+}
