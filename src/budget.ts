@@ -85,11 +85,8 @@ export class QueueBudget implements Pressure {
   /** @internal */
   changed(a: Account, delta: number): void {
     this.used += delta;
-    if (a.held > 0) {
-      if (a.held === delta) this.holding.add(a); // from nothing to something
-    } else {
-      this.holding.delete(a);
-    }
+    if (a.held > 0) this.holding.add(a);
+    else this.holding.delete(a);
     if (delta > 0) {
       if (this.used > this.limit && !this.shedScheduled) {
         this.shedScheduled = true;
