@@ -237,7 +237,7 @@ test('four handlers looping on a {workers, 4} service take it down; after servic
   const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker', workers: 4 }], {
     handlerBlockTimeout: 100,
     restartPeriod: 60_000,
-    serviceRetryDelay: 300,
+    serviceRetryDelay: 1500, // long enough to see it down on a busy machine
   });
   t.teardown(() => s.close());
   const loops = await Promise.all(Array.from({ length: 4 }, () => connect('127.0.0.1', s.port, 'busy', null)));
