@@ -25,14 +25,13 @@ import {
   Link,
   CLIENT_CLOSED,
   RECONNECT_DEFAULTS,
-  closedError,
   type ConnectOptions,
   type LinkOwner,
   type ReconnectOptions,
   type Target,
 } from './link.js';
 import { silentLogger, type Logger } from './log.js';
-import type { CloseInfo, MMStats } from './mm.js';
+import { closedError, type CloseInfo, type MMStats } from './mm.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 

@@ -3,8 +3,8 @@
  * payload bytes. `FrameParser` is socket-free: feed it chunks as they arrive, split or merged however the network
  * likes, and it calls `onFrame` once per complete payload. The length is checked against `maxFrameSize` as soon as
  * its 4 bytes are in, before a byte of the payload is buffered or allocated. A large frame is not allocated at its
- * announced length: its buffer grows (doubling) with what arrives, so what a peer makes the parser hold is at most
- * twice what it has sent, however small the pieces it sends it in.
+ * announced length: its buffer starts at 64 KiB and grows (doubling) with what arrives, so what a peer makes the parser
+ * hold is at most 64 KiB or twice what it has sent, however small the pieces it sends it in.
  */
 import { ChanError, LimitError } from './errors.js';
 

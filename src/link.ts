@@ -244,5 +244,3 @@ export class Link implements MMController {
     return closedError(info);
   }
 }
-
-export { closedError };

@@ -321,6 +321,12 @@ export class MiddleMan implements HeartbeatHost {
     this.reportOut();
   }
 
+  /** Ends our side of the socket (FIN): now, or once the queued frames are out. */
+  private endSocket(): void {
+    if (this.queuedOut > 0) this.endWhenFlushed = true;
+    else this.socket.end();
+  }
+
   /** Drops every frame still queued (the connection is being cut). */
   private dropQueued(): void {
     this.out = NO_FRAMES;
@@ -378,8 +384,7 @@ export class MiddleMan implements HeartbeatHost {
     } catch (err) {
       this.log.debug({ err }, 'could not send the close frame');
     }
-    if (this.queuedOut > 0) this.endWhenFlushed = true;
-    else this.socket.end();
+    this.endSocket();
     this.reportOut(); // a dropped queue is freed now, not when the socket closes
     this.finish({ reason, text, by: 'local' });
   }
@@ -440,8 +445,7 @@ export class MiddleMan implements HeartbeatHost {
     }
     switch (m.kind) {
       case 'close':
-        if (this.queuedOut > 0) this.endWhenFlushed = true;
-        else this.socket.end();
+        this.endSocket();
         this.finish({ reason: m.reason, text: m.text, by: 'peer' });
         return;
       case 'ping':
@@ -494,9 +498,8 @@ export class MiddleMan implements HeartbeatHost {
     this.flushSeq = this.flushSeq >= 0xffff_ffff ? FLUSH_BASE : this.flushSeq + 1;
     const n = this.flushSeq;
     return new Promise((resolve, reject) => {
+      this.alsoAnsweredBy(n);
       const flushes = (this.flushes ??= []);
-      // The pong of this ping answers the flushes still waiting too (a peer answers only the latest).
-      for (const f of flushes) f.numbers.add(n);
       const f: PendingFlush = { numbers: new Set([n]), resolve, reject, timer: null };
       if (timeout <= MAX_TIMER_MS) {
         f.timer = setTimeout(() => {
@@ -507,6 +510,11 @@ export class MiddleMan implements HeartbeatHost {
       flushes.push(f);
       this.send({ kind: 'ping', n });
     });
+  }
+
+  /** A ping `n` goes out: its pong answers the flushes still waiting too (a peer with bytes queued answers only the latest). */
+  private alsoAnsweredBy(n: number): void {
+    if (this.flushes) for (const f of this.flushes) f.numbers.add(n);
   }
 
   private flushAnswered(n: number): void {
@@ -521,8 +529,7 @@ export class MiddleMan implements HeartbeatHost {
 
   /** @internal The heartbeat's host. */
   sendPing(n: number): void {
-    // A flush waiting for its pong is answered by this one's too, if the peer answers only the latest.
-    if (this.flushes) for (const f of this.flushes) f.numbers.add(n);
+    this.alsoAnsweredBy(n);
     this.send({ kind: 'ping', n });
   }
 

@@ -109,13 +109,18 @@ export const UNLIMITED_MAILBOX: MailboxLimits = { highWater: Number.POSITIVE_INF
 
 const ERROR = new Atom('error');
 
+/** `{error, {Why, Detail}}`: how lib-chan's own services and the runtime answer what they refuse. */
+export function errorTerm(why: string, detail: Term): Tuple {
+  return new Tuple([ERROR, new Tuple([new Atom(why), detail])]);
+}
+
 /**
  * What an rpc is answered with when the handler's answer is over a limit (`badTerm`: nested deeper than max_depth;
  * `frameTooLarge`: over the client's frame or decoded-size limit): `{error, {Code, Text}}`. The rpc fails; the
  * connection carries on. (An answer that is not a term at all, a function say, still throws to the handler.)
  */
 export function unsendableAnswer(err: ChanError): Tuple {
-  return new Tuple([ERROR, new Tuple([new Atom(err.code), err.message])]);
+  return errorTerm(err.code, err.message);
 }
 
 /** The MM given to a handler: a mailbox in front of the middle-man. */

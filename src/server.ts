@@ -286,7 +286,7 @@ export class ChanServer {
 
   private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string): void => {
     if (this.closing) {
-      if (typeof admitted === 'object') admitted.release();
+      if (typeof admitted === 'object') admitted.release(); // (a refusal holds no place)
       socket.destroy();
       return;
     }
@@ -297,7 +297,7 @@ export class ChanServer {
       return;
     }
     if (this.connections.size >= s.maxConnections) {
-      if (typeof admitted === 'object') admitted.release();
+      admitted?.release();
       this.refusedTotal++;
       this.refuse(socket, peer, `the server has max_connections (${s.maxConnections}) connections open`);
       return;

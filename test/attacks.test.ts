@@ -373,18 +373,23 @@ test('two flushes in a row while the server has much queued for the client: both
   });
 });
 
-test('a 1 MiB frame sent a byte at a time makes the server hold at most twice what has arrived', async (t) => {
+test('a 1 MiB frame sent a byte at a time makes the server hold at most twice what has arrived (or 64 KiB)', async (t) => {
   await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
     const c = await RawClient.started(server.port, 'open');
     const frame = storeOfList(1, 1000, Buffer.from([0xc4, 200, ...Buffer.alloc(200, 1)]));
     let sent = 0;
     let worst = 0;
     for (const end of [100, 1000, 10_000, 70_000, 150_000]) {
-      while (sent < end) c.write(frame.subarray(sent, ++sent)); // one byte per write
+      while (sent < end) {
+        c.write(frame.subarray(sent, ++sent)); // one byte per write
+        // (yielding now and then: the tests beside this one share its event loop)
+        if (sent % 1000 === 0) await new Promise((r) => setImmediate(r));
+      }
       await until(() => server.stats().heldBytes >= Math.min(sent, 64 * 1024) - 8);
-      worst = Math.max(worst, server.stats().heldBytes / sent);
+      // The first 64 KiB are given at once; past them, the buffer doubles with what arrives.
+      worst = Math.max(worst, server.stats().heldBytes / Math.max(sent, 64 * 1024));
     }
-    t.true(worst <= 2 || server.stats().heldBytes <= 64 * 1024, `held ${worst.toFixed(2)} x what had arrived`);
+    t.true(worst <= 2, `held ${worst.toFixed(2)} x what had arrived (or 64 KiB)`);
     c.write(frame.subarray(sent));
     t.is((await c.next(1)).kind, 'reply');
     c.destroy();

@@ -88,6 +88,11 @@ export function atomTooLong(name: string): boolean {
   return false;
 }
 
+/** Refuses (frameTooLarge) a decoded size past its limit: the one rule the decoder, the encoder and measure charge by. */
+function checkCost(cost: number, limit: number): void {
+  if (cost > limit) throw tooCostly(cost, limit);
+}
+
 function tooCostly(cost: number, limit: number): ChanError {
   return new LimitError('frameTooLarge', `the value would take more than ${limit} bytes once decoded (its decoded size is at least ${cost}; the limit is ${DECODED_SIZE_RATIO} x the receiver's max_frame_size)`);
 }
@@ -104,7 +109,7 @@ class Writer {
   maxCost = Number.POSITIVE_INFINITY;
 
   charge(n: number): void {
-    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+    checkCost((this.cost += n), this.maxCost);
   }
 
   ensure(n: number): void {
@@ -148,11 +153,6 @@ const MAX_UINT32 = 0xffff_ffff;
  * receiver's budget, {@link decodedSizeLimit}).
  */
 export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost = Number.POSITIVE_INFINITY): Buffer {
-  return withWriter(value, maxDepth, headroom, maxCost, copyOut);
-}
-
-/** `encode` into the shared scratch buffer (or a new one, re-entered), then `result` of what was written. */
-function withWriter<R>(value: unknown, maxDepth: number, headroom: number, maxCost: number, result: (w: Writer) => R): R {
   // A getter on a user's object could re-enter encode(); give such a call its own buffer.
   const w = shared.busy ? new Writer() : shared;
   w.busy = true;
@@ -163,18 +163,14 @@ function withWriter<R>(value: unknown, maxDepth: number, headroom: number, maxCo
     w.ensure(headroom);
     w.pos = headroom;
     write(w, value, maxDepth);
-    return result(w);
+    const out = Buffer.allocUnsafe(w.pos);
+    w.buf.copy(out, 0, 0, w.pos);
+    return out;
   } finally {
     w.busy = false;
     if (w === shared && w.buf.length > 1 << 20) w.buf = Buffer.allocUnsafe(1024); // do not pin a huge scratch buffer
   }
 }
-
-const copyOut = (w: Writer): Buffer => {
-  const out = Buffer.allocUnsafe(w.pos);
-  w.buf.copy(out, 0, 0, w.pos);
-  return out;
-};
 
 /**
  * What `value` would take: its encoded bytes and its decoded size, with the checks and errors of {@link encode}, but
@@ -194,7 +190,7 @@ class Meter {
   constructor(private readonly maxCost: number) {}
 
   private charge(n: number): void {
-    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+    checkCost((this.cost += n), this.maxCost);
   }
 
   value(v: unknown, depth: number): void {
@@ -548,11 +544,11 @@ class Decoder {
 
   /** Charges `n` bytes of decoded size; past the budget the value is refused before more of it is built. */
   private charge(n: number): void {
-    if ((this.cost += n) > this.maxCost) throw tooCostly(this.cost, this.maxCost);
+    checkCost((this.cost += n), this.maxCost);
   }
 
   private num(n: number): number {
-    if ((n | 0) !== n || Object.is(n, -0)) this.charge(COST.boxed);
+    this.charge(numberCost(n));
     return n;
   }
 

@@ -14,12 +14,12 @@
 import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
+import { errorTerm } from '../runtime.js';
 import { TermMap } from '../term/hash.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
 
 const OK = new Atom('ok');
 const UNDEFINED = new Atom('undefined');
-const ERROR = new Atom('error');
 
 /** What an entry costs beyond its key and value: the map's slot, the buffer object, the key string's header. */
 export const ENTRY_OVERHEAD = 256;
@@ -37,11 +37,6 @@ export const NO_LIMITS: ServiceLimits = Object.freeze({
   maxFrameSize: Number.POSITIVE_INFINITY,
   storeMaxBytes: Number.POSITIVE_INFINITY,
 });
-
-/** `{error, {Why, Detail}}`. */
-export function errorTerm(why: string, detail: Term): Tuple {
-  return new Tuple([ERROR, new Tuple([new Atom(why), detail])]);
-}
 
 /**
  * What `value` takes in memory (its decoded size) if it can be sent inside an answer that wraps it in `wrap` more

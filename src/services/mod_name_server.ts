@@ -10,10 +10,10 @@
  *                   the request itself would not fit in the answer.
  */
 import { LimitError } from '../errors.js';
-import { unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
+import { errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
 import type { StartContext } from '../modules.js';
-import { KvsStore, errorTerm, sizeWithin } from './kvs-store.js';
+import { KvsStore, sizeWithin } from './kvs-store.js';
 
 const TOO_LARGE = new Atom('tooLarge');
 
