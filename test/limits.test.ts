@@ -105,7 +105,7 @@ test('at max_connections a new connection is told tooManyConnections; one closin
 
 test('at max_unauthenticated, silent connections cannot lock out the clients already in', async (t) => {
   // The timeout is long enough for all 15 to be open before the first 5 time out, even on a loaded machine.
-  const server = await testServer([service('echo', echo), service('quiet', silent)], { maxUnauthenticated: 5, handshakeTimeout: 2000 });
+  const server = await testServer([service('echo', echo), service('quiet', silent)], { maxUnauthenticated: 5, handshakeTimeout: 4000 });
   t.teardown(() => server.close());
   const good = await connect('127.0.0.1', server.port, 'echo', null);
   const squatters = await Promise.all(Array.from({ length: 5 + 10 }, () => RawClient.open(server.port)));
@@ -174,4 +174,25 @@ test('a connection with 65,536 rpcs waiting for an answer is closed at the next 
   const close = await c.closeMessage();
   t.is(close?.reason, 'protocolError');
   t.regex(close?.text ?? '', /more than 65536 rpcs are waiting/);
+});
+
+test('a client stops reading at mailboxHighWaterBytes of unread pushes, and loses none when it reads them', async (t) => {
+  const chunk = Buffer.alloc(32 * 1024, 5);
+  const pusher: Handler = async (mm) => {
+    for (let i = 0; i < 100; i++) mm.push([i, chunk]);
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      mm.send('pong');
+    }
+  };
+  const server = await testServer([service('s', pusher)], { sendBufferLimit: 16 * 1024 * 1024 });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 's', null, null, { mailboxHighWaterBytes: 64 * 1024 });
+  while (ch.stats().framesIn < 3) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 200)); // time to read on, were it reading
+  // 64 KiB of pushes is two of them: it stopped there (and one chunk more), not at the 100 the kernel holds for it.
+  t.true(ch.stats().framesIn < 10, `${ch.stats().framesIn} frames read`);
+  for (let i = 0; i < 100; i++) t.is(((await ch.receive()) as [number, Buffer])[0], i);
+  t.is(await ch.rpc('ping'), 'pong');
+  await ch.close();
 });

@@ -8,6 +8,8 @@ import type { ServiceDefinition } from '../src/modules.js';
 import { startServer, type ServerOptions } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { crashSummary } from '../src/cli/serve.js';
+import { Writable } from 'node:stream';
+import { createLogger } from '../src/log.js';
 import { run, serve } from './cli-helpers.js';
 import { tempDir } from './helpers.js';
 
@@ -281,4 +283,37 @@ test('chan serve with a service whose start never returns exits 2 with one line 
   const r = await run(['serve', path.join(dir, 'hang.conf')]);
   t.is(r.status, 2);
   t.regex(r.stderr, /service hang: its start did not return within start_timeout \(300 ms\)/);
+});
+
+test('a service that stays down is tried again at service_retry_delay, doubling up to service_retry_max_delay', async (t) => {
+  let broken = false;
+  let fail: (err: unknown) => void = () => {};
+  const lines: string[] = [];
+  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const s = await server(
+    [
+      {
+        name: 'fragile',
+        secret: null,
+        handler: async (mm) => {
+          for await (const m of mm) if (m.type === 'chan_closed') return;
+        },
+        start: (_argsS, ctx) => {
+          if (broken) throw new Error('still broken');
+          fail = ctx.fail;
+          return {};
+        },
+      },
+    ],
+    { restartIntensity: 0, serviceRetryDelay: 40, serviceRetryMaxDelay: 100, logger },
+  );
+  t.teardown(() => s.close());
+  broken = true;
+  fail(new Error('broke'));
+  const delays = (): number[] => lines.map((l) => JSON.parse(l) as { msg: string; delay?: number }).filter((l) => /trying to start it again/.test(l.msg)).map((l) => l.delay as number);
+  while (delays().length < 4) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(delays().slice(0, 4), [40, 80, 100, 100]);
+  broken = false;
+  while (s.stats().services['fragile']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
+  t.pass();
 });
