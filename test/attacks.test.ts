@@ -397,7 +397,11 @@ test('a 1 MiB frame sent a byte at a time makes the server hold at most twice wh
 });
 
 test('a startService with a maxFrameSize under 256 is a protocolError; at 256 the session runs, close texts cut to fit', async (t) => {
-  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS], {}, async (server) => {
+  const loud: Handler = async (mm) => {
+    await mm.receive();
+    throw new Error(`a long reason: ${'x'.repeat(1000)}`);
+  };
+  await besideBystander(t, [BOOK_SERVICE, OPEN_KVS, service('loud', loud)], {}, async (server) => {
     const tiny = await RawClient.open(server.port);
     tiny.send({ kind: 'startService', version: 1, service: 'open', args: null, maxFrameSize: 20 });
     const refused = await tiny.closeMessage();
@@ -409,10 +413,14 @@ test('a startService with a maxFrameSize under 256 is a protocolError; at 256 th
     small.send({ kind: 'rpc', id: 1, data: tuple(atom('lookup'), atom('nothing')) });
     const reply = await small.next(1);
     t.is(reply.kind === 'reply' ? formatTerm(reply.data) : reply.kind, 'undefined');
-    small.send({ kind: 'rpc', id: 1, data: 1 });
-    small.send({ kind: 'rpc', id: 1, data: 2 }); // the same id again: a protocolError, whose text is long
-    const close = await small.closeMessage();
-    t.is(close?.reason, 'protocolError');
-    t.true(Buffer.byteLength(JSON.stringify(close)) < 256);
+    // A handler's error of 1,000 characters: its close text is cut so that the frame fits 256 bytes.
+    const cut = await RawClient.open(server.port);
+    cut.send({ kind: 'startService', version: 1, service: 'loud', args: null, maxFrameSize: 256 });
+    t.is((await cut.next(0)).kind, 'ack');
+    cut.send({ kind: 'cast', data: 1 });
+    const close = await cut.closeMessage();
+    t.is(close?.reason, 'handlerError');
+    t.regex(close?.text ?? '', /^a long reason: x+$/);
+    t.true(Buffer.byteLength(JSON.stringify(close)) < 256, `${Buffer.byteLength(JSON.stringify(close))} bytes`);
   });
 });
