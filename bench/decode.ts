@@ -73,10 +73,18 @@ function time(f: () => void): number {
   return times[times.length >> 1] as number;
 }
 
-const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'auto' } as unknown as ConstructorParameters<typeof Unpackr>[0]);
+const unpackr = new Unpackr({
+  useRecords: false,
+  structuredClone: false,
+  mapsAsObjects: true,
+  int64AsType: 'auto',
+} as unknown as ConstructorParameters<typeof Unpackr>[0]);
 const rows: string[][] = [];
 let worst = { name: '', ms: 0 };
-const FRAMES: [string, Buffer][] = [...ITEMS.map(([name, item]): [string, Buffer] => [name, frameOf(item)]), ['map keys nested 29 deep', nestedKeys()]];
+const FRAMES: [string, Buffer][] = [
+  ...ITEMS.map(([name, item]): [string, Buffer] => [name, frameOf(item)]),
+  ['map keys nested 29 deep', nestedKeys()],
+];
 for (const [name, frame] of FRAMES) {
   let outcome = '';
   const ms = time(() => {
@@ -95,7 +103,9 @@ for (const [name, frame] of FRAMES) {
   if (ms > worst.ms) worst = { name, ms };
   rows.push([name, String(frame.length), outcome, ms.toFixed(1), reference]);
 }
-console.log(`Decoding one frame of at most ${FRAME} bytes, decoded-size budget ${BUDGET} bytes; medians of ${runs} runs, ms.\n`);
+console.log(
+  `Decoding one frame of at most ${FRAME} bytes, decoded-size budget ${BUDGET} bytes; medians of ${runs} runs, ms.\n`,
+);
 console.log('| value repeated | frame bytes | lib-chan | lib-chan ms | msgpackr ms (no budget) |');
 console.log('| --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);

@@ -40,8 +40,17 @@ interface Server {
   client: string[];
 }
 
-function start(name: string, args: string[], env: Record<string, string>, secret: string, client: string[]): Promise<Server> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+function start(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  secret: string,
+  client: string[],
+): Promise<Server> {
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (c: Buffer): void => {
@@ -60,12 +69,29 @@ function start(name: string, args: string[], env: Record<string, string>, secret
 
 /** Runs `chan bench` as its own process. Asynchronously: this process must keep draining the servers' logs. */
 function bench(s: Server, scenarios: string, extra: string[] = []): Promise<ScenarioResult[]> {
-  const args = [CHAN, 'bench', '--json', '-d', String(duration), '--server-pid', String(s.child.pid), '--scenario', scenarios, ...s.client, ...extra];
+  const args = [
+    CHAN,
+    'bench',
+    '--json',
+    '-d',
+    String(duration),
+    '--server-pid',
+    String(s.child.pid),
+    '--scenario',
+    scenarios,
+    ...s.client,
+    ...extra,
+  ];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [...args, '127.0.0.1', String(s.port), 'nameServer', s.secret], { encoding: 'utf8', maxBuffer: 1 << 20 }, (err, out, errOut) => {
-      if (err) reject(new Error(`chan bench against ${s.name} failed: ${errOut || err.message}`));
-      else resolve(JSON.parse(out) as ScenarioResult[]);
-    });
+    execFile(
+      process.execPath,
+      [...args, '127.0.0.1', String(s.port), 'nameServer', s.secret],
+      { encoding: 'utf8', maxBuffer: 1 << 20 },
+      (err, out, errOut) => {
+        if (err) reject(new Error(`chan bench against ${s.name} failed: ${errOut || err.message}`));
+        else resolve(JSON.parse(out) as ScenarioResult[]);
+      },
+    );
   });
 }
 
@@ -85,7 +111,13 @@ async function main(): Promise<void> {
   try {
     servers.push(await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], {}, 'bench', []));
     servers.push(await start('baseline', [path.join(ROOT, 'dist/bench/baseline.js')], {}, '', []));
-    servers.push(await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], {}, 'bench', ['--tls', '--ca', path.join(dir, 'ca.pem')]));
+    servers.push(
+      await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], {}, 'bench', [
+        '--tls',
+        '--ca',
+        path.join(dir, 'ca.pem'),
+      ]),
+    );
   } catch (err) {
     for (const s of servers) s.child.kill(); // the ones already started must not outlive the run
     throw err;
@@ -133,17 +165,40 @@ async function main(): Promise<void> {
     const isIdle = sc.startsWith('idle');
     return [
       sc,
-      isIdle ? `${fmt(med('lib-chan', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('lib-chan', sc, (r) => r.marginalBytesPerConnection))})` : fmt(lc),
-      isIdle ? `${fmt(med('baseline', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('baseline', sc, (r) => r.marginalBytesPerConnection))})` : fmt(bl),
+      isIdle
+        ? `${fmt(med('lib-chan', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('lib-chan', sc, (r) => r.marginalBytesPerConnection))})`
+        : fmt(lc),
+      isIdle
+        ? `${fmt(med('baseline', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('baseline', sc, (r) => r.marginalBytesPerConnection))})`
+        : fmt(bl),
       lc !== undefined && bl !== undefined && !isIdle ? (lc / bl).toFixed(2) : '-',
       `${fmt(med('lib-chan', sc, (r) => r.p50))} / ${fmt(med('baseline', sc, (r) => r.p50))}`,
       `${fmt(med('lib-chan', sc, (r) => r.p99))} / ${fmt(med('baseline', sc, (r) => r.p99))}`,
-      `${fmt(med('lib-chan', sc, (r) => r.serverCpuUs), 1)} / ${fmt(med('baseline', sc, (r) => r.serverCpuUs), 1)}`,
+      `${fmt(
+        med('lib-chan', sc, (r) => r.serverCpuUs),
+        1,
+      )} / ${fmt(
+        med('baseline', sc, (r) => r.serverCpuUs),
+        1,
+      )}`,
       tls !== undefined && lc !== undefined && !isIdle ? (tls / lc).toFixed(2) : '-',
     ];
   });
-  const head = ['scenario', 'lib-chan ops/s', 'baseline ops/s', 'ratio', 'p50 us (lc / base)', 'p99 us (lc / base)', 'server us/op (lc / base)', 'TLS / plain'];
-  const table = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  const head = [
+    'scenario',
+    'lib-chan ops/s',
+    'baseline ops/s',
+    'ratio',
+    'p50 us (lc / base)',
+    'p99 us (lc / base)',
+    'server us/op (lc / base)',
+    'TLS / plain',
+  ];
+  const table = [
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; ${rounds} rounds of ${duration} ms per scenario, medians; idle: ${idle} connections`;
   process.stdout.write(`\n${machine}\n\n${table}\n`);
   if (values.write) {

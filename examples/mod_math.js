@@ -28,11 +28,21 @@ const FUNCTIONS = {
   'lists:sum/1': (xs) => list(xs).reduce((a, b) => a + num(b), 0),
   'lists:max/1': (xs) => Math.max(...list(xs).map(num)),
   'lists:reverse/1': (xs) => [...list(xs)].reverse(),
-  'lists:seq/2': (a, b) => Array.from({ length: Math.max(0, Math.min(10_000, num(b) - num(a) + 1)) }, (_, i) => num(a) + i),
+  'lists:seq/2': (a, b) =>
+    Array.from({ length: Math.max(0, Math.min(10_000, num(b) - num(a) + 1)) }, (_, i) => num(a) + i),
   'erlang:node/0': () => atom(`lib-chan@${process.pid}`),
 };
 
-const DEFAULT_ALLOWED = ['math:sqrt/1', 'math:pow/2', 'math:abs/1', 'math:pi/0', 'lists:sum/1', 'lists:max/1', 'lists:reverse/1', 'erlang:node/0'];
+const DEFAULT_ALLOWED = [
+  'math:sqrt/1',
+  'math:pow/2',
+  'math:abs/1',
+  'math:pi/0',
+  'lists:sum/1',
+  'lists:max/1',
+  'lists:reverse/1',
+  'erlang:node/0',
+];
 
 const mfaKey = (m, f, a) => `${m}:${f}/${a}`;
 const mfaTerm = (key) => {
@@ -41,15 +51,17 @@ const mfaTerm = (key) => {
 };
 
 export function start(argsS) {
-  const wanted = Array.isArray(argsS) && argsS.length > 0
-    ? argsS.map((t) => {
-        if (!isTuple(t, undefined, 3) || !isAtom(t.at(0)) || !isAtom(t.at(1)) || typeof t.at(2) !== 'number') {
-          throw new Error(`mod_math: ArgsS must be a list of {Module, Function, Arity}, found ${formatTerm(t)}`);
-        }
-        return mfaKey(t.at(0).name, t.at(1).name, t.at(2));
-      })
-    : DEFAULT_ALLOWED;
-  for (const k of wanted) if (!FUNCTIONS[k]) throw new Error(`mod_math: ${k} is not a function this service implements`);
+  const wanted =
+    Array.isArray(argsS) && argsS.length > 0
+      ? argsS.map((t) => {
+          if (!isTuple(t, undefined, 3) || !isAtom(t.at(0)) || !isAtom(t.at(1)) || typeof t.at(2) !== 'number') {
+            throw new Error(`mod_math: ArgsS must be a list of {Module, Function, Arity}, found ${formatTerm(t)}`);
+          }
+          return mfaKey(t.at(0).name, t.at(1).name, t.at(2));
+        })
+      : DEFAULT_ALLOWED;
+  for (const k of wanted)
+    if (!FUNCTIONS[k]) throw new Error(`mod_math: ${k} is not a function this service implements`);
   return { allowed: new Set(wanted) };
 }
 

@@ -51,8 +51,15 @@ function expandIPv6(address: string): string[] {
   const right = tail === null || tail === '' ? [] : tail.split(':');
   // An embedded IPv4 (::1.2.3.4) is the last two groups.
   const last = right.length > 0 ? right : left;
-  const v4 = last.length > 0 && (last[last.length - 1] as string).includes('.') ? (last.pop() as string).split('.').map(Number) : null;
-  if (v4) last.push(((v4[0] as number) * 256 + (v4[1] as number)).toString(16), ((v4[2] as number) * 256 + (v4[3] as number)).toString(16));
+  const v4 =
+    last.length > 0 && (last[last.length - 1] as string).includes('.')
+      ? (last.pop() as string).split('.').map(Number)
+      : null;
+  if (v4)
+    last.push(
+      ((v4[0] as number) * 256 + (v4[1] as number)).toString(16),
+      ((v4[2] as number) * 256 + (v4[3] as number)).toString(16),
+    );
   const fill = tail === null ? [] : Array<string>(8 - left.length - right.length).fill('0');
   return [...left, ...fill, ...right].map((g) => parseInt(g, 16).toString(16));
 }
@@ -89,7 +96,12 @@ export class Admission {
     if (this.count >= this.maxTotal) {
       let top: Place[] | undefined;
       for (const places of this.groups.values()) {
-        if (!top || places.length > top.length || (places.length === top.length && (places[0] as Place).seq < (top[0] as Place).seq)) top = places;
+        if (
+          !top ||
+          places.length > top.length ||
+          (places.length === top.length && (places[0] as Place).seq < (top[0] as Place).seq)
+        )
+          top = places;
       }
       if (!top || top.length < mine + 1) {
         this.refused++;
@@ -98,7 +110,9 @@ export class Admission {
       const oldest = top[0] as Place;
       this.evicted++;
       this.release(oldest);
-      oldest.evict(`pushed out of the handshake: the server has max_unauthenticated (${this.maxTotal}) connections in it, and ${oldest.group} holds the most`);
+      oldest.evict(
+        `pushed out of the handshake: the server has max_unauthenticated (${this.maxTotal}) connections in it, and ${oldest.group} holds the most`,
+      );
     }
     const place: Place = {
       group,

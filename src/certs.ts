@@ -47,7 +47,10 @@ export function makeCertificate(spec: CertSpec): KeyPair {
   const days = spec.days ?? 365;
   cert.validity.notBefore = spec.notBefore ?? new Date(Date.now() - 60_000);
   cert.validity.notAfter = spec.notAfter ?? new Date(cert.validity.notBefore.getTime() + days * 86_400_000);
-  const subject = [{ name: 'commonName', value: spec.commonName }, { name: 'organizationName', value: 'lib-chan' }];
+  const subject = [
+    { name: 'commonName', value: spec.commonName },
+    { name: 'organizationName', value: 'lib-chan' },
+  ];
   cert.setSubject(subject);
   let signingKey = forge.pki.privateKeyFromPem(keys.privatePem);
   if (spec.issuer) {
@@ -59,7 +62,10 @@ export function makeCertificate(spec: CertSpec): KeyPair {
   }
   const extensions: object[] = [{ name: 'subjectKeyIdentifier' }];
   if (spec.kind === 'ca') {
-    extensions.push({ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true });
+    extensions.push(
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    );
   } else {
     extensions.push(
       { name: 'basicConstraints', cA: false },
@@ -103,26 +109,36 @@ export function writeCerts(o: WriteCertsOptions): { written: string[]; kept: str
   const exists = (name: string): boolean => existsSync(file(`${name}.pem`)) || existsSync(file(`${name}-key.pem`));
 
   for (const c of o.clients) {
-    if (!/^[A-Za-z0-9_.@-]+$/.test(c)) throw new ChanError('usage', `client name '${c}' may hold only letters, digits and _ . @ -`);
+    if (!/^[A-Za-z0-9_.@-]+$/.test(c))
+      throw new ChanError('usage', `client name '${c}' may hold only letters, digits and _ . @ -`);
   }
   const names = ['server', ...o.clients.map((c) => `client-${c}`)];
   if (!o.force && !exists('ca')) {
     const orphan = names.find(exists);
-    if (orphan) throw new ChanError('usage', `${file(`${orphan}.pem`)} exists but ${file('ca.pem')} does not; use --force to make a new CA and certificates`);
+    if (orphan)
+      throw new ChanError(
+        'usage',
+        `${file(`${orphan}.pem`)} exists but ${file('ca.pem')} does not; use --force to make a new CA and certificates`,
+      );
   }
   let ca: KeyPair;
   if (exists('ca') && !o.force) {
     try {
       ca = { certPem: readFileSync(file('ca.pem'), 'utf8'), keyPem: readFileSync(file('ca-key.pem'), 'utf8') };
     } catch (err) {
-      throw new ChanError('usage', `${file('ca.pem')} or its key cannot be read (${(err as Error).message}); use --force to make a new CA`);
+      throw new ChanError(
+        'usage',
+        `${file('ca.pem')} or its key cannot be read (${(err as Error).message}); use --force to make a new CA`,
+      );
     }
     kept.push(file('ca.pem'));
   } else {
     ca = makeCertificate({ commonName: 'lib-chan CA', kind: 'ca', days: o.days });
     save('ca', ca);
   }
-  const wanted: [string, CertSpec][] = [['server', { commonName: o.hosts[0] ?? 'localhost', kind: 'server', hosts: o.hosts, days: o.days, issuer: ca }]];
+  const wanted: [string, CertSpec][] = [
+    ['server', { commonName: o.hosts[0] ?? 'localhost', kind: 'server', hosts: o.hosts, days: o.days, issuer: ca }],
+  ];
   for (const c of o.clients) wanted.push([`client-${c}`, { commonName: c, kind: 'client', days: o.days, issuer: ca }]);
   for (const [name, spec] of wanted) {
     if (exists(name) && !o.force) {

@@ -9,7 +9,17 @@ import { parseArgs } from 'node:util';
 import { connect, type ConnectOptions } from './client.js';
 import { ChanError } from './errors.js';
 import { ConfigError } from './config/load.js';
-import { CliExit, EXIT_FAILURE, EXIT_USAGE, failureLine, failureStatus, parsePort, positive, resolveSecret, usageError } from './cli/common.js';
+import {
+  CliExit,
+  EXIT_FAILURE,
+  EXIT_USAGE,
+  failureLine,
+  failureStatus,
+  parsePort,
+  positive,
+  resolveSecret,
+  usageError,
+} from './cli/common.js';
 import { bench } from './cli/bench.js';
 import { check } from './cli/check.js';
 import { oneShot } from './cli/oneshot.js';
@@ -165,7 +175,13 @@ function commandHelp(name: string): string {
 }
 
 /** --tls, --ca, --cert, --key, --servername: TLS for a client command (any of the file options implies --tls). */
-function tlsOptions(v: { tls?: boolean; ca?: string; cert?: string; key?: string; servername?: string }): ConnectOptions['tls'] | undefined {
+function tlsOptions(v: {
+  tls?: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  servername?: string;
+}): ConnectOptions['tls'] | undefined {
   if (!v.tls && v.ca === undefined && v.cert === undefined && v.key === undefined) return undefined;
   if ((v.cert === undefined) !== (v.key === undefined)) throw usageError('--cert and --key go together');
   const read = (flag: string, file: string | undefined): Buffer | undefined => {
@@ -173,13 +189,20 @@ function tlsOptions(v: { tls?: boolean; ca?: string; cert?: string; key?: string
     try {
       return readFileSync(file);
     } catch (err) {
-      throw usageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+      throw usageError(
+        `${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+      );
     }
   };
   const ca = read('--ca', v.ca);
   const cert = read('--cert', v.cert);
   const key = read('--key', v.key);
-  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(v.servername ? { servername: v.servername } : {}) };
+  return {
+    ...(ca ? { ca } : {}),
+    ...(cert ? { cert } : {}),
+    ...(key ? { key } : {}),
+    ...(v.servername ? { servername: v.servername } : {}),
+  };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -241,7 +264,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const [fewest, most] = spec.positionals;
   if (rest.length < fewest || rest.length > most) throw usageError(spec.usage);
-  const timeout = values.timeout === undefined ? undefined : positive('--timeout', values.timeout, 'a positive number of milliseconds');
+  const timeout =
+    values.timeout === undefined
+      ? undefined
+      : positive('--timeout', values.timeout, 'a positive number of milliseconds');
   const json = values.json === true;
   const target = async (): Promise<Destination> => {
     const [host, port, service, secret] = rest as [string, string, string, string];
@@ -285,7 +311,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`${err.message}\n`);
       status = err.status;
     } else if (err instanceof ConfigError) {
-      process.stderr.write(`chan: badConfig: the configuration has ${err.problems.length} problem(s); nothing was started\n`);
+      process.stderr.write(
+        `chan: badConfig: the configuration has ${err.problems.length} problem(s); nothing was started\n`,
+      );
       for (const p of err.problems) process.stderr.write(`  ${String(p)}\n`);
       status = EXIT_USAGE;
     } else if (err instanceof ChanError) {

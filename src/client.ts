@@ -35,7 +35,13 @@ import { closedError, type CloseInfo, type MMStats } from './mm.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 
-export { CLIENT_DEFAULTS, RECONNECT_DEFAULTS, defaultSaltedPasswordCache, type ConnectOptions, type ReconnectOptions } from './link.js';
+export {
+  CLIENT_DEFAULTS,
+  RECONNECT_DEFAULTS,
+  defaultSaltedPasswordCache,
+  type ConnectOptions,
+  type ReconnectOptions,
+} from './link.js';
 
 export interface RpcOptions {
   /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
@@ -90,7 +96,17 @@ function channelClosed(): ChanError {
 }
 
 /** Close reasons after which reconnecting cannot help: the same attempt would fail the same way. */
-const PERMANENT = new Set<string>(['authFail', 'badService', 'badServer', 'badVersion', 'badCert', 'tlsFailed', 'tlsRejected', 'badConfig', 'usage']);
+const PERMANENT = new Set<string>([
+  'authFail',
+  'badService',
+  'badServer',
+  'badVersion',
+  'badCert',
+  'tlsFailed',
+  'tlsRejected',
+  'badConfig',
+  'usage',
+]);
 
 /** The delay before reconnect attempt `attempt` (1, 2, ...): exponential, capped, and cut by a random share. */
 export function backoff(attempt: number, o: Required<ReconnectOptions>, random: () => number = Math.random): number {
@@ -139,7 +155,9 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
       },
       options.mailboxHighWaterBytes ?? CLIENT_DEFAULTS.mailboxHighWaterBytes,
     );
-    this.reconnect = options.reconnect ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) } : null;
+    this.reconnect = options.reconnect
+      ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) }
+      : null;
     this.log = options.logger ?? silentLogger;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
@@ -242,13 +260,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     const timeout = options.timeout ?? this.rpcTimeout;
     return new Promise<Term>((resolve, reject) => {
       // A timeout too long for a timer (Infinity, over 24.8 days) means no timeout.
-      const timer = timeout <= MAX_TIMER_MS
-        ? setTimeout(() => {
-            // The id is forgotten: a late answer is dropped, never given to another rpc.
-            this.pending.delete(id);
-            reject(new ChanError('timeout', `no answer within ${timeout} ms`));
-          }, timeout)
-        : undefined;
+      const timer =
+        timeout <= MAX_TIMER_MS
+          ? setTimeout(() => {
+              // The id is forgotten: a late answer is dropped, never given to another rpc.
+              this.pending.delete(id);
+              reject(new ChanError('timeout', `no answer within ${timeout} ms`));
+            }, timeout)
+          : undefined;
       this.pending.set(id, { resolve, reject, timer });
       try {
         mm.send({ kind: 'rpc', id, data: x as Term });
@@ -340,11 +359,19 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   linkClosed(link: Link, info: CloseInfo): void {
     if (link !== this.link) return;
     // Not after our own close, nor after the server ended the conversation on purpose, nor when it would fail again.
-    const retry = this.reconnect !== null && !this.userClosed && !(info.by === 'peer' && info.reason === 'normal') && !PERMANENT.has(info.reason);
+    const retry =
+      this.reconnect !== null &&
+      !this.userClosed &&
+      !(info.by === 'peer' && info.reason === 'normal') &&
+      !PERMANENT.has(info.reason);
     if (this.pending.size > 0) {
       this.rejectPending(
         retry
-          ? new ChanError('disconnected', `the connection was lost (${info.reason}: ${info.text}); the channel is reconnecting`, { reason: info.reason })
+          ? new ChanError(
+              'disconnected',
+              `the connection was lost (${info.reason}: ${info.text}); the channel is reconnecting`,
+              { reason: info.reason },
+            )
           : closedError(info),
       );
     }

@@ -12,22 +12,35 @@ export const CLOSE_REASONS = {
   normal: 'The handler returned, or one side called close(): the conversation ended as intended.',
   peerClosed: 'The peer closed the socket without a close frame (its process was killed, or the network dropped).',
   shutdown: 'The server is shutting down (SIGTERM, SIGINT or server.close()); reconnect when it is back.',
-  timeout: 'A deadline passed: the handshake (handshake_timeout), heartbeats unanswered (heartbeat_max_missed), a connect (connectTimeout), an rpc (its timeout) or a receive; find what is slow or dead.',
-  slowConsumer: 'More than send_buffer_limit bytes waited for a peer that does not read (or the server was over max_queued_bytes, and this peer held the most unread bytes); read faster, send less, or raise the limit.',
-  overloaded: "The server was over max_queued_bytes for all connections together, and this connection held the most in messages its handler had not taken; they were dropped. Send less at once, or raise the limit.",
-  tooManyConnections: 'The server was at max_connections, or at max_unauthenticated connections in the handshake; retry later, or raise the limit.',
-  protocolError: 'The peer sent bytes that are not a valid lib-chan message at that point of the protocol (docs/PROTOCOL.md); the text says what was wrong.',
-  frameTooLarge: 'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication); send less or raise the limit.',
-  handlerError: "The service's handler threw; the close text is the error's message (the stack is in the server's log).",
-  serviceDown: 'The service failed more than restart_intensity times within restart_period and is down; the server log says why. Fix the service and restart the server.',
-  handlerTimeout: "The service's handler blocked its worker thread for over handler_block_timeout (a loop that never yields); the worker was replaced.",
+  timeout:
+    'A deadline passed: the handshake (handshake_timeout), heartbeats unanswered (heartbeat_max_missed), a connect (connectTimeout), an rpc (its timeout) or a receive; find what is slow or dead.',
+  slowConsumer:
+    'More than send_buffer_limit bytes waited for a peer that does not read (or the server was over max_queued_bytes, and this peer held the most unread bytes); read faster, send less, or raise the limit.',
+  overloaded:
+    'The server was over max_queued_bytes for all connections together, and this connection held the most in messages its handler had not taken; they were dropped. Send less at once, or raise the limit.',
+  tooManyConnections:
+    'The server was at max_connections, or at max_unauthenticated connections in the handshake; retry later, or raise the limit.',
+  protocolError:
+    'The peer sent bytes that are not a valid lib-chan message at that point of the protocol (docs/PROTOCOL.md); the text says what was wrong.',
+  frameTooLarge:
+    'A frame announced a length over max_frame_size (max_frame_size_unauth before authentication); send less or raise the limit.',
+  handlerError:
+    "The service's handler threw; the close text is the error's message (the stack is in the server's log).",
+  serviceDown:
+    'The service failed more than restart_intensity times within restart_period and is down; the server log says why. Fix the service and restart the server.',
+  handlerTimeout:
+    "The service's handler blocked its worker thread for over handler_block_timeout (a loop that never yields); the worker was replaced.",
   badService: 'The server has no service by the requested name; names are case-sensitive (see the server config).',
   authFail: 'The proof of the secret was wrong, or the service needs a secret and none was given; check the secret.',
-  badServer: 'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake; the client refused it.',
-  authThrottled: 'Too many failed handshakes came from this address (auth_max_failures within auth_failure_window); it is refused for auth_lockout.',
-  badCert: "The service accepts only clients whose certificate's common name is in its allow_cn list; present an allowed client certificate over TLS.",
+  badServer:
+    'The server could not prove that it knows the secret (it may be an impostor), or broke the handshake; the client refused it.',
+  authThrottled:
+    'Too many failed handshakes came from this address (auth_max_failures within auth_failure_window); it is refused for auth_lockout.',
+  badCert:
+    "The service accepts only clients whose certificate's common name is in its allow_cn list; present an allowed client certificate over TLS.",
   badVersion: 'The client asked for a protocol version the server does not speak; upgrade the older side.',
-  internalError: 'The server could not run the service (its handler module failed to load, for one); see the server log.',
+  internalError:
+    'The server could not run the service (its handler module failed to load, for one); see the server log.',
 } as const;
 
 export type CloseReason = keyof typeof CLOSE_REASONS;
@@ -35,18 +48,26 @@ export type CloseReason = keyof typeof CLOSE_REASONS;
 /** Errors of the client library and the CLI that are not close reasons. */
 export const ERROR_CODES = {
   ...CLOSE_REASONS,
-  tlsFailed: "The TLS handshake failed: the server's certificate is not trusted (wrong --ca, expired, another host name), or the port does not speak TLS.",
-  tlsRejected: 'The server rejected our client certificate (missing, or not signed by its CA); give one with --cert and --key.',
-  disconnected: 'The connection was lost and the channel is reconnecting (reconnect option): the call was not sent, or its answer was lost; retry it.',
-  closed: "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
-  badRequest: 'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
+  tlsFailed:
+    "The TLS handshake failed: the server's certificate is not trusted (wrong --ca, expired, another host name), or the port does not speak TLS.",
+  tlsRejected:
+    'The server rejected our client certificate (missing, or not signed by its CA); give one with --cert and --key.',
+  disconnected:
+    'The connection was lost and the channel is reconnecting (reconnect option): the call was not sent, or its answer was lost; retry it.',
+  closed:
+    "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
+  badRequest:
+    'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
   econnrefused: 'Nothing listens on that host and port: start the server or check the port.',
   nxdomain: 'The host name does not resolve: check the spelling or your DNS.',
   ehostunreach: 'The host or its network cannot be reached.',
   socketError: 'Another socket error (the message names it); the connection could not be used.',
-  badTerm: 'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, Dates, class instances, cycles, nesting over max_depth).',
-  badConfig: 'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
-  usage: 'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a bad chan argument); the message says how.',
+  badTerm:
+    'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, Dates, class instances, cycles, nesting over max_depth).',
+  badConfig:
+    'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
+  usage:
+    'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a bad chan argument); the message says how.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -46,7 +46,10 @@ export class HighWater {
   added(waiting: number, bytes = 0): void {
     this.waitingNow = waiting;
     this.bytesNow = bytes;
-    if (!this.paused && (waiting >= this.highWater || bytes >= this.highWaterBytes || (bytes > 0 && this.pressure?.pressed === true))) {
+    if (
+      !this.paused &&
+      (waiting >= this.highWater || bytes >= this.highWaterBytes || (bytes > 0 && this.pressure?.pressed === true))
+    ) {
       this.paused = true;
       this.reader.pauseReading();
       if (this.pressure?.pressed) this.pressure.wait(this);

@@ -20,7 +20,10 @@ export const EAGER_FRAME_BYTES = 64 * 1024;
 export function checkFrameSize(buf: Uint8Array, peerMaxFrameSize: number): void {
   const size = buf.length - FRAME_HEADER_BYTES;
   if (size > peerMaxFrameSize) {
-    throw new LimitError('frameTooLarge', `message of ${size} bytes is over the peer's max_frame_size of ${peerMaxFrameSize}`);
+    throw new LimitError(
+      'frameTooLarge',
+      `message of ${size} bytes is over the peer's max_frame_size of ${peerMaxFrameSize}`,
+    );
   }
 }
 

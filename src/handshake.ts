@@ -89,37 +89,75 @@ export class ServerHandshake {
     const refusal = service.refusal?.();
     if (refusal) return refuse(refusal.reason, refusal.text);
     if (service.allowCn && (this.certCn === undefined || !service.allowCn.includes(this.certCn))) {
-      const given = this.certCn === undefined ? 'no verified client certificate was given' : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
-      return refuse('badCert', `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`);
+      const given =
+        this.certCn === undefined
+          ? 'no verified client certificate was given'
+          : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
+      return refuse(
+        'badCert',
+        `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`,
+      );
     }
     if (service.verifier === null) return this.accept(service.name, m.args, m.maxFrameSize);
     if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);
-    if (!first) return refuse('protocolError', 'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)');
-    if (first.user !== service.name) return refuse('protocolError', 'startService: the SCRAM user name must be the service name');
+    if (!first)
+      return refuse(
+        'protocolError',
+        'startService: scram is not a SCRAM client-first message (n,,n=<service>,r=<nonce>)',
+      );
+    if (first.user !== service.name)
+      return refuse('protocolError', 'startService: the SCRAM user name must be the service name');
     // The verifier of this moment: a reload during the handshake does not change the salt the client was given.
     const v = service.verifier;
     const nonce = first.nonce + this.newNonce();
     const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
-    this.state = { at: 'challenged', service: service.name, verifier: v, args: m.args, peerMaxFrameSize: m.maxFrameSize, nonce, clientFirstBare: first.bare, serverFirst };
+    this.state = {
+      at: 'challenged',
+      service: service.name,
+      verifier: v,
+      args: m.args,
+      peerMaxFrameSize: m.maxFrameSize,
+      nonce,
+      clientFirstBare: first.bare,
+      serverFirst,
+    };
     return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
   }
 
   private finish(s: Extract<ServerHandshake['state'], { at: 'challenged' }>, clientFinal: string): HandshakeOutcome {
     this.state = { at: 'done' };
     const final = scram.parseClientFinal(clientFinal);
-    if (!final) return refuse('protocolError', 'response: scram is not a SCRAM client-final message (c=biws,r=<nonce>,p=<proof>)');
-    if (final.nonce !== s.nonce) return refuse('protocolError', 'response: the nonce is not the one from the challenge');
+    if (!final)
+      return refuse(
+        'protocolError',
+        'response: scram is not a SCRAM client-final message (c=biws,r=<nonce>,p=<proof>)',
+      );
+    if (final.nonce !== s.nonce)
+      return refuse('protocolError', 'response: the nonce is not the one from the challenge');
     const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
-    if (!scram.verifyClientProof(s.verifier, auth, final.proof)) return refuse('authFail', `wrong secret for service ${s.service}`);
+    if (!scram.verifyClientProof(s.verifier, auth, final.proof))
+      return refuse('authFail', `wrong secret for service ${s.service}`);
     const signature = scram.serverSignature(s.verifier.serverKey, auth).toString('base64');
     return this.accept(s.service, s.args, s.peerMaxFrameSize, `v=${signature}`);
   }
 
-  private accept(service: string, args: Term, peerMaxFrameSize: number | undefined, signature?: string): HandshakeOutcome {
-    const ack: WireMessage = { kind: 'ack', version: PROTOCOL_VERSION, maxFrameSize: this.maxFrameSize, heartbeatInterval: this.heartbeatInterval };
+  private accept(
+    service: string,
+    args: Term,
+    peerMaxFrameSize: number | undefined,
+    signature?: string,
+  ): HandshakeOutcome {
+    const ack: WireMessage = {
+      kind: 'ack',
+      version: PROTOCOL_VERSION,
+      maxFrameSize: this.maxFrameSize,
+      heartbeatInterval: this.heartbeatInterval,
+    };
     if (signature !== undefined) ack.scram = signature;
-    return peerMaxFrameSize === undefined ? { kind: 'accept', service, args, ack } : { kind: 'accept', service, args, ack, peerMaxFrameSize };
+    return peerMaxFrameSize === undefined
+      ? { kind: 'accept', service, args, ack }
+      : { kind: 'accept', service, args, ack, peerMaxFrameSize };
   }
 }
 
@@ -151,7 +189,10 @@ export interface ClientHandshakeOptions {
 }
 
 /** The client's side. Resolves with the server's ack, or rejects with a {@link ChanError} named by lib_chan's words. */
-export async function clientHandshake(io: HandshakeIO, o: ClientHandshakeOptions): Promise<Extract<WireMessage, { kind: 'ack' }>> {
+export async function clientHandshake(
+  io: HandshakeIO,
+  o: ClientHandshakeOptions,
+): Promise<Extract<WireMessage, { kind: 'ack' }>> {
   const clientNonce = o.nonce ?? scram.newNonce();
   const clientFirstBare = scram.clientFirstBare(o.service, clientNonce);
   const start: WireMessage = { kind: 'startService', version: PROTOCOL_VERSION, service: o.service, args: o.args };
@@ -162,7 +203,10 @@ export async function clientHandshake(io: HandshakeIO, o: ClientHandshakeOptions
   const first = expectFrom(await io.next(), 'challenge', 'ack');
   if (first.kind === 'ack') {
     if (o.secret !== null) {
-      throw new ChanError('badServer', `the server accepted ${o.service} without proving it knows the secret (connect with no secret if the service has none)`);
+      throw new ChanError(
+        'badServer',
+        `the server accepted ${o.service} without proving it knows the secret (connect with no secret if the service has none)`,
+      );
     }
     return first;
   }
@@ -172,7 +216,10 @@ export async function clientHandshake(io: HandshakeIO, o: ClientHandshakeOptions
     throw new ChanError('badServer', 'the challenge is not a valid SCRAM server-first message for our nonce');
   }
   if (sf.iterations < scram.MIN_ITERATIONS || sf.iterations > MAX_ITERATIONS) {
-    throw new ChanError('badServer', `the server asks for ${sf.iterations} iterations; accepted: ${scram.MIN_ITERATIONS} to ${MAX_ITERATIONS}`);
+    throw new ChanError(
+      'badServer',
+      `the server asks for ${sf.iterations} iterations; accepted: ${scram.MIN_ITERATIONS} to ${MAX_ITERATIONS}`,
+    );
   }
   const salted = await (o.saltedPassword ?? scram.saltedPassword)(o.secret, sf.salt, sf.iterations);
   const withoutProof = scram.clientFinalWithoutProof(sf.nonce);

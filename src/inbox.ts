@@ -110,7 +110,8 @@ export class Inbox<T> implements AsyncIterable<T> {
 
   receive(options: ReceiveOptions = {}): Promise<T> {
     if (this.head < this.items.length) return Promise.resolve(this.take());
-    if (this.ending) return 'last' in this.ending ? Promise.resolve(this.ending.last) : Promise.reject(this.ending.error);
+    if (this.ending)
+      return 'last' in this.ending ? Promise.resolve(this.ending.last) : Promise.reject(this.ending.error);
     return new Promise((resolve, reject) => {
       const w: Waiter<T> = { resolve, reject, timer: null };
       if (options.timeout !== undefined && options.timeout <= MAX_TIMER_MS) {

@@ -6,8 +6,18 @@
  * Terms: {@link atom}, {@link tuple}, {@link parseTerm}, {@link formatTerm}.
  */
 export {
-  connect, Channel, CLIENT_DEFAULTS, RECONNECT_DEFAULTS, defaultSaltedPasswordCache, backoff,
-  type ConnectOptions, type RpcOptions, type ReconnectOptions, type ChannelState, type StateChange, type ChannelStats,
+  connect,
+  Channel,
+  CLIENT_DEFAULTS,
+  RECONNECT_DEFAULTS,
+  defaultSaltedPasswordCache,
+  backoff,
+  type ConnectOptions,
+  type RpcOptions,
+  type ReconnectOptions,
+  type ChannelState,
+  type StateChange,
+  type ChannelStats,
 } from './client.js';
 export { SaltedPasswordCache, makeVerifier, formatVerifier, parseVerifier, type ScramVerifier } from './auth/scram.js';
 export type { TlsClientOptions } from './tls.js';
@@ -19,14 +29,37 @@ export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, Servi
 export type { CloseInfo } from './mm.js';
 export type { ReceiveOptions } from './inbox.js';
 export { ChanError, ERROR_CODES, CLOSE_REASONS, type ErrorCode, type CloseReason } from './errors.js';
-export { loadConfigFile, parseConfig, ConfigError, ConfigProblem, type ServerConfig, type ServiceConfig, type TlsConfig } from './config/load.js';
+export {
+  loadConfigFile,
+  parseConfig,
+  ConfigError,
+  ConfigProblem,
+  type ServerConfig,
+  type ServiceConfig,
+  type TlsConfig,
+} from './config/load.js';
 export { DEFAULTS, OPTIONS } from './config/options.js';
 export { createLogger, type Logger } from './log.js';
 export { PROTOCOL_VERSION } from './protocol.js';
 export { ping, type PingResult } from './ping.js';
 export { VERSION } from './version.js';
 export {
-  Atom, Tuple, atom, tuple, isAtom, isTuple, formatTerm, parseTerm, parseTerms, termEquals, termKey, TermSyntaxError,
-  parseJsonTerm, formatJsonTerm, termToJson, jsonToTerm,
-  type Term, type TermObject,
+  Atom,
+  Tuple,
+  atom,
+  tuple,
+  isAtom,
+  isTuple,
+  formatTerm,
+  parseTerm,
+  parseTerms,
+  termEquals,
+  termKey,
+  TermSyntaxError,
+  parseJsonTerm,
+  formatJsonTerm,
+  termToJson,
+  jsonToTerm,
+  type Term,
+  type TermObject,
 } from './term/index.js';

@@ -41,5 +41,8 @@ export function kvsClient<V extends Term = Term>(ch: Channel): KvsClient<V> {
 
 function unexpected(what: string, answer: Term): ChanError {
   if (isTuple(answer, 'error', 2)) return new ChanError('badRequest', `${what} refused: ${formatTerm(answer)}`);
-  return new ChanError('protocolError', `${what}: unexpected answer ${formatTerm(answer).slice(0, 200)} (is this service a name server?)`);
+  return new ChanError(
+    'protocolError',
+    `${what}: unexpected answer ${formatTerm(answer).slice(0, 200)} (is this service a name server?)`,
+  );
 }

@@ -146,7 +146,13 @@ export class Link implements MMController {
    * Connects and authenticates. Rejects with a ChanError named by lib_chan's words; the link is closed then. Messages
    * that arrive with or after the ack (a push may share its chunk) go to `owner` as soon as this resolves.
    */
-  static async dial(t: Target, options: ConnectOptions, owner: LinkOwner, baseLog: Logger, signal?: AbortSignal): Promise<Link> {
+  static async dial(
+    t: Target,
+    options: ConnectOptions,
+    owner: LinkOwner,
+    baseLog: Logger,
+    signal?: AbortSignal,
+  ): Promise<Link> {
     const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
     const deadline = Date.now() + timeout;
     const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
@@ -161,7 +167,8 @@ export class Link implements MMController {
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new ChanError('timeout', `no answer to the handshake from ${t.host}:${t.port} within ${timeout} ms`)),
+        () =>
+          reject(new ChanError('timeout', `no answer to the handshake from ${t.host}:${t.port} within ${timeout} ms`)),
         Math.max(0, deadline - Date.now()),
       );
     });
@@ -174,16 +181,24 @@ export class Link implements MMController {
             secret: t.secret,
             args: t.argsC,
             maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
-            ...(options.saltedPasswordCache === false ? {} : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
+            ...(options.saltedPasswordCache === false
+              ? {}
+              : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
           },
         ),
         expired,
       ]);
       link.mm.peerMaxFrameSize = ack.maxFrameSize;
-      link.mm.beginSession(options.heartbeatInterval ?? ack.heartbeatInterval ?? 0, options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed);
+      link.mm.beginSession(
+        options.heartbeatInterval ?? ack.heartbeatInterval ?? 0,
+        options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed,
+      );
       return link;
     } catch (err) {
-      link.mm.close(err instanceof ChanError && isCloseReason(err.code) ? err.code : 'protocolError', err instanceof Error ? err.message : String(err));
+      link.mm.close(
+        err instanceof ChanError && isCloseReason(err.code) ? err.code : 'protocolError',
+        err instanceof Error ? err.message : String(err),
+      );
       throw err;
     } finally {
       clearTimeout(timer);
@@ -225,7 +240,8 @@ export class Link implements MMController {
 
   /** Why the handshake ended, in the words a person connecting needs. */
   private handshakeError(info: CloseInfo): ChanError {
-    if (info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed') return new ChanError(info.reason, info.text);
+    if (info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed')
+      return new ChanError(info.reason, info.text);
     if (info.error) {
       // Under TLS 1.3 a rejected client certificate shows only now, after the client believed it was connected.
       const { code, text } = describeTlsError(info.error);
@@ -239,7 +255,11 @@ export class Link implements MMController {
             'the server closed the TLS connection before answering: it rejected our client certificate (missing, or not signed by its CA; see --cert, --key)',
             { reason: info.reason },
           )
-        : new ChanError('closed', 'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)', { reason: info.reason });
+        : new ChanError(
+            'closed',
+            'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)',
+            { reason: info.reason },
+          );
     }
     return closedError(info);
   }

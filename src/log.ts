@@ -70,11 +70,17 @@ export function prettyLine(json: string): string {
   const lv = typeof level === 'number' ? level : 30;
   // Everything that came from the log call is escaped: some of it came from peers.
   const fields = Object.entries(rest)
-    .map(([k, v]) => `${escapeControl(k)}=${escapeControl(typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v))}`)
+    .map(
+      ([k, v]) =>
+        `${escapeControl(k)}=${escapeControl(typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v))}`,
+    )
     .join(' ');
   let line = `${t} \x1b[${COLOURS[lv] ?? '0'}m${(levelName(lv) ?? String(lv)).toUpperCase().padEnd(5)}\x1b[0m ${escapeControl(format('%s', msg ?? ''))}${fields ? `  ${fields}` : ''}\n`;
   if (err && typeof err === 'object' && typeof (err as { stack?: unknown }).stack === 'string') {
-    line += `${(err as { stack: string }).stack.split('\n').map((l) => `    ${escapeControl(l)}`).join('\n')}\n`;
+    line += `${(err as { stack: string }).stack
+      .split('\n')
+      .map((l) => `    ${escapeControl(l)}`)
+      .join('\n')}\n`;
   }
   return line;
 }

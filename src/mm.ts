@@ -228,7 +228,8 @@ export class MiddleMan implements HeartbeatHost {
   /** Resolves once everything sent so far has been handed to the kernel (or the connection has ended). */
   drain(): Promise<void> {
     if (this.closeInfo || this.socket.destroyed) return Promise.resolve();
-    if (this.queuedOut > 0) return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve)).then(() => this.drain());
+    if (this.queuedOut > 0)
+      return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve)).then(() => this.drain());
     if (this.socket.writableLength === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
@@ -269,7 +270,10 @@ export class MiddleMan implements HeartbeatHost {
     this.stats.framesOut++;
     this.stats.bytesOut += buf.length;
     if (this.queuedOut + this.socket.writableLength > this.sendBufferLimit) {
-      this.close('slowConsumer', `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`);
+      this.close(
+        'slowConsumer',
+        `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`,
+      );
     } else {
       this.reportOut();
     }
@@ -350,7 +354,8 @@ export class MiddleMan implements HeartbeatHost {
     const a = this.account;
     if (!a) return;
     const socket = this.socket;
-    const inSocket = socket.destroyed || socket.writableLength < socket.writableHighWaterMark ? 0 : socket.writableLength;
+    const inSocket =
+      socket.destroyed || socket.writableLength < socket.writableHighWaterMark ? 0 : socket.writableLength;
     a.setOutbound(this.queuedOut + inSocket);
   }
 
@@ -376,7 +381,10 @@ export class MiddleMan implements HeartbeatHost {
     if (DROPS_QUEUE.has(reason)) this.dropQueued();
     try {
       if (!this.socket.destroyed) {
-        const frame = this.codec.encode(toWire({ kind: 'close', reason, text: text.slice(0, this.closeTextRoom()) }), FRAME_HEADER_BYTES);
+        const frame = this.codec.encode(
+          toWire({ kind: 'close', reason, text: text.slice(0, this.closeTextRoom()) }),
+          FRAME_HEADER_BYTES,
+        );
         this.write(frame);
         this.stats.framesOut++;
         this.stats.bytesOut += frame.length;
@@ -552,7 +560,12 @@ export class MiddleMan implements HeartbeatHost {
     this.stats.bytesIn += chunk.length;
     if (first && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
       // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
-      this.fail(new ChanError('protocolError', 'the peer speaks TLS on a connection without TLS: both sides must use TLS, or neither'));
+      this.fail(
+        new ChanError(
+          'protocolError',
+          'the peer speaks TLS on a connection without TLS: both sides must use TLS, or neither',
+        ),
+      );
       return;
     }
     try {
@@ -561,7 +574,8 @@ export class MiddleMan implements HeartbeatHost {
       this.fail(err);
     }
     // Paused, and chunks keep coming within this turn (the kernel had many): stop the socket now, not at the turn's end.
-    if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED) this.pauseSocketIfStillFull();
+    if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED)
+      this.pauseSocketIfStillFull();
     this.reportIn();
   }
 
@@ -573,7 +587,8 @@ export class MiddleMan implements HeartbeatHost {
   /** @internal */
   onError(err: Error): void {
     this.log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'socket error');
-    if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message.trim()}`, by: 'peer', error: err });
+    if (!this.closeInfo)
+      this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message.trim()}`, by: 'peer', error: err });
     this.socket.destroy();
   }
 

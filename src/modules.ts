@@ -104,23 +104,32 @@ function findModuleFile(name: string, codePath: readonly string[]): string | nul
 
 /** Where module `name` is: a built-in, or a file on `codePath`. Throws with a sentence that says where it looked. */
 export function locateModule(name: string, codePath: readonly string[]): { url: string; from: string } {
-  if (!MODULE_NAME.test(name)) throw new ModuleError(`module name '${name}' may hold only letters, digits, '_', '.' and '-'`);
+  if (!MODULE_NAME.test(name))
+    throw new ModuleError(`module name '${name}' may hold only letters, digits, '_', '.' and '-'`);
   const builtIn = BUILT_IN[name];
   if (builtIn) return { url: builtIn.href, from: 'built in' };
   const file = findModuleFile(name, codePath);
   if (!file) {
-    const where = codePath.length > 0 ? `code_path (${codePath.join(', ')})` : 'code_path (empty: add {code_path, ["folder"]}.)';
+    const where =
+      codePath.length > 0 ? `code_path (${codePath.join(', ')})` : 'code_path (empty: add {code_path, ["folder"]}.)';
     throw new ModuleError(`module '${name}' is not built in and there is no ${name}.js in ${where}`);
   }
   return { url: pathToFileURL(file).href, from: file };
 }
 
 /** Imports a module by URL and finds its handler `fnName` (as written or camelCase), `start` and `stop`. */
-export async function importServiceCode(url: string, moduleName: string, fnName: string, from: string): Promise<ServiceCode> {
+export async function importServiceCode(
+  url: string,
+  moduleName: string,
+  fnName: string,
+  from: string,
+): Promise<ServiceCode> {
   const exports = (await import(url)) as Record<string, unknown>;
   const fn = exports[fnName] ?? exports[camelCase(fnName)];
   if (typeof fn !== 'function') {
-    throw new ModuleError(`module '${moduleName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`);
+    throw new ModuleError(
+      `module '${moduleName}' (${from}) exports no function '${fnName}'${camelCase(fnName) !== fnName ? ` or '${camelCase(fnName)}'` : ''}`,
+    );
   }
   const code: ServiceCode = { handler: fn as Handler, url, module: moduleName, function: fnName, from };
   if (typeof exports['start'] === 'function') code.start = exports['start'] as StartFunction;

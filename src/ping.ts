@@ -20,7 +20,11 @@ export interface PingResult {
   ms: number;
 }
 
-export async function ping(host: string, port: number, options: { tls?: TlsClientOptions; timeout?: number } = {}): Promise<PingResult> {
+export async function ping(
+  host: string,
+  port: number,
+  options: { tls?: TlsClientOptions; timeout?: number } = {},
+): Promise<PingResult> {
   const timeout = options.timeout ?? CLIENT_DEFAULTS.connectTimeout;
   const started = performance.now();
   const transport = options.tls ? tlsClientTransport(options.tls) : tcp;
@@ -28,22 +32,33 @@ export async function ping(host: string, port: number, options: { tls?: TlsClien
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       // Rejected first: closing calls onClosed at once, which would reject with a vaguer reason.
-      reject(new ChanError('timeout', `${host}:${port} accepted a connection but did not answer hello within ${timeout} ms`));
+      reject(
+        new ChanError('timeout', `${host}:${port} accepted a connection but did not answer hello within ${timeout} ms`),
+      );
       mm.close('timeout', 'no hello');
     }, timeout);
-    const mm = new MiddleMan(socket, { codec: msgpackCodec({ maxDepth: 4 }), maxFrameSize: 16 * 1024, sendBufferLimit: 1 << 20, log: silentLogger }, {
-      onMessage(m: WireMessage) {
-        if (m.kind === 'hello' && m.version !== undefined) {
+    const mm = new MiddleMan(
+      socket,
+      { codec: msgpackCodec({ maxDepth: 4 }), maxFrameSize: 16 * 1024, sendBufferLimit: 1 << 20, log: silentLogger },
+      {
+        onMessage(m: WireMessage) {
+          if (m.kind === 'hello' && m.version !== undefined) {
+            clearTimeout(timer);
+            resolve({ version: m.version, server: m.server ?? '?', ms: performance.now() - started });
+          }
+          mm.close('normal', 'ping done');
+        },
+        onClosed(info) {
           clearTimeout(timer);
-          resolve({ version: m.version, server: m.server ?? '?', ms: performance.now() - started });
-        }
-        mm.close('normal', 'ping done');
+          reject(
+            new ChanError(
+              info.reason === 'protocolError' ? 'protocolError' : 'closed',
+              `${host}:${port} is not a lib-chan server, or one too old to answer hello (${info.reason}: ${info.text})`,
+            ),
+          );
+        },
       },
-      onClosed(info) {
-        clearTimeout(timer);
-        reject(new ChanError(info.reason === 'protocolError' ? 'protocolError' : 'closed', `${host}:${port} is not a lib-chan server, or one too old to answer hello (${info.reason}: ${info.text})`));
-      },
-    });
+    );
     mm.send({ kind: 'hello' });
   });
 }

@@ -130,7 +130,8 @@ export function fromWire(t: Term): WireMessage {
     case 'close': {
       arity(a, kind, 3);
       const [, reason, text] = a;
-      if (!isString(reason) || reason.length > MAX_WORD || !isString(text)) throw bad('close: expected a reason word and a text');
+      if (!isString(reason) || reason.length > MAX_WORD || !isString(text))
+        throw bad('close: expected a reason word and a text');
       return { kind, reason, text: text.slice(0, MAX_CLOSE_TEXT) };
     }
     case 'startService':
@@ -156,7 +157,13 @@ export function fromWire(t: Term): WireMessage {
           const scram = body['scram'];
           if (scram !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);
           if (body['maxFrameSize'] !== undefined) {
-            m.maxFrameSize = field(body, 'maxFrameSize', isFrameLimit, `an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_REQUEST_ID}`, kind);
+            m.maxFrameSize = field(
+              body,
+              'maxFrameSize',
+              isFrameLimit,
+              `an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_REQUEST_ID}`,
+              kind,
+            );
           }
           return m;
         }
@@ -167,7 +174,8 @@ export function fromWire(t: Term): WireMessage {
           const version = field(body, 'version', isNat, 'a non-negative integer', kind);
           const maxFrameSize = field(body, 'maxFrameSize', isNat, 'a non-negative integer', kind);
           const m: WireMessage = { kind, version, maxFrameSize };
-          if (body['heartbeatInterval'] !== undefined) m.heartbeatInterval = field(body, 'heartbeatInterval', isNat, 'a non-negative integer', kind);
+          if (body['heartbeatInterval'] !== undefined)
+            m.heartbeatInterval = field(body, 'heartbeatInterval', isNat, 'a non-negative integer', kind);
           if (body['scram'] !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);
           return m;
         }

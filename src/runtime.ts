@@ -105,7 +105,10 @@ export interface MailboxLimits {
 }
 
 /** Limits that never pause (a worker thread's mailboxes: the main thread counts for them). */
-export const UNLIMITED_MAILBOX: MailboxLimits = { highWater: Number.POSITIVE_INFINITY, highWaterBytes: Number.POSITIVE_INFINITY };
+export const UNLIMITED_MAILBOX: MailboxLimits = {
+  highWater: Number.POSITIVE_INFINITY,
+  highWaterBytes: Number.POSITIVE_INFINITY,
+};
 
 const ERROR = new Atom('error');
 
@@ -170,7 +173,10 @@ export class Mailbox extends HighWater implements MM {
           return;
         }
         if (this.inFlight.size >= MAX_UNANSWERED_RPCS) {
-          this.middleMan.close('protocolError', `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`);
+          this.middleMan.close(
+            'protocolError',
+            `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`,
+          );
           return;
         }
         if (this.inFlight === NO_IDS) this.inFlight = new Set();
@@ -225,7 +231,8 @@ export class Mailbox extends HighWater implements MM {
   }
 
   reply(to: ChanMessage, x: unknown): boolean {
-    if (to.requestId === undefined) throw new ChanError('usage', 'reply(): that message was a cast; only an rpc expects an answer');
+    if (to.requestId === undefined)
+      throw new ChanError('usage', 'reply(): that message was a cast; only an rpc expects an answer');
     if (!this.inFlight.has(to.requestId)) {
       if (this.middleMan.closed) return false;
       throw new ChanError('usage', `reply(): request ${to.requestId} is already answered`);
@@ -244,7 +251,10 @@ export class Mailbox extends HighWater implements MM {
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
       // The answer cannot be sent: this one rpc fails with the reason, and the connection carries on.
-      this.log.warn({ err: { code: err.code, message: err.message }, request: id }, 'an answer could not be sent; the rpc gets {error, {Code, Text}}');
+      this.log.warn(
+        { err: { code: err.code, message: err.message }, request: id },
+        'an answer could not be sent; the rpc gets {error, {Code, Text}}',
+      );
       sent = this.middleMan.send({ kind: 'reply', id, data: unsendableAnswer(err) });
     }
     // Only once sent: a value that cannot be encoded leaves the request waiting.

@@ -20,7 +20,13 @@ import { startServices, stopServices, type ProcessHandle, type Service, type Ser
 import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
 import { SERVER_NAME } from './version.js';
 import type { Term } from './term/model.js';
-import { certificateProblem, expiresSoon, tlsServerTransport, type TlsServerSettings, type TlsTransport } from './tls.js';
+import {
+  certificateProblem,
+  expiresSoon,
+  tlsServerTransport,
+  type TlsServerSettings,
+  type TlsTransport,
+} from './tls.js';
 import { tcp, type Listening, type PeerInfo, type Transport } from './transport.js';
 
 export interface ServerStats {
@@ -83,7 +89,10 @@ function serverSettings(options: ServerOptions): ServerSettings {
  * Starts a server from a config file's path, a loaded {@link ServerConfig}, or {@link ServerOptions}. Resolves once it
  * listens; rejects with a `badConfig` ChanError (nothing started) or the listen error.
  */
-export async function startServer(config: string | ServerConfig | ServerOptions, extra: { logger?: Logger } = {}): Promise<ChanServer> {
+export async function startServer(
+  config: string | ServerConfig | ServerOptions,
+  extra: { logger?: Logger } = {},
+): Promise<ChanServer> {
   const options: ServerOptions = typeof config === 'string' ? loadConfigFile(config) : config;
   const log = extra.logger ?? options.logger ?? silentLogger;
   if (options.tls) checkCertificate(options.tls, log);
@@ -133,7 +142,9 @@ export class ChanServer {
     this.budget = new QueueBudget(settings.maxQueuedBytes);
     this.admission = new Admission(settings.maxUnauthenticated, settings.maxUnauthenticatedPerAddress);
     if (options.tls) {
-      this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log, (address, evict) => this.admission.admit(address, evict));
+      this.tlsTransport = tlsServerTransport(this.tlsSettings(options.tls), log, (address, evict) =>
+        this.admission.admit(address, evict),
+      );
       this.transport = this.tlsTransport;
     } else {
       this.transport = options.transport ?? tcp;
@@ -170,10 +181,13 @@ export class ChanServer {
    */
   async reload(config: ServerConfig): Promise<string[]> {
     const notApplied: string[] = [];
-    if (config.port !== 0 && config.port !== this.port) notApplied.push(`port ${config.port}: restart to listen on another port`);
-    if ((config.tls !== null) !== this.tls) notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
+    if (config.port !== 0 && config.port !== this.port)
+      notApplied.push(`port ${config.port}: restart to listen on another port`);
+    if ((config.tls !== null) !== this.tls)
+      notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
     const names = new Set(config.services.map((s) => s.name));
-    for (const name of this.services.keys()) if (!names.has(name)) notApplied.push(`service ${name} removed: restart to remove it`);
+    for (const name of this.services.keys())
+      if (!names.has(name)) notApplied.push(`service ${name} removed: restart to remove it`);
     const updates: [Service, Awaited<ReturnType<typeof verifierFor>>, string[] | undefined, string | null][] = [];
     for (const def of config.services) {
       const running = this.services.get(def.name);
@@ -184,7 +198,8 @@ export class ChanServer {
       if (def.module !== running.module || def.function !== running.function) {
         notApplied.push(`service ${def.name}: restart to change its mfa`);
       }
-      const sameSecret = !def.verifier && def.secret !== null && def.secret === running.secret && running.verifier !== null;
+      const sameSecret =
+        !def.verifier && def.secret !== null && def.secret === running.secret && running.verifier !== null;
       const verifier = sameSecret ? running.verifier : await verifierFor(def);
       updates.push([running, verifier, def.allowCn, def.verifier ? null : def.secret]);
     }
@@ -199,7 +214,11 @@ export class ChanServer {
       else delete running.allowCn;
     }
     applyTls?.();
-    Object.assign(this.settings, { authMaxFailures: config.authMaxFailures, authFailureWindow: config.authFailureWindow, authLockout: config.authLockout });
+    Object.assign(this.settings, {
+      authMaxFailures: config.authMaxFailures,
+      authFailureWindow: config.authFailureWindow,
+      authLockout: config.authLockout,
+    });
     this.throttle.settings = this.throttleSettings();
     this.log.info({ services: [...this.services.keys()], notApplied }, 'configuration reloaded');
     return notApplied;
@@ -208,7 +227,10 @@ export class ChanServer {
   /** @internal */
   async listen(host: string, port: number): Promise<void> {
     this.listening = await this.transport.listen(host, port, this.serverOnConnection);
-    this.log.info({ host: this.listening.host, port: this.listening.port, tls: this.tls, services: [...this.services.keys()] }, 'listening');
+    this.log.info(
+      { host: this.listening.host, port: this.listening.port, tls: this.tls, services: [...this.services.keys()] },
+      'listening',
+    );
   }
 
   /** The port it listens on (useful after asking for port 0). */
@@ -263,7 +285,10 @@ export class ChanServer {
       // The listener's close completes only once every connection has ended: start it, then end them.
       const stopped = this.listening?.close();
       const open = [...this.connections];
-      this.log.info({ connections: open.length, shutdownTimeout: timeout }, 'shutting down: closing every connection with reason shutdown');
+      this.log.info(
+        { connections: open.length, shutdownTimeout: timeout },
+        'shutting down: closing every connection with reason shutdown',
+      );
       for (const c of open) c.shutdown();
       // Handlers get chan_closed after the messages already in their mailboxes, and may finish; then time is up.
       const processes = open.map((c) => c.handlerDone).filter((p): p is Promise<unknown> => p !== null);
@@ -271,7 +296,11 @@ export class ChanServer {
       for (const p of processes) void p.then(() => running.delete(p));
       await within(Promise.all(processes), timeout);
       const late = running.size;
-      if (late > 0) this.log.warn({ handlers: late }, `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`);
+      if (late > 0)
+        this.log.warn(
+          { handlers: late },
+          `${late} handler(s) still running after shutdown_timeout (${timeout} ms): abandoned`,
+        );
       // Sockets whose peers are slow to close, and TLS handshakes in progress, are cut at the deadline.
       const left = (): number => Math.max(0, deadline - Date.now());
       await within(Promise.all(open.map((c) => c.done)), left());
@@ -318,7 +347,11 @@ export class ChanServer {
 
   /** Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). */
   private refuse(socket: Duplex, peer: PeerInfo, text: string): void {
-    const mm = new MiddleMan(socket, { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log }, NO_CONTROLLER);
+    const mm = new MiddleMan(
+      socket,
+      { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log },
+      NO_CONTROLLER,
+    );
     mm.close('tooManyConnections', text);
     (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
   }
@@ -332,7 +365,11 @@ function checkCertificate(t: TlsConfig, log: Logger): void {
   const problem = certificateProblem(t.cert);
   if (problem) throw new ChanError('badConfig', `tls.cert: ${problem}`);
   const soon = expiresSoon(t.cert);
-  if (soon) log.warn({ validTo: soon.validTo.toISOString(), days: soon.days }, `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`);
+  if (soon)
+    log.warn(
+      { validTo: soon.validTo.toISOString(), days: soon.days },
+      `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`,
+    );
 }
 
 const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
@@ -347,7 +384,10 @@ function handshakeOnTimeout(c: ServerConnection): void {
 /** Waits for `p`, or `ms` milliseconds, whichever comes first. */
 function within(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p.then(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    p.then(() => undefined),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** One client connection: its middle-man, its handshake, then its handler. */
@@ -375,12 +415,22 @@ class ServerConnection implements MMController, Shed {
     /** Its place among connections in the handshake, until the handshake ends. */
     private ticket: Ticket | null,
   ) {
-    this.fields = { conn: id, peer: peer.name, ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}) };
+    this.fields = {
+      conn: id,
+      peer: peer.name,
+      ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
+    };
     const s = server.settings;
     this.account = new Account(server.budget, this);
     this.mm = new MiddleMan(
       socket,
-      { codec: server.codec, maxFrameSize: s.maxFrameSizeUnauth, sendBufferLimit: s.sendBufferLimit, log: server.log, account: this.account },
+      {
+        codec: server.codec,
+        maxFrameSize: s.maxFrameSizeUnauth,
+        sendBufferLimit: s.sendBufferLimit,
+        log: server.log,
+        account: this.account,
+      },
       this,
     );
     this.handshake = new ServerHandshake(server.service, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
@@ -410,7 +460,10 @@ class ServerConnection implements MMController, Shed {
   /** @internal */
   handshakeTimedOut(): void {
     this.handshakeTimer = null;
-    this.mm.close('timeout', `handshake not completed within handshake_timeout (${this.server.settings.handshakeTimeout} ms)`);
+    this.mm.close(
+      'timeout',
+      `handshake not completed within handshake_timeout (${this.server.settings.handshakeTimeout} ms)`,
+    );
   }
 
   shutdown(): void {
@@ -459,10 +512,16 @@ class ServerConnection implements MMController, Shed {
     // The client's own frame limit holds from its first message on (a refusal's close frame must fit it too).
     if (m.kind === 'startService' && m.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = m.maxFrameSize;
     // Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
-    const lockedFor = m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
-    const out = lockedFor > 0
-      ? ({ kind: 'refuse', reason: 'authThrottled', text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s` } as const)
-      : (this.handshake as ServerHandshake).step(m);
+    const lockedFor =
+      m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
+    const out =
+      lockedFor > 0
+        ? ({
+            kind: 'refuse',
+            reason: 'authThrottled',
+            text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s`,
+          } as const)
+        : (this.handshake as ServerHandshake).step(m);
     switch (out.kind) {
       case 'send':
         this.mm.send(out.message);
@@ -470,7 +529,9 @@ class ServerConnection implements MMController, Shed {
       case 'refuse': {
         // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and
         // the text that quotes it), so that it cannot drive the terminal of an operator reading the log.
-        const service = escapeControl(m.kind === 'startService' ? m.service.slice(0, 100) : (this.handshake?.service ?? ''));
+        const service = escapeControl(
+          m.kind === 'startService' ? m.service.slice(0, 100) : (this.handshake?.service ?? ''),
+        );
         const text = escapeControl(out.text);
         if (out.reason === 'authFail') {
           const locked = this.server.throttle.fail(this.peer.address);
@@ -501,7 +562,14 @@ class ServerConnection implements MMController, Shed {
     const s = this.server.settings;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
     this.server.log.info(this.fields, 'connection opened');
-    this.process = service.attach({ mm: this.mm, id: this.id, peer: this.peer.name, logs: this, argsC, account: this.account });
+    this.process = service.attach({
+      mm: this.mm,
+      id: this.id,
+      peer: this.peer.name,
+      logs: this,
+      argsC,
+      account: this.account,
+    });
   }
 
   /** Leaves the handshake phase (accepted or closed); runs once. */

@@ -16,7 +16,16 @@ import { deadline, startTimedOut } from './deadline.js';
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
 import type { CloseInfo, MiddleMan } from './mm.js';
-import { ModuleError, serviceCode, serviceLimits, verifierFor, workerModule, type ServiceCode, type ServiceDefinition, type ServiceLimits } from './modules.js';
+import {
+  ModuleError,
+  serviceCode,
+  serviceLimits,
+  verifierFor,
+  workerModule,
+  type ServiceCode,
+  type ServiceDefinition,
+  type ServiceLimits,
+} from './modules.js';
 import type { ScramVerifier } from './auth/scram.js';
 import type { WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type HandlerExit, type MailboxLimits, type ServiceContext } from './runtime.js';
@@ -140,7 +149,12 @@ export class Service {
   }
 
   /** Loads a service's code and starts it. Throws (with the reason) if it cannot start. */
-  static async start(def: ServiceDefinition, codePath: readonly string[], settings: SupervisionSettings, log: Logger): Promise<Service> {
+  static async start(
+    def: ServiceDefinition,
+    codePath: readonly string[],
+    settings: SupervisionSettings,
+    log: Logger,
+  ): Promise<Service> {
     const verifier = await verifierFor(def);
     if (def.isolation === 'worker') {
       const where = workerModule(def, codePath);
@@ -175,7 +189,15 @@ export class Service {
   attach(a: Attachment): ProcessHandle {
     if (this.pool) return this.pool.attach(a);
     const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.mailboxLimits, a.account);
-    mailbox.done = runHandler((this.code as ServiceCode).handler, mailbox, a.mm, a.argsC, this.args, new HandlerContext(this, a.logs), this);
+    mailbox.done = runHandler(
+      (this.code as ServiceCode).handler,
+      mailbox,
+      a.mm,
+      a.argsC,
+      this.args,
+      new HandlerContext(this, a.logs),
+      this,
+    );
     return mailbox;
   }
 
@@ -197,7 +219,8 @@ export class Service {
     if (this.status === 'down' || this.shuttingDown) return;
     const reason = why instanceof Error ? why.message : String(why);
     const now = Date.now();
-    while (this.restartTimes.length > 0 && now - (this.restartTimes[0] as number) > this.settings.restartPeriod) this.restartTimes.shift();
+    while (this.restartTimes.length > 0 && now - (this.restartTimes[0] as number) > this.settings.restartPeriod)
+      this.restartTimes.shift();
     if (this.restartTimes.length >= this.settings.restartIntensity) {
       this.status = 'down';
       this.log.error(
@@ -210,7 +233,10 @@ export class Service {
     }
     this.restartTimes.push(now);
     this.restarts++;
-    this.log.warn({ err: why instanceof Error ? why : undefined, restart: this.restartTimes.length }, `service failed, restarting: ${reason}`);
+    this.log.warn(
+      { err: why instanceof Error ? why : undefined, restart: this.restartTimes.length },
+      `service failed, restarting: ${reason}`,
+    );
     if (this.pool) {
       // Each worker that dies is replaced (a restart replaces the ones dead at that moment).
       this.pool.replaceDead().catch((err: unknown) => this.fail(err));
@@ -243,8 +269,14 @@ export class Service {
 
   /** A service that is down is tried again later: service_retry_delay, doubled for each try that failed. */
   private scheduleRetry(): void {
-    const delay = Math.min(this.settings.serviceRetryMaxDelay, this.settings.serviceRetryDelay * 2 ** Math.min(this.retries, 30));
-    this.log.warn({ delay, tries: this.retries }, `service ${this.name} is down: trying to start it again in ${delay} ms`);
+    const delay = Math.min(
+      this.settings.serviceRetryMaxDelay,
+      this.settings.serviceRetryDelay * 2 ** Math.min(this.retries, 30),
+    );
+    this.log.warn(
+      { delay, tries: this.retries },
+      `service ${this.name} is down: trying to start it again in ${delay} ms`,
+    );
     this.retryTimer = setTimeout(() => void this.retry(), delay);
     this.retryTimer.unref();
   }
@@ -256,7 +288,10 @@ export class Service {
     try {
       await this.restart();
     } catch (err) {
-      this.log.error({ err }, `service ${this.name} failed to start again: ${err instanceof Error ? err.message : String(err)}`);
+      this.log.error(
+        { err },
+        `service ${this.name} failed to start again: ${err instanceof Error ? err.message : String(err)}`,
+      );
       if (!this.shuttingDown) this.scheduleRetry();
       return;
     }
@@ -270,7 +305,11 @@ export class Service {
 
   /** Why a new connection cannot have this service, or null. */
   refusal(): { reason: CloseReason; text: string } | null {
-    if (this.status === 'down') return { reason: 'serviceDown', text: `service ${this.name} is down after repeated failures; see the server log` };
+    if (this.status === 'down')
+      return {
+        reason: 'serviceDown',
+        text: `service ${this.name} is down after repeated failures; see the server log`,
+      };
     return null;
   }
 
@@ -295,7 +334,12 @@ export class Service {
  * Starts every service. Throws a `badConfig` ChanError naming each service that cannot start; the ones already
  * started are stopped again first.
  */
-export async function startServices(defs: readonly ServiceDefinition[], codePath: readonly string[], settings: SupervisionSettings, log: Logger): Promise<Service[]> {
+export async function startServices(
+  defs: readonly ServiceDefinition[],
+  codePath: readonly string[],
+  settings: SupervisionSettings,
+  log: Logger,
+): Promise<Service[]> {
   const problems: string[] = [];
   const started: Service[] = [];
   for (const def of defs) {

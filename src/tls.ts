@@ -25,8 +25,10 @@ export const CERT_EXPIRY_WARNING_DAYS = 30;
  */
 export function certificateProblem(certPem: string, now = Date.now()): string | null {
   const { validFrom, validTo } = certificateValidity(certPem);
-  if (now > validTo.getTime()) return `the certificate expired on ${validTo.toISOString()}: renew it (chan certs makes one)`;
-  if (now < validFrom.getTime()) return `the certificate is not valid until ${validFrom.toISOString()}: check the clock, or its dates`;
+  if (now > validTo.getTime())
+    return `the certificate expired on ${validTo.toISOString()}: renew it (chan certs makes one)`;
+  if (now < validFrom.getTime())
+    return `the certificate is not valid until ${validFrom.toISOString()}: check the clock, or its dates`;
   return null;
 }
 
@@ -117,7 +119,10 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger, gate
         const admitted = gate(raw.remoteAddress ?? '?', () => raw.destroy());
         if (typeof admitted === 'string') {
           if (refusing >= settings.maxRefusing) {
-            failures.note({ peer: key }, `refusing connections: ${admitted}; too many refusals in their TLS handshake to tell this one`);
+            failures.note(
+              { peer: key },
+              `refusing connections: ${admitted}; too many refusals in their TLS handshake to tell this one`,
+            );
             raw.destroy();
             return;
           }
@@ -145,7 +150,10 @@ export function tlsServerTransport(initial: TlsServerSettings, log: Logger, gate
         onConnection(socket, peer, entry?.admitted);
       });
       server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
-        failures.note({ peer: peerInfo(socket).name, code: err.code }, `TLS handshake failed: ${describeServerTlsError(err)}`);
+        failures.note(
+          { peer: peerInfo(socket).name, code: err.code },
+          `TLS handshake failed: ${describeServerTlsError(err)}`,
+        );
         socket.destroy();
       });
       return listenOn(server, host, port).then((l) => ({
@@ -201,22 +209,48 @@ export function tlsClientTransport(o: TlsClientOptions): Transport {
 }
 
 const UNTRUSTED = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
 ]);
 
 /** lib-chan's word and a sentence for a TLS (or socket) error. */
 export function describeTlsError(err: NodeJS.ErrnoException): { code: ErrorCode; text: string } {
   const code = err.code ?? '';
-  if (UNTRUSTED.has(code)) return { code: 'tlsFailed', text: `the server's certificate is not signed by a CA we trust (${code}); pass its CA (--ca)` };
-  if (code === 'CERT_HAS_EXPIRED') return { code: 'tlsFailed', text: "the server's certificate has expired (CERT_HAS_EXPIRED)" };
-  if (code === 'CERT_NOT_YET_VALID') return { code: 'tlsFailed', text: "the server's certificate is not valid yet (CERT_NOT_YET_VALID)" };
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return { code: 'tlsFailed', text: `the server's certificate is not for this host name: ${err.message}` };
-  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST') {
-    return { code: 'tlsFailed', text: `the other side does not speak TLS (${code}): a plaintext lib-chan port? connect without TLS` };
+  if (UNTRUSTED.has(code))
+    return {
+      code: 'tlsFailed',
+      text: `the server's certificate is not signed by a CA we trust (${code}); pass its CA (--ca)`,
+    };
+  if (code === 'CERT_HAS_EXPIRED')
+    return { code: 'tlsFailed', text: "the server's certificate has expired (CERT_HAS_EXPIRED)" };
+  if (code === 'CERT_NOT_YET_VALID')
+    return { code: 'tlsFailed', text: "the server's certificate is not valid yet (CERT_NOT_YET_VALID)" };
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return { code: 'tlsFailed', text: `the server's certificate is not for this host name: ${err.message}` };
+  if (
+    code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+    code === 'ERR_SSL_HTTP_REQUEST'
+  ) {
+    return {
+      code: 'tlsFailed',
+      text: `the other side does not speak TLS (${code}): a plaintext lib-chan port? connect without TLS`,
+    };
   }
-  if (/ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE)/.test(code)) {
-    return { code: 'tlsRejected', text: `the server rejected our client certificate (${code}); it wants one signed by its CA (--cert, --key)` };
+  if (
+    /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|ACCESS_DENIED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE)/.test(
+      code,
+    )
+  ) {
+    return {
+      code: 'tlsRejected',
+      text: `the server rejected our client certificate (${code}); it wants one signed by its CA (--cert, --key)`,
+    };
   }
   if (/^ERR_SSL_/.test(code)) return { code: 'tlsFailed', text: `TLS failed: ${err.message}` };
   return { code: socketErrorCode(err), text: err.message };
@@ -225,7 +259,11 @@ export function describeTlsError(err: NodeJS.ErrnoException): { code: ErrorCode;
 /** What a failed TLS handshake means, seen from the server. */
 function describeServerTlsError(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
-  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_HTTP_REQUEST' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+  if (
+    code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    code === 'ERR_SSL_HTTP_REQUEST' ||
+    code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG'
+  ) {
     return `the client does not speak TLS (${code}): a plaintext lib-chan client? it must connect with TLS`;
   }
   if (code === 'ECONNRESET') return 'the client went away during the TLS handshake';

@@ -34,7 +34,12 @@ export interface Transport {
   readonly name: string;
   listen(host: string, port: number, onConnection: OnConnection): Promise<Listening>;
   /** Opens a connection; rejects with a ChanError named by lib_chan's words (econnrefused, nxdomain, timeout, ...). */
-  connect(host: string, port: number, timeout: number, localAddress?: string): Promise<{ socket: Duplex; peer: string }>;
+  connect(
+    host: string,
+    port: number,
+    timeout: number,
+    localAddress?: string,
+  ): Promise<{ socket: Duplex; peer: string }>;
 }
 
 export function peerInfo(socket: net.Socket): PeerInfo {
@@ -49,7 +54,11 @@ export function listenOn(server: net.Server, host: string, port: number): Promis
     server.listen({ host, port }, () => {
       server.off('error', reject);
       const address = server.address() as net.AddressInfo;
-      resolve({ host: address.address, port: address.port, close: () => new Promise((done) => server.close(() => done())) });
+      resolve({
+        host: address.address,
+        port: address.port,
+        close: () => new Promise((done) => server.close(() => done())),
+      });
     });
   });
 }
@@ -94,6 +103,9 @@ export const tcp: Transport = {
   },
   connect(host, port, timeout, localAddress) {
     const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    return opened(socket, 'connect', { host, port, timeout, what: 'connection' }, (err) => ({ code: socketErrorCode(err), text: err.message }));
+    return opened(socket, 'connect', { host, port, timeout, what: 'connection' }, (err) => ({
+      code: socketErrorCode(err),
+      text: err.message,
+    }));
   },
 };

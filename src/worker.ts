@@ -15,7 +15,6 @@ import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
-
 function noPort(): never {
   throw new Error('worker.js runs only as a worker thread');
 }
@@ -23,9 +22,14 @@ const port = parentPort ?? noPort();
 const data = workerData as WorkerData;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
 const codec = msgpackCodec({ maxDepth: data.maxDepth });
-const log = pino({ level: data.logLevel, base: { service: data.service } }, { write: (line: string) => post({ t: 'log', line }) });
+const log = pino(
+  { level: data.logLevel, base: { service: data.service } },
+  { write: (line: string) => post({ t: 'log', line }) },
+);
 // As on the main thread under chan serve: a promise nobody awaits is logged, not fatal (docs/PROCESSES.md).
-process.on('unhandledRejection', (err) => log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'));
+process.on('unhandledRejection', (err) =>
+  log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'),
+);
 
 /** A mailbox's output: posted to the main thread, where the middle-man is. */
 class PortOutput implements MailboxOutput {
@@ -101,7 +105,11 @@ async function main(): Promise<void> {
   try {
     code = await importServiceCode(data.url, data.module, data.function, data.from);
   } catch (err) {
-    post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err), moduleError: err instanceof ModuleError });
+    post({
+      t: 'startFailed',
+      message: err instanceof Error ? err.message : String(err),
+      moduleError: err instanceof ModuleError,
+    });
     return;
   }
   const args = codec.decode(data.args);
@@ -118,7 +126,12 @@ async function main(): Promise<void> {
   }
   const handler = code.handler;
   const conns = new Map<number, { out: PortOutput; mailbox: Mailbox }>();
-  const ctx = (connLog: typeof log): ServiceContext => ({ service: data.service, limits: data.limits, state, log: connLog });
+  const ctx = (connLog: typeof log): ServiceContext => ({
+    service: data.service,
+    limits: data.limits,
+    state,
+    log: connLog,
+  });
 
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
@@ -132,7 +145,9 @@ async function main(): Promise<void> {
         conns.set(m.conn, { out, mailbox });
         void runHandler(handler, mailbox, out, codec.decode(m.argsC), args, ctx(connLog)).then((exit) => {
           conns.delete(m.conn);
-          post(exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text });
+          post(
+            exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text },
+          );
         });
         return;
       }

@@ -92,7 +92,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
 
   took(n: number): void {
     let released = 0;
-    for (let i = 0; i < n && this.sizesHead < this.sizes.length; i++) released += this.sizes[this.sizesHead++] as number;
+    for (let i = 0; i < n && this.sizesHead < this.sizes.length; i++)
+      released += this.sizes[this.sizesHead++] as number;
     if (this.sizesHead > 1024 && this.sizesHead * 2 > this.sizes.length) {
       this.sizes = this.sizes.slice(this.sizesHead);
       this.sizesHead = 0;
@@ -199,16 +200,22 @@ class WorkerThread {
    */
   private startWatchdog(): void {
     const block = this.pool.settings.handlerBlockTimeout;
-    this.watchdog = setInterval(() => {
-      const now = Date.now();
-      if (this.unansweredSince !== null && now - this.unansweredSince > block) {
-        this.ending = { reason: 'handlerTimeout', text: `a handler of this service ran for over handler_block_timeout (${block} ms) without yielding` };
-        void this.worker.terminate();
-        return;
-      }
-      this.unansweredSince ??= now;
-      this.post({ t: 'ping', seq: ++this.seq });
-    }, Math.max(10, Math.min(1000, block >> 2)));
+    this.watchdog = setInterval(
+      () => {
+        const now = Date.now();
+        if (this.unansweredSince !== null && now - this.unansweredSince > block) {
+          this.ending = {
+            reason: 'handlerTimeout',
+            text: `a handler of this service ran for over handler_block_timeout (${block} ms) without yielding`,
+          };
+          void this.worker.terminate();
+          return;
+        }
+        this.unansweredSince ??= now;
+        this.post({ t: 'ping', seq: ++this.seq });
+      },
+      Math.max(10, Math.min(1000, block >> 2)),
+    );
     this.watchdog.unref();
   }
 
@@ -258,7 +265,9 @@ class WorkerThread {
     if (this.watchdog) clearInterval(this.watchdog);
     const ending = this.ending ?? {
       reason: 'handlerError' as const,
-      text: this.error ? `the service's worker failed: ${this.error.message}` : `the service's worker exited (code ${code})`,
+      text: this.error
+        ? `the service's worker failed: ${this.error.message}`
+        : `the service's worker exited (code ${code})`,
     };
     for (const link of [...this.links.values()]) {
       link.a.mm.close(ending.reason, ending.text);
@@ -276,7 +285,13 @@ class WorkerThread {
   attach(a: Attachment): WorkerLink {
     const link = new WorkerLink(this, a, this.pool.settings);
     this.links.set(a.id, link);
-    this.post({ t: 'open', conn: a.id, argsC: this.pool.encodeTerm(a.argsC), peer: a.peer, peerMaxFrameSize: a.mm.peerMaxFrameSize });
+    this.post({
+      t: 'open',
+      conn: a.id,
+      argsC: this.pool.encodeTerm(a.argsC),
+      peer: a.peer,
+      peerMaxFrameSize: a.mm.peerMaxFrameSize,
+    });
     return link;
   }
 
@@ -383,7 +398,13 @@ export class WorkerPool {
     const thread = live[this.next++ % Math.max(1, live.length)];
     if (!thread) {
       a.mm.close('serviceDown', `service ${this.service} has no worker running`);
-      return { fromClient: () => {}, closed: () => {}, shed: () => {}, queued: 0, done: Promise.resolve({ ok: false, text: 'no worker' }) };
+      return {
+        fromClient: () => {},
+        closed: () => {},
+        shed: () => {},
+        queued: 0,
+        done: Promise.resolve({ ok: false, text: 'no worker' }),
+      };
     }
     return thread.attach(a);
   }

@@ -46,7 +46,10 @@ test('lists of a million empty maps (1 MiB on the wire, 67 MB decoded) are refus
     for (const a of attackers) a.write(frame);
     const closes = await Promise.all(attackers.map((a) => a.closeMessage()));
     const grew = (process.memoryUsage().heapUsed - before) / 2 ** 20;
-    t.deepEqual(closes.map((c) => c?.reason), Array(10).fill('frameTooLarge'));
+    t.deepEqual(
+      closes.map((c) => c?.reason),
+      Array(10).fill('frameTooLarge'),
+    );
     t.regex(closes[0]?.text ?? '', new RegExp(`more than ${decodedSizeLimit(1024 * 1024)} bytes once decoded`));
     t.true(grew < 100, `the heap grew by ${grew.toFixed(0)} MiB`);
   });
@@ -91,7 +94,10 @@ test("an answer over the client's own frame limit fails that rpc with {error, {f
     await writer.rpc(tuple(atom('store'), atom('big'), 'x'.repeat(5000)));
     // This client accepts frames of 1 KiB only, and says so in its startService (carried through SCRAM).
     const small = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { maxFrameSize: 1024 });
-    t.regex(formatTerm(await small.rpc(tuple(atom('lookup'), atom('big')))), /^\{error,\{frameTooLarge,"message of \d+ bytes is over the peer's max_frame_size of 1024"\}\}$/);
+    t.regex(
+      formatTerm(await small.rpc(tuple(atom('lookup'), atom('big')))),
+      /^\{error,\{frameTooLarge,"message of \d+ bytes is over the peer's max_frame_size of 1024"\}\}$/,
+    );
     t.is(await small.rpc(tuple(atom('store'), atom('small'), 1)), true);
     t.is(formatTerm(await small.rpc(tuple(atom('lookup'), atom('small')))), '{ok,1}');
     await Promise.all([writer.close(), small.close()]);
@@ -103,7 +109,10 @@ test('the name server keeps at most store_max_bytes: a store past it is answered
     const ch = await connect('127.0.0.1', server.port, 'open', null);
     const value = 'v'.repeat(30_000);
     for (const k of ['a', 'b', 'c']) t.is(await ch.rpc(tuple(atom('store'), atom(k), value)), true);
-    t.regex(formatTerm(await ch.rpc(tuple(atom('store'), atom('d'), value))), /^\{error,\{storeFull,"not stored: the store would hold \d+ bytes, over store_max_bytes \(100000\)"\}\}$/);
+    t.regex(
+      formatTerm(await ch.rpc(tuple(atom('store'), atom('d'), value))),
+      /^\{error,\{storeFull,"not stored: the store would hold \d+ bytes, over store_max_bytes \(100000\)"\}\}$/,
+    );
     t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), atom('d')))), 'undefined');
     t.is(await ch.rpc(tuple(atom('store'), atom('a'), 'small now')), true); // a replacement frees what it replaces
     t.is(await ch.rpc(tuple(atom('store'), atom('d'), value)), true);
@@ -135,49 +144,70 @@ async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((r) => setTimeout(r, 5));
 }
 
-test("a mailbox stops its socket at mailbox_high_water_bytes of decoded size, and loses nothing when the handler catches up", async (t) => {
+test('a mailbox stops its socket at mailbox_high_water_bytes of decoded size, and loses nothing when the handler catches up', async (t) => {
   const g = gated();
-  await besideBystander(t, [BOOK_SERVICE, service('slow', g.handler)], { mailboxHighWaterBytes: 512 * 1024 }, async (server) => {
-    const ch = await connect('127.0.0.1', server.port, 'slow', null, null, { rpcTimeout: 30_000 });
-    const chunk = Buffer.alloc(100 * 1024, 1);
-    for (let i = 0; i < 40; i++) ch.cast(chunk);
-    const finished = ch.rpc('last');
-    await until(() => server.stats().heldBytes >= 512 * 1024);
-    await new Promise((r) => setTimeout(r, 100)); // time to read more, were it reading
-    const held = server.stats().heldBytes;
-    // Paused once 512 KiB were waiting: at most one message over it (and the frame being received).
-    t.true(held < 512 * 1024 + 2 * (chunk.length + 1024), `${held} bytes held`);
-    t.true(server.stats().queuedMessages < 10);
-    g.open();
-    t.is(await finished, 'done');
-    await until(() => server.stats().heldBytes === 0);
-    await ch.close();
-  });
+  await besideBystander(
+    t,
+    [BOOK_SERVICE, service('slow', g.handler)],
+    { mailboxHighWaterBytes: 512 * 1024 },
+    async (server) => {
+      const ch = await connect('127.0.0.1', server.port, 'slow', null, null, { rpcTimeout: 30_000 });
+      const chunk = Buffer.alloc(100 * 1024, 1);
+      for (let i = 0; i < 40; i++) ch.cast(chunk);
+      const finished = ch.rpc('last');
+      await until(() => server.stats().heldBytes >= 512 * 1024);
+      await new Promise((r) => setTimeout(r, 100)); // time to read more, were it reading
+      const held = server.stats().heldBytes;
+      // Paused once 512 KiB were waiting: at most one message over it (and the frame being received).
+      t.true(held < 512 * 1024 + 2 * (chunk.length + 1024), `${held} bytes held`);
+      t.true(server.stats().queuedMessages < 10);
+      g.open();
+      t.is(await finished, 'done');
+      await until(() => server.stats().heldBytes === 0);
+      await ch.close();
+    },
+  );
 });
 
 test('past max_queued_bytes the connection holding the most is dropped with overloaded; the total stays bounded; the neighbour is not touched', async (t) => {
   const limit = 4 * 1024 * 1024;
   const g = gated();
-  await besideBystander(t, [BOOK_SERVICE, service('slow', g.handler)], { maxQueuedBytes: limit, mailboxHighWaterBytes: 2 * limit }, async (server) => {
-    let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, server.stats().heldBytes)), 1);
-    const chunk = Buffer.alloc(700 * 1024, 2);
-    const attackers = await Promise.all(Array.from({ length: 8 }, () => connect('127.0.0.1', server.port, 'slow', null)));
-    // Each sends more than its share: together ten times the budget.
-    for (const a of attackers) for (let i = 0; i < 6; i++) a.cast(chunk);
-    await until(() => server.stats().shed >= 1);
-    // Once the attackers have sent all they could, the handler takes again: the ones still open carry on.
-    await new Promise((r) => setTimeout(r, 200));
-    clearInterval(sampler);
-    g.open();
-    const reasons = await Promise.all(attackers.map((a) => a.flush({ timeout: 20_000 }).then(() => 'open', (err: ChanError) => err.reason ?? err.code)));
-    t.true(reasons.includes('overloaded'), reasons.join(' '));
-    t.true(reasons.includes('open'), reasons.join(' '));
-    // The budget, plus what one turn of the event loop can add before shedding runs (a chunk's frames).
-    t.true(peak <= limit + 2 * chunk.length, `peak ${peak} bytes held for a budget of ${limit}`);
-    t.log(`peak ${(peak / 2 ** 20).toFixed(2)} MiB held for a budget of ${limit / 2 ** 20} MiB; ${server.stats().shed} connection(s) shed: ${reasons.join(' ')}`);
-    await Promise.all(attackers.map((a) => a.close()));
-  });
+  await besideBystander(
+    t,
+    [BOOK_SERVICE, service('slow', g.handler)],
+    { maxQueuedBytes: limit, mailboxHighWaterBytes: 2 * limit },
+    async (server) => {
+      let peak = 0;
+      const sampler = setInterval(() => (peak = Math.max(peak, server.stats().heldBytes)), 1);
+      const chunk = Buffer.alloc(700 * 1024, 2);
+      const attackers = await Promise.all(
+        Array.from({ length: 8 }, () => connect('127.0.0.1', server.port, 'slow', null)),
+      );
+      // Each sends more than its share: together ten times the budget.
+      for (const a of attackers) for (let i = 0; i < 6; i++) a.cast(chunk);
+      await until(() => server.stats().shed >= 1);
+      // Once the attackers have sent all they could, the handler takes again: the ones still open carry on.
+      await new Promise((r) => setTimeout(r, 200));
+      clearInterval(sampler);
+      g.open();
+      const reasons = await Promise.all(
+        attackers.map((a) =>
+          a.flush({ timeout: 20_000 }).then(
+            () => 'open',
+            (err: ChanError) => err.reason ?? err.code,
+          ),
+        ),
+      );
+      t.true(reasons.includes('overloaded'), reasons.join(' '));
+      t.true(reasons.includes('open'), reasons.join(' '));
+      // The budget, plus what one turn of the event loop can add before shedding runs (a chunk's frames).
+      t.true(peak <= limit + 2 * chunk.length, `peak ${peak} bytes held for a budget of ${limit}`);
+      t.log(
+        `peak ${(peak / 2 ** 20).toFixed(2)} MiB held for a budget of ${limit / 2 ** 20} MiB; ${server.stats().shed} connection(s) shed: ${reasons.join(' ')}`,
+      );
+      await Promise.all(attackers.map((a) => a.close()));
+    },
+  );
 });
 
 test('a reader cut off for slowConsumer learns why when it reads again: the close frame goes ahead of the queue', async (t) => {
@@ -192,17 +222,22 @@ test('a reader cut off for slowConsumer learns why when it reads again: the clos
     }
     for await (const m of mm) if (m.type === 'chan_closed') ended(m.reason);
   };
-  await besideBystander(t, [BOOK_SERVICE, service('flood', flood)], { sendBufferLimit: 4 * 1024 * 1024 }, async (server) => {
-    const c = await RawClient.started(server.port, 'flood');
-    c.socket.pause();
-    t.is(await end, 'slowConsumer');
-    c.socket.resume();
-    const close = await c.closeMessage();
-    t.is(close?.reason, 'slowConsumer');
-    // What was still queued (up to send_buffer_limit) was dropped for it: only what the kernel held came first.
-    const arrived = c.messages.filter((m) => m.kind === 'push').length;
-    t.true(arrived < pushed - 16, `${arrived} of ${pushed} pushes of 64 KiB arrived before the close`);
-  });
+  await besideBystander(
+    t,
+    [BOOK_SERVICE, service('flood', flood)],
+    { sendBufferLimit: 4 * 1024 * 1024 },
+    async (server) => {
+      const c = await RawClient.started(server.port, 'flood');
+      c.socket.pause();
+      t.is(await end, 'slowConsumer');
+      c.socket.resume();
+      const close = await c.closeMessage();
+      t.is(close?.reason, 'slowConsumer');
+      // What was still queued (up to send_buffer_limit) was dropped for it: only what the kernel held came first.
+      const arrived = c.messages.filter((m) => m.kind === 'push').length;
+      t.true(arrived < pushed - 16, `${arrived} of ${pushed} pushes of 64 KiB arrived before the close`);
+    },
+  );
 });
 
 test('chan cast exits 0 only once the server confirmed reading: through a proxy that drops the cast and resets, exit 1', async (t) => {
@@ -227,7 +262,14 @@ test('chan cast exits 0 only once the server confirmed reading: through a proxy 
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     t.teardown(() => proxy.close());
-    const dropped = await run(['cast', '127.0.0.1', String((proxy.address() as net.AddressInfo).port), 'nameServer', 'ABXy45', '{store, lost, 1}.']);
+    const dropped = await run([
+      'cast',
+      '127.0.0.1',
+      String((proxy.address() as net.AddressInfo).port),
+      'nameServer',
+      'ABXy45',
+      '{store, lost, 1}.',
+    ]);
     t.is(dropped.status, 1);
     t.regex(dropped.stderr, /^chan: (closed|peerClosed|socketError): /);
     const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
@@ -267,31 +309,49 @@ function squat(port: number, addresses: string[], each: number): { opened: () =>
   };
 }
 
-for (const [attackers, overTls, each] of [[1, false, 80], [16, false, 8], [64, false, 1], [1, true, 80], [16, true, 8]] as const) {
+for (const [attackers, overTls, each] of [
+  [1, false, 80],
+  [16, false, 8],
+  [64, false, 1],
+  [1, true, 80],
+  [16, true, 8],
+] as const) {
   test(`with ${attackers} address${attackers > 1 ? 'es' : ''} holding every place of the handshake (${each} each)${overTls ? ' over TLS' : ''}, clients from 100 other addresses all get in`, async (t) => {
     const tls = overTls ? { tls: serverTls() } : {};
-    await besideBystander(t, [{ ...BOOK_SERVICE, secret: null }], { maxUnauthenticated: 64, handshakeTimeout: 10_000, tlsHandshakeTimeout: 10_000, ...tls }, async (server) => {
-      const flood = squat(server.port, Array.from({ length: attackers }, (_, i) => `127.0.1.${i + 1}`), each);
-      while (server.stats().unauthenticated < (attackers === 1 ? 32 : 64)) await new Promise((r) => setTimeout(r, 5));
-      const results = await Promise.all(
-        Array.from({ length: 100 }, async (_, i) => {
-          try {
-            const ch = await connect('127.0.0.1', server.port, 'nameServer', null, null, {
-              localAddress: `127.0.2.${i + 1}`,
-              ...(overTls ? { tls: { ca: fixtures().ca.certPem } } : {}),
-            });
-            await ch.close();
-            return 'ok';
-          } catch (err) {
-            return (err as ChanError).code;
-          }
-        }),
-      );
-      flood.stop();
-      const ok = results.filter((r) => r === 'ok').length;
-      t.true(ok >= 99, `${ok} of 100 got in: ${[...new Set(results)].join(', ')}`);
-      t.log(`${ok} of 100 clients got in while ${attackers} address(es) opened ${flood.opened()} silent connections; ${server.stats().evicted} pushed out, ${server.stats().refused} refused`);
-    }, overTls ? { tls: { ca: fixtures().ca.certPem } } : {});
+    await besideBystander(
+      t,
+      [{ ...BOOK_SERVICE, secret: null }],
+      { maxUnauthenticated: 64, handshakeTimeout: 10_000, tlsHandshakeTimeout: 10_000, ...tls },
+      async (server) => {
+        const flood = squat(
+          server.port,
+          Array.from({ length: attackers }, (_, i) => `127.0.1.${i + 1}`),
+          each,
+        );
+        while (server.stats().unauthenticated < (attackers === 1 ? 32 : 64)) await new Promise((r) => setTimeout(r, 5));
+        const results = await Promise.all(
+          Array.from({ length: 100 }, async (_, i) => {
+            try {
+              const ch = await connect('127.0.0.1', server.port, 'nameServer', null, null, {
+                localAddress: `127.0.2.${i + 1}`,
+                ...(overTls ? { tls: { ca: fixtures().ca.certPem } } : {}),
+              });
+              await ch.close();
+              return 'ok';
+            } catch (err) {
+              return (err as ChanError).code;
+            }
+          }),
+        );
+        flood.stop();
+        const ok = results.filter((r) => r === 'ok').length;
+        t.true(ok >= 99, `${ok} of 100 got in: ${[...new Set(results)].join(', ')}`);
+        t.log(
+          `${ok} of 100 clients got in while ${attackers} address(es) opened ${flood.opened()} silent connections; ${server.stats().evicted} pushed out, ${server.stats().refused} refused`,
+        );
+      },
+      overTls ? { tls: { ca: fixtures().ca.certPem } } : {},
+    );
   });
 }
 
@@ -306,7 +366,10 @@ test('two clients sending the costliest frames a server accepts, back to back, l
       maps.push(Buffer.concat([Buffer.from([0x81, 0xa0 | k.length]), k, Buffer.from([0xc0])]));
     }
     const keyed = rebuild(maps);
-    const attackers = await Promise.all([RawClient.started(server.port, 'open'), RawClient.started(server.port, 'open')]);
+    const attackers = await Promise.all([
+      RawClient.started(server.port, 'open'),
+      RawClient.started(server.port, 'open'),
+    ]);
     const until = Date.now() + 2000;
     let sent = 0;
     await Promise.all(
@@ -358,19 +421,24 @@ test('two flushes in a row while the server has much queued for the client: both
     for (let i = 0; i < 20; i++) mm.push('z'.repeat(500_000));
     for await (const m of mm) if (m.type === 'chan_closed') return;
   };
-  await besideBystander(t, [BOOK_SERVICE, service('p', pusher)], { sendBufferLimit: 32 * 1024 * 1024 }, async (server) => {
-    const ch = await connect('127.0.0.1', server.port, 'p', null, null, { rpcTimeout: 10_000 });
-    const reading = (async () => {
-      for await (const _ of ch);
-    })();
-    ch.cast('a');
-    const first = ch.flush();
-    ch.cast('b');
-    const second = ch.flush();
-    await t.notThrowsAsync(Promise.all([first, second]));
-    await ch.close();
-    await reading;
-  });
+  await besideBystander(
+    t,
+    [BOOK_SERVICE, service('p', pusher)],
+    { sendBufferLimit: 32 * 1024 * 1024 },
+    async (server) => {
+      const ch = await connect('127.0.0.1', server.port, 'p', null, null, { rpcTimeout: 10_000 });
+      const reading = (async () => {
+        for await (const _ of ch);
+      })();
+      ch.cast('a');
+      const first = ch.flush();
+      ch.cast('b');
+      const second = ch.flush();
+      await t.notThrowsAsync(Promise.all([first, second]));
+      await ch.close();
+      await reading;
+    },
+  );
 });
 
 test('a 1 MiB frame sent a byte at a time makes the server hold at most twice what has arrived (or 64 KiB)', async (t) => {

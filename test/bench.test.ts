@@ -22,12 +22,35 @@ test('the histogram keeps percentiles within 0.1% over six orders of magnitude',
 });
 
 test('chan bench runs every scenario against chan serve, checks every answer, and reports them', async (t) => {
-  const { child, port } = await serve([], { CHAN_MAX_UNAUTHENTICATED: '200', CHAN_MAX_UNAUTHENTICATED_PER_ADDRESS: '200' });
+  const { child, port } = await serve([], {
+    CHAN_MAX_UNAUTHENTICATED: '200',
+    CHAN_MAX_UNAUTHENTICATED_PER_ADDRESS: '200',
+  });
   t.teardown(() => child.kill('SIGKILL'));
-  const r = await run(['bench', '--json', '-n', '300', '-c', '1,4', '--idle', '40', '--keys', '50', '--server-pid', String(child.pid), 'localhost', String(port), 'nameServer', 'ABXy45']);
+  const r = await run([
+    'bench',
+    '--json',
+    '-n',
+    '300',
+    '-c',
+    '1,4',
+    '--idle',
+    '40',
+    '--keys',
+    '50',
+    '--server-pid',
+    String(child.pid),
+    'localhost',
+    String(port),
+    'nameServer',
+    'ABXy45',
+  ]);
   t.is(r.status, 0, r.stderr);
   const results = JSON.parse(r.stdout) as ScenarioResult[];
-  t.deepEqual(results.map((x) => x.name), ['rpc -c 1', 'rpc -c 4', 'pipeline -w 64', 'cast', 'connect -c 1', 'connect -c 4', 'idle 40']);
+  t.deepEqual(
+    results.map((x) => x.name),
+    ['rpc -c 1', 'rpc -c 4', 'pipeline -w 64', 'cast', 'connect -c 1', 'connect -c 4', 'idle 40'],
+  );
   for (const x of results) {
     t.is(x.errors, 0, x.name);
     t.true(x.opsPerSec > 0, x.name);
@@ -35,7 +58,19 @@ test('chan bench runs every scenario against chan serve, checks every answer, an
     t.true(typeof x.serverCpuUs === 'number', x.name);
   }
   t.true(typeof results.at(-1)?.bytesPerConnection === 'number');
-  const table = await run(['bench', '-n', '50', '--scenario', 'rpc', '-c', '1', 'localhost', String(port), 'nameServer', 'ABXy45']);
+  const table = await run([
+    'bench',
+    '-n',
+    '50',
+    '--scenario',
+    'rpc',
+    '-c',
+    '1',
+    'localhost',
+    String(port),
+    'nameServer',
+    'ABXy45',
+  ]);
   t.regex(table.stdout, /^scenario +ops\/s +p50 +p90 +p99 +p99\.9 +max +client us\/op +server us\/op\nrpc -c 1 +\d+/);
 });
 

@@ -66,7 +66,9 @@ test("the README's library example runs as written", async (t) => {
   const server = await bookServer();
   t.teardown(() => server.close());
   const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-    const child = spawn(process.execPath, ['examples/kvs-session.mjs'], { env: { ...process.env, CHAN_PORT: String(server.port) } });
+    const child = spawn(process.execPath, ['examples/kvs-session.mjs'], {
+      env: { ...process.env, CHAN_PORT: String(server.port) },
+    });
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.on('close', (code) => resolve({ code, stdout }));

@@ -18,7 +18,12 @@ const LIMITS = { maxQueuedBytes: 32 * MiB, storeMaxBytes: 16 * MiB, maxFrameSize
  * docs/SECURITY.md, "Memory ceiling": 96 MiB, plus max_queued_bytes, plus store_max_bytes for the one name server,
  * plus 128 x max_frame_size (decoded frames on their way, and their garbage), plus 64 KiB a connection.
  */
-const CEILING = 96 * MiB + LIMITS.maxQueuedBytes + LIMITS.storeMaxBytes + 128 * LIMITS.maxFrameSize + LIMITS.maxConnections * 64 * 1024;
+const CEILING =
+  96 * MiB +
+  LIMITS.maxQueuedBytes +
+  LIMITS.storeMaxBytes +
+  128 * LIMITS.maxFrameSize +
+  LIMITS.maxConnections * 64 * 1024;
 
 function rss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -27,7 +32,12 @@ function rss(pid: number): number {
 
 /** `["cast", {store, k, List}]` where List is a list of n empty maps: 1 MiB on the wire, 64 MiB decoded. */
 function amplifier(n: number): Buffer {
-  const payload = Buffer.concat([Buffer.from([0x92, 0xa4, ...Buffer.from('cast'), 0xc9]), Buffer.alloc(5), Buffer.from([0xdd, 0, 0, 0, 0]), Buffer.alloc(n, 0x80)]);
+  const payload = Buffer.concat([
+    Buffer.from([0x92, 0xa4, ...Buffer.from('cast'), 0xc9]),
+    Buffer.alloc(5),
+    Buffer.from([0xdd, 0, 0, 0, 0]),
+    Buffer.alloc(n, 0x80),
+  ]);
   payload.writeUInt32BE(n + 5, 6);
   payload[10] = 2;
   payload.writeUInt32BE(n, 12);
@@ -55,7 +65,12 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
   let running = true;
   const attacks: Promise<unknown>[] = [];
   const repeat = (n: number, f: () => Promise<unknown>): void => {
-    for (let i = 0; i < n; i++) attacks.push((async () => { while (running) await f().catch(() => {}); })());
+    for (let i = 0; i < n; i++)
+      attacks.push(
+        (async () => {
+          while (running) await f().catch(() => {});
+        })(),
+      );
   };
   const open = (): Promise<Channel> => connect('127.0.0.1', port, 'nameServer', 'ABXy45', null, { rpcTimeout: 2000 });
   // 1. Frames that decode to 64 MiB each, from four connections at a time.
@@ -86,7 +101,8 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
   repeat(6, async () => {
     const ch = await open();
     (ch as unknown as { link: { mm: { pauseReading(): void } } }).link.mm.pauseReading();
-    for (let i = 0; i < 200 && running && !ch.isClosed; i++) ch.rpc(tuple(atom('lookup'), atom('big')), { timeout: 60_000 }).catch(() => {});
+    for (let i = 0; i < 200 && running && !ch.isClosed; i++)
+      ch.rpc(tuple(atom('lookup'), atom('big')), { timeout: 60_000 }).catch(() => {});
     await ch.closed;
   });
   // 5. Silent connections holding the places of the handshake.
@@ -106,8 +122,13 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
   t.deepEqual(wrong, []);
   t.true(answers > 50, `${answers} answers`);
   t.true(slowest < 1000, `the neighbour waited ${slowest} ms`);
-  t.true(peak < CEILING, `peak RSS ${(peak / MiB).toFixed(0)} MiB over the ceiling of ${(CEILING / MiB).toFixed(0)} MiB`);
-  t.log(`peak RSS ${(peak / MiB).toFixed(0)} MiB (ceiling ${(CEILING / MiB).toFixed(0)} MiB); the neighbour got ${answers} answers, slowest ${slowest} ms`);
+  t.true(
+    peak < CEILING,
+    `peak RSS ${(peak / MiB).toFixed(0)} MiB over the ceiling of ${(CEILING / MiB).toFixed(0)} MiB`,
+  );
+  t.log(
+    `peak RSS ${(peak / MiB).toFixed(0)} MiB (ceiling ${(CEILING / MiB).toFixed(0)} MiB); the neighbour got ${answers} answers, slowest ${slowest} ms`,
+  );
   await Promise.race([Promise.all(attacks), new Promise((r) => setTimeout(r, 5000))]);
   await neighbour.close();
   await seed.close().catch(() => {});

@@ -7,7 +7,19 @@ import { tempDir } from './helpers.js';
 
 test('chan certs writes a CA, a server certificate for the hosts and client certificates, keys 0600', async (t) => {
   const out = tempDir();
-  const r = await run(['certs', '--out', out, '--hosts', 'localhost,127.0.0.1,chan.example', '--days', '30', '--client', 'ops', '--client', 'dev']);
+  const r = await run([
+    'certs',
+    '--out',
+    out,
+    '--hosts',
+    'localhost,127.0.0.1,chan.example',
+    '--days',
+    '30',
+    '--client',
+    'ops',
+    '--client',
+    'dev',
+  ]);
   t.is(r.status, 0, r.stderr);
   const ca = new X509Certificate(readFileSync(path.join(out, 'ca.pem')));
   const server = new X509Certificate(readFileSync(path.join(out, 'server.pem')));
@@ -55,13 +67,41 @@ test("the TLS quick start: chan certs, chan serve conf/lib_chan.tls.conf's shape
   const dir = tempDir();
   t.is((await run(['certs', '--out', path.join(dir, 'certs')])).status, 0);
   const conf = readFileSync('conf/lib_chan.tls.conf', 'utf8');
-  writeFileSync(path.join(dir, 'conf.conf'), conf.replace('{port, 1234}', '{port, 0}').replaceAll('../certs/', 'certs/'));
+  writeFileSync(
+    path.join(dir, 'conf.conf'),
+    conf.replace('{port, 1234}', '{port, 0}').replaceAll('../certs/', 'certs/'),
+  );
   const { serve } = await import('./cli-helpers.js');
   const { child, port } = await serve([path.join(dir, 'conf.conf')]);
   t.teardown(() => child.kill('SIGKILL'));
   const ca = path.join(dir, 'certs', 'ca.pem');
-  t.is((await run(['cast', '--tls', '--ca', ca, 'localhost', String(port), 'nameServer', 'ABXy45', '{store, joe, "writing a book"}.'])).status, 0);
-  const r = await run(['rpc', '--tls', '--ca', ca, 'localhost', String(port), 'nameServer', 'ABXy45', '{lookup, joe}.']);
+  t.is(
+    (
+      await run([
+        'cast',
+        '--tls',
+        '--ca',
+        ca,
+        'localhost',
+        String(port),
+        'nameServer',
+        'ABXy45',
+        '{store, joe, "writing a book"}.',
+      ])
+    ).status,
+    0,
+  );
+  const r = await run([
+    'rpc',
+    '--tls',
+    '--ca',
+    ca,
+    'localhost',
+    String(port),
+    'nameServer',
+    'ABXy45',
+    '{lookup, joe}.',
+  ]);
   t.is(r.stdout, '{ok,"writing a book"}\n', r.stderr);
   const plain = await run(['rpc', 'localhost', String(port), 'nameServer', 'ABXy45', '{lookup, joe}.']);
   t.is(plain.status, 1);

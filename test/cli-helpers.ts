@@ -25,8 +25,14 @@ export function run(args: string[], options: { input?: string; env?: Record<stri
 }
 
 /** `chan serve` on a free port; resolves once its "listening" line names the port. */
-export async function serve(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
-  const child = spawn(process.execPath, [CHAN, 'serve', ...args], { env: { ...process.env, CHAN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function serve(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
+  const child = spawn(process.execPath, [CHAN, 'serve', ...args], {
+    env: { ...process.env, CHAN_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));

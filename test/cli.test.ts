@@ -45,7 +45,9 @@ test('chan connect reads terms from piped stdin and exits 0 once every rpc is an
 test('chan connect: help lists the commands; a syntax error is reported and the session goes on', async (t) => {
   const { child, port } = await serve([]);
   t.teardown(() => child.kill('SIGKILL'));
-  const r = await run(['connect', 'localhost', String(port), ...BOOK], { input: 'help\n{lookup, joe\n}}.\n{lookup, jim}.\n' });
+  const r = await run(['connect', 'localhost', String(port), ...BOOK], {
+    input: 'help\n{lookup, joe\n}}.\n{lookup, jim}.\n',
+  });
   t.regex(r.stdout, /cast TERM\./);
   t.regex(r.stdout, /rpc TERM\./);
   t.regex(r.stderr, /^chan: syntax: line 2, column 2: unexpected '}' after the term$/m);
@@ -86,7 +88,10 @@ test('too few or too many arguments: the usage line of that command, exit 2', as
     [['serve', 'a.conf', 'b.conf'], 'chan serve [CONF]'],
     [['ping', 'localhost'], 'chan ping [options] HOST PORT'],
     [['rpc', 'localhost', '1234', 'nameServer', 'ABXy45'], 'chan rpc [options] HOST PORT SERVICE SECRET TERM...'],
-    [['connect', 'localhost', '1234', 'nameServer', 'ABXy45', 'extra'], 'chan connect [options] HOST PORT SERVICE SECRET'],
+    [
+      ['connect', 'localhost', '1234', 'nameServer', 'ABXy45', 'extra'],
+      'chan connect [options] HOST PORT SERVICE SECRET',
+    ],
   ] as const) {
     const r = await run([...args]);
     t.is(r.status, 2, args.join(' '));
@@ -95,7 +100,13 @@ test('too few or too many arguments: the usage line of that command, exit 2', as
 });
 
 test('a malformed config refuses to start with exit 2 and names every line', async (t) => {
-  const file = path.join(tempDir({ 'bad.conf': '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n' }), 'bad.conf');
+  const file = path.join(
+    tempDir({
+      'bad.conf':
+        '{port, 1234}.\n{service, nameServer, password, "x", mfa, mod_name_server, start_me_up}.\n{prot, 1}.\n',
+    }),
+    'bad.conf',
+  );
   const r = await run(['serve', file]);
   t.is(r.status, 2);
   t.is(
@@ -107,10 +118,16 @@ test('a malformed config refuses to start with exit 2 and names every line', asy
 });
 
 test('a service module that cannot be found refuses to start with exit 2', async (t) => {
-  const file = path.join(tempDir({ 'x.conf': '{port, 0}.\n{service, s, password, none, mfa, mod_missing, start_me_up, []}.\n' }), 'x.conf');
+  const file = path.join(
+    tempDir({ 'x.conf': '{port, 0}.\n{service, s, password, none, mfa, mod_missing, start_me_up, []}.\n' }),
+    'x.conf',
+  );
   const r = await run(['serve', file]);
   t.is(r.status, 2);
-  t.regex(r.stderr, /^chan: badConfig: cannot start:\n {2}service s: module 'mod_missing' is not built in and there is no mod_missing\.js in code_path/);
+  t.regex(
+    r.stderr,
+    /^chan: badConfig: cannot start:\n {2}service s: module 'mod_missing' is not built in and there is no mod_missing\.js in code_path/,
+  );
 });
 
 test('services are loaded from code_path (the examples folder)', async (t) => {
@@ -123,7 +140,13 @@ test('services are loaded from code_path (the examples folder)', async (t) => {
 });
 
 test('usage errors exit 2', async (t) => {
-  for (const args of [['rpc', 'localhost', '1234'], ['rpc', 'localhost', 'port', 's', 'x', 'y'], ['bogus'], ['rpc', 'h', '1', 's', 'x', '{a,'], ['--nope']]) {
+  for (const args of [
+    ['rpc', 'localhost', '1234'],
+    ['rpc', 'localhost', 'port', 's', 'x', 'y'],
+    ['bogus'],
+    ['rpc', 'h', '1', 's', 'x', '{a,'],
+    ['--nope'],
+  ]) {
     const r = await run(args);
     t.is(r.status, 2, args.join(' '));
     t.regex(r.stderr, /^chan: usage: /, args.join(' '));
@@ -184,7 +207,9 @@ test('--json: terms typed and printed as JSON, for rpc, cast and a session', asy
   t.is((await run(['cast', '--json', ...target, store])).status, 0);
   const r = await run(['rpc', '--json', ...target, '{"$tuple": [{"$atom": "lookup"}, {"$atom": "joe"}]}']);
   t.is(r.stdout, '{"$tuple":[{"$atom":"ok"},{"k":[1,"two"]}]}\n', r.stderr);
-  const s = await run(['connect', '--json', ...target], { input: 'rpc {"$tuple": [{"$atom": "lookup"}, {"$atom": "jim"}]}\nnot json\n' });
+  const s = await run(['connect', '--json', ...target], {
+    input: 'rpc {"$tuple": [{"$atom": "lookup"}, {"$atom": "jim"}]}\nnot json\n',
+  });
   t.is(s.stdout, '{"$atom":"undefined"}\n');
   t.regex(s.stderr, /^chan: syntax: not valid JSON/);
   t.is(s.status, 1);

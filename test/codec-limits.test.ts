@@ -5,7 +5,16 @@
 import { isUtf8 } from 'node:buffer';
 import test from 'ava';
 import fc from 'fast-check';
-import { COST, DECODED_SIZE_RATIO, decode, decodedSizeLimit, encode, lastDecodedSize, measure, shortUtf8 } from '../src/codec/msgpack.js';
+import {
+  COST,
+  DECODED_SIZE_RATIO,
+  decode,
+  decodedSizeLimit,
+  encode,
+  lastDecodedSize,
+  measure,
+  shortUtf8,
+} from '../src/codec/msgpack.js';
 import { ChanError, LimitError } from '../src/errors.js';
 import { Atom, Tuple, atom, formatTerm, termKey, tuple, type Term } from '../src/term/index.js';
 import { sameTerm, termHash } from '../src/term/hash.js';
@@ -46,7 +55,11 @@ test('a million empty maps (1 MiB on the wire, 64 MiB decoded) are refused with 
 });
 
 test('the decoded-size budget holds exactly: a value at it is accepted, one byte under it refused', (t) => {
-  const value: Term = [tuple(atom('store'), 'k', { a: [1, 2.5, 2n ** 60n] }), Buffer.alloc(10), new Map([[atom('x'), -1]])];
+  const value: Term = [
+    tuple(atom('store'), 'k', { a: [1, 2.5, 2n ** 60n] }),
+    Buffer.alloc(10),
+    new Map([[atom('x'), -1]]),
+  ];
   const wire = encode(value, 8);
   decode(wire, 8);
   const size = lastDecodedSize();
@@ -83,7 +96,9 @@ function uint(n: number, width: 'fix' | 8 | 16 | 32 | 64): Buffer {
 
 function withHeader(kind: 'str' | 'bin' | 'array' | 'map', len: number, which: number): Buffer {
   const fix = { str: [0xa0, 32], array: [0x90, 16], map: [0x80, 16], bin: [-1, 0] }[kind];
-  const wide = { str: [0xd9, 0xda, 0xdb], bin: [0xc4, 0xc5, 0xc6], array: [-1, 0xdc, 0xdd], map: [-1, 0xde, 0xdf] }[kind];
+  const wide = { str: [0xd9, 0xda, 0xdb], bin: [0xc4, 0xc5, 0xc6], array: [-1, 0xdc, 0xdd], map: [-1, 0xde, 0xdf] }[
+    kind
+  ];
   const forms: Buffer[] = [];
   if ((fix[0] as number) >= 0 && len < (fix[1] as number)) forms.push(bytes((fix[0] as number) | len));
   if ((wide[0] as number) >= 0 && len <= 0xff) forms.push(bytes(wide[0] as number, len));
@@ -104,7 +119,9 @@ function ext(type: number, payload: Buffer, which: number): Buffer {
 }
 
 const scalar: fc.Arbitrary<Buffer> = fc.oneof(
-  fc.integer({ min: 0, max: 127 }).chain((n) => pick<'fix' | 8 | 16 | 32 | 64>('fix', 8, 16, 32, 64).map((w) => uint(n, w))),
+  fc
+    .integer({ min: 0, max: 127 })
+    .chain((n) => pick<'fix' | 8 | 16 | 32 | 64>('fix', 8, 16, 32, 64).map((w) => uint(n, w))),
   fc.integer({ min: 0, max: 0xffff_ffff }).map((n) => uint(n, 32)),
   fc.integer({ min: -(2 ** 31), max: -1 }).map((n) => bytes(0xd2, ...u32(n >>> 0))),
   fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => {
@@ -136,14 +153,20 @@ const scalar: fc.Arbitrary<Buffer> = fc.oneof(
     const b = Buffer.from(s);
     return Buffer.concat([withHeader('str', b.length, w), b]);
   }),
-  fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat()).map(([b, w]) => Buffer.concat([withHeader('bin', b.length, w), b])),
+  fc
+    .tuple(fc.uint8Array({ maxLength: 40 }), fc.nat())
+    .map(([b, w]) => Buffer.concat([withHeader('bin', b.length, w), b])),
   // Atoms around the limit: up to 260 characters of one to four bytes each.
-  fc.tuple(pick('a', 'é', '€', '\u{1F600}'), fc.integer({ min: 0, max: 260 }), fc.nat()).map(([c, n, w]) => ext(1, Buffer.from(c.repeat(n)), w)),
+  fc
+    .tuple(pick('a', 'é', '€', '\u{1F600}'), fc.integer({ min: 0, max: 260 }), fc.nat())
+    .map(([c, n, w]) => ext(1, Buffer.from(c.repeat(n)), w)),
 );
 
 const { value: wireValue } = fc.letrec<{ value: Buffer; array: Buffer; map: Buffer; tuple: Buffer }>((tie) => ({
   value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, tie('array'), tie('map'), tie('tuple')),
-  array: fc.tuple(fc.array(tie('value'), { maxLength: 5 }), fc.nat()).map(([xs, w]) => Buffer.concat([withHeader('array', xs.length, w), ...xs])),
+  array: fc
+    .tuple(fc.array(tie('value'), { maxLength: 5 }), fc.nat())
+    .map(([xs, w]) => Buffer.concat([withHeader('array', xs.length, w), ...xs])),
   map: fc
     .tuple(fc.array(fc.tuple(tie('value'), tie('value')), { maxLength: 4 }), fc.nat())
     .map(([kvs, w]) => Buffer.concat([withHeader('map', kvs.length, w), ...kvs.flat()])),
@@ -169,7 +192,8 @@ test('every payload the decoder accepts, the encoder sends back with the same me
       const again = encode(value, DEPTH, 0, size); // within the same limits, or this throws
       const back = decode(again, DEPTH, size);
       if (formatTerm(back) !== formatTerm(value)) throw new Error(`${formatTerm(back)} is not ${formatTerm(value)}`);
-      if (lastDecodedSize() !== size) throw new Error(`decoded size ${lastDecodedSize()} after the round trip, ${size} before`);
+      if (lastDecodedSize() !== size)
+        throw new Error(`decoded size ${lastDecodedSize()} after the round trip, ${size} before`);
     }),
     { numRuns: 5000 },
   );
@@ -178,18 +202,23 @@ test('every payload the decoder accepts, the encoder sends back with the same me
 
 test('short UTF-8 is decoded exactly as strictly as Node decodes it (property)', (t) => {
   fc.assert(
-    fc.property(fc.uint8Array({ minLength: 1, maxLength: 15 }), fc.array(fc.integer({ min: 0x80, max: 0xf7 }), { maxLength: 6 }), (raw, high) => {
-      const b = Buffer.from([...raw.slice(0, 15 - Math.min(high.length, 14)), ...high].slice(0, 15));
-      const expected = isUtf8(b) ? b.toString('utf8') : null;
-      if (shortUtf8(b, 0, b.length) !== expected) throw new Error(`differs on ${b.toString('hex')}`);
-    }),
+    fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 15 }),
+      fc.array(fc.integer({ min: 0x80, max: 0xf7 }), { maxLength: 6 }),
+      (raw, high) => {
+        const b = Buffer.from([...raw.slice(0, 15 - Math.min(high.length, 14)), ...high].slice(0, 15));
+        const expected = isUtf8(b) ? b.toString('utf8') : null;
+        if (shortUtf8(b, 0, b.length) !== expected) throw new Error(`differs on ${b.toString('hex')}`);
+      },
+    ),
     { numRuns: 50_000 },
   );
   for (const cp of [0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff]) {
     const s = String.fromCodePoint(cp);
     t.is(shortUtf8(Buffer.from(s), 0, Buffer.byteLength(s)), s);
   }
-  for (const bad of [bytes(0xc0, 0x80), bytes(0xed, 0xa0, 0x80), bytes(0xf4, 0x90, 0x80, 0x80), bytes(0xe2, 0x82)]) t.is(shortUtf8(bad, 0, bad.length), null);
+  for (const bad of [bytes(0xc0, 0x80), bytes(0xed, 0xa0, 0x80), bytes(0xf4, 0x90, 0x80, 0x80), bytes(0xe2, 0x82)])
+    t.is(shortUtf8(bad, 0, bad.length), null);
 });
 
 test('a map with the same key twice is refused by both sides (keys compared by value, as in Erlang)', (t) => {
@@ -198,7 +227,10 @@ test('a map with the same key twice is refused by both sides (keys compared by v
   t.regex(t.throws(() => decode(strings, 4), { instanceOf: ChanError })?.message ?? '', /same key twice/);
   const atoms = Buffer.concat([bytes(0x82), encode(atom('joe'), 4), bytes(0x01), encode(atom('joe'), 4), bytes(0x02)]);
   t.regex(t.throws(() => decode(atoms, 4), { instanceOf: ChanError })?.message ?? '', /same key twice/);
-  const twice = new Map<Term, Term>([[atom('joe'), 1], [atom('joe'), 2]]);
+  const twice = new Map<Term, Term>([
+    [atom('joe'), 1],
+    [atom('joe'), 2],
+  ]);
   t.is(t.throws(() => encode(twice, 4), { instanceOf: ChanError })?.code, 'badTerm');
 });
 
@@ -231,12 +263,14 @@ test('measure counts what encode writes and what the decoder charges, and refuse
         bytes = encode(value, depth);
       } catch (err) {
         const e = t.throws(() => measure(value, depth));
-        if (e?.message !== (err as Error).message) throw new Error(`encode: ${(err as Error).message}; measure: ${e?.message}`);
+        if (e?.message !== (err as Error).message)
+          throw new Error(`encode: ${(err as Error).message}; measure: ${e?.message}`);
         return;
       }
       decode(bytes, depth);
       const m = measure(value, depth);
-      if (m.bytes !== bytes.length || m.size !== lastDecodedSize()) throw new Error(`measured ${JSON.stringify(m)}, wrote ${bytes.length} bytes of size ${lastDecodedSize()}`);
+      if (m.bytes !== bytes.length || m.size !== lastDecodedSize())
+        throw new Error(`measured ${JSON.stringify(m)}, wrote ${bytes.length} bytes of size ${lastDecodedSize()}`);
     }),
     { numRuns: 3000 },
   );
@@ -244,9 +278,21 @@ test('measure counts what encode writes and what the decoder charges, and refuse
 });
 
 test('map keys that are maps are compared by value, whatever their order; a key nested 29 maps deep decodes once', (t) => {
-  const k1 = new Map<Term, Term>([[atom('a'), 1], [atom('b'), [2, 3]]]);
-  const k2 = new Map<Term, Term>([[atom('b'), [2, 3]], [atom('a'), 1]]);
-  const wire = Buffer.concat([Buffer.from([0x82]), encode(k1, 8), Buffer.from([0x01]), encode(k2, 8), Buffer.from([0x02])]);
+  const k1 = new Map<Term, Term>([
+    [atom('a'), 1],
+    [atom('b'), [2, 3]],
+  ]);
+  const k2 = new Map<Term, Term>([
+    [atom('b'), [2, 3]],
+    [atom('a'), 1],
+  ]);
+  const wire = Buffer.concat([
+    Buffer.from([0x82]),
+    encode(k1, 8),
+    Buffer.from([0x01]),
+    encode(k2, 8),
+    Buffer.from([0x02]),
+  ]);
   t.regex(t.throws(() => decode(wire, 8), { instanceOf: ChanError })?.message ?? '', /same key twice/);
   // #{#{#{... [0, 1, ..., 999] => nil} => nil} ...}: each level's key holds all the levels below it.
   let nested: Term = Array.from({ length: 1000 }, (_, i) => i & 0x7f);
@@ -260,7 +306,11 @@ test('termHash is equal for terms termKey calls equal, and sameTerm agrees with 
     if (Array.isArray(x)) return x.map(reorder);
     if (x instanceof Tuple) return new Tuple(x.elements.map((e) => reorder(e) as Term));
     if (x !== null && typeof x === 'object' && !(x instanceof Uint8Array) && !(x instanceof Atom)) {
-      return Object.fromEntries(Object.entries(x).reverse().map(([k, v]) => [k, reorder(v)]));
+      return Object.fromEntries(
+        Object.entries(x)
+          .reverse()
+          .map(([k, v]) => [k, reorder(v)]),
+      );
     }
     return x;
   };
@@ -268,9 +318,11 @@ test('termHash is equal for terms termKey calls equal, and sameTerm agrees with 
     fc.property(anyTerm, anyTerm, (a, b) => {
       const memo = new WeakMap<object, number>();
       const copy = reorder(a) as Term;
-      if (termHash(a as Term, memo) !== termHash(copy, memo) || !sameTerm(a as Term, copy, memo)) throw new Error('a reordered copy differs');
+      if (termHash(a as Term, memo) !== termHash(copy, memo) || !sameTerm(a as Term, copy, memo))
+        throw new Error('a reordered copy differs');
       const equal = termKey(a as Term) === termKey(b as Term);
-      if (sameTerm(a as Term, b as Term, memo) !== equal) throw new Error(`sameTerm says ${!equal}, termKey says ${equal}`);
+      if (sameTerm(a as Term, b as Term, memo) !== equal)
+        throw new Error(`sameTerm says ${!equal}, termKey says ${equal}`);
     }),
     { numRuns: 3000 },
   );

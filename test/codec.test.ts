@@ -26,18 +26,62 @@ test('carries atoms and tuples as extension types 1 and 2', (t) => {
 
 test('round-trips every kind of value', (t) => {
   const values: unknown[] = [
-    null, true, false, 0, 127, 128, 255, 256, 65535, 65536, 2 ** 32, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32768, -32769,
-    -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1, 1.5, -0.25, 2n ** 63n, -(2n ** 63n), 2n ** 64n - 1n, '', 'a'.repeat(31),
-    'a'.repeat(32), 'é'.repeat(200), 'x'.repeat(70_000), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.alloc(70_000, 1),
-    [], [1, [2, [3]]], new Array(20).fill(atom('a')), { a: 1, b: [true] }, Object.fromEntries([...Array(20).keys()].map((i) => [`k${i}`, i])),
-    tuple(), tuple(tuple(atom('x'))), tuple(...new Array(300).fill('long tuple')), atom(''), atom('é'.repeat(255)),
-    tuple('x'.repeat(70_000), tuple(atom('in'), 'y'.repeat(300)), tuple(1)), [tuple('z'.repeat(300)), tuple(2)],
+    null,
+    true,
+    false,
+    0,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2 ** 32,
+    2 ** 53 - 1,
+    -1,
+    -32,
+    -33,
+    -128,
+    -129,
+    -32768,
+    -32769,
+    -(2 ** 31),
+    -(2 ** 31) - 1,
+    -(2 ** 53) + 1,
+    1.5,
+    -0.25,
+    2n ** 63n,
+    -(2n ** 63n),
+    2n ** 64n - 1n,
+    '',
+    'a'.repeat(31),
+    'a'.repeat(32),
+    'é'.repeat(200),
+    'x'.repeat(70_000),
+    Buffer.alloc(0),
+    Buffer.alloc(300, 7),
+    Buffer.alloc(70_000, 1),
+    [],
+    [1, [2, [3]]],
+    new Array(20).fill(atom('a')),
+    { a: 1, b: [true] },
+    Object.fromEntries([...Array(20).keys()].map((i) => [`k${i}`, i])),
+    tuple(),
+    tuple(tuple(atom('x'))),
+    tuple(...new Array(300).fill('long tuple')),
+    atom(''),
+    atom('é'.repeat(255)),
+    tuple('x'.repeat(70_000), tuple(atom('in'), 'y'.repeat(300)), tuple(1)),
+    [tuple('z'.repeat(300)), tuple(2)],
   ];
   for (const v of values) t.is(formatTerm(roundTrip(v)), formatTerm(v as Term), formatTerm(v as Term).slice(0, 40));
 });
 
 test('a map with a key that is not a string becomes a Map', (t) => {
-  const m = new Map<Term, Term>([[atom('k'), 1], ['s', 2]]);
+  const m = new Map<Term, Term>([
+    [atom('k'), 1],
+    ['s', 2],
+  ]);
   const back = roundTrip(m);
   t.true(back instanceof Map);
   t.is(formatTerm(back), formatTerm(m));
@@ -92,7 +136,10 @@ test('refuses nesting deeper than max_depth without overflowing the stack', (t) 
   t.notThrows(() => codec.decode(nested(33))); // 32 levels of message inside the envelope's one
   t.regex(t.throws(() => codec.decode(nested(34)))?.message ?? '', /deeper than max_depth/);
   t.regex(t.throws(() => codec.decode(nested(10_000)))?.message ?? '', /deeper than max_depth/);
-  t.is(t.throws(() => codec.encode(JSON.parse('['.repeat(40) + ']'.repeat(40)), 0), { instanceOf: ChanError })?.code, 'badTerm');
+  t.is(
+    t.throws(() => codec.encode(JSON.parse('['.repeat(40) + ']'.repeat(40)), 0), { instanceOf: ChanError })?.code,
+    'badTerm',
+  );
 });
 
 test('decoder errors never quote the input', (t) => {

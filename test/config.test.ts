@@ -48,7 +48,9 @@ test('password none makes a service without a secret', (t) => {
 });
 
 test('CHAN_ variables win over the file', (t) => {
-  const c = parseConfig(BOOK, { env: { CHAN_PORT: '4321', CHAN_HANDSHAKE_TIMEOUT: '500', CHAN_LOG_LEVEL: 'debug', CHAN_CODE_PATH: '/a:/b' } });
+  const c = parseConfig(BOOK, {
+    env: { CHAN_PORT: '4321', CHAN_HANDSHAKE_TIMEOUT: '500', CHAN_LOG_LEVEL: 'debug', CHAN_CODE_PATH: '/a:/b' },
+  });
   t.is(c.port, 4321);
   t.is(c.handshakeTimeout, 500);
   t.is(c.logLevel, 'debug');
@@ -122,7 +124,8 @@ test('loads JSON configs of the same shape', (t) => {
 });
 
 test('JSON problems carry line:column too', (t) => {
-  const text = '{\n  "port": "x",\n  "hots": "a",\n  "services": [{"name": "s", "password": 5, "mfa": ["m", "f", null]}]\n}';
+  const text =
+    '{\n  "port": "x",\n  "hots": "a",\n  "services": [{"name": "s", "password": 5, "mfa": ["m", "f", null]}]\n}';
   t.deepEqual(problems(text, {}, 'json'), [
     'lib_chan.conf:2:11: port: must be an integer from 0 to 65535',
     "lib_chan.conf:3:3: unknown option 'hots' (did you mean 'host'?)",

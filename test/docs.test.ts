@@ -35,7 +35,11 @@ test('docs/ERRORS.md lists every error code and close reason, with the text the 
     t.is(row?.[1], code in CLOSE_REASONS ? 'yes' : '', code);
     t.is(row?.[2], text, code);
   }
-  t.deepEqual([...doc.keys()].filter((k) => !(k in ERROR_CODES)), [], 'docs/ERRORS.md lists codes the code does not have');
+  t.deepEqual(
+    [...doc.keys()].filter((k) => !(k in ERROR_CODES)),
+    [],
+    'docs/ERRORS.md lists codes the code does not have',
+  );
 });
 
 test('docs/OPTIONS.md lists every option with its variable, default, unit and text', (t) => {
@@ -44,7 +48,14 @@ test('docs/OPTIONS.md lists every option with its variable, default, unit and te
     const row = doc.get(o.key);
     t.truthy(row, `${o.key} is missing from docs/OPTIONS.md`);
     t.is(row?.[1], `\`${o.env}\``);
-    const def = o.default === null ? '(required)' : Array.isArray(o.default) ? '`[]`' : typeof o.default === 'string' ? `\`"${o.default}"\`` : `\`${String(o.default)}\``;
+    const def =
+      o.default === null
+        ? '(required)'
+        : Array.isArray(o.default)
+          ? '`[]`'
+          : typeof o.default === 'string'
+            ? `\`"${o.default}"\``
+            : `\`${String(o.default)}\``;
     t.is(row?.[2], def, o.key);
     t.is(row?.[3], o.unit, o.key);
     t.is(row?.[4], o.doc, o.key);
@@ -129,7 +140,9 @@ test('every option can be set by its CHAN_ variable', (t) => {
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];
     t.truthy(sample, `no sample value for ${o.key}: add one`);
-    const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', { env: { [o.env]: sample?.[0] } }) as unknown as Record<string, unknown>;
+    const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, a}.', {
+      env: { [o.env]: sample?.[0] },
+    }) as unknown as Record<string, unknown>;
     t.deepEqual(c[o.prop], sample?.[1], o.env);
   }
 });
@@ -138,7 +151,8 @@ test('docs/API.md names every export of the library, values and types', async (t
   const api = readFileSync('docs/API.md', 'utf8');
   const lib = (await import('../src/index.js')) as Record<string, unknown>;
   const types = [...readFileSync('src/index.ts', 'utf8').matchAll(/\btype (\w+)/g)].map((m) => m[1] as string);
-  for (const name of [...Object.keys(lib), ...types]) t.true(new RegExp(`\\b${name}\\b`).test(api), `docs/API.md does not name ${name}`);
+  for (const name of [...Object.keys(lib), ...types])
+    t.true(new RegExp(`\\b${name}\\b`).test(api), `docs/API.md does not name ${name}`);
 });
 
 test("docs/API.md's example runs as written (against a server on a free port)", async (t) => {

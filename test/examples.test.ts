@@ -13,12 +13,19 @@ async function examplesServer(): Promise<ChanServer> {
 }
 
 /** A chat client as its own process; `lines` fills with what it prints. */
-function chat(nick: string, port: number): { child: ChildProcessWithoutNullStreams; lines: string[]; saw: (pattern: RegExp) => Promise<void> } {
+function chat(
+  nick: string,
+  port: number,
+): { child: ChildProcessWithoutNullStreams; lines: string[]; saw: (pattern: RegExp) => Promise<void> } {
   const child = spawn(process.execPath, ['examples/irc/chat.mjs', nick, 'lobby', String(port)]);
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
   child.stdout.on('data', (c: Buffer) => {
-    lines.push(...String(c).split('\n').filter((l) => l !== ''));
+    lines.push(
+      ...String(c)
+        .split('\n')
+        .filter((l) => l !== ''),
+    );
     for (const w of waiters.splice(0)) w();
   });
   const saw = async (pattern: RegExp): Promise<void> => {
@@ -56,9 +63,18 @@ test('remote apply: only functions on the allow-list run; the rest are refused w
   const server = await examplesServer();
   t.teardown(() => server.close());
   const r = await run([
-    'rpc', 'localhost', String(server.port), 'math', 'm4th',
-    '{apply, math, sqrt, [2.0]}.', '{apply, lists, sum, [[1,2,3]]}.', '{apply, os, cmd, ["rm -rf /"]}.', '{apply, math, pow, [2, 10]}.',
-    '{apply, math, sqrt, [nine]}.', '{apply, lists, reverse, [[1,2]]}.', 'allowed',
+    'rpc',
+    'localhost',
+    String(server.port),
+    'math',
+    'm4th',
+    '{apply, math, sqrt, [2.0]}.',
+    '{apply, lists, sum, [[1,2,3]]}.',
+    '{apply, os, cmd, ["rm -rf /"]}.',
+    '{apply, math, pow, [2, 10]}.',
+    '{apply, math, sqrt, [nine]}.',
+    '{apply, lists, reverse, [[1,2]]}.',
+    'allowed',
   ]);
   t.is(r.status, 0, r.stderr);
   t.is(
@@ -78,7 +94,13 @@ test('remote apply: only functions on the allow-list run; the rest are refused w
 
 test('remote apply: a config that allows what the module does not implement refuses to start', async (t) => {
   const err = await t.throwsAsync(
-    startServer({ port: 0, codePath: [path.resolve('examples')], services: [{ name: 'm', secret: null, module: 'mod_math', function: 'start_me_up', args: parseTerm('[{os, cmd, 1}]') }] }),
+    startServer({
+      port: 0,
+      codePath: [path.resolve('examples')],
+      services: [
+        { name: 'm', secret: null, module: 'mod_math', function: 'start_me_up', args: parseTerm('[{os, cmd, 1}]') },
+      ],
+    }),
     { instanceOf: ChanError },
   );
   t.regex(err?.message ?? '', /service m: mod_math: os:cmd\/1 is not a function this service implements/);
@@ -88,7 +110,9 @@ test('the kvs session example runs against the examples config too', async (t) =
   const server = await examplesServer();
   t.teardown(() => server.close());
   const out = await new Promise<string>((resolve) => {
-    const child = spawn(process.execPath, ['examples/kvs-session.mjs'], { env: { ...process.env, CHAN_PORT: String(server.port) } });
+    const child = spawn(process.execPath, ['examples/kvs-session.mjs'], {
+      env: { ...process.env, CHAN_PORT: String(server.port) },
+    });
     let s = '';
     child.stdout.on('data', (c: Buffer) => (s += String(c)));
     child.on('close', () => resolve(s));

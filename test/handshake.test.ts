@@ -72,7 +72,19 @@ test('a fake server that does not hold the verifier is refused with badServer', 
         const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
         socket.write(frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=4096` }), 0)));
       } else if (m.kind === 'response') {
-        socket.write(frame(codec.encode(toWire({ kind: 'ack', version: 1, maxFrameSize: 1024, scram: 'v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }), 0)));
+        socket.write(
+          frame(
+            codec.encode(
+              toWire({
+                kind: 'ack',
+                version: 1,
+                maxFrameSize: 1024,
+                scram: 'v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+              }),
+              0,
+            ),
+          ),
+        );
       }
     });
     socket.on('data', (c: Buffer) => parser.push(c));

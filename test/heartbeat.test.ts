@@ -37,11 +37,19 @@ class FakeClock implements Clock {
   }
 }
 
-function harness(interval = 100, maxMissed = 4): { hb: Heartbeat; clock: FakeClock; pings: number[]; deaths: number[] } {
+function harness(
+  interval = 100,
+  maxMissed = 4,
+): { hb: Heartbeat; clock: FakeClock; pings: number[]; deaths: number[] } {
   const clock = new FakeClock();
   const pings: number[] = [];
   const deaths: number[] = [];
-  const hb = new Heartbeat({ sendPing: (n) => pings.push(n), dead: (ms) => deaths.push(ms) }, interval, maxMissed, clock);
+  const hb = new Heartbeat(
+    { sendPing: (n) => pings.push(n), dead: (ms) => deaths.push(ms) },
+    interval,
+    maxMissed,
+    clock,
+  );
   hb.start();
   return { hb, clock, pings, deaths };
 }
@@ -114,7 +122,9 @@ test('the client notices a server that stopped answering: closed is timeout, pen
     socket.on('error', () => {});
     const parser = new FrameParser(1 << 16, (p) => {
       if (fromWire(codec.decode(p)).kind === 'startService') {
-        socket.write(frame(codec.encode(toWire({ kind: 'ack', version: 1, maxFrameSize: 1 << 20, heartbeatInterval: 40 }), 0)));
+        socket.write(
+          frame(codec.encode(toWire({ kind: 'ack', version: 1, maxFrameSize: 1 << 20, heartbeatInterval: 40 }), 0)),
+        );
       }
     });
     socket.on('data', (c: Buffer) => parser.push(c)); // and never answer anything after the ack
@@ -123,7 +133,10 @@ test('the client notices a server that stopped answering: closed is timeout, pen
   t.teardown(() => {
     mute.close();
   });
-  const ch = await connect('127.0.0.1', (mute.address() as net.AddressInfo).port, 's', null, null, { heartbeatMaxMissed: 3, rpcTimeout: 60_000 });
+  const ch = await connect('127.0.0.1', (mute.address() as net.AddressInfo).port, 's', null, null, {
+    heartbeatMaxMissed: 3,
+    rpcTimeout: 60_000,
+  });
   const pending = ch.rpc('anyone there?').catch((e: unknown) => e);
   const info = await ch.closed;
   t.is(info.reason, 'timeout');
@@ -161,7 +174,11 @@ test('a server that has stopped reading (full mailbox) still pings, so its clien
       if (m.requestId !== undefined) mm.send('done');
     }
   };
-  const server = await testServer([service('s', slow)], { mailboxHighWater: 2, heartbeatInterval: 40, heartbeatMaxMissed: 3 });
+  const server = await testServer([service('s', slow)], {
+    mailboxHighWater: 2,
+    heartbeatInterval: 40,
+    heartbeatMaxMissed: 3,
+  });
   t.teardown(() => server.close());
   const ch = await connect('127.0.0.1', server.port, 's', null, null, { rpcTimeout: 10_000 });
   for (let i = 0; i < 12; i++) ch.cast(i);

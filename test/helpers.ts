@@ -48,11 +48,19 @@ export const silent: Handler = async (mm) => {
   for await (const m of mm) if (m.type === 'chan_closed') return;
 };
 
-export function service(name: string, handler: Handler, secret: string | null = null, extra: Partial<ServiceDefinition> = {}): ServiceDefinition {
+export function service(
+  name: string,
+  handler: Handler,
+  secret: string | null = null,
+  extra: Partial<ServiceDefinition> = {},
+): ServiceDefinition {
   return { name, secret, handler, ...extra };
 }
 
-export async function testServer(services: ServiceDefinition[], options: Partial<ServerOptions> = {}): Promise<ChanServer> {
+export async function testServer(
+  services: ServiceDefinition[],
+  options: Partial<ServerOptions> = {},
+): Promise<ChanServer> {
   return startServer({ port: 0, host: '127.0.0.1', services, ...options });
 }
 
@@ -107,7 +115,8 @@ export class RawClient {
   /** The next message (index-based: messages are never consumed twice); rejects if the socket closes first. */
   async next(index: number): Promise<WireMessage> {
     while (this.messages.length <= index) {
-      if (this.socket.destroyed || this.socket.readableEnded) throw new Error(`socket closed after ${this.messages.length} messages`);
+      if (this.socket.destroyed || this.socket.readableEnded)
+        throw new Error(`socket closed after ${this.messages.length} messages`);
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     return this.messages[index] as WireMessage;
@@ -195,7 +204,14 @@ export async function besideBystander(
 ): Promise<void> {
   const server = await testServer(services, options);
   t.teardown(() => server.close());
-  const ch = await connect('127.0.0.1', server.port, services[0]?.name ?? 'nameServer', services[0]?.secret ?? null, null, connectOptions);
+  const ch = await connect(
+    '127.0.0.1',
+    server.port,
+    services[0]?.name ?? 'nameServer',
+    services[0]?.secret ?? null,
+    null,
+    connectOptions,
+  );
   const b = bystander(ch);
   await attack(server);
   const { answers, wrong, slowest } = await b.stop();

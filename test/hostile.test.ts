@@ -69,7 +69,9 @@ test('a silent connection is closed at handshake_timeout', async (t) => {
 test('max_unauthenticated + 50 connections that never speak are all closed, within their limits', async (t) => {
   await withBystander(t, async (server) => {
     const started = Date.now();
-    const squatters = await Promise.all(Array.from({ length: LIMITS.maxUnauthenticated + 50 }, () => RawClient.open(server.port)));
+    const squatters = await Promise.all(
+      Array.from({ length: LIMITS.maxUnauthenticated + 50 }, () => RawClient.open(server.port)),
+    );
     const reasons = await Promise.all(squatters.map(async (s) => (await s.closeMessage())?.reason));
     t.is(reasons.filter((r) => r === 'tooManyConnections').length, 50);
     t.is(reasons.filter((r) => r === 'timeout').length, LIMITS.maxUnauthenticated);
@@ -80,8 +82,14 @@ test('max_unauthenticated + 50 connections that never speak are all closed, with
 
 test('a client that sends 10,000 rpcs and never reads is cut off at send_buffer_limit; memory stays bounded', async (t) => {
   const lines: string[] = [];
-  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
-  const server = await testServer([BOOK_SERVICE, { ...BOOK_SERVICE, name: 'open', secret: null }], { ...LIMITS, logger });
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+  });
+  const server = await testServer([BOOK_SERVICE, { ...BOOK_SERVICE, name: 'open', secret: null }], {
+    ...LIMITS,
+    logger,
+  });
   t.teardown(() => server.close());
   const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
   const b = bystander(ch);
@@ -97,8 +105,13 @@ test('a client that sends 10,000 rpcs and never reads is cut off at send_buffer_
   for (let id = 2; id < 10_002; id++) hog.send({ kind: 'rpc', id, data: tuple(atom('lookup'), atom('big')) });
   while (server.stats().connections > 1) await new Promise((r) => setTimeout(r, 10));
   clearInterval(sampler);
-  const closed = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['msg'] === 'connection closed');
-  t.deepEqual(closed.map((l) => l['reason']), ['slowConsumer']);
+  const closed = lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l['msg'] === 'connection closed');
+  t.deepEqual(
+    closed.map((l) => l['reason']),
+    ['slowConsumer'],
+  );
   const grew = (peak - before) / (1024 * 1024);
   t.true(grew < 40, `buffers grew by ${grew.toFixed(1)} MiB`);
   t.log(`buffer memory grew by at most ${grew.toFixed(1)} MiB for 100 MB of unread answers (send_buffer_limit 1 MiB)`);

@@ -9,8 +9,10 @@ if (python) {
     const server = await testServer([BOOK_SERVICE]);
     t.teardown(() => server.close());
     const out = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) =>
-      execFile('python3', ['test/interop/kvs_client.py', '127.0.0.1', String(server.port), 'nameServer', 'ABXy45'], (err, stdout, stderr) =>
-        resolve({ err, stdout, stderr }),
+      execFile(
+        'python3',
+        ['test/interop/kvs_client.py', '127.0.0.1', String(server.port), 'nameServer', 'ABXy45'],
+        (err, stdout, stderr) => resolve({ err, stdout, stderr }),
       ),
     );
     t.is(out.err, null, out.stderr);

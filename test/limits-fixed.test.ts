@@ -15,7 +15,9 @@ import { RawClient, service, testServer, tempDir } from './helpers.js';
 
 test('term text nested deeper than 1000 levels is refused, not a stack overflow', (t) => {
   t.notThrows(() => parseTerm('['.repeat(MAX_PARSE_DEPTH) + ']'.repeat(MAX_PARSE_DEPTH)));
-  const err = t.throws(() => parseTerm('['.repeat(MAX_PARSE_DEPTH + 2) + ']'.repeat(MAX_PARSE_DEPTH + 2)), { instanceOf: TermSyntaxError });
+  const err = t.throws(() => parseTerm('['.repeat(MAX_PARSE_DEPTH + 2) + ']'.repeat(MAX_PARSE_DEPTH + 2)), {
+    instanceOf: TermSyntaxError,
+  });
   t.regex(err?.message ?? '', /nested deeper than 1000 levels/);
 });
 
@@ -28,7 +30,9 @@ async function challenger(iterations: number): Promise<{ port: number; close: ()
       const m = fromWire(codec.decode(p));
       if (m.kind !== 'startService') return;
       const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
-      socket.write(frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}x,s=QUJDREVGR0g=,i=${iterations}` }), 0)));
+      socket.write(
+        frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}x,s=QUJDREVGR0g=,i=${iterations}` }), 0)),
+      );
     });
     socket.on('data', (c: Buffer) => parser.push(c));
   });
@@ -64,7 +68,9 @@ test('the client’s maxFrameSize holds both ways: the server refuses to send mo
   const rogue = net.createServer((socket) => {
     socket.on('error', () => {});
     socket.once('data', () => {
-      socket.write(frame(codec.encode(toWire({ kind: 'ack', version: 1, maxFrameSize: 1 << 20, heartbeatInterval: 0 }), 0)));
+      socket.write(
+        frame(codec.encode(toWire({ kind: 'ack', version: 1, maxFrameSize: 1 << 20, heartbeatInterval: 0 }), 0)),
+      );
       socket.write(frame(codec.encode(toWire({ kind: 'push', data: 'y'.repeat(5000) }), 0)));
     });
   });
@@ -72,7 +78,9 @@ test('the client’s maxFrameSize holds both ways: the server refuses to send mo
   t.teardown(() => {
     rogue.close();
   });
-  const victim = await connect('127.0.0.1', (rogue.address() as net.AddressInfo).port, 'x', null, null, { maxFrameSize: 1024 });
+  const victim = await connect('127.0.0.1', (rogue.address() as net.AddressInfo).port, 'x', null, null, {
+    maxFrameSize: 1024,
+  });
   const closed = await victim.closed;
   t.is(closed.reason, 'frameTooLarge');
   t.is(closed.by, 'local');
@@ -96,7 +104,12 @@ test(`the session history keeps the last ${HISTORY_LINES} lines`, (t) => {
   const loaded = loadHistory(file);
   t.is(loaded.length, HISTORY_LINES);
   t.is(loaded[0], `line ${HISTORY_LINES + 49}`); // newest first, as readline wants
-  t.is(readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').length, HISTORY_LINES);
+  t.is(
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '').length,
+    HISTORY_LINES,
+  );
 });
 
 test('a worker pool is 1 to 64 workers, and only with worker isolation', async (t) => {

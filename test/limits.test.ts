@@ -83,7 +83,10 @@ test('a client with unread pushes stops reading at mailboxHighWater, and loses n
   const ch = await connect('127.0.0.1', server.port, 's', null, null, { mailboxHighWater: 10 });
   const got: unknown[] = [];
   for (let i = 0; i < 300; i++) got.push(await ch.receive());
-  t.deepEqual(got, Array.from({ length: 300 }, (_, i) => i));
+  t.deepEqual(
+    got,
+    Array.from({ length: 300 }, (_, i) => i),
+  );
   t.is(await ch.rpc('ping'), 'pong');
   await ch.close();
 });
@@ -105,7 +108,10 @@ test('at max_connections a new connection is told tooManyConnections; one closin
 
 test('at max_unauthenticated, silent connections cannot lock out the clients already in', async (t) => {
   // The timeout is long enough for all 15 to be open before the first 5 time out, even on a loaded machine.
-  const server = await testServer([service('echo', echo), service('quiet', silent)], { maxUnauthenticated: 5, handshakeTimeout: 4000 });
+  const server = await testServer([service('echo', echo), service('quiet', silent)], {
+    maxUnauthenticated: 5,
+    handshakeTimeout: 4000,
+  });
   t.teardown(() => server.close());
   const good = await connect('127.0.0.1', server.port, 'echo', null);
   const squatters = await Promise.all(Array.from({ length: 5 + 10 }, () => RawClient.open(server.port)));

@@ -4,9 +4,20 @@ import { createLogger, escapeControl, levelName, prettyLine } from '../src/log.j
 import { BOOK_SERVICE, RawClient, testServer } from './helpers.js';
 
 test('a terminal gets one readable line per event: time, level, message, fields, and an error stack indented', (t) => {
-  const line = prettyLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 2, 12, 1, 2, 345), pid: 9, msg: 'refusing connections', peer: '127.0.0.1:5000', times: 3 }));
+  const line = prettyLine(
+    JSON.stringify({
+      level: 40,
+      time: Date.UTC(2026, 0, 2, 12, 1, 2, 345),
+      pid: 9,
+      msg: 'refusing connections',
+      peer: '127.0.0.1:5000',
+      times: 3,
+    }),
+  );
   t.is(line, '12:01:02.345 \x1b[33mWARN \x1b[0m refusing connections  peer=127.0.0.1:5000 times=3\n');
-  const crash = prettyLine(JSON.stringify({ level: 50, time: 0, msg: 'handler crashed', err: { stack: 'Error: boom\n    at x' } }));
+  const crash = prettyLine(
+    JSON.stringify({ level: 50, time: 0, msg: 'handler crashed', err: { stack: 'Error: boom\n    at x' } }),
+  );
   t.is(crash, '00:00:00.000 \x1b[31mERROR\x1b[0m handler crashed\n    Error: boom\n        at x\n');
   t.is(prettyLine('not json'), 'not json');
 });
@@ -20,7 +31,10 @@ test('a service name with terminal escapes, sent by a peer, is printed escaped o
   const pretty: string[] = [];
   const json: string[] = [];
   const sink = (into: string[]): Writable => new Writable({ write: (c, _e, cb) => (into.push(String(c)), cb()) });
-  for (const [into, isPretty] of [[pretty, true], [json, false]] as const) {
+  for (const [into, isPretty] of [
+    [pretty, true],
+    [json, false],
+  ] as const) {
     const server = await testServer([BOOK_SERVICE], { logger: createLogger({ pretty: isPretty, stream: sink(into) }) });
     const c = await RawClient.open(server.port);
     // Sets the window title, clears the screen, and turns the rest of the line around.

@@ -46,19 +46,30 @@ test('refuses to start, naming every service that cannot run', async (t) => {
     { instanceOf: ChanError },
   );
   t.is(err?.code, 'badConfig');
-  const lines = err?.message.split('\n').slice(1).map((l) => l.trim());
-  t.deepEqual(lines?.map((l) => l.replace(/\(.*\)/, '(...)')), [
-    "service missing: module 'mod_missing' is not built in and there is no mod_missing.js in code_path (...)",
-    "service nofn: module 'mod_nofn' (...) exports no function 'start_me_up' or 'startMeUp'",
-    'service badstart: no database',
-    "service traversal: module name '../etc/passwd' may hold only letters, digits, '_', '.' and '-'",
-  ]);
+  const lines = err?.message
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim());
+  t.deepEqual(
+    lines?.map((l) => l.replace(/\(.*\)/, '(...)')),
+    [
+      "service missing: module 'mod_missing' is not built in and there is no mod_missing.js in code_path (...)",
+      "service nofn: module 'mod_nofn' (...) exports no function 'start_me_up' or 'startMeUp'",
+      'service badstart: no database',
+      "service traversal: module name '../etc/passwd' may hold only letters, digits, '_', '.' and '-'",
+    ],
+  );
 });
 
 test('a module that is missing or lacks its function is a config problem (no stack in the log); a start that throws is logged', async (t) => {
   const lines: string[] = [];
-  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
-  const dir = tempDir({ 'mod_broken.js': 'export function start() { throw new Error("no database"); }\nexport async function go() {}\n' });
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+  });
+  const dir = tempDir({
+    'mod_broken.js': 'export function start() { throw new Error("no database"); }\nexport async function go() {}\n',
+  });
   for (const isolation of ['inline', 'worker'] as const) {
     lines.length = 0;
     const err = await t.throwsAsync(
@@ -80,7 +91,13 @@ test('a module that is missing or lacks its function is a config problem (no sta
     t.regex(err?.message ?? '', /service gone: module 'mod_gone' is not built in/, isolation);
     t.regex(err?.message ?? '', /service nofn: module 'mod_broken' \(.*\) exports no function 'absent'/, isolation);
     t.regex(err?.message ?? '', /service broken: no database/, isolation);
-    const logged = lines.map((l) => JSON.parse(l) as { msg: string; service?: string }).filter((l) => l.msg === 'service failed to start');
-    t.deepEqual(logged.map((l) => l.service), ['broken'], isolation);
+    const logged = lines
+      .map((l) => JSON.parse(l) as { msg: string; service?: string })
+      .filter((l) => l.msg === 'service failed to start');
+    t.deepEqual(
+      logged.map((l) => l.service),
+      ['broken'],
+      isolation,
+    );
   }
 });

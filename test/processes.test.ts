@@ -25,7 +25,16 @@ const rpc = async (ch: Channel, text: string, timeout?: number): Promise<string>
 
 for (const isolation of ['inline', 'worker'] as const) {
   test(`the handler contract is the same ${isolation}: args, state, send, push, reply, receive timeout, close, return, crash`, async (t) => {
-    const s = await server([{ name: 'c', secret: null, module: 'mod_contracts', function: 'start_me_up', args: parseTerm('argsS'), isolation }]);
+    const s = await server([
+      {
+        name: 'c',
+        secret: null,
+        module: 'mod_contracts',
+        function: 'start_me_up',
+        args: parseTerm('argsS'),
+        isolation,
+      },
+    ]);
     t.teardown(() => s.close());
     const ch = await connect('127.0.0.1', s.port, 'c', null, parseTerm('{client, 1}'));
     t.is(formatTerm(await ch.receive()), '#{"argsS" => argsS,"connection" => 1,"hello" => {client,1}}');
@@ -51,12 +60,17 @@ for (const isolation of ['inline', 'worker'] as const) {
 test('a handler crashing on a poison message ends only its connection; 50 others keep getting correct answers', async (t) => {
   const s = await server([KVS, { name: 'poison', secret: null, module: 'mod_poison', function: 'start_me_up' }]);
   t.teardown(() => s.close());
-  const others = await Promise.all(Array.from({ length: 50 }, (_, i) => connect('127.0.0.1', s.port, i % 2 ? 'poison' : 'nameServer', null)));
+  const others = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => connect('127.0.0.1', s.port, i % 2 ? 'poison' : 'nameServer', null)),
+  );
   await Promise.all(others.map((ch, i) => rpc(ch, `{store, {k, ${i}}, ${i}}`)));
   const victim = await connect('127.0.0.1', s.port, 'poison', null);
   const crashed = t.throwsAsync(victim.rpc(parseTerm('{poison}')), { instanceOf: ChanError });
   const answers = await Promise.all(others.map((ch, i) => rpc(ch, `{lookup, {k, ${i}}}`)));
-  t.deepEqual(answers, others.map((_, i) => `{ok,${i}}`));
+  t.deepEqual(
+    answers,
+    others.map((_, i) => `{ok,${i}}`),
+  );
   t.is((await crashed)?.reason, 'handlerError');
   t.deepEqual(
     await Promise.all(others.map((ch, i) => rpc(ch, `{lookup, {k, ${i}}}`))),
@@ -67,7 +81,10 @@ test('a handler crashing on a poison message ends only its connection; 50 others
 });
 
 test('a handler stuck in a loop in a worker: other services keep answering; the watchdog replaces the worker', async (t) => {
-  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }], { handlerBlockTimeout: 600 });
+  const s = await server(
+    [KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }],
+    { handlerBlockTimeout: 600 },
+  );
   t.teardown(() => s.close());
   const kvs = await connect('127.0.0.1', s.port, 'nameServer', null);
   const busy = await connect('127.0.0.1', s.port, 'busy', null);
@@ -94,11 +111,14 @@ test('a handler stuck in a loop in a worker: other services keep answering; the 
 });
 
 test('past restart_intensity within restart_period the service is down: serviceDown; other services work', async (t) => {
-  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }], {
-    handlerBlockTimeout: 100,
-    restartIntensity: 2,
-    restartPeriod: 60_000,
-  });
+  const s = await server(
+    [KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }],
+    {
+      handlerBlockTimeout: 100,
+      restartIntensity: 2,
+      restartPeriod: 60_000,
+    },
+  );
   t.teardown(() => s.close());
   for (let i = 0; i < 3; i++) {
     const ch = await connect('127.0.0.1', s.port, 'busy', null);
@@ -114,7 +134,9 @@ test('past restart_intensity within restart_period the service is down: serviceD
 });
 
 test('inline supervision: ctx.fail restarts the service with a new state; past the intensity it is down', async (t) => {
-  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], { restartIntensity: 1 });
+  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], {
+    restartIntensity: 1,
+  });
   t.teardown(() => s.close());
   const ch = await connect('127.0.0.1', s.port, 'flaky', null);
   const first = Number(await rpc(ch, 'x'));
@@ -129,24 +151,42 @@ test('inline supervision: ctx.fail restarts the service with a new state; past t
 });
 
 test('a worker service whose start fails refuses the server start, naming it', async (t) => {
-  const err = await t.throwsAsync(server([{ name: 'w', secret: null, module: 'mod_missing_fn', function: 'x', isolation: 'worker' }]), { instanceOf: ChanError });
+  const err = await t.throwsAsync(
+    server([{ name: 'w', secret: null, module: 'mod_missing_fn', function: 'x', isolation: 'worker' }]),
+    { instanceOf: ChanError },
+  );
   t.is(err?.code, 'badConfig');
   t.regex(err?.message ?? '', /service w: module 'mod_missing_fn' is not built in/);
 });
 
 test("a worker service's module is imported by its workers only, not on the main thread", async (t) => {
-  const s = await server([{ name: 'w', secret: null, module: 'mod_main_thread_free', function: 'start_me_up', isolation: 'worker', workers: 2 }]);
+  const s = await server([
+    {
+      name: 'w',
+      secret: null,
+      module: 'mod_main_thread_free',
+      function: 'start_me_up',
+      isolation: 'worker',
+      workers: 2,
+    },
+  ]);
   t.teardown(() => s.close());
   const ch = await connect('127.0.0.1', s.port, 'w', null);
   t.is(await ch.rpc('where?'), 'from a worker');
   await ch.close();
   // What the main thread no longer checks, the workers do: a missing function still refuses the start, naming it.
-  const err = await t.throwsAsync(server([{ name: 'w', secret: null, module: 'mod_stubborn', function: 'nope', isolation: 'worker' }]), { instanceOf: ChanError });
+  const err = await t.throwsAsync(
+    server([{ name: 'w', secret: null, module: 'mod_stubborn', function: 'nope', isolation: 'worker' }]),
+    { instanceOf: ChanError },
+  );
   t.regex(err?.message ?? '', /service w: module 'mod_stubborn' \(.*mod_stubborn\.js\) exports no function 'nope'/);
 });
 
 test('with worker isolation too, a full mailbox stops the reading of its client at mailbox_high_water, and loses nothing', async (t) => {
-  const s = await server([{ name: 'g', secret: null, module: 'mod_gate', function: 'start_me_up', isolation: 'worker' }], { mailboxHighWater: 100 });
+  const s = await server(
+    [{ name: 'g', secret: null, module: 'mod_gate', function: 'start_me_up', isolation: 'worker' }],
+    { mailboxHighWater: 100 },
+  );
   t.teardown(() => s.close());
   const gate = path.join(tempDir(), 'open');
   const ch = await connect('127.0.0.1', s.port, 'g', null, gate, { rpcTimeout: 30_000 }); // it reads nothing until the file exists
@@ -206,7 +246,10 @@ test('a handler that never finishes is abandoned after shutdown_timeout; a secon
 test('the crash summary names what crashed, restarted or went down since the last one', (t) => {
   const up = { status: 'up' as const, crashes: 0, restarts: 0 };
   t.is(crashSummary({ a: up }, { a: up }), null);
-  t.is(crashSummary({ a: up, b: up }, { a: { ...up, crashes: 2 }, b: { status: 'down', crashes: 1, restarts: 3 } }), 'service a: 2 crashes; service b: 1 crash, 3 restarts, down');
+  t.is(
+    crashSummary({ a: up, b: up }, { a: { ...up, crashes: 2 }, b: { status: 'down', crashes: 1, restarts: 3 } }),
+    'service a: 2 crashes; service b: 1 crash, 3 restarts, down',
+  );
 });
 
 test('chan serve examples/processes.conf serves the poison and busy examples', async (t) => {
@@ -221,7 +264,12 @@ test('chan serve examples/processes.conf serves the poison and busy examples', a
 });
 
 test('SIGTERM while a worker handler is stuck in a loop: exit 0 within shutdown_timeout', async (t) => {
-  const conf = path.join(tempDir({ 'busy.conf': `{port, 0}.\n{code_path, [${JSON.stringify(path.resolve('examples'))}]}.\n{shutdown_timeout, 800}.\n{handler_block_timeout, 60000}.\n{service, busy, password, none, mfa, mod_busy, start_me_up, [], {isolation, worker}}.\n` }), 'busy.conf');
+  const conf = path.join(
+    tempDir({
+      'busy.conf': `{port, 0}.\n{code_path, [${JSON.stringify(path.resolve('examples'))}]}.\n{shutdown_timeout, 800}.\n{handler_block_timeout, 60000}.\n{service, busy, password, none, mfa, mod_busy, start_me_up, [], {isolation, worker}}.\n`,
+    }),
+    'busy.conf',
+  );
   const { child, port } = await serve([conf]);
   t.teardown(() => child.kill('SIGKILL'));
   const ch = await connect('127.0.0.1', port, 'busy', null);
@@ -237,41 +285,58 @@ test('SIGTERM while a worker handler is stuck in a loop: exit 0 within shutdown_
 });
 
 test('four handlers looping on a {workers, 4} service take it down; after service_retry_delay it serves again', async (t) => {
-  const s = await server([KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker', workers: 4 }], {
-    handlerBlockTimeout: 100,
-    restartPeriod: 60_000,
-    serviceRetryDelay: 1500, // long enough to see it down on a busy machine
-  });
+  const s = await server(
+    [KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker', workers: 4 }],
+    {
+      handlerBlockTimeout: 100,
+      restartPeriod: 60_000,
+      serviceRetryDelay: 1500, // long enough to see it down on a busy machine
+    },
+  );
   t.teardown(() => s.close());
   const loops = await Promise.all(Array.from({ length: 4 }, () => connect('127.0.0.1', s.port, 'busy', null)));
   for (const ch of loops) ch.cast(parseTerm('spin'));
   t.deepEqual(await Promise.all(loops.map(async (ch) => (await ch.closed).reason)), Array(4).fill('handlerTimeout'));
   while (s.stats().services['busy']?.status !== 'down') await new Promise((r) => setTimeout(r, 5));
-  t.is((await t.throwsAsync(connect('127.0.0.1', s.port, 'busy', null), { instanceOf: ChanError }))?.code, 'serviceDown');
+  t.is(
+    (await t.throwsAsync(connect('127.0.0.1', s.port, 'busy', null), { instanceOf: ChanError }))?.code,
+    'serviceDown',
+  );
   while (s.stats().services['busy']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
   const back = await connect('127.0.0.1', s.port, 'busy', null);
   t.is(await rpc(back, 'hello'), 'hello');
   await back.close();
 });
 
-test.serial('an inline service down past its restart intensity is started again after service_retry_delay, with a new state', async (t) => {
-  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], { restartIntensity: 0, serviceRetryDelay: 200 });
-  t.teardown(() => s.close());
-  const ch = await connect('127.0.0.1', s.port, 'flaky', null);
-  const first = Number(await rpc(ch, 'x'));
-  t.is(await rpc(ch, '"break"'), '"broken"');
-  t.is(s.stats().services['flaky']?.status, 'down');
-  while (s.stats().services['flaky']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
-  const again = await connect('127.0.0.1', s.port, 'flaky', null);
-  t.is(Number(await rpc(again, 'x')), first + 1);
-  await Promise.all([ch.close(), again.close()]);
-});
+test.serial(
+  'an inline service down past its restart intensity is started again after service_retry_delay, with a new state',
+  async (t) => {
+    const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], {
+      restartIntensity: 0,
+      serviceRetryDelay: 200,
+    });
+    t.teardown(() => s.close());
+    const ch = await connect('127.0.0.1', s.port, 'flaky', null);
+    const first = Number(await rpc(ch, 'x'));
+    t.is(await rpc(ch, '"break"'), '"broken"');
+    t.is(s.stats().services['flaky']?.status, 'down');
+    while (s.stats().services['flaky']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
+    const again = await connect('127.0.0.1', s.port, 'flaky', null);
+    t.is(Number(await rpc(again, 'x')), first + 1);
+    await Promise.all([ch.close(), again.close()]);
+  },
+);
 
 for (const isolation of ['inline', 'worker'] as const) {
   test(`a ${isolation} service whose start never returns refuses the server start within start_timeout, naming it`, async (t) => {
-    const err = await t.throwsAsync(server([KVS, { name: 'hang', secret: null, module: 'mod_hang', function: 'start_me_up', isolation }], { startTimeout: 300 }), {
-      instanceOf: ChanError,
-    });
+    const err = await t.throwsAsync(
+      server([KVS, { name: 'hang', secret: null, module: 'mod_hang', function: 'start_me_up', isolation }], {
+        startTimeout: 300,
+      }),
+      {
+        instanceOf: ChanError,
+      },
+    );
     t.is(err?.code, 'badConfig');
     t.regex(err?.message ?? '', /service hang: its start did not return within start_timeout \(300 ms\)/);
   });
@@ -290,7 +355,10 @@ test('a service that stays down is tried again at service_retry_delay, doubling 
   let broken = false;
   let fail: (err: unknown) => void = () => {};
   const lines: string[] = [];
-  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+  });
   const s = await server(
     [
       {
@@ -311,7 +379,11 @@ test('a service that stays down is tried again at service_retry_delay, doubling 
   t.teardown(() => s.close());
   broken = true;
   fail(new Error('broke'));
-  const delays = (): number[] => lines.map((l) => JSON.parse(l) as { msg: string; delay?: number }).filter((l) => /trying to start it again/.test(l.msg)).map((l) => l.delay as number);
+  const delays = (): number[] =>
+    lines
+      .map((l) => JSON.parse(l) as { msg: string; delay?: number })
+      .filter((l) => /trying to start it again/.test(l.msg))
+      .map((l) => l.delay as number);
   while (delays().length < 4) await new Promise((r) => setTimeout(r, 10));
   t.deepEqual(delays().slice(0, 4), [40, 80, 100, 100]);
   broken = false;

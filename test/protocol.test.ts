@@ -9,7 +9,10 @@ import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
 import { parseTerm, type Term } from '../src/term/index.js';
 
 const codec = msgpackCodec({ maxDepth: 32 });
-const hex = (m: WireMessage): string => sealFrame(codec.encode(toWire(m), 4)).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+const hex = (m: WireMessage): string =>
+  sealFrame(codec.encode(toWire(m), 4))
+    .toString('hex')
+    .replace(/(..)(?!$)/g, '$1 ');
 
 const EXAMPLES: [string, WireMessage][] = [
   ['startService, no secret', { kind: 'startService', version: 1, service: 'nameServer', args: null }],
@@ -26,7 +29,12 @@ const EXAMPLES: [string, WireMessage][] = [
 async function workedHandshake(): Promise<string[]> {
   const salt = Buffer.from('QSXCR+Q6sek8bf92', 'base64');
   const v = scram.verifierFromSalted(await scram.saltedPassword('ABXy45', salt, 4096), salt, 4096);
-  const server = new ServerHandshake((n) => (n === 'nameServer' ? { name: n, verifier: v } : undefined), 1048576, 15000, () => '3rfcNHYJY1ZVvWVs7j');
+  const server = new ServerHandshake(
+    (n) => (n === 'nameServer' ? { name: n, verifier: v } : undefined),
+    1048576,
+    15000,
+    () => '3rfcNHYJY1ZVvWVs7j',
+  );
   const frames: string[] = [];
   const replies: WireMessage[] = [];
   await clientHandshake(
@@ -34,7 +42,12 @@ async function workedHandshake(): Promise<string[]> {
       send(m) {
         frames.push(hex(m));
         const out = server.step(m);
-        const reply: WireMessage = out.kind === 'send' ? out.message : out.kind === 'accept' ? out.ack : { kind: 'close', reason: out.reason, text: out.text };
+        const reply: WireMessage =
+          out.kind === 'send'
+            ? out.message
+            : out.kind === 'accept'
+              ? out.ack
+              : { kind: 'close', reason: out.reason, text: out.text };
         frames.push(hex(reply));
         replies.push(reply);
       },
@@ -56,7 +69,13 @@ test('the handshake in docs/PROTOCOL.md is what client and server produce, proof
   }
   t.true(doc.includes('ClientProof     = kX1cqYBqs40eNHJK86z5ymcquBGjEOU2sjKEIK/5LA8='));
   t.true(doc.includes('ServerSignature = YA49+egzbQTVa+/QvVX/cg6eeLm6HrDq8HQ3VXUn4G4='));
-  t.true(frames[2]?.includes(Buffer.from('p=kX1cqYBqs40eNHJK86z5ymcquBGjEOU2sjKEIK/5LA8=').toString('hex').replace(/(..)(?!$)/g, '$1 ')));
+  t.true(
+    frames[2]?.includes(
+      Buffer.from('p=kX1cqYBqs40eNHJK86z5ymcquBGjEOU2sjKEIK/5LA8=')
+        .toString('hex')
+        .replace(/(..)(?!$)/g, '$1 '),
+    ),
+  );
 });
 
 test('the frames in docs/PROTOCOL.md are what the encoder writes, and read back', (t) => {

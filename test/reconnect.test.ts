@@ -64,10 +64,15 @@ test('rpcs waiting when the connection drops reject with disconnected; pushes co
   await s.close();
   const err = await t.throwsAsync(waiting, { instanceOf: ChanError });
   t.is(err?.code, 'disconnected');
-  const again = await testServer([service('p', async (mm) => {
-    mm.push('hello again');
-    await mm.receive();
-  })], { port });
+  const again = await testServer(
+    [
+      service('p', async (mm) => {
+        mm.push('hello again');
+        await mm.receive();
+      }),
+    ],
+    { port },
+  );
   t.teardown(() => again.close());
   t.is((await iter.next()).value, 'hello again');
   await ch.close();
@@ -88,7 +93,9 @@ test('reconnect stops at a failure that would repeat (the secret changed): close
   t.teardown(() => s.server.close());
   const ch = await connect('127.0.0.1', s.port, 'echo', 'pw', null, { reconnect: { retries: 50, ...FAST } });
   await s.stop();
-  await testServer([service('echo', echo, 'a new secret')], { port: s.port }).then((srv) => t.teardown(() => srv.close()));
+  await testServer([service('echo', echo, 'a new secret')], { port: s.port }).then((srv) =>
+    t.teardown(() => srv.close()),
+  );
   const info = await ch.closed;
   t.is(info.reason, 'authFail');
 });
@@ -103,7 +110,9 @@ test('without reconnect (the default) a lost connection closes the channel', asy
 
 test('close() while reconnecting ends it at once; a close by the server on purpose (normal) is not retried', async (t) => {
   const s = await restartable();
-  const ch = await connect('127.0.0.1', s.port, 'echo', 'pw', null, { reconnect: { retries: 50, initialDelay: 60_000 } });
+  const ch = await connect('127.0.0.1', s.port, 'echo', 'pw', null, {
+    reconnect: { retries: 50, initialDelay: 60_000 },
+  });
   await s.stop();
   t.is(ch.state, 'reconnecting');
   await ch.close();
@@ -118,7 +127,10 @@ test('close() while reconnecting ends it at once; a close by the server on purpo
 
 test('back-off doubles up to maxDelay, and jitter spreads the attempts', (t) => {
   const o = { retries: 10, initialDelay: 100, maxDelay: 1000, jitter: 0 };
-  t.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoff(a, o)), [100, 200, 400, 800, 1000, 1000]);
+  t.deepEqual(
+    [1, 2, 3, 4, 5, 6].map((a) => backoff(a, o)),
+    [100, 200, 400, 800, 1000, 1000],
+  );
   const draws = Array.from({ length: 1000 }, () => backoff(1, { ...o, jitter: 0.5 }));
   t.true(Math.min(...draws) >= 50 && Math.max(...draws) <= 100);
   t.true(new Set(draws).size > 40, 'the delays are spread, not one value');
@@ -126,7 +138,13 @@ test('back-off doubles up to maxDelay, and jitter spreads the attempts', (t) => 
 
 test('200 clients that lose a restarting server come back spread out, not all at once', async (t) => {
   const s = await restartable();
-  const chs = await Promise.all(Array.from({ length: 200 }, () => connect('127.0.0.1', s.port, 'echo', 'pw', null, { reconnect: { retries: 50, initialDelay: 200, maxDelay: 1000, jitter: 1 } })));
+  const chs = await Promise.all(
+    Array.from({ length: 200 }, () =>
+      connect('127.0.0.1', s.port, 'echo', 'pw', null, {
+        reconnect: { retries: 50, initialDelay: 200, maxDelay: 1000, jitter: 1 },
+      }),
+    ),
+  );
   await s.stop();
   const opened: number[] = [];
   const logger = createLogger({
@@ -141,9 +159,11 @@ test('200 clients that lose a restarting server come back spread out, not all at
   });
   const restarted = await s.start({ logger });
   t.teardown(() => restarted.close());
-  await Promise.all(chs.map(async (ch) => {
-    while (ch.state !== 'connected') await new Promise((r) => setTimeout(r, 20));
-  }));
+  await Promise.all(
+    chs.map(async (ch) => {
+      while (ch.state !== 'connected') await new Promise((r) => setTimeout(r, 20));
+    }),
+  );
   opened.sort((a, b) => a - b);
   const spread = (opened.at(-1) ?? 0) - (opened[0] ?? 0);
   const perMs = new Map<number, number>();

@@ -82,7 +82,9 @@ if (!hasTmux) {
     // The history is back in the next session (Up), and a push arrives while a line is half typed.
     const again = terminal('b');
     t.teardown(() => again.kill());
-    await again.start(`CHAN_HISTORY=${history} NO_COLOR=1 ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} later ''; echo EXIT=$?; sleep 30`);
+    await again.start(
+      `CHAN_HISTORY=${history} NO_COLOR=1 ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} later ''; echo EXIT=$?; sleep 30`,
+    );
     await again.waitFor(/later> ?$/m);
     await again.keys('Up');
     await again.waitFor(/later> quit$/m);
@@ -102,7 +104,9 @@ if (!hasTmux) {
     t.teardown(() => server.close());
     const term = terminal('c');
     t.teardown(() => term.kill());
-    await term.start(`NO_COLOR=1 CHAN_HISTORY= ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} nameServer ABXy45; echo EXIT=$?; sleep 30`);
+    await term.start(
+      `NO_COLOR=1 CHAN_HISTORY= ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} nameServer ABXy45; echo EXIT=$?; sleep 30`,
+    );
     await term.waitFor(/nameServer> ?$/m);
     await term.keys('{lookup, jim}.', 'Enter');
     await term.waitFor(/^undefined$/m);

@@ -40,7 +40,10 @@ test('the mailbox yields {chan, MM, X} in order, then {chan_closed, MM} with the
     });
   });
   await done;
-  t.deepEqual(seen.slice(0, 3).map((m) => (m.type === 'chan' ? formatTerm(m.data) : m.type)), ['1', '{two}', '"three"']);
+  t.deepEqual(
+    seen.slice(0, 3).map((m) => (m.type === 'chan' ? formatTerm(m.data) : m.type)),
+    ['1', '{two}', '"three"'],
+  );
   const last = seen[3] as ChanClosedMessage;
   t.is(last.type, 'chan_closed');
   t.is(last.reason, 'normal');
@@ -53,7 +56,10 @@ test('a handler that answers each request with one send, in order, is a correct 
   t.teardown(() => server.close());
   const ch = await open(server.port, 'echo');
   const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => ch.rpc(i)));
-  t.deepEqual(answers, Array.from({ length: 200 }, (_, i) => i));
+  t.deepEqual(
+    answers,
+    Array.from({ length: 200 }, (_, i) => i),
+  );
   await ch.close();
 });
 
@@ -152,7 +158,9 @@ test('a crashing handler closes only its own connection, with its message and no
   t.is(info.text, 'poison message');
   t.false(info.text.includes('at '));
   for (const [i, ch] of bystanders.entries()) t.is(await ch.rpc(`still here ${i}`), `still here ${i}`);
-  const crashLine = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'handler crashed');
+  const crashLine = lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((l) => l['msg'] === 'handler crashed');
   t.truthy(crashLine);
   t.is(crashLine?.['service'], 'crash');
   t.regex(String((crashLine?.['err'] as { stack?: string })?.stack), /poison message\n\s+at /);

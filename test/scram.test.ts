@@ -4,7 +4,8 @@ import * as scram from '../src/auth/scram.js';
 // RFC 7677, section 3: user "user", password "pencil".
 const CLIENT_FIRST_BARE = 'n=user,r=rOprNGfwEbeRWgbNEkqO';
 const SERVER_FIRST = 'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096';
-const CLIENT_FINAL = 'c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=';
+const CLIENT_FINAL =
+  'c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=';
 const SERVER_FINAL = 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=';
 
 test('computes the RFC 7677 test vector', async (t) => {
@@ -31,7 +32,11 @@ test('rejects a proof made with another password', async (t) => {
 });
 
 test('parses and escapes SCRAM messages', (t) => {
-  t.deepEqual(scram.parseClientFirst('n,,n=a=2Cb=3Dc,r=abc'), { user: 'a,b=c', nonce: 'abc', bare: 'n=a=2Cb=3Dc,r=abc' });
+  t.deepEqual(scram.parseClientFirst('n,,n=a=2Cb=3Dc,r=abc'), {
+    user: 'a,b=c',
+    nonce: 'abc',
+    bare: 'n=a=2Cb=3Dc,r=abc',
+  });
   t.is(scram.clientFirstBare('a,b=c', 'n'), 'n=a=2Cb=3Dc,r=n');
   t.is(scram.parseClientFirst('y,,n=u,r=abc'), null); // channel binding is not offered
   t.is(scram.parseClientFirst('n,,n=u,r=a,b'), null);

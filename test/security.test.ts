@@ -88,7 +88,10 @@ test('a table full of lockouts counts every other address together, and locks th
 
 test('six wrong secrets from one address: the sixth is authThrottled; other addresses get in; the lockout ends', async (t) => {
   const lines: string[] = [];
-  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+  });
   const server = await testServer([BOOK_SERVICE], { authLockout: 400, logger });
   t.teardown(() => server.close());
   const attempt = (secret: string, localAddress = '127.0.0.1'): Promise<string> =>
@@ -102,7 +105,9 @@ test('six wrong secrets from one address: the sixth is authThrottled; other addr
   await new Promise((r) => setTimeout(r, 450)); // the lockout is a span of time: waiting it out is the point
   t.is(await attempt('ABXy45'), 'ack');
 
-  const failures = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['reason'] === 'authFail' && l['msg'] !== 'connection closed');
+  const failures = lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l['reason'] === 'authFail' && l['msg'] !== 'connection closed');
   t.is(failures.length, 5);
   for (const f of failures) {
     t.is(f['service'], 'nameServer');
@@ -129,7 +134,11 @@ test('verifier and plaintext-password services side by side', async (t) => {
 });
 
 test('a bad verifier is refused at start-up with its position', (t) => {
-  const err = t.throws(() => parseConfig('{port, 1}.\n{service, s, verifier, "SCRAM-SHA-256$1000:c2FsdHNhbHQ=$AAAA:AAAA", mfa, m, f, a}.', { env: {} }));
+  const err = t.throws(() =>
+    parseConfig('{port, 1}.\n{service, s, verifier, "SCRAM-SHA-256$1000:c2FsdHNhbHQ=$AAAA:AAAA", mfa, m, f, a}.', {
+      env: {},
+    }),
+  );
   t.regex(err?.message ?? '', /<config>:2:24: the verifier's iteration count 1000 is below the minimum of 4096/);
   t.is(typeof parseVerifier('plaintext'), 'string');
 });
@@ -140,7 +149,12 @@ test('chan passwd prints a verifier that a config accepts', async (t) => {
   const verifier = r.stdout.trim();
   t.regex(verifier, /^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
   t.false(verifier.includes('correct horse'));
-  const server = await startServer(parseConfig(`{port, 0}.\n{host, "127.0.0.1"}.\n{service, s, verifier, "${verifier}", mfa, mod_name_server, start_me_up, x}.`, { env: {} }));
+  const server = await startServer(
+    parseConfig(
+      `{port, 0}.\n{host, "127.0.0.1"}.\n{service, s, verifier, "${verifier}", mfa, mod_name_server, start_me_up, x}.`,
+      { env: {} },
+    ),
+  );
   t.teardown(() => server.close());
   t.is(await code(connect('127.0.0.1', server.port, 's', 'correct horse')), 'ack');
   t.is((await run(['passwd', '--iterations', '100'], { input: 'x\n' })).status, 2);
@@ -158,11 +172,18 @@ test('the client remembers salted passwords per (secret, salt, iterations)', asy
     derived.push(b);
     return b;
   };
-  for (let i = 0; i < 3; i++) await (await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { saltedPasswordCache: spy })).close();
+  for (let i = 0; i < 3; i++)
+    await (await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { saltedPasswordCache: spy })).close();
   t.is(spy.size, 1);
   t.is(derived[0], derived[2]); // the same Buffer: no second PBKDF2
-  t.is(await code(connect('127.0.0.1', server.port, 'nameServer', 'wrong', null, { saltedPasswordCache: cache })), 'authFail');
-  t.is(await code(connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { saltedPasswordCache: false })), 'ack');
+  t.is(
+    await code(connect('127.0.0.1', server.port, 'nameServer', 'wrong', null, { saltedPasswordCache: cache })),
+    'authFail',
+  );
+  t.is(
+    await code(connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { saltedPasswordCache: false })),
+    'ack',
+  );
 });
 
 test('a capture of a plain-TCP session holds neither the secret nor a fast hash of it', async (t) => {
@@ -199,7 +220,8 @@ test('a capture of a plain-TCP session holds neither the secret nor a fast hash 
 test('SIGHUP reloads secrets for new connections; live ones carry on; a broken file changes nothing', async (t) => {
   const dir = tempDir();
   const file = path.join(dir, 'lib_chan.conf');
-  const conf = (secret: string): string => `{port, 0}.\n{service, nameServer, password, "${secret}", mfa, mod_name_server, start_me_up, notUsed}.\n`;
+  const conf = (secret: string): string =>
+    `{port, 0}.\n{service, nameServer, password, "${secret}", mfa, mod_name_server, start_me_up, notUsed}.\n`;
   writeFileSync(file, conf('first'));
   const { child, port, lines } = await serve([file]);
   t.teardown(() => child.kill('SIGKILL'));
@@ -235,7 +257,10 @@ test('SIGHUP reloads secrets for new connections; live ones carry on; a broken f
 test('reload applies new secrets and certificates, and names what needs a restart', async (t) => {
   const server = await testServer([service('a', echo, 'one'), service('b', echo, null)]);
   t.teardown(() => server.close());
-  const next = parseConfig('{port, 1}.\n{service, a, password, "two", mfa, m, f, x}.\n{service, c, password, none, mfa, m, f, x}.', { env: {} });
+  const next = parseConfig(
+    '{port, 1}.\n{service, a, password, "two", mfa, m, f, x}.\n{service, c, password, none, mfa, m, f, x}.',
+    { env: {} },
+  );
   const notApplied = await server.reload(next);
   t.deepEqual(notApplied, [
     'port 1: restart to listen on another port',

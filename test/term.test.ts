@@ -1,8 +1,20 @@
 import test from 'ava';
 import fc from 'fast-check';
 import {
-  Atom, Tuple, atom, formatTerm, isAtom, isTuple, parseTerm, parseTerms, parseTermsRecovering, termEquals, termKey, tuple,
-  TermSyntaxError, type Term,
+  Atom,
+  Tuple,
+  atom,
+  formatTerm,
+  isAtom,
+  isTuple,
+  parseTerm,
+  parseTerms,
+  parseTermsRecovering,
+  termEquals,
+  termKey,
+  tuple,
+  TermSyntaxError,
+  type Term,
 } from '../src/term/index.js';
 import { parseTermsLocated } from '../src/term/parse.js';
 
@@ -70,7 +82,13 @@ const malformed: [string, string, number, number, boolean][] = [
   ['{a b}', "expected ',' or '}' in a tuple, found 'b'", 1, 4, false],
   ['"abc', 'unterminated string', 1, 1, true],
   ["'abc", 'unterminated quoted atom', 1, 1, true],
-  ['Joe', 'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)', 1, 1, false],
+  [
+    'Joe',
+    'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)',
+    1,
+    1,
+    false,
+  ],
   ['[a | b]', 'improper lists are not supported: the tail after | must be a list', 1, 6, false],
   ['<<256>>', "a binary segment must be a string or an integer 0..255, found '256'", 1, 3, false],
   ['{a}\n  }', "unexpected '}' after the term", 2, 3, false],
@@ -100,8 +118,14 @@ test('a term file needs a dot after every term', (t) => {
 
 test('recovers after a broken term and reports every one', (t) => {
   const { terms, errors } = parseTermsRecovering('{a, 1}.\n{b 2}.\n{c, 3}.\n{d, $}.\n{e, 5}.\n');
-  t.deepEqual(terms.map((l) => formatTerm(l.term)), ['{a,1}', '{c,3}', '{e,5}']);
-  t.deepEqual(errors.map((e) => e.line), [2, 4]);
+  t.deepEqual(
+    terms.map((l) => formatTerm(l.term)),
+    ['{a,1}', '{c,3}', '{e,5}'],
+  );
+  t.deepEqual(
+    errors.map((e) => e.line),
+    [2, 4],
+  );
 });
 
 test('records where every element was written', (t) => {
@@ -126,7 +150,9 @@ const leaf: fc.Arbitrary<Term> = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 12 }).map((s) => atom(s)),
   fc.string({ unit: 'binary', maxLength: 12 }),
   fc.integer(),
-  fc.bigInt({ min: -(2n ** 80n), max: 2n ** 80n }).filter((n) => n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)),
+  fc
+    .bigInt({ min: -(2n ** 80n), max: 2n ** 80n })
+    .filter((n) => n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)),
   fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Number.isInteger(d)),
   fc.boolean(),
   fc.uint8Array({ maxLength: 8 }),

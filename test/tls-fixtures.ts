@@ -39,5 +39,12 @@ export function fixtures(): Pki {
 
 export function serverTls(verifyClient: TlsConfig['verifyClient'] = 'none', server = fixtures().server): TlsConfig {
   const p = fixtures();
-  return { cert: server.certPem, key: server.keyPem, ca: p.ca.certPem, verifyClient, minVersion: 'TLSv1.3', files: { cert: 'server.pem', key: 'server-key.pem' } };
+  return {
+    cert: server.certPem,
+    key: server.keyPem,
+    ca: p.ca.certPem,
+    verifyClient,
+    minVersion: 'TLSv1.3',
+    files: { cert: 'server.pem', key: 'server-key.pem' },
+  };
 }

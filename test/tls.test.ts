@@ -38,7 +38,8 @@ for (const [name, serverOptions, clientOptions] of transports) {
   test(`every handshake outcome over ${name}: ack, badService, authFail, badServer, authThrottled`, async (t) => {
     const server = await testServer(SERVICES, { ...serverOptions, authMaxFailures: 3, authLockout: 60_000 });
     t.teardown(() => server.close());
-    const c = (svc: string, secret: string | null): Promise<string> => outcome(connect('127.0.0.1', server.port, svc, secret, null, clientOptions));
+    const c = (svc: string, secret: string | null): Promise<string> =>
+      outcome(connect('127.0.0.1', server.port, svc, secret, null, clientOptions));
     t.is(await c('secret', 'ABXy45'), 'ack');
     t.is(await c('open', null), 'ack');
     t.is(await c('nope', 'ABXy45'), 'badService');
@@ -53,7 +54,10 @@ for (const [name, serverOptions, clientOptions] of transports) {
 test('a client without the CA refuses the server: tlsFailed', async (t) => {
   const server = await testServer(SERVICES, { tls: serverTls() });
   t.teardown(() => server.close());
-  const err = await t.throwsAsync(connect('localhost', server.port, 'open', null, null, { tls: { ca: fixtures().otherCa.certPem } }), { instanceOf: ChanError });
+  const err = await t.throwsAsync(
+    connect('localhost', server.port, 'open', null, null, { tls: { ca: fixtures().otherCa.certPem } }),
+    { instanceOf: ChanError },
+  );
   t.is(err?.code, 'tlsFailed');
   t.regex(err?.message ?? '', /not signed by a CA we trust/);
 });
@@ -65,7 +69,10 @@ test('an expired server certificate is refused by the client: tlsFailed', async 
   await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
   t.teardown(() => bare.close());
   const port = (bare.address() as AddressInfo).port;
-  const err = await t.throwsAsync(connect('localhost', port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }), { instanceOf: ChanError });
+  const err = await t.throwsAsync(
+    connect('localhost', port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }),
+    { instanceOf: ChanError },
+  );
   t.is(err?.code, 'tlsFailed');
   t.regex(err?.message ?? '', /has expired/);
 });
@@ -73,9 +80,14 @@ test('an expired server certificate is refused by the client: tlsFailed', async 
 test('a certificate for another host name is refused', async (t) => {
   const server = await testServer(SERVICES, { tls: serverTls() });
   t.teardown(() => server.close());
-  const err = await t.throwsAsync(connect('127.0.0.1', server.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem, servername: 'example.org' } }), {
-    instanceOf: ChanError,
-  });
+  const err = await t.throwsAsync(
+    connect('127.0.0.1', server.port, 'open', null, null, {
+      tls: { ca: fixtures().ca.certPem, servername: 'example.org' },
+    }),
+    {
+      instanceOf: ChanError,
+    },
+  );
   t.is(err?.code, 'tlsFailed');
   t.regex(err?.message ?? '', /not for this host name/);
 });
@@ -86,15 +98,31 @@ test('verify_client required: no client certificate, or one from another CA, is 
   const p = fixtures();
   const base = { ca: p.ca.certPem };
   t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: base })), 'tlsRejected');
-  t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: { ...base, cert: p.otherCaClient.certPem, key: p.otherCaClient.keyPem } })), 'tlsRejected');
-  t.is(await outcome(connect('localhost', server.port, 'open', null, null, { tls: { ...base, cert: p.dev.certPem, key: p.dev.keyPem } })), 'ack');
+  t.is(
+    await outcome(
+      connect('localhost', server.port, 'open', null, null, {
+        tls: { ...base, cert: p.otherCaClient.certPem, key: p.otherCaClient.keyPem },
+      }),
+    ),
+    'tlsRejected',
+  );
+  t.is(
+    await outcome(
+      connect('localhost', server.port, 'open', null, null, {
+        tls: { ...base, cert: p.dev.certPem, key: p.dev.keyPem },
+      }),
+    ),
+    'ack',
+  );
 });
 
 test('allow_cn: only a verified certificate with a listed common name gets the service', async (t) => {
   const server = await testServer(SERVICES, { tls: serverTls('optional') });
   t.teardown(() => server.close());
   const p = fixtures();
-  const as = (pair?: { certPem: string; keyPem: string }): ConnectOptions => ({ tls: { ca: p.ca.certPem, ...(pair ? { cert: pair.certPem, key: pair.keyPem } : {}) } });
+  const as = (pair?: { certPem: string; keyPem: string }): ConnectOptions => ({
+    tls: { ca: p.ca.certPem, ...(pair ? { cert: pair.certPem, key: pair.keyPem } : {}) },
+  });
   t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.ops))), 'ack');
   t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.dev))), 'badCert');
   t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as())), 'badCert');
@@ -121,18 +149,30 @@ test('a TLS handshake that does not finish in tls_handshake_timeout is cut off b
 
 test('a plaintext client on a TLS port, and a TLS client on a plaintext port, get clear errors on both ends', async (t) => {
   const lines: string[] = [];
-  const logger = createLogger({ pretty: false, stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+  });
   const tlsServer = await testServer(SERVICES, { tls: serverTls(), logger });
   const plainServer = await testServer(SERVICES, { logger });
   t.teardown(() => Promise.all([tlsServer.close(), plainServer.close()]));
 
   const plainOnTls = await t.throwsAsync(connect('127.0.0.1', tlsServer.port, 'open', null), { instanceOf: ChanError });
   t.regex(plainOnTls?.message ?? '', /if its port speaks TLS, connect with TLS/);
-  const tlsOnPlain = await t.throwsAsync(connect('localhost', plainServer.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }), { instanceOf: ChanError });
+  const tlsOnPlain = await t.throwsAsync(
+    connect('localhost', plainServer.port, 'open', null, null, { tls: { ca: fixtures().ca.certPem } }),
+    { instanceOf: ChanError },
+  );
   t.is(tlsOnPlain?.code, 'tlsFailed');
   t.regex(tlsOnPlain?.message ?? '', /does not speak TLS/);
 
   const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.true(logged.some((l) => /TLS handshake failed: the client does not speak TLS/.test(String(l['msg']))), 'the TLS server says why');
-  t.true(logged.some((l) => l['msg'] === 'connection closed' && l['reason'] === 'protocolError'), 'the plain server says why');
+  t.true(
+    logged.some((l) => /TLS handshake failed: the client does not speak TLS/.test(String(l['msg']))),
+    'the TLS server says why',
+  );
+  t.true(
+    logged.some((l) => l['msg'] === 'connection closed' && l['reason'] === 'protocolError'),
+    'the plain server says why',
+  );
 });

@@ -16,7 +16,9 @@ if (isTuple(joined, 'error')) {
   console.error(`chat: ${formatTerm(joined)}`);
   process.exit(1);
 }
-console.log(`joined ${groupName} as ${nick}; members: ${formatTerm((await ch.rpc(tuple(atom('members'), group))).at(1))}`);
+console.log(
+  `joined ${groupName} as ${nick}; members: ${formatTerm((await ch.rpc(tuple(atom('members'), group))).at(1))}`,
+);
 
 void (async () => {
   for await (const x of ch) {

@@ -46,7 +46,9 @@ export function normalizeSecret(secret: string): string {
 /** PBKDF2-HMAC-SHA-256 of the secret: the slow step, run off the event loop. */
 export function saltedPassword(secret: string, salt: Buffer, iterations: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    pbkdf2(normalizeSecret(secret), salt, iterations, KEY_BYTES, 'sha256', (err, key) => (err ? reject(err) : resolve(key)));
+    pbkdf2(normalizeSecret(secret), salt, iterations, KEY_BYTES, 'sha256', (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
   });
 }
 
@@ -180,13 +182,16 @@ export function parseVerifier(text: string): ScramVerifier | string {
   const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2}):([A-Za-z0-9+/]+={0,2})$/.exec(text);
   if (!m) return 'a verifier is "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (chan passwd prints one)';
   const iterations = Number(m[1]);
-  if (iterations < MIN_ITERATIONS) return `the verifier's iteration count ${iterations} is below the minimum of ${MIN_ITERATIONS}`;
-  if (iterations > MAX_ITERATIONS) return `the verifier's iteration count ${iterations} is over ${MAX_ITERATIONS}, which clients refuse`;
+  if (iterations < MIN_ITERATIONS)
+    return `the verifier's iteration count ${iterations} is below the minimum of ${MIN_ITERATIONS}`;
+  if (iterations > MAX_ITERATIONS)
+    return `the verifier's iteration count ${iterations} is over ${MAX_ITERATIONS}, which clients refuse`;
   const salt = Buffer.from(m[2] as string, 'base64');
   const storedKey = Buffer.from(m[3] as string, 'base64');
   const serverKey = Buffer.from(m[4] as string, 'base64');
-  if (salt.length < 8) return 'the verifier\'s salt is shorter than 8 bytes';
-  if (storedKey.length !== KEY_BYTES || serverKey.length !== KEY_BYTES) return `the verifier's keys must be ${KEY_BYTES} bytes each`;
+  if (salt.length < 8) return "the verifier's salt is shorter than 8 bytes";
+  if (storedKey.length !== KEY_BYTES || serverKey.length !== KEY_BYTES)
+    return `the verifier's keys must be ${KEY_BYTES} bytes each`;
   return { salt, iterations, storedKey, serverKey };
 }
 

@@ -64,7 +64,9 @@ const LOOKUP = new Atom('lookup');
 /** CPU time (user + system) of a process so far, microseconds; undefined where /proc cannot tell. */
 export function processCpuUs(pid: number): number | undefined {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /, '')
+      .split(' ');
     // After the name: state is field 3, utime 14 and stime 15 (1-based, whole line) in clock ticks of 10 ms.
     return (Number(fields[11]) + Number(fields[12])) * 10_000;
   } catch {
@@ -123,7 +125,10 @@ class Meter {
     if (this.ticker) clearInterval(this.ticker);
     const seconds = (performance.now() - this.started) / 1000;
     const cpu = process.cpuUsage(this.cpu);
-    const serverCpu = this.s.serverPid && this.serverCpu !== undefined ? (processCpuUs(this.s.serverPid) ?? 0) - this.serverCpu : undefined;
+    const serverCpu =
+      this.s.serverPid && this.serverCpu !== undefined
+        ? (processCpuUs(this.s.serverPid) ?? 0) - this.serverCpu
+        : undefined;
     const ops = Math.max(1, this.ops);
     const h = this.hist;
     return {
@@ -296,16 +301,24 @@ async function idleScenario(t: Destination, s: LoadSettings): Promise<ScenarioRe
   await settle();
   const after = s.serverPid ? processRssBytes(s.serverPid) : undefined;
   const r = m.done({
-    ...(before !== undefined && after !== undefined && chans.length > 0 ? { bytesPerConnection: (after - before) / chans.length } : {}),
+    ...(before !== undefined && after !== undefined && chans.length > 0
+      ? { bytesPerConnection: (after - before) / chans.length }
+      : {}),
     // Without what the first connections cost once (code compiled, V8's young generation grown by the connect burst).
-    ...(half && after !== undefined && chans.length > half.n ? { marginalBytesPerConnection: (after - half.rss) / (chans.length - half.n) } : {}),
+    ...(half && after !== undefined && chans.length > half.n
+      ? { marginalBytesPerConnection: (after - half.rss) / (chans.length - half.n) }
+      : {}),
   });
   for (let i = 0; i < chans.length; i += 500) await Promise.all(chans.slice(i, i + 500).map((c) => c.close()));
   return r;
 }
 
 /** Runs the scenarios in order; one result per scenario (per connection count, for rpc). */
-export async function runLoad(t: Destination, scenarios: readonly Scenario[], s: LoadSettings): Promise<ScenarioResult[]> {
+export async function runLoad(
+  t: Destination,
+  scenarios: readonly Scenario[],
+  s: LoadSettings,
+): Promise<ScenarioResult[]> {
   const value = 'x'.repeat(s.size);
   if (scenarios.some((x) => x === 'rpc' || x === 'pipeline')) await prepare(t, s, value);
   const out: ScenarioResult[] = [];
@@ -333,7 +346,8 @@ export async function runLoad(t: Destination, scenarios: readonly Scenario[], s:
 
 /** The results as a table for people. */
 export function formatResults(results: ScenarioResult[]): string {
-  const us = (v: number | undefined): string => (v === undefined ? '-' : v >= 10_000 ? `${(v / 1000).toFixed(1)}ms` : `${Math.round(v)}us`);
+  const us = (v: number | undefined): string =>
+    v === undefined ? '-' : v >= 10_000 ? `${(v / 1000).toFixed(1)}ms` : `${Math.round(v)}us`;
   const rows = results.map((r) => [
     r.name,
     Math.round(r.opsPerSec).toString(),
@@ -351,6 +365,10 @@ export function formatResults(results: ScenarioResult[]): string {
   ]);
   const head = ['scenario', 'ops/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'client us/op', 'server us/op', '', ''];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)].join('\n');
 }

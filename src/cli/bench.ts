@@ -25,7 +25,9 @@ function orDefault(name: string, v: string | undefined, dflt: number): number {
 
 export async function bench(target: Destination, a: BenchArgs): Promise<number> {
   const scenarios = (a.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '');
-  for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) throw usageError(`unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
+  for (const s of scenarios)
+    if (!(SCENARIOS as readonly string[]).includes(s))
+      throw usageError(`unknown scenario '${s}' (${SCENARIOS.join(', ')})`);
   const connections = (a.c ?? '1,16').split(',').map((c) => positive('-c', c));
   if (a.pin !== undefined) {
     // Pinned to one CPU (with the server pinned to the same one), sequential latency stops measuring how long this

@@ -25,18 +25,31 @@ function valueOf(config: ServerConfig, prop: string): unknown {
 export function describe(config: ServerConfig, sources: Map<string, string>): string {
   const rows = OPTIONS.map((o) => {
     const v = valueOf(config, o.prop);
-    return [o.key, v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v), sources.get(o.key) ?? 'default'];
+    return [
+      o.key,
+      v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v),
+      sources.get(o.key) ?? 'default',
+    ];
   });
   const w0 = Math.max(6, ...rows.map((r) => (r[0] as string).length)) + 2;
   const w1 = Math.max(5, ...rows.map((r) => (r[1] as string).length)) + 2;
-  const lines = [`${'option'.padEnd(w0)}${'value'.padEnd(w1)}from`, ...rows.map(([k, v, s]) => `${(k as string).padEnd(w0)}${(v as string).padEnd(w1)}${s}`)];
+  const lines = [
+    `${'option'.padEnd(w0)}${'value'.padEnd(w1)}from`,
+    ...rows.map(([k, v, s]) => `${(k as string).padEnd(w0)}${(v as string).padEnd(w1)}${s}`),
+  ];
   lines.push('', `services (${config.services.length}):`);
   for (const s of config.services) {
     const auth = s.verifier ? 'verifier ********' : s.secret === null ? 'no secret' : 'password ********';
-    const extras = [s.isolation ? `isolation ${s.isolation}` : '', s.workers ? `workers ${s.workers}` : '', s.allowCn ? `allow_cn ${JSON.stringify(s.allowCn)}` : '']
+    const extras = [
+      s.isolation ? `isolation ${s.isolation}` : '',
+      s.workers ? `workers ${s.workers}` : '',
+      s.allowCn ? `allow_cn ${JSON.stringify(s.allowCn)}` : '',
+    ]
       .filter((x) => x !== '')
       .join(', ');
-    lines.push(`  ${s.name}: ${auth}; mfa ${s.module}:${s.function}(${formatTerm(s.args)})${extras ? `; ${extras}` : ''}`);
+    lines.push(
+      `  ${s.name}: ${auth}; mfa ${s.module}:${s.function}(${formatTerm(s.args)})${extras ? `; ${extras}` : ''}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

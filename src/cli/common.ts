@@ -26,7 +26,8 @@ export function usageError(message: string): CliExit {
 /** The one line a failure prints. */
 export function failureLine(err: unknown): string {
   // A call that failed because the server ended the connection is named by the server's reason (handlerError, ...).
-  if (err instanceof ChanError && err.code === 'closed' && err.reason && err.reason !== 'normal') return `chan: ${err.reason}: ${err.message}`;
+  if (err instanceof ChanError && err.code === 'closed' && err.reason && err.reason !== 'normal')
+    return `chan: ${err.reason}: ${err.message}`;
   if (err instanceof ChanError) return `chan: ${err.code}: ${err.message}`;
   return `chan: error: ${err instanceof Error ? err.message : String(err)}`;
 }
@@ -42,7 +43,8 @@ export function positive(name: string, text: string, what = 'a positive whole nu
 }
 
 export function parsePort(text: string): number {
-  if (!/^\d+$/.test(text) || Number(text) > 65535) throw usageError(`PORT must be a number from 0 to 65535, not '${text}'`);
+  if (!/^\d+$/.test(text) || Number(text) > 65535)
+    throw usageError(`PORT must be a number from 0 to 65535, not '${text}'`);
   return Number(text);
 }
 
@@ -55,7 +57,12 @@ let lines: { rl: Interface; iterator: AsyncIterator<string> } | null = null;
 /** `extra`: readline options (completer, history) for the first caller that creates the interface. */
 export function stdinLines(extra: Partial<ReadLineOptions> = {}): { rl: Interface; iterator: AsyncIterator<string> } {
   if (!lines) {
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true, ...extra });
+    const rl = createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: process.stdin.isTTY === true,
+      ...extra,
+    });
     lines = { rl, iterator: rl[Symbol.asyncIterator]() };
   }
   return lines;

@@ -54,7 +54,9 @@ export async function oneShot(kind: 'rpc' | 'cast', target: Destination, args: s
   try {
     if (kind === 'rpc') {
       // All at once (pipelined): each answer is matched to its request, so they print in the order asked.
-      const answers = await Promise.all(terms.map((t) => ch.rpc(t, f.timeout === undefined ? {} : { timeout: f.timeout })));
+      const answers = await Promise.all(
+        terms.map((t) => ch.rpc(t, f.timeout === undefined ? {} : { timeout: f.timeout })),
+      );
       process.stdout.write(answers.map((a) => `${f.json ? formatJsonTerm(a) : formatTerm(a)}\n`).join(''));
     } else {
       for (const t of terms) ch.cast(t);

@@ -5,6 +5,8 @@ import { EXIT_OK } from './common.js';
 
 export async function pingCommand(host: string, port: number, tls: TlsClientOptions | undefined): Promise<number> {
   const r = await ping(host, port, tls ? { tls } : {});
-  process.stdout.write(`${host}:${port}: ${r.server}, protocol version ${r.version}, ${r.ms.toFixed(1)} ms${tls ? ' (TLS)' : ''}\n`);
+  process.stdout.write(
+    `${host}:${port}: ${r.server}, protocol version ${r.version}, ${r.ms.toFixed(1)} ms${tls ? ' (TLS)' : ''}\n`,
+  );
   return EXIT_OK;
 }

@@ -15,9 +15,18 @@ export async function certs(a: CertsArgs): Promise<number> {
   const { writeCerts } = await import('../certs.js');
   const days = a.days === undefined ? 365 : Number(a.days);
   if (!Number.isInteger(days) || days < 1) throw usageError('--days must be a whole number of days, 1 or more');
-  const hosts = (a.hosts ?? 'localhost,127.0.0.1').split(',').map((h) => h.trim()).filter((h) => h !== '');
+  const hosts = (a.hosts ?? 'localhost,127.0.0.1')
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
   if (hosts.length === 0) throw usageError('--hosts needs at least one host name or address');
-  const { written, kept } = writeCerts({ out: a.out ?? 'certs', hosts, days, clients: a.client ?? [], force: a.force === true });
+  const { written, kept } = writeCerts({
+    out: a.out ?? 'certs',
+    hosts,
+    days,
+    clients: a.client ?? [],
+    force: a.force === true,
+  });
   for (const f of written) process.stdout.write(`wrote ${f}\n`);
   for (const f of kept) process.stdout.write(`kept  ${f} (exists; --force replaces it)\n`);
   return EXIT_OK;

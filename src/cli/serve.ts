@@ -45,7 +45,9 @@ export async function serve(confArg: string | undefined): Promise<number> {
   // (a timer in an inline handler) cannot be tied to a connection. A rejected promise nobody awaits is logged and the
   // server carries on; an uncaught exception leaves the process in an unknown state, so it is logged and the server
   // exits (run such code with {isolation, worker}).
-  process.on('unhandledRejection', (err) => log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'));
+  process.on('unhandledRejection', (err) =>
+    log.error({ err }, 'a promise nobody awaited was rejected (from a handler?); carrying on'),
+  );
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception outside any handler; exiting');
     process.exit(70);

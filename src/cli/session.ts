@@ -70,8 +70,11 @@ function historyFile(): string | null {
 export function loadHistory(file: string | null): string[] {
   if (!file) return [];
   try {
-    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
-    if (lines.length > HISTORY_LINES) writeFileSync(file, `${lines.slice(-HISTORY_LINES).join('\n')}\n`, { mode: 0o600 });
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    if (lines.length > HISTORY_LINES)
+      writeFileSync(file, `${lines.slice(-HISTORY_LINES).join('\n')}\n`, { mode: 0o600 });
     return lines.slice(-HISTORY_LINES).reverse(); // readline wants the newest first
   } catch {
     return [];
@@ -88,7 +91,9 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
   const colour = tty && !process.env['NO_COLOR'];
   const paint = (code: string, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);
   const history = tty ? historyFile() : null;
-  const { rl, iterator } = stdinLines(tty ? { completer: complete, history: loadHistory(history), historySize: HISTORY_LINES } : {});
+  const { rl, iterator } = stdinLines(
+    tty ? { completer: complete, history: loadHistory(history), historySize: HISTORY_LINES } : {},
+  );
   const json = o.json === true;
   const show = (t: Term): string => (json ? formatJsonTerm(t) : formatTerm(t));
   const read = (text: string): Term => (json ? parseJsonTerm(text.trim()) : parseTerm(text));

@@ -94,7 +94,10 @@ function checkCost(cost: number, limit: number): void {
 }
 
 function tooCostly(cost: number, limit: number): ChanError {
-  return new LimitError('frameTooLarge', `the value would take more than ${limit} bytes once decoded (its decoded size is at least ${cost}; the limit is ${DECODED_SIZE_RATIO} x the receiver's max_frame_size)`);
+  return new LimitError(
+    'frameTooLarge',
+    `the value would take more than ${limit} bytes once decoded (its decoded size is at least ${cost}; the limit is ${DECODED_SIZE_RATIO} x the receiver's max_frame_size)`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -177,7 +180,11 @@ export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost =
  * without making the bytes (a test keeps the two in step). For code that must know whether a value can be sent
  * before it keeps it.
  */
-export function measure(value: unknown, maxDepth: number, maxCost = Number.POSITIVE_INFINITY): { bytes: number; size: number } {
+export function measure(
+  value: unknown,
+  maxDepth: number,
+  maxCost = Number.POSITIVE_INFINITY,
+): { bytes: number; size: number } {
   const m = new Meter(maxCost);
   m.value(value, maxDepth);
   return { bytes: m.bytes, size: m.cost };
@@ -265,7 +272,9 @@ class Meter {
       }
     } else {
       const name = (v as object).constructor?.name ?? 'object';
-      throw badTerm(`a ${name} is not a term (send plain data: atoms, tuples, lists, strings, numbers, binaries, maps)`);
+      throw badTerm(
+        `a ${name} is not a term (send plain data: atoms, tuples, lists, strings, numbers, binaries, maps)`,
+      );
     }
   }
 
@@ -738,7 +747,8 @@ class Decoder {
       // A key twice is not a map (Erlang has none such): refused, rather than one value silently kept.
       if (hasOwn(obj, key)) throw malformed('a map has the same key twice');
       const value = this.read(depth - 1);
-      if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
       else obj[key] = value;
     }
     return obj;

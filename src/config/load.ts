@@ -104,7 +104,9 @@ export class ConfigProblem {
     readonly at?: Position,
   ) {}
   toString(): string {
-    return this.at ? `${this.file}:${this.at.line}:${this.at.column}: ${this.message}` : `${this.file}: ${this.message}`;
+    return this.at
+      ? `${this.file}:${this.at.line}:${this.at.column}: ${this.message}`
+      : `${this.file}: ${this.message}`;
   }
 }
 
@@ -132,7 +134,9 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): ServerC
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError([new ConfigProblem(file, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`)]);
+    throw new ConfigError([
+      new ConfigProblem(file, e.code === 'ENOENT' ? 'no such file' : `cannot read: ${e.message}`),
+    ]);
   }
   return parseConfig(text, { ...options, file, format: file.endsWith('.json') ? 'json' : 'terms' });
 }
@@ -152,7 +156,10 @@ export function parseConfig(text: string, options: ParseOptions = {}): ServerCon
     const env = options.env ?? process.env;
     for (const o of OPTIONS) {
       const at = raw.options.get(o.key)?.at;
-      options.sources.set(o.key, env[o.env] !== undefined ? o.env : raw.options.has(o.key) ? `${file}${at ? `:${at.line}` : ''}` : 'default');
+      options.sources.set(
+        o.key,
+        env[o.env] !== undefined ? o.env : raw.options.has(o.key) ? `${file}${at ? `:${at.line}` : ''}` : 'default',
+      );
     }
   }
   return config;
@@ -213,11 +220,20 @@ function fromTerms(text: string, file: string): RawConfig {
   return raw;
 }
 
-function addOption(raw: RawConfig, file: string, key: string, value: unknown, valueAt?: Position, keyAt?: Position): void {
+function addOption(
+  raw: RawConfig,
+  file: string,
+  key: string,
+  value: unknown,
+  valueAt?: Position,
+  keyAt?: Position,
+): void {
   const spec = OPTION_BY_KEY.get(key);
   if (!spec) {
     const hint = suggest(key, [...OPTION_BY_KEY.keys(), 'service']);
-    raw.problems.push(new ConfigProblem(file, `unknown option '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, keyAt));
+    raw.problems.push(
+      new ConfigProblem(file, `unknown option '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, keyAt),
+    );
     return;
   }
   const first = raw.options.get(key);
@@ -264,7 +280,12 @@ function serviceFromTerm(t: Located, problem: (at: Position, m: string) => void)
   put('args', args, args?.term ?? null);
   for (const opt of items.slice(8)) {
     const pair = opt.term;
-    if (!(pair instanceof Tuple) || pair.size !== 2 || !isAtom(pair.at(0)) || !SERVICE_OPTIONS.includes((pair.at(0) as Atom).name)) {
+    if (
+      !(pair instanceof Tuple) ||
+      pair.size !== 2 ||
+      !isAtom(pair.at(0)) ||
+      !SERVICE_OPTIONS.includes((pair.at(0) as Atom).name)
+    ) {
       problem(opt, `after ArgsS a service takes options {Key, Value}, with Key one of: ${SERVICE_OPTIONS.join(', ')}`);
       return null;
     }
@@ -305,7 +326,13 @@ function fromJson(text: string, file: string): RawConfig {
   } catch (err) {
     const m = /position (\d+)/.exec((err as Error).message);
     const at = m ? positions(text)(Number(m[1])) : undefined;
-    raw.problems.push(new ConfigProblem(file, `not valid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '')}`, at));
+    raw.problems.push(
+      new ConfigProblem(
+        file,
+        `not valid JSON: ${(err as Error).message.replace(/ in JSON at position \d+.*$/, '')}`,
+        at,
+      ),
+    );
     return raw;
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
@@ -351,7 +378,13 @@ function fromJson(text: string, file: string): RawConfig {
           v[k] = fv;
           if (fat) fields.set(k, fat);
         } else {
-          raw.problems.push(new ConfigProblem(file, `services[${i}]: unknown field '${k}' (expected name, password or verifier, mfa, ${SERVICE_OPTIONS.join(', ')})`, fat));
+          raw.problems.push(
+            new ConfigProblem(
+              file,
+              `services[${i}]: unknown field '${k}' (expected name, password or verifier, mfa, ${SERVICE_OPTIONS.join(', ')})`,
+              fat,
+            ),
+          );
         }
       }
       raw.services.push({ value: v, at, fields });
@@ -414,13 +447,15 @@ function addFormats(): void {
   convict.addFormat({
     name: 'lib-chan-verify-client',
     validate(v: unknown) {
-      if (typeof v !== 'string' || !(VERIFY_CLIENT as readonly string[]).includes(v)) throw new Error(`must be one of ${VERIFY_CLIENT.join(', ')}`);
+      if (typeof v !== 'string' || !(VERIFY_CLIENT as readonly string[]).includes(v))
+        throw new Error(`must be one of ${VERIFY_CLIENT.join(', ')}`);
     },
   });
   convict.addFormat({
     name: 'lib-chan-tls-version',
     validate(v: unknown) {
-      if (typeof v !== 'string' || !(TLS_VERSIONS as readonly string[]).includes(v)) throw new Error(`must be one of ${TLS_VERSIONS.join(', ')}`);
+      if (typeof v !== 'string' || !(TLS_VERSIONS as readonly string[]).includes(v))
+        throw new Error(`must be one of ${TLS_VERSIONS.join(', ')}`);
     },
   });
   convict.addFormat({
@@ -455,7 +490,13 @@ function setDotted(obj: Record<string, unknown>, key: string, value: unknown): v
 function schema(): convict.Schema<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const o of OPTIONS) {
-    setDotted(s, o.key, { doc: o.doc, format: FORMAT_NAMES[o.format], default: o.default, env: o.env, nullable: o.default === null });
+    setDotted(s, o.key, {
+      doc: o.doc,
+      format: FORMAT_NAMES[o.format],
+      default: o.default,
+      env: o.env,
+      nullable: o.default === null,
+    });
   }
   return s as convict.Schema<Record<string, unknown>>;
 }
@@ -506,7 +547,10 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     let secret = v['password'] ?? null;
     let verifier: ScramVerifier | undefined;
     if ('verifier' in v) {
-      const parsed = typeof v['verifier'] === 'string' ? parseVerifier(v['verifier']) : 'a verifier must be a string (chan passwd prints one)';
+      const parsed =
+        typeof v['verifier'] === 'string'
+          ? parseVerifier(v['verifier'])
+          : 'a verifier must be a string (chan passwd prints one)';
       if (typeof parsed === 'string') bad('verifier', parsed);
       else verifier = parsed;
       secret = null;
@@ -514,20 +558,28 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
       bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
     }
     const isolation = v['isolation'];
-    if (isolation !== undefined && isolation !== 'inline' && isolation !== 'worker') bad('isolation', 'isolation is inline or worker');
+    if (isolation !== undefined && isolation !== 'inline' && isolation !== 'worker')
+      bad('isolation', 'isolation is inline or worker');
     const workers = v['workers'];
-    if (workers !== undefined && (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 1 || workers > 64)) {
+    if (
+      workers !== undefined &&
+      (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 1 || workers > 64)
+    ) {
       bad('workers', 'workers must be a whole number from 1 to 64');
     } else if (workers !== undefined && isolation !== 'worker') {
       bad('workers', 'workers needs {isolation, worker}');
     }
     const allowCn = v['allow_cn'];
-    if (allowCn !== undefined && (!Array.isArray(allowCn) || allowCn.length === 0 || !allowCn.every((c) => typeof c === 'string' && c !== ''))) {
+    if (
+      allowCn !== undefined &&
+      (!Array.isArray(allowCn) || allowCn.length === 0 || !allowCn.every((c) => typeof c === 'string' && c !== ''))
+    ) {
       bad('allow_cn', 'allow_cn must be a non-empty list of certificate common names, as strings: {allow_cn, ["ops"]}');
     }
     for (const field of ['module', 'function'] as const) {
       const x = v[field];
-      if (typeof x !== 'string' || x === '') bad(field, `the ${field} of a service's mfa must be an atom or a non-empty string`);
+      if (typeof x !== 'string' || x === '')
+        bad(field, `the ${field} of a service's mfa must be an atom or a non-empty string`);
     }
     if (ok) {
       services.push({
@@ -547,7 +599,9 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     problems.push(new ConfigProblem(file, `no services: add at least one ${SERVICE_SHAPE}.`));
   }
   if (problems.length > 0) {
-    problems.sort((a, b) => (a.at?.line ?? Infinity) - (b.at?.line ?? Infinity) || (a.at?.column ?? 0) - (b.at?.column ?? 0));
+    problems.sort(
+      (a, b) => (a.at?.line ?? Infinity) - (b.at?.line ?? Infinity) || (a.at?.column ?? 0) - (b.at?.column ?? 0),
+    );
     throw new ConfigError(problems);
   }
   const fromEnv = env['CHAN_CODE_PATH'] !== undefined;
@@ -563,7 +617,13 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
  * The TLS settings with their files read, or null when no certificate is configured. Throws a ConfigError for a
  * file that cannot be read or a combination that cannot work.
  */
-function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, dir: string, env: Record<string, string | undefined>): TlsConfig | null {
+function tlsConfig(
+  get: (key: string) => unknown,
+  raw: RawConfig,
+  file: string,
+  dir: string,
+  env: Record<string, string | undefined>,
+): TlsConfig | null {
   const problems: ConfigProblem[] = [];
   const at = (key: string): Position | undefined => raw.options.get(key)?.at;
   const pathOf = (key: string): string | undefined => {
@@ -579,7 +639,13 @@ function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, 
       return readFileSync(p, 'utf8');
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      problems.push(new ConfigProblem(file, `${key}: cannot read ${p}: ${e.code === 'ENOENT' ? 'no such file (chan certs makes one)' : e.message}`, at(key)));
+      problems.push(
+        new ConfigProblem(
+          file,
+          `${key}: cannot read ${p}: ${e.code === 'ENOENT' ? 'no such file (chan certs makes one)' : e.message}`,
+          at(key),
+        ),
+      );
       return undefined;
     }
   };
@@ -588,13 +654,25 @@ function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, 
   const verifyClient = get('tls.verify_client') as TlsConfig['verifyClient'];
   if (certFile === undefined && keyFile === undefined) {
     if (raw.options.has('tls.ca') || raw.options.has('tls.verify_client') || raw.options.has('tls.min_version')) {
-      problems.push(new ConfigProblem(file, 'tls: the port serves TLS only with both cert and key', at('tls.ca') ?? at('tls.verify_client') ?? at('tls.min_version')));
+      problems.push(
+        new ConfigProblem(
+          file,
+          'tls: the port serves TLS only with both cert and key',
+          at('tls.ca') ?? at('tls.verify_client') ?? at('tls.min_version'),
+        ),
+      );
     }
   } else if (certFile === undefined || keyFile === undefined) {
     problems.push(new ConfigProblem(file, 'tls: cert and key go together: give both', at('tls.cert') ?? at('tls.key')));
   }
   if (verifyClient !== 'none' && get('tls.ca') === null) {
-    problems.push(new ConfigProblem(file, `tls: verify_client ${verifyClient} needs the ca that signs client certificates`, at('tls.verify_client')));
+    problems.push(
+      new ConfigProblem(
+        file,
+        `tls: verify_client ${verifyClient} needs the ca that signs client certificates`,
+        at('tls.verify_client'),
+      ),
+    );
   }
   const cert = read('tls.cert');
   const key = read('tls.key');
@@ -605,7 +683,13 @@ function tlsConfig(get: (key: string) => unknown, raw: RawConfig, file: string, 
       const dated = certificateProblem(cert);
       if (dated) problems.push(new ConfigProblem(file, `tls.cert: ${dated}`, at('tls.cert')));
     } catch (err) {
-      problems.push(new ConfigProblem(file, `tls: the certificate, key and ca do not work together: ${(err as Error).message}`, at('tls.cert')));
+      problems.push(
+        new ConfigProblem(
+          file,
+          `tls: the certificate, key and ca do not work together: ${(err as Error).message}`,
+          at('tls.cert'),
+        ),
+      );
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -640,7 +724,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
     for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur[j] = Math.min(
+        (prev[j] as number) + 1,
+        (cur[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     prev = cur;
   }

@@ -46,7 +46,10 @@ export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): nu
   try {
     const m = measure(value, limits.maxDepth - wrap, decodedSizeLimit(limits.maxFrameSize) - ENVELOPE_COST);
     if (m.bytes > limits.maxFrameSize - ENVELOPE_BYTES) {
-      return new LimitError('frameTooLarge', `the value takes ${m.bytes} bytes; with its answer around it, that is over max_frame_size (${limits.maxFrameSize})`);
+      return new LimitError(
+        'frameTooLarge',
+        `the value takes ${m.bytes} bytes; with its answer around it, that is over max_frame_size (${limits.maxFrameSize})`,
+      );
     }
     return m.size;
   } catch (err) {
@@ -69,11 +72,15 @@ export class KvsStore {
   store(key: Term, value: Term): Tuple | null {
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
-    if (size instanceof LimitError) return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
+    if (size instanceof LimitError)
+      return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
     const held = measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
     const after = this.held - (this.entries.get(key)?.value.held ?? 0) + held;
     if (after > this.limits.storeMaxBytes) {
-      return errorTerm('storeFull', `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`);
+      return errorTerm(
+        'storeFull',
+        `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`,
+      );
     }
     this.entries.set(key, { value, held });
     this.held = after;

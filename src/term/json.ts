@@ -53,13 +53,15 @@ export function jsonToTerm(v: unknown): Term {
         if (typeof x !== 'string' || !/^-?\d+$/.test(x)) throw new JsonTermError('$int takes a string of digits');
         return BigInt(x);
       case '$map':
-        if (!Array.isArray(x) || !x.every((e) => Array.isArray(e) && e.length === 2)) throw new JsonTermError('$map takes [[key, value], ...]');
+        if (!Array.isArray(x) || !x.every((e) => Array.isArray(e) && e.length === 2))
+          throw new JsonTermError('$map takes [[key, value], ...]');
         return new Map(x.map(([k, val]: unknown[]) => [jsonToTerm(k), jsonToTerm(val)]));
     }
   }
   const out: TermObject = {};
   for (const k of keys) {
-    if (k === '__proto__') Object.defineProperty(out, k, { value: jsonToTerm(o[k]), enumerable: true, writable: true, configurable: true });
+    if (k === '__proto__')
+      Object.defineProperty(out, k, { value: jsonToTerm(o[k]), enumerable: true, writable: true, configurable: true });
     else out[k] = jsonToTerm(o[k]);
   }
   return out;

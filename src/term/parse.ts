@@ -181,7 +181,10 @@ class Parser {
         return { term: t.value as number | bigint, ...at };
       case 'var':
         // Not quoted back: in a config file this is often a secret someone forgot to put in quotes.
-        return this.fail(t, 'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)');
+        return this.fail(
+          t,
+          'a variable is not a term (an atom starts with a lower-case letter or is quoted; a string is in double quotes)',
+        );
       case 'punct':
         switch (t.text) {
           case '{': {
@@ -219,12 +222,18 @@ class Parser {
       if (t.kind === 'punct' && t.text === close) return items;
       if (isList && t.kind === 'punct' && t.text === '|') {
         const tail = this.term(depth + 1);
-        if (!Array.isArray(tail.term)) this.fail(this.tokenAt(tail), 'improper lists are not supported: the tail after | must be a list');
+        if (!Array.isArray(tail.term))
+          this.fail(this.tokenAt(tail), 'improper lists are not supported: the tail after | must be a list');
         items.push(...(tail.items ?? []));
         this.expectPunct(']', 'after the tail of a list');
         return items;
       }
-      this.fail(t, isList ? `expected ',', '|' or ']' in a list, found ${describe(t)}` : `expected ',' or '}' in a tuple, found ${describe(t)}`);
+      this.fail(
+        t,
+        isList
+          ? `expected ',', '|' or ']' in a list, found ${describe(t)}`
+          : `expected ',' or '}' in a tuple, found ${describe(t)}`,
+      );
     }
   }
 
@@ -330,7 +339,13 @@ class Lexer {
     const s = this.src;
     const line = this.line;
     const column = this.column;
-    const tok = (kind: Kind, text: string, value?: string | number | bigint): Token => ({ kind, text, value, line, column });
+    const tok = (kind: Kind, text: string, value?: string | number | bigint): Token => ({
+      kind,
+      text,
+      value,
+      line,
+      column,
+    });
     if (this.pos >= s.length) return tok('eof', '');
     const c = s[this.pos] as string;
     const c2 = s.slice(this.pos, this.pos + 2);
@@ -354,7 +369,11 @@ class Lexer {
     }
     if (c === '"') return tok('string', '"', this.quoted('"', 'string', line, column));
     if (DIGIT.test(c)) return this.number(line, column, 1);
-    if ((c === '-' || c === '+') && this.pos + 1 < s.length && (DIGIT.test(s[this.pos + 1] as string) || s[this.pos + 1] === '$')) {
+    if (
+      (c === '-' || c === '+') &&
+      this.pos + 1 < s.length &&
+      (DIGIT.test(s[this.pos + 1] as string) || s[this.pos + 1] === '$')
+    ) {
       this.pos++;
       if (s[this.pos] === '$') return this.char(line, column, c === '-' ? -1 : 1);
       return this.number(line, column, c === '-' ? -1 : 1);
@@ -382,7 +401,11 @@ class Lexer {
     const s = this.src;
     const digits = (allowed: RegExp): string => {
       const start = this.pos;
-      while (this.pos < s.length && (allowed.test(s[this.pos] as string) || (s[this.pos] === '_' && allowed.test(s[this.pos + 1] ?? '')))) this.pos++;
+      while (
+        this.pos < s.length &&
+        (allowed.test(s[this.pos] as string) || (s[this.pos] === '_' && allowed.test(s[this.pos + 1] ?? '')))
+      )
+        this.pos++;
       return s.slice(start, this.pos).replaceAll('_', '');
     };
     const start = this.pos;
@@ -469,7 +492,15 @@ class Lexer {
     if (this.pos >= s.length) this.fail('unterminated escape sequence', line, column, true);
     const c = s[this.pos++] as string;
     const simple: Record<string, string> = {
-      b: '\b', d: '\x7f', e: '\x1b', f: '\f', n: '\n', r: '\r', s: ' ', t: '\t', v: '\v',
+      b: '\b',
+      d: '\x7f',
+      e: '\x1b',
+      f: '\f',
+      n: '\n',
+      r: '\r',
+      s: ' ',
+      t: '\t',
+      v: '\v',
     };
     if (simple[c] !== undefined) return simple[c];
     if (/[0-7]/.test(c)) {
@@ -482,11 +513,13 @@ class Lexer {
       if (s[this.pos] === '{') {
         const end = s.indexOf('}', this.pos);
         hex = end < 0 ? '' : s.slice(this.pos + 1, end);
-        if (!/^[0-9a-fA-F]{1,6}$/.test(hex)) this.fail('bad \\x{...} escape: expected 1 to 6 hex digits', escLine, escColumn);
+        if (!/^[0-9a-fA-F]{1,6}$/.test(hex))
+          this.fail('bad \\x{...} escape: expected 1 to 6 hex digits', escLine, escColumn);
         this.pos = end + 1;
       } else {
         hex = s.slice(this.pos, this.pos + 2);
-        if (!/^[0-9a-fA-F]{2}$/.test(hex)) this.fail('bad \\x escape: expected two hex digits or \\x{...}', escLine, escColumn);
+        if (!/^[0-9a-fA-F]{2}$/.test(hex))
+          this.fail('bad \\x escape: expected two hex digits or \\x{...}', escLine, escColumn);
         this.pos += 2;
       }
       const code = parseInt(hex, 16);
@@ -506,4 +539,3 @@ class Lexer {
     return c;
   }
 }
-

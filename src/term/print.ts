@@ -9,8 +9,35 @@ import { Atom, Tuple, isTermObject, type Term } from './model.js';
 const BARE_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
 // Erlang's reserved words must be quoted to be read back as atoms.
 const RESERVED = new Set([
-  'after', 'and', 'andalso', 'band', 'begin', 'bnot', 'bor', 'bsl', 'bsr', 'bxor', 'case', 'catch', 'cond', 'div',
-  'else', 'end', 'fun', 'if', 'let', 'maybe', 'not', 'of', 'or', 'orelse', 'receive', 'rem', 'try', 'when', 'xor',
+  'after',
+  'and',
+  'andalso',
+  'band',
+  'begin',
+  'bnot',
+  'bor',
+  'bsl',
+  'bsr',
+  'bxor',
+  'case',
+  'catch',
+  'cond',
+  'div',
+  'else',
+  'end',
+  'fun',
+  'if',
+  'let',
+  'maybe',
+  'not',
+  'of',
+  'or',
+  'orelse',
+  'receive',
+  'rem',
+  'try',
+  'when',
+  'xor',
 ]);
 /** Terms nested deeper than this are refused rather than overflowing the stack (cyclic objects, for one). */
 const MAX_PRINT_DEPTH = 10_000;
@@ -69,7 +96,8 @@ function scalarKey(t: Term): string | undefined {
     if (PRINTED_AS_JS.has(t.name)) return `\x0a${t.name}`;
     return `\x05${t.name.length}${SEP}${t.name}`;
   }
-  if (t instanceof Uint8Array) return `\x08${t.length}${SEP}${Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1')}`;
+  if (t instanceof Uint8Array)
+    return `\x08${t.length}${SEP}${Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1')}`;
   return undefined;
 }
 
@@ -163,7 +191,11 @@ function write(term: Term, out: string[], depth: number): void {
     const entries = [...term].map(([k, v]) => [formatTerm(k), v] as const);
     writeMap(entries, out, depth);
   } else if (isTermObject(term)) {
-    writeMap(Object.keys(term).map((k) => [formatString(k), term[k] as Term] as const), out, depth);
+    writeMap(
+      Object.keys(term).map((k) => [formatString(k), term[k] as Term] as const),
+      out,
+      depth,
+    );
   } else {
     throw new TypeError(`not a term: ${Object.prototype.toString.call(term)}`);
   }
@@ -190,7 +222,8 @@ function writeMap(entries: (readonly [string, Term])[], out: string[], depth: nu
 }
 
 function formatNumber(n: number): string {
-  if (Number.isInteger(n)) return Object.is(n, -0) ? '-0.0' : Number.isSafeInteger(n) ? String(n) : BigInt(n).toString();
+  if (Number.isInteger(n))
+    return Object.is(n, -0) ? '-0.0' : Number.isSafeInteger(n) ? String(n) : BigInt(n).toString();
   if (!Number.isFinite(n)) return formatAtom(String(n));
   // Erlang floats need a digit on both sides of the point: 1e-7 is written 1.0e-7.
   const s = String(n);
@@ -209,12 +242,20 @@ function formatBinary(bytes: Uint8Array): string {
       if (!printable) break;
     }
   }
-  if (printable) return `<<${formatString(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1'))}>>`;
+  if (printable)
+    return `<<${formatString(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1'))}>>`;
   return `<<${bytes.join(',')}>>`;
 }
 
 const ESCAPES: Record<string, string> = {
-  '\\': '\\\\', '\b': '\\b', '\x7f': '\\d', '\x1b': '\\e', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t',
+  '\\': '\\\\',
+  '\b': '\\b',
+  '\x7f': '\\d',
+  '\x1b': '\\e',
+  '\f': '\\f',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
   '\v': '\\v',
 };
 
@@ -224,7 +265,8 @@ function escape(s: string, quote: string): string {
     const code = ch.codePointAt(0) as number;
     if (ch === quote) out += `\\${quote}`;
     else if (ESCAPES[ch] !== undefined) out += ESCAPES[ch];
-    else if (code < 0x20 || (code >= 0x80 && code < 0xa0) || (code >= 0xd800 && code <= 0xdfff)) out += `\\x{${code.toString(16).toUpperCase()}}`;
+    else if (code < 0x20 || (code >= 0x80 && code < 0xa0) || (code >= 0xd800 && code <= 0xdfff))
+      out += `\\x{${code.toString(16).toUpperCase()}}`;
     else out += ch;
   }
   return out;
