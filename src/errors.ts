@@ -93,7 +93,7 @@ export class ChanError extends Error {
 export class LimitError extends ChanError {}
 
 export function isCloseReason(word: unknown): word is CloseReason {
-  return typeof word === 'string' && Object.prototype.hasOwnProperty.call(CLOSE_REASONS, word);
+  return typeof word === 'string' && Object.hasOwn(CLOSE_REASONS, word);
 }
 
 /** Maps a Node socket error to lib_chan's words (the ones `gen_tcp` would have given). */

@@ -212,7 +212,7 @@ export async function clientHandshake(
   }
   if (o.secret === null) throw new ChanError('authFail', `service ${o.service} needs a secret`);
   const sf = scram.parseServerFirst(first.scram);
-  if (!sf || !sf.nonce.startsWith(clientNonce) || sf.nonce.length === clientNonce.length) {
+  if (!sf?.nonce.startsWith(clientNonce) || sf.nonce.length === clientNonce.length) {
     throw new ChanError('badServer', 'the challenge is not a valid SCRAM server-first message for our nonce');
   }
   if (sf.iterations < scram.MIN_ITERATIONS || sf.iterations > MAX_ITERATIONS) {

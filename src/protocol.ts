@@ -92,7 +92,7 @@ function bad(message: string): ChanError {
 }
 
 function field<T>(body: TermObject, name: string, check: (v: unknown) => v is T, what: string, kind: string): T {
-  const v = Object.prototype.hasOwnProperty.call(body, name) ? body[name] : undefined;
+  const v = Object.hasOwn(body, name) ? body[name] : undefined;
   if (!check(v)) throw bad(`${kind}: field '${name}' must be ${what}`);
   return v;
 }
@@ -152,7 +152,7 @@ export function fromWire(t: Term): WireMessage {
         case 'startService': {
           const version = field(body, 'version', isNat, 'a non-negative integer', kind);
           const service = field(body, 'service', isString, 'a string', kind);
-          const args = Object.prototype.hasOwnProperty.call(body, 'args') ? (body['args'] as Term) : null;
+          const args = Object.hasOwn(body, 'args') ? (body['args'] as Term) : null;
           const m: WireMessage = { kind, version, service, args };
           const scram = body['scram'];
           if (scram !== undefined) m.scram = field(body, 'scram', isString, 'a string', kind);

@@ -77,12 +77,9 @@ void everySettingHasADefault;
 
 /** Every setting: the one given, or its default. (The settings are the DEFAULTS but for where to listen and log.) */
 function serverSettings(options: ServerOptions): ServerSettings {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(DEFAULTS)) {
-    if (key === 'host' || key === 'codePath' || key === 'logLevel') continue;
-    out[key] = (options as unknown as Record<string, unknown>)[key] ?? value;
-  }
-  return out as unknown as ServerSettings;
+  const { host: _host, codePath: _codePath, logLevel: _logLevel, ...defaults } = DEFAULTS;
+  const given = Object.entries(options).filter(([key, value]) => value !== undefined && key in defaults);
+  return { ...defaults, ...Object.fromEntries(given) };
 }
 
 /**

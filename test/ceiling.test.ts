@@ -10,7 +10,7 @@ import test from 'ava';
 import { connect, type Channel } from '../src/client.js';
 import { atom, tuple } from '../src/term/index.js';
 import { serve } from './cli-helpers.js';
-import { RawClient, bystander } from './helpers.js';
+import { RawClient, bystander, tappedConnect } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const LIMITS = { maxQueuedBytes: 32 * MiB, storeMaxBytes: 16 * MiB, maxFrameSize: MiB, maxConnections: 1024 };
@@ -76,8 +76,8 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
   // 1. Frames that decode to 64 MiB each, from four connections at a time.
   const big = amplifier(MiB - 64);
   repeat(4, async () => {
-    const ch = await open();
-    (ch as unknown as { link: { mm: { sendEncoded(b: Buffer): void } } }).link.mm.sendEncoded(Buffer.from(big));
+    const { ch, socket } = await tappedConnect(port, 'nameServer', 'ABXy45', { rpcTimeout: 2000 });
+    socket.write(big);
     await ch.closed;
   });
   // 2. Stores of 512 KiB values past the store quota, under many keys.
@@ -99,8 +99,8 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
     await c.closed;
   });
   repeat(6, async () => {
-    const ch = await open();
-    (ch as unknown as { link: { mm: { pauseReading(): void } } }).link.mm.pauseReading();
+    const { ch, socket } = await tappedConnect(port, 'nameServer', 'ABXy45', { rpcTimeout: 2000 });
+    socket.pause();
     for (let i = 0; i < 200 && running && !ch.isClosed; i++)
       ch.rpc(tuple(atom('lookup'), atom('big')), { timeout: 60_000 }).catch(() => {});
     await ch.closed;

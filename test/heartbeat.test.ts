@@ -2,7 +2,7 @@ import net from 'node:net';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { msgpackCodec } from '../src/codec/index.js';
-import { ChanError } from '../src/errors.js';
+import type { ChanError } from '../src/errors.js';
 import { FrameParser, frame } from '../src/frame.js';
 import { Heartbeat, type Clock } from '../src/heartbeat.js';
 import { fromWire, toWire } from '../src/protocol.js';

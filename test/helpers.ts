@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
+import type { Duplex } from 'node:stream';
 import type { ExecutionContext } from 'ava';
+import { tcp, type Transport } from '../src/transport.js';
 import { connect, type Channel, type ConnectOptions } from '../src/client.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
@@ -65,6 +67,30 @@ export async function testServer(
 }
 
 const codec = msgpackCodec({ maxDepth: 32 });
+
+/**
+ * A real client whose socket the test also holds (through the client's `transport` option): to write bytes the client
+ * would never send, or to stop reading, after a real handshake.
+ */
+export async function tappedConnect(
+  port: number,
+  service: string,
+  secret: string | null,
+  options: ConnectOptions = {},
+): Promise<{ ch: Channel; socket: Duplex }> {
+  let socket: Duplex | undefined;
+  const transport: Transport = {
+    ...tcp,
+    async connect(host, p, timeout, localAddress) {
+      const opened = await tcp.connect(host, p, timeout, localAddress);
+      socket = opened.socket;
+      return opened;
+    },
+  };
+  const ch = await connect('127.0.0.1', port, service, secret, null, { ...options, transport });
+  if (!socket) throw new Error('the transport was not used');
+  return { ch, socket };
+}
 
 /** A client that speaks frames by hand: for protocol and hostile-input tests. */
 export class RawClient {

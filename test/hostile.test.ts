@@ -84,7 +84,12 @@ test('a client that sends 10,000 rpcs and never reads is cut off at send_buffer_
   const lines: string[] = [];
   const logger = createLogger({
     pretty: false,
-    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
   });
   const server = await testServer([BOOK_SERVICE, { ...BOOK_SERVICE, name: 'open', secret: null }], {
     ...LIMITS,

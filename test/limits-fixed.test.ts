@@ -100,7 +100,7 @@ test(`a side that closed waits ${CLOSE_LINGER_MS} ms for its peer, then destroys
 
 test(`the session history keeps the last ${HISTORY_LINES} lines`, (t) => {
   const file = path.join(tempDir(), 'h');
-  writeFileSync(file, Array.from({ length: HISTORY_LINES + 50 }, (_, i) => `line ${i}`).join('\n') + '\n');
+  writeFileSync(file, `${Array.from({ length: HISTORY_LINES + 50 }, (_, i) => `line ${i}`).join('\n')}\n`);
   const loaded = loadHistory(file);
   t.is(loaded.length, HISTORY_LINES);
   t.is(loaded[0], `line ${HISTORY_LINES + 49}`); // newest first, as readline wants

@@ -30,7 +30,13 @@ test("pino's level numbers are named as pino names them", (t) => {
 test('a service name with terminal escapes, sent by a peer, is printed escaped on the terminal and in the JSON log', async (t) => {
   const pretty: string[] = [];
   const json: string[] = [];
-  const sink = (into: string[]): Writable => new Writable({ write: (c, _e, cb) => (into.push(String(c)), cb()) });
+  const sink = (into: string[]): Writable =>
+    new Writable({
+      write: (c, _e, cb) => {
+        into.push(String(c));
+        cb();
+      },
+    });
   for (const [into, isPretty] of [
     [pretty, true],
     [json, false],

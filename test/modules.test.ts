@@ -65,7 +65,12 @@ test('a module that is missing or lacks its function is a config problem (no sta
   const lines: string[] = [];
   const logger = createLogger({
     pretty: false,
-    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
   });
   const dir = tempDir({
     'mod_broken.js': 'export function start() { throw new Error("no database"); }\nexport async function go() {}\n',

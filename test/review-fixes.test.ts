@@ -139,7 +139,12 @@ test('a certificate with fewer than 30 days left is served, with a warning', asy
   const lines: string[] = [];
   const logger = createLogger({
     pretty: false,
-    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
   });
   const server = await startServer({
     port: 0,

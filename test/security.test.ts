@@ -90,7 +90,12 @@ test('six wrong secrets from one address: the sixth is authThrottled; other addr
   const lines: string[] = [];
   const logger = createLogger({
     pretty: false,
-    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
   });
   const server = await testServer([BOOK_SERVICE], { authLockout: 400, logger });
   t.teardown(() => server.close());
@@ -192,8 +197,14 @@ test('a capture of a plain-TCP session holds neither the secret nor a fast hash 
   const captured: Buffer[] = [];
   const proxy = net.createServer((client) => {
     const upstream = net.connect({ host: '127.0.0.1', port: server.port });
-    client.on('data', (c: Buffer) => (captured.push(c), upstream.write(c)));
-    upstream.on('data', (c: Buffer) => (captured.push(c), client.write(c)));
+    client.on('data', (c: Buffer) => {
+      captured.push(c);
+      upstream.write(c);
+    });
+    upstream.on('data', (c: Buffer) => {
+      captured.push(c);
+      client.write(c);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
     client.on('error', () => {});

@@ -151,7 +151,12 @@ test('a plaintext client on a TLS port, and a TLS client on a plaintext port, ge
   const lines: string[] = [];
   const logger = createLogger({
     pretty: false,
-    stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
   });
   const tlsServer = await testServer(SERVICES, { tls: serverTls(), logger });
   const plainServer = await testServer(SERVICES, { logger });

@@ -13,18 +13,18 @@ export function check(confArg: string | undefined): number {
   return EXIT_OK;
 }
 
-function valueOf(config: ServerConfig, prop: string): unknown {
+function optionValue(config: ServerConfig, prop: string): unknown {
   if (prop.startsWith('tls.')) {
     const key = prop.slice(4);
-    const files = config.tls?.files as Record<string, string | undefined> | undefined;
-    return config.tls ? (files?.[key] ?? (config.tls as unknown as Record<string, unknown>)[key]) : null;
+    if (!config.tls) return null;
+    return new Map(Object.entries(config.tls.files ?? {})).get(key) ?? new Map(Object.entries(config.tls)).get(key);
   }
-  return (config as unknown as Record<string, unknown>)[prop];
+  return new Map(Object.entries(config)).get(prop);
 }
 
 export function describe(config: ServerConfig, sources: Map<string, string>): string {
   const rows = OPTIONS.map((o) => {
-    const v = valueOf(config, o.prop);
+    const v = optionValue(config, o.prop);
     return [
       o.key,
       v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v),

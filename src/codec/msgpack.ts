@@ -806,7 +806,7 @@ class Decoder {
 
 const decoder = new Decoder();
 
-const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+const hasOwn = (o: object, key: string): boolean => Object.hasOwn(o, key);
 
 /** Whether two keys of `m` are equal terms (two atoms joe are; a JavaScript Map tells them apart). */
 function hasKeyTwice(m: Map<unknown, unknown>): boolean {
@@ -899,6 +899,6 @@ export function shortUtf8(b: Uint8Array, start: number, end: number): string | n
     case 3:
       return String.fromCharCode(units[0] as number, units[1] as number, units[2] as number);
     default:
-      return String.fromCharCode.apply(null, units.subarray(0, n) as unknown as number[]);
+      return String.fromCharCode(...units.subarray(0, n));
   }
 }

@@ -605,12 +605,18 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     throw new ConfigError(problems);
   }
   const fromEnv = env['CHAN_CODE_PATH'] !== undefined;
-  const out: Record<string, unknown> = {};
-  for (const o of OPTIONS) if (!o.key.includes('.')) out[o.prop] = get(o.key);
-  out['codePath'] = (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p));
-  out['services'] = services;
-  out['tls'] = tlsConfig(get, raw, file, dir, env);
-  return out as unknown as ServerConfig;
+  const fromTable = OPTIONS.filter((o) => !o.key.includes('.')).map((o): [string, unknown] => [o.prop, get(o.key)]);
+  return {
+    ...validated<Omit<ServerConfig, 'codePath' | 'services' | 'tls'>>(fromTable),
+    codePath: (get('code_path') as string[]).map((p) => path.resolve(fromEnv ? process.cwd() : dir, p)),
+    services,
+    tls: tlsConfig(get, raw, file, dir, env),
+  };
+}
+
+/** The settings the option table names, each read through convict, which has checked it against its format. */
+function validated<T>(entries: Iterable<[string, unknown]>): T {
+  return Object.fromEntries(entries) as T;
 }
 
 /**

@@ -150,11 +150,11 @@ export function termEquals(a: Term, b: Term): boolean {
 
 export function formatAtom(name: string): string {
   if (BARE_ATOM.test(name) && !RESERVED.has(name)) return name;
-  return `'${escape(name, "'")}'`;
+  return `'${escapeText(name, "'")}'`;
 }
 
 export function formatString(s: string): string {
-  return `"${escape(s, '"')}"`;
+  return `"${escapeText(s, '"')}"`;
 }
 
 function write(term: Term, out: string[], depth: number): void {
@@ -259,7 +259,7 @@ const ESCAPES: Record<string, string> = {
   '\v': '\\v',
 };
 
-function escape(s: string, quote: string): string {
+function escapeText(s: string, quote: string): string {
   let out = '';
   for (const ch of s) {
     const code = ch.codePointAt(0) as number;
