@@ -23,7 +23,7 @@ import {
 import { bench } from './cli/bench.js';
 import { check } from './cli/check.js';
 import { oneShot } from './cli/oneshot.js';
-import type { Destination } from './link.js';
+import type { Destination } from './client-options.js';
 import { pingCommand } from './cli/ping.js';
 import { certs, passwd } from './cli/security.js';
 import { serve } from './cli/serve.js';

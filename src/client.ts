@@ -17,22 +17,22 @@
  * (`connected`, `reconnecting`, `closed`) are events and an async iterator.
  */
 import { EventEmitter } from 'node:events';
-import { ChanError, isCloseReason, type ErrorCode } from './errors.js';
-import { HighWater } from './flow.js';
-import { Inbox, MAX_TIMER_MS, type ReceiveOptions } from './inbox.js';
+import { ClientConnection } from './client-connection.js';
 import {
-  CLIENT_DEFAULTS,
-  Link,
   CLIENT_CLOSED,
+  CLIENT_DEFAULTS,
   RECONNECT_DEFAULTS,
   type ConnectOptions,
-  type LinkOwner,
   type ReconnectOptions,
   type Target,
-} from './link.js';
+} from './client-options.js';
+import { ChanError, isCloseReason, type ErrorCode } from './errors.js';
+import { HighWater } from './flow.js';
+import { Inbox, type ReceiveOptions } from './inbox.js';
 import { silentLogger, type Logger } from './log.js';
-import { closedError, type CloseInfo, type MMStats } from './mm.js';
-import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
+import { closedError, type CloseInfo, type MessageSink, type MMStats } from './mm.js';
+import type { WireMessage } from './protocol.js';
+import { PendingRpcs, sessionFault } from './session.js';
 import type { Term } from './term/model.js';
 
 export {
@@ -41,15 +41,18 @@ export {
   defaultSaltedPasswordCache,
   type ConnectOptions,
   type ReconnectOptions,
-} from './link.js';
+} from './client-options.js';
 
 export interface RpcOptions {
   /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
   timeout?: number;
 }
 
-/** Where a channel is: `connected`, or (with reconnect) `reconnecting` after a loss, or `closed` for good. */
-export type ChannelState = 'connected' | 'reconnecting' | 'closed';
+/**
+ * Where a channel is: `connecting` (only inside {@link connect}, which resolves once connected), `connected`, or
+ * (with reconnect) `reconnecting` after a loss, or `closed` for good.
+ */
+export type ChannelState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 export interface StateChange {
   state: ChannelState;
@@ -65,12 +68,6 @@ export interface ChannelStats extends MMStats {
   rtt: number | undefined;
   /** Times the channel has reconnected. */
   reconnects: number;
-}
-
-interface Pending {
-  resolve(x: Term): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -114,26 +111,34 @@ export function backoff(attempt: number, o: Required<ReconnectOptions>, random: 
   return Math.round(base * (1 - o.jitter * random()));
 }
 
+/** One state, one arm: what the channel holds in each. */
+type State =
+  | { state: 'connecting' }
+  /** `attempt`: the reconnect attempt that made this connection (0 for the first); `since`: when (performance.now). */
+  | { state: 'connected'; conn: ClientConnection; attempt: number; since: number }
+  /** Waiting `timer` before attempt `attempt`, or dialling it (`dialing`, to be cut short by close()). */
+  | {
+      state: 'reconnecting';
+      attempt: number;
+      lost: CloseInfo;
+      timer: NodeJS.Timeout | null;
+      dialing: AbortController | null;
+    }
+  | { state: 'closed'; info: CloseInfo };
+
 /** A connection to one service (lib_chan's client-side MM). Make one with {@link connect}. */
-export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOwner {
+export class Channel extends EventEmitter implements AsyncIterable<Term>, MessageSink {
   /** Resolves, never rejects, when the channel has closed for good, with the reason. */
   readonly closed: Promise<CloseInfo>;
   private resolveClosed!: (info: CloseInfo) => void;
-  private link: Link | null = null;
-  private current: ChannelState = 'reconnecting';
+  private s: State = { state: 'connecting' };
   private readonly pushes = new Inbox<Term>();
-  private readonly pending = new Map<number, Pending>();
+  private readonly rpcs = new PendingRpcs();
   /** Made by the first stateChanges() call: nobody asked, nothing is kept. */
   private changes: Inbox<StateChange> | null = null;
-  private lastId = 0;
   private reconnects = 0;
-  private userClosed = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  /** A reconnect being dialled, to be cut short by close(). */
-  private dialing: AbortController | null = null;
-  /** The reconnect attempt that made the current connection (0 for the first), and when it was made. */
-  private attempt = 0;
-  private connectedAt = 0;
+  /** close() was called: whatever happens next, the channel ends. */
+  private closing = false;
   /** Unread pushes stop the reading of the socket (of whichever connection is current). */
   private readonly flow: HighWater;
   private readonly rpcTimeout: number;
@@ -150,8 +155,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     this.flow = new HighWater(
       options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater,
       {
-        pauseReading: () => this.link?.mm.pauseReading(),
-        resumeReading: () => this.link?.mm.resumeReading(),
+        pauseReading: () => this.connection()?.pauseReading(),
+        resumeReading: () => this.connection()?.resumeReading(),
       },
       options.mailboxHighWaterBytes ?? CLIENT_DEFAULTS.mailboxHighWaterBytes,
     );
@@ -162,27 +167,30 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
 
+  /** The current connection, while connected. */
+  private connection(): ClientConnection | null {
+    return this.s.state === 'connected' ? this.s.conn : null;
+  }
+
   /** @internal The first connection. */
   async open(): Promise<void> {
     try {
-      this.use(await Link.dial(this.target, this.options, this, this.log));
+      this.use(await ClientConnection.dial(this.target, this.options, this.log), 0);
     } catch (err) {
-      this.current = 'closed';
+      this.s = { state: 'closed', info: { reason: 'closed', text: String(err), by: 'local' } };
       this.pushes.end({ error: err as Error });
       throw err;
     }
   }
 
-  private use(link: Link): void {
-    this.link = link;
-    this.connectedAt = performance.now();
-    this.setState({ state: 'connected' });
-    link.activate();
-    if (this.flow.readerPaused) link.mm.pauseReading();
+  private use(conn: ClientConnection, attempt: number): void {
+    this.s = { state: 'connected', conn, attempt, since: performance.now() };
+    this.emitChange({ state: 'connected' });
+    conn.activate(this);
+    if (this.flow.readerPaused) conn.pauseReading();
   }
 
-  private setState(change: StateChange): void {
-    this.current = change.state;
+  private emitChange(change: StateChange): void {
     this.changes?.put(change);
     this.emit('state', change);
     if (change.state === 'closed') this.changes?.end({ error: channelClosed });
@@ -190,12 +198,12 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   /** `connected`, `reconnecting` or `closed`. */
   get state(): ChannelState {
-    return this.current;
+    return this.s.state;
   }
 
   /** True once the channel has closed for good (see {@link closed} for why). */
   get isClosed(): boolean {
-    return this.current === 'closed';
+    return this.s.state === 'closed';
   }
 
   /**
@@ -205,16 +213,16 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
   stateChanges(): AsyncIterable<StateChange> {
     if (!this.changes) {
       this.changes = new Inbox<StateChange>();
-      if (this.current === 'closed') this.changes.end({ error: channelClosed });
+      if (this.s.state === 'closed') this.changes.end({ error: channelClosed });
     }
     return this.changes;
   }
 
   /** Frames and bytes of the current connection, the heartbeat's last round-trip time (ms), and the reconnects. */
   stats(): ChannelStats {
-    const mm = this.link?.mm;
-    const s = mm?.stats ?? { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
-    return { ...s, rtt: mm?.rtt, reconnects: this.reconnects };
+    const conn = this.connection();
+    const s = conn?.stats ?? { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+    return { ...s, rtt: conn?.rtt, reconnects: this.reconnects };
   }
 
   /**
@@ -223,18 +231,16 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
    * `disconnected`.
    */
   flush(options: RpcOptions = {}): Promise<void> {
-    let mm;
     try {
-      mm = this.usable();
+      return this.usable().flush(options.timeout ?? this.rpcTimeout);
     } catch (err) {
       return Promise.reject(err);
     }
-    return mm.flush(options.timeout ?? this.rpcTimeout);
   }
 
   /** Resolves once what was sent has been handed to the network (or the connection ended). */
   drain(): Promise<void> {
-    return this.link?.mm.drain() ?? Promise.resolve();
+    return this.connection()?.drain() ?? Promise.resolve();
   }
 
   /**
@@ -250,32 +256,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
    * `disconnected` (the connection was lost, or is being re-established).
    */
   rpc(x: unknown, options: RpcOptions = {}): Promise<Term> {
-    let mm;
+    let conn: ClientConnection;
     try {
-      mm = this.usable();
+      conn = this.usable();
     } catch (err) {
       return Promise.reject(err);
     }
-    const id = this.nextId();
-    const timeout = options.timeout ?? this.rpcTimeout;
-    return new Promise<Term>((resolve, reject) => {
-      // A timeout too long for a timer (Infinity, over 24.8 days) means no timeout.
-      const timer =
-        timeout <= MAX_TIMER_MS
-          ? setTimeout(() => {
-              // The id is forgotten: a late answer is dropped, never given to another rpc.
-              this.pending.delete(id);
-              reject(new ChanError('timeout', `no answer within ${timeout} ms`));
-            }, timeout)
-          : undefined;
-      this.pending.set(id, { resolve, reject, timer });
-      try {
-        mm.send({ kind: 'rpc', id, data: x as Term });
-      } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(err);
-      }
+    return this.rpcs.start(options.timeout ?? this.rpcTimeout, (id) => {
+      conn.send({ kind: 'rpc', id, data: x as Term });
     });
   }
 
@@ -295,35 +283,28 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */
   async close(): Promise<void> {
-    this.userClosed = true;
-    if (this.retryTimer) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
+    this.closing = true;
+    const s = this.s;
+    if (s.state === 'reconnecting') {
+      if (s.timer) clearTimeout(s.timer);
+      s.dialing?.abort();
     }
-    this.dialing?.abort();
-    const link = this.link;
-    if (link && !link.mm.closed) {
-      link.mm.close('normal', CLIENT_CLOSED);
-      await link.socketClosed;
-    } else if (this.current !== 'closed') {
+    if (s.state === 'connected' && !s.conn.closed) {
+      s.conn.close('normal', CLIENT_CLOSED);
+      await s.conn.socketClosed;
+    } else if (s.state !== 'closed') {
       this.finish({ reason: 'normal', text: CLIENT_CLOSED, by: 'local' });
     }
   }
 
-  private usable(): Link['mm'] {
-    const mm = this.link?.mm;
-    if (this.current === 'connected' && mm && !mm.closed) return mm;
-    if (this.current === 'reconnecting' && !this.userClosed) {
+  private usable(): ClientConnection {
+    const s = this.s;
+    if (s.state === 'connected' && !s.conn.closed) return s.conn;
+    if (s.state === 'reconnecting' && !this.closing) {
       throw new ChanError('disconnected', 'the connection was lost and is being re-established; try again');
     }
-    throw this.link?.mm.closed ? closedError(this.link.mm.closed) : channelClosed();
-  }
-
-  private nextId(): number {
-    do {
-      this.lastId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1;
-    } while (this.pending.has(this.lastId));
-    return this.lastId;
+    if (s.state === 'connected' && s.conn.closed) throw closedError(s.conn.closed);
+    throw s.state === 'closed' ? closedError(s.info) : channelClosed();
   }
 
   private readonly taken = (x: Term): Term => {
@@ -331,41 +312,30 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
     return x;
   };
 
-  /** @internal */
-  linkMessage(link: Link, m: WireMessage, size: number): void {
-    if (link !== this.link) return;
-    switch (m.kind) {
-      case 'reply': {
-        const p = this.pending.get(m.id);
-        if (!p) {
-          this.log.debug({ id: m.id }, 'dropped an answer to an rpc that already gave up');
-          return;
-        }
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        p.resolve(m.data);
-        return;
-      }
-      case 'push':
-        this.pushes.put(m.data, size);
-        this.flow.added(this.pushes.size, this.pushes.bytes);
-        return;
-      default:
-        link.mm.close('protocolError', `a server may not send ${m.kind} after the handshake`);
+  /** @internal A message of the session, straight from the current connection's middle-man. */
+  onMessage(m: WireMessage, _payload: Buffer, size: number): void {
+    if (m.kind === 'reply') {
+      if (!this.rpcs.settle(m.id, m.data)) this.log.debug({ id: m.id }, 'dropped an answer to an rpc that gave up');
+    } else if (m.kind === 'push') {
+      this.pushes.put(m.data, size);
+      this.flow.added(this.pushes.size, this.pushes.bytes);
+    } else {
+      this.connection()?.close('protocolError', sessionFault('client', m) ?? `unexpected ${m.kind}`);
     }
   }
 
-  /** @internal */
-  linkClosed(link: Link, info: CloseInfo): void {
-    if (link !== this.link) return;
+  /** @internal The current connection has ended. */
+  onClosed(info: CloseInfo): void {
+    const s = this.s;
+    if (s.state !== 'connected') return;
     // Not after our own close, nor after the server ended the conversation on purpose, nor when it would fail again.
     const retry =
       this.reconnect !== null &&
-      !this.userClosed &&
+      !this.closing &&
       !(info.by === 'peer' && info.reason === 'normal') &&
       !PERMANENT.has(info.reason);
-    if (this.pending.size > 0) {
-      this.rejectPending(
+    if (this.rpcs.size > 0) {
+      this.rpcs.rejectAll(
         retry
           ? new ChanError(
               'disconnected',
@@ -375,66 +345,64 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, LinkOw
           : closedError(info),
       );
     }
-    if (!retry) {
+    if (!this.reconnect || !retry) {
       this.finish(info);
       return;
     }
     // A connection that stayed up for a while starts the count again; one that died at once (a handler that crashes
     // on every new connection) counts as another failed attempt, so the back-off grows and the retries run out.
-    const stable = performance.now() - this.connectedAt >= (this.reconnect as Required<ReconnectOptions>).maxDelay;
-    this.retry(stable ? 1 : this.attempt + 1, info);
+    const stable = performance.now() - s.since >= this.reconnect.maxDelay;
+    this.retry(this.reconnect, stable ? 1 : s.attempt + 1, info);
   }
 
-  private rejectPending(err: ChanError): void {
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      this.pending.delete(id);
-      p.reject(err);
-    }
-  }
-
-  private retry(attempt: number, lost: CloseInfo): void {
-    const r = this.reconnect as Required<ReconnectOptions>;
+  private retry(r: Required<ReconnectOptions>, attempt: number, lost: CloseInfo): void {
     if (attempt > r.retries) {
       this.finish({ ...lost, text: `${lost.text}; gave up after ${r.retries} reconnect attempts` });
       return;
     }
     const delay = backoff(attempt, r);
-    this.setState({ state: 'reconnecting', reason: lost, attempt, delay });
-    if (this.userClosed) return; // a state listener closed the channel
+    const waiting: Extract<State, { state: 'reconnecting' }> = {
+      state: 'reconnecting',
+      attempt,
+      lost,
+      timer: null,
+      dialing: null,
+    };
+    this.s = waiting;
+    this.emitChange({ state: 'reconnecting', reason: lost, attempt, delay });
+    if (this.closing || this.s !== waiting) return; // a state listener closed the channel
     this.log.info({ attempt, delay, reason: lost.reason }, 'reconnecting');
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      const abort = new AbortController();
-      this.dialing = abort;
-      Link.dial(this.target, this.options, this, this.log, abort.signal).then(
-        (link) => {
-          this.dialing = null;
-          if (this.userClosed) {
-            link.mm.close('normal', CLIENT_CLOSED);
+    waiting.timer = setTimeout(() => {
+      waiting.timer = null;
+      waiting.dialing = new AbortController();
+      ClientConnection.dial(this.target, this.options, this.log, waiting.dialing.signal).then(
+        (conn) => {
+          waiting.dialing = null;
+          if (this.closing) {
+            conn.close('normal', CLIENT_CLOSED);
             return;
           }
           this.reconnects++;
-          this.attempt = attempt;
-          this.use(link);
+          this.use(conn, attempt);
         },
         (err: unknown) => {
-          this.dialing = null;
-          if (this.userClosed) return;
+          waiting.dialing = null;
+          if (this.closing) return;
           const code = err instanceof ChanError ? err.code : 'socketError';
           const text = err instanceof Error ? err.message : String(err);
           if (PERMANENT.has(code)) this.finish({ reason: code, text, by: 'peer' });
-          else this.retry(attempt + 1, { reason: isCloseReason(code) ? code : lost.reason, text, by: 'peer' });
+          else this.retry(r, attempt + 1, { reason: isCloseReason(code) ? code : lost.reason, text, by: 'peer' });
         },
       );
     }, delay);
   }
 
   private finish(info: CloseInfo): void {
-    if (this.current === 'closed') return;
-    if (this.pending.size > 0) this.rejectPending(closedError(info));
+    if (this.s.state === 'closed') return;
+    if (this.rpcs.size > 0) this.rpcs.rejectAll(closedError(info));
     this.pushes.end({ error: () => closedError(info) });
-    this.setState({ state: 'closed', reason: info });
+    this.s = { state: 'closed', info };
+    this.emitChange({ state: 'closed', reason: info });
     this.resolveClosed(info);
   }
 }

@@ -1,7 +1,11 @@
 /**
- * The handshake: lib_chan's steps and words, carrying a SCRAM-SHA-256 proof (see auth/scram.ts).
+ * The handshake: lib_chan's steps and words, carrying a SCRAM-SHA-256 proof (see auth/scram.ts). Every rule before
+ * the session is here: `hello` (only as a connection's first message), the version, the service, allow_cn, failure
+ * throttling (checked at both steps, counted on authFail), SCRAM, and the client's frame limit.
  *
  *   client                                                   server
+ *   ["hello", {version}]                                   ->
+ *                                                         <- ["hello", {version, server}], then close normal
  *   ["startService", {version, service, args, scram: CF}] ->
  *                                                         <- ["challenge", {scram: SF}]      the service has a secret
  *                                                         <- ["ack", {version, maxFrameSize, heartbeatInterval}]: no secret
@@ -16,11 +20,13 @@
  * CF is SCRAM's client-first message (`n,,n=<service>,r=<client nonce>`), SF its server-first
  * (`r=<nonce>,s=<salt>,i=<iterations>`), CFinal its client-final (`c=biws,r=<nonce>,p=<proof>`). The client checks
  * the server's signature in the ack; a server that cannot give it is refused with badServer. Anything else, at any
- * step, is a protocolError. The server's side is a state machine with no I/O; the client's is an async procedure.
+ * step, is a protocolError. The server's side is a state machine with no I/O (its clock and nonces can be given); the
+ * client's is an async procedure.
  */
 import * as scram from './auth/scram.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
 import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
+import { SERVER_NAME } from './version.js';
 import type { Term } from './term/model.js';
 
 /** What the server knows of a service for the handshake. */
@@ -34,11 +40,37 @@ export interface ServiceAuth {
   refusal?(): { reason: CloseReason; text: string } | null;
 }
 
-export type HandshakeOutcome =
+/** Failure throttling as the handshake sees it (auth/throttle.ts; shared by every connection of the server). */
+export interface FailureCount {
+  /** ms until `address` may try again; 0 when it may now. */
+  lockedFor(address: string): number;
+  /** Counts a failed proof; true when that locks the address out. */
+  fail(address: string): boolean;
+}
+
+export interface ServerHandshakeOptions {
+  /** The services a client may ask for, as the handshake reads them (swapped whole on reload). */
+  lookup: (name: string) => ServiceAuth | undefined;
+  /** The frame limit and heartbeat interval the ack announces. */
+  maxFrameSize: number;
+  heartbeatInterval: number;
+  /** The client's address (what throttling counts by) and the common name of its verified TLS certificate, if any. */
+  peer: { address: string; certCn?: string };
+  throttle?: FailureCount;
+  /** Where server nonces come from (fixed ones make docs/PROTOCOL.md's worked example). */
+  newNonce?: () => string;
+}
+
+/**
+ * What a step decided. `peerMaxFrameSize` (on every outcome from startService on): the largest frame the client said
+ * it accepts, which every frame sent from then on must fit, a refusal's close frame too. `then` on a close: a message
+ * that goes before the close frame (hello's answer).
+ */
+export type HandshakeOutcome = (
   | { kind: 'send'; message: WireMessage }
-  /** `peerMaxFrameSize`: the largest frame the client said it accepts (in startService), if it said. */
-  | { kind: 'accept'; service: string; args: Term; ack: WireMessage; peerMaxFrameSize?: number }
-  | { kind: 'refuse'; reason: CloseReason; text: string };
+  | { kind: 'accept'; service: string; args: Term; ack: WireMessage }
+  | { kind: 'close'; reason: CloseReason; text: string; answer?: WireMessage; lockedOut?: boolean }
+) & { peerMaxFrameSize?: number };
 
 /** The server's side of one connection's handshake. Feed it each message with `step`. */
 export class ServerHandshake {
@@ -49,33 +81,63 @@ export class ServerHandshake {
         service: string;
         verifier: scram.ScramVerifier;
         args: Term;
-        peerMaxFrameSize: number | undefined;
         nonce: string;
         clientFirstBare: string;
         serverFirst: string;
       }
     | { at: 'done' } = { at: 'start' };
 
-  constructor(
-    private readonly lookup: (name: string) => ServiceAuth | undefined,
-    private readonly maxFrameSize: number,
-    private readonly heartbeatInterval: number,
-    /** Where server nonces come from (fixed ones make docs/PROTOCOL.md's worked example). */
-    private readonly newNonce: () => string = scram.newNonce,
-    /** The common name of the client's verified TLS certificate, if any. */
-    private readonly certCn?: string,
-  ) {}
+  private readonly newNonce: () => string;
+  /** The client's frame limit, once its startService has said it. */
+  private peerMaxFrameSize: number | undefined;
+
+  constructor(private readonly o: ServerHandshakeOptions) {
+    this.newNonce = o.newNonce ?? scram.newNonce;
+  }
 
   /** The service asked for, once known (for logs). */
   service: string | undefined;
 
   step(m: WireMessage): HandshakeOutcome {
+    const out = this.decide(m);
+    return this.peerMaxFrameSize === undefined ? out : { ...out, peerMaxFrameSize: this.peerMaxFrameSize };
+  }
+
+  private decide(m: WireMessage): HandshakeOutcome {
     const s = this.state;
-    if (s.at === 'start' && m.kind === 'startService') return this.start(m);
-    if (s.at === 'challenged' && m.kind === 'response') return this.finish(s, m.scram);
+    if (s.at === 'start' && m.kind === 'hello') {
+      // "Is this lib-chan, and which version?" (chan ping): answered without a secret, then the connection ends.
+      this.state = { at: 'done' };
+      const answer: WireMessage = { kind: 'hello', version: PROTOCOL_VERSION, server: SERVER_NAME };
+      return { kind: 'close', reason: 'normal', text: 'hello answered', answer };
+    }
+    if (s.at === 'start' && m.kind === 'startService') {
+      this.peerMaxFrameSize = m.maxFrameSize;
+      return this.throttled() ?? this.start(m);
+    }
+    if (s.at === 'challenged' && m.kind === 'response') return this.throttled() ?? this.finish(s, m.scram);
     this.state = { at: 'done' };
     const expected = s.at === 'start' ? 'startService' : s.at === 'challenged' ? 'response' : 'nothing more';
     return refuse('protocolError', `expected ${expected} during the handshake, got ${m.kind}`);
+  }
+
+  /**
+   * Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
+   */
+  private throttled(): HandshakeOutcome | null {
+    const lockedFor = this.o.throttle?.lockedFor(this.o.peer.address) ?? 0;
+    if (lockedFor === 0) return null;
+    this.state = { at: 'done' };
+    return refuse(
+      'authThrottled',
+      `too many failed handshakes from ${this.o.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s`,
+    );
+  }
+
+  /** A wrong or missing proof: counted against the client's address. */
+  private authFail(text: string): HandshakeOutcome {
+    const lockedOut = this.o.throttle?.fail(this.o.peer.address) ?? false;
+    return { kind: 'close', reason: 'authFail', text, lockedOut };
   }
 
   private start(m: Extract<WireMessage, { kind: 'startService' }>): HandshakeOutcome {
@@ -83,23 +145,24 @@ export class ServerHandshake {
     if (m.version !== PROTOCOL_VERSION) {
       return refuse('badVersion', `this server speaks protocol version ${PROTOCOL_VERSION}, not ${m.version}`);
     }
-    const service = this.lookup(m.service);
+    const service = this.o.lookup(m.service);
     if (!service) return refuse('badService', `no service named ${JSON.stringify(m.service.slice(0, 100))}`);
     this.service = service.name;
     const refusal = service.refusal?.();
     if (refusal) return refuse(refusal.reason, refusal.text);
-    if (service.allowCn && (this.certCn === undefined || !service.allowCn.includes(this.certCn))) {
+    const certCn = this.o.peer.certCn;
+    if (service.allowCn && (certCn === undefined || !service.allowCn.includes(certCn))) {
       const given =
-        this.certCn === undefined
+        certCn === undefined
           ? 'no verified client certificate was given'
-          : `certificate CN ${JSON.stringify(this.certCn)} is not allowed`;
+          : `certificate CN ${JSON.stringify(certCn)} is not allowed`;
       return refuse(
         'badCert',
         `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`,
       );
     }
-    if (service.verifier === null) return this.accept(service.name, m.args, m.maxFrameSize);
-    if (m.scram === undefined) return refuse('authFail', `service ${service.name} needs a secret and none was given`);
+    if (service.verifier === null) return this.accept(service.name, m.args);
+    if (m.scram === undefined) return this.authFail(`service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);
     if (!first)
       return refuse(
@@ -117,7 +180,6 @@ export class ServerHandshake {
       service: service.name,
       verifier: v,
       args: m.args,
-      peerMaxFrameSize: m.maxFrameSize,
       nonce,
       clientFirstBare: first.bare,
       serverFirst,
@@ -137,32 +199,25 @@ export class ServerHandshake {
       return refuse('protocolError', 'response: the nonce is not the one from the challenge');
     const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
     if (!scram.verifyClientProof(s.verifier, auth, final.proof))
-      return refuse('authFail', `wrong secret for service ${s.service}`);
+      return this.authFail(`wrong secret for service ${s.service}`);
     const signature = scram.serverSignature(s.verifier.serverKey, auth).toString('base64');
-    return this.accept(s.service, s.args, s.peerMaxFrameSize, `v=${signature}`);
+    return this.accept(s.service, s.args, `v=${signature}`);
   }
 
-  private accept(
-    service: string,
-    args: Term,
-    peerMaxFrameSize: number | undefined,
-    signature?: string,
-  ): HandshakeOutcome {
+  private accept(service: string, args: Term, signature?: string): HandshakeOutcome {
     const ack: WireMessage = {
       kind: 'ack',
       version: PROTOCOL_VERSION,
-      maxFrameSize: this.maxFrameSize,
-      heartbeatInterval: this.heartbeatInterval,
+      maxFrameSize: this.o.maxFrameSize,
+      heartbeatInterval: this.o.heartbeatInterval,
     };
     if (signature !== undefined) ack.scram = signature;
-    return peerMaxFrameSize === undefined
-      ? { kind: 'accept', service, args, ack }
-      : { kind: 'accept', service, args, ack, peerMaxFrameSize };
+    return { kind: 'accept', service, args, ack };
   }
 }
 
 function refuse(reason: CloseReason, text: string): HandshakeOutcome {
-  return { kind: 'refuse', reason, text };
+  return { kind: 'close', reason, text };
 }
 
 /** Iteration counts a client accepts from a server: below is weak, above is a way to make the client burn CPU. */

@@ -23,7 +23,8 @@ export { SaltedPasswordCache, makeVerifier, formatVerifier, parseVerifier, type 
 export type { TlsClientOptions } from './tls.js';
 export { makeCertificate, writeCerts, type KeyPair, type CertSpec } from './certs.js';
 export { kvsClient, type KvsClient } from './kvs.js';
-export { startServer, ChanServer, type ServerOptions, type ServerSettings, type ServerStats } from './server.js';
+export { startServer, ChanServer, type ServerOptions, type ServerStats } from './server.js';
+export type { ServerSettings } from './config/load.js';
 export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
 export type { CloseInfo } from './mm.js';

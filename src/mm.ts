@@ -74,13 +74,24 @@ export interface CloseInfo {
   error?: NodeJS.ErrnoException;
 }
 
-export interface MMController {
+/**
+ * Where the middle-man's messages go (lib_chan's controller). One sink at a time: the connection's handshake first,
+ * then whoever owns the conversation (the handler process on a server, the channel on a client), handed over with
+ * {@link MiddleMan.setController}.
+ */
+export interface MessageSink {
   /**
    * `payload` is the frame's bytes, valid only during the call (copy to keep); `size` is what the decoded message
    * costs in memory (its decoded size, bytes).
    */
   onMessage(m: WireMessage, payload: Buffer, size: number): void;
+  /** The connection has ended: called once, and nothing arrives after it. */
   onClosed(info: CloseInfo): void;
+}
+
+/** The connection that owns the middle-man: told after the sink that it ended, and when the socket is gone. */
+export interface ConnectionOwner {
+  onEnded?(info: CloseInfo): void;
   /** The socket itself has closed (after onClosed; its resources are free). */
   onSocketClosed?(): void;
 }
@@ -145,7 +156,8 @@ export class MiddleMan implements HeartbeatHost {
   constructor(
     private readonly socket: Duplex,
     options: MiddleManOptions,
-    private readonly controller: MMController,
+    private readonly owner: ConnectionOwner,
+    private sink: MessageSink,
   ) {
     this.codec = options.codec;
     this.log = options.log;
@@ -160,6 +172,14 @@ export class MiddleMan implements HeartbeatHost {
     socket.on('error', socketOnError);
     socket.on('close', socketOnClose);
     socket.on('drain', socketOnDrain);
+  }
+
+  /**
+   * Hands the conversation over (lib_chan's setController): every message from now on, and the end, go to `sink`.
+   * Called between messages, so nothing is lost or delivered twice.
+   */
+  setController(sink: MessageSink): void {
+    this.sink = sink;
   }
 
   /** Why the connection ended, or null while it is open. */
@@ -424,7 +444,8 @@ export class MiddleMan implements HeartbeatHost {
       this.lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
       this.lingerTimer.unref();
     }
-    this.controller.onClosed(info);
+    this.sink.onClosed(info);
+    this.owner.onEnded?.(info);
   }
 
   /** A fault of the peer's: close with the error's word, or protocolError. */
@@ -468,7 +489,7 @@ export class MiddleMan implements HeartbeatHost {
         if (this.flushes) this.flushAnswered(m.n);
         return;
       default:
-        this.controller.onMessage(m, payload, size);
+        this.sink.onMessage(m, payload, size);
     }
   }
 
@@ -599,7 +620,7 @@ export class MiddleMan implements HeartbeatHost {
     this.dropQueued();
     this.reportOut();
     if (!this.closeInfo) this.finish({ reason: 'peerClosed', text: 'the connection was closed', by: 'peer' });
-    this.controller.onSocketClosed?.();
+    this.owner.onSocketClosed?.();
   }
 }
 

@@ -4,9 +4,9 @@
  */
 import { msgpackCodec } from './codec/index.js';
 import { ChanError } from './errors.js';
-import { CLIENT_DEFAULTS } from './link.js';
+import { CLIENT_DEFAULTS } from './client-options.js';
 import { silentLogger } from './log.js';
-import { MiddleMan } from './mm.js';
+import { MiddleMan, type CloseInfo } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import { tlsClientTransport, type TlsClientOptions } from './tls.js';
 import { tcp } from './transport.js';
@@ -40,6 +40,7 @@ export async function ping(
     const mm = new MiddleMan(
       socket,
       { codec: msgpackCodec({ maxDepth: 4 }), maxFrameSize: 16 * 1024, sendBufferLimit: 1 << 20, log: silentLogger },
+      {},
       {
         onMessage(m: WireMessage) {
           if (m.kind === 'hello' && m.version !== undefined) {
@@ -48,7 +49,7 @@ export async function ping(
           }
           mm.close('normal', 'ping done');
         },
-        onClosed(info) {
+        onClosed(info: CloseInfo) {
           clearTimeout(timer);
           reject(
             new ChanError(

@@ -18,8 +18,9 @@ import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { ServiceLimits } from './modules.js';
-import type { CloseInfo, MiddleMan } from './mm.js';
+import type { CloseInfo, MessageSink, MiddleMan } from './mm.js';
 import type { WireMessage } from './protocol.js';
+import { RpcAnswers, sessionFault } from './session.js';
 import { Atom, Tuple, type Term } from './term/model.js';
 
 /**
@@ -87,15 +88,6 @@ export interface ServiceContext<S = unknown> {
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
 
-/**
- * rpcs of one connection that may wait for an answer at once; one more is a protocolError. (A handler that never
- * answers must not let a client grow the set of waiting ids without bound.)
- */
-export const MAX_UNANSWERED_RPCS = 65_536;
-
-/** Shared by every mailbox without rpcs yet: never added to (replaced on first use), so it stays empty. */
-const NO_IDS: Set<number> = new Set();
-
 /** A service's limits on its handlers' mailboxes (one object for every connection of the service). */
 export interface MailboxLimits {
   /** With this many messages waiting, the socket is no longer read. */
@@ -126,13 +118,13 @@ export function unsendableAnswer(err: ChanError): Tuple {
   return errorTerm(err.code, err.message);
 }
 
-/** The MM given to a handler: a mailbox in front of the middle-man. */
-export class Mailbox extends HighWater implements MM {
+/**
+ * The MM given to a handler: a mailbox in front of the middle-man. It is the middle-man's message sink for the whole
+ * session (the connection hands it over at accept, as lib_chan's setController does): client messages come straight in.
+ */
+export class Mailbox extends HighWater implements MM, MessageSink {
   private readonly inbox = new Inbox<MailboxMessage>();
-  /** rpc ids that arrived and are not answered yet. */
-  private inFlight: Set<number> = NO_IDS;
-  /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
-  private received: Set<number> = NO_IDS;
+  private readonly answers = new RpcAnswers();
   /** The mailbox's bytes as last told to the account. */
   private reported = 0;
 
@@ -161,30 +153,16 @@ export class Mailbox extends HighWater implements MM {
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
 
-  /** Called by the connection for each message from the client after the handshake; `size`: its decoded size. */
-  fromClient(m: WireMessage, _payload?: Buffer, size = 0): void {
-    switch (m.kind) {
-      case 'cast':
-        this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
-        return;
-      case 'rpc':
-        if (this.inFlight.has(m.id)) {
-          this.middleMan.close('protocolError', `request id ${m.id} is already waiting for its answer`);
-          return;
-        }
-        if (this.inFlight.size >= MAX_UNANSWERED_RPCS) {
-          this.middleMan.close(
-            'protocolError',
-            `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`,
-          );
-          return;
-        }
-        if (this.inFlight === NO_IDS) this.inFlight = new Set();
-        this.inFlight.add(m.id);
-        this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
-        return;
-      default:
-        this.middleMan.close('protocolError', `a client may not send ${m.kind} after the handshake`);
+  /** A message from the client (the middle-man's sink); `size`: its decoded size. */
+  onMessage(m: WireMessage, _payload?: Buffer, size = 0): void {
+    if (m.kind === 'cast') {
+      this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
+    } else if (m.kind === 'rpc') {
+      const fault = this.answers.arrived(m.id);
+      if (fault) this.middleMan.close('protocolError', fault);
+      else this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
+    } else {
+      this.middleMan.close('protocolError', sessionFault('server', m) ?? `unexpected ${m.kind}`);
     }
   }
 
@@ -211,11 +189,10 @@ export class Mailbox extends HighWater implements MM {
     this.report();
   }
 
-  /** Called by the connection when it has ended. */
-  closed(info: CloseInfo): void {
+  /** The connection has ended (the middle-man's sink). */
+  onClosed(info: CloseInfo): void {
     this.stopWatching();
-    this.inFlight = NO_IDS;
-    this.received = NO_IDS;
+    this.answers.clear();
     this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
   }
 
@@ -225,15 +202,15 @@ export class Mailbox extends HighWater implements MM {
   }
 
   send(x: unknown): boolean {
-    const oldest = this.received.values().next();
-    if (oldest.done) return this.middleMan.send({ kind: 'push', data: x as Term });
-    return this.answer(oldest.value, x);
+    const oldest = this.answers.oldestReceived();
+    if (oldest === undefined) return this.middleMan.send({ kind: 'push', data: x as Term });
+    return this.answer(oldest, x);
   }
 
   reply(to: ChanMessage, x: unknown): boolean {
     if (to.requestId === undefined)
       throw new ChanError('usage', 'reply(): that message was a cast; only an rpc expects an answer');
-    if (!this.inFlight.has(to.requestId)) {
+    if (!this.answers.isWaiting(to.requestId)) {
       if (this.middleMan.closed) return false;
       throw new ChanError('usage', `reply(): request ${to.requestId} is already answered`);
     }
@@ -258,8 +235,7 @@ export class Mailbox extends HighWater implements MM {
       sent = this.middleMan.send({ kind: 'reply', id, data: unsendableAnswer(err) });
     }
     // Only once sent: a value that cannot be encoded leaves the request waiting.
-    this.inFlight.delete(id);
-    this.received.delete(id);
+    this.answers.answered(id);
     return sent;
   }
 
@@ -277,10 +253,7 @@ export class Mailbox extends HighWater implements MM {
 
   private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
     if (m.type === 'chan') {
-      if (m.requestId !== undefined && this.inFlight.has(m.requestId)) {
-        if (this.received === NO_IDS) this.received = new Set();
-        this.received.add(m.requestId);
-      }
+      if (m.requestId !== undefined) this.answers.taken(m.requestId);
       this.onReceive?.();
     }
     this.report();

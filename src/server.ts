@@ -8,18 +8,15 @@ import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
 import { Admission, type Ticket } from './admission.js';
 import { AuthThrottle } from './auth/throttle.js';
-import { Account, QueueBudget, type Shed } from './budget.js';
-import { loadConfigFile, type ServerConfig, type TlsConfig } from './config/load.js';
+import { QueueBudget } from './budget.js';
+import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig } from './config/load.js';
+import { ServerConnection, type ConnectionHost } from './connection.js';
 import { DEFAULTS } from './config/options.js';
 import { ChanError } from './errors.js';
-import { ServerHandshake } from './handshake.js';
-import { ThrottledLog, escapeControl, silentLogger, type Logger } from './log.js';
-import { MiddleMan, type CloseInfo, type MMController } from './mm.js';
+import { ThrottledLog, silentLogger, type Logger } from './log.js';
+import { MiddleMan, type MessageSink } from './mm.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
-import { startServices, stopServices, type ProcessHandle, type Service, type ServiceStats } from './supervisor.js';
-import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
-import { SERVER_NAME } from './version.js';
-import type { Term } from './term/model.js';
+import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
 import {
   certificateProblem,
   expiresSoon,
@@ -52,9 +49,6 @@ export interface ServerStats {
   /** Per service: up or down, handler crashes, service restarts. */
   services: Record<string, ServiceStats>;
 }
-
-/** The limits and timings of a running server (see docs/OPTIONS.md). */
-export type ServerSettings = Omit<ServerConfig, 'port' | 'host' | 'codePath' | 'logLevel' | 'services' | 'tls'>;
 
 /** Everything `startServer` needs; every setting left out takes its value from {@link DEFAULTS}. */
 export interface ServerOptions extends Partial<ServerSettings> {
@@ -106,7 +100,7 @@ export async function startServer(
   return server;
 }
 
-export class ChanServer {
+export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
   private readonly services: Map<string, Service>;
 
@@ -267,8 +261,10 @@ export class ChanServer {
     };
   }
 
-  /** @internal The running service of that name (one function for every connection's handshake). */
-  readonly service = (name: string): Service | undefined => this.services.get(name);
+  /** @internal The running service of that name. */
+  service(name: string): Service | undefined {
+    return this.services.get(name);
+  }
 
   /**
    * Stops accepting, closes every connection with reason `shutdown` (handlers get `chan_closed`), runs the services'
@@ -347,7 +343,8 @@ export class ChanServer {
     const mm = new MiddleMan(
       socket,
       { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log },
-      NO_CONTROLLER,
+      {},
+      DEAF,
     );
     mm.close('tooManyConnections', text);
     (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
@@ -369,14 +366,11 @@ function checkCertificate(t: TlsConfig, log: Logger): void {
     );
 }
 
-const NO_CONTROLLER: MMController = { onMessage: () => {}, onClosed: () => {} };
+/** A refused connection's middle-man hears nothing: it only says why and closes. */
+const DEAF: MessageSink = { onMessage: () => {}, onClosed: () => {} };
 
 /** A ticket's eviction before its connection has taken it over (it never is: the connection takes it at once). */
 function destroyUnowned(): void {}
-
-function handshakeOnTimeout(c: ServerConnection): void {
-  c.handshakeTimedOut();
-}
 
 /** Waits for `p`, or `ms` milliseconds, whichever comes first. */
 function within(p: Promise<unknown>, ms: number): Promise<void> {
@@ -385,216 +379,4 @@ function within(p: Promise<unknown>, ms: number): Promise<void> {
     p.then(() => undefined),
     new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** One client connection: its middle-man, its handshake, then its handler. */
-class ServerConnection implements MMController, Shed {
-  private readonly mm: MiddleMan;
-  /** What this connection makes the server hold. */
-  private readonly account: Account;
-  /** Until the handshake is over, accepted or not (then dropped: an idle connection should hold only what it uses). */
-  private handshake: ServerHandshake | null;
-  private process: ProcessHandle | null = null;
-  private handshakeTimer: NodeJS.Timeout | null;
-  /** What every log line of this connection carries; the child logger with them is made only if a line needs it. */
-  private readonly fields: Record<string, unknown>;
-  private childLog: Logger | null = null;
-  private readonly openedAt = Date.now();
-  private socketClosed = false;
-  private resolveDone: (() => void) | null = null;
-  private donePromise: Promise<void> | null = null;
-
-  constructor(
-    private readonly server: ChanServer,
-    socket: Duplex,
-    private readonly peer: PeerInfo,
-    private readonly id: number,
-    /** Its place among connections in the handshake, until the handshake ends. */
-    private ticket: Ticket | null,
-  ) {
-    this.fields = {
-      conn: id,
-      peer: peer.name,
-      ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
-    };
-    const s = server.settings;
-    this.account = new Account(server.budget, this);
-    this.mm = new MiddleMan(
-      socket,
-      {
-        codec: server.codec,
-        maxFrameSize: s.maxFrameSizeUnauth,
-        sendBufferLimit: s.sendBufferLimit,
-        log: server.log,
-        account: this.account,
-      },
-      this,
-    );
-    this.handshake = new ServerHandshake(server.service, s.maxFrameSize, s.heartbeatInterval, undefined, peer.certCn);
-    this.handshakeTimer = setTimeout(handshakeOnTimeout, server.settings.handshakeTimeout, this);
-    ticket?.onEvict((text) => this.mm.close('tooManyConnections', text));
-  }
-
-  /** Resolves when the socket is closed (made only when someone waits: at shutdown). */
-  get done(): Promise<void> {
-    if (this.socketClosed) return Promise.resolve();
-    this.donePromise ??= new Promise<void>((resolve) => (this.resolveDone = resolve));
-    return this.donePromise;
-  }
-
-  onSocketClosed(): void {
-    this.socketClosed = true;
-    this.resolveDone?.();
-    this.server.forget(this);
-  }
-
-  /** A logger for this connection (made on first use: most connections never need their own). */
-  get log(): Logger {
-    this.childLog ??= this.server.log.child(this.fields);
-    return this.childLog;
-  }
-
-  /** @internal */
-  handshakeTimedOut(): void {
-    this.handshakeTimer = null;
-    this.mm.close(
-      'timeout',
-      `handshake not completed within handshake_timeout (${this.server.settings.handshakeTimeout} ms)`,
-    );
-  }
-
-  shutdown(): void {
-    this.mm.close('shutdown', 'the server is shutting down');
-  }
-
-  /** The server is over max_queued_bytes and this connection holds the most: drop what it holds, and close. */
-  shed(reason: 'slowConsumer' | 'overloaded', text: string): boolean {
-    const open = this.mm.closed === null;
-    const held = this.account.held;
-    this.process?.shed();
-    this.mm.close(reason, text);
-    if (open || this.account.held < held) this.log.warn({ reason, held }, text);
-    return open || this.account.held < held;
-  }
-
-  /** At the end of shutdown_timeout: the socket goes, whether or not the peer has closed its side. */
-  destroy(): void {
-    this.mm.destroy();
-  }
-
-  get queuedMessages(): number {
-    return this.process?.queued ?? 0;
-  }
-
-  /** The handler process's end, once one runs. */
-  get handlerDone(): Promise<unknown> | null {
-    return this.process?.done ?? null;
-  }
-
-  get queuedBytes(): number {
-    return this.mm.queuedBytes;
-  }
-
-  onMessage(m: WireMessage, payload: Buffer, size: number): void {
-    if (this.process) {
-      this.process.fromClient(m, payload, size);
-      return;
-    }
-    if (m.kind === 'hello' && this.mm.stats.framesIn === 1) {
-      // "Is this lib-chan, and which version?" (chan ping): answered without a secret, then the connection ends.
-      this.mm.send({ kind: 'hello', version: PROTOCOL_VERSION, server: SERVER_NAME });
-      this.mm.close('normal', 'hello answered');
-      return;
-    }
-    // The client's own frame limit holds from its first message on (a refusal's close frame must fit it too).
-    if (m.kind === 'startService' && m.maxFrameSize !== undefined) this.mm.peerMaxFrameSize = m.maxFrameSize;
-    // Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
-    const lockedFor =
-      m.kind === 'startService' || m.kind === 'response' ? this.server.throttle.lockedFor(this.peer.address) : 0;
-    const out =
-      lockedFor > 0
-        ? ({
-            kind: 'refuse',
-            reason: 'authThrottled',
-            text: `too many failed handshakes from ${this.peer.address}; try again in ${Math.ceil(lockedFor / 1000)} s`,
-          } as const)
-        : (this.handshake as ServerHandshake).step(m);
-    switch (out.kind) {
-      case 'send':
-        this.mm.send(out.message);
-        return;
-      case 'refuse': {
-        // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and
-        // the text that quotes it), so that it cannot drive the terminal of an operator reading the log.
-        const service = escapeControl(
-          m.kind === 'startService' ? m.service.slice(0, 100) : (this.handshake?.service ?? ''),
-        );
-        const text = escapeControl(out.text);
-        if (out.reason === 'authFail') {
-          const locked = this.server.throttle.fail(this.peer.address);
-          this.log.warn({ reason: out.reason, service, lockedOut: locked }, text);
-        } else {
-          this.log.info({ reason: out.reason, service }, text);
-        }
-        this.mm.close(out.reason, out.text);
-        return;
-      }
-      case 'accept':
-        this.accept(out.service, out.args, out.ack, out.peerMaxFrameSize);
-        return;
-    }
-  }
-
-  private accept(name: string, argsC: Term, ack: WireMessage, peerMaxFrameSize: number | undefined): void {
-    const service = this.server.service(name) as Service;
-    this.endHandshake();
-    this.fields['service'] = name;
-    this.childLog = null;
-    this.mm.setMaxFrameSize(this.server.settings.maxFrameSize);
-    // The client's own limit, from its startService (carried through the SCRAM exchange when the service has a secret).
-    if (peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = peerMaxFrameSize;
-    this.mm.send(ack);
-    // Sending can itself end the connection (slowConsumer): then there is no process to start.
-    if (this.mm.closed) return;
-    const s = this.server.settings;
-    this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
-    this.server.log.info(this.fields, 'connection opened');
-    this.process = service.attach({
-      mm: this.mm,
-      id: this.id,
-      peer: this.peer.name,
-      logs: this,
-      argsC,
-      account: this.account,
-    });
-  }
-
-  /** Leaves the handshake phase (accepted or closed); runs once. */
-  private endHandshake(): void {
-    if (!this.handshake) return;
-    this.handshake = null;
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = null;
-    this.ticket?.release();
-    this.ticket = null;
-  }
-
-  onClosed(info: CloseInfo): void {
-    this.endHandshake();
-    this.process?.closed(info);
-    const s = this.mm.stats;
-    this.server.log.info(
-      {
-        ...this.fields,
-        reason: info.by === 'peer' ? escapeControl(info.reason) : info.reason,
-        by: info.by,
-        ms: Date.now() - this.openedAt,
-        framesIn: s.framesIn,
-        framesOut: s.framesOut,
-        bytesIn: s.bytesIn,
-        bytesOut: s.bytesOut,
-      },
-      'connection closed',
-    );
-  }
 }

@@ -15,7 +15,7 @@ import type { Account } from './budget.js';
 import { deadline, startTimedOut } from './deadline.js';
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
-import type { CloseInfo, MiddleMan } from './mm.js';
+import type { MessageSink, MiddleMan } from './mm.js';
 import {
   ModuleError,
   serviceCode,
@@ -27,7 +27,6 @@ import {
   type ServiceLimits,
 } from './modules.js';
 import type { ScramVerifier } from './auth/scram.js';
-import type { WireMessage } from './protocol.js';
 import { Mailbox, runHandler, type HandlerExit, type MailboxLimits, type ServiceContext } from './runtime.js';
 import type { Term } from './term/model.js';
 import { WorkerPool } from './workers.js';
@@ -59,11 +58,11 @@ export interface Attachment {
   account: Account | null;
 }
 
-/** A running handler process, as its connection sees it. */
-export interface ProcessHandle {
-  /** A message from the client: `payload` its bytes (valid during the call), `size` its decoded size. */
-  fromClient(m: WireMessage, payload: Buffer, size: number): void;
-  closed(info: CloseInfo): void;
+/**
+ * A running handler process, as its connection sees it. It is the middle-man's message sink for the session: the
+ * connection hands the middle-man's messages over to it at accept.
+ */
+export interface ProcessHandle extends MessageSink {
   /** The connection is being cut for holding too much: drop what the handler has not received yet. */
   shed(): void;
   /** Messages from the client that the handler has not received yet. */

@@ -63,7 +63,7 @@ class PortOutput implements MailboxOutput {
     this.closed = info;
     for (const done of this.drains.values()) done();
     this.drains.clear();
-    this.mailbox?.closed(info);
+    this.mailbox?.onClosed(info);
   }
 
   // Back-pressure is counted on the main thread (messages sent here and not yet received).
@@ -160,7 +160,7 @@ async function main(): Promise<void> {
         } catch {
           return; // the main thread decoded it already; it cannot fail here
         }
-        c.mailbox.fromClient(msg);
+        c.mailbox.onMessage(msg);
         return;
       }
       case 'closed': {

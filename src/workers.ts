@@ -80,7 +80,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
     return this.inTransit;
   }
 
-  fromClient(_m: unknown, payload: Buffer, size: number): void {
+  /** A message from the client (the middle-man's sink): its bytes go to the worker, which decodes them again. */
+  onMessage(_m: unknown, payload: Buffer, size: number): void {
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
     // Held twice over for a while: the bytes on their way, then the decoded message in the worker's mailbox.
     const held = size + payload.length;
@@ -116,7 +117,7 @@ class WorkerLink extends HighWater implements ProcessHandle {
     this.release(this.bytes);
   }
 
-  closed(info: { reason: string; text: string }): void {
+  onClosed(info: { reason: string; text: string }): void {
     this.stopWatching();
     this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text, drop: this.dropped });
   }
@@ -399,8 +400,8 @@ export class WorkerPool {
     if (!thread) {
       a.mm.close('serviceDown', `service ${this.service} has no worker running`);
       return {
-        fromClient: () => {},
-        closed: () => {},
+        onMessage: () => {},
+        onClosed: () => {},
         shed: () => {},
         queued: 0,
         done: Promise.resolve({ ok: false, text: 'no worker' }),

@@ -12,7 +12,7 @@ import { CERT_EXPIRY_WARNING_DAYS } from '../src/tls.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS } from '../src/client.js';
-import { MAX_UNANSWERED_RPCS } from '../src/runtime.js';
+import { MAX_UNANSWERED_RPCS } from '../src/session.js';
 import { fixtures } from './tls-fixtures.js';
 import { tempDir } from './helpers.js';
 

@@ -29,12 +29,13 @@ const EXAMPLES: [string, WireMessage][] = [
 async function workedHandshake(): Promise<string[]> {
   const salt = Buffer.from('QSXCR+Q6sek8bf92', 'base64');
   const v = scram.verifierFromSalted(await scram.saltedPassword('ABXy45', salt, 4096), salt, 4096);
-  const server = new ServerHandshake(
-    (n) => (n === 'nameServer' ? { name: n, verifier: v } : undefined),
-    1048576,
-    15000,
-    () => '3rfcNHYJY1ZVvWVs7j',
-  );
+  const server = new ServerHandshake({
+    lookup: (n) => (n === 'nameServer' ? { name: n, verifier: v } : undefined),
+    maxFrameSize: 1048576,
+    heartbeatInterval: 15000,
+    peer: { address: '127.0.0.1' },
+    newNonce: () => '3rfcNHYJY1ZVvWVs7j',
+  });
   const frames: string[] = [];
   const replies: WireMessage[] = [];
   await clientHandshake(

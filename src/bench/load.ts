@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { connect, type Channel } from '../client.js';
-import type { Destination } from '../link.js';
+import type { Destination } from '../client-options.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
 import { Histogram } from './histogram.js';
 

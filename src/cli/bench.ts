@@ -1,7 +1,7 @@
 /** `chan bench HOST PORT SERVICE SECRET`: a load generator against a name-server service (see bench/load.ts). */
 import { execFileSync } from 'node:child_process';
 import { SCENARIOS, formatResults, runLoad, type LoadSettings, type Scenario } from '../bench/load.js';
-import type { Destination } from '../link.js';
+import type { Destination } from '../client-options.js';
 import { EXIT_FAILURE, EXIT_OK, positive, usageError } from './common.js';
 
 export interface BenchArgs {

@@ -6,7 +6,7 @@ import { JsonTermError, formatJsonTerm, parseJsonTerm } from '../term/json.js';
 import type { Term } from '../term/model.js';
 import { EXIT_OK, stdinLines, usageError } from './common.js';
 
-import type { Destination } from '../link.js';
+import type { Destination } from '../client-options.js';
 
 export interface Format {
   json: boolean;

@@ -3,7 +3,11 @@
  * Run only on text that `JSON.parse` accepted. Paths are dotted: `port`, `services.0.mfa.1`; `<path>#key` is where
  * an object member's name starts.
  */
-import type { Position } from './load.js';
+/** A place in a config file, 1-based. */
+export interface Position {
+  line: number;
+  column: number;
+}
 
 /** Turns offsets in `text` into line:column (1-based), by a binary search over where the lines start. */
 export function positions(text: string): (offset: number) => Position {

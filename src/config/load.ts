@@ -20,7 +20,7 @@ import { ChanError } from '../errors.js';
 import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
-import { locateJson, positions } from './json-locate.js';
+import { locateJson, positions, type Position } from './json-locate.js';
 import { parseVerifier, type ScramVerifier } from '../auth/scram.js';
 import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type OptionSpec } from './options.js';
 
@@ -82,6 +82,9 @@ export interface ServerConfig {
   services: ServiceConfig[];
 }
 
+/** The limits and timings of a running server (see docs/OPTIONS.md): the config but for where to listen and what to serve. */
+export type ServerSettings = Omit<ServerConfig, 'port' | 'host' | 'codePath' | 'logLevel' | 'services' | 'tls'>;
+
 export interface TlsConfig {
   cert: string;
   key: string;
@@ -92,10 +95,7 @@ export interface TlsConfig {
   files: { cert: string; key: string; ca?: string };
 }
 
-export interface Position {
-  line: number;
-  column: number;
-}
+export type { Position } from './json-locate.js';
 
 export class ConfigProblem {
   constructor(

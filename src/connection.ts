@@ -1,0 +1,251 @@
+/**
+ * One client connection on the server (lib_chan_cs's per-connection process), in one of three phases:
+ *
+ *   handshake  the middle-man's messages go to the handshake machine (handshake.ts), within `handshake_timeout` and
+ *              `max_frame_size_unauth`, holding a place among unauthenticated connections (admission.ts);
+ *   session    the handshake accepted: the middle-man is handed to the service's handler process (setController),
+ *              and the client's messages go straight to it; this object no longer sees them;
+ *   closed     the connection has ended; the socket may still be closing.
+ *
+ * A connection's faults stay in that connection.
+ */
+import type { Ticket } from './admission.js';
+import type { AuthThrottle } from './auth/throttle.js';
+import { Account, type QueueBudget, type Shed } from './budget.js';
+import type { Codec } from './codec/index.js';
+import type { ServerSettings } from './config/load.js';
+import { ServerHandshake } from './handshake.js';
+import { escapeControl, type Logger } from './log.js';
+import { MiddleMan, type CloseInfo, type ConnectionOwner, type MessageSink } from './mm.js';
+import type { WireMessage } from './protocol.js';
+import type { ProcessHandle, Service } from './supervisor.js';
+import type { Term } from './term/model.js';
+import type { Duplex } from 'node:stream';
+import type { PeerInfo } from './transport.js';
+
+/** What a connection needs of its server. */
+export interface ConnectionHost {
+  readonly settings: ServerSettings;
+  readonly codec: Codec;
+  readonly log: Logger;
+  /** What all connections may hold together (max_queued_bytes). */
+  readonly budget: QueueBudget;
+  readonly throttle: AuthThrottle;
+  /** The running service of that name. */
+  service(name: string): Service | undefined;
+  /** The connection's socket has closed: it is no longer the server's. */
+  forget(c: ServerConnection): void;
+}
+
+type Phase =
+  | { at: 'handshake'; handshake: ServerHandshake; timer: NodeJS.Timeout; ticket: Ticket | null }
+  | { at: 'session'; process: ProcessHandle }
+  | { at: 'closed'; process: ProcessHandle | null };
+
+export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
+  private readonly mm: MiddleMan;
+  /** What this connection makes the server hold. */
+  private readonly account: Account;
+  private phase: Phase;
+  /** What every log line of this connection carries; the child logger with them is made only if a line needs it. */
+  private readonly fields: Record<string, unknown>;
+  private childLog: Logger | null = null;
+  private readonly openedAt = Date.now();
+  private socketClosed = false;
+  private resolveDone: (() => void) | null = null;
+  private donePromise: Promise<void> | null = null;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    socket: Duplex,
+    private readonly peer: PeerInfo,
+    private readonly id: number,
+    /** Its place among connections in the handshake, until the handshake ends. */
+    ticket: Ticket | null,
+  ) {
+    this.fields = {
+      conn: id,
+      peer: peer.name,
+      ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
+    };
+    const s = host.settings;
+    this.account = new Account(host.budget, this);
+    this.mm = new MiddleMan(
+      socket,
+      {
+        codec: host.codec,
+        maxFrameSize: s.maxFrameSizeUnauth,
+        sendBufferLimit: s.sendBufferLimit,
+        log: host.log,
+        account: this.account,
+      },
+      this,
+      this,
+    );
+    const handshake = new ServerHandshake({
+      lookup: (name) => host.service(name),
+      maxFrameSize: s.maxFrameSize,
+      heartbeatInterval: s.heartbeatInterval,
+      peer: peer.certCn === undefined ? { address: peer.address } : { address: peer.address, certCn: peer.certCn },
+      throttle: host.throttle,
+    });
+    // The timer runs from the moment the connection is handed over: TCP accept, or the end of the TLS handshake.
+    const timer = setTimeout(handshakeTimedOut, s.handshakeTimeout, this);
+    this.phase = { at: 'handshake', handshake, timer, ticket };
+    ticket?.onEvict((text) => this.mm.close('tooManyConnections', text));
+  }
+
+  /** Resolves when the socket is closed (made only when someone waits: at shutdown). */
+  get done(): Promise<void> {
+    if (this.socketClosed) return Promise.resolve();
+    this.donePromise ??= new Promise<void>((resolve) => (this.resolveDone = resolve));
+    return this.donePromise;
+  }
+
+  /** A logger for this connection (made on first use: most connections never need their own). */
+  get log(): Logger {
+    this.childLog ??= this.host.log.child(this.fields);
+    return this.childLog;
+  }
+
+  private get process(): ProcessHandle | null {
+    return this.phase.at === 'handshake' ? null : this.phase.process;
+  }
+
+  /** @internal */
+  handshakeTimedOut(): void {
+    this.mm.close(
+      'timeout',
+      `handshake not completed within handshake_timeout (${this.host.settings.handshakeTimeout} ms)`,
+    );
+  }
+
+  shutdown(): void {
+    this.mm.close('shutdown', 'the server is shutting down');
+  }
+
+  /** The server is over max_queued_bytes and this connection holds the most: drop what it holds, and close. */
+  shed(reason: 'slowConsumer' | 'overloaded', text: string): boolean {
+    const open = this.mm.closed === null;
+    const held = this.account.held;
+    this.process?.shed();
+    this.mm.close(reason, text);
+    if (open || this.account.held < held) this.log.warn({ reason, held }, text);
+    return open || this.account.held < held;
+  }
+
+  /** At the end of shutdown_timeout: the socket goes, whether or not the peer has closed its side. */
+  destroy(): void {
+    this.mm.destroy();
+  }
+
+  get queuedMessages(): number {
+    return this.process?.queued ?? 0;
+  }
+
+  /** The handler process's end, once one runs. */
+  get handlerDone(): Promise<unknown> | null {
+    return this.process?.done ?? null;
+  }
+
+  get queuedBytes(): number {
+    return this.mm.queuedBytes;
+  }
+
+  /** A message of the handshake phase (the session's go to the handler process). */
+  onMessage(m: WireMessage): void {
+    if (this.phase.at !== 'handshake') return;
+    const handshake = this.phase.handshake;
+    const out = handshake.step(m);
+    // The client's own frame limit holds from its startService on (a refusal's close frame must fit it too).
+    if (out.peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = out.peerMaxFrameSize;
+    switch (out.kind) {
+      case 'send':
+        this.mm.send(out.message);
+        return;
+      case 'close': {
+        if (out.answer) this.mm.send(out.answer);
+        if (out.reason !== 'normal') this.logRefusal(m, handshake, out.reason, out.text, out.lockedOut);
+        this.mm.close(out.reason, out.text);
+        return;
+      }
+      case 'accept':
+        this.accept(out.service, out.args, out.ack);
+        return;
+    }
+  }
+
+  private logRefusal(m: WireMessage, h: ServerHandshake, reason: string, text: string, lockedOut?: boolean): void {
+    // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and the
+    // text that quotes it), so that it cannot drive the terminal of an operator reading the log.
+    const service = escapeControl(m.kind === 'startService' ? m.service.slice(0, 100) : (h.service ?? ''));
+    if (reason === 'authFail') this.log.warn({ reason, service, lockedOut }, escapeControl(text));
+    else this.log.info({ reason, service }, escapeControl(text));
+  }
+
+  private accept(name: string, argsC: Term, ack: WireMessage): void {
+    const service = this.host.service(name) as Service;
+    this.leaveHandshake();
+    this.fields['service'] = name;
+    this.childLog = null;
+    const s = this.host.settings;
+    this.mm.setMaxFrameSize(s.maxFrameSize);
+    this.mm.send(ack);
+    // Sending can itself end the connection (slowConsumer): then there is no process to start.
+    if (this.mm.closed) return;
+    this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
+    this.host.log.info(this.fields, 'connection opened');
+    const process = service.attach({
+      mm: this.mm,
+      id: this.id,
+      peer: this.peer.name,
+      logs: this,
+      argsC,
+      account: this.account,
+    });
+    // Attaching can end the connection at once (a worker service with no worker running).
+    this.phase = this.mm.closed ? { at: 'closed', process } : { at: 'session', process };
+    this.mm.setController(process);
+  }
+
+  /** Leaves the handshake phase (accepted or closed): its timer and its place among unauthenticated connections go. */
+  private leaveHandshake(): void {
+    if (this.phase.at !== 'handshake') return;
+    clearTimeout(this.phase.timer);
+    this.phase.ticket?.release();
+    this.phase = { at: 'closed', process: null };
+  }
+
+  /** The connection ended during the handshake (the sink's end; in the session the handler process gets it). */
+  onClosed(): void {
+    this.leaveHandshake();
+  }
+
+  onEnded(info: CloseInfo): void {
+    this.phase = { at: 'closed', process: this.process };
+    const s = this.mm.stats;
+    this.host.log.info(
+      {
+        ...this.fields,
+        reason: info.by === 'peer' ? escapeControl(info.reason) : info.reason,
+        by: info.by,
+        ms: Date.now() - this.openedAt,
+        framesIn: s.framesIn,
+        framesOut: s.framesOut,
+        bytesIn: s.bytesIn,
+        bytesOut: s.bytesOut,
+      },
+      'connection closed',
+    );
+  }
+
+  onSocketClosed(): void {
+    this.socketClosed = true;
+    this.resolveDone?.();
+    this.host.forget(this);
+  }
+}
+
+function handshakeTimedOut(c: ServerConnection): void {
+  c.handshakeTimedOut();
+}

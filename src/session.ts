@@ -1,0 +1,153 @@
+/**
+ * The session's rules, once the handshake is over, for both sides (docs/PROTOCOL.md section 5):
+ *
+ * - a client sends `cast` and `rpc`; a server sends `reply` and `push`; either may `ping`, `pong` and `close` (those
+ *   three are the middle-man's). Anything else is a protocolError.
+ * - an rpc's id is the client's to choose; one id waits for one answer at a time, and at most
+ *   {@link MAX_UNANSWERED_RPCS} wait at once on a connection.
+ * - the server's handler answers with `send`, which takes the oldest rpc the handler has received and not answered
+ *   (lib_chan's "the next send is the answer"), else it is a push; or with `reply(m, X)`, which answers `m` itself.
+ * - the client matches a reply to its rpc by id; a reply for an id it no longer waits for (the rpc gave up) is dropped,
+ *   never given to another rpc.
+ *
+ * Server and client both keep their side of these rules here, and nowhere else.
+ */
+import { ChanError } from './errors.js';
+import { MAX_TIMER_MS } from './inbox.js';
+import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
+import type { Term } from './term/model.js';
+
+/**
+ * rpcs of one connection that may wait for an answer at once; one more is a protocolError. (A handler that never
+ * answers must not let a client grow the set of waiting ids without bound.)
+ */
+export const MAX_UNANSWERED_RPCS = 65_536;
+
+/** What each side may receive in the session (ping, pong and close never reach these rules: the middle-man's). */
+const MAY_RECEIVE = {
+  server: new Set<WireMessage['kind']>(['cast', 'rpc']),
+  client: new Set<WireMessage['kind']>(['reply', 'push']),
+} as const;
+
+/** Why `m` may not reach `receiver` in the session, or null when it may. */
+export function sessionFault(receiver: 'server' | 'client', m: WireMessage): string | null {
+  if (MAY_RECEIVE[receiver].has(m.kind)) return null;
+  return `a ${receiver === 'server' ? 'client' : 'server'} may not send ${m.kind} after the handshake`;
+}
+
+/** Shared by every connection without rpcs yet: never added to (replaced on first use), so it stays empty. */
+const NO_IDS: Set<number> = new Set();
+
+/** The server's side: which rpcs wait for an answer, and which of them the handler has received. */
+export class RpcAnswers {
+  /** rpc ids that arrived and are not answered yet. */
+  private waiting: Set<number> = NO_IDS;
+  /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
+  private received: Set<number> = NO_IDS;
+
+  /** An rpc arrived: null, or why the connection must close (protocolError). */
+  arrived(id: number): string | null {
+    if (this.waiting.has(id)) return `request id ${id} is already waiting for its answer`;
+    if (this.waiting.size >= MAX_UNANSWERED_RPCS)
+      return `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`;
+    if (this.waiting === NO_IDS) this.waiting = new Set();
+    this.waiting.add(id);
+    return null;
+  }
+
+  /** The handler took the message of rpc `id` from its mailbox. */
+  taken(id: number): void {
+    if (!this.waiting.has(id)) return;
+    if (this.received === NO_IDS) this.received = new Set();
+    this.received.add(id);
+  }
+
+  /** The rpc that `send` answers now: the oldest the handler has received, if any. */
+  oldestReceived(): number | undefined {
+    const oldest = this.received.values().next();
+    return oldest.done ? undefined : oldest.value;
+  }
+
+  isWaiting(id: number): boolean {
+    return this.waiting.has(id);
+  }
+
+  answered(id: number): void {
+    this.waiting.delete(id);
+    this.received.delete(id);
+  }
+
+  /** The connection has ended: nothing waits any more. */
+  clear(): void {
+    this.waiting = NO_IDS;
+    this.received = NO_IDS;
+  }
+}
+
+interface Pending {
+  resolve(x: Term): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The client's side: the rpcs it waits on, by id, each with its deadline. */
+export class PendingRpcs {
+  private readonly pending = new Map<number, Pending>();
+  private lastId = 0;
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Starts an rpc: picks a free id, arms its timeout, and calls `send(id)` to put it on the wire (a throw from `send`
+   * rejects the rpc). A timeout too long for a timer (Infinity, over 24.8 days) means none.
+   */
+  start(timeout: number, send: (id: number) => void): Promise<Term> {
+    const id = this.nextId();
+    return new Promise<Term>((resolve, reject) => {
+      const timer =
+        timeout <= MAX_TIMER_MS
+          ? setTimeout(() => {
+              // The id is forgotten: a late answer is dropped, never given to another rpc.
+              this.pending.delete(id);
+              reject(new ChanError('timeout', `no answer within ${timeout} ms`));
+            }, timeout)
+          : undefined;
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        send(id);
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  /** A reply arrived: settles its rpc; false when no rpc waits for that id (it gave up). */
+  settle(id: number, data: Term): boolean {
+    const p = this.pending.get(id);
+    if (!p) return false;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(data);
+    return true;
+  }
+
+  /** Every rpc still waiting fails with `err`. */
+  rejectAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(err);
+    }
+  }
+
+  private nextId(): number {
+    do {
+      this.lastId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1;
+    } while (this.pending.has(this.lastId));
+    return this.lastId;
+  }
+}
