@@ -13,11 +13,11 @@ import {
   type ConnectOptions,
   type Target,
 } from './client-options.js';
-import { ChanError, isCloseReason, type CloseReason } from './errors.js';
+import { ChanError, closedError, isCloseReason, type CloseInfo, type CloseReason } from './errors.js';
 import { clientHandshake } from './handshake.js';
 import { Inbox } from './inbox.js';
 import type { Logger } from './log.js';
-import { MiddleMan, closedError, type CloseInfo, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
+import { MiddleMan, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import { describeTlsError, tlsClientTransport } from './tls.js';
 import { tcp } from './transport.js';

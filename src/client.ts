@@ -26,11 +26,11 @@ import {
   type ReconnectOptions,
   type Target,
 } from './client-options.js';
-import { ChanError, isCloseReason, type ErrorCode } from './errors.js';
+import { ChanError, closedError, isCloseReason, type CloseInfo, type ErrorCode } from './errors.js';
 import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import { silentLogger, type Logger } from './log.js';
-import { closedError, type CloseInfo, type MessageSink, type MMStats } from './mm.js';
+import type { MessageSink, MMStats } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import { PendingRpcs, sessionFault } from './session.js';
 import type { Term } from './term/model.js';

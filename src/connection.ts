@@ -14,11 +14,13 @@ import type { AuthThrottle } from './auth/throttle.js';
 import { Account, type QueueBudget, type Shed } from './budget.js';
 import type { Codec } from './codec/index.js';
 import type { ServerSettings } from './config/load.js';
-import { ServerHandshake } from './handshake.js';
+import { ServerHandshake, type ServiceAuth } from './handshake.js';
 import { escapeControl, type Logger } from './log.js';
-import { MiddleMan, type CloseInfo, type ConnectionOwner, type MessageSink } from './mm.js';
+import type { CloseInfo } from './errors.js';
+import { MiddleMan, type ConnectionOwner, type MessageSink } from './mm.js';
 import type { WireMessage } from './protocol.js';
-import type { ProcessHandle, Service } from './supervisor.js';
+import type { ProcessHandle } from './runner.js';
+import type { Service } from './supervisor.js';
 import type { Term } from './term/model.js';
 import type { Duplex } from 'node:stream';
 import type { PeerInfo } from './transport.js';
@@ -33,6 +35,8 @@ export interface ConnectionHost {
   readonly throttle: AuthThrottle;
   /** The running service of that name. */
   service(name: string): Service | undefined;
+  /** What a handshake starting now reads of that service (a reload swaps it whole). */
+  auth(name: string): ServiceAuth | undefined;
   /** The connection's socket has closed: it is no longer the server's. */
   forget(c: ServerConnection): void;
 }
@@ -83,7 +87,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       this,
     );
     const handshake = new ServerHandshake({
-      lookup: (name) => host.service(name),
+      lookup: (name) => host.auth(name),
       maxFrameSize: s.maxFrameSize,
       heartbeatInterval: s.heartbeatInterval,
       peer: peer.certCn === undefined ? { address: peer.address } : { address: peer.address, certCn: peer.certCn },

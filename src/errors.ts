@@ -114,3 +114,20 @@ export function socketErrorCode(err: NodeJS.ErrnoException): ErrorCode {
       return 'socketError';
   }
 }
+
+/** How a connection ended. */
+export interface CloseInfo {
+  /** A word from CLOSE_REASONS (a newer peer may send one this version does not know). */
+  reason: CloseReason | string;
+  /** For people: what happened. */
+  text: string;
+  /** Which side ended the connection. */
+  by: 'local' | 'peer';
+  /** The socket error that ended it, if one did (a TLS alert, a reset). */
+  error?: NodeJS.ErrnoException;
+}
+
+/** The error of a call on a connection that has closed: `closed`, with the close reason. */
+export function closedError(info: CloseInfo): ChanError {
+  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
+}

@@ -27,7 +27,7 @@ export { startServer, ChanServer, type ServerOptions, type ServerStats } from '.
 export type { ServerSettings } from './config/load.js';
 export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
-export type { CloseInfo } from './mm.js';
+export type { CloseInfo } from './errors.js';
 export type { ReceiveOptions } from './inbox.js';
 export { ChanError, ERROR_CODES, CLOSE_REASONS, type ErrorCode, type CloseReason } from './errors.js';
 export {

@@ -22,7 +22,7 @@
 import type { Duplex } from 'node:stream';
 import type { Account } from './budget.js';
 import { decodedSizeLimit, type Codec } from './codec/index.js';
-import { ChanError, isCloseReason, type CloseReason } from './errors.js';
+import { ChanError, closedError, isCloseReason, type CloseInfo, type CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
@@ -55,24 +55,8 @@ interface PendingFlush {
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
 
-/** The error of a call on a connection that has closed: `closed`, with the close reason. */
-export function closedError(info: CloseInfo): ChanError {
-  return new ChanError('closed', `channel closed (${info.reason}): ${info.text}`, { reason: info.reason });
-}
-
 /** Close reasons that drop what is queued for the peer, so that the close frame reaches it next. */
 const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
-
-export interface CloseInfo {
-  /** A word from CLOSE_REASONS (a newer peer may send one this version does not know). */
-  reason: CloseReason | string;
-  /** For people: what happened. */
-  text: string;
-  /** Which side ended the connection. */
-  by: 'local' | 'peer';
-  /** The socket error that ended it, if one did (a TLS alert, a reset). */
-  error?: NodeJS.ErrnoException;
-}
 
 /**
  * Where the middle-man's messages go (lib_chan's controller). One sink at a time: the connection's handshake first,

@@ -14,7 +14,9 @@ import { pathToFileURL } from 'node:url';
 import { makeVerifier, type ScramVerifier } from './auth/scram.js';
 import { camelCase } from './config/options.js';
 import type { Logger } from './log.js';
-import type { Handler } from './runtime.js';
+import type { Handler, ServiceLimits } from './runtime.js';
+
+export type { ServiceLimits } from './runtime.js';
 import type { Term } from './term/model.js';
 
 /** A service as the server runs it. */
@@ -43,16 +45,6 @@ export interface ServiceDefinition<S = unknown> {
 }
 
 export type StartFunction<S = unknown> = (argsS: Term, ctx: StartContext) => S | Promise<S>;
-
-/** The server's limits that a service's code may need to respect (what it may send, what it may keep). */
-export interface ServiceLimits {
-  /** `max_depth`: the deepest nesting a message may have (an answer wrapped in a tuple takes one level more). */
-  maxDepth: number;
-  /** `max_frame_size`: the largest frame the server accepts, and (unless a client asks for less) sends. */
-  maxFrameSize: number;
-  /** `store_max_bytes`: what a store of the service may keep. */
-  storeMaxBytes: number;
-}
 
 /** The limits a service's code is told of, from the server's settings (one frozen object per service). */
 export function serviceLimits(s: ServiceLimits): ServiceLimits {

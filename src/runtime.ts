@@ -13,12 +13,11 @@
  * reach another connection.
  */
 import type { Account } from './budget.js';
-import { ChanError, LimitError } from './errors.js';
+import { ChanError, LimitError, type CloseInfo } from './errors.js';
 import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
-import type { ServiceLimits } from './modules.js';
-import type { CloseInfo, MessageSink, MiddleMan } from './mm.js';
+import type { MessageSink, MiddleMan } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import { RpcAnswers, sessionFault } from './session.js';
 import { Atom, Tuple, type Term } from './term/model.js';
@@ -71,6 +70,16 @@ export interface MM extends AsyncIterable<MailboxMessage> {
   drain(): Promise<void>;
   /** The next message; rejects with a `timeout` ChanError after `timeout` ms. After the end: `chan_closed` again. */
   receive(options?: ReceiveOptions): Promise<MailboxMessage>;
+}
+
+/** The server's limits that a service's code may need to respect (what it may send, what it may keep). */
+export interface ServiceLimits {
+  /** `max_depth`: the deepest nesting a message may have (an answer wrapped in a tuple takes one level more). */
+  maxDepth: number;
+  /** `max_frame_size`: the largest frame the server accepts, and (unless a client asks for less) sends. */
+  maxFrameSize: number;
+  /** `store_max_bytes`: what a store of the service may keep. */
+  storeMaxBytes: number;
 }
 
 /** What a handler shares with the other handlers of its service. */

@@ -15,7 +15,9 @@ import { DEFAULTS } from './config/options.js';
 import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
-import { verifierFor, type ServiceDefinition } from './modules.js';
+import { ServiceDirectory, type Refusal } from './directory.js';
+import type { ServiceAuth } from './handshake.js';
+import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
 import {
   certificateProblem,
@@ -90,8 +92,11 @@ export async function startServer(
   const settings = serverSettings(options);
   const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string) };
   const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log);
-  const server = new ChanServer(options, settings, services, log);
+  let server: ChanServer;
   try {
+    const byName = new Map(services.map((s) => [s.name, s]));
+    const directory = await ServiceDirectory.build(options.services, refusalIn(byName));
+    server = new ChanServer(options, settings, byName, directory, log);
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
     await stopServices(services, 0);
@@ -102,7 +107,7 @@ export async function startServer(
 
 export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
-  private readonly services: Map<string, Service>;
+  private readonly refusalOf: (name: string) => Refusal | undefined;
 
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
@@ -124,10 +129,12 @@ export class ChanServer implements ConnectionHost {
     options: ServerOptions,
     /** The limits and timings in force (SIGHUP may change the throttling ones). */
     readonly settings: ServerSettings,
-    services: Service[],
+    private readonly services: ReadonlyMap<string, Service>,
+    /** What handshakes read of the services: replaced whole by a reload. */
+    private directory: ServiceDirectory,
     readonly log: Logger,
   ) {
-    this.services = new Map(services.map((s) => [s.name, s]));
+    this.refusalOf = refusalIn(services);
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
     this.budget = new QueueBudget(settings.maxQueuedBytes);
@@ -179,31 +186,18 @@ export class ChanServer implements ConnectionHost {
     const names = new Set(config.services.map((s) => s.name));
     for (const name of this.services.keys())
       if (!names.has(name)) notApplied.push(`service ${name} removed: restart to remove it`);
-    const updates: [Service, Awaited<ReturnType<typeof verifierFor>>, string[] | undefined, string | null][] = [];
     for (const def of config.services) {
       const running = this.services.get(def.name);
-      if (!running) {
-        notApplied.push(`service ${def.name} added: restart to start it`);
-        continue;
-      }
-      if (def.module !== running.module || def.function !== running.function) {
+      if (!running) notApplied.push(`service ${def.name} added: restart to start it`);
+      else if (def.module !== running.module || def.function !== running.function)
         notApplied.push(`service ${def.name}: restart to change its mfa`);
-      }
-      const sameSecret =
-        !def.verifier && def.secret !== null && def.secret === running.secret && running.verifier !== null;
-      const verifier = sameSecret ? running.verifier : await verifierFor(def);
-      updates.push([running, verifier, def.allowCn, def.verifier ? null : def.secret]);
     }
     // Everything computed and checked first (a certificate that does not match its key, or is out of date, throws
     // here): the switch itself cannot fail half-way.
+    const directory = await ServiceDirectory.build(config.services, this.refusalOf, this.directory);
     if (config.tls) checkCertificate(config.tls, this.log);
     const applyTls = config.tls && this.tlsTransport ? this.tlsTransport.prepare(this.tlsSettings(config.tls)) : null;
-    for (const [running, verifier, allowCn, secret] of updates) {
-      running.verifier = verifier;
-      running.secret = secret;
-      if (allowCn) running.allowCn = allowCn;
-      else delete running.allowCn;
-    }
+    this.directory = directory;
     applyTls?.();
     Object.assign(this.settings, {
       authMaxFailures: config.authMaxFailures,
@@ -264,6 +258,11 @@ export class ChanServer implements ConnectionHost {
   /** @internal The running service of that name. */
   service(name: string): Service | undefined {
     return this.services.get(name);
+  }
+
+  /** @internal What a handshake starting now reads of that service. */
+  auth(name: string): ServiceAuth | undefined {
+    return this.directory.get(name);
   }
 
   /**
@@ -364,6 +363,14 @@ function checkCertificate(t: TlsConfig, log: Logger): void {
       { validTo: soon.validTo.toISOString(), days: soon.days },
       `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`,
     );
+}
+
+/** Why each running service refuses connections now (it is down): what a directory entry asks. */
+function refusalIn(services: ReadonlyMap<string, Service>): (name: string) => Refusal | undefined {
+  return (name) => {
+    const service = services.get(name);
+    return service ? () => service.refusal() : undefined;
+  };
 }
 
 /** A refused connection's middle-man hears nothing: it only says why and closes. */

@@ -11,65 +11,23 @@
  * retry) must return within `start_timeout` ms. A handler that crashes is counted, logged and ends its own connection;
  * it does not restart the service (its process is temporary, as in OTP).
  */
-import type { Account } from './budget.js';
 import { deadline, startTimedOut } from './deadline.js';
 import { ChanError, type CloseReason } from './errors.js';
 import type { Logger } from './log.js';
-import type { MessageSink, MiddleMan } from './mm.js';
 import {
   ModuleError,
   serviceCode,
   serviceLimits,
-  verifierFor,
   workerModule,
   type ServiceCode,
   type ServiceDefinition,
   type ServiceLimits,
 } from './modules.js';
-import type { ScramVerifier } from './auth/scram.js';
-import { Mailbox, runHandler, type HandlerExit, type MailboxLimits, type ServiceContext } from './runtime.js';
+import { RestartPolicy } from './restart-policy.js';
+import type { HandlerExit, MailboxLimits, ServiceContext } from './runtime.js';
+import { InlineRunner, type Attachment, type ProcessHandle, type Runner, type SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
 import { WorkerPool } from './workers.js';
-
-export interface SupervisionSettings {
-  restartIntensity: number;
-  restartPeriod: number;
-  serviceRetryDelay: number;
-  serviceRetryMaxDelay: number;
-  startTimeout: number;
-  handlerBlockTimeout: number;
-  mailboxHighWater: number;
-  mailboxHighWaterBytes: number;
-  maxDepth: number;
-  maxFrameSize: number;
-  storeMaxBytes: number;
-  logLevel: string;
-}
-
-/** One connection's side, as a service's process sees it. */
-export interface Attachment {
-  mm: MiddleMan;
-  id: number;
-  peer: string;
-  /** Where the connection's logger comes from (made when first asked for). */
-  logs: { readonly log: Logger };
-  argsC: Term;
-  /** Where the connection's queued bytes are counted. */
-  account: Account | null;
-}
-
-/**
- * A running handler process, as its connection sees it. It is the middle-man's message sink for the session: the
- * connection hands the middle-man's messages over to it at accept.
- */
-export interface ProcessHandle extends MessageSink {
-  /** The connection is being cut for holding too much: drop what the handler has not received yet. */
-  shed(): void;
-  /** Messages from the client that the handler has not received yet. */
-  readonly queued: number;
-  /** Settles when the handler has returned or thrown (or its worker died). */
-  readonly done: Promise<HandlerExit>;
-}
 
 export interface ServiceStats {
   status: 'up' | 'down';
@@ -101,9 +59,6 @@ class HandlerContext implements ServiceContext {
 
 export class Service {
   readonly name: string;
-  verifier: ScramVerifier | null;
-  allowCn?: string[];
-  secret: string | null;
   readonly module?: string;
   readonly function?: string;
   readonly args: Term;
@@ -114,12 +69,12 @@ export class Service {
   crashes = 0;
   restarts = 0;
   private state: unknown = undefined;
-  private readonly restartTimes: number[] = [];
+  private readonly policy: RestartPolicy;
   private restarting = false;
-  /** Failed tries since the service went down (each doubles the wait before the next), and the next try's timer. */
-  private retries = 0;
+  /** The next try to start the service while it is down. */
   private retryTimer: NodeJS.Timeout | null = null;
   private pool: WorkerPool | null = null;
+  private inline: InlineRunner | null = null;
   private readonly log: Logger;
   private readonly mailboxLimits: MailboxLimits;
   /** @internal What the service's code is told of the server's limits. */
@@ -127,7 +82,6 @@ export class Service {
 
   private constructor(
     def: ServiceDefinition,
-    verifier: ScramVerifier | null,
     /** The service's functions, for inline isolation (worker threads import their own). */
     private readonly code: ServiceCode | null,
     private readonly settings: SupervisionSettings,
@@ -135,9 +89,6 @@ export class Service {
     private readonly workers: number,
   ) {
     this.name = def.name;
-    this.verifier = verifier;
-    this.secret = def.secret;
-    if (def.allowCn) this.allowCn = def.allowCn;
     if (def.module) this.module = def.module;
     if (def.function) this.function = def.function;
     this.args = def.args ?? null;
@@ -145,6 +96,7 @@ export class Service {
     this.log = log.child({ service: def.name });
     this.mailboxLimits = { highWater: settings.mailboxHighWater, highWaterBytes: settings.mailboxHighWaterBytes };
     this.limits = serviceLimits(settings);
+    this.policy = new RestartPolicy(settings);
   }
 
   /** Loads a service's code and starts it. Throws (with the reason) if it cannot start. */
@@ -154,10 +106,9 @@ export class Service {
     settings: SupervisionSettings,
     log: Logger,
   ): Promise<Service> {
-    const verifier = await verifierFor(def);
     if (def.isolation === 'worker') {
       const where = workerModule(def, codePath);
-      const service = new Service(def, verifier, null, settings, log, def.workers ?? 1);
+      const service = new Service(def, null, settings, log, def.workers ?? 1);
       service.pool = new WorkerPool(service.name, where, service.args, service.workers, settings, service.log, {
         failed: (why) => service.fail(why),
         crashed: () => service.crashes++,
@@ -167,7 +118,7 @@ export class Service {
       return service;
     }
     const code = await serviceCode(def, codePath);
-    const service = new Service(def, verifier, code, settings, log, def.workers ?? 1);
+    const service = new Service(def, code, settings, log, def.workers ?? 1);
     service.state = await service.runStart();
     service.log.debug({ from: code.from, isolation: service.isolation }, 'service started');
     return service;
@@ -186,18 +137,21 @@ export class Service {
 
   /** Starts the handler process of a new connection. */
   attach(a: Attachment): ProcessHandle {
-    if (this.pool) return this.pool.attach(a);
-    const mailbox = new Mailbox(a.mm, a.id, this.name, a.peer, a.logs, this.mailboxLimits, a.account);
-    mailbox.done = runHandler(
+    return this.runner.attach(a);
+  }
+
+  /** Inline, or the worker pool. */
+  private get runner(): Runner {
+    if (this.pool) return this.pool;
+    this.inline ??= new InlineRunner(
+      this.name,
       (this.code as ServiceCode).handler,
-      mailbox,
-      a.mm,
-      a.argsC,
       this.args,
-      new HandlerContext(this, a.logs),
+      this.mailboxLimits,
+      (logs) => new HandlerContext(this, logs),
       this,
     );
-    return mailbox;
+    return this.inline;
   }
 
   /** @internal What a handler's ctx.state reads: the state now (a restart replaces it). */
@@ -217,23 +171,20 @@ export class Service {
   fail(why: unknown): void {
     if (this.status === 'down' || this.shuttingDown) return;
     const reason = why instanceof Error ? why.message : String(why);
-    const now = Date.now();
-    while (this.restartTimes.length > 0 && now - (this.restartTimes[0] as number) > this.settings.restartPeriod)
-      this.restartTimes.shift();
-    if (this.restartTimes.length >= this.settings.restartIntensity) {
+    const decision = this.policy.failed(Date.now());
+    if (decision.action === 'down') {
       this.status = 'down';
       this.log.error(
-        { err: why instanceof Error ? why : undefined, restarts: this.restartTimes.length },
+        { err: why instanceof Error ? why : undefined, restarts: decision.restarts },
         `service down: it failed again after ${this.settings.restartIntensity} restarts within restart_period (${this.settings.restartPeriod} ms): ${reason}; new connections are refused with serviceDown`,
       );
       // Connections already open (on workers still alive) carry on, as for an inline service.
       this.scheduleRetry();
       return;
     }
-    this.restartTimes.push(now);
     this.restarts++;
     this.log.warn(
-      { err: why instanceof Error ? why : undefined, restart: this.restartTimes.length },
+      { err: why instanceof Error ? why : undefined, restart: decision.restarts },
       `service failed, restarting: ${reason}`,
     );
     if (this.pool) {
@@ -268,12 +219,9 @@ export class Service {
 
   /** A service that is down is tried again later: service_retry_delay, doubled for each try that failed. */
   private scheduleRetry(): void {
-    const delay = Math.min(
-      this.settings.serviceRetryMaxDelay,
-      this.settings.serviceRetryDelay * 2 ** Math.min(this.retries, 30),
-    );
+    const delay = this.policy.retryDelay();
     this.log.warn(
-      { delay, tries: this.retries },
+      { delay, tries: this.policy.tries },
       `service ${this.name} is down: trying to start it again in ${delay} ms`,
     );
     this.retryTimer = setTimeout(() => void this.retry(), delay);
@@ -283,10 +231,10 @@ export class Service {
   private async retry(): Promise<void> {
     this.retryTimer = null;
     if (this.shuttingDown) return;
-    this.retries++;
     try {
       await this.restart();
     } catch (err) {
+      this.policy.tryFailed();
       this.log.error(
         { err },
         `service ${this.name} failed to start again: ${err instanceof Error ? err.message : String(err)}`,
@@ -297,9 +245,8 @@ export class Service {
     if (this.shuttingDown) return;
     this.status = 'up';
     this.restarts++;
-    this.restartTimes.length = 0;
-    this.log.info({ tries: this.retries }, `service ${this.name} is up again`);
-    this.retries = 0;
+    this.log.info({ tries: this.policy.tries + 1 }, `service ${this.name} is up again`);
+    this.policy.recovered();
   }
 
   /** Why a new connection cannot have this service, or null. */

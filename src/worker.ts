@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { decodedSizeLimit, msgpackCodec } from './codec/index.js';
 import type { CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, checkFrameSize } from './frame.js';
-import type { CloseInfo } from './mm.js';
+import type { CloseInfo } from './errors.js';
 import { ModuleError, importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';

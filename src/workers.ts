@@ -22,7 +22,7 @@ import { HighWater } from './flow.js';
 import { levelName, type Logger } from './log.js';
 import { ModuleError, serviceLimits, type ServiceLimits, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
-import type { Attachment, ProcessHandle, SupervisionSettings } from './supervisor.js';
+import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -316,7 +316,7 @@ class WorkerThread {
   }
 }
 
-export class WorkerPool {
+export class WorkerPool implements Runner {
   private threads: WorkerThread[] = [];
   private next = 0;
   private readonly codec;

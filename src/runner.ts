@@ -1,0 +1,84 @@
+/**
+ * How a service runs its handler processes: on the main thread ({@link InlineRunner}) or in worker threads
+ * (workers.ts's WorkerPool). Either way a connection attaches and gets a {@link ProcessHandle}, the middle-man's sink
+ * for the session.
+ */
+import type { Account } from './budget.js';
+import type { Logger } from './log.js';
+import type { MessageSink, MiddleMan } from './mm.js';
+import {
+  Mailbox,
+  runHandler,
+  type Handler,
+  type HandlerExit,
+  type MailboxLimits,
+  type ServiceContext,
+} from './runtime.js';
+import type { Term } from './term/model.js';
+import type { ServerSettings } from './config/load.js';
+
+/** What supervising a service needs of the server's settings, and the log level its worker threads use. */
+export type SupervisionSettings = Pick<
+  ServerSettings,
+  | 'restartIntensity'
+  | 'restartPeriod'
+  | 'serviceRetryDelay'
+  | 'serviceRetryMaxDelay'
+  | 'startTimeout'
+  | 'handlerBlockTimeout'
+  | 'mailboxHighWater'
+  | 'mailboxHighWaterBytes'
+  | 'maxDepth'
+  | 'maxFrameSize'
+  | 'storeMaxBytes'
+> & { logLevel: string };
+
+/** One connection's side, as a service's process sees it. */
+export interface Attachment {
+  mm: MiddleMan;
+  id: number;
+  peer: string;
+  /** Where the connection's logger comes from (made when first asked for). */
+  logs: { readonly log: Logger };
+  argsC: Term;
+  /** Where the connection's queued bytes are counted. */
+  account: Account | null;
+}
+
+/**
+ * A running handler process, as its connection sees it. It is the middle-man's message sink for the session: the
+ * connection hands the middle-man's messages over to it at accept.
+ */
+export interface ProcessHandle extends MessageSink {
+  /** The connection is being cut for holding too much: drop what the handler has not received yet. */
+  shed(): void;
+  /** Messages from the client that the handler has not received yet. */
+  readonly queued: number;
+  /** Settles when the handler has returned or thrown (or its worker died). */
+  readonly done: Promise<HandlerExit>;
+}
+
+/** Starts the handler process of each new connection of a service. */
+export interface Runner {
+  attach(a: Attachment): ProcessHandle;
+}
+
+/** Handler processes on the main thread: a mailbox in front of the middle-man, and the handler's async function. */
+export class InlineRunner implements Runner {
+  constructor(
+    private readonly service: string,
+    private readonly handler: Handler,
+    /** The service's ArgsS. */
+    private readonly args: Term,
+    private readonly mailboxLimits: MailboxLimits,
+    /** The ctx a handler of this connection gets. */
+    private readonly context: (logs: { readonly log: Logger }) => ServiceContext,
+    private readonly watcher: { exited(exit: HandlerExit): void },
+  ) {}
+
+  attach(a: Attachment): ProcessHandle {
+    const mailbox = new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account);
+    mailbox.done = runHandler(this.handler, mailbox, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher);
+    return mailbox;
+  }
+}
