@@ -21,6 +21,8 @@ export {
 } from './client.js';
 export { SaltedPasswordCache, makeVerifier, formatVerifier, parseVerifier, type ScramVerifier } from './auth/scram.js';
 export type { TlsClientOptions } from './tls.js';
+export { memoryTransport, duplexPair } from './memory-transport.js';
+export type { Transport, PeerInfo, Listening } from './transport.js';
 export { makeCertificate, writeCerts, type KeyPair, type CertSpec } from './certs.js';
 export { kvsClient, type KvsClient } from './kvs.js';
 export { startServer, ChanServer, type ServerOptions, type ServerStats } from './server.js';

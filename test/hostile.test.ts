@@ -73,8 +73,13 @@ test('max_unauthenticated + 50 connections that never speak are all closed, with
       Array.from({ length: LIMITS.maxUnauthenticated + 50 }, () => RawClient.open(server.port)),
     );
     const reasons = await Promise.all(squatters.map(async (s) => (await s.closeMessage())?.reason));
-    t.is(reasons.filter((r) => r === 'tooManyConnections').length, 50);
-    t.is(reasons.filter((r) => r === 'timeout').length, LIMITS.maxUnauthenticated);
+    // Each is refused or times out. (On a busy machine the first may time out before the last has connected: its
+    // place then goes to a later one, so "50 refused" is at most 50, never more.)
+    const refused = reasons.filter((r) => r === 'tooManyConnections').length;
+    const timedOut = reasons.filter((r) => r === 'timeout').length;
+    t.is(refused + timedOut, reasons.length);
+    t.true(refused <= 50 && refused > 0, `${refused} refused`);
+    t.true(timedOut >= LIMITS.maxUnauthenticated);
     t.true(Date.now() - started < LIMITS.handshakeTimeout + 2000);
     t.is(server.stats().unauthenticated, 0);
   });

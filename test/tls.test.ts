@@ -35,7 +35,7 @@ const transports: [string, Partial<ServerOptions>, ConnectOptions][] = [
 ];
 
 for (const [name, serverOptions, clientOptions] of transports) {
-  test(`every handshake outcome over ${name}: ack, badService, authFail, badServer, authThrottled`, async (t) => {
+  test(`every handshake outcome over ${name}: ack, badService, badCert, authFail, badServer, authThrottled`, async (t) => {
     const server = await testServer(SERVICES, { ...serverOptions, authMaxFailures: 3, authLockout: 60_000 });
     t.teardown(() => server.close());
     const c = (svc: string, secret: string | null): Promise<string> =>
@@ -43,6 +43,7 @@ for (const [name, serverOptions, clientOptions] of transports) {
     t.is(await c('secret', 'ABXy45'), 'ack');
     t.is(await c('open', null), 'ack');
     t.is(await c('nope', 'ABXy45'), 'badService');
+    t.is(await c('ops', 'ops-secret'), 'badCert'); // allow_cn, and no client certificate
     t.is(await c('open', 'a secret the server cannot prove'), 'badServer');
     t.is(await c('secret', 'wrong'), 'authFail');
     t.is(await c('secret', 'wrong'), 'authFail');

@@ -1,0 +1,190 @@
+/**
+ * The middle-man with no socket: one end of an in-memory duplex pair is its socket, and the test is the peer on the
+ * other end, writing bytes and reading frames by hand.
+ */
+import type { Duplex } from 'node:stream';
+import test from 'ava';
+import { msgpackCodec } from '../src/codec/index.js';
+import type { CloseInfo } from '../src/errors.js';
+import { FrameParser, frame } from '../src/frame.js';
+import { silentLogger } from '../src/log.js';
+import { duplexPair } from '../src/memory-transport.js';
+import { MiddleMan } from '../src/mm.js';
+import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
+import { atom } from '../src/term/model.js';
+
+const codec = msgpackCodec({ maxDepth: 32 });
+const bytesOf = (m: WireMessage): Buffer => frame(codec.encode(toWire(m), 0));
+/** One turn of the event loop: what was written has been delivered. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+interface Rig {
+  mm: MiddleMan;
+  /** The peer's end. */
+  peer: Duplex;
+  /** What the middle-man handed its sink. */
+  got: WireMessage[];
+  /** How the sink was told the connection ended. */
+  ended: Promise<CloseInfo>;
+  /** What the peer read from the middle-man, frame by frame (once it reads). */
+  read: WireMessage[];
+  /** The peer starts reading (at once, unless `peerReads: false`). */
+  startReading(): void;
+  socketClosed: Promise<void>;
+  /** The peer has read the middle-man's FIN. */
+  peerEnded: Promise<void>;
+}
+
+function rig(
+  options: { maxFrameSize?: number; sendBufferLimit?: number; peerReads?: boolean } = {},
+  onMessage: (mm: MiddleMan) => void = () => {},
+): Rig {
+  const [mine, peer] = duplexPair();
+  const got: WireMessage[] = [];
+  const read: WireMessage[] = [];
+  let end!: (info: CloseInfo) => void;
+  let socketGone!: () => void;
+  const ended = new Promise<CloseInfo>((resolve) => (end = resolve));
+  const socketClosed = new Promise<void>((resolve) => (socketGone = resolve));
+  const peerEnded = new Promise<void>((resolve) => peer.once('end', resolve));
+  const mm: MiddleMan = new MiddleMan(
+    mine,
+    {
+      codec,
+      maxFrameSize: options.maxFrameSize ?? 1024 * 1024,
+      sendBufferLimit: options.sendBufferLimit ?? 1024 * 1024,
+      log: silentLogger,
+    },
+    { onSocketClosed: () => socketGone() },
+    {
+      onMessage: (m) => {
+        got.push(m);
+        onMessage(mm);
+      },
+      onClosed: (info) => end(info),
+    },
+  );
+  const parser = new FrameParser(1 << 24, (p) => read.push(fromWire(codec.decode(p))));
+  const startReading = (): void => {
+    peer.on('data', (c: Buffer) => parser.push(c));
+    peer.resume();
+  };
+  if (options.peerReads === false) peer.pause();
+  else startReading();
+  return { mm, peer, got, ended, read, startReading, socketClosed, peerEnded };
+}
+
+const MESSAGES: WireMessage[] = [
+  { kind: 'cast', data: 1 },
+  { kind: 'rpc', id: 7, data: 'seven' },
+  { kind: 'cast', data: atom('three') },
+];
+
+test('frames split at every byte, or merged into one chunk, reach the sink as the same messages in order', async (t) => {
+  const bytes = Buffer.concat(MESSAGES.map(bytesOf));
+  const dribbled = rig();
+  for (const b of bytes) dribbled.peer.write(Buffer.from([b]));
+  const merged = rig();
+  merged.peer.write(bytes);
+  await turn();
+  t.deepEqual(dribbled.got, MESSAGES);
+  t.deepEqual(merged.got, MESSAGES);
+});
+
+test('a paused middle-man hands nothing over, not even the rest of the chunk being parsed, until it resumes', async (t) => {
+  const r = rig({}, (mm) => mm.pauseReading());
+  r.peer.write(Buffer.concat(MESSAGES.map(bytesOf)));
+  await turn();
+  t.deepEqual(r.got, MESSAGES.slice(0, 1));
+  r.mm.resumeReading();
+  t.deepEqual(r.got, MESSAGES.slice(0, 2));
+  r.mm.resumeReading();
+  await turn();
+  t.deepEqual(r.got, MESSAGES);
+});
+
+test('close sends its reason, then FIN, and lingers until the peer closes its side', async (t) => {
+  const r = rig();
+  r.mm.close('normal', 'goodbye');
+  const info = await r.ended;
+  t.deepEqual({ reason: info.reason, by: info.by }, { reason: 'normal', by: 'local' });
+  await r.peerEnded;
+  t.deepEqual(r.read, [{ kind: 'close', reason: 'normal', text: 'goodbye' }]);
+  // The middle-man's socket is still open: it waits for the peer's FIN (or CLOSE_LINGER_MS).
+  let gone = false;
+  void r.socketClosed.then(() => (gone = true));
+  await turn();
+  t.false(gone);
+  r.peer.end();
+  await r.socketClosed;
+  t.pass();
+});
+
+test('a close frame from the peer ends the connection with its reason, by the peer', async (t) => {
+  const r = rig();
+  r.peer.write(bytesOf({ kind: 'close', reason: 'shutdown', text: 'bye' }));
+  const info = await r.ended;
+  t.deepEqual({ reason: info.reason, text: info.text, by: info.by }, { reason: 'shutdown', text: 'bye', by: 'peer' });
+  t.deepEqual(r.got, []);
+});
+
+test('a frame over the limit is refused with frameTooLarge before it is read; the sink never sees it', async (t) => {
+  const r = rig({ maxFrameSize: 64 });
+  r.peer.write(bytesOf({ kind: 'cast', data: 'x'.repeat(100) }));
+  const info = await r.ended;
+  t.is(info.reason, 'frameTooLarge');
+  await r.peerEnded;
+  t.is(r.read.at(-1)?.kind, 'close');
+  t.deepEqual(r.got, []);
+});
+
+test('bytes that are not a message are a protocolError, told to the peer', async (t) => {
+  const r = rig();
+  r.peer.write(frame(Buffer.from([0xc1])));
+  t.is((await r.ended).reason, 'protocolError');
+});
+
+test('a ping before the session is a protocolError; in the session it is answered with its number', async (t) => {
+  const early = rig();
+  early.peer.write(bytesOf({ kind: 'ping', n: 1 }));
+  t.is((await early.ended).reason, 'protocolError');
+
+  const r = rig();
+  r.mm.beginSession(0, 4);
+  r.peer.write(bytesOf({ kind: 'ping', n: 41 }));
+  await turn();
+  t.deepEqual(r.read, [{ kind: 'pong', n: 41 }]);
+  t.deepEqual(r.got, []);
+});
+
+test('a peer that stops reading is cut at sendBufferLimit with slowConsumer, and reads that reason first when it reads again', async (t) => {
+  // Over SOCKET_SHARE (128 KiB): the socket holds its share, the middle-man queues the rest, and drops it at the cut.
+  const limit = 512 * 1024;
+  const r = rig({ sendBufferLimit: limit, peerReads: false });
+  const chunk = 'x'.repeat(10 * 1024);
+  let sent = 0;
+  while (!r.mm.closed && sent < 1000) {
+    r.mm.send({ kind: 'push', data: chunk });
+    sent++;
+  }
+  t.is(r.mm.closed?.reason, 'slowConsumer');
+  t.true(sent < 1000, 'it was cut long before 1000 frames');
+  // What waited for the peer was dropped: the close frame comes right after what the socket had already taken.
+  r.startReading();
+  await r.peerEnded;
+  const last = r.read.at(-1);
+  t.deepEqual(last?.kind === 'close' ? last.reason : last?.kind, 'slowConsumer');
+  t.true(r.read.length - 1 < sent, `${r.read.length - 1} of ${sent} pushes reached the peer`);
+});
+
+test('drain() resolves once the peer has taken what was sent', async (t) => {
+  const r = rig({ peerReads: false });
+  r.mm.send({ kind: 'push', data: 'y'.repeat(300 * 1024) });
+  let drained = false;
+  const done = r.mm.drain().then(() => (drained = true));
+  await turn();
+  t.false(drained, 'nothing has been read yet');
+  r.startReading();
+  await done;
+  t.true(drained);
+});
