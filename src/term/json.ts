@@ -12,7 +12,7 @@
  *
  * So `{lookup, joe}` is `{"$tuple": [{"$atom": "lookup"}, {"$atom": "joe"}]}`.
  */
-import { Atom, Float, Tuple, float, isTermObject, type Term, type TermObject } from './model.js';
+import { Atom, Float, Tuple, float, isTermObject, mapKey, type Term, type TermObject } from './model.js';
 
 export function termToJson(t: Term): unknown {
   if (t instanceof Atom) return { $atom: t.name };
@@ -61,7 +61,7 @@ export function jsonToTerm(v: unknown): Term {
       case '$map':
         if (!Array.isArray(x) || !x.every((e) => Array.isArray(e) && e.length === 2))
           throw new JsonTermError('$map takes [[key, value], ...]');
-        return new Map(x.map(([k, val]: unknown[]) => [jsonToTerm(k), jsonToTerm(val)]));
+        return new Map(x.map(([k, val]: unknown[]) => [mapKey(jsonToTerm(k)), jsonToTerm(val)]));
     }
   }
   const out: TermObject = {};

@@ -84,6 +84,14 @@ export function float(n: number): Float | number {
   return isIntegerNumber(n) ? new Float(n) : n;
 }
 
+/**
+ * `k` as a key of a JavaScript `Map`: the float -0.0 as a {@link Float}, since a `Map` stores the key -0 as 0, which
+ * is the integer.
+ */
+export function mapKey(k: Term): Term {
+  return Object.is(k, -0) ? new Float(-0) : k;
+}
+
 /** True for a float term: a {@link Float}, or a number that is not a safe integer (2.5, -0, 1e300). */
 export function isFloat(x: unknown): x is Float | number {
   return x instanceof Float || (typeof x === 'number' && !isIntegerNumber(x));

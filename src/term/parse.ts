@@ -8,7 +8,7 @@
  * where it was found; an error caused by the text ending too soon is marked `incomplete`, so a REPL knows to read
  * another line.
  */
-import { Tuple, atom, float, narrowInteger, type Term } from './model.js';
+import { Tuple, atom, float, mapKey, narrowInteger, type Term } from './model.js';
 
 /** A term with the position it was read from, and the positions of its elements (tuples and lists). */
 export interface Located {
@@ -280,7 +280,7 @@ class Parser {
       const key = this.term(depth + 1);
       this.expectPunct('=>', 'between a map key and its value');
       const value = this.term(depth + 1);
-      m.set(key.term, value.term);
+      m.set(mapKey(key.term), value.term);
       const t = this.next();
       if (t.kind === 'punct' && t.text === ',') continue;
       if (t.kind === 'punct' && t.text === '}') return m;
