@@ -273,5 +273,7 @@ test('JSON: a whole float is {"$float": N}, since JSON reads 1.0 as 1; other flo
   const back = parseJsonTerm('{"$tuple":[{"$float":1},2.5,1,1.0]}');
   t.is(formatTerm(back), '{1.0,2.5,1,1}');
   t.is(parseJsonTerm('{"$float": 2.5}'), 2.5);
+  t.is(formatJsonTerm(parseTerm('[1.0e300, -0.0]')), '[{"$float":1e+300},{"$float":0}]');
+  t.is(formatTerm(parseJsonTerm(formatJsonTerm(parseTerm('[1.0e300, -0.0]')))), '[1.0e300,0.0]');
   t.regex(t.throws(() => parseJsonTerm('{"$float": "1"}'))?.message ?? '', /\$float takes a number/);
 });
