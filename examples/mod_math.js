@@ -3,15 +3,24 @@
 // list the service was configured with (ArgsS), and refuses everything else with a clear error.
 //
 //   {apply, math, sqrt, [2.0]}      -> {ok, 1.4142135623730951}
+//   {apply, math, sqrt, [4]}        -> {ok, 2.0}     (a float, as in Erlang)
 //   {apply, os, cmd, ["rm -rf /"]}  -> {error, {notAllowed, {os, cmd, 1}}}
 //   allowed                         -> [{math, sqrt, 1}, ...]
 //
 // ArgsS: a list of {Module, Function, Arity}; [] means the default list below. Nothing outside FUNCTIONS can ever be
 // allowed: the list only narrows what this module implements.
-import { atom, formatTerm, isAtom, isTuple, tuple } from 'lib-chan';
+import { Float, atom, float, formatTerm, isAtom, isFloat, isTuple, tuple } from 'lib-chan';
 
+// A float whose value is whole (4.0) arrives as a Float, not a number: JavaScript's one number type would make it the
+// integer 4. Results keep Erlang's kinds: math functions answer floats (float() makes 2 the float 2.0), abs and sum
+// answer floats when given floats, max answers the element it picked.
 const num = (x) => {
+  if (x instanceof Float) return x.value;
   if (typeof x !== 'number') throw new TypeError(`${formatTerm(x)} is not a number`);
+  return x;
+};
+const int = (x) => {
+  if (!Number.isSafeInteger(x)) throw new TypeError(`${formatTerm(x)} is not an integer`);
   return x;
 };
 const list = (x) => {
@@ -21,15 +30,21 @@ const list = (x) => {
 
 /** Every function this service can run, by "module:function/arity". */
 const FUNCTIONS = {
-  'math:sqrt/1': (x) => Math.sqrt(num(x)),
-  'math:pow/2': (x, y) => num(x) ** num(y),
-  'math:abs/1': (x) => Math.abs(num(x)),
-  'math:pi/0': () => Math.PI,
-  'lists:sum/1': (xs) => list(xs).reduce((a, b) => a + num(b), 0),
-  'lists:max/1': (xs) => Math.max(...list(xs).map(num)),
+  'math:sqrt/1': (x) => float(Math.sqrt(num(x))),
+  'math:pow/2': (x, y) => float(num(x) ** num(y)),
+  'math:abs/1': (x) => (isFloat(x) ? float(Math.abs(num(x))) : Math.abs(num(x))),
+  'math:pi/0': () => float(Math.PI),
+  'lists:sum/1': (xs) => {
+    const sum = list(xs).reduce((a, b) => a + num(b), 0);
+    return xs.some(isFloat) ? float(sum) : sum;
+  },
+  'lists:max/1': (xs) => {
+    if (list(xs).length === 0) throw new TypeError('[] has no maximum');
+    return xs.reduce((max, x) => (num(x) > num(max) ? x : max));
+  },
   'lists:reverse/1': (xs) => [...list(xs)].reverse(),
   'lists:seq/2': (a, b) =>
-    Array.from({ length: Math.max(0, Math.min(10_000, num(b) - num(a) + 1)) }, (_, i) => num(a) + i),
+    Array.from({ length: Math.max(0, Math.min(10_000, int(b) - int(a) + 1)) }, (_, i) => int(a) + i),
   'erlang:node/0': () => atom(`lib-chan@${process.pid}`),
 };
 
@@ -54,7 +69,7 @@ export function start(argsS) {
   const wanted =
     Array.isArray(argsS) && argsS.length > 0
       ? argsS.map((t) => {
-          if (!isTuple(t, undefined, 3) || !isAtom(t.at(0)) || !isAtom(t.at(1)) || typeof t.at(2) !== 'number') {
+          if (!isTuple(t, undefined, 3) || !isAtom(t.at(0)) || !isAtom(t.at(1)) || !Number.isSafeInteger(t.at(2))) {
             throw new Error(`mod_math: ArgsS must be a list of {Module, Function, Arity}, found ${formatTerm(t)}`);
           }
           return mfaKey(t.at(0).name, t.at(1).name, t.at(2));

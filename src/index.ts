@@ -3,7 +3,7 @@
  *
  * Client: {@link connect} -> {@link Channel} (`cast`, `rpc`, `receive`, `close`); {@link kvsClient} for the name server.
  * Server: {@link startServer} with a config file or options; handlers are `(mm, argsC, argsS, ctx)` (see {@link MM}).
- * Terms: {@link atom}, {@link tuple}, {@link parseTerm}, {@link formatTerm}.
+ * Terms: {@link atom}, {@link tuple}, {@link float}, {@link parseTerm}, {@link formatTerm}.
  */
 export {
   connect,
@@ -49,10 +49,13 @@ export { VERSION } from './version.js';
 export {
   Atom,
   Tuple,
+  Float,
   atom,
   tuple,
+  float,
   isAtom,
   isTuple,
+  isFloat,
   formatTerm,
   parseTerm,
   parseTerms,

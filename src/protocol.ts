@@ -17,10 +17,11 @@
  * | `["hello", {}]` / `["hello", {version, server}]` | C -> S / S -> C | instead of startService: "is this lib-chan?" (chan ping) |
  * | `["close", Reason, Text]`                | both      | the sender is ending the connection, and why      |
  *
- * A message that does not fit this table, or that arrives at the wrong moment, is a `protocolError`.
+ * A message that does not fit this table, or that arrives at the wrong moment, is a `protocolError`. Ids, N, versions,
+ * frame sizes and intervals are integers: a float there (`1.0` included) does not fit.
  */
 import { ChanError } from './errors.js';
-import { isTermObject, type Term, type TermObject } from './term/model.js';
+import { isIntegerNumber, isTermObject, type Term, type TermObject } from './term/model.js';
 
 /** The protocol version this code speaks; a client states its own in `startService`. */
 export const PROTOCOL_VERSION = 1;
@@ -98,7 +99,8 @@ function field<T>(body: TermObject, name: string, check: (v: unknown) => v is T,
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string';
-const isNat = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+// An integer field takes a MessagePack integer only: a float (1.0 decodes as a Float; -0.0 as the number -0) is refused.
+const isNat = (v: unknown): v is number => typeof v === 'number' && isIntegerNumber(v) && v >= 0;
 const isRequestId = (v: unknown): v is number => isNat(v) && v >= 1 && v <= MAX_REQUEST_ID;
 const isFrameLimit = (v: unknown): v is number => isNat(v) && v >= MIN_MAX_FRAME_SIZE && v <= MAX_REQUEST_ID;
 

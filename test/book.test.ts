@@ -4,7 +4,7 @@ import { connect } from '../src/client.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { kvsClient } from '../src/kvs.js';
 import { startServer, type ChanServer } from '../src/server.js';
-import { formatTerm, parseTerm } from '../src/term/index.js';
+import { Float, atom, float, formatTerm, parseTerm, tuple } from '../src/term/index.js';
 
 async function bookServer(): Promise<ChanServer> {
   // The shipped config, on a free port.
@@ -35,6 +35,33 @@ test("the book's kvs session: keys compared by value, a second store replaces th
   t.is(await rpc('{lookup, weather}'), '{ok,sunny}');
   t.is(await rpc('{lookup, "weather"}'), 'undefined'); // the string is not the atom
   t.is(await rpc('{lokup, weather}'), '{error,{badRequest,{lokup,weather}}}');
+  await ch.close();
+});
+
+test('the name server keeps floats floats: 1.0 comes back 1.0, and {K, 1} and {K, 1.0} are two keys', async (t) => {
+  const server = await bookServer();
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+  const rpc = async (text: string): Promise<string> => formatTerm(await ch.rpc(parseTerm(text)));
+  t.is(await rpc('{store, price, 1.0}'), 'true');
+  t.is(await rpc('{lookup, price}'), '{ok,1.0}');
+  t.is(await rpc('{store, {k, 1}, integer}'), 'true');
+  t.is(await rpc('{store, {k, 1.0}, float}'), 'true');
+  t.is(await rpc('{lookup, {k, 1}}'), '{ok,integer}');
+  t.is(await rpc('{lookup, {k, 1.0}}'), '{ok,float}');
+  t.is(await rpc('{lookup, {k, 1.00}}'), '{ok,float}');
+  t.is(await rpc('{store, 1, one}'), 'true');
+  t.is(await rpc('{lookup, 1.0}'), 'undefined');
+  t.is(await rpc('{store, m, #{1 => a, 1.0 => b}}'), 'true');
+  t.is(await rpc('{lookup, m}'), '{ok,#{1 => a,1.0 => b}}');
+  // The float 2.5 is one key, held as a number or as a Float.
+  t.is(await rpc('{store, 2.5, half}'), 'true');
+  t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), new Float(2.5)))), '{ok,half}');
+  const kvs = kvsClient(ch);
+  await kvs.store('three', float(3));
+  const three = await kvs.lookup('three');
+  t.true(three instanceof Float && three.value === 3);
+  t.is(await kvs.lookup(float(1)), undefined);
   await ch.close();
 });
 

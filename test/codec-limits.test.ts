@@ -16,7 +16,7 @@ import {
   shortUtf8,
 } from '../src/codec/msgpack.js';
 import { ChanError, LimitError } from '../src/errors.js';
-import { Atom, Tuple, atom, formatTerm, termKey, tuple, type Term } from '../src/term/index.js';
+import { Atom, Float, Tuple, atom, float, formatTerm, termKey, tuple, type Term } from '../src/term/index.js';
 import { sameTerm, termHash } from '../src/term/hash.js';
 
 const bytes = (...xs: number[]): Buffer => Buffer.from(xs);
@@ -56,7 +56,7 @@ test('a million empty maps (1 MiB on the wire, 64 MiB decoded) are refused with 
 
 test('the decoded-size budget holds exactly: a value at it is accepted, one byte under it refused', (t) => {
   const value: Term = [
-    tuple(atom('store'), 'k', { a: [1, 2.5, 2n ** 60n] }),
+    tuple(atom('store'), 'k', { a: [1, 2.5, 2n ** 60n, float(1), float(2 ** 40)] }),
     Buffer.alloc(10),
     new Map([[atom('x'), -1]]),
   ];
@@ -148,6 +148,19 @@ const scalar: fc.Arbitrary<Buffer> = fc.oneof(
     b.writeFloatBE(f, 1);
     return b;
   }),
+  // Floats with whole values, which must come back floats (float 64), not integers.
+  fc.oneof(fc.integer(), fc.constantFrom(0, -0, 2 ** 53 - 1, 2 ** 53, 2 ** 60)).map((f) => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xcb;
+    b.writeDoubleBE(f, 1);
+    return b;
+  }),
+  fc.integer({ min: -(2 ** 24), max: 2 ** 24 }).map((f) => {
+    const b = Buffer.alloc(5);
+    b[0] = 0xca;
+    b.writeFloatBE(f, 1);
+    return b;
+  }),
   pick(bytes(0xc0), bytes(0xc2), bytes(0xc3)),
   fc.tuple(fc.string({ unit: pick('a', 'z', 'é', '€', '\u{1F600}', '\0'), maxLength: 40 }), fc.nat()).map(([s, w]) => {
     const b = Buffer.from(s);
@@ -191,7 +204,8 @@ test('every payload the decoder accepts, the encoder sends back with the same me
       const size = lastDecodedSize();
       const again = encode(value, DEPTH, 0, size); // within the same limits, or this throws
       const back = decode(again, DEPTH, size);
-      if (formatTerm(back) !== formatTerm(value)) throw new Error(`${formatTerm(back)} is not ${formatTerm(value)}`);
+      if (formatTerm(back) !== formatTerm(value) || termKey(back) !== termKey(value))
+        throw new Error(`${formatTerm(back)} is not ${formatTerm(value)}`);
       if (lastDecodedSize() !== size)
         throw new Error(`decoded size ${lastDecodedSize()} after the round trip, ${size} before`);
     }),
@@ -240,6 +254,8 @@ const { term: anyTerm } = fc.letrec<{ term: unknown; leaf: unknown }>((tie) => (
     fc.double(),
     fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
     fc.constantFrom(null, true, false, -0, 2 ** 31, 2 ** 53 - 1, -(2 ** 53) + 1),
+    fc.integer().map(float),
+    fc.double().map((d) => new Float(d)),
     fc.string({ unit: 'grapheme', maxLength: 40 }),
     fc.string({ maxLength: 300 }),
     fc.uint8Array({ maxLength: 300 }),
@@ -305,7 +321,13 @@ test('termHash is equal for terms termKey calls equal, and sameTerm agrees with 
     if (x instanceof Map) return new Map([...x].reverse().map(([k, v]) => [reorder(k), reorder(v)]));
     if (Array.isArray(x)) return x.map(reorder);
     if (x instanceof Tuple) return new Tuple(x.elements.map((e) => reorder(e) as Term));
-    if (x !== null && typeof x === 'object' && !(x instanceof Uint8Array) && !(x instanceof Atom)) {
+    if (
+      x !== null &&
+      typeof x === 'object' &&
+      !(x instanceof Uint8Array) &&
+      !(x instanceof Atom) &&
+      !(x instanceof Float)
+    ) {
       return Object.fromEntries(
         Object.entries(x)
           .reverse()

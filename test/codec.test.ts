@@ -3,7 +3,19 @@ import fc from 'fast-check';
 import { decode, encode } from '../src/codec/msgpack.js';
 import { msgpackCodec } from '../src/codec/index.js';
 import { ChanError } from '../src/errors.js';
-import { Atom, Tuple, atom, formatTerm, tuple, type Term } from '../src/term/index.js';
+import {
+  Atom,
+  Float,
+  Tuple,
+  atom,
+  float,
+  formatTerm,
+  isFloat,
+  parseTerm,
+  termEquals,
+  tuple,
+  type Term,
+} from '../src/term/index.js';
 
 const DEPTH = 33;
 const roundTrip = (x: unknown): Term => decode(encode(x, DEPTH), DEPTH);
@@ -50,6 +62,14 @@ test('round-trips every kind of value', (t) => {
     -(2 ** 53) + 1,
     1.5,
     -0.25,
+    -0,
+    float(0),
+    float(1),
+    float(-3),
+    float(2 ** 53 - 1),
+    new Float(2.5),
+    2 ** 60,
+    1e300,
     2n ** 63n,
     -(2n ** 63n),
     2n ** 64n - 1n,
@@ -172,4 +192,58 @@ test('binaries are copied out of the frame they arrived in', (t) => {
 test('atoms decode as Atom, not strings', (t) => {
   t.true(roundTrip(atom('undefined')) instanceof Atom);
   t.is(roundTrip('undefined'), 'undefined');
+});
+
+/** A float 64 on the wire, as any MessagePack library writes a double. */
+function float64(n: number): Buffer {
+  const b = Buffer.alloc(9);
+  b[0] = 0xcb;
+  b.writeDoubleBE(n, 1);
+  return b;
+}
+
+test('a float stays a float both ways: float 64 even when whole, read back as a Float, never as the integer', (t) => {
+  t.deepEqual(encode(float(1), DEPTH), float64(1));
+  t.deepEqual(encode(1, DEPTH), bytes(0x01));
+  t.deepEqual(encode(new Float(2.5), DEPTH), float64(2.5));
+  t.deepEqual(encode(-0, DEPTH), float64(-0));
+  const one = decode(float64(1), DEPTH);
+  t.true(one instanceof Float);
+  t.is(formatTerm(one), '1.0');
+  t.false(termEquals(one, 1));
+  // float 32 is accepted, and read as a float too.
+  t.is(formatTerm(decode(bytes(0xca, 0x3f, 0x80, 0, 0), DEPTH)), '1.0');
+  t.is(formatTerm(decode(bytes(0xca, 0x40, 0x20, 0, 0), DEPTH)), '2.5');
+  t.is(decode(float64(2.5), DEPTH), 2.5);
+  t.true(Object.is(decode(float64(-0), DEPTH), -0));
+  t.is(decode(float64(2 ** 60), DEPTH), 2 ** 60);
+  for (const n of [0, -1, 2 ** 31, 2 ** 53 - 1, -(2 ** 53) + 1]) {
+    const back = decode(float64(n), DEPTH);
+    t.true(back instanceof Float && back.value === n, String(n));
+    t.is(formatTerm(roundTrip(back)), formatTerm(back));
+  }
+  t.is(formatTerm(roundTrip(parseTerm('{apply, math, sqrt, [4.0]}'))), '{apply,math,sqrt,[4.0]}');
+});
+
+test('#{1 => a, 1.0 => b} has two keys on both sides; a Float and a number of the same float are one key', (t) => {
+  // #{1 => "a", 1.0 => "b"}
+  const wire = Buffer.concat([bytes(0x82, 0x01, 0xa1, 0x61), float64(1), bytes(0xa1, 0x62)]);
+  const m = decode(wire, DEPTH);
+  t.true(m instanceof Map);
+  t.is((m as Map<Term, Term>).size, 2);
+  t.is(formatTerm(m), '#{1 => "a",1.0 => "b"}');
+  t.deepEqual(encode(m, DEPTH), wire);
+  t.is(formatTerm(roundTrip(parseTerm('#{{k, 1} => a, {k, 1.0} => b}'))), '#{{k,1.0} => b,{k,1} => a}');
+  // A JavaScript Map would store the key -0.0 as 0, the integer: it is kept as a Float.
+  const zeros = roundTrip(parseTerm('#{0 => a, -0.0 => b, 0.0 => c}')) as Map<Term, Term>;
+  t.is(zeros.size, 3);
+  t.is(formatTerm(zeros), '#{-0.0 => b,0 => a,0.0 => c}');
+  const same = new Map<Term, Term>([
+    [2.5, 'a'],
+    [new Float(2.5), 'b'],
+  ]);
+  t.is(t.throws(() => encode(same, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
+  const twice = Buffer.concat([bytes(0x82), float64(1), bytes(0x01), bytes(0xca, 0x3f, 0x80, 0, 0), bytes(0x02)]);
+  t.regex(t.throws(() => decode(twice, DEPTH), { instanceOf: ChanError })?.message ?? '', /same key twice/);
+  t.true(isFloat(roundTrip(float(7))));
 });

@@ -141,3 +141,19 @@ test('relative code_path entries resolve against the config file folder', (t) =>
   });
   t.deepEqual(c.codePath, ['/srv/chan/examples']);
 });
+
+test('an integer option written as a float (1048576.0) is refused, as a float is not an integer', (t) => {
+  t.deepEqual(problems(`{port, 1234.0}.\n{service, s, password, none, mfa, m, f, []}.`), [
+    'lib_chan.conf:1:8: port: must be an integer from 0 to 65535',
+  ]);
+  t.deepEqual(problems(`${BOOK}{max_frame_size, 1048576.0}.\n`), [
+    'lib_chan.conf:4:18: max_frame_size: must be a positive integer',
+  ]);
+  t.deepEqual(
+    problems(`{port, 1}.\n{service, s, password, none, mfa, m, f, [], {isolation, worker}, {workers, 2.0}}.`),
+    ['lib_chan.conf:2:76: workers must be a whole number from 1 to 64'],
+  );
+  // ArgsS is the service's own: a float in it is kept a float.
+  const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, [{rate, 1.0}]}.', { env: {} });
+  t.is(formatTerm(c.services[0]?.args ?? null), '[{rate,1.0}]');
+});

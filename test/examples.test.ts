@@ -69,7 +69,10 @@ test('remote apply: only functions on the allow-list run; the rest are refused w
     'math',
     'm4th',
     '{apply, math, sqrt, [2.0]}.',
+    '{apply, math, sqrt, [4.0]}.',
+    '{apply, math, sqrt, [4]}.',
     '{apply, lists, sum, [[1,2,3]]}.',
+    '{apply, lists, sum, [[1,2.0]]}.',
     '{apply, os, cmd, ["rm -rf /"]}.',
     '{apply, math, pow, [2, 10]}.',
     '{apply, math, sqrt, [nine]}.',
@@ -81,15 +84,45 @@ test('remote apply: only functions on the allow-list run; the rest are refused w
     r.stdout,
     [
       '{ok,1.4142135623730951}',
+      '{ok,2.0}', // a float, as math:sqrt answers in Erlang
+      '{ok,2.0}',
       '{ok,6}',
+      '{ok,3.0}',
       '{error,{notAllowed,{os,cmd,1}}}',
-      '{ok,1024}',
+      '{ok,1024.0}',
       '{error,{badarg,"nine is not a number"}}',
       '{error,{notAllowed,{lists,reverse,1}}}', // implemented, but not on this config's list
       '[{math,sqrt,1},{math,pow,2},{lists,sum,1},{erlang,node,0}]',
       '',
     ].join('\n'),
   );
+});
+
+test('remote apply answers with the kinds Erlang answers with: floats from math, integers kept integers', async (t) => {
+  const all = parseTerm(
+    '[{math, sqrt, 1}, {math, pow, 2}, {math, abs, 1}, {math, pi, 0}, {lists, sum, 1}, {lists, max, 1}, {lists, seq, 2}]',
+  );
+  const server = await startServer({
+    port: 0,
+    codePath: [path.resolve('examples')],
+    services: [{ name: 'm', secret: null, module: 'mod_math', function: 'start_me_up', args: all }],
+  });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'm', null);
+  const apply = async (text: string): Promise<string> => formatTerm(await ch.rpc(parseTerm(`{apply, ${text}}`)));
+  t.is(await apply('math, sqrt, [4.0]'), '{ok,2.0}');
+  t.is(await apply('math, pow, [2.0, 3]'), '{ok,8.0}');
+  t.is(await apply('math, abs, [-2.0]'), '{ok,2.0}');
+  t.is(await apply('math, abs, [-2]'), '{ok,2}');
+  t.is(await apply('math, pi, []'), '{ok,3.141592653589793}');
+  t.is(await apply('lists, sum, [[]]'), '{ok,0}');
+  t.is(await apply('lists, sum, [[1.0, 2.0]]'), '{ok,3.0}');
+  t.is(await apply('lists, max, [[1, 2.0, 2]]'), '{ok,2.0}'); // the first of the greatest, as lists:max picks
+  t.is(await apply('lists, max, [[3, 2.0]]'), '{ok,3}');
+  t.is(await apply('lists, max, [[]]'), '{error,{badarg,"[] has no maximum"}}');
+  t.is(await apply('lists, seq, [1, 3]'), '{ok,[1,2,3]}');
+  t.is(await apply('lists, seq, [1, 3.0]'), '{error,{badarg,"3.0 is not an integer"}}');
+  await ch.close();
 });
 
 test('remote apply: a config that allows what the module does not implement refuses to start', async (t) => {

@@ -5,7 +5,7 @@ import { BOOK_SERVICE, testServer } from './helpers.js';
 const python = await new Promise<boolean>((resolve) => execFile('python3', ['--version'], (err) => resolve(!err)));
 
 if (python) {
-  test('a Python client written from docs/PROTOCOL.md alone completes the handshake and the book session', async (t) => {
+  test('a Python client written from docs/PROTOCOL.md alone completes the handshake and the book session, a whole float kept a float', async (t) => {
     const server = await testServer([BOOK_SERVICE]);
     t.teardown(() => server.close());
     const out = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) =>
@@ -16,7 +16,7 @@ if (python) {
       ),
     );
     t.is(out.err, null, out.stderr);
-    t.is(out.stdout, "('ok', 'writing a book')\n'undefined'\n");
+    t.is(out.stdout, "('ok', 'writing a book')\n'undefined'\n('ok', 1.0)\n'undefined'\n");
   });
 } else {
   // Printed so that a run without Python says why the interop test did not run.

@@ -2,9 +2,14 @@ import test from 'ava';
 import fc from 'fast-check';
 import {
   Atom,
+  Float,
   Tuple,
   atom,
+  float,
+  formatJsonTerm,
   formatTerm,
+  isFloat,
+  parseJsonTerm,
   isAtom,
   isTuple,
   parseTerm,
@@ -17,6 +22,7 @@ import {
   type Term,
 } from '../src/term/index.js';
 import { parseTermsLocated } from '../src/term/parse.js';
+import { TermMap, TermSet } from '../src/term/hash.js';
 
 test('reads the book config file into tuples of atoms and strings', (t) => {
   const terms = parseTerms(`%% conf
@@ -66,7 +72,7 @@ test('reads every kind of literal', (t) => {
   t.is(parseTerm('-42'), -42);
   t.is(parseTerm('$a'), 97);
   t.is(parseTerm('$\\n'), 10);
-  t.is(parseTerm('2.5e3'), 2500);
+  t.true(termEquals(parseTerm('2.5e3'), float(2500)));
   t.is(parseTerm('99999999999999999999'), 99999999999999999999n);
   t.is(parseTerm('"ab" "cd"'), 'abcd');
   t.is(parseTerm('"\\x{1F600}\\t\\101"'), '\u{1F600}\tA');
@@ -153,7 +159,9 @@ const leaf: fc.Arbitrary<Term> = fc.oneof(
   fc
     .bigInt({ min: -(2n ** 80n), max: 2n ** 80n })
     .filter((n) => n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)),
-  fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Number.isInteger(d)),
+  // Floats with whole values too (1.0, -0.0, 2^60, 1e300): each must read back as the float it is.
+  fc.double({ noNaN: true, noDefaultInfinity: true }).map(float),
+  fc.integer().map(float),
   fc.boolean(),
   fc.uint8Array({ maxLength: 8 }),
 );
@@ -171,7 +179,8 @@ test('printing then reading gives back an equal term (property)', (t) => {
     fc.property(anyTerm, (x) => {
       const text = formatTerm(x);
       const back = parseTerm(text);
-      if (formatTerm(back) !== text) throw new Error(`${text} read back as ${formatTerm(back)}`);
+      if (formatTerm(back) !== text || !termEquals(back, x))
+        throw new Error(`${text} read back as ${formatTerm(back)}`);
     }),
     { numRuns: 2000 },
   );
@@ -190,4 +199,81 @@ test('reading arbitrary text either succeeds or throws TermSyntaxError (property
     { numRuns: 3000 },
   );
   t.pass();
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Floats and integers: Erlang keeps 1 and 1.0 apart (=:=, map keys), and so must every layer here.
+
+test('1.0 reads as a float and prints as 1.0; it is not the integer 1', (t) => {
+  const one = parseTerm('1.0');
+  t.true(one instanceof Float);
+  t.true(isFloat(one));
+  t.is(formatTerm(one), '1.0');
+  t.is(parseTerm('1'), 1);
+  t.false(isFloat(1));
+  t.false(termEquals(one, 1));
+  t.not(termKey(one), termKey(1));
+  t.true(termEquals(one, float(1)));
+  t.is(formatTerm(parseTerm('{ok, 2.0, 2}')), '{ok,2.0,2}');
+  t.is(formatTerm(parseTerm('[-3.0, 0.0, -0.0]')), '[-3.0,0.0,-0.0]');
+});
+
+test('float() boxes only a whole value; a Float of any value is that float everywhere', (t) => {
+  t.is(float(2.5), 2.5);
+  t.true(Object.is(float(-0), -0));
+  t.is(float(1e300), 1e300);
+  t.true(float(3) instanceof Float);
+  const boxed = new Float(2.5);
+  t.true(termEquals(boxed, 2.5));
+  t.is(termKey(boxed), termKey(2.5));
+  t.is(formatTerm(boxed), '2.5');
+  t.is(formatTerm(new Float(-0)), '-0.0');
+  t.is(`${float(3)}`, '3.0');
+  t.is(Number(float(3)) * 2, 6);
+});
+
+test('whole floats past 2^53 print as floats that read back as the same float, never as integer digits', (t) => {
+  t.is(formatTerm(1e300), '1.0e300');
+  t.is(formatTerm(2 ** 60), '1152921504606847000.0');
+  t.is(formatTerm(-(2 ** 60)), '-1152921504606847000.0');
+  for (const x of [1e300, 2 ** 60, 2 ** 53, 1e21, 1.5e-300]) {
+    const back = parseTerm(formatTerm(x));
+    t.true(isFloat(back), formatTerm(x));
+    t.true(termEquals(back, x), formatTerm(x));
+  }
+});
+
+test('a map keeps 1 and 1.0 as two keys, in Map terms and in TermMap', (t) => {
+  const m = parseTerm('#{1 => a, 1.0 => b}');
+  t.true(m instanceof Map);
+  t.is((m as Map<Term, Term>).size, 2);
+  t.is(formatTerm(m), '#{1 => a,1.0 => b}');
+  const byValue = new TermMap<string>();
+  byValue.set(1, 'integer');
+  byValue.set(float(1), 'float');
+  byValue.set(parseTerm('{k, 1}'), 'tuple of an integer');
+  byValue.set(parseTerm('{k, 1.0}'), 'tuple of a float');
+  t.is(byValue.size, 4);
+  t.is(byValue.get(parseTerm('1.0'))?.value, 'float');
+  t.is(byValue.get(1)?.value, 'integer');
+  t.is(byValue.get(tuple(atom('k'), float(1)))?.value, 'tuple of a float');
+  t.is(byValue.get(tuple(atom('k'), 1))?.value, 'tuple of an integer');
+  // A Float that holds 2.5 is the float 2.5: one key.
+  byValue.set(2.5, 'first');
+  t.truthy(byValue.set(new Float(2.5), 'second'));
+  t.is(byValue.get(2.5)?.value, 'second');
+  const set = new TermSet();
+  t.true(set.add(float(7)));
+  t.true(set.add(7));
+  t.false(set.add(parseTerm('7.0')));
+});
+
+test('JSON: a whole float is {"$float": N}, since JSON reads 1.0 as 1; other floats are plain numbers', (t) => {
+  t.is(formatJsonTerm(parseTerm('{1.0, 2.5, 1}')), '{"$tuple":[{"$float":1},2.5,1]}');
+  const back = parseJsonTerm('{"$tuple":[{"$float":1},2.5,1,1.0]}');
+  t.is(formatTerm(back), '{1.0,2.5,1,1}');
+  t.is(parseJsonTerm('{"$float": 2.5}'), 2.5);
+  t.is(formatJsonTerm(parseTerm('[1.0e300, -0.0]')), '[{"$float":1e+300},{"$float":0}]');
+  t.is(formatTerm(parseJsonTerm(formatJsonTerm(parseTerm('[1.0e300, -0.0]')))), '[1.0e300,0.0]');
+  t.regex(t.throws(() => parseJsonTerm('{"$float": "1"}'))?.message ?? '', /\$float takes a number/);
 });

@@ -36,7 +36,8 @@ export const SESSION_HELP_JSON = `commands (one JSON value per line):
   rpc JSON     send it and print the answer       rpc {"$tuple": [{"$atom": "lookup"}, {"$atom": "joe"}]}
   JSON         the same as rpc
   help, quit
-atoms are {"$atom": "name"}, tuples {"$tuple": [...]}, binaries {"$binary": "base64"}`;
+atoms are {"$atom": "name"}, tuples {"$tuple": [...]}, binaries {"$binary": "base64"}
+JSON's 1 and 1.0 are both the integer 1: the float 1.0 is {"$float": 1}`;
 
 const COMMANDS = ['cast ', 'rpc ', 'help', 'quit'];
 /** Lines of history kept in the history file. */

@@ -9,6 +9,10 @@
  * | 1        | atom  | the atom's name in UTF-8 (at most 255 characters)    |
  * | 2        | tuple | exactly one MessagePack array: the tuple's elements  |
  *
+ * Integers and floats stay apart both ways, as Erlang keeps 1 and 1.0 apart: an integer is always written as a
+ * MessagePack integer (the shortest form), a float always as float 64, even when its value is whole (a {@link Float});
+ * a float 32 or float 64 is always read as a float, a `Float` when a number would be taken for the integer.
+ *
  * The decoder is written for hostile input: every length is checked against the bytes that remain before anything is
  * allocated; nesting deeper than `maxDepth` is refused; only the two extension types above are accepted; strings must
  * be valid UTF-8; a `__proto__` map key becomes an own property (never the prototype, never renamed). Its errors never
@@ -23,7 +27,18 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ChanError, LimitError } from '../errors.js';
-import { Atom, Tuple, isSafeBigInt, isTermObject, narrowInteger, type Term, type TermObject } from '../term/model.js';
+import {
+  Atom,
+  Float,
+  Tuple,
+  isIntegerNumber,
+  isSafeBigInt,
+  isTermObject,
+  mapKey,
+  narrowInteger,
+  type Term,
+  type TermObject,
+} from '../term/model.js';
 import { TermSet } from '../term/hash.js';
 
 export const EXT_ATOM = 1;
@@ -73,7 +88,7 @@ export function stringCost(utf8Bytes: number, utf16Units: number): number {
   return COST.string + (utf8Bytes === utf16Units ? utf8Bytes : 2 * utf16Units);
 }
 
-/** A number's cost beyond its slot: nothing for a small integer, a box for anything else. */
+/** A number's cost beyond its slot: nothing for a small integer, a box for anything else (every float included). */
 function numberCost(n: number): number {
   return (n | 0) === n && !Object.is(n, -0) ? 0 : COST.boxed;
 }
@@ -231,6 +246,11 @@ class Meter {
       this.bytes += 1;
       return;
     }
+    if (v instanceof Float) {
+      this.charge(COST.boxed);
+      this.bytes += FLOAT_BYTES;
+      return;
+    }
     if (v instanceof Atom) {
       if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       const len = Buffer.byteLength(v.name);
@@ -295,9 +315,12 @@ function extHeaderBytes(len: number): number {
   return len <= 0xff ? 3 : len <= 0xffff ? 4 : 6;
 }
 
+/** A float 64: its type byte and eight bytes. */
+const FLOAT_BYTES = 9;
+
 /** The bytes writeNumber writes for `n`. */
 function numberBytes(n: number): number {
-  if (!Number.isSafeInteger(n) || Object.is(n, -0)) return 9;
+  if (!isIntegerNumber(n)) return FLOAT_BYTES;
   if (n >= 0) return n < 0x80 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : n <= MAX_UINT32 ? 5 : 9;
   return n >= -32 ? 1 : n >= -0x80 ? 2 : n >= -0x8000 ? 3 : n >= -0x8000_0000 ? 5 : 9;
 }
@@ -326,6 +349,11 @@ function write(w: Writer, v: unknown, depth: number): void {
       throw badTerm(`a ${typeof v} is not a term`);
   }
   if (v === null) return w.u8(0xc0);
+  if (v instanceof Float) {
+    // A box like any float (numberCost), and float 64 even when whole: an integer form would make it the integer.
+    w.charge(COST.boxed);
+    return writeFloat(w, v.value);
+  }
   if (v instanceof Atom) {
     // Not a container: an atom (like a binary) takes no level of nesting, on either side.
     if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
@@ -425,7 +453,7 @@ function isAscii(s: string): boolean {
 }
 
 function writeNumber(w: Writer, n: number): void {
-  if (Number.isSafeInteger(n) && !Object.is(n, -0)) {
+  if (isIntegerNumber(n)) {
     if (n >= 0) {
       if (n < 0x80) return w.u8(n);
       if (n <= 0xff) return w.u8u8(0xcc, n);
@@ -447,10 +475,14 @@ function writeNumber(w: Writer, n: number): void {
     w.pos += 9;
     return;
   }
-  w.ensure(9);
+  writeFloat(w, n);
+}
+
+function writeFloat(w: Writer, n: number): void {
+  w.ensure(FLOAT_BYTES);
   w.buf[w.pos] = 0xcb;
   w.buf.writeDoubleBE(n, w.pos + 1);
-  w.pos += 9;
+  w.pos += FLOAT_BYTES;
 }
 
 function writeBigInt(w: Writer, n: bigint): void {
@@ -561,6 +593,12 @@ class Decoder {
     return n;
   }
 
+  /** A float off the wire stays a float: a whole value (which a number would make the integer) becomes a Float. */
+  private float(n: number): number | Float {
+    this.charge(COST.boxed);
+    return isIntegerNumber(n) ? new Float(n) : n;
+  }
+
   private int(n: bigint): number | bigint {
     const v = narrowInteger(n);
     if (typeof v === 'bigint') this.charge(COST.bigint);
@@ -616,13 +654,13 @@ class Decoder {
         this.need(4, 'a float');
         const f = v.readFloatBE(this.pos);
         this.pos += 4;
-        return this.num(f);
+        return this.float(f);
       }
       case 0xcb: {
         this.need(8, 'a float');
         const f = v.readDoubleBE(this.pos);
         this.pos += 8;
-        return this.num(f);
+        return this.float(f);
       }
       case 0xcc:
         return this.u8();
@@ -769,7 +807,7 @@ class Decoder {
     for (let i = 0; i < remaining; i++) {
       if (i > 0) key = this.read(depth - 1);
       if (!seen.add(key)) throw malformed('a map has the same key twice');
-      m.set(key, this.read(depth - 1));
+      m.set(mapKey(key), this.read(depth - 1));
     }
     return m;
   }

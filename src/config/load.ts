@@ -17,7 +17,7 @@ import { createSecureContext } from 'node:tls';
 import { certificateProblem } from '../tls.js';
 import convict from 'convict';
 import { ChanError } from '../errors.js';
-import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
+import { Atom, Float, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
 import { locateJson, positions, type Position } from './json-locate.js';
@@ -309,6 +309,8 @@ function secretOf(t: Term | undefined): unknown {
 function plain(t: Term): unknown {
   if (t instanceof Atom) return t.name;
   if (t instanceof Tuple) return formatTerm(t);
+  // No option takes a float, and every format refuses NaN; convict would read a Float's field as a nested option.
+  if (t instanceof Float) return Number.NaN;
   if (Array.isArray(t)) return t.map(plain);
   return t;
 }

@@ -8,7 +8,7 @@
  * choose keys that meet.
  */
 import { randomInt } from 'node:crypto';
-import { Atom, Tuple, isSafeBigInt, isTermObject, type Term } from './model.js';
+import { Atom, Float, Tuple, isIntegerNumber, isSafeBigInt, isTermObject, type Term } from './model.js';
 import { termKey } from './print.js';
 
 const SEED = randomInt(0, 2 ** 31);
@@ -29,7 +29,11 @@ function stringHash(tag: number, s: string): number {
 }
 
 function numberHash(n: number): number {
-  if (Number.isSafeInteger(n) && !Object.is(n, -0)) return mix(mix(SEED ^ 3, n | 0), Math.floor(n / 2 ** 32));
+  return isIntegerNumber(n) ? mix(mix(SEED ^ 3, n | 0), Math.floor(n / 2 ** 32)) : floatHash(n);
+}
+
+/** A float's hash, whether it is held as a number or a Float: 1.0 hashes apart from 1. */
+function floatHash(n: number): number {
   if (!Number.isFinite(n)) return stringHash(10, String(n));
   scratch.setFloat64(0, n);
   return mix(mix(SEED ^ 9, scratch.getInt32(0)), scratch.getInt32(4));
@@ -52,6 +56,7 @@ export function termHash(t: Term, memo: WeakMap<object, number>): number {
       return stringHash(10, 'undefined');
   }
   if (t === null) return stringHash(10, 'null');
+  if (t instanceof Float) return floatHash(t.value);
   if (t instanceof Atom) {
     if (t.name === 'true' || t.name === 'false') return mix(SEED ^ 4, t.name === 'true' ? 1 : 0);
     return AS_JS.has(t.name) ? stringHash(10, t.name) : stringHash(5, t.name);

@@ -1,5 +1,18 @@
 /** The term role: the JavaScript model of Erlang terms, and reading and printing Erlang term text. */
-export { Atom, Tuple, atom, tuple, isAtom, isTuple, isTermObject, type Term, type TermObject } from './model.js';
+export {
+  Atom,
+  Tuple,
+  Float,
+  atom,
+  tuple,
+  float,
+  isAtom,
+  isTuple,
+  isFloat,
+  isTermObject,
+  type Term,
+  type TermObject,
+} from './model.js';
 export { formatTerm, formatAtom, formatString, termKey, termEquals } from './print.js';
 export {
   parseTerm,

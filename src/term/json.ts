@@ -7,14 +7,21 @@
  *   {"$tuple": [...]}         a tuple
  *   {"$binary": "aGk="}       a binary, base64
  *   {"$int": "123456789012345678901"}   an integer beyond JavaScript's safe range
+ *   {"$float": 1}             a float whose value is whole (1.0): a plain JSON 1 (or 1.0) is the integer 1
+ *                             (-0.0 is written {"$float": 0} by JSON.stringify, and comes back 0.0: still a float)
  *   {"$map": [[K, V], ...]}   a map whose keys are not all strings
  *
  * So `{lookup, joe}` is `{"$tuple": [{"$atom": "lookup"}, {"$atom": "joe"}]}`.
  */
-import { Atom, Tuple, isTermObject, type Term, type TermObject } from './model.js';
+import { Atom, Tuple, float, isFloat, isTermObject, mapKey, type Term, type TermObject } from './model.js';
 
 export function termToJson(t: Term): unknown {
   if (t instanceof Atom) return { $atom: t.name };
+  // A JSON reader takes 1 and 1.0 alike for the integer: only a float that is not whole can go as a plain number.
+  if (isFloat(t)) {
+    const n = typeof t === 'number' ? t : t.value;
+    return Number.isInteger(n) ? { $float: n } : n;
+  }
   if (t instanceof Tuple) return { $tuple: t.elements.map(termToJson) };
   if (t instanceof Uint8Array) return { $binary: Buffer.from(t.buffer, t.byteOffset, t.length).toString('base64') };
   if (typeof t === 'bigint') return { $int: t.toString() };
@@ -52,10 +59,13 @@ export function jsonToTerm(v: unknown): Term {
       case '$int':
         if (typeof x !== 'string' || !/^-?\d+$/.test(x)) throw new JsonTermError('$int takes a string of digits');
         return BigInt(x);
+      case '$float':
+        if (typeof x !== 'number') throw new JsonTermError('$float takes a number');
+        return float(x);
       case '$map':
         if (!Array.isArray(x) || !x.every((e) => Array.isArray(e) && e.length === 2))
           throw new JsonTermError('$map takes [[key, value], ...]');
-        return new Map(x.map(([k, val]: unknown[]) => [jsonToTerm(k), jsonToTerm(val)]));
+        return new Map(x.map(([k, val]: unknown[]) => [mapKey(jsonToTerm(k)), jsonToTerm(val)]));
     }
   }
   const out: TermObject = {};

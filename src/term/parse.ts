@@ -2,12 +2,13 @@
  * Reads Erlang term text: what `file:consult/1` reads from `lib_chan.conf` and what a person types at `chan connect`.
  *
  * Supported: atoms (bare and 'quoted'), "strings" (adjacent strings concatenate), integers (`42`, `-7`, `16#ff`,
- * `1_000`, `$a`), floats (`2.5`, `1.0e-3`), tuples, proper lists (`[a | [b]]` too), binaries (`<<"text">>`,
- * `<<1,2,3>>`), maps (`#{k => v}`) and `%` comments. Not supported, with a clear error: variables, improper lists,
- * binary segment types, expressions. Every error carries the line and column where it was found; an error caused by
- * the text ending too soon is marked `incomplete`, so a REPL knows to read another line.
+ * `1_000`, `$a`), floats (`2.5`, `1.0e-3`; `1.0` is a `Float`, never the integer 1), tuples, proper lists
+ * (`[a | [b]]` too), binaries (`<<"text">>`, `<<1,2,3>>`), maps (`#{k => v}`) and `%` comments. Not supported, with
+ * a clear error: variables, improper lists, binary segment types, expressions. Every error carries the line and column
+ * where it was found; an error caused by the text ending too soon is marked `incomplete`, so a REPL knows to read
+ * another line.
  */
-import { Tuple, atom, narrowInteger, type Term } from './model.js';
+import { Tuple, atom, float, mapKey, narrowInteger, type Term } from './model.js';
 
 /** A term with the position it was read from, and the positions of its elements (tuples and lists). */
 export interface Located {
@@ -177,8 +178,10 @@ class Parser {
         return { term: s, ...at };
       }
       case 'int':
-      case 'float':
         return { term: t.value as number | bigint, ...at };
+      case 'float':
+        // 1.0 is a float, not the integer 1: a Float when a number would be taken for the integer.
+        return { term: float(t.value as number), ...at };
       case 'var':
         // Not quoted back: in a config file this is often a secret someone forgot to put in quotes.
         return this.fail(
@@ -277,7 +280,7 @@ class Parser {
       const key = this.term(depth + 1);
       this.expectPunct('=>', 'between a map key and its value');
       const value = this.term(depth + 1);
-      m.set(key.term, value.term);
+      m.set(mapKey(key.term), value.term);
       const t = this.next();
       if (t.kind === 'punct' && t.text === ',') continue;
       if (t.kind === 'punct' && t.text === '}') return m;

@@ -4,7 +4,7 @@
  * The output parses back to an equal term (see `parse.ts`) for every value the parser can produce. Map keys are
  * printed in sorted order, so `formatTerm` is also a canonical form: {@link termKey} relies on that.
  */
-import { Atom, Tuple, isTermObject, type Term } from './model.js';
+import { Atom, Float, Tuple, isIntegerNumber, isTermObject, type Term } from './model.js';
 
 const BARE_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
 // Erlang's reserved words must be quoted to be read back as atoms.
@@ -80,8 +80,7 @@ function scalarKey(t: Term): string | undefined {
     case 'string':
       return `\x02${t.length}${SEP}${t}`;
     case 'number':
-      if (Number.isSafeInteger(t) && !Object.is(t, -0)) return `\x03${t}`;
-      return Number.isFinite(t) ? `\x09${Object.is(t, -0) ? '-0' : t}` : `\x0a${t}`;
+      return isIntegerNumber(t) ? `\x03${t}` : floatKey(t);
     case 'boolean':
       return t ? '\x04true' : '\x04false';
     case 'bigint':
@@ -90,6 +89,7 @@ function scalarKey(t: Term): string | undefined {
       return '\x0aundefined';
   }
   if (t === null) return '\x0anull';
+  if (t instanceof Float) return floatKey(t.value);
   if (t instanceof Atom) {
     // Atoms true and false are the booleans (term/model.ts); keep them equal whichever way they come.
     if (t.name === 'true' || t.name === 'false') return `\x04${t.name}`;
@@ -99,6 +99,11 @@ function scalarKey(t: Term): string | undefined {
   if (t instanceof Uint8Array)
     return `\x08${t.length}${SEP}${Buffer.from(t.buffer, t.byteOffset, t.length).toString('latin1')}`;
   return undefined;
+}
+
+/** A float's key, whether it is held as a number or a Float: never an integer's (1.0 is not 1). */
+function floatKey(n: number): string {
+  return Number.isFinite(n) ? `\x09${Object.is(n, -0) ? '-0' : n}` : `\x0a${n}`;
 }
 
 /** Appends the parts of `t`'s key; false when it is nested too deep (or is not a term). */
@@ -181,6 +186,8 @@ function write(term: Term, out: string[], depth: number): void {
     out.push('null');
   } else if (term instanceof Atom) {
     out.push(formatAtom(term.name));
+  } else if (term instanceof Float) {
+    out.push(formatFloat(term.value));
   } else if (term instanceof Tuple) {
     writeSeq('{', term.elements, '}', out, depth);
   } else if (Array.isArray(term)) {
@@ -222,10 +229,14 @@ function writeMap(entries: (readonly [string, Term])[], out: string[], depth: nu
 }
 
 function formatNumber(n: number): string {
-  if (Number.isInteger(n))
-    return Object.is(n, -0) ? '-0.0' : Number.isSafeInteger(n) ? String(n) : BigInt(n).toString();
+  return isIntegerNumber(n) ? String(n) : formatFloat(n);
+}
+
+function formatFloat(n: number): string {
+  if (Object.is(n, -0)) return '-0.0';
   if (!Number.isFinite(n)) return formatAtom(String(n));
-  // Erlang floats need a digit on both sides of the point: 1e-7 is written 1.0e-7.
+  // Erlang floats need a digit on both sides of the point: 1 is written 1.0, 1e-7 is 1.0e-7 and 1e+300 is 1.0e300
+  // (whole numbers past 2^53 too: they are floats, and their digits alone would read back as an integer).
   const s = String(n);
   const e = s.indexOf('e');
   const mantissa = e < 0 ? s : s.slice(0, e);

@@ -34,6 +34,8 @@ def pack(v):
     if isinstance(v, Tuple):
         body = pack(list(v))
         return b"\xc7" + bytes([len(body), 2]) + body if len(body) < 256 else b"\xc8" + struct.pack(">HB", len(body), 2) + body
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
     if isinstance(v, int):
         if 0 <= v < 128:
             return bytes([v])
@@ -176,6 +178,10 @@ def main():
     c.send(["cast", Tuple([Atom("store"), Atom("joe"), "writing a book"])])
     print(repr(rpc(Tuple([Atom("lookup"), Atom("joe")]))))
     print(repr(rpc(Tuple([Atom("lookup"), Atom("jim")]))))
+    # A float stays a float, even a whole one; and {k, 1.0} is not the key {k, 1}.
+    rpc(Tuple([Atom("store"), Tuple([Atom("k"), 1.0]), 1.0]))
+    print(repr(rpc(Tuple([Atom("lookup"), Tuple([Atom("k"), 1.0])]))))
+    print(repr(rpc(Tuple([Atom("lookup"), Tuple([Atom("k"), 1])]))))
     c.send(["close", "normal", "done"])
 
 
