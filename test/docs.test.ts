@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { MAX_ITERATIONS } from '../src/handshake.js';
-import { OPTIONS } from '../src/config/options.js';
+import { DEFAULTS, OPTIONS } from '../src/config/options.js';
 import { parseConfig } from '../src/config/load.js';
 import { CLOSE_REASONS, ERROR_CODES } from '../src/errors.js';
 import { CLOSE_LINGER_MS, SOCKET_SHARE } from '../src/mm.js';
@@ -11,7 +11,7 @@ import { ENTRY_OVERHEAD } from '../src/services/kvs-store.js';
 import { CERT_EXPIRY_WARNING_DAYS } from '../src/tls.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
-import { CLIENT_DEFAULTS } from '../src/client.js';
+import { CLIENT_DEFAULTS, RECONNECT_DEFAULTS } from '../src/client.js';
 import { MAX_UNANSWERED_RPCS } from '../src/session.js';
 import { fixtures } from './tls-fixtures.js';
 import { tempDir } from './helpers.js';
@@ -172,4 +172,52 @@ test("docs/API.md's example runs as written (against a server on a free port)", 
   });
   t.is(out.code, 0);
   t.is(out.stdout, 'writing a book\nchannel closed normal\n');
+});
+
+/** The `@default` of each field of an interface in a source file: what an editor shows on hover. */
+function tsdocDefaults(file: string, iface: string): Map<string, string> {
+  const text = readFileSync(file, 'utf8');
+  const start = text.indexOf(`export interface ${iface} `);
+  const body = text.slice(start, text.indexOf('\n}\n', start));
+  const found = new Map<string, string>();
+  for (const m of body.matchAll(/\* @default (.+)\n\s+\*\/\n\s+(\w+)\??:/g)) found.set(m[2] as string, m[1] as string);
+  return found;
+}
+
+/** A `@default` that states a value (numbers with `_` separators, quoted strings, []), as that value. */
+function stated(text: string): unknown {
+  if (/^-?[\d_.]+$/.test(text)) return Number(text.replaceAll('_', ''));
+  if (/^'.*'$/.test(text)) return text.slice(1, -1);
+  if (text === '[]') return [];
+  if (text === 'false') return false;
+  return text;
+}
+
+test('every option of ServerConfig shows its @default, and it is the default the server uses', (t) => {
+  const found = tsdocDefaults('src/config/load.ts', 'ServerConfig');
+  for (const [prop, value] of Object.entries(DEFAULTS)) {
+    t.true(found.has(prop), `ServerConfig.${prop} has no @default`);
+    t.deepEqual(stated(found.get(prop) ?? ''), value, `ServerConfig.${prop}`);
+  }
+});
+
+test('every option of ConnectOptions and ReconnectOptions shows its @default, and it is the one the client uses', (t) => {
+  const found = tsdocDefaults('src/client-options.ts', 'ConnectOptions');
+  for (const field of [
+    'tls',
+    'saltedPasswordCache',
+    'reconnect',
+    'localAddress',
+    'logger',
+    'transport',
+    'heartbeatInterval',
+  ])
+    t.true(found.has(field), `ConnectOptions.${field} has no @default`);
+  for (const [prop, value] of Object.entries(CLIENT_DEFAULTS)) {
+    t.true(found.has(prop), `ConnectOptions.${prop} has no @default`);
+    t.deepEqual(stated(found.get(prop) ?? ''), value, `ConnectOptions.${prop}`);
+  }
+  const reconnect = tsdocDefaults('src/client-options.ts', 'ReconnectOptions');
+  for (const [prop, value] of Object.entries(RECONNECT_DEFAULTS))
+    t.deepEqual(stated(reconnect.get(prop) ?? ''), value, prop);
 });

@@ -47,37 +47,182 @@ export interface ServiceConfig {
 }
 
 export interface ServerConfig {
+  /** TCP port that serves every service (0 picks a free one). Required: in the file or in CHAN_PORT. `port`, `CHAN_PORT`. */
   port: number;
+  /**
+   * Address to listen on. The default accepts local clients only; use "0.0.0.0" or "::" to accept others. `host`,
+   * `CHAN_HOST`.
+   * @default '127.0.0.1'
+   */
   host: string;
-  /** Absolute folders. */
+  /**
+   * Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's
+   * folder. In CHAN_CODE_PATH, separated by ':'. `code_path`, `CHAN_CODE_PATH`.
+   * @default []
+   */
   codePath: string[];
+  /**
+   * A connection that has not completed the handshake (startService to ack) in this time is closed with reason
+   * timeout. `handshake_timeout`, `CHAN_HANDSHAKE_TIMEOUT` (ms).
+   * @default 10_000
+   */
   handshakeTimeout: number;
+  /**
+   * Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is
+   * read. `max_frame_size_unauth`, `CHAN_MAX_FRAME_SIZE_UNAUTH` (bytes).
+   * @default 16_384
+   */
   maxFrameSizeUnauth: number;
+  /**
+   * Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is
+   * read. `max_frame_size`, `CHAN_MAX_FRAME_SIZE` (bytes).
+   * @default 1_048_576
+   */
   maxFrameSize: number;
+  /**
+   * Deepest nesting of lists, tuples and maps in a message; a deeper one closes the connection with protocolError.
+   * `max_depth`, `CHAN_MAX_DEPTH`.
+   * @default 32
+   */
   maxDepth: number;
+  /**
+   * After this long without a frame from the peer, a side sends a ping; 0 turns heartbeats off. Told to clients in the
+   * ack. `heartbeat_interval`, `CHAN_HEARTBEAT_INTERVAL` (ms).
+   * @default 15_000
+   */
   heartbeatInterval: number;
+  /**
+   * A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x
+   * 15 s: within 60 s). `heartbeat_max_missed`, `CHAN_HEARTBEAT_MAX_MISSED`.
+   * @default 4
+   */
   heartbeatMaxMissed: number;
+  /**
+   * When a handler's mailbox holds this many messages, the server stops reading that client's socket; it reads again
+   * below half. `mailbox_high_water`, `CHAN_MAILBOX_HIGH_WATER`.
+   * @default 1024
+   */
   mailboxHighWater: number;
+  /**
+   * When a handler's mailbox holds messages of this decoded size in all (what they take in memory, not on the wire),
+   * the server stops reading that client's socket; it reads again below half. `mailbox_high_water_bytes`,
+   * `CHAN_MAILBOX_HIGH_WATER_BYTES` (bytes).
+   * @default 4_194_304
+   */
   mailboxHighWaterBytes: number;
+  /**
+   * When more than this is queued for a client that does not read, the connection closes with slowConsumer (a handler
+   * can await mm.drain()). `send_buffer_limit`, `CHAN_SEND_BUFFER_LIMIT` (bytes).
+   * @default 8_388_608
+   */
   sendBufferLimit: number;
+  /**
+   * What every connection together may make the server hold: mailboxes (decoded size), frames being received, bytes
+   * waiting to be sent. Past three quarters, connections that hold input stop being read; past it, the one holding the
+   * most is dropped and closed with slowConsumer or overloaded. `max_queued_bytes`, `CHAN_MAX_QUEUED_BYTES` (bytes).
+   * @default 268_435_456
+   */
   maxQueuedBytes: number;
+  /**
+   * What a built-in name server's store keeps (one per service; one per worker with {isolation, worker}): keys and
+   * values by their decoded size, plus 256 bytes an entry. A store past it is answered {error, {storeFull, Text}} and
+   * nothing is stored; lookups and other connections carry on. `store_max_bytes`, `CHAN_STORE_MAX_BYTES` (bytes).
+   * @default 67_108_864
+   */
   storeMaxBytes: number;
+  /**
+   * With this many connections open, a new one is sent a close with reason tooManyConnections and closed.
+   * `max_connections`, `CHAN_MAX_CONNECTIONS`.
+   * @default 1024
+   */
   maxConnections: number;
+  /**
+   * Connections in the handshake at most, TLS handshakes included. When full, the address (IPv6: the /64) holding the
+   * most gives up its oldest to a newcomer from an address holding fewer; otherwise the newcomer is told
+   * tooManyConnections. `max_unauthenticated`, `CHAN_MAX_UNAUTHENTICATED`.
+   * @default 64
+   */
   maxUnauthenticated: number;
+  /**
+   * Connections in the handshake from one address (IPv6: one /64) at most; one more is told tooManyConnections. Keeps
+   * one address from taking all of max_unauthenticated. `max_unauthenticated_per_address`,
+   * `CHAN_MAX_UNAUTHENTICATED_PER_ADDRESS`.
+   * @default 32
+   */
   maxUnauthenticatedPerAddress: number;
+  /**
+   * A TLS handshake not finished in this time is cut off (the socket is destroyed). `tls_handshake_timeout`,
+   * `CHAN_TLS_HANDSHAKE_TIMEOUT` (ms).
+   * @default 5000
+   */
   tlsHandshakeTimeout: number;
+  /**
+   * After this many failed handshakes (authFail) from one address within auth_failure_window, that address is refused
+   * with authThrottled. `auth_max_failures`, `CHAN_AUTH_MAX_FAILURES`.
+   * @default 5
+   */
   authMaxFailures: number;
+  /**
+   * The window in which auth_max_failures failures lock an address out. `auth_failure_window`,
+   * `CHAN_AUTH_FAILURE_WINDOW` (ms).
+   * @default 60_000
+   */
   authFailureWindow: number;
+  /**
+   * How long a locked-out address is refused with authThrottled; then it may try again. `auth_lockout`,
+   * `CHAN_AUTH_LOCKOUT` (ms).
+   * @default 60_000
+   */
   authLockout: number;
+  /**
+   * A service whose own work fails is restarted; one that fails again after this many restarts within restart_period
+   * is marked down (serviceDown). `restart_intensity`, `CHAN_RESTART_INTENSITY`.
+   * @default 3
+   */
   restartIntensity: number;
+  /**
+   * The window in which restart_intensity restarts are allowed (OTP: intensity and period). `restart_period`,
+   * `CHAN_RESTART_PERIOD` (ms).
+   * @default 5000
+   */
   restartPeriod: number;
+  /**
+   * A service down past restart_intensity is started again after this long; it serves again once its start succeeds.
+   * Each failed try doubles the wait. `service_retry_delay`, `CHAN_SERVICE_RETRY_DELAY` (ms).
+   * @default 10_000
+   */
   serviceRetryDelay: number;
+  /**
+   * The longest wait between tries to start a service that is down. `service_retry_max_delay`,
+   * `CHAN_SERVICE_RETRY_MAX_DELAY` (ms).
+   * @default 300_000
+   */
   serviceRetryMaxDelay: number;
+  /**
+   * A service's start (in each of its workers, with worker isolation) must return within this long: at server start,
+   * the server refuses to start, naming the service; at a restart, it counts as a failure. `start_timeout`,
+   * `CHAN_START_TIMEOUT` (ms).
+   * @default 30_000
+   */
   startTimeout: number;
+  /**
+   * With {isolation, worker}: a worker whose handler has not yielded for this long is terminated, its connections
+   * closed with handlerTimeout, and it is replaced. `handler_block_timeout`, `CHAN_HANDLER_BLOCK_TIMEOUT` (ms).
+   * @default 5000
+   */
   handlerBlockTimeout: number;
+  /**
+   * On SIGTERM or SIGINT, handlers have this long to finish after their clients are told shutdown; then they are
+   * abandoned and the server exits. `shutdown_timeout`, `CHAN_SHUTDOWN_TIMEOUT` (ms).
+   * @default 10_000
+   */
   shutdownTimeout: number;
   /** TLS for the port, or null for plain TCP. PEM texts, read from the files the config names. */
   tls: TlsConfig | null;
+  /**
+   * Least severe log level written: fatal, error, warn, info, debug, trace, silent. `log_level`, `CHAN_LOG_LEVEL`.
+   * @default 'info'
+   */
   logLevel: string;
   services: ServiceConfig[];
 }
