@@ -8,7 +8,7 @@ import { memoryTransport } from '../src/memory-transport.js';
 import type { Handler } from '../src/runtime.js';
 import { startServer } from '../src/server.js';
 import { atom, tuple } from '../src/term/model.js';
-import { echo, service } from './helpers.js';
+import { echo, service, testServer } from './helpers.js';
 
 /** Echoes; `crash` ends the handler with an error (handlerError: the client may reconnect). */
 const crashy: Handler = async (mm) => {
@@ -105,4 +105,19 @@ test('a permanent refusal on a reconnect (the secret changed) closes the channel
   const second = await startServer({ port: 7, services: [service('s', crashy, 'other')], transport });
   t.teardown(() => second.close());
   t.is((await ch.closed).reason, 'authFail');
+});
+
+test('an rpc with an infinite timeout waits instead of failing at once', async (t) => {
+  const server = await testServer([
+    service('slow', async (mm) => {
+      const m = await mm.receive();
+      await new Promise((r) => setTimeout(r, 50));
+      if (m.type === 'chan') mm.send('late but there');
+      await mm.receive();
+    }),
+  ]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'slow', null);
+  t.is(await ch.rpc('x', { timeout: Number.POSITIVE_INFINITY }), 'late but there');
+  await ch.close();
 });

@@ -181,3 +181,16 @@ test('a server that never answers the handshake fails the connect with timeout',
   const err = await refusal(connect('127.0.0.1', port, 'open', null, null, { connectTimeout: 200 }));
   t.is(err.code, 'timeout');
 });
+
+test('ping reports a server that never answers as timeout', async (t) => {
+  const { ping } = await import('../src/ping.js');
+  const mute = net.createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    mute.close();
+  });
+  const err = await t.throwsAsync(ping('127.0.0.1', (mute.address() as net.AddressInfo).port, { timeout: 100 }), {
+    instanceOf: ChanError,
+  });
+  t.is(err?.code, 'timeout');
+});

@@ -11,7 +11,7 @@ import { crashSummary } from '../src/cli/serve.js';
 import { Writable } from 'node:stream';
 import { createLogger } from '../src/log.js';
 import { run, serve } from './cli-helpers.js';
-import { tempDir } from './helpers.js';
+import { RawClient, echo, service, tempDir, testServer } from './helpers.js';
 
 const CODE_PATH = [path.resolve('test/fixtures'), path.resolve('examples')];
 const KVS: ServiceDefinition = { name: 'nameServer', secret: null, module: 'mod_name_server', function: 'start_me_up' };
@@ -394,4 +394,55 @@ test('a service that stays down is tried again at service_retry_delay, doubling 
   broken = false;
   while (s.stats().services['fragile']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
   t.pass();
+});
+
+test('a worker whose start fails on restart does not leave the service up with no worker: it goes down', async (t) => {
+  const dir = tempDir();
+  const mark = path.join(dir, 'mark');
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    codePath: [path.resolve('test/fixtures')],
+    handlerBlockTimeout: 100,
+    restartIntensity: 2,
+    services: [
+      { name: 'w', secret: null, module: 'mod_fragile', function: 'start_me_up', isolation: 'worker', args: mark },
+    ],
+  });
+  t.teardown(() => server.close());
+  writeFileSync(mark, '');
+  const ch = await connect('127.0.0.1', server.port, 'w', null);
+  ch.cast('spin');
+  t.is((await ch.closed).reason, 'handlerTimeout');
+  while (server.stats().services['w']?.status !== 'down') await new Promise((r) => setTimeout(r, 20));
+  const err = await t.throwsAsync(connect('127.0.0.1', server.port, 'w', null), { instanceOf: ChanError });
+  t.is(err?.code, 'serviceDown');
+});
+
+test('in a worker, a promise nobody awaits is logged and the worker carries on', async (t) => {
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    codePath: [path.resolve('test/fixtures')],
+    services: [{ name: 'w', secret: null, module: 'mod_fragile', function: 'start_me_up', isolation: 'worker' }],
+  });
+  t.teardown(() => server.close());
+  const bystander = await connect('127.0.0.1', server.port, 'w', null);
+  const culprit = await connect('127.0.0.1', server.port, 'w', null);
+  t.is(await culprit.rpc('reject'), 'reject');
+  t.is(await bystander.rpc('still here'), 'still here');
+  t.is(await culprit.rpc('me too'), 'me too');
+  t.deepEqual(server.stats().services['w'], { status: 'up', crashes: 0, restarts: 0 });
+  await Promise.all([bystander.close(), culprit.close()]);
+});
+
+test('shutdown keeps to shutdown_timeout even when a peer never closes its side', async (t) => {
+  const server = await testServer([service('s', echo)], { shutdownTimeout: 300 });
+  const c = await RawClient.started(server.port, 's');
+  c.socket.pause(); // it reads nothing more, so it never sees the close nor closes its side
+  const started = Date.now();
+  await server.close();
+  const took = Date.now() - started;
+  t.true(took < 1000, `server.close() took ${took} ms`);
+  c.destroy();
 });

@@ -173,3 +173,32 @@ test('200 clients that lose a restarting server come back spread out, not all at
   t.true(Math.max(...perMs.values()) < 40);
   await Promise.all(chs.map((c) => c.close()));
 });
+
+test('close() from a state listener stops the reconnect it was told about', async (t) => {
+  const server = await testServer([service('echo', echo)]);
+  const port = server.port;
+  const ch = await connect('127.0.0.1', port, 'echo', null, null, {
+    reconnect: { retries: 10, initialDelay: 50, maxDelay: 50, jitter: 0 },
+  });
+  ch.on('state', (c: { state: string }) => {
+    if (c.state === 'reconnecting') void ch.close();
+  });
+  await server.close();
+  const again = await testServer([service('echo', echo)], { port });
+  t.teardown(() => again.close());
+  await new Promise((r) => setTimeout(r, 300)); // longer than the back-off: a dial, if any, would have happened
+  t.is(again.stats().connections, 0);
+  t.is(ch.state, 'closed');
+});
+
+test('a connection that dies at once counts as a failed attempt: the retries run out', async (t) => {
+  const server = await testServer([service('crashy', async () => Promise.reject(new Error('no')))]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'crashy', null, null, {
+    reconnect: { retries: 3, initialDelay: 10, maxDelay: 1000, jitter: 0 },
+  });
+  const info = await ch.closed;
+  t.is(info.reason, 'handlerError');
+  t.regex(info.text, /gave up after 3 reconnect attempts/);
+  t.is(ch.stats().reconnects, 3);
+});

@@ -335,3 +335,19 @@ test('a handler error with a huge message still reaches the client as handlerErr
   t.is(info.reason, 'handlerError');
   t.is(info.text.length, 1024);
 });
+
+test('a for-await that breaks lets another start; two at once still throw', async (t) => {
+  const server = await testServer([
+    service('p', async (mm) => {
+      for (let i = 0; i < 4; i++) mm.push(i);
+      await mm.receive();
+    }),
+  ]);
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'p', null);
+  for await (const x of ch) if (x === 1) break;
+  const it = ch[Symbol.asyncIterator]();
+  t.is((await it.next()).value, 2);
+  t.throws(() => ch[Symbol.asyncIterator](), { instanceOf: ChanError, message: /already being iterated/ });
+  await ch.close();
+});

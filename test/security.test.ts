@@ -14,7 +14,8 @@ import { createLogger } from '../src/log.js';
 import { startServer } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
-import { BOOK_SERVICE, echo, service, testServer, tempDir } from './helpers.js';
+import * as scram from '../src/auth/scram.js';
+import { BOOK_SERVICE, RawClient, echo, service, testServer, tempDir } from './helpers.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -296,4 +297,62 @@ test('a lockout shortened by a reload, or behind a longer one, ends when it shou
   t.false(th.fail('192.0.2.2'));
   t.true(th.fail('192.0.2.2')); // counted, and locked again
   t.is(th.lockedFor('192.0.2.1'), 3_600_000 - 61_000);
+});
+
+test('throttling holds for guesses made on handshakes opened before the lockout', async (t) => {
+  const server = await testServer([service('s', echo, 'right')], { authMaxFailures: 3 });
+  t.teardown(() => server.close());
+  const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.open(server.port)));
+  const challenges = await Promise.all(
+    clients.map(async (c, i) => {
+      const nonce = `nonce${i}abcdef`;
+      c.send({ kind: 'startService', version: 1, service: 's', args: null, scram: `n,,n=s,r=${nonce}` });
+      const ch = await c.next(0);
+      if (ch.kind !== 'challenge') throw new Error('no challenge');
+      return { bare: `n=s,r=${nonce}`, first: ch.scram };
+    }),
+  );
+  const answer = async (i: number, secret: string): Promise<string | undefined> => {
+    const c = clients[i] as RawClient;
+    const { bare, first } = challenges[i] as { bare: string; first: string };
+    const sf = scram.parseServerFirst(first) as NonNullable<ReturnType<typeof scram.parseServerFirst>>;
+    const salted = await scram.saltedPassword(secret, sf.salt, sf.iterations);
+    const wp = scram.clientFinalWithoutProof(sf.nonce);
+    c.send({
+      kind: 'response',
+      scram: `${wp},p=${scram.clientProof(salted, scram.authMessage(bare, first, wp)).toString('base64')}`,
+    });
+    const m = await c.next(1).catch(() => undefined);
+    return m?.kind === 'ack' ? 'ack' : m?.kind === 'close' ? m.reason : (await c.closeMessage())?.reason;
+  };
+  for (let i = 0; i < 3; i++) t.is(await answer(i, `wrong${i}`), 'authFail');
+  t.is(await answer(3, 'right'), 'authThrottled');
+  t.is(await answer(4, 'wrong again'), 'authThrottled');
+});
+
+test('a reload from a stored verifier to password none is applied', async (t) => {
+  const v = scram.formatVerifier(await scram.makeVerifier('old'));
+  const server = await startServer(
+    parseConfig(
+      `{port, 0}.\n{host, "127.0.0.1"}.\n{service, s, verifier, "${v}", mfa, mod_name_server, start_me_up, x}.`,
+      { env: {} },
+    ),
+  );
+  t.teardown(() => server.close());
+  await server.reload(
+    parseConfig('{port, 0}.\n{service, s, password, none, mfa, mod_name_server, start_me_up, x}.', { env: {} }),
+  );
+  const ch = await connect('127.0.0.1', server.port, 's', null);
+  await ch.close();
+  t.is(
+    (await t.throwsAsync(connect('127.0.0.1', server.port, 's', 'old'), { instanceOf: ChanError }))?.code,
+    'badServer',
+  );
+});
+
+test('a verifier over the iteration count clients accept is refused at start-up', (t) => {
+  t.regex(
+    String(scram.parseVerifier(`SCRAM-SHA-256$2000000:${'A'.repeat(24)}$${'A'.repeat(43)}=:${'A'.repeat(43)}=`)),
+    /over 1000000, which clients refuse/,
+  );
 });

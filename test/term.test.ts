@@ -277,3 +277,13 @@ test('JSON: a whole float is {"$float": N}, since JSON reads 1.0 as 1; other flo
   t.is(formatTerm(parseJsonTerm(formatJsonTerm(parseTerm('[1.0e300, -0.0]')))), '[1.0e300,0.0]');
   t.regex(t.throws(() => parseJsonTerm('{"$float": "1"}'))?.message ?? '', /\$float takes a number/);
 });
+
+test('termKey and termEquals agree whatever else is in the term', async (t) => {
+  const { atom, tuple, termEquals } = await import('../src/term/index.js');
+  for (const name of ['null', 'undefined', 'NaN', 'Infinity', '-Infinity']) {
+    const js = { null: null, undefined, NaN, Infinity, '-Infinity': -Infinity }[name] as never;
+    t.is(termEquals(tuple(js, 1), tuple(atom(name), 1)), termEquals(tuple(js, 0.5), tuple(atom(name), 0.5)), name);
+  }
+  t.true(termEquals(atom('true'), true));
+  t.false(termEquals(atom('joe'), 'joe'));
+});

@@ -8,7 +8,11 @@ import { ChanError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import type { ServerOptions } from '../src/server.js';
-import { echo, service, testServer } from './helpers.js';
+import path from 'node:path';
+import { makeCertificate } from '../src/certs.js';
+import { parseConfig } from '../src/config/load.js';
+import { startServer } from '../src/server.js';
+import { echo, service, tempDir, testServer } from './helpers.js';
 import { fixtures, serverTls } from './tls-fixtures.js';
 
 const SERVICES: ServiceDefinition[] = [
@@ -181,4 +185,161 @@ test('a plaintext client on a TLS port, and a TLS client on a plaintext port, ge
     logged.some((l) => l['msg'] === 'connection closed' && l['reason'] === 'protocolError'),
     'the plain server says why',
   );
+});
+
+test('a reload that turns on verify_client required applies to new connections', async (t) => {
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    services: [service('open', echo)],
+    tls: serverTls('none'),
+  });
+  t.teardown(() => server.close());
+  const ca = fixtures().ca.certPem;
+  const before = await connect('localhost', server.port, 'open', null, null, { tls: { ca } });
+  await before.close();
+  const next = {
+    ...parseConfig('{port, 0}.\n{service, open, password, none, mfa, m, f, a}.', { env: {} }),
+    tls: serverTls('required'),
+  };
+  t.deepEqual(await server.reload(next), ['service open: restart to change its mfa']);
+  const err = await t.throwsAsync(connect('localhost', server.port, 'open', null, null, { tls: { ca } }), {
+    instanceOf: ChanError,
+  });
+  t.is(err?.code, 'tlsRejected');
+});
+
+test('a reload with a certificate that does not match its key changes nothing', async (t) => {
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    services: [service('s', echo, 'old')],
+    tls: serverTls('none'),
+  });
+  t.teardown(() => server.close());
+  const p = fixtures();
+  const bad = { ...serverTls('none'), key: p.ops.keyPem };
+  const next = { ...parseConfig('{port, 0}.\n{service, s, password, "new", mfa, m, f, a}.', { env: {} }), tls: bad };
+  await t.throwsAsync(server.reload(next));
+  const ch = await connect('localhost', server.port, 's', 'old', null, { tls: { ca: p.ca.certPem } });
+  await ch.close();
+  t.pass();
+});
+
+test('a certificate that has expired, or is not valid yet, is refused at start and at a reload like a broken one', async (t) => {
+  const p = fixtures();
+  const notYet = makeCertificate({
+    commonName: 'localhost',
+    kind: 'server',
+    hosts: ['localhost'],
+    issuer: p.ca,
+    notBefore: new Date(Date.now() + 86_400_000),
+  });
+  for (const [what, cert, message] of [
+    ['expired', p.expiredServer, /tls\.cert: the certificate expired on /],
+    ['not yet valid', notYet, /tls\.cert: the certificate is not valid until /],
+  ] as const) {
+    const dir = tempDir({ 'c.pem': cert.certPem, 'k.pem': cert.keyPem });
+    const err = t.throws(() =>
+      parseConfig(
+        '{port, 1}.\n{tls, [{cert, "c.pem"}, {key, "k.pem"}]}.\n{service, s, password, none, mfa, m, f, a}.',
+        { file: path.join(dir, 'x.conf'), env: {} },
+      ),
+    );
+    t.regex(err?.message ?? '', new RegExp(`x\\.conf:2:15: ${message.source}`), what);
+    const startErr = await t.throwsAsync(
+      startServer({ port: 0, host: '127.0.0.1', services: [service('s', echo)], tls: serverTls('none', cert) }),
+      { instanceOf: ChanError },
+    );
+    t.is(startErr?.code, 'badConfig', what);
+  }
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    services: [service('s', echo)],
+    tls: serverTls('none'),
+  });
+  t.teardown(() => server.close());
+  const next = {
+    ...parseConfig('{port, 0}.\n{service, s, password, none, mfa, m, f, a}.', { env: {} }),
+    tls: serverTls('none', p.expiredServer),
+  };
+  t.regex((await t.throwsAsync(server.reload(next)))?.message ?? '', /the certificate expired on/);
+  const ch = await connect('localhost', server.port, 's', null, null, { tls: { ca: p.ca.certPem } }); // the old one serves on
+  await ch.close();
+});
+
+test('a certificate with fewer than 30 days left is served, with a warning', async (t) => {
+  const p = fixtures();
+  const soon = makeCertificate({
+    commonName: 'localhost',
+    kind: 'server',
+    hosts: ['localhost'],
+    issuer: p.ca,
+    days: 10,
+  });
+  const lines: string[] = [];
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  });
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    services: [service('s', echo)],
+    tls: serverTls('none', soon),
+    logger,
+  });
+  t.teardown(() => server.close());
+  t.true(
+    lines.some((l) => /the TLS certificate expires in 9 days/.test(l)),
+    lines.join(''),
+  );
+});
+
+test('a config whose certificate does not match its key refuses to start, naming the line', (t) => {
+  const p = fixtures();
+  const dir = tempDir({ 'c.pem': p.server.certPem, 'k.pem': p.ops.keyPem });
+  const err = t.throws(() =>
+    parseConfig('{port, 1}.\n{tls, [{cert, "c.pem"}, {key, "k.pem"}]}.\n{service, s, password, none, mfa, m, f, a}.', {
+      file: path.join(dir, 'x.conf'),
+      env: {},
+    }),
+  );
+  t.regex(err?.message ?? '', /x\.conf:2:15: tls: the certificate, key and ca do not work together/);
+});
+
+test('TLS handshakes in progress count against max_unauthenticated; a TLS client refused a place is told tooManyConnections', async (t) => {
+  const server = await testServer([service('s', echo)], {
+    tls: serverTls(),
+    maxUnauthenticated: 5,
+    tlsHandshakeTimeout: 5000,
+  });
+  t.teardown(() => server.close());
+  const squatters = await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      const s = net.connect({ host: '127.0.0.1', port: server.port });
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      return s;
+    }),
+  );
+  while (server.stats().unauthenticated < 5) await new Promise((r) => setTimeout(r, 5));
+  // The places are full, all from this address: a newcomer from it is refused, and told so over TLS (not a reset).
+  const err = await t.throwsAsync(
+    connect('127.0.0.1', server.port, 's', null, null, { tls: { ca: fixtures().ca.certPem } }),
+    { instanceOf: ChanError },
+  );
+  t.is(err?.code, 'tooManyConnections');
+  t.regex(err?.message ?? '', /max_unauthenticated \(5\)/);
+  for (const s of squatters) s.destroy();
+  while (server.stats().unauthenticated > 0) await new Promise((r) => setTimeout(r, 5));
+  const ch = await connect('127.0.0.1', server.port, 's', null, null, { tls: { ca: fixtures().ca.certPem } });
+  t.is(await ch.rpc('back'), 'back');
+  await ch.close();
 });
