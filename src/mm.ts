@@ -1,12 +1,15 @@
 /**
  * The middle-man (lib_chan_mm): the only code that touches a socket. It turns bytes into messages for its
- * controller (frame -> codec -> protocol) and messages into bytes (protocol -> codec -> frame), and it owns the end of
- * the connection: a close frame that tells the peer why, then FIN, then the socket is destroyed if the peer lingers.
- * Both sides use it: the server puts a handshake and then a handler behind it; the client puts a channel.
+ * controller, one {@link MessageSink} (frame -> codec -> protocol), and messages into bytes (protocol -> codec ->
+ * frame), and it owns the end of the connection: a close frame that tells the peer why, then FIN, then the socket is
+ * destroyed if the peer lingers. Both sides use it. Its connection is its sink during the handshake, and hands the
+ * sink over when the session starts (lib_chan's setController): to the handler process on a server, to the Channel on
+ * a client. Pings, pongs and close frames are the middle-man's own: they never reach a sink.
  *
- * Contract with the controller: `onMessage` for every message but `close`, `ping` and `pong`, in order; then exactly
- * one `onClosed`, after which nothing more arrives. Bad bytes from the peer never reach the controller: they close
- * the connection with `frameTooLarge` or `protocolError`, and the peer is told so.
+ * Contract with the sink: `onMessage` for every message but `close`, `ping` and `pong`, in order; then exactly one
+ * `onClosed`, after which nothing more arrives; then the owner's `onEnded`, and `onSocketClosed` once the socket is
+ * gone. Bad bytes from the peer never reach the sink: they close the connection with `frameTooLarge` or
+ * `protocolError`, and the peer is told so.
  *
  * Back-pressure, both ways. Inbound: the controller calls `pauseReading()` when it is full, and no more frames arrive
  * (not even from the chunk being parsed) until `resumeReading()`. Outbound: the socket never refuses a write, so the

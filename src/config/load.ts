@@ -11,6 +11,7 @@
  *
  * `password, none` (JSON: `"password": null`) is a service without a secret.
  */
+import type { ServiceDefinition } from '../modules.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -27,24 +28,15 @@ import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type O
 /** Options written as a group: `{tls, [{cert, ...}]}` in a term file, `"tls": {"cert": ...}` in JSON. */
 const GROUPS = new Set(OPTIONS.filter((o) => o.key.includes('.')).map((o) => o.key.split('.')[0] as string));
 
-/** One `{service, ...}` entry. */
-export interface ServiceConfig {
-  name: string;
-  /** The plaintext secret, or null for a service without one (`password, none`) or with a stored verifier. */
-  secret: string | null;
-  /** A stored verifier (`verifier, "SCRAM-SHA-256$..."`): the server then never holds the secret. */
-  verifier?: ScramVerifier;
-  /** When set: only TLS clients with a verified certificate whose common name is listed may use the service. */
-  allowCn?: string[];
-  /** Where its handlers run: on the server's event loop (inline, the default) or in worker threads. */
-  isolation?: 'inline' | 'worker';
-  /** With worker isolation: how many worker threads. */
-  workers?: number;
+/**
+ * One `{service, ...}` entry: a service definition as a file gives it, always by module and function, with its ArgsS
+ * as written (null when the entry has none).
+ */
+export type ServiceConfig = Omit<ServiceDefinition, 'handler' | 'start' | 'stop'> & {
   module: string;
   function: string;
-  /** ArgsS: passed to every handler of the service as its third argument, as written. */
   args: Term;
-}
+};
 
 export interface ServerConfig {
   /** TCP port that serves every service (0 picks a free one). Required: in the file or in CHAN_PORT. `port`, `CHAN_PORT`. */
