@@ -111,11 +111,15 @@ export class ServerHandshake {
       const answer: WireMessage = { kind: 'hello', version: PROTOCOL_VERSION, server: SERVER_NAME };
       return { kind: 'close', reason: 'normal', text: 'hello answered', answer };
     }
-    if (s.at === 'start' && m.kind === 'startService') {
+    if (m.kind === 'startService' && m.maxFrameSize !== undefined && s.at !== 'done')
       this.peerMaxFrameSize = m.maxFrameSize;
-      return this.throttled() ?? this.start(m);
+    if (m.kind === 'startService' || m.kind === 'response') {
+      // A locked-out address gets authThrottled for any handshake message, before its place in the exchange is checked.
+      const throttled = this.throttled();
+      if (throttled) return throttled;
     }
-    if (s.at === 'challenged' && m.kind === 'response') return this.throttled() ?? this.finish(s, m.scram);
+    if (s.at === 'start' && m.kind === 'startService') return this.start(m);
+    if (s.at === 'challenged' && m.kind === 'response') return this.finish(s, m.scram);
     this.state = { at: 'done' };
     const expected = s.at === 'start' ? 'startService' : s.at === 'challenged' ? 'response' : 'nothing more';
     return refuse('protocolError', `expected ${expected} during the handshake, got ${m.kind}`);
