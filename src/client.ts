@@ -48,12 +48,6 @@ export interface RpcOptions {
   timeout?: number;
 }
 
-/**
- * Where a channel is: `connecting` (only inside {@link connect}, which resolves once connected), `connected`, or
- * (with reconnect) `reconnecting` after a loss, or `closed` for good.
- */
-export type ChannelState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
-
 export interface StateChange {
   state: ChannelState;
   /** Why the connection was lost or closed (for `reconnecting` and `closed`). */
@@ -125,6 +119,12 @@ type State =
       dialing: AbortController | null;
     }
   | { state: 'closed'; info: CloseInfo };
+
+/**
+ * Where a channel is: `connecting` (only inside {@link connect}, which resolves once connected), `connected`, or
+ * (with reconnect) `reconnecting` after a loss, or `closed` for good.
+ */
+export type ChannelState = State['state'];
 
 /** A connection to one service (lib_chan's client-side MM). Make one with {@link connect}. */
 export class Channel extends EventEmitter implements AsyncIterable<Term>, MessageSink {

@@ -14,13 +14,13 @@ import type { AuthThrottle } from './auth/throttle.js';
 import { Account, type QueueBudget, type Shed } from './budget.js';
 import type { Codec } from './codec/index.js';
 import type { ServerSettings } from './config/load.js';
-import { ServerHandshake, type ServiceAuth } from './handshake.js';
+import type { DirectoryEntry } from './directory.js';
+import { ServerHandshake } from './handshake.js';
 import { escapeControl, type Logger } from './log.js';
 import type { CloseInfo } from './errors.js';
 import { MiddleMan, type ConnectionOwner, type MessageSink } from './mm.js';
 import type { WireMessage } from './protocol.js';
 import type { ProcessHandle } from './runner.js';
-import type { Service } from './supervisor.js';
 import type { Term } from './term/model.js';
 import type { Duplex } from 'node:stream';
 import type { PeerInfo } from './transport.js';
@@ -33,16 +33,14 @@ export interface ConnectionHost {
   /** What all connections may hold together (max_queued_bytes). */
   readonly budget: QueueBudget;
   readonly throttle: AuthThrottle;
-  /** The running service of that name. */
-  service(name: string): Service | undefined;
-  /** What a handshake starting now reads of that service (a reload swaps it whole). */
-  auth(name: string): ServiceAuth | undefined;
+  /** What a handshake starting now reads of that service (a reload swaps it whole), and the service to attach to. */
+  auth(name: string): DirectoryEntry | undefined;
   /** The connection's socket has closed: it is no longer the server's. */
   forget(c: ServerConnection): void;
 }
 
 type Phase =
-  | { at: 'handshake'; handshake: ServerHandshake; timer: NodeJS.Timeout; ticket: Ticket | null }
+  | { at: 'handshake'; handshake: ServerHandshake<DirectoryEntry>; timer: NodeJS.Timeout; ticket: Ticket | null }
   | { at: 'session'; process: ProcessHandle }
   | { at: 'closed'; process: ProcessHandle | null };
 
@@ -179,7 +177,13 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     }
   }
 
-  private logRefusal(m: WireMessage, h: ServerHandshake, reason: string, text: string, lockedOut?: boolean): void {
+  private logRefusal(
+    m: WireMessage,
+    h: ServerHandshake<DirectoryEntry>,
+    reason: string,
+    text: string,
+    lockedOut?: boolean,
+  ): void {
     // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and the
     // text that quotes it), so that it cannot drive the terminal of an operator reading the log.
     const service = escapeControl(m.kind === 'startService' ? m.service.slice(0, 100) : (h.service ?? ''));
@@ -187,10 +191,9 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     else this.log.info({ reason, service }, escapeControl(text));
   }
 
-  private accept(name: string, argsC: Term, ack: WireMessage): void {
-    const service = this.host.service(name) as Service;
+  private accept(entry: DirectoryEntry, argsC: Term, ack: WireMessage): void {
     this.leaveHandshake();
-    this.fields['service'] = name;
+    this.fields['service'] = entry.name;
     this.childLog = null;
     const s = this.host.settings;
     this.mm.setMaxFrameSize(s.maxFrameSize);
@@ -199,7 +202,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     if (this.mm.closed) return;
     this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
     this.host.log.info(this.fields, 'connection opened');
-    const process = service.attach({
+    const process = entry.service.attach({
       mm: this.mm,
       id: this.id,
       peer: this.peer.name,
@@ -207,9 +210,10 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       argsC,
       account: this.account,
     });
-    // Attaching can end the connection at once (a worker service with no worker running).
+    // The handler's messages, and its end, come to it from now on; only then does it run (it may close at once).
     this.phase = this.mm.closed ? { at: 'closed', process } : { at: 'session', process };
     this.mm.setController(process);
+    process.start();
   }
 
   /** Leaves the handshake phase (accepted or closed): its timer and its place among unauthenticated connections go. */

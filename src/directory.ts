@@ -4,35 +4,35 @@
  * new one and the server swaps it whole, so a handshake sees one configuration from its start to its end.
  */
 import type { ScramVerifier } from './auth/scram.js';
-import type { CloseReason } from './errors.js';
 import type { ServiceAuth } from './handshake.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
+import type { Service } from './supervisor.js';
 
-interface Entry extends ServiceAuth {
+/** A service as a handshake starting now sees it, and the running service an accepted connection attaches to. */
+export interface DirectoryEntry extends ServiceAuth {
   readonly verifier: ScramVerifier | null;
   /** The plaintext secret the verifier was made from (null with a stored verifier, or none): to keep it on reload. */
   readonly secret: string | null;
+  readonly service: Service;
 }
 
-/** Why a running service refuses new connections now, or null. */
-export type Refusal = () => { reason: CloseReason; text: string } | null;
-
 export class ServiceDirectory {
-  private constructor(private readonly entries: ReadonlyMap<string, Entry>) {}
+  private constructor(private readonly entries: ReadonlyMap<string, DirectoryEntry>) {}
 
   /**
-   * A directory of `defs`, for the running services that `refusal` knows (a definition it does not know is left out).
-   * A plaintext secret unchanged since `previous` keeps its verifier (its salt): clients' salted-password caches hold.
+   * A directory of `defs`, for the services running (a definition of none of them is left out: a reload cannot add
+   * one). A plaintext secret unchanged since `previous` keeps its verifier (its salt): clients' salted-password caches
+   * hold.
    */
   static async build(
     defs: readonly ServiceDefinition[],
-    refusal: (name: string) => Refusal | undefined,
+    running: ReadonlyMap<string, Service>,
     previous?: ServiceDirectory,
   ): Promise<ServiceDirectory> {
-    const entries = new Map<string, Entry>();
+    const entries = new Map<string, DirectoryEntry>();
     for (const def of defs) {
-      const refuses = refusal(def.name);
-      if (!refuses) continue;
+      const service = running.get(def.name);
+      if (!service) continue;
       const before = previous?.entries.get(def.name);
       const sameSecret = !def.verifier && def.secret !== null && def.secret === before?.secret;
       const verifier = sameSecret && before ? before.verifier : await verifierFor(def);
@@ -41,13 +41,14 @@ export class ServiceDirectory {
         verifier,
         secret: def.verifier ? null : def.secret,
         ...(def.allowCn ? { allowCn: def.allowCn } : {}),
-        refusal: refuses,
+        refusal: () => service.refusal(),
+        service,
       });
     }
     return new ServiceDirectory(entries);
   }
 
-  get(name: string): ServiceAuth | undefined {
+  get(name: string): DirectoryEntry | undefined {
     return this.entries.get(name);
   }
 }

@@ -48,9 +48,9 @@ export interface FailureCount {
   fail(address: string): boolean;
 }
 
-export interface ServerHandshakeOptions {
+export interface ServerHandshakeOptions<S extends ServiceAuth> {
   /** The services a client may ask for, as the handshake reads them (swapped whole on reload). */
-  lookup: (name: string) => ServiceAuth | undefined;
+  lookup: (name: string) => S | undefined;
   /** The frame limit and heartbeat interval the ack announces. */
   maxFrameSize: number;
   heartbeatInterval: number;
@@ -63,22 +63,23 @@ export interface ServerHandshakeOptions {
 
 /**
  * What a step decided. `peerMaxFrameSize` (on every outcome from startService on): the largest frame the client said
- * it accepts, which every frame sent from then on must fit, a refusal's close frame too. `then` on a close: a message
+ * it accepts, which every frame sent from then on must fit, a refusal's close frame too. `answer` on a close: a message
  * that goes before the close frame (hello's answer).
  */
-export type HandshakeOutcome = (
+export type HandshakeOutcome<S extends ServiceAuth = ServiceAuth> = (
   | { kind: 'send'; message: WireMessage }
-  | { kind: 'accept'; service: string; args: Term; ack: WireMessage }
+  /** `service`: the entry the lookup gave, for the connection to attach to. */
+  | { kind: 'accept'; service: S; args: Term; ack: WireMessage }
   | { kind: 'close'; reason: CloseReason; text: string; answer?: WireMessage; lockedOut?: boolean }
 ) & { peerMaxFrameSize?: number };
 
 /** The server's side of one connection's handshake. Feed it each message with `step`. */
-export class ServerHandshake {
+export class ServerHandshake<S extends ServiceAuth = ServiceAuth> {
   private state:
     | { at: 'start' }
     | {
         at: 'challenged';
-        service: string;
+        service: S;
         verifier: scram.ScramVerifier;
         args: Term;
         nonce: string;
@@ -91,19 +92,19 @@ export class ServerHandshake {
   /** The client's frame limit, once its startService has said it. */
   private peerMaxFrameSize: number | undefined;
 
-  constructor(private readonly o: ServerHandshakeOptions) {
+  constructor(private readonly o: ServerHandshakeOptions<S>) {
     this.newNonce = o.newNonce ?? scram.newNonce;
   }
 
   /** The service asked for, once known (for logs). */
   service: string | undefined;
 
-  step(m: WireMessage): HandshakeOutcome {
+  step(m: WireMessage): HandshakeOutcome<S> {
     const out = this.decide(m);
     return this.peerMaxFrameSize === undefined ? out : { ...out, peerMaxFrameSize: this.peerMaxFrameSize };
   }
 
-  private decide(m: WireMessage): HandshakeOutcome {
+  private decide(m: WireMessage): HandshakeOutcome<S> {
     const s = this.state;
     if (s.at === 'start' && m.kind === 'hello') {
       // "Is this lib-chan, and which version?" (chan ping): answered without a secret, then the connection ends.
@@ -128,7 +129,7 @@ export class ServerHandshake {
   /**
    * Checked at both steps: a client that opened many handshakes at once must not get a guess in on each of them.
    */
-  private throttled(): HandshakeOutcome | null {
+  private throttled(): HandshakeOutcome<S> | null {
     const lockedFor = this.o.throttle?.lockedFor(this.o.peer.address) ?? 0;
     if (lockedFor === 0) return null;
     this.state = { at: 'done' };
@@ -139,12 +140,12 @@ export class ServerHandshake {
   }
 
   /** A wrong or missing proof: counted against the client's address. */
-  private authFail(text: string): HandshakeOutcome {
+  private authFail(text: string): HandshakeOutcome<S> {
     const lockedOut = this.o.throttle?.fail(this.o.peer.address) ?? false;
     return { kind: 'close', reason: 'authFail', text, lockedOut };
   }
 
-  private start(m: Extract<WireMessage, { kind: 'startService' }>): HandshakeOutcome {
+  private start(m: Extract<WireMessage, { kind: 'startService' }>): HandshakeOutcome<S> {
     this.state = { at: 'done' };
     if (m.version !== PROTOCOL_VERSION) {
       return refuse('badVersion', `this server speaks protocol version ${PROTOCOL_VERSION}, not ${m.version}`);
@@ -165,7 +166,7 @@ export class ServerHandshake {
         `service ${service.name} needs a TLS client certificate whose CN is in its allow_cn; ${given}`,
       );
     }
-    if (service.verifier === null) return this.accept(service.name, m.args);
+    if (service.verifier === null) return this.accept(service, m.args);
     if (m.scram === undefined) return this.authFail(`service ${service.name} needs a secret and none was given`);
     const first = scram.parseClientFirst(m.scram);
     if (!first)
@@ -181,7 +182,7 @@ export class ServerHandshake {
     const serverFirst = scram.serverFirst(nonce, v.salt, v.iterations);
     this.state = {
       at: 'challenged',
-      service: service.name,
+      service,
       verifier: v,
       args: m.args,
       nonce,
@@ -191,7 +192,10 @@ export class ServerHandshake {
     return { kind: 'send', message: { kind: 'challenge', scram: serverFirst } };
   }
 
-  private finish(s: Extract<ServerHandshake['state'], { at: 'challenged' }>, clientFinal: string): HandshakeOutcome {
+  private finish(
+    s: Extract<ServerHandshake<S>['state'], { at: 'challenged' }>,
+    clientFinal: string,
+  ): HandshakeOutcome<S> {
     this.state = { at: 'done' };
     const final = scram.parseClientFinal(clientFinal);
     if (!final)
@@ -203,12 +207,12 @@ export class ServerHandshake {
       return refuse('protocolError', 'response: the nonce is not the one from the challenge');
     const auth = scram.authMessage(s.clientFirstBare, s.serverFirst, final.withoutProof);
     if (!scram.verifyClientProof(s.verifier, auth, final.proof))
-      return this.authFail(`wrong secret for service ${s.service}`);
+      return this.authFail(`wrong secret for service ${s.service.name}`);
     const signature = scram.serverSignature(s.verifier.serverKey, auth).toString('base64');
     return this.accept(s.service, s.args, `v=${signature}`);
   }
 
-  private accept(service: string, args: Term, signature?: string): HandshakeOutcome {
+  private accept(service: S, args: Term, signature?: string): HandshakeOutcome<S> {
     const ack: WireMessage = {
       kind: 'ack',
       version: PROTOCOL_VERSION,
@@ -220,7 +224,7 @@ export class ServerHandshake {
   }
 }
 
-function refuse(reason: CloseReason, text: string): HandshakeOutcome {
+function refuse<S extends ServiceAuth>(reason: CloseReason, text: string): HandshakeOutcome<S> {
   return { kind: 'close', reason, text };
 }
 

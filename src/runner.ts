@@ -33,9 +33,18 @@ export type SupervisionSettings = Pick<
   | 'storeMaxBytes'
 > & { logLevel: string };
 
+/**
+ * What a handler process may do with its connection's middle-man: send (encoded here, or already encoded by a worker
+ * thread, checked against the client's frame limit), close, pace itself, and stop the reading when full.
+ */
+export type SessionOutput = Pick<
+  MiddleMan,
+  'send' | 'sendEncoded' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain' | 'peerMaxFrameSize'
+>;
+
 /** One connection's side, as a service's process sees it. */
 export interface Attachment {
-  mm: MiddleMan;
+  mm: SessionOutput;
   id: number;
   peer: string;
   /** Where the connection's logger comes from (made when first asked for). */
@@ -46,10 +55,13 @@ export interface Attachment {
 }
 
 /**
- * A running handler process, as its connection sees it. It is the middle-man's message sink for the session: the
- * connection hands the middle-man's messages over to it at accept.
+ * A handler process, as its connection sees it. It is the middle-man's message sink for the session: the connection
+ * hands the middle-man's messages over to it at accept (setController), and only then starts it, so that whatever the
+ * handler does first (close, throw) already reaches it as its own end.
  */
 export interface ProcessHandle extends MessageSink {
+  /** Runs the handler (inline: until its first await; in a worker: posted to the worker). */
+  start(): void;
   /** The connection is being cut for holding too much: drop what the handler has not received yet. */
   shed(): void;
   /** Messages from the client that the handler has not received yet. */
@@ -77,8 +89,8 @@ export class InlineRunner implements Runner {
   ) {}
 
   attach(a: Attachment): ProcessHandle {
-    const mailbox = new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account);
-    mailbox.done = runHandler(this.handler, mailbox, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher);
-    return mailbox;
+    return new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account, (mailbox) =>
+      runHandler(this.handler, mailbox, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher),
+    );
   }
 }

@@ -148,16 +148,29 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     limits: MailboxLimits,
     /** Where the bytes waiting here are counted (the server's connections; none in a worker thread). */
     private readonly account: Account | null = null,
+    /** The handler process on this mailbox, run by {@link start} (a worker thread runs its own). */
+    private run: ((mailbox: Mailbox) => Promise<HandlerExit>) | null = null,
   ) {
     super(limits.highWater, middleMan, limits.highWaterBytes, account?.pressure ?? null);
+  }
+
+  /**
+   * Runs the handler (until its first await, at once). Its connection calls it once the middle-man's messages come
+   * here: whatever the handler does first, a close or a throw included, reaches this mailbox as its own end.
+   */
+  start(): void {
+    const run = this.run;
+    this.run = null;
+    if (run) void run(this).then(this.ended);
   }
 
   get log(): Logger {
     return this.logs.log;
   }
 
-  /** The handler process's end (set by whoever runs it, at once). */
-  done!: Promise<HandlerExit>;
+  private ended!: (exit: HandlerExit) => void;
+  /** The handler process's end. */
+  readonly done = new Promise<HandlerExit>((resolve) => (this.ended = resolve));
 
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
@@ -217,13 +230,12 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   reply(to: ChanMessage, x: unknown): boolean {
-    if (to.requestId === undefined)
-      throw new ChanError('usage', 'reply(): that message was a cast; only an rpc expects an answer');
-    if (!this.answers.isWaiting(to.requestId)) {
-      if (this.middleMan.closed) return false;
-      throw new ChanError('usage', `reply(): request ${to.requestId} is already answered`);
-    }
-    return this.answer(to.requestId, x);
+    const id = to.requestId;
+    const fault = this.answers.replyFault(id);
+    if (fault === null && id !== undefined) return this.answer(id, x);
+    // After the end nothing waits: a late reply is not the handler's mistake.
+    if (id !== undefined && this.middleMan.closed) return false;
+    throw new ChanError('usage', fault ?? 'reply(): not an rpc');
   }
 
   push(x: unknown): boolean {

@@ -1,8 +1,9 @@
 /**
- * The server (lib_chan's server side): one port, many named services. `startServer` validates the configuration,
- * starts every service, and only then listens. For each connection it runs a middle-man, the handshake (bounded by
- * `handshake_timeout` and `max_frame_size_unauth`), and, once the client is acknowledged, the handler process of the
- * requested service (see runtime.ts). A connection's faults stay in that connection.
+ * The listener (lib_chan's server side): one port, many named services. `startServer` validates the configuration,
+ * starts every service, and only then listens. It accepts connections within `max_connections` and the fair share of
+ * places in the handshake (admission.ts), hands each to a connection (connection.ts: handshake, then the handler
+ * process), and owns what is server-wide: the directory of services handshakes read (swapped whole by `reload`), failure
+ * throttling, the byte budget of all connections, stats, and shutdown.
  */
 import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
@@ -15,8 +16,7 @@ import { DEFAULTS } from './config/options.js';
 import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
-import { ServiceDirectory, type Refusal } from './directory.js';
-import type { ServiceAuth } from './handshake.js';
+import { ServiceDirectory, type DirectoryEntry } from './directory.js';
 import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
 import {
@@ -95,7 +95,7 @@ export async function startServer(
   let server: ChanServer;
   try {
     const byName = new Map(services.map((s) => [s.name, s]));
-    const directory = await ServiceDirectory.build(options.services, refusalIn(byName));
+    const directory = await ServiceDirectory.build(options.services, byName);
     server = new ChanServer(options, settings, byName, directory, log);
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
@@ -107,7 +107,6 @@ export async function startServer(
 
 export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
-  private readonly refusalOf: (name: string) => Refusal | undefined;
 
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
@@ -134,7 +133,6 @@ export class ChanServer implements ConnectionHost {
     private directory: ServiceDirectory,
     readonly log: Logger,
   ) {
-    this.refusalOf = refusalIn(services);
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.throttle = new AuthThrottle(this.throttleSettings());
     this.budget = new QueueBudget(settings.maxQueuedBytes);
@@ -194,7 +192,7 @@ export class ChanServer implements ConnectionHost {
     }
     // Everything computed and checked first (a certificate that does not match its key, or is out of date, throws
     // here): the switch itself cannot fail half-way.
-    const directory = await ServiceDirectory.build(config.services, this.refusalOf, this.directory);
+    const directory = await ServiceDirectory.build(config.services, this.services, this.directory);
     if (config.tls) checkCertificate(config.tls, this.log);
     const applyTls = config.tls && this.tlsTransport ? this.tlsTransport.prepare(this.tlsSettings(config.tls)) : null;
     this.directory = directory;
@@ -255,13 +253,8 @@ export class ChanServer implements ConnectionHost {
     };
   }
 
-  /** @internal The running service of that name. */
-  service(name: string): Service | undefined {
-    return this.services.get(name);
-  }
-
-  /** @internal What a handshake starting now reads of that service. */
-  auth(name: string): ServiceAuth | undefined {
+  /** @internal What a handshake starting now reads of that service, and the running service it attaches to. */
+  auth(name: string): DirectoryEntry | undefined {
     return this.directory.get(name);
   }
 
@@ -273,7 +266,7 @@ export class ChanServer implements ConnectionHost {
     this.closing ??= (async () => {
       const timeout = this.settings.shutdownTimeout;
       const deadline = Date.now() + timeout;
-      for (const s of this.services.values()) s.shuttingDown = true; // no restarts from here on
+      for (const s of this.services.values()) s.beginShutdown(); // no restarts from here on
       // The listener's close completes only once every connection has ended: start it, then end them.
       const stopped = this.listening?.close();
       const open = [...this.connections];
@@ -363,14 +356,6 @@ function checkCertificate(t: TlsConfig, log: Logger): void {
       { validTo: soon.validTo.toISOString(), days: soon.days },
       `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`,
     );
-}
-
-/** Why each running service refuses connections now (it is down): what a directory entry asks. */
-function refusalIn(services: ReadonlyMap<string, Service>): (name: string) => Refusal | undefined {
-  return (name) => {
-    const service = services.get(name);
-    return service ? () => service.refusal() : undefined;
-  };
 }
 
 /** A refused connection's middle-man hears nothing: it only says why and closes. */

@@ -10,7 +10,8 @@
  * - the client matches a reply to its rpc by id; a reply for an id it no longer waits for (the rpc gave up) is dropped,
  *   never given to another rpc.
  *
- * Server and client both keep their side of these rules here, and nowhere else.
+ * Server and client both keep their side of these rules here. (Pings, pongs and close frames, allowed on either side
+ * at any time after the ack, are the middle-man's: mm.ts and heartbeat.ts.)
  */
 import { ChanError } from './errors.js';
 import { MAX_TIMER_MS } from './inbox.js';
@@ -70,6 +71,16 @@ export class RpcAnswers {
 
   isWaiting(id: number): boolean {
     return this.waiting.has(id);
+  }
+
+  /**
+   * Why the handler may not `reply` to `requestId` (undefined: the message was a cast), or null when it may. An rpc
+   * already answered is a usage error while the connection is open; once it has ended, nothing waits any more.
+   */
+  replyFault(requestId: number | undefined): string | null {
+    if (requestId === undefined) return 'reply(): that message was a cast; only an rpc expects an answer';
+    if (!this.waiting.has(requestId)) return `reply(): request ${requestId} is already answered`;
+    return null;
   }
 
   answered(id: number): void {

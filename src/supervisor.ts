@@ -65,7 +65,7 @@ export class Service {
   readonly isolation: 'inline' | 'worker';
   status: 'up' | 'down' = 'up';
   /** Set when the server begins to shut down: failures are no longer restarted. */
-  shuttingDown = false;
+  private shuttingDown = false;
   crashes = 0;
   restarts = 0;
   private state: unknown = undefined;
@@ -257,6 +257,11 @@ export class Service {
         text: `service ${this.name} is down after repeated failures; see the server log`,
       };
     return null;
+  }
+
+  /** The server is shutting down: from now on failures are not restarted, and a service that is down is not retried. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
   }
 
   /** Runs the module's stop (in each worker, for worker isolation), waiting at most `timeout` ms for workers. */

@@ -22,6 +22,7 @@ import { HighWater } from './flow.js';
 import { levelName, type Logger } from './log.js';
 import { ModuleError, serviceLimits, type ServiceLimits, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
+import type { CloseReason } from './errors.js';
 import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
 
@@ -39,7 +40,7 @@ export type FromWorker =
   | { t: 'ready' }
   | { t: 'startFailed'; message: string; moduleError: boolean }
   | { t: 'out'; conn: number; frame: Uint8Array }
-  | { t: 'close'; conn: number; reason: string; text: string }
+  | { t: 'close'; conn: number; reason: CloseReason; text: string }
   | { t: 'took'; conn: number; n: number }
   | { t: 'drain'; conn: number; id: number }
   | { t: 'exit'; conn: number; ok: boolean; text?: string }
@@ -70,7 +71,7 @@ class WorkerLink extends HighWater implements ProcessHandle {
 
   constructor(
     private readonly thread: WorkerThread,
-    readonly a: Attachment,
+    private readonly a: Attachment,
     settings: SupervisionSettings,
   ) {
     super(settings.mailboxHighWater, a.mm, settings.mailboxHighWaterBytes, a.account?.pressure ?? null);
@@ -78,6 +79,23 @@ class WorkerLink extends HighWater implements ProcessHandle {
 
   get queued(): number {
     return this.inTransit;
+  }
+
+  start(): void {
+    this.thread.open(this.a);
+  }
+
+  /** A frame the worker encoded for the client. */
+  out(frame: Uint8Array): void {
+    this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+  }
+
+  close(reason: CloseReason, text: string): void {
+    this.a.mm.close(reason, text);
+  }
+
+  drain(): Promise<void> {
+    return this.a.mm.drain();
   }
 
   /** A message from the client (the middle-man's sink): its bytes go to the worker, which decodes them again. */
@@ -141,7 +159,6 @@ export interface WorkerData extends WorkerModule {
   args: Uint8Array;
   maxDepth: number;
   limits: ServiceLimits;
-  mailboxHighWater: number;
   logLevel: string;
 }
 
@@ -227,18 +244,18 @@ class WorkerThread {
     const link = 'conn' in m ? this.links.get(m.conn) : undefined;
     switch (m.t) {
       case 'out':
-        link?.a.mm.sendEncoded(Buffer.from(m.frame.buffer, m.frame.byteOffset, m.frame.byteLength));
+        link?.out(m.frame);
         return;
       case 'close':
         // A crash is counted here, before its client can hear of it, so that stats() never lags behind the client.
         if (m.reason === 'handlerError') this.pool.events.crashed();
-        link?.a.mm.close(m.reason as never, m.text);
+        link?.close(m.reason, m.text);
         return;
       case 'took':
         link?.took(m.n);
         return;
       case 'drain':
-        if (link) void link.a.mm.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
+        if (link) void link.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
         return;
       case 'exit':
         link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
@@ -271,7 +288,7 @@ class WorkerThread {
         : `the service's worker exited (code ${code})`,
     };
     for (const link of [...this.links.values()]) {
-      link.a.mm.close(ending.reason, ending.text);
+      link.close(ending.reason, ending.text);
       if (ending.reason !== 'shutdown') this.pool.events.crashed();
       link.exit({ ok: false, text: ending.text });
     }
@@ -286,6 +303,11 @@ class WorkerThread {
   attach(a: Attachment): WorkerLink {
     const link = new WorkerLink(this, a, this.pool.settings);
     this.links.set(a.id, link);
+    return link;
+  }
+
+  /** The handler of connection `a` starts in the worker. */
+  open(a: Attachment): void {
     this.post({
       t: 'open',
       conn: a.id,
@@ -293,7 +315,6 @@ class WorkerThread {
       peer: a.peer,
       peerMaxFrameSize: a.mm.peerMaxFrameSize,
     });
-    return link;
   }
 
   /** Ends a worker that is not ready yet (its start failed elsewhere, or took too long). */
@@ -339,7 +360,6 @@ export class WorkerPool implements Runner {
       args: this.encodeTerm(args),
       maxDepth: settings.maxDepth,
       limits: serviceLimits(settings),
-      mailboxHighWater: settings.mailboxHighWater,
       logLevel: settings.logLevel,
     };
   }
@@ -402,6 +422,7 @@ export class WorkerPool implements Runner {
       return {
         onMessage: () => {},
         onClosed: () => {},
+        start: () => {},
         shed: () => {},
         queued: 0,
         done: Promise.resolve({ ok: false, text: 'no worker' }),

@@ -109,7 +109,7 @@ test('a service without a secret is accepted at once; the ack and the client fra
   const out = machine().step(start('open', { maxFrameSize: 4096, args: 'hi' }));
   t.is(out.kind, 'accept');
   if (out.kind !== 'accept') return;
-  t.is(out.service, 'open');
+  t.is(out.service.name, 'open');
   t.is(out.args, 'hi');
   t.is(out.peerMaxFrameSize, 4096);
   t.deepEqual(out.ack, {

@@ -184,7 +184,7 @@ const ROOMY = { maxUnauthenticated: 1000, maxUnauthenticatedPerAddress: 1000, au
 let shared: Promise<ChanServer> | null = null;
 function server(): Promise<ChanServer> {
   shared ??= testServer(SERVICES, ROOMY).then((s) => {
-    const down = s.service('down');
+    const down = s.auth('down')?.service;
     if (down) down.status = 'down';
     return s;
   });

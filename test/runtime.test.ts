@@ -351,3 +351,17 @@ test('a for-await that breaks lets another start; two at once still throw', asyn
   t.throws(() => ch[Symbol.asyncIterator](), { instanceOf: ChanError, message: /already being iterated/ });
   await ch.close();
 });
+
+test('a handler that closes before its first await still gets chan_closed: its mailbox is the sink before it runs', async (t) => {
+  let seen: (type: string) => void;
+  const received = new Promise<string>((resolve) => (seen = resolve));
+  const handler: Handler = async (mm) => {
+    mm.close(); // synchronously, before any await
+    seen((await mm.receive({ timeout: 5000 })).type);
+  };
+  const server = await testServer([service('s', handler)]);
+  t.teardown(() => server.close());
+  const ch = await open(server.port, 's');
+  t.is((await ch.closed).reason, 'normal');
+  t.is(await received, 'chan_closed');
+});

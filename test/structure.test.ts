@@ -1,6 +1,7 @@
 /**
  * The shape of the code: no import cycles among the modules of src/ (type-only imports included: a cycle of types is
- * a cycle of concepts), and no module but the middle-man (and the one-shot ping, which has no session) makes one.
+ * a cycle of concepts); middle-men made only by connections (and by the listener's refusal and the one-shot ping,
+ * which have no session); the Channel using none.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
