@@ -21,7 +21,7 @@ import { Atom, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
 import { locateJson, positions } from './json-locate.js';
-import { parseVerifier, type ScramVerifier } from '../auth/scram.js';
+import { parseVerifier, secretProblem, type ScramVerifier } from '../auth/scram.js';
 import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type OptionSpec } from './options.js';
 
 /** Options written as a group: `{tls, [{cert, ...}]}` in a term file, `"tls": {"cert": ...}` in JSON. */
@@ -556,6 +556,9 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
       secret = null;
     } else if (secret !== null && (typeof secret !== 'string' || secret === '')) {
       bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
+    } else if (secret !== null) {
+      const problem = secretProblem(secret);
+      if (problem !== null) bad('password', `the password of service '${String(name)}' ${problem}`);
     }
     const isolation = v['isolation'];
     if (isolation !== undefined && isolation !== 'inline' && isolation !== 'worker')
