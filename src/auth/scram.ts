@@ -11,9 +11,9 @@
  * secret typed with an invisible soft hyphen proves the same as one without; printable ASCII is used as it is.
  */
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type saslprepFunction from '@mongodb-js/saslprep';
 import { ChanError } from '../errors.js';
+import { lazyRequire } from '../lazy.js';
 
 /** RFC 7677's default and minimum iteration count. */
 export const DEFAULT_ITERATIONS = 4096;
@@ -45,12 +45,8 @@ export function sha256(data: Buffer): Buffer {
 /** SASLprep leaves printable ASCII as it is: nothing in it is mapped, decomposed, prohibited, bidirectional or new. */
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
-let saslprepLoaded: typeof saslprepFunction | undefined;
-/** Loaded on the first secret that needs it (its Unicode tables take tens of ms to build): ASCII secrets never do. */
-function saslprep(): typeof saslprepFunction {
-  saslprepLoaded ??= createRequire(import.meta.url)('@mongodb-js/saslprep') as typeof saslprepFunction;
-  return saslprepLoaded;
-}
+/** Loaded by the first secret that needs it (its Unicode tables take tens of ms to build): ASCII secrets never do. */
+const saslprep = lazyRequire<typeof saslprepFunction>('@mongodb-js/saslprep');
 
 /** The library's refusals, by the RFC section its message cites, in words that do not quote the secret. */
 const REFUSALS: [RegExp, string][] = [
