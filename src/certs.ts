@@ -7,8 +7,12 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import forge from 'node-forge';
+import type forgeModule from 'node-forge';
 import { ChanError } from './errors.js';
+import { lazyRequire } from './lazy.js';
+
+/** node-forge takes about 50 ms to load: only making a certificate loads it, never importing lib-chan. */
+const loadForge = lazyRequire<typeof forgeModule>('node-forge');
 
 export interface KeyPair {
   certPem: string;
@@ -38,6 +42,7 @@ function newKeys(): { privatePem: string; publicPem: string } {
 
 /** Makes one certificate and its private key. */
 export function makeCertificate(spec: CertSpec): KeyPair {
+  const forge = loadForge();
   const keys = newKeys();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicPem);

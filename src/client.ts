@@ -17,6 +17,7 @@
  * (`connected`, `reconnecting`, `closed`) are events and an async iterator.
  */
 import { EventEmitter } from 'node:events';
+import { prepareSecret } from './auth/scram.js';
 import { ClientConnection } from './client-connection.js';
 import {
   CLIENT_CLOSED,
@@ -77,6 +78,8 @@ export async function connect(
   argsC: Term = null,
   options: ConnectOptions = {},
 ): Promise<Channel> {
+  // A secret SASLprep refuses fails here, before a socket is opened: no server could accept it.
+  if (typeof secret === 'string') prepareSecret(secret);
   const ch = new Channel({ host, port, service, secret: secret ?? null, argsC }, options);
   await ch.open();
   return ch;

@@ -4,6 +4,7 @@
  * new one and the server swaps it whole, so a handshake sees one configuration from its start to its end.
  */
 import type { ScramVerifier } from './auth/scram.js';
+import { ChanError } from './errors.js';
 import type { ServiceAuth } from './handshake.js';
 import { verifierFor, type ServiceDefinition } from './modules.js';
 import type { Service } from './supervisor.js';
@@ -30,12 +31,19 @@ export class ServiceDirectory {
     previous?: ServiceDirectory,
   ): Promise<ServiceDirectory> {
     const entries = new Map<string, DirectoryEntry>();
+    const problems: string[] = [];
     for (const def of defs) {
       const service = running.get(def.name);
       if (!service) continue;
       const before = previous?.entries.get(def.name);
       const sameSecret = !def.verifier && def.secret !== null && def.secret === before?.secret;
-      const verifier = sameSecret && before ? before.verifier : await verifierFor(def);
+      let verifier: ScramVerifier | null;
+      try {
+        verifier = sameSecret && before ? before.verifier : await verifierFor(def);
+      } catch (err) {
+        problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
       entries.set(def.name, {
         name: def.name,
         verifier,
@@ -45,6 +53,9 @@ export class ServiceDirectory {
         service,
       });
     }
+    // A secret given in code that cannot be prepared (a config file's were checked as it was read).
+    if (problems.length > 0)
+      throw new ChanError('badConfig', `cannot start:\n${problems.map((p) => `  ${p}`).join('\n')}`);
     return new ServiceDirectory(entries);
   }
 

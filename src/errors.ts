@@ -67,7 +67,7 @@ export const ERROR_CODES = {
   badConfig:
     'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
   usage:
-    'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a bad chan argument); the message says how.',
+    'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a secret SASLprep refuses, a bad chan argument); the message says how.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

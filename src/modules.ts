@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { makeVerifier, type ScramVerifier } from './auth/scram.js';
+import { makeVerifier, secretProblem, type ScramVerifier } from './auth/scram.js';
 import { camelCase } from './config/options.js';
 import type { Logger } from './log.js';
 import type { Handler, ServiceLimits } from './runtime.js';
@@ -79,7 +79,10 @@ const BUILT_IN: Record<string, URL> = {
   mod_name_server: new URL('./services/mod_name_server.js', import.meta.url),
 };
 
-/** A service's module cannot be found, or lacks its function: a configuration problem (logged without a stack). */
+/**
+ * A service's module cannot be found, lacks its function, or its secret is one SASLprep refuses: a configuration
+ * problem (logged without a stack; the supervisor puts the service's name before the message).
+ */
 export class ModuleError extends Error {}
 
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -161,5 +164,9 @@ export async function serviceCode(def: ServiceDefinition, codePath: readonly str
 /** The verifier a service's handshake checks against: the stored one, one made from the plaintext secret, or none. */
 export async function verifierFor(def: ServiceDefinition): Promise<ScramVerifier | null> {
   if (def.verifier) return def.verifier;
-  return def.secret === null ? null : makeVerifier(def.secret);
+  if (def.secret === null) return null;
+  // A config file's secrets were checked as it was read; this catches those given in code, before any client tries.
+  const problem = secretProblem(def.secret);
+  if (problem !== null) throw new ModuleError(`its secret ${problem}`);
+  return makeVerifier(def.secret);
 }

@@ -90,6 +90,23 @@ test('lists every problem, each with file:line:column', (t) => {
   ]);
 });
 
+test('a password SASLprep refuses is a problem at its file:line:column, naming the service and not the secret', (t) => {
+  const text = `{port, 1}.
+{service, alarm, password, "bell\\x07", mfa, m, f, a}.
+{service, emoji, password, "key\\x{1f511}", mfa, m, f, a}.
+{service, fine, password, "I\\x{ad}X", mfa, m, f, a}.
+`;
+  t.deepEqual(problems(text), [
+    "lib_chan.conf:2:28: the password of service 'alarm' holds a character that SASLprep (RFC 4013) prohibits: a control character (tab and newline included), a private-use or non-character code point, a lone surrogate, or another of its section 2.3",
+    "lib_chan.conf:3:28: the password of service 'emoji' holds a character that Unicode 3.2 did not assign, which SASLprep (RFC 4013) refuses in a password (emoji are among them)",
+  ]);
+  const json = JSON.stringify({ port: 1, services: [{ name: 'alarm', password: 'bell\u0007', mfa: ['m', 'f', 'a'] }] });
+  t.deepEqual(
+    problems(json, {}, 'json').map((p) => p.replace(/prohibits.*/, 'prohibits')),
+    ["lib_chan.conf:1:50: the password of service 'alarm' holds a character that SASLprep (RFC 4013) prohibits"],
+  );
+});
+
 test('a missing port or service is reported', (t) => {
   t.deepEqual(problems('{service, s, password, none, mfa, m, f, a}.'), [
     'lib_chan.conf: no port: add {port, N}. to the file, or set CHAN_PORT',

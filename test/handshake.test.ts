@@ -6,20 +6,9 @@ import { frame } from '../src/frame.js';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser } from '../src/frame.js';
 import { fromWire, toWire, PROTOCOL_VERSION } from '../src/protocol.js';
-import { RawClient, echo, service, testServer } from './helpers.js';
+import { RawClient, echo, refusal, service, testServer } from './helpers.js';
 
 const SERVICES = [service('secret', echo, 'ABXy45'), service('open', echo, null)];
-
-async function refusal(p: Promise<unknown>): Promise<ChanError> {
-  const err = await p.then(
-    () => {
-      throw new Error('connect succeeded');
-    },
-    (e: unknown) => e,
-  );
-  if (!(err instanceof ChanError)) throw err;
-  return err;
-}
 
 test('a right secret is acked, and the channel works', async (t) => {
   const server = await testServer(SERVICES);

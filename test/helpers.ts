@@ -8,6 +8,7 @@ import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
 import type { Duplex } from 'node:stream';
 import type { ExecutionContext } from 'ava';
+import { ChanError } from '../src/errors.js';
 import { tcp, type Transport } from '../src/transport.js';
 import { connect, type Channel, type ConnectOptions } from '../src/client.js';
 import type { ServiceDefinition } from '../src/modules.js';
@@ -90,6 +91,18 @@ export async function tappedConnect(
   const ch = await connect('127.0.0.1', port, service, secret, null, { ...options, transport });
   if (!socket) throw new Error('the transport was not used');
   return { ch, socket };
+}
+
+/** The ChanError a connect (or another call) that must fail rejects with; anything else fails the test. */
+export async function refusal(p: Promise<unknown>): Promise<ChanError> {
+  const err = await p.then(
+    () => {
+      throw new Error('it succeeded');
+    },
+    (e: unknown) => e,
+  );
+  if (!(err instanceof ChanError)) throw err;
+  return err;
 }
 
 /** A client that speaks frames by hand: for protocol and hostile-input tests. */

@@ -7,10 +7,13 @@
  * proves in its `ack` that it holds the verifier too (mutual authentication).
  *
  * The service name is SCRAM's user name, so the messages are exactly RFC 5802's and any SCRAM library can produce
- * them. No channel binding (`n,,` / `c=biws`). Secrets are normalized with Unicode NFKC (the core of SASLprep);
- * ASCII secrets are used as they are.
+ * them. No channel binding (`n,,` / `c=biws`). Secrets are prepared with SASLprep (RFC 4013), as RFC 5802 says, so a
+ * secret typed with an invisible soft hyphen proves the same as one without; printable ASCII is used as it is.
  */
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import type saslprepFunction from '@mongodb-js/saslprep';
+import { ChanError } from '../errors.js';
+import { lazyRequire } from '../lazy.js';
 
 /** RFC 7677's default and minimum iteration count. */
 export const DEFAULT_ITERATIONS = 4096;
@@ -39,17 +42,75 @@ export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
-export function normalizeSecret(secret: string): string {
-  return secret.normalize('NFKC');
+/** SASLprep leaves printable ASCII as it is: nothing in it is mapped, decomposed, prohibited, bidirectional or new. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/** Loaded by the first secret that needs it (its Unicode tables take tens of ms to build): ASCII secrets never do. */
+const saslprep = lazyRequire<typeof saslprepFunction>('@mongodb-js/saslprep');
+
+/** The library's refusals, by the RFC section its message cites, in words that do not quote the secret. */
+const REFUSALS: [RegExp, string][] = [
+  [
+    /#section-2\.3/,
+    'holds a character that SASLprep (RFC 4013) prohibits: a control character (tab and newline included), a private-use or non-character code point, a lone surrogate, or another of its section 2.3',
+  ],
+  [
+    /#section-2\.5/,
+    'holds a character that Unicode 3.2 did not assign, which SASLprep (RFC 4013) refuses in a password (emoji are among them)',
+  ],
+  [
+    /rfc3454#section-6/,
+    'mixes right-to-left and left-to-right letters, or does not begin and end with its right-to-left ones, which SASLprep (RFC 4013) refuses',
+  ],
+];
+
+const EMPTIED = 'is empty once SASLprep (RFC 4013) has removed its invisible characters';
+
+type Prepared = { prepared: string } | { problem: string };
+
+function prepare(secret: string): Prepared {
+  if (PRINTABLE_ASCII.test(secret)) return { prepared: secret };
+  let prepared: string;
+  try {
+    prepared = saslprep()(secret);
+  } catch (err) {
+    // Matched, never passed on: a message a later version of the library adds might quote the secret.
+    const text = err instanceof Error ? err.message : '';
+    const known = REFUSALS.find(([pattern]) => pattern.test(text))?.[1];
+    // A secret of invisible characters only maps to nothing, and the library then fails reading its first character.
+    return { problem: known ?? (err instanceof TypeError ? EMPTIED : 'is one that SASLprep (RFC 4013) refuses') };
+  }
+  return prepared === '' && secret !== '' ? { problem: EMPTIED } : { prepared };
 }
 
-/** PBKDF2-HMAC-SHA-256 of the secret: the slow step, run off the event loop. */
-export function saltedPassword(secret: string, salt: Buffer, iterations: number): Promise<Buffer> {
+/**
+ * Why SCRAM cannot use `secret` (RFC 5802 prepares every password with SASLprep, RFC 4013, as a stored string), as a
+ * phrase to follow "the secret", or null when it can. The phrase never quotes the secret.
+ */
+export function secretProblem(secret: string): string | null {
+  const p = prepare(secret);
+  return 'problem' in p ? p.problem : null;
+}
+
+/**
+ * The secret as SCRAM hashes it: SASLprep (RFC 4013) of it. A secret SASLprep refuses is a ChanError `usage`: no
+ * server could ever accept it, so it is the caller's mistake, found before anything is sent.
+ */
+export function prepareSecret(secret: string): string {
+  const p = prepare(secret);
+  if ('problem' in p) throw new ChanError('usage', `the secret ${p.problem}`);
+  return p.prepared;
+}
+
+function pbkdf2Prepared(prepared: string, salt: Buffer, iterations: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    pbkdf2(normalizeSecret(secret), salt, iterations, KEY_BYTES, 'sha256', (err, key) =>
-      err ? reject(err) : resolve(key),
-    );
+    pbkdf2(prepared, salt, iterations, KEY_BYTES, 'sha256', (err, key) => (err ? reject(err) : resolve(key)));
   });
+}
+
+/** PBKDF2-HMAC-SHA-256 of the prepared secret: the slow step, run off the event loop. */
+export async function saltedPassword(secret: string, salt: Buffer, iterations: number): Promise<Buffer> {
+  return pbkdf2Prepared(prepareSecret(secret), salt, iterations);
 }
 
 export function clientKey(salted: Buffer): Buffer {
@@ -119,7 +180,8 @@ export function parseServerFirst(msg: string): { nonce: string; salt: Buffer; it
   const m = /^r=([^,]+),s=([A-Za-z0-9+/]+={0,2}),i=([1-9][0-9]{0,9})(,[a-zA-Z]=[^,]*)*$/.exec(msg);
   if (!m) return null;
   const nonce = m[1] as string;
-  if (!isValidNonce(nonce)) return null;
+  // The combined nonce: the client's (at most MAX_NONCE_LENGTH) and the server's part (as long again, at most).
+  if (nonce.length > 2 * MAX_NONCE_LENGTH || !NONCE.test(nonce)) return null;
   return { nonce, salt: Buffer.from(m[2] as string, 'base64'), iterations: Number(m[3]) };
 }
 
@@ -197,22 +259,24 @@ export function parseVerifier(text: string): ScramVerifier | string {
 
 /**
  * Remembers salted passwords per (secret, salt, iterations), so that reconnecting to the same server costs HMACs
- * instead of a PBKDF2 run. Bounded: the least recently used entry goes first. Keys hold a hash of the secret, never
- * the secret; the values are secret-equivalent for that salt and live in this process only.
+ * instead of a PBKDF2 run. Bounded: the least recently used entry goes first. Keys hold a hash of the prepared secret
+ * (two spellings SASLprep makes equal share one entry), never the secret; the values are secret-equivalent for that
+ * salt and live in this process only.
  */
 export class SaltedPasswordCache {
   private readonly entries = new Map<string, Buffer>();
   constructor(readonly maxEntries = 64) {}
 
   get = async (secret: string, salt: Buffer, iterations: number): Promise<Buffer> => {
-    const key = `${iterations}:${salt.toString('base64')}:${sha256(Buffer.from(normalizeSecret(secret))).toString('base64')}`;
+    const prepared = prepareSecret(secret);
+    const key = `${iterations}:${salt.toString('base64')}:${sha256(Buffer.from(prepared)).toString('base64')}`;
     const hit = this.entries.get(key);
     if (hit) {
       this.entries.delete(key);
       this.entries.set(key, hit);
       return hit;
     }
-    const salted = await saltedPassword(secret, salt, iterations);
+    const salted = await pbkdf2Prepared(prepared, salt, iterations);
     this.entries.set(key, salted);
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     return salted;

@@ -1,5 +1,12 @@
 /** `chan certs` and `chan passwd`: making what a secured server needs. */
-import { DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS, formatVerifier, makeVerifier } from '../auth/scram.js';
+import {
+  DEFAULT_ITERATIONS,
+  MAX_ITERATIONS,
+  MIN_ITERATIONS,
+  formatVerifier,
+  makeVerifier,
+  secretProblem,
+} from '../auth/scram.js';
 import { EXIT_OK, readHidden, stdinLines, usageError } from './common.js';
 
 export interface CertsArgs {
@@ -48,6 +55,8 @@ export async function passwd(iterationsArg: string | undefined): Promise<number>
     secret = next.value;
   }
   if (secret === '') throw usageError('the secret is empty');
+  const problem = secretProblem(secret);
+  if (problem !== null) throw usageError(`the secret ${problem}`);
   process.stdout.write(`${formatVerifier(await makeVerifier(secret, iterations))}\n`);
   return EXIT_OK;
 }

@@ -16,14 +16,18 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { certificateProblem } from '../tls.js';
-import convict from 'convict';
+import type convictModule from 'convict';
 import { ChanError } from '../errors.js';
+import { lazyRequire } from '../lazy.js';
 import { Atom, Float, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
 import { formatTerm } from '../term/print.js';
 import { locateJson, positions, type Position } from './json-locate.js';
-import { parseVerifier, type ScramVerifier } from '../auth/scram.js';
+import { parseVerifier, secretProblem, type ScramVerifier } from '../auth/scram.js';
 import { LOG_LEVELS, OPTIONS, OPTION_BY_KEY, TLS_VERSIONS, VERIFY_CLIENT, type OptionSpec } from './options.js';
+
+/** convict and its dependencies take tens of ms to load, and a client never reads a config. */
+const loadConvict = lazyRequire<typeof convictModule>('convict');
 
 /** Options written as a group: `{tls, [{cert, ...}]}` in a term file, `"tls": {"cert": ...}` in JSON. */
 const GROUPS = new Set(OPTIONS.filter((o) => o.key.includes('.')).map((o) => o.key.split('.')[0] as string));
@@ -539,6 +543,7 @@ let formatsAdded = false;
 function addFormats(): void {
   if (formatsAdded) return;
   formatsAdded = true;
+  const convict = loadConvict();
   const strictInt = (v: unknown): unknown => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v);
   const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
   convict.addFormat({
@@ -626,7 +631,7 @@ function setDotted(obj: Record<string, unknown>, key: string, value: unknown): v
   else ((obj[group as string] ??= {}) as Record<string, unknown>)[sub] = value;
 }
 
-function schema(): convict.Schema<Record<string, unknown>> {
+function schema(): convictModule.Schema<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const o of OPTIONS) {
     setDotted(s, o.key, {
@@ -637,13 +642,13 @@ function schema(): convict.Schema<Record<string, unknown>> {
       nullable: o.default === null,
     });
   }
-  return s as convict.Schema<Record<string, unknown>>;
+  return s as convictModule.Schema<Record<string, unknown>>;
 }
 
 function validate(raw: RawConfig, file: string, dir: string, env: Record<string, string | undefined>): ServerConfig {
   addFormats();
   const problems = [...raw.problems];
-  const conf = convict(schema(), { env, args: [] });
+  const conf = loadConvict()(schema(), { env, args: [] });
   const values: Record<string, unknown> = {};
   for (const [key, { value }] of raw.options) setDotted(values, key, value);
   conf.load(values);
@@ -695,6 +700,9 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
       secret = null;
     } else if (secret !== null && (typeof secret !== 'string' || secret === '')) {
       bad('password', 'a password must be a non-empty string, or the atom none for a service without one');
+    } else if (secret !== null) {
+      const problem = secretProblem(secret);
+      if (problem !== null) bad('password', `the password of service '${String(name)}' ${problem}`);
     }
     const isolation = v['isolation'];
     if (isolation !== undefined && isolation !== 'inline' && isolation !== 'worker')

@@ -9,8 +9,10 @@ import hashlib
 import hmac
 import os
 import socket
+import stringprep
 import struct
 import sys
+import unicodedata
 
 
 class Atom(str):
@@ -134,6 +136,32 @@ class Conn:
             return msg
 
 
+def saslprep(secret):
+    """RFC 4013 for stored strings, from Python's stringprep tables: an implementation independent of lib-chan's."""
+    # A character in both tables (U+200B) becomes a space: docs/PROTOCOL.md, "Preparing the secret".
+    mapped = "".join(
+        " " if stringprep.in_table_c12(ch) else ch
+        for ch in secret
+        if stringprep.in_table_c12(ch) or not stringprep.in_table_b1(ch)
+    )
+    prepared = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
+    prohibited = (
+        stringprep.in_table_c12, stringprep.in_table_c21_c22, stringprep.in_table_c3, stringprep.in_table_c4,
+        stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7, stringprep.in_table_c8,
+        stringprep.in_table_c9, stringprep.in_table_a1,
+    )
+    if any(table(ch) for ch in prepared for table in prohibited):
+        raise ValueError("usage: the secret holds a character SASLprep refuses")
+    if any(stringprep.in_table_d1(ch) for ch in prepared) and (
+        any(stringprep.in_table_d2(ch) for ch in prepared)
+        or not (stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1]))
+    ):
+        raise ValueError("usage: the secret breaks SASLprep's bidirectional rule")
+    if prepared == "" and secret != "":
+        raise ValueError("usage: the secret is empty once prepared")
+    return prepared
+
+
 def connect(host, port, service, secret):
     c = Conn(host, port)
     cnonce = base64.b64encode(os.urandom(18)).decode()
@@ -145,7 +173,7 @@ def connect(host, port, service, secret):
     fields = dict(kv.split("=", 1) for kv in server_first.split(","))
     nonce, salt, iterations = fields["r"], base64.b64decode(fields["s"]), int(fields["i"])
     assert nonce.startswith(cnonce) and 4096 <= iterations <= 1000000
-    salted = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations, 32)
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(secret).encode(), salt, iterations, 32)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     without_proof = "c=biws,r=" + nonce
