@@ -29,7 +29,7 @@ import { ChanError, closedError, isCloseReason, type CloseInfo, type CloseReason
 import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
-import { MAX_CLOSE_TEXT, fromWire, toWire, type WireMessage } from './protocol.js';
+import { MAX_CLOSE_TEXT, cutText, fromWire, toWire, type WireMessage } from './protocol.js';
 import { MAX_TIMER_MS } from './inbox.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -139,6 +139,8 @@ export class MiddleMan implements HeartbeatHost {
   /** flush() calls waiting for a pong, with the ping numbers that answer each. */
   private flushes: PendingFlush[] | null = null;
   private flushSeq = FLUSH_BASE;
+  /** The connection's first byte, until the second has come (see startsLikeTls). */
+  private firstByte = -1;
 
   constructor(
     private readonly socket: Duplex,
@@ -389,7 +391,7 @@ export class MiddleMan implements HeartbeatHost {
     try {
       if (!this.socket.destroyed) {
         const frame = this.codec.encode(
-          toWire({ kind: 'close', reason, text: text.slice(0, this.closeTextRoom()) }),
+          toWire({ kind: 'close', reason, text: cutText(text, this.closeTextRoom()) }),
           FRAME_HEADER_BYTES,
         );
         this.write(frame);
@@ -564,9 +566,9 @@ export class MiddleMan implements HeartbeatHost {
 
   /** @internal */
   onData(chunk: Buffer): void {
-    const first = this.stats.bytesIn === 0;
+    const before = this.stats.bytesIn;
     this.stats.bytesIn += chunk.length;
-    if (first && chunk.length >= 2 && (chunk[0] === 0x16 || chunk[0] === 0x15) && chunk[1] === 0x03) {
+    if (before < 2 && this.startsLikeTls(before, chunk)) {
       // A TLS handshake or alert record where a frame header should be (as a length it would be over 350 MB).
       this.fail(
         new ChanError(
@@ -585,6 +587,16 @@ export class MiddleMan implements HeartbeatHost {
     if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED)
       this.pauseSocketIfStillFull();
     this.reportIn();
+  }
+
+  /**
+   * A TLS handshake or alert record's first two bytes (16 03, 15 03) where a frame header should be, however the bytes
+   * were split between reads.
+   */
+  private startsLikeTls(before: number, chunk: Buffer): boolean {
+    if (before === 0) this.firstByte = chunk[0] ?? -1;
+    const second = before === 0 ? chunk[1] : chunk[0];
+    return second === 0x03 && (this.firstByte === 0x16 || this.firstByte === 0x15);
   }
 
   /** @internal */

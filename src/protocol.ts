@@ -29,6 +29,13 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_ID = 0xffff_ffff;
 /** Close texts longer than this are cut (they are for people, not for parsing). */
 export const MAX_CLOSE_TEXT = 1024;
+
+/** The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair. */
+export function cutText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
 /**
  * The smallest frame limit a client may state in startService (every message of the protocol but a handler's own
  * fits in it: close texts are cut to fit the peer's limit).
@@ -134,7 +141,7 @@ export function fromWire(t: Term): WireMessage {
       const [, reason, text] = a;
       if (!isString(reason) || reason.length > MAX_WORD || !isString(text))
         throw bad('close: expected a reason word and a text');
-      return { kind, reason, text: text.slice(0, MAX_CLOSE_TEXT) };
+      return { kind, reason, text: cutText(text, MAX_CLOSE_TEXT) };
     }
     case 'startService':
     case 'challenge':

@@ -247,3 +247,14 @@ test('#{1 => a, 1.0 => b} has two keys on both sides; a Float and a number of th
   t.regex(t.throws(() => decode(twice, DEPTH), { instanceOf: ChanError })?.message ?? '', /same key twice/);
   t.true(isFloat(roundTrip(float(7))));
 });
+
+test('the atoms true, false and null are the words c3, c2 and c0, both ways', (t) => {
+  const codec = msgpackCodec({ maxDepth: 32 });
+  t.is(Buffer.from(codec.encode(atom('true'), 0)).toString('hex'), 'c3');
+  t.is(Buffer.from(codec.encode(atom('false'), 0)).toString('hex'), 'c2');
+  t.is(Buffer.from(codec.encode(atom('null'), 0)).toString('hex'), 'c0');
+  // An ext 1 named true is read as the word itself, so it is written back as the word.
+  t.is(codec.decode(Buffer.from('c7050166616c7365', 'hex')), false);
+  t.is(codec.decode(Buffer.from('c704016e756c6c', 'hex')), null);
+  t.is(codec.decode(Buffer.from('c7040174727565', 'hex')), true);
+});

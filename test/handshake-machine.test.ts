@@ -155,11 +155,19 @@ for (const [what, clientFirst] of BAD_CLIENT_FIRST) {
   });
 }
 
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
 const BAD_CLIENT_FINAL: [string, (final: string) => string][] = [
   ['another nonce', (f) => f.replace(/,r=([^,]*)/, ',r=$1x')],
   ['channel binding other than biws', (f) => f.replace('c=biws', 'c=eSws')],
   ['no proof', (f) => f.replace(/,p=.*$/, '')],
   ['a proof that is not base64', (f) => f.replace(/,p=.*$/, ',p=!!!')],
+  ['a proof without its padding', (f) => f.replace(/=$/, '')],
+  // The last character before '=' carries 4 bits of the proof and 2 unused ones: setting one spells the same bytes.
+  [
+    'a proof spelled with an unused bit set',
+    (f) => f.replace(/(.)=$/, (_, c: string) => `${BASE64[BASE64.indexOf(c) ^ 1]}=`),
+  ],
 ];
 
 for (const [what, tamper] of BAD_CLIENT_FINAL) {

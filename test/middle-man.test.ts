@@ -188,3 +188,25 @@ test('drain() resolves once the peer has taken what was sent', async (t) => {
   await done;
   t.true(drained);
 });
+
+test('TLS bytes where a frame should be are a protocolError however the first two bytes are split between reads', async (t) => {
+  for (const split of [[Buffer.from([0x16, 0x03])], [Buffer.from([0x16]), Buffer.from([0x03, 0x00, 0x00])]]) {
+    const r = rig();
+    for (const chunk of split) {
+      r.peer.write(chunk);
+      await turn();
+    }
+    const info = await r.ended;
+    t.is(info.reason, 'protocolError');
+    t.regex(info.text, /speaks TLS/);
+  }
+});
+
+test('a close text cut to fit is never cut inside a surrogate pair', async (t) => {
+  const r = rig();
+  r.mm.peerMaxFrameSize = 96 + 3 * 11; // room for 11 UTF-16 units: the 6th emoji's pair would be split
+  r.mm.close('normal', '😀'.repeat(10));
+  await r.peerEnded;
+  const close = r.read.at(-1);
+  t.is(close?.kind === 'close' ? close.text : undefined, '😀'.repeat(5));
+});

@@ -193,7 +193,8 @@ export function parseClientFinal(msg: string): { withoutProof: string; nonce: st
   const m = /^(c=([^,]*),r=([^,]+)(?:,[a-oq-zA-Z]=[^,]*)*),p=([A-Za-z0-9+/]+={0,2})$/.exec(msg);
   if (!m || m[2] !== CHANNEL_BINDING) return null;
   const proof = Buffer.from(m[4] as string, 'base64');
-  if (proof.length !== KEY_BYTES) return null;
+  // Standard base64 with its padding, in its one canonical spelling: 44 characters for the 32 bytes.
+  if (proof.length !== KEY_BYTES || proof.toString('base64') !== m[4]) return null;
   return { withoutProof: m[1] as string, nonce: m[3] as string, proof };
 }
 

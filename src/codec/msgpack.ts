@@ -42,6 +42,13 @@ import {
 import { TermSet } from '../term/hash.js';
 
 export const EXT_ATOM = 1;
+
+/** Atoms that are MessagePack words: the bytes each is written as. */
+const WORD_ATOMS = new Map([
+  ['true', 0xc3],
+  ['false', 0xc2],
+  ['null', 0xc0],
+]);
 export const EXT_TUPLE = 2;
 /** Erlang's own limit on atom names, in characters (Unicode code points, as Erlang counts them). */
 export const MAX_ATOM_CHARS = 255;
@@ -253,6 +260,10 @@ class Meter {
     }
     if (v instanceof Atom) {
       if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+      if (WORD_ATOMS.has(v.name)) {
+        this.bytes += 1;
+        return;
+      }
       const len = Buffer.byteLength(v.name);
       this.charge(COST.atom + stringCost(len, v.name.length));
       this.bytes += extHeaderBytes(len) + len;
@@ -357,6 +368,9 @@ function write(w: Writer, v: unknown, depth: number): void {
   if (v instanceof Atom) {
     // Not a container: an atom (like a binary) takes no level of nesting, on either side.
     if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+    // The atoms true, false and null are MessagePack's own words, written in their canonical one-byte form.
+    const word = WORD_ATOMS.get(v.name);
+    if (word !== undefined) return w.u8(word);
     const len = Buffer.byteLength(v.name);
     w.charge(COST.atom + stringCost(len, v.name.length));
     writeExtHeader(w, EXT_ATOM, len);
@@ -821,6 +835,8 @@ class Decoder {
       this.charge(COST.atom);
       const name = this.str(len);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+      // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
+      if (WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
       return new Atom(name);
     }
     if (type === EXT_TUPLE) {

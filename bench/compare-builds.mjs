@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// Two builds of lib-chan side by side, on pinned CPUs: did a change cost speed? For each build, `chan serve` (pinned
+// to SERVER_CPU) on a bench config, and `chan bench` (pinned to CLIENT_CPUS) against it, alternating builds round by
+// round; medians per scenario, and the second build's figures as ratios of the first's, from the same run.
+//
+//   node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]
+//
+// An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinning needs taskset and spare CPUs;
+// without them (fewer than 8 CPUs) it runs unpinned and says so.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+
+const [oldDir, newDir, roundsArg = '3', durationArg = '2000', outDir] = process.argv.slice(2);
+if (!oldDir || !newDir) {
+  console.error('usage: node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]');
+  process.exit(2);
+}
+const rounds = Number(roundsArg);
+const duration = Number(durationArg);
+const pinned = cpus().length >= 8;
+const SERVER_CPU = '2';
+const CLIENT_CPUS = '4-7';
+const SCENARIOS = 'rpc,pipeline,cast';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'chan-compare-'));
+const conf = path.join(dir, 'bench.conf');
+writeFileSync(
+  conf,
+  '{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n',
+);
+
+const pin = (cpusList, argv) => (pinned ? ['taskset', '-c', cpusList, ...argv] : argv);
+
+function serve(app) {
+  const [cmd, ...args] = pin(SERVER_CPU, [process.execPath, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (c) => {
+      buf += String(c);
+      const m = /"port":(\d+)/.exec(buf);
+      if (m) resolve({ app, child, port: Number(m[1]) });
+    });
+    child.once('exit', (code) => reject(new Error(`${app}: chan serve exited (${code}) before listening`)));
+  });
+}
+
+function bench(s) {
+  const argv = pin(CLIENT_CPUS, [
+    process.execPath,
+    path.join(s.app, 'dist/src/cli.js'),
+    'bench',
+    '--json',
+    '-d',
+    String(duration),
+    '--server-pid',
+    String(s.child.pid),
+    '--scenario',
+    SCENARIOS,
+    '127.0.0.1',
+    String(s.port),
+    'nameServer',
+    'bench',
+  ]);
+  return new Promise((resolve, reject) =>
+    execFile(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22 }, (err, out, errOut) =>
+      err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out)),
+    ),
+  );
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+
+const servers = [await serve(oldDir), await serve(newDir)];
+// taskset execs node: each child's pid is its chan serve's, which `--server-pid` reads the CPU time of.
+const results = servers.map(() => new Map());
+try {
+  for (let round = 1; round <= rounds; round++) {
+    for (const [i, s] of servers.entries()) {
+      process.stderr.write(`round ${round}/${rounds}: ${i === 0 ? 'old' : 'new'}\n`);
+      for (const r of await bench(s)) results[i].set(r.name, [...(results[i].get(r.name) ?? []), r]);
+    }
+  }
+} finally {
+  for (const s of servers) s.child.kill();
+}
+
+const rows = [];
+for (const name of results[0].keys()) {
+  const [a, b] = results.map((m) => m.get(name) ?? []);
+  const ops = [median(a.map((r) => r.opsPerSec)), median(b.map((r) => r.opsPerSec))];
+  const cpu = [median(a.map((r) => r.serverCpuUs ?? Number.NaN)), median(b.map((r) => r.serverCpuUs ?? Number.NaN))];
+  const p50 = [median(a.map((r) => r.p50)), median(b.map((r) => r.p50))];
+  const spread = (rs) => {
+    const v = rs.map((r) => r.opsPerSec);
+    return `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))}`;
+  };
+  rows.push(
+    `| ${name} | ${Math.round(ops[0])} (${spread(a)}) | ${Math.round(ops[1])} (${spread(b)}) | ${(ops[1] / ops[0]).toFixed(2)} | ${cpu[0].toFixed(1)} / ${cpu[1].toFixed(1)} | ${p50[0]} / ${p50[1]} |`,
+  );
+}
+const table = [
+  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${pinned ? `server on CPU ${SERVER_CPU}, load generator on ${CLIENT_CPUS}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)`,
+  '',
+  '| scenario | old ops/s | new ops/s | new / old | server us/op (old / new) | p50 us (old / new) |',
+  '| --- | --- | --- | --- | --- | --- |',
+  ...rows,
+].join('\n');
+if (outDir) writeFileSync(path.join(outDir, 'compare.md'), `${table}\n`);
+console.log(table);
