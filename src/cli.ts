@@ -42,12 +42,15 @@ const SECRET_NOTE = `SECRET is the service's secret; '-' reads it from standard 
 const COMMANDS: Record<string, { positionals: [number, number]; usage: string; summary: string; help: string }> = {
   serve: {
     positionals: [0, 1],
-    usage: 'chan serve [CONF]',
+    usage: 'chan serve [CONF] [--store URL]',
     summary: 'run a server on CONF ($CHAN_CONF, or conf/lib_chan.conf)',
     help: `Runs a server until SIGINT or SIGTERM (which close every connection with reason shutdown, give handlers
 shutdown_timeout to finish, and exit 0; a second signal exits at once). SIGHUP reloads secrets, verifiers and
 certificates for new connections. CONF is Erlang terms (lib_chan.conf) or JSON (.json); every option can also be set
-by a CHAN_* variable (docs/OPTIONS.md). Logs are JSON lines, readable lines on a terminal.`,
+by a CHAN_* variable (docs/OPTIONS.md). Logs are JSON lines, readable lines on a terminal.
+--store URL: where services keep what they store, over the config's store and $CHAN_STORE: memory:, lmdb:DIR or
+redis://HOST:PORT/DB. Unset, chan serve keeps it in lmdb:data (under the working directory): names outlive a
+restart.`,
   },
   check: {
     positionals: [0, 1],
@@ -237,6 +240,7 @@ async function main(argv: string[]): Promise<number> {
         idle: { type: 'string' },
         'server-pid': { type: 'string' },
         pin: { type: 'string' },
+        store: { type: 'string' },
       },
     });
   } catch (err) {
@@ -276,7 +280,7 @@ async function main(argv: string[]): Promise<number> {
   };
   switch (command) {
     case 'serve':
-      return serve(rest[0]);
+      return serve(rest[0], values.store);
     case 'check':
       return check(rest[0]);
     case 'connect': {

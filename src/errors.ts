@@ -66,6 +66,8 @@ export const ERROR_CODES = {
     'A value cannot be sent: it is not a term lib-chan can encode (functions, symbols, Dates, class instances, cycles, nesting over max_depth).',
   badConfig:
     'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
+  storeFailed:
+    'The store (store option: an LMDB directory, a Redis server) could not be read or written: disk full, directory not writable, Redis away. The rpc is answered {error, {storeFailed, Text}} and the connection stays up; the next call tries again (Redis reconnects by itself).',
   usage:
     'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a secret SASLprep refuses, a bad chan argument); the message says how.',
 } as const;

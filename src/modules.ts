@@ -17,6 +17,7 @@ import type { Logger } from './log.js';
 import type { Handler, ServiceLimits } from './runtime.js';
 
 export type { ServiceLimits } from './runtime.js';
+import type { Namespace } from './store/store.js';
 import type { Term } from './term/model.js';
 
 /** A service as the server runs it. */
@@ -55,6 +56,8 @@ export interface StartContext {
   service: string;
   log: Logger;
   limits: ServiceLimits;
+  /** The service's own part of the server's store (the `store` option): durable keys and values, both terms. */
+  store: Namespace;
   /**
    * Reports that the service's own work (outside any connection) has failed: the supervisor stops the service and
    * starts it again, within restart_intensity; past it, the service is marked down.

@@ -31,7 +31,7 @@ export type SupervisionSettings = Pick<
   | 'maxDepth'
   | 'maxFrameSize'
   | 'storeMaxBytes'
-> & { logLevel: string };
+> & { logLevel: string /** The store's URL: worker threads open their own. */; storeUrl: string };
 
 /**
  * What a handler process may do with its connection's middle-man: send (encoded here, or already encoded by a worker

@@ -19,6 +19,7 @@ import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { MessageSink, MiddleMan } from './mm.js';
 import type { WireMessage } from './protocol.js';
+import type { Namespace } from './store/store.js';
 import { RpcAnswers, sessionFault } from './session.js';
 import { Atom, Tuple, type Term } from './term/model.js';
 
@@ -93,6 +94,8 @@ export interface ServiceContext<S = unknown> {
    */
   readonly state: S;
   log: Logger;
+  /** The service's own part of the server's store (the `store` option): durable keys and values, both terms. */
+  readonly store: Namespace;
 }
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;

@@ -19,6 +19,8 @@ import { MiddleMan, type MessageSink } from './mm.js';
 import { ServiceDirectory, type DirectoryEntry } from './directory.js';
 import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/store.js';
 import {
   certificateProblem,
   expiresSoon,
@@ -90,16 +92,21 @@ export async function startServer(
   const log = extra.logger ?? options.logger ?? silentLogger;
   if (options.tls) checkCertificate(options.tls, log);
   const settings = serverSettings(options);
-  const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string) };
-  const services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log);
+  const storeUrl = settings.store ?? 'memory:';
+  const store = await openStore(storeUrl);
+  log.info({ store: store.description }, 'store opened');
+  const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string), storeUrl };
+  let services: Service[] = [];
   let server: ChanServer;
   try {
+    services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log, store);
     const byName = new Map(services.map((s) => [s.name, s]));
     const directory = await ServiceDirectory.build(options.services, byName);
-    server = new ChanServer(options, settings, byName, directory, log);
+    server = new ChanServer(options, settings, byName, directory, store, log);
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
     await stopServices(services, 0);
+    await store.close();
     throw err;
   }
   return server;
@@ -131,6 +138,8 @@ export class ChanServer implements ConnectionHost {
     private readonly services: ReadonlyMap<string, Service>,
     /** What handshakes read of the services: replaced whole by a reload. */
     private directory: ServiceDirectory,
+    /** Where the services keep what they store; closed last. */
+    private readonly store: Store,
     readonly log: Logger,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
@@ -179,6 +188,8 @@ export class ChanServer implements ConnectionHost {
     const notApplied: string[] = [];
     if (config.port !== 0 && config.port !== this.port)
       notApplied.push(`port ${config.port}: restart to listen on another port`);
+    if ((config.store ?? 'memory:') !== (this.settings.store ?? 'memory:'))
+      notApplied.push(`store ${config.store}: restart to use another store`);
     if ((config.tls !== null) !== this.tls)
       notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
     const names = new Set(config.services.map((s) => s.name));
@@ -293,6 +304,8 @@ export class ChanServer implements ConnectionHost {
       await within(stopped ?? Promise.resolve(), left());
       // Whatever is left of shutdown_timeout, for the services' stop (workers that do not answer are ended).
       await stopServices([...this.services.values()], Math.max(0, deadline - Date.now()));
+      // What the services stored is committed before the process may go.
+      await this.store.close().catch((err: unknown) => this.log.error({ err }, 'the store did not close cleanly'));
       this.log.info('closed');
     })();
     return this.closing;

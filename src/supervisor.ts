@@ -24,6 +24,7 @@ import {
   type ServiceLimits,
 } from './modules.js';
 import { RestartPolicy } from './restart-policy.js';
+import type { Namespace, Store } from './store/store.js';
 import type { HandlerExit, MailboxLimits, ServiceContext } from './runtime.js';
 import { InlineRunner, type Attachment, type ProcessHandle, type Runner, type SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
@@ -54,6 +55,9 @@ class HandlerContext implements ServiceContext {
   }
   get log(): Logger {
     return this.logs.log;
+  }
+  get store(): Namespace {
+    return this.owner.store;
   }
 }
 
@@ -87,6 +91,8 @@ export class Service {
     private readonly settings: SupervisionSettings,
     log: Logger,
     private readonly workers: number,
+    /** The service's part of the server's store. */
+    readonly store: Namespace,
   ) {
     this.name = def.name;
     if (def.module) this.module = def.module;
@@ -105,10 +111,12 @@ export class Service {
     codePath: readonly string[],
     settings: SupervisionSettings,
     log: Logger,
+    store: Store,
   ): Promise<Service> {
+    const namespace = await store.namespace(def.name);
     if (def.isolation === 'worker') {
       const where = workerModule(def, codePath);
-      const service = new Service(def, null, settings, log, def.workers ?? 1);
+      const service = new Service(def, null, settings, log, def.workers ?? 1, namespace);
       service.pool = new WorkerPool(service.name, where, service.args, service.workers, settings, service.log, {
         failed: (why) => service.fail(why),
         crashed: () => service.crashes++,
@@ -118,7 +126,7 @@ export class Service {
       return service;
     }
     const code = await serviceCode(def, codePath);
-    const service = new Service(def, code, settings, log, def.workers ?? 1);
+    const service = new Service(def, code, settings, log, def.workers ?? 1, namespace);
     service.state = await service.runStart();
     service.log.debug({ from: code.from, isolation: service.isolation }, 'service started');
     return service;
@@ -126,7 +134,13 @@ export class Service {
 
   /** The module's start, within start_timeout (a start that never returns is abandoned: what it returns later is dropped). */
   private runStart(): Promise<unknown> {
-    const ctx = { service: this.name, log: this.log, limits: this.limits, fail: (err: unknown) => this.fail(err) };
+    const ctx = {
+      service: this.name,
+      log: this.log,
+      limits: this.limits,
+      store: this.store,
+      fail: (err: unknown) => this.fail(err),
+    };
     const started = Promise.resolve().then(() => this.code?.start?.(this.args, ctx));
     return deadline(started, this.settings.startTimeout, () => startTimedOut(this.settings.startTimeout));
   }
@@ -290,12 +304,13 @@ export async function startServices(
   codePath: readonly string[],
   settings: SupervisionSettings,
   log: Logger,
+  store: Store,
 ): Promise<Service[]> {
   const problems: string[] = [];
   const started: Service[] = [];
   for (const def of defs) {
     try {
-      started.push(await Service.start(def, codePath, settings, log));
+      started.push(await Service.start(def, codePath, settings, log, store));
     } catch (err) {
       problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
       if (!(err instanceof ModuleError)) log.error({ err, service: def.name }, 'service failed to start');

@@ -13,6 +13,8 @@ import type { CloseInfo } from './errors.js';
 import { ModuleError, importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
+import { openStore } from './store/index.js';
+import type { Namespace } from './store/store.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
 function noPort(): never {
@@ -113,11 +115,15 @@ async function main(): Promise<void> {
     return;
   }
   const args = codec.decode(data.args);
+  let store: Namespace;
   try {
+    // The worker's own handle on the server's store (LMDB and Redis are shared with the main thread; memory: is not).
+    store = await (await openStore(data.storeUrl)).namespace(data.service);
     state = await code.start?.(args, {
       service: data.service,
       log,
       limits: data.limits,
+      store,
       fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }),
     });
   } catch (err) {
@@ -131,6 +137,7 @@ async function main(): Promise<void> {
     limits: data.limits,
     state,
     log: connLog,
+    store,
   });
 
   port.on('message', (m: ToWorker) => {

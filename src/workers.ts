@@ -160,6 +160,8 @@ export interface WorkerData extends WorkerModule {
   maxDepth: number;
   limits: ServiceLimits;
   logLevel: string;
+  /** The server's store, which each worker opens for itself. */
+  storeUrl: string;
 }
 
 /** One worker thread and the connections it serves. */
@@ -361,6 +363,7 @@ export class WorkerPool implements Runner {
       maxDepth: settings.maxDepth,
       limits: serviceLimits(settings),
       logLevel: settings.logLevel,
+      storeUrl: settings.storeUrl,
     };
   }
 

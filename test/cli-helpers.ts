@@ -13,7 +13,9 @@ export interface Run {
 
 export function run(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHAN, ...args], { env: { ...process.env, ...options.env }, stdio: 'pipe' });
+    // As for serve() below: memory: unless a test names a store.
+    const env = { ...process.env, CHAN_STORE: 'memory:', ...options.env };
+    const child = spawn(process.execPath, [CHAN, ...args], { env, stdio: 'pipe' });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -24,13 +26,16 @@ export function run(args: string[], options: { input?: string; env?: Record<stri
   });
 }
 
-/** `chan serve` on a free port; resolves once its "listening" line names the port. */
+/**
+ * `chan serve` on a free port; resolves once its "listening" line names the port. Its store is `memory:` unless the
+ * test names one (CHAN_STORE in `env`, or --store): tests must not share, or leave behind, the data/ of the checkout.
+ */
 export async function serve(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
   const child = spawn(process.execPath, [CHAN, 'serve', ...args], {
-    env: { ...process.env, CHAN_PORT: '0', ...env },
+    env: { ...process.env, CHAN_PORT: '0', CHAN_STORE: 'memory:', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

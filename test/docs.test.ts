@@ -136,6 +136,7 @@ test('every option can be set by its CHAN_ variable', (t) => {
     handler_block_timeout: ['250', 250],
     shutdown_timeout: ['3000', 3000],
     log_level: ['warn', 'warn'],
+    store: ['lmdb:/tmp/x', 'lmdb:/tmp/x'],
   };
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];
@@ -190,6 +191,7 @@ function stated(text: string): unknown {
   if (/^'.*'$/.test(text)) return text.slice(1, -1);
   if (text === '[]') return [];
   if (text === 'false') return false;
+  if (text === 'null') return null;
   return text;
 }
 

@@ -1,5 +1,5 @@
 /** `chan serve [CONF]`: runs a server on a config file until SIGINT or SIGTERM. */
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { ConfigError, loadConfigFile, type ServerConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startServer, type ServerStats } from '../server.js';
 
@@ -35,9 +35,19 @@ export function crashSummary(before: ServerStats['services'], now: ServerStats['
   return parts.length > 0 ? parts.join('; ') : null;
 }
 
-export async function serve(confArg: string | undefined): Promise<number> {
+/** The store chan serve uses when neither the config, CHAN_STORE nor --store names one: names outlive a restart. */
+export const DEFAULT_SERVE_STORE = 'lmdb:data';
+
+/** The config chan serve runs: the file's, with CHAN_* and --store over it, and the embedded store by default. */
+function serveConfig(file: string, store: string | undefined): ServerConfig {
+  if (store !== undefined) process.env['CHAN_STORE'] = store; // --store: over the file and the environment
+  const loaded = loadConfigFile(file); // a ConfigError becomes "chan: badConfig: ..." and exit 2
+  return { ...loaded, store: loaded.store ?? DEFAULT_SERVE_STORE };
+}
+
+export async function serve(confArg: string | undefined, store?: string): Promise<number> {
   const file = confFile(confArg);
-  const config = loadConfigFile(file); // a ConfigError becomes "chan: badConfig: ..." and exit 2
+  const config = serveConfig(file, store);
   const log = createLogger({ level: config.logLevel });
   log.info({ config: file }, 'lib-chan starting');
   const server = await startServer(config, { logger: log });
@@ -78,7 +88,7 @@ export async function serve(confArg: string | undefined): Promise<number> {
       // New secrets, verifiers and certificates for new connections; a broken file changes nothing.
       let next;
       try {
-        next = loadConfigFile(file);
+        next = serveConfig(file, store);
       } catch (err) {
         const problems = err instanceof ConfigError ? err.problems.map(String) : [String(err)];
         log.error({ problems }, 'reload refused: the configuration has problems; the running settings stay');

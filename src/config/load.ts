@@ -18,6 +18,7 @@ import { createSecureContext } from 'node:tls';
 import { certificateProblem } from '../tls.js';
 import type convictModule from 'convict';
 import { ChanError } from '../errors.js';
+import { parseStoreUrl } from '../store/index.js';
 import { lazyRequire } from '../lazy.js';
 import { Atom, Float, Tuple, isAtom, type Term } from '../term/model.js';
 import { parseTermsRecovering, type Located } from '../term/parse.js';
@@ -220,6 +221,13 @@ export interface ServerConfig {
    * @default 'info'
    */
   logLevel: string;
+  /**
+   * Where services keep what they store (the name server's names): `memory:` (nothing kept), `lmdb:DIR` (an embedded
+   * store on disk, relative to the working directory) or `redis://HOST:PORT/DB` (shared by several servers). null:
+   * `memory:` for a program's startServer, `lmdb:data` for chan serve. `store`, `CHAN_STORE`. See docs/SCALING.md.
+   * @default null
+   */
+  store: string | null;
   services: ServiceConfig[];
 }
 
@@ -603,6 +611,14 @@ function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'lib-chan-store',
+    validate(v: unknown) {
+      if (v === null) return;
+      const what = typeof v === 'string' ? parseStoreUrl(v) : 'must be a store URL, as a string';
+      if (typeof what === 'string') throw new Error(what);
+    },
+  });
+  convict.addFormat({
     name: 'lib-chan-log-level',
     validate(v: unknown) {
       if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) {
@@ -619,6 +635,7 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   positive: 'lib-chan-positive',
   paths: 'lib-chan-paths',
   logLevel: 'lib-chan-log-level',
+  store: 'lib-chan-store',
   file: 'lib-chan-file',
   verifyClient: 'lib-chan-verify-client',
   tlsVersion: 'lib-chan-tls-version',

@@ -34,6 +34,8 @@ export const DEFAULTS = {
   handlerBlockTimeout: 5000,
   shutdownTimeout: 10_000,
   logLevel: 'info',
+  /** null: `memory:` for a program's startServer, `lmdb:data` for chan serve. */
+  store: null as string | null,
 } as const;
 
 export type OptionFormat =
@@ -43,6 +45,7 @@ export type OptionFormat =
   | 'positive'
   | 'paths'
   | 'logLevel'
+  | 'store'
   | 'file'
   | 'verifyClient'
   | 'tlsVersion';
@@ -295,6 +298,13 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     unit: 'ms',
     default: DEFAULTS.shutdownTimeout,
     doc: 'On SIGTERM or SIGINT, handlers have this long to finish after their clients are told shutdown; then they are abandoned and the server exits.',
+  },
+  {
+    key: 'store',
+    format: 'store',
+    unit: '',
+    default: DEFAULTS.store,
+    doc: "Where services keep what they store (the name server's names): memory: (nothing kept), lmdb:DIR (an embedded store on disk, relative to the working directory) or redis://HOST:PORT/DB (shared by several servers). Unset: chan serve uses lmdb:data, a program's startServer memory:. See docs/SCALING.md.",
   },
   {
     key: 'log_level',

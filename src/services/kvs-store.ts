@@ -1,7 +1,8 @@
 /**
  * The book's `kvs`: a key-value store whose keys are any term, compared by value (`{location, joe}` finds what was
  * stored under `{location, joe}`; the atom `joe`, the string "joe" and the binary <<"joe">> are three keys).
- * One store per service, created when the service starts, shared by every connection of that service.
+ * It keeps its entries in the service's part of the server's store (the `store` option: memory, LMDB on disk, or Redis
+ * shared by several servers), so with a durable store the names outlive the process.
  *
  * Values are kept as the terms they arrived as (a term comes back exactly as it went in), within two limits:
  *
@@ -15,7 +16,7 @@ import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
 import { errorTerm } from '../runtime.js';
-import { TermMap } from '../term/hash.js';
+import type { Namespace } from '../store/store.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
 
 const OK = new Atom('ok');
@@ -58,47 +59,47 @@ export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): nu
   }
 }
 
-export class KvsStore {
-  /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
-  private readonly entries = new TermMap<{ value: Term; held: number }>();
-  private held = 0;
+/** What a store decided: refused (the answer to give), or stored, durable once `committed` settles. */
+export type StoreOutcome = { refused: Tuple } | { committed: Promise<void> };
 
-  constructor(private readonly limits: ServiceLimits = NO_LIMITS) {}
+export class KvsStore {
+  constructor(
+    /** The service's part of the server's store (store/): memory, LMDB or Redis. */
+    private readonly namespace: Namespace,
+    private readonly limits: ServiceLimits = NO_LIMITS,
+  ) {}
 
   /**
-   * `kvs:store(Key, Value)`: null once stored, or the refusal to answer with: `{error, {tooLarge, Text}}` for a value
-   * that could not be read back, `{error, {storeFull, Text}}` past `store_max_bytes`.
+   * `kvs:store(Key, Value)`: stored (later lookups of this process see it at once; `committed` settles once it is
+   * durable), or refused with the answer to give: `{error, {tooLarge, Text}}` for a value that could not be read back,
+   * `{error, {storeFull, Text}}` past `store_max_bytes`. Rejects with `storeFailed` when the store cannot be written.
    */
-  store(key: Term, value: Term): Tuple | null {
+  async store(key: Term, value: Term): Promise<StoreOutcome> {
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError)
-      return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
-    const held = measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
-    const after = this.held - (this.entries.get(key)?.value.held ?? 0) + held;
-    if (after > this.limits.storeMaxBytes) {
-      return errorTerm(
+      return {
+        refused: errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`),
+      };
+    const cost = measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
+    const put = await this.namespace.put(key, value, cost, this.limits.storeMaxBytes);
+    if (put.stored) return { committed: put.committed };
+    return {
+      refused: errorTerm(
         'storeFull',
-        `not stored: the store would hold ${after} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`,
-      );
-    }
-    this.entries.set(key, { value, held });
-    this.held = after;
-    return null;
+        `not stored: the store would hold ${put.wouldHold} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`,
+      ),
+    };
   }
 
-  /** `kvs:lookup(Key) -> {ok, Value} | undefined`. */
-  lookup(key: Term): Tuple | Atom {
-    const e = this.entries.get(key);
-    return e ? new Tuple([OK, e.value.value]) : UNDEFINED;
-  }
-
-  get size(): number {
-    return this.entries.size;
+  /** `kvs:lookup(Key) -> {ok, Value} | undefined`. Rejects with `storeFailed` when the store cannot be read. */
+  async lookup(key: Term): Promise<Tuple | Atom> {
+    const value = await this.namespace.get(key);
+    return value === undefined ? UNDEFINED : new Tuple([OK, value]);
   }
 
   /** What the store holds, bytes (as store_max_bytes counts it). */
   get bytes(): number {
-    return this.held;
+    return this.namespace.bytes;
   }
 }

@@ -1,15 +1,19 @@
 /**
  * The book's name server, built in: `{service, nameServer, ..., mfa, mod_name_server, start_me_up, notUsed}`.
  *
- *   {store, K, V}   stores V under K. As a cast (the book's way) there is no answer; as an rpc the answer is `true`,
- *                   as `kvs:store/2` returns, so a caller can know the value is stored. A value that could not be
+ *   {store, K, V}   stores V under K. As a cast (the book's way) there is no answer, and the store is best effort
+ *                   (later lookups see it at once; it reaches the disk or Redis shortly after). As an rpc the answer
+ *                   is `true`, as `kvs:store/2` returns, once the store is committed (durable as the `store` option
+ *                   makes it), so a caller can know the value is kept. A value that could not be
  *                   read back within the server's limits is refused with {error, {tooLarge, Text}}, and a store past
  *                   store_max_bytes with {error, {storeFull, Text}} (as a push when it came as a cast).
  *   {lookup, K}     answers {ok, V}, or undefined when nothing is stored under K.
+ *                   When the store itself fails (a disk, Redis away), the answer is {error, {storeFailed, Text}}
+ *                   and the connection carries on.
  *   anything else   answers {error, {badRequest, X}} (as a push when it came as a cast); X is the atom tooLarge when
  *                   the request itself would not fit in the answer.
  */
-import { LimitError } from '../errors.js';
+import { ChanError, LimitError } from '../errors.js';
 import { errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
 import type { StartContext } from '../modules.js';
@@ -17,26 +21,39 @@ import { KvsStore, sizeWithin } from './kvs-store.js';
 
 const TOO_LARGE = new Atom('tooLarge');
 
-/** The book's `kvs:start()`: one store for the service, made when the service starts. */
+/** The book's `kvs:start()`: the service's store, on its part of the server's store. */
 export function start(_argsS: Term, ctx: StartContext): KvsStore {
-  return new KvsStore(ctx.limits);
+  return new KvsStore(ctx.store, ctx.limits);
 }
 
 export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: ServiceContext<KvsStore>): Promise<void> {
   for await (const m of mm) {
     if (m.type === 'chan_closed') return;
-    handle(ctx.state, mm, m, ctx);
+    try {
+      await handle(ctx.state, mm, m, ctx);
+    } catch (err) {
+      // The store failed (storeFailed): this request is answered with the reason; the connection carries on.
+      if (!(err instanceof ChanError) || err.code !== 'storeFailed') throw err;
+      ctx.log.warn({ err: { message: err.message } }, 'the store failed');
+      answer(mm, m, errorTerm('storeFailed', err.message));
+    }
   }
 }
 
-function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): void {
+async function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> {
   const x = m.data;
   if (isTuple(x, 'store', 3)) {
-    const refused = kvs.store(x.at(1) as Term, x.at(2) as Term);
-    if (refused) answer(mm, m, refused);
-    else if (m.requestId !== undefined) mm.reply(m, true);
+    const outcome = await kvs.store(x.at(1) as Term, x.at(2) as Term);
+    if ('refused' in outcome) {
+      answer(mm, m, outcome.refused);
+    } else if (m.requestId !== undefined) {
+      await outcome.committed;
+      mm.reply(m, true);
+    } else {
+      outcome.committed.catch((err: unknown) => ctx.log.warn({ err }, 'a cast store was not committed'));
+    }
   } else if (isTuple(x, 'lookup', 2)) {
-    answer(mm, m, kvs.lookup(x.at(1) as Term));
+    answer(mm, m, await kvs.lookup(x.at(1) as Term));
   } else {
     // {error, {badRequest, X}} is two levels around X: the request is repeated only if it fits.
     const fits = !(sizeWithin(x, 2, ctx.limits) instanceof LimitError);

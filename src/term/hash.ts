@@ -168,6 +168,18 @@ export class TermMap<V> {
     this.count++;
     return undefined;
   }
+
+  /** Removes the entry whose key equals `key`; true if there was one. */
+  delete(key: Term): boolean {
+    const h = termHash(key, this.memo);
+    const bucket = this.byHash.get(h);
+    const i = bucket?.findIndex((e) => sameTerm(e.key, key, this.memo)) ?? -1;
+    if (!bucket || i < 0) return false;
+    bucket.splice(i, 1);
+    if (bucket.length === 0) this.byHash.delete(h);
+    this.count--;
+    return true;
+  }
 }
 
 /** A set of terms by value: `add` says whether an equal term was there already. */

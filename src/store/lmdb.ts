@@ -1,0 +1,149 @@
+/**
+ * `lmdb:<dir>`: an embedded store on disk (LMDB through lmdb-js: memory-mapped, crash-safe, shared safely by the
+ * processes of one machine). One environment in `<dir>`, one named database per service.
+ *
+ * Writes are committed in batches (lmdb-js gathers the puts of one turn into one transaction, synced to disk); a put
+ * resolves once its batch is on disk. Until then this process reads its own writes from a small overlay, so a lookup
+ * after a store on the same connection (or any other of this process) sees it at once.
+ *
+ * An entry is stored as a 4-byte cost (what it counts against store_max_bytes) followed by the codec's bytes of
+ * [Key, Value], under the digest of its key (store.ts). At open, the namespace reads every entry's cost once, to know
+ * what it holds (as this process counts it: several processes writing one namespace may each pass the limit a little).
+ */
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { msgpackCodec } from '../codec/index.js';
+import { ChanError } from '../errors.js';
+import type { Term } from '../term/model.js';
+import { made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
+
+/** The depth a stored term may have: the server's limits were checked when it was stored. */
+const codec = msgpackCodec({ maxDepth: 1000 });
+
+function storeFailed(what: string, err: unknown): ChanError {
+  return new ChanError('storeFailed', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+function encodeEntry(key: Term, value: Term, cost: number): Buffer {
+  const body = codec.encode([key, value], 4);
+  body.writeUInt32BE(Math.min(cost, 0xffff_ffff), 0);
+  return body;
+}
+
+function decodeValue(bytes: Uint8Array): Term {
+  const entry = codec.decode(Buffer.from(bytes.buffer, bytes.byteOffset + 4, bytes.byteLength - 4), Infinity);
+  return Array.isArray(entry) ? (entry[1] as Term) : null;
+}
+
+/** A write this process has made and LMDB has not committed yet: what reads see meanwhile. */
+interface Pending {
+  value: Term | undefined;
+  /** Which write it is: an older write's commit must not remove a newer one. */
+  seq: number;
+}
+
+class LmdbNamespace implements Namespace {
+  private readonly pending = new Map<string, Pending>();
+  private seq = 0;
+  private held = 0;
+
+  private constructor(
+    private readonly db: Database<Buffer, Buffer>,
+    /** What each key costs, by its digest in hex. */
+    private readonly costs: Map<string, number>,
+  ) {
+    for (const c of costs.values()) this.held += c;
+  }
+
+  static open(root: RootDatabase, service: string): LmdbNamespace {
+    const db = root.openDB<Buffer, Buffer>({ name: service, encoding: 'binary', keyEncoding: 'binary' });
+    const costs = new Map<string, number>();
+    for (const { key, value } of db.getRange()) costs.set(Buffer.from(key).toString('hex'), value.readUInt32BE(0));
+    return new LmdbNamespace(db, costs);
+  }
+
+  async get(key: Term): Promise<Term | undefined> {
+    const id = storageKey(key);
+    const mine = this.pending.get(id.toString('hex'));
+    if (mine) return mine.value;
+    let bytes: Buffer | undefined;
+    try {
+      bytes = this.db.get(id);
+    } catch (err) {
+      throw storeFailed('the store could not be read', err);
+    }
+    return bytes === undefined ? undefined : decodeValue(bytes);
+  }
+
+  async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    const id = storageKey(key);
+    const hex = id.toString('hex');
+    const after = this.held - (this.costs.get(hex) ?? 0) + cost;
+    if (after > maxBytes) return { stored: false, wouldHold: after };
+    this.costs.set(hex, cost);
+    this.held = after;
+    const committed = this.write(hex, value, this.db.put(id, encodeEntry(key, value, cost)));
+    return { stored: true, committed };
+  }
+
+  async delete(key: Term): Promise<boolean> {
+    const id = storageKey(key);
+    const hex = id.toString('hex');
+    const cost = this.costs.get(hex);
+    if (cost === undefined) return false;
+    this.costs.delete(hex);
+    this.held -= cost;
+    await this.write(hex, undefined, this.db.remove(id));
+    return true;
+  }
+
+  /** Shows `value` to this process's reads until `commit` settles; resolves with the commit, or storeFailed. */
+  private write(hex: string, value: Term | undefined, commit: Promise<unknown>): Promise<void> {
+    const seq = ++this.seq;
+    this.pending.set(hex, { value, seq });
+    const settled = (): void => {
+      if (this.pending.get(hex)?.seq === seq) this.pending.delete(hex);
+    };
+    return commit.then(
+      () => settled(),
+      (err: unknown) => {
+        settled();
+        throw storeFailed('the store could not be written', err);
+      },
+    );
+  }
+
+  get bytes(): number {
+    return this.held;
+  }
+}
+
+export class LmdbStore implements Store {
+  private readonly spaces = new Map<string, LmdbNamespace>();
+
+  private constructor(
+    private readonly root: RootDatabase,
+    readonly description: string,
+  ) {}
+
+  /** Opens (creating) the environment in `dir`. Throws a `badConfig` ChanError, with the reason, when it cannot. */
+  static open(dir: string): LmdbStore {
+    try {
+      return new LmdbStore(open({ path: dir, maxDbs: 1024, compression: false }), `lmdb:${dir}`);
+    } catch (err) {
+      throw new ChanError(
+        'badConfig',
+        `store lmdb:${dir} cannot be opened: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  async namespace(service: string): Promise<Namespace> {
+    return made(this.spaces, service, () => LmdbNamespace.open(this.root, service));
+  }
+
+  async close(): Promise<void> {
+    this.spaces.clear();
+    await this.root.close();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * `memory:`: the book's behaviour. Terms kept as they are, in this process, until it ends; nothing is written anywhere.
+ */
+import { TermMap } from '../term/hash.js';
+import type { Term } from '../term/model.js';
+import { made, type Namespace, type PutResult, type Store } from './store.js';
+
+const COMMITTED = Promise.resolve();
+
+class MemoryNamespace implements Namespace {
+  /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
+  private readonly entries = new TermMap<{ value: Term; cost: number }>();
+  private held = 0;
+
+  async get(key: Term): Promise<Term | undefined> {
+    return this.entries.get(key)?.value.value;
+  }
+
+  async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    const after = this.held - (this.entries.get(key)?.value.cost ?? 0) + cost;
+    if (after > maxBytes) return { stored: false, wouldHold: after };
+    this.entries.set(key, { value, cost });
+    this.held = after;
+    return { stored: true, committed: COMMITTED };
+  }
+
+  async delete(key: Term): Promise<boolean> {
+    const e = this.entries.get(key);
+    if (!e) return false;
+    this.held -= e.value.cost;
+    this.entries.delete(key);
+    return true;
+  }
+
+  get bytes(): number {
+    return this.held;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+export class MemoryStore implements Store {
+  readonly description = 'memory:';
+  private readonly spaces = new Map<string, MemoryNamespace>();
+
+  async namespace(service: string): Promise<Namespace> {
+    return made(this.spaces, service, () => new MemoryNamespace());
+  }
+
+  async close(): Promise<void> {
+    this.spaces.clear();
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * `redis://[user:password@]host:port/db`: a store shared by several servers, on several machines, through Redis
+ * (ioredis). Per service three keys: `libchan:{service}:v`, a hash of entries (the codec's bytes of [Key, Value]) by
+ * key digest; `libchan:{service}:c`, a hash of what each entry counts against store_max_bytes; and
+ * `libchan:{service}:bytes`, their total. A put is one Lua script, so the limit holds across servers.
+ *
+ * One connection per store: commands run in the order they are sent, so a get after a put sees it. While Redis is away
+ * calls fail at once with `storeFailed` (no queue of commands to replay late), and ioredis reconnects by itself, with a
+ * back-off up to 5 s. Durability is the Redis server's: with `appendonly yes` and `appendfsync always` an acknowledged
+ * store survives the loss of the Redis process.
+ */
+import { Redis } from 'ioredis';
+import { msgpackCodec } from '../codec/index.js';
+import { ChanError } from '../errors.js';
+import type { Term } from '../term/model.js';
+import { made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
+
+const codec = msgpackCodec({ maxDepth: 1000 });
+
+/** KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns -1 when stored, else the total refused. */
+const PUT = `
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local after = tonumber(redis.call('GET', KEYS[3]) or '0') - old + tonumber(ARGV[3])
+if after > tonumber(ARGV[4]) then return after end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[3], after)
+return -1`;
+
+/** KEYS: entries, costs, total. ARGV: field. Returns 1 when the entry was there. */
+const DELETE = `
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DECRBY', KEYS[3], tonumber(old))
+return 1`;
+
+function storeFailed(err: unknown): ChanError {
+  return new ChanError('storeFailed', `the Redis store failed: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+  });
+}
+
+class RedisNamespace implements Namespace {
+  private readonly keys: [string, string, string];
+  private held = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    service: string,
+  ) {
+    const base = `libchan:${service}`;
+    this.keys = [`${base}:v`, `${base}:c`, `${base}:bytes`];
+  }
+
+  async get(key: Term): Promise<Term | undefined> {
+    let bytes: Buffer | null;
+    try {
+      bytes = await this.redis.hgetBuffer(this.keys[0], storageKey(key));
+    } catch (err) {
+      throw storeFailed(err);
+    }
+    if (bytes === null) return undefined;
+    const entry = codec.decode(bytes, Infinity);
+    return Array.isArray(entry) ? (entry[1] as Term) : undefined;
+  }
+
+  async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    const entry = codec.encode([key, value], 0);
+    let result: unknown;
+    try {
+      const max = Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER;
+      result = await this.redis.eval(PUT, 3, ...this.keys, storageKey(key), entry, cost, max);
+    } catch (err) {
+      throw storeFailed(err);
+    }
+    if (typeof result === 'number' && result >= 0) return { stored: false, wouldHold: result };
+    this.held = Math.max(this.held, 0) + cost;
+    return { stored: true, committed: Promise.resolve() };
+  }
+
+  async delete(key: Term): Promise<boolean> {
+    try {
+      return (await this.redis.eval(DELETE, 3, ...this.keys, storageKey(key))) === 1;
+    } catch (err) {
+      throw storeFailed(err);
+    }
+  }
+
+  /** What this process has stored (the shared total is in Redis, where puts check it). */
+  get bytes(): number {
+    return this.held;
+  }
+}
+
+export class RedisStore implements Store {
+  private readonly spaces = new Map<string, RedisNamespace>();
+
+  private constructor(
+    private readonly redis: Redis,
+    readonly description: string,
+  ) {}
+
+  /**
+   * Connects to `url` and checks that Redis answers. Throws a `badConfig` ChanError, with the reason, when it does not:
+   * a server that cannot reach its store at start refuses to start.
+   */
+  static async open(url: string): Promise<RedisStore> {
+    const description = url.replace(/\/\/([^@/]*)@/, '//***@');
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 5000,
+      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
+    });
+    // Connection errors are reported by the calls that fail (storeFailed); the event itself needs a listener.
+    redis.on('error', () => {});
+    try {
+      await redis.connect();
+      await redis.ping();
+    } catch (err) {
+      redis.disconnect();
+      throw new ChanError(
+        'badConfig',
+        `store ${description} cannot be reached: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+    return new RedisStore(redis, description);
+  }
+
+  async namespace(service: string): Promise<Namespace> {
+    return made(this.spaces, service, () => new RedisNamespace(this.redis, service));
+  }
+
+  async close(): Promise<void> {
+    this.spaces.clear();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

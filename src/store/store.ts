@@ -1,0 +1,61 @@
+/**
+ * The store role: durable key-value storage for services, behind one interface, with backends chosen by URL
+ * (`memory:`, `lmdb:<dir>`, `redis://host:port/db`; see docs/SCALING.md). Keys and values are terms; each service has its
+ * own namespace, and a term comes back exactly as it went in (the project's codec stores it).
+ *
+ * The contract every backend keeps:
+ * - a `put` is seen by every later `get` of the same process at once, and resolves once it is committed, as durably
+ *   as the backend can (LMDB: on disk; Redis: as the Redis server's own persistence says);
+ * - a namespace holds at most `maxBytes`, counted by what its entries take in memory once read (their decoded size,
+ *   plus ENTRY_OVERHEAD each): a put past it is refused, and changes nothing;
+ * - a failure of the backend (a disk, Redis away) rejects that call with a `storeFailed` ChanError; nothing else
+ *   breaks, and the next call tries again.
+ */
+import { createHash } from 'node:crypto';
+import type { Term } from '../term/model.js';
+import { termKey } from '../term/print.js';
+
+/** What a put did: stored (resolves once committed), or refused, with what the namespace would have held. */
+export type PutResult = { stored: true; committed: Promise<void> } | { stored: false; wouldHold: number };
+
+/** One service's part of a store. */
+export interface Namespace {
+  /** The value under `key`, or undefined. */
+  get(key: Term): Promise<Term | undefined>;
+  /**
+   * Stores `value` under `key`, counted as `cost` bytes, unless the namespace would then hold more than `maxBytes`.
+   * Decided at once; later gets of this process see the value from now on; `committed` settles once it is durable.
+   */
+  put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult>;
+  /** Removes `key`; true if it was there. Resolves once committed. */
+  delete(key: Term): Promise<boolean>;
+  /** What the namespace holds, bytes, as puts count it (as far as this process knows). */
+  readonly bytes: number;
+}
+
+export interface Store {
+  /** The store's URL for logs, a password left out. */
+  readonly description: string;
+  /** The namespace of one service (made on first use; the same object after). */
+  namespace(service: string): Promise<Namespace>;
+  /** Commits what is pending, and lets go of files and connections. */
+  close(): Promise<void>;
+}
+
+/** The value `map` holds for `key`, made by `make` the first time. */
+export function made<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
+  }
+  return v;
+}
+
+/**
+ * The key a backend files `key` under: a digest of its canonical text (termKey), so that equal terms share it however
+ * they were written, and any key, however large, fits a backend's key limits (LMDB's are under 2 KB).
+ */
+export function storageKey(key: Term): Buffer {
+  return createHash('sha256').update(termKey(key)).digest();
+}
