@@ -35,7 +35,9 @@ const pin = (cpusList, argv) => (pinned ? ['taskset', '-c', cpusList, ...argv] :
 
 function serve(app) {
   const [cmd, ...args] = pin(SERVER_CPU, [process.execPath, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // memory: for both (a build that knows no store option ignores it): the same work on each side.
+  const env = { ...process.env, CHAN_STORE: 'memory:' };
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buf = '';
     child.stdout.on('data', (c) => {

@@ -109,10 +109,12 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, 'tls.conf'), `${base}{tls, [{cert, "server.pem"}, {key, "server-key.pem"}]}.\n`);
   const servers: Server[] = [];
   try {
-    servers.push(await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], {}, 'bench', []));
+    // memory:, as the baseline keeps its names: the same work on both sides of each ratio.
+    const memory = { CHAN_STORE: 'memory:' };
+    servers.push(await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], memory, 'bench', []));
     servers.push(await start('baseline', [path.join(ROOT, 'dist/bench/baseline.js')], {}, '', []));
     servers.push(
-      await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], {}, 'bench', [
+      await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], memory, 'bench', [
         '--tls',
         '--ca',
         path.join(dir, 'ca.pem'),

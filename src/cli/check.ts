@@ -3,7 +3,7 @@ import { loadConfigFile, type ServerConfig } from '../config/load.js';
 import { OPTIONS } from '../config/options.js';
 import { formatTerm } from '../term/print.js';
 import { EXIT_OK } from './common.js';
-import { confFile } from './serve.js';
+import { DEFAULT_SERVE_STORE, confFile } from './serve.js';
 
 export function check(confArg: string | undefined): number {
   const file = confFile(confArg);
@@ -19,6 +19,8 @@ function optionValue(config: ServerConfig, prop: string): unknown {
     if (!config.tls) return null;
     return new Map(Object.entries(config.tls.files ?? {})).get(key) ?? new Map(Object.entries(config.tls)).get(key);
   }
+  // Unset, the store is what chan serve would use.
+  if (prop === 'store') return config.store ?? `${DEFAULT_SERVE_STORE} (chan serve's)`;
   return new Map(Object.entries(config)).get(prop);
 }
 
