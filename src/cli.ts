@@ -42,7 +42,7 @@ const SECRET_NOTE = `SECRET is the service's secret; '-' reads it from standard 
 const COMMANDS: Record<string, { positionals: [number, number]; usage: string; summary: string; help: string }> = {
   serve: {
     positionals: [0, 1],
-    usage: 'chan serve [CONF] [--store URL]',
+    usage: 'chan serve [CONF] [--store URL] [--processes N|auto]',
     summary: 'run a server on CONF ($CHAN_CONF, or conf/lib_chan.conf)',
     help: `Runs a server until SIGINT or SIGTERM (which close every connection with reason shutdown, give handlers
 shutdown_timeout to finish, and exit 0; a second signal exits at once). SIGHUP reloads secrets, verifiers and
@@ -50,7 +50,8 @@ certificates for new connections. CONF is Erlang terms (lib_chan.conf) or JSON (
 by a CHAN_* variable (docs/OPTIONS.md). Logs are JSON lines, readable lines on a terminal.
 --store URL: where services keep what they store, over the config's store and $CHAN_STORE: memory:, lmdb:DIR or
 redis://HOST:PORT/DB. Unset, chan serve keeps it in lmdb:data (under the working directory): names outlive a
-restart.`,
+restart. --processes N|auto: N server processes on the port (auto: one per CPU), under a primary that replaces one
+that dies; they need a store they share (lmdb: or redis://).`,
   },
   check: {
     positionals: [0, 1],
@@ -241,6 +242,7 @@ async function main(argv: string[]): Promise<number> {
         'server-pid': { type: 'string' },
         pin: { type: 'string' },
         store: { type: 'string' },
+        processes: { type: 'string' },
       },
     });
   } catch (err) {
@@ -280,7 +282,7 @@ async function main(argv: string[]): Promise<number> {
   };
   switch (command) {
     case 'serve':
-      return serve(rest[0], values.store);
+      return serve(rest[0], values.store, values.processes);
     case 'check':
       return check(rest[0]);
     case 'connect': {

@@ -85,7 +85,7 @@ test('nothing listening: chan: econnrefused, exit 1', async (t) => {
 
 test('too few or too many arguments: the usage line of that command, exit 2', async (t) => {
   for (const [args, usage] of [
-    [['serve', 'a.conf', 'b.conf'], 'chan serve [CONF] [--store URL]'],
+    [['serve', 'a.conf', 'b.conf'], 'chan serve [CONF] [--store URL] [--processes N|auto]'],
     [['ping', 'localhost'], 'chan ping [options] HOST PORT'],
     [['rpc', 'localhost', '1234', 'nameServer', 'ABXy45'], 'chan rpc [options] HOST PORT SERVICE SECRET TERM...'],
     [

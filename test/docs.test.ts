@@ -137,6 +137,7 @@ test('every option can be set by its CHAN_ variable', (t) => {
     shutdown_timeout: ['3000', 3000],
     log_level: ['warn', 'warn'],
     store: ['lmdb:/tmp/x', 'lmdb:/tmp/x'],
+    processes: ['2', 2],
   };
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];

@@ -412,7 +412,8 @@ test('a worker whose start fails on restart does not leave the service up with n
   t.teardown(() => server.close());
   writeFileSync(mark, '');
   const ch = await connect('127.0.0.1', server.port, 'w', null);
-  ch.cast('spin');
+  // On a loaded machine the 100 ms watchdog may have struck already (a worker starved of CPU): the same ending.
+  if (!ch.isClosed) ch.cast('spin');
   t.is((await ch.closed).reason, 'handlerTimeout');
   while (server.stats().services['w']?.status !== 'down') await new Promise((r) => setTimeout(r, 20));
   const err = await t.throwsAsync(connect('127.0.0.1', server.port, 'w', null), { instanceOf: ChanError });

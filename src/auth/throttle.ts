@@ -53,8 +53,23 @@ export class AuthThrottle {
     return 0;
   }
 
+  /**
+   * Told of every failure this table records (before it is counted): with several processes, each tells the primary,
+   * which counts them all and locks an address out everywhere (cluster.ts).
+   */
+  onFailure: ((address: string) => void) | null = null;
+
+  /** Locks `address` out for `ms` from now (a lockout decided elsewhere: the primary's count of every process). */
+  lock(address: string, ms: number): void {
+    const group = addressGroup(address);
+    this.failing.delete(group);
+    this.locked.delete(group); // re-inserted: lockouts stay in the order they end, as a rule
+    this.locked.set(group, this.now() + ms);
+  }
+
   /** Records a failure; returns true if it locked the address out. */
   fail(address: string): boolean {
+    this.onFailure?.(address);
     const now = this.now();
     this.dropEnded(now);
     const group = addressGroup(address);

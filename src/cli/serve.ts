@@ -1,6 +1,7 @@
 /** `chan serve [CONF]`: runs a server on a config file until SIGINT or SIGTERM. */
 import { ConfigError, loadConfigFile, type ServerConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
+import { inCluster, joinCluster, processCount, runPrimary, workerId } from '../cluster.js';
 import { startServer, type ServerStats } from '../server.js';
 
 const DEFAULT_CONF = 'conf/lib_chan.conf';
@@ -45,12 +46,39 @@ function serveConfig(file: string, store: string | undefined): ServerConfig {
   return { ...loaded, store: loaded.store ?? DEFAULT_SERVE_STORE };
 }
 
-export async function serve(confArg: string | undefined, store?: string): Promise<number> {
+export async function serve(confArg: string | undefined, store?: string, processes?: string): Promise<number> {
   const file = confFile(confArg);
+  if (processes !== undefined) process.env['CHAN_PROCESSES'] = processes; // --processes: over the file and the env
   const config = serveConfig(file, store);
-  const log = createLogger({ level: config.logLevel });
+  const count = processCount(config.processes);
+  if (count > 1 && !inCluster()) {
+    const log = createLogger({ level: config.logLevel }).child({ role: 'primary' });
+    log.info({ config: file }, 'lib-chan starting');
+    return runPrimary(config, count, () => serveConfig(file, store), log);
+  }
+  const base = createLogger({ level: config.logLevel });
+  // A server process of several says which it is on every line.
+  const log = inCluster() ? base.child({ worker: workerId() }) : base;
   log.info({ config: file }, 'lib-chan starting');
   const server = await startServer(config, { logger: log });
+  // New secrets, verifiers and certificates for new connections; a broken file changes nothing.
+  const reload = (): void => {
+    let next: ServerConfig;
+    try {
+      next = serveConfig(file, store);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map(String) : [String(err)];
+      log.error({ problems }, 'reload refused: the configuration has problems; the running settings stay');
+      return;
+    }
+    server.reload(next).then(
+      (notApplied) => {
+        for (const n of notApplied) log.warn(`not applied until a restart: ${n}`);
+      },
+      (err: unknown) => log.error({ err }, 'reload failed; the running settings stay'),
+    );
+  };
+  if (inCluster()) joinCluster(server, reload);
   // An error that escapes a handler's awaited code is caught by the runtime; one thrown from a callback nobody awaits
   // (a timer in an inline handler) cannot be tied to a connection. A rejected promise nobody awaits is logged and the
   // server carries on; an uncaught exception leaves the process in an unknown state, so it is logged and the server
@@ -84,22 +112,6 @@ export async function serve(confArg: string | undefined, store?: string): Promis
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    process.on('SIGHUP', () => {
-      // New secrets, verifiers and certificates for new connections; a broken file changes nothing.
-      let next;
-      try {
-        next = serveConfig(file, store);
-      } catch (err) {
-        const problems = err instanceof ConfigError ? err.problems.map(String) : [String(err)];
-        log.error({ problems }, 'reload refused: the configuration has problems; the running settings stay');
-        return;
-      }
-      server.reload(next).then(
-        (notApplied) => {
-          for (const n of notApplied) log.warn(`not applied until a restart: ${n}`);
-        },
-        (err: unknown) => log.error({ err }, 'reload failed; the running settings stay'),
-      );
-    });
+    process.on('SIGHUP', reload);
   });
 }

@@ -228,6 +228,12 @@ export interface ServerConfig {
    * @default null
    */
   store: string | null;
+  /**
+   * chan serve: server processes serving the port, from 1 to 1024, or `auto` (one per CPU); past 1 a primary forks and
+   * supervises them, and the store must be one they share. `processes`, `CHAN_PROCESSES`. See docs/SCALING.md.
+   * @default 1
+   */
+  processes: number | 'auto';
   services: ServiceConfig[];
 }
 
@@ -611,6 +617,15 @@ function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'lib-chan-processes',
+    validate(v: unknown) {
+      if (v === 'auto') return;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1024)
+        throw new Error('must be a whole number from 1 to 1024, or auto');
+    },
+    coerce: strictInt,
+  });
+  convict.addFormat({
     name: 'lib-chan-store',
     validate(v: unknown) {
       if (v === null) return;
@@ -636,6 +651,7 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   paths: 'lib-chan-paths',
   logLevel: 'lib-chan-log-level',
   store: 'lib-chan-store',
+  processes: 'lib-chan-processes',
   file: 'lib-chan-file',
   verifyClient: 'lib-chan-verify-client',
   tlsVersion: 'lib-chan-tls-version',

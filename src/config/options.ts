@@ -36,6 +36,7 @@ export const DEFAULTS = {
   logLevel: 'info',
   /** null: `memory:` for a program's startServer, `lmdb:data` for chan serve. */
   store: null as string | null,
+  processes: 1 as number | 'auto',
 } as const;
 
 export type OptionFormat =
@@ -46,6 +47,7 @@ export type OptionFormat =
   | 'paths'
   | 'logLevel'
   | 'store'
+  | 'processes'
   | 'file'
   | 'verifyClient'
   | 'tlsVersion';
@@ -305,6 +307,13 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     unit: '',
     default: DEFAULTS.store,
     doc: "Where services keep what they store (the name server's names): memory: (nothing kept), lmdb:DIR (an embedded store on disk, relative to the working directory) or redis://HOST:PORT/DB (shared by several servers). Unset: chan serve uses lmdb:data, a program's startServer memory:. See docs/SCALING.md.",
+  },
+  {
+    key: 'processes',
+    format: 'processes',
+    unit: '',
+    default: DEFAULTS.processes,
+    doc: 'chan serve: server processes serving the port, from 1 to 1024, or auto (one per CPU). Past 1, a primary process forks them (node:cluster) and replaces one that dies; they need a store they can share (lmdb: or redis://, not memory:). Connection limits count per process; failure throttling counts across them. See docs/SCALING.md.',
   },
   {
     key: 'log_level',

@@ -1,0 +1,101 @@
+/**
+ * `chan serve` with several processes on one port (node:cluster): they share the store, a dead one is replaced while
+ * the others serve, throttling counts across them, SIGTERM drains them all, and memory: is refused.
+ */
+import { once } from 'node:events';
+import path from 'node:path';
+import test from 'ava';
+import { connect } from '../src/client.js';
+import { ChanError } from '../src/errors.js';
+import { atom, isTuple, tuple } from '../src/term/model.js';
+import { run, serve } from './cli-helpers.js';
+import { tempDir } from './helpers.js';
+
+const CONF = path.resolve('test/fixtures/lib_chan.conf');
+
+/** Resolves with the first line (from the start) that matches, as it arrives. */
+async function line(lines: string[], re: RegExp, from = 0): Promise<string> {
+  for (;;) {
+    const found = lines.slice(from).find((l) => re.test(l));
+    if (found) return found;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+const pidsOf = (l: string): number[] => JSON.parse(/"pids":(\[[^\]]*\])/.exec(l)?.[1] ?? '[]') as number[];
+
+test('two processes serve one port and share the store; one killed is replaced while the other serves', async (t) => {
+  const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const ready = await line(s.lines, /every process is listening/);
+  const pids = pidsOf(ready);
+  t.is(pids.length, 2);
+  // Connections are handed out in turn: eight land on both processes, and each sees what the others stored.
+  const chs = await Promise.all(Array.from({ length: 8 }, () => connect('127.0.0.1', s.port, 'nameServer', 'ABXy45')));
+  for (const [i, ch] of chs.entries()) t.is(await ch.rpc(tuple(atom('store'), i, `value ${i}`)), true);
+  for (const ch of chs)
+    for (let i = 0; i < chs.length; i++)
+      t.deepEqual(await ch.rpc(tuple(atom('lookup'), i)), tuple(atom('ok'), `value ${i}`));
+  const workerLines = new Set(
+    s.lines.filter((l) => /"msg":"connection opened"/.test(l)).map((l) => /"worker":(\d+)/.exec(l)?.[1]),
+  );
+  t.is(workerLines.size, 2, 'both processes took connections');
+
+  const before = s.lines.length;
+  process.kill(pids[0] as number, 'SIGKILL');
+  // Once the primary knows (a connection handed to a process as it dies is lost with it), the other process serves
+  // while the replacement starts: new connections, and the channels already on it.
+  await line(s.lines, /server process died \(signal SIGKILL\); replacing it/, before);
+  const fresh = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
+  t.deepEqual(await fresh.rpc(tuple(atom('lookup'), 3)), tuple(atom('ok'), 'value 3'));
+  // The channels on the surviving process carry on; those on the killed one were closed (peerClosed), maybe only now.
+  const outcomes = await Promise.all(
+    chs.map((ch) =>
+      ch.rpc(tuple(atom('lookup'), 0)).then(
+        (x) => (isTuple(x, 'ok', 2) ? 'answered' : 'wrong'),
+        (err: unknown) => (err instanceof ChanError ? err.code : 'other'),
+      ),
+    ),
+  );
+  t.true(outcomes.includes('answered') && outcomes.includes('closed'), outcomes.join(' '));
+  t.true(
+    outcomes.every((o) => o === 'answered' || o === 'closed'),
+    outcomes.join(' '),
+  );
+  const again = await line(s.lines, /every process is listening/, before);
+  t.is(pidsOf(again).length, 2);
+  t.false(pidsOf(again).includes(pids[0] as number));
+  await fresh.close();
+  for (const ch of chs) if (!ch.isClosed) await ch.close();
+
+  s.child.kill('SIGTERM');
+  t.is((await once(s.child, 'close'))[0], 0);
+});
+
+test('failure throttling counts across processes: the guesses of one address, in total, lock it out of all', async (t) => {
+  const s = await serve([CONF], {
+    CHAN_PROCESSES: '2',
+    CHAN_STORE: `lmdb:${tempDir()}`,
+    CHAN_AUTH_MAX_FAILURES: '4',
+  });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  await line(s.lines, /every process is listening/);
+  const attempt = (secret: string): Promise<string> =>
+    connect('127.0.0.1', s.port, 'nameServer', secret).then(
+      async (ch) => {
+        await ch.close();
+        return 'ack';
+      },
+      (err: unknown) => (err instanceof ChanError ? err.code : String(err)),
+    );
+  // Four wrong guesses, handed to the two processes in turn: two each, under each one's own limit of four.
+  for (let i = 0; i < 4; i++) t.is(await attempt('wrong'), 'authFail');
+  await line(s.lines, /address locked out in every process/);
+  for (let i = 0; i < 4; i++) t.is(await attempt('ABXy45'), 'authThrottled', `attempt ${i + 1} after the lockout`);
+});
+
+test('several processes on a memory: store are refused at start, with the reason', async (t) => {
+  const r = await run(['serve', CONF, '--processes', '2', '--store', 'memory:']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /store memory: cannot be shared by 2 processes/);
+});
