@@ -1,69 +1,70 @@
-// IRC lite, after the chat example of Programming Erlang: named groups that clients join under a nick.
+// IRC lite, after the chat example of Programming Erlang, on lib-chan's groups: named groups that clients join under
+// a nick, whose messages reach every member wherever it is connected (another process of the server, another server
+// sharing its Redis store).
 //
 //   {join, Group, Nick}   -> ok | {error, nickTaken}     the other members get {joined, Group, Nick}
 //   {say, Group, Text}    -> ok | {error, notMember}     every member (the speaker too) gets {msg, Group, Nick, Text}
 //   {leave, Group}        -> ok                          the others get {left, Group, Nick}
-//   {members, Group}      -> {ok, [Nick, ...]}
+//   {members, Group}      -> {ok, [Nick, ...]}           the members connected to this server process
 //
-// A member whose connection ends (closed, crashed, killed) leaves every group it was in, and the others get
-// {left, Group, Nick}: the group notices. Groups are any term ({join, lobby, "ann"} and {join, "lobby", "ann"} are
-// two groups); nicks are strings. The groups live in the service's state, shared by every connection.
+// A member whose connection ends (closed, crashed, killed) leaves every group it was in (ctx.groups forgets it), and
+// the others get {left, Group, Nick}. Groups are any term ({join, lobby, "ann"} and {join, "lobby", "ann"} are two
+// groups); nicks are strings. Nicks are checked against the members of this process: two servers each know their own.
 import { atom, isTuple, termKey, tuple } from 'lib-chan';
 
 const OK = atom('ok');
 
 export function start() {
-  return { groups: new Map() }; // termKey(group) -> { name, members: Map<nick, mm> }
+  return { nicks: new Map() }; // termKey(group) -> Map<nick, mm>: this process's members
 }
 
 export async function start_me_up(mm, _argsC, _argsS, ctx) {
-  const { groups } = ctx.state;
-  const mine = new Map(); // termKey(group) -> nick
-  const broadcast = (group, message, except) => {
-    for (const [, member] of group.members) if (member !== except) member.push(message);
-  };
+  const { nicks } = ctx.state;
+  const mine = new Map(); // termKey(group) -> { group, nick }
   const leave = (key) => {
-    const group = groups.get(key);
-    const nick = mine.get(key);
+    const joined = mine.get(key);
+    if (!joined) return;
     mine.delete(key);
-    if (!group || nick === undefined) return;
-    group.members.delete(nick);
-    broadcast(group, tuple(atom('left'), group.name, nick));
-    if (group.members.size === 0) groups.delete(key);
+    ctx.groups.leave(joined.group, mm);
+    const here = nicks.get(key);
+    here?.delete(joined.nick);
+    if (here?.size === 0) nicks.delete(key);
+    ctx.groups.publish(joined.group, tuple(atom('left'), joined.group, joined.nick));
   };
   try {
     for await (const m of mm) {
       if (m.type === 'chan_closed') return;
       const x = m.data;
       if (isTuple(x, 'join', 3) && typeof x.at(2) === 'string') {
-        const key = termKey(x.at(1));
-        const group = groups.get(key) ?? { name: x.at(1), members: new Map() };
+        const group = x.at(1);
         const nick = x.at(2);
-        if (group.members.has(nick) && group.members.get(nick) !== mm) {
+        const key = termKey(group);
+        const here = nicks.get(key) ?? new Map();
+        if (here.has(nick) && here.get(nick) !== mm) {
           mm.reply(m, tuple(atom('error'), atom('nickTaken')));
           continue;
         }
         if (mine.has(key)) leave(key);
-        groups.set(key, group);
-        broadcast(group, tuple(atom('joined'), group.name, nick));
-        group.members.set(nick, mm);
-        mine.set(key, nick);
+        ctx.groups.publish(group, tuple(atom('joined'), group, nick));
+        ctx.groups.join(group, mm);
+        here.set(nick, mm);
+        nicks.set(key, here);
+        mine.set(key, { group, nick });
         mm.reply(m, OK);
       } else if (isTuple(x, 'say', 3)) {
-        const key = termKey(x.at(1));
-        const group = groups.get(key);
-        if (!group || !mine.has(key)) {
+        const joined = mine.get(termKey(x.at(1)));
+        if (!joined) {
           mm.reply(m, tuple(atom('error'), atom('notMember')));
           continue;
         }
         mm.reply(m, OK);
-        broadcast(group, tuple(atom('msg'), group.name, mine.get(key), x.at(2)));
+        ctx.groups.publish(joined.group, tuple(atom('msg'), joined.group, joined.nick, x.at(2)));
       } else if (isTuple(x, 'leave', 2)) {
         leave(termKey(x.at(1)));
         mm.reply(m, OK);
       } else if (isTuple(x, 'members', 2)) {
-        const group = groups.get(termKey(x.at(1)));
-        mm.reply(m, tuple(OK, group ? [...group.members.keys()].sort() : []));
+        const here = nicks.get(termKey(x.at(1)));
+        mm.reply(m, tuple(OK, here ? [...here.keys()].sort() : []));
       } else if (m.requestId !== undefined) {
         mm.reply(m, tuple(atom('error'), tuple(atom('badRequest'), x)));
       }

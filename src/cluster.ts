@@ -17,12 +17,13 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AuthThrottle } from './auth/throttle.js';
 import { ChanError } from './errors.js';
+import type { GroupMessage } from './group-bus.js';
 import type { Logger } from './log.js';
 import { RestartPolicy } from './restart-policy.js';
 import type { ChanServer } from './server.js';
 import type { ServerConfig } from './config/load.js';
 
-type Up = { t: 'listening'; port: number } | { t: 'authFail'; address: string };
+type Up = { t: 'listening'; port: number } | { t: 'authFail'; address: string } | GroupMessage;
 type Down = { t: 'lock'; address: string; ms: number } | { t: 'reload' };
 
 /** The number of server processes `processes` asks for (`auto`: one per CPU). */
@@ -76,6 +77,9 @@ export function runPrimary(
         listening.set(w.id, m.port);
         if (listening.size === count)
           log.info({ port: m.port, processes: count, pids: workerPids() }, 'every process is listening');
+      } else if (m.t === 'group') {
+        // A publish to a group: every other process delivers it to its own members.
+        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== w) other.send(m);
       } else if (m.t === 'authFail' && throttle.fail(m.address)) {
         broadcast({ t: 'lock', address: m.address, ms: config.authLockout });
         log.warn({ peer: m.address, lockout: config.authLockout }, 'address locked out in every process');

@@ -29,6 +29,7 @@ export { startServer, ChanServer, type ServerOptions, type ServerStats } from '.
 export type { ServerSettings } from './config/load.js';
 export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.js';
 export type { Namespace, PutResult } from './store/store.js';
+export type { ServiceGroups } from './groups.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
 export type { CloseInfo } from './errors.js';
 export type { ReceiveOptions } from './inbox.js';

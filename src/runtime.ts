@@ -19,6 +19,7 @@ import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { MessageSink, MiddleMan } from './mm.js';
 import type { WireMessage } from './protocol.js';
+import type { ServiceGroups } from './groups.js';
 import type { Namespace } from './store/store.js';
 import { RpcAnswers, sessionFault } from './session.js';
 import { Atom, Tuple, type Term } from './term/model.js';
@@ -71,6 +72,8 @@ export interface MM extends AsyncIterable<MailboxMessage> {
   drain(): Promise<void>;
   /** The next message; rejects with a `timeout` ChanError after `timeout` ms. After the end: `chan_closed` again. */
   receive(options?: ReceiveOptions): Promise<MailboxMessage>;
+  /** Runs `fn` once the connection has ended (at once if it has): groups forget a member this way. */
+  onClose(fn: () => void): void;
 }
 
 /** The server's limits that a service's code may need to respect (what it may send, what it may keep). */
@@ -96,6 +99,8 @@ export interface ServiceContext<S = unknown> {
   log: Logger;
   /** The service's own part of the server's store (the `store` option): durable keys and values, both terms. */
   readonly store: Namespace;
+  /** Named groups of the service's connections, across the server's processes and the servers sharing its Redis. */
+  readonly groups: ServiceGroups;
 }
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
@@ -214,10 +219,21 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.report();
   }
 
+  /** Who wants to know when the connection has ended (groups); null once it has. */
+  private closeWatchers: (() => void)[] | null = [];
+
+  onClose(fn: () => void): void {
+    if (this.closeWatchers) this.closeWatchers.push(fn);
+    else fn();
+  }
+
   /** The connection has ended (the middle-man's sink). */
   onClosed(info: CloseInfo): void {
     this.stopWatching();
     this.answers.clear();
+    const watchers = this.closeWatchers ?? [];
+    this.closeWatchers = null;
+    for (const fn of watchers) fn();
     this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
   }
 

@@ -19,6 +19,8 @@ import { MiddleMan, type MessageSink } from './mm.js';
 import { ServiceDirectory, type DirectoryEntry } from './directory.js';
 import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
+import { clusterBus, hasSiblings, redisBus } from './group-bus.js';
+import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/store.js';
 import {
@@ -98,14 +100,27 @@ export async function startServer(
   const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string), storeUrl };
   let services: Service[] = [];
   let server: ChanServer;
+  let groups: Groups | null = null;
   try {
-    services = await startServices(options.services, options.codePath ?? DEFAULTS.codePath, supervision, log, store);
+    // Publishes reach the servers sharing a Redis store through Redis, the other processes of this one through the
+    // primary; a server alone keeps them in the process.
+    const bus = storeUrl.startsWith('redis') ? await redisBus(storeUrl, log) : hasSiblings() ? clusterBus() : null;
+    groups = new Groups(bus, log);
+    services = await startServices(
+      options.services,
+      options.codePath ?? DEFAULTS.codePath,
+      supervision,
+      log,
+      store,
+      groups,
+    );
     const byName = new Map(services.map((s) => [s.name, s]));
     const directory = await ServiceDirectory.build(options.services, byName);
-    server = new ChanServer(options, settings, byName, directory, store, log);
+    server = new ChanServer(options, settings, byName, directory, store, groups, log);
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
     await stopServices(services, 0);
+    await groups?.close();
     await store.close();
     throw err;
   }
@@ -140,6 +155,7 @@ export class ChanServer implements ConnectionHost {
     private directory: ServiceDirectory,
     /** Where the services keep what they store; closed last. */
     private readonly store: Store,
+    private readonly groups: Groups,
     readonly log: Logger,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
@@ -304,6 +320,7 @@ export class ChanServer implements ConnectionHost {
       await within(stopped ?? Promise.resolve(), left());
       // Whatever is left of shutdown_timeout, for the services' stop (workers that do not answer are ended).
       await stopServices([...this.services.values()], Math.max(0, deadline - Date.now()));
+      await this.groups.close().catch((err: unknown) => this.log.error({ err }, 'the group bus did not close cleanly'));
       // What the services stored is committed before the process may go.
       await this.store.close().catch((err: unknown) => this.log.error({ err }, 'the store did not close cleanly'));
       this.log.info('closed');

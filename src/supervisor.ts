@@ -24,6 +24,7 @@ import {
   type ServiceLimits,
 } from './modules.js';
 import { RestartPolicy } from './restart-policy.js';
+import type { Groups, ServiceGroups } from './groups.js';
 import type { Namespace, Store } from './store/store.js';
 import type { HandlerExit, MailboxLimits, ServiceContext } from './runtime.js';
 import { InlineRunner, type Attachment, type ProcessHandle, type Runner, type SupervisionSettings } from './runner.js';
@@ -59,6 +60,9 @@ class HandlerContext implements ServiceContext {
   get store(): Namespace {
     return this.owner.store;
   }
+  get groups(): ServiceGroups {
+    return this.owner.groups;
+  }
 }
 
 export class Service {
@@ -93,6 +97,8 @@ export class Service {
     private readonly workers: number,
     /** The service's part of the server's store. */
     readonly store: Namespace,
+    /** The service's groups of connections. */
+    readonly groups: ServiceGroups,
   ) {
     this.name = def.name;
     if (def.module) this.module = def.module;
@@ -112,11 +118,13 @@ export class Service {
     settings: SupervisionSettings,
     log: Logger,
     store: Store,
+    groups: Groups,
   ): Promise<Service> {
     const namespace = await store.namespace(def.name);
+    const serviceGroups = groups.of(def.name);
     if (def.isolation === 'worker') {
       const where = workerModule(def, codePath);
-      const service = new Service(def, null, settings, log, def.workers ?? 1, namespace);
+      const service = new Service(def, null, settings, log, def.workers ?? 1, namespace, serviceGroups);
       service.pool = new WorkerPool(service.name, where, service.args, service.workers, settings, service.log, {
         failed: (why) => service.fail(why),
         crashed: () => service.crashes++,
@@ -126,7 +134,7 @@ export class Service {
       return service;
     }
     const code = await serviceCode(def, codePath);
-    const service = new Service(def, code, settings, log, def.workers ?? 1, namespace);
+    const service = new Service(def, code, settings, log, def.workers ?? 1, namespace, serviceGroups);
     service.state = await service.runStart();
     service.log.debug({ from: code.from, isolation: service.isolation }, 'service started');
     return service;
@@ -305,12 +313,13 @@ export async function startServices(
   settings: SupervisionSettings,
   log: Logger,
   store: Store,
+  groups: Groups,
 ): Promise<Service[]> {
   const problems: string[] = [];
   const started: Service[] = [];
   for (const def of defs) {
     try {
-      started.push(await Service.start(def, codePath, settings, log, store));
+      started.push(await Service.start(def, codePath, settings, log, store, groups));
     } catch (err) {
       problems.push(`service ${def.name}: ${err instanceof Error ? err.message : String(err)}`);
       if (!(err instanceof ModuleError)) log.error({ err, service: def.name }, 'service failed to start');

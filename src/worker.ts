@@ -13,6 +13,7 @@ import type { CloseInfo } from './errors.js';
 import { ModuleError, importServiceCode } from './modules.js';
 import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
+import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
 import type { Namespace } from './store/store.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     return;
   }
   const handler = code.handler;
+  const groups = new Groups(null, log).of(data.service);
   const conns = new Map<number, { out: PortOutput; mailbox: Mailbox }>();
   const ctx = (connLog: typeof log): ServiceContext => ({
     service: data.service,
@@ -138,6 +140,8 @@ async function main(): Promise<void> {
     state,
     log: connLog,
     store,
+    // Within this worker thread only: groups do not reach other workers or processes from here.
+    groups,
   });
 
   port.on('message', (m: ToWorker) => {

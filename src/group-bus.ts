@@ -1,0 +1,81 @@
+/**
+ * How group publishes leave this process (groups.ts): to the other server processes of a `processes` > 1 server
+ * through the primary (node:cluster's IPC channel, which the primary relays), or to every server sharing a Redis store
+ * through Redis pub/sub (one channel, `libchan:groups`, a subscriber connection of its own).
+ */
+import cluster from 'node:cluster';
+import { msgpackCodec } from './codec/index.js';
+import type { GroupBus } from './groups.js';
+import type { Logger } from './log.js';
+
+/** The cluster IPC message of a publish (JSON on that channel: the payload travels as base64). */
+export interface GroupMessage {
+  t: 'group';
+  origin: string;
+  service: string;
+  group: string;
+  payload: string;
+}
+
+/** The bus to the other processes of this server, in a process forked by a primary. */
+export function clusterBus(): GroupBus {
+  return {
+    send(b) {
+      const m: GroupMessage = { t: 'group', ...b, payload: Buffer.from(b.payload).toString('base64') };
+      process.send?.(m);
+    },
+    receive(deliver) {
+      process.on('message', (m: { t?: string }) => {
+        if (m.t !== 'group') return;
+        const g = m as GroupMessage;
+        deliver({ origin: g.origin, service: g.service, group: g.group, payload: Buffer.from(g.payload, 'base64') });
+      });
+    },
+    close: async () => {},
+  };
+}
+
+/** True in a process forked by a primary (a bus to its siblings is needed). */
+export function hasSiblings(): boolean {
+  return cluster.isWorker;
+}
+
+const CHANNEL = 'libchan:groups';
+const codec = msgpackCodec({ maxDepth: 4 });
+
+/**
+ * The bus to every server sharing the Redis at `url`. Publishes while Redis is away are lost (logged): groups are
+ * messages, not storage, as with Redis pub/sub itself.
+ */
+export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
+  const { Redis } = await import('ioredis');
+  const options = {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
+  };
+  const pub = new Redis(url, { ...options, enableOfflineQueue: false });
+  const sub = new Redis(url, options);
+  for (const r of [pub, sub]) r.on('error', () => {});
+  await Promise.all([pub.connect(), sub.connect()]);
+  await sub.subscribe(CHANNEL);
+  return {
+    send(b) {
+      const bytes = codec.encode([b.origin, b.service, b.group, Buffer.from(b.payload)], 0);
+      pub.publish(CHANNEL, bytes).catch((err: unknown) => log.warn({ err }, 'a group publish did not reach Redis'));
+    },
+    receive(deliver) {
+      sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+        const m = codec.decode(message, Number.POSITIVE_INFINITY);
+        if (!Array.isArray(m) || m.length !== 4) return;
+        const [origin, service, group, payload] = m;
+        if (typeof origin !== 'string' || typeof service !== 'string' || typeof group !== 'string') return;
+        if (!(payload instanceof Uint8Array)) return;
+        deliver({ origin, service, group, payload });
+      });
+    },
+    async close() {
+      await Promise.all([pub.quit().catch(() => pub.disconnect()), sub.quit().catch(() => sub.disconnect())]);
+    },
+  };
+}

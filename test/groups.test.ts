@@ -1,0 +1,116 @@
+/**
+ * Groups of connections: in one process, across the processes of one server, across servers sharing one Redis; and
+ * the IRC example on them.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import path from 'node:path';
+import test from 'ava';
+import { connect } from '../src/client.js';
+import { loadConfigFile } from '../src/config/load.js';
+import type { Handler } from '../src/runtime.js';
+import { startServer } from '../src/server.js';
+import { atom, isTuple, tuple } from '../src/term/model.js';
+import { serve } from './cli-helpers.js';
+import { service, tempDir, testServer } from './helpers.js';
+import { hasRedis, startRedis } from './redis-server.js';
+
+/** {join, G} / {leave, G} / {publish, G, X} / {others, G, X} (all but the sender) / {count, G}. */
+const grouped: Handler = async (mm, _argsC, _argsS, ctx) => {
+  for await (const m of mm) {
+    if (m.type === 'chan_closed') return;
+    const x = m.data;
+    if (isTuple(x, 'join', 2)) ctx.groups.join(x.at(1) ?? null, mm);
+    else if (isTuple(x, 'leave', 2)) ctx.groups.leave(x.at(1) ?? null, mm);
+    else if (isTuple(x, 'publish', 3)) ctx.groups.publish(x.at(1) ?? null, x.at(2) ?? null);
+    else if (isTuple(x, 'others', 3)) ctx.groups.publish(x.at(1) ?? null, x.at(2) ?? null, { except: mm });
+    if (m.requestId !== undefined)
+      mm.reply(m, isTuple(x, 'count', 2) ? ctx.groups.localMembers(x.at(1) ?? null) : atom('ok'));
+  }
+};
+
+test('in one process: every member gets a publish, but the one left out; a member that disconnects is forgotten', async (t) => {
+  const server = await testServer([service('g', grouped)]);
+  t.teardown(() => server.close());
+  const [a, b, c] = await Promise.all([0, 1, 2].map(() => connect('127.0.0.1', server.port, 'g', null)));
+  if (!a || !b || !c) throw new Error('no channels');
+  for (const ch of [a, b, c]) await ch.rpc(tuple(atom('join'), atom('room')));
+  t.is(await a.rpc(tuple(atom('count'), atom('room'))), 3);
+  await a.rpc(tuple(atom('publish'), atom('room'), 'to all'));
+  for (const ch of [a, b, c]) t.is(await ch.receive({ timeout: 2000 }), 'to all');
+  await a.rpc(tuple(atom('others'), atom('room'), 'not to a'));
+  for (const ch of [b, c]) t.is(await ch.receive({ timeout: 2000 }), 'not to a');
+  await b.rpc(tuple(atom('leave'), atom('room')));
+  await c.close();
+  t.is(await a.rpc(tuple(atom('count'), atom('room'))), 1, 'b left, c disconnected');
+  await a.rpc(tuple(atom('publish'), atom('room'), 'after'));
+  t.is(await a.receive({ timeout: 2000 }), 'after');
+  await Promise.all([a.close(), b.close()]);
+});
+
+/** A chat client (examples/irc/chat.mjs) as its own process; `saw` waits for a line it prints. */
+function chat(
+  nick: string,
+  port: number,
+): { child: ChildProcessWithoutNullStreams; saw: (p: RegExp) => Promise<void> } {
+  const child = spawn(process.execPath, ['examples/irc/chat.mjs', nick, 'lobby', String(port)]);
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  child.stdout.on('data', (c: Buffer) => {
+    lines.push(...String(c).split('\n'));
+    for (const w of waiters.splice(0)) w();
+  });
+  const saw = async (p: RegExp): Promise<void> => {
+    while (!lines.some((l) => p.test(l))) await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  return { child, saw };
+}
+
+/** Two chat clients, one on each port: they hear each other join, talk, and leave. */
+async function chatAcross(portA: number, portB: number): Promise<void> {
+  const ann = chat('ann', portA);
+  await ann.saw(/joined lobby as ann/);
+  const bob = chat('bob', portB);
+  await bob.saw(/joined lobby as bob/);
+  await ann.saw(/\[lobby\] bob joined/);
+  bob.child.stdin.write('hello from bob\n');
+  await Promise.all([ann.saw(/\[lobby\] bob: hello from bob/), bob.saw(/\[lobby\] bob: hello from bob/)]);
+  ann.child.stdin.write('hi bob\n');
+  await bob.saw(/\[lobby\] ann: hi bob/);
+  bob.child.kill('SIGKILL');
+  await ann.saw(/\[lobby\] bob left/);
+  ann.child.stdin.end();
+  await new Promise((resolve) => ann.child.once('exit', resolve));
+}
+
+const EXAMPLES = path.resolve('examples/lib_chan.conf');
+
+test('IRC lite across the two processes of one server: the chat reaches both', async (t) => {
+  const s = await serve([EXAMPLES], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  for (;;) {
+    if (s.lines.some((l) => /every process is listening/.test(l))) break;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await chatAcross(s.port, s.port);
+  const workers = new Set(
+    s.lines
+      .filter((l) => /"msg":"connection opened"/.test(l) && /"service":"irc"/.test(l))
+      .map((l) => /"worker":(\d+)/.exec(l)?.[1]),
+  );
+  t.is(workers.size, 2, 'the two chat clients were served by two processes');
+});
+
+if (hasRedis) {
+  test('IRC lite across two servers sharing one Redis: the chat reaches both', async (t) => {
+    const redis = await startRedis();
+    t.teardown(() => redis.stop());
+    const config = loadConfigFile(EXAMPLES, { env: { CHAN_PORT: '0' } });
+    const servers = await Promise.all([0, 1].map(() => startServer({ ...config, store: redis.url })));
+    t.teardown(() => Promise.all(servers.map((s) => s.close())));
+    await chatAcross(servers[0]?.port ?? 0, servers[1]?.port ?? 0);
+    t.pass();
+  });
+} else {
+  console.log('groups across servers skipped: redis-server is not installed');
+  test.skip('IRC lite across two servers sharing one Redis (redis-server not installed)', () => {});
+}
