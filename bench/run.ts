@@ -1,5 +1,6 @@
 /**
- * `npm run bench`: lib-chan against the plain-`net` baseline (bench/baseline.ts), and TLS against plain, in one run.
+ * `npm run bench`: lib-chan against the plain-`net` baseline (bench/baseline.ts), and TLS against plain, in one run;
+ * then bench/scale.ts (the store backends, and several processes against one).
  *
  * Starts, as separate processes, `chan serve` on a bench config (plain and TLS) and the baseline; runs `chan bench` (a
  * third process) against each, alternating, for several rounds; prints each lib-chan figure as a ratio of the
@@ -207,6 +208,12 @@ async function main(): Promise<void> {
     replaceBetween(path.join(ROOT, 'docs/BENCHMARKS.md'), 'bench', [machine, '', table]);
     process.stderr.write('written to docs/BENCHMARKS.md\n');
   }
+  // Then the store backends and the processes (bench/scale.ts), with the same rounds and duration.
+  execFileSync(
+    process.execPath,
+    [path.join(ROOT, 'dist/bench/scale.js'), '--rounds', String(rounds), '--duration', String(duration)],
+    { stdio: 'inherit' },
+  );
 }
 
 main().catch((err: unknown) => {

@@ -120,6 +120,7 @@ ${CONNECTION_OPTIONS}`,
     help: `Runs scenarios of kvs lookups (values of --size bytes on --keys pre-stored keys; every answer checked) against
 SERVICE, then prints a table: ops/s, p50/p90/p99/p99.9/max latency, client and server CPU time per operation.
   rpc        -c connections, each sending one lookup at a time (default -c 1,16)
+  store      -c connections, each sending one store at a time, answered once committed (not in the default run)
   pipeline   one connection with -w lookups in flight (default 64)
   cast       one-way stores on one connection, verified at the end by reading the last one back
   connect    connect + authenticate + close, one after another, -c at once (default 1 and 16)
@@ -128,7 +129,7 @@ Server CPU and memory need --server-pid (a local server, read from /proc). A pro
 ${SECRET_NOTE}
 
 options:
-  --scenario LIST       some of rpc,pipeline,cast,connect,idle (default: all)
+  --scenario LIST       some of rpc,store,pipeline,cast,connect,idle (default: all but store)
   -c LIST  -w N         connections for rpc; requests in flight for pipeline
   -d MS | -n COUNT      how long each scenario runs (default 5000 ms), or how many operations
   --size BYTES --keys N --idle N

@@ -12,7 +12,7 @@ import { atom, isTuple, tuple, type Term } from '../src/term/model.js';
 import { formatTerm } from '../src/term/print.js';
 import { serve } from './cli-helpers.js';
 import { BOOK_SERVICE, tempDir } from './helpers.js';
-import { hasRedis, startRedis } from './redis-server.js';
+import { hasRedis, startRedis } from '../scripts/redis-server.js';
 
 const CONF = path.resolve('test/fixtures/lib_chan.conf');
 const key = (c: number, i: number): Term => tuple(atom('k'), c, i);

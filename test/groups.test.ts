@@ -12,7 +12,7 @@ import { startServer } from '../src/server.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
 import { serve } from './cli-helpers.js';
 import { service, tempDir, testServer } from './helpers.js';
-import { hasRedis, startRedis } from './redis-server.js';
+import { hasRedis, startRedis } from '../scripts/redis-server.js';
 
 /** {join, G} / {leave, G} / {publish, G, X} / {others, G, X} (all but the sender) / {count, G}. */
 const grouped: Handler = async (mm, _argsC, _argsS, ctx) => {

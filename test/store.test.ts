@@ -7,7 +7,7 @@ import { ChanError } from '../src/errors.js';
 import { openStore, parseStoreUrl, type Store } from '../src/store/index.js';
 import { atom, float, tuple, type Term } from '../src/term/model.js';
 import { tempDir } from './helpers.js';
-import { hasRedis, startRedis, type RedisProcess } from './redis-server.js';
+import { hasRedis, startRedis, type RedisProcess } from '../scripts/redis-server.js';
 
 let redis: RedisProcess | null = null;
 test.before(async () => {

@@ -14,8 +14,10 @@ import type { Destination } from '../client-options.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
 import { Histogram } from './histogram.js';
 
-export type Scenario = 'rpc' | 'pipeline' | 'cast' | 'connect' | 'idle';
-export const SCENARIOS: readonly Scenario[] = ['rpc', 'pipeline', 'cast', 'connect', 'idle'];
+export type Scenario = 'rpc' | 'store' | 'pipeline' | 'cast' | 'connect' | 'idle';
+/** Every scenario; `store` is left out of the default run (it writes to the server's store). */
+export const SCENARIOS: readonly Scenario[] = ['rpc', 'store', 'pipeline', 'cast', 'connect', 'idle'];
+export const DEFAULT_SCENARIOS: readonly Scenario[] = ['rpc', 'pipeline', 'cast', 'connect', 'idle'];
 
 export interface LoadSettings {
   /** How long each scenario runs, ms (unless `count` is given). */
@@ -173,17 +175,31 @@ function checked(answer: Term, value: string): boolean {
   return isTuple(answer, 'ok', 2) && answer.at(1) === value;
 }
 
-async function rpcScenario(t: Destination, s: LoadSettings, value: string, c: number): Promise<ScenarioResult> {
+/**
+ * `c` connections, each with one rpc at a time: lookups of the stored keys (`rpc`), or stores acknowledged by the
+ * server once committed (`store`: on 10,000 keys of their own, so that the store stays the same size).
+ */
+async function rpcScenario(
+  t: Destination,
+  s: LoadSettings,
+  value: string,
+  c: number,
+  kind: 'rpc' | 'store' = 'rpc',
+): Promise<ScenarioResult> {
   const chans = await Promise.all(Array.from({ length: c }, () => open(t)));
-  const m = new Meter(`rpc -c ${c}`, s);
+  const m = new Meter(`${kind} -c ${c}`, s);
+  let n = 0;
   await Promise.all(
     chans.map(async (ch) => {
       while (m.running()) {
-        const q = new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)]);
+        const q =
+          kind === 'rpc'
+            ? new Tuple([LOOKUP, key((Math.random() * s.keys) | 0)])
+            : new Tuple([STORE, new Tuple([new Atom('s'), n++ % 10_000]), value]);
         const t0 = performance.now();
         const answer = await ch.rpc(q);
         m.finished(t0);
-        if (!checked(answer, value)) m.errors++;
+        if (kind === 'rpc' ? !checked(answer, value) : answer !== true) m.errors++;
       }
     }),
   );
@@ -325,7 +341,8 @@ export async function runLoad(
   for (const sc of scenarios) {
     switch (sc) {
       case 'rpc':
-        for (const c of s.connections) out.push(await rpcScenario(t, s, value, c));
+      case 'store':
+        for (const c of s.connections) out.push(await rpcScenario(t, s, value, c, sc));
         break;
       case 'pipeline':
         out.push(await pipelineScenario(t, s, value));

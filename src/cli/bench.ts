@@ -1,6 +1,13 @@
 /** `chan bench HOST PORT SERVICE SECRET`: a load generator against a name-server service (see bench/load.ts). */
 import { execFileSync } from 'node:child_process';
-import { SCENARIOS, formatResults, runLoad, type LoadSettings, type Scenario } from '../bench/load.js';
+import {
+  DEFAULT_SCENARIOS,
+  SCENARIOS,
+  formatResults,
+  runLoad,
+  type LoadSettings,
+  type Scenario,
+} from '../bench/load.js';
 import type { Destination } from '../client-options.js';
 import { EXIT_FAILURE, EXIT_OK, positive, usageError } from './common.js';
 
@@ -50,7 +57,7 @@ export async function bench(target: Destination, a: BenchArgs): Promise<number> 
     ...(a['server-pid'] !== undefined ? { serverPid: positive('--server-pid', a['server-pid']) } : {}),
     ...(tty ? { progress: (line: string) => process.stderr.write(`\r\x1b[K  ${line}`) } : {}),
   };
-  const chosen = (scenarios.length > 0 ? scenarios : SCENARIOS) as Scenario[];
+  const chosen = (scenarios.length > 0 ? scenarios : DEFAULT_SCENARIOS) as Scenario[];
   const results = await runLoad(target, chosen, settings);
   if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(a.json ? `${JSON.stringify(results)}\n` : `${formatResults(results)}\n`);

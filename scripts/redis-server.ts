@@ -1,5 +1,5 @@
 /**
- * A real redis-server for tests: a child process on a free port of 127.0.0.1, stopped by its PID (never the system's
+ * A real redis-server for tests and benchmarks: a child process on a free port of 127.0.0.1, stopped by its PID (never the system's
  * service, never a fixed port). Tests that need one skip, saying so, when redis-server is not installed (.ci/run
  * installs Debian's).
  */
