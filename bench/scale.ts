@@ -47,7 +47,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'chan-scale-'));
 const conf = path.join(dir, 'bench.conf');
 writeFileSync(
   conf,
-  '{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{log_level, warn}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n',
+  '{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{max_unauthenticated, 4096}.\n{max_unauthenticated_per_address, 4096}.\n{log_level, warn}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n',
 );
 
 interface Server {

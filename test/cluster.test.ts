@@ -99,3 +99,36 @@ test('several processes on a memory: store are refused at start, with the reason
   t.is(r.status, 2);
   t.regex(r.stderr, /store memory: cannot be shared by 2 processes/);
 });
+
+test('kill -9 of one process of two in the middle of streams of rpc stores: every acknowledged store is kept', async (t) => {
+  const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const pids = pidsOf(await line(s.lines, /every process is listening/));
+  const acked: [number, number][] = [];
+  let stopped = false;
+  const streams = Array.from({ length: 6 }, async (_, c) => {
+    const ch = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
+    for (let i = 0; !stopped; i++) {
+      try {
+        if ((await ch.rpc(tuple(atom('store'), tuple(atom('k'), c, i), i))) === true) acked.push([c, i]);
+      } catch {
+        return; // its process was killed under this rpc: not acknowledged
+      }
+    }
+  });
+  while (acked.length < 300) await new Promise((resolve) => setImmediate(resolve));
+  const before = s.lines.length;
+  process.kill(pids[0] as number, 'SIGKILL');
+  await line(s.lines, /every process is listening/, before);
+  stopped = true;
+  await Promise.all(streams);
+  const ch = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
+  const missing = [];
+  for (const [c, i] of acked) {
+    const found = await ch.rpc(tuple(atom('lookup'), tuple(atom('k'), c, i)));
+    if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) missing.push(`${c}/${i}`);
+  }
+  t.log(`${acked.length} acknowledged stores`);
+  t.deepEqual(missing, []);
+  await ch.close();
+});
