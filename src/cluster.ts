@@ -22,6 +22,8 @@ import type { Logger } from './log.js';
 import { RestartPolicy } from './restart-policy.js';
 import type { ChanServer } from './server.js';
 import type { ServerConfig } from './config/load.js';
+import { openStore } from './store/index.js';
+import { describeStore } from './store/store.js';
 
 type Up = { t: 'listening'; port: number } | { t: 'authFail'; address: string } | GroupMessage;
 type Down = { t: 'lock'; address: string; ms: number } | { t: 'reload' };
@@ -46,72 +48,105 @@ export function workerId(): number | undefined {
  * supervises them until SIGTERM or SIGINT. `load` re-reads the config (SIGHUP): it throws when the file has problems.
  * Resolves with the exit status.
  */
-export function runPrimary(
+export async function runPrimary(
   config: ServerConfig,
   count: number,
   load: () => ServerConfig,
   log: Logger,
 ): Promise<number> {
-  if ((config.store ?? 'memory:') === 'memory:')
+  const url = config.store ?? 'memory:';
+  if (url === 'memory:')
     throw new ChanError(
       'badConfig',
       `store memory: cannot be shared by ${count} processes (each would keep names of its own): use lmdb:DIR or redis://HOST:PORT/DB, or processes 1`,
     );
-  const throttle = new AuthThrottle({
-    maxFailures: config.authMaxFailures,
-    window: config.authFailureWindow,
-    lockout: config.authLockout,
-  });
+  // Opened once here, and closed: a store the processes could not open refuses the server, in one line, before any
+  // process starts (rather than each process failing and being replaced, forever).
+  await (await openStore(url)).close();
+  const throttle = new AuthThrottle(throttleSettings(config));
   const policy = new RestartPolicy(config);
   const listening = new Map<number, number>();
+  let started = false;
   let stopping = false;
-  let retryTimer: NodeJS.Timeout | null = null;
+  let retrying = false;
+  /** Replacements waiting out their back-off, one for each process that died meanwhile. */
+  const retryTimers = new Set<NodeJS.Timeout>();
 
-  const broadcast = (m: Down): void => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.send(m);
+  const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
+    // A process whose channel has closed (it is exiting) is skipped: sending to it would throw in the primary.
+    if (w?.isConnected()) w.send(m);
   };
-  const fork = (): Worker => {
-    const w = cluster.fork();
-    w.on('message', (m: Up) => {
-      if (m.t === 'listening') {
-        listening.set(w.id, m.port);
-        if (listening.size === count)
-          log.info({ port: m.port, processes: count, pids: workerPids() }, 'every process is listening');
-      } else if (m.t === 'group') {
-        // A publish to a group: every other process delivers it to its own members.
-        for (const other of Object.values(cluster.workers ?? {})) if (other && other !== w) other.send(m);
-      } else if (m.t === 'authFail' && throttle.fail(m.address)) {
-        broadcast({ t: 'lock', address: m.address, ms: config.authLockout });
-        log.warn({ peer: m.address, lockout: config.authLockout }, 'address locked out in every process');
-      }
-    });
-    return w;
+  const broadcast = (m: Down): void => {
+    for (const w of Object.values(cluster.workers ?? {})) send(w, m);
   };
 
   return new Promise((resolve) => {
+    const fork = (): Worker => {
+      const w = cluster.fork();
+      w.on('error', (err) => log.warn({ err, worker: w.id }, 'a message to a server process was lost'));
+      w.on('message', (m: Up) => {
+        if (m.t === 'listening') {
+          listening.set(w.id, m.port);
+          // A process that starts late learns the lockouts in force.
+          for (const [address, ms] of throttle.activeLocks()) send(w, { t: 'lock', address, ms });
+          if (retrying) {
+            retrying = false;
+            policy.recovered();
+          }
+          if (listening.size === count) {
+            started = true;
+            log.info({ port: m.port, processes: count, pids: workerPids() }, 'every process is listening');
+          }
+        } else if (m.t === 'group') {
+          // A publish to a group: every other process delivers it to its own members.
+          for (const other of Object.values(cluster.workers ?? {})) if (other !== w) send(other, m);
+        } else if (m.t === 'authFail' && throttle.fail(m.address)) {
+          broadcast({ t: 'lock', address: m.address, ms: throttle.settings.lockout });
+          log.warn({ peer: m.address, lockout: throttle.settings.lockout }, 'address locked out in every process');
+        }
+      });
+      return w;
+    };
+    const stopAll = (status: number): void => {
+      stopping = true;
+      exitStatus = status;
+      for (const t of retryTimers) clearTimeout(t);
+      const workers = Object.values(cluster.workers ?? {});
+      if (workers.length === 0) resolve(status);
+      for (const w of workers) w?.process.kill('SIGTERM');
+    };
+    let exitStatus = 0;
     cluster.on('exit', (w, code, signal) => {
-      listening.delete(w.id);
+      const wasListening = listening.delete(w.id);
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(0);
+        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitStatus);
         return;
       }
-      const decision = policy.failed(Date.now());
       const how = signal ? `signal ${signal}` : `code ${code}`;
+      if (!started && !wasListening) {
+        // It could not start (its one line says why): the server does not start, as with one process.
+        log.error({ worker: w.id, code, signal }, `a server process could not start (${how}); stopping`);
+        stopAll(code || 1);
+        return;
+      }
+      if (retrying && !wasListening) policy.tryFailed(); // a retry that died before it listened
+      const decision = retrying ? { action: 'down' as const } : policy.failed(Date.now());
       if (decision.action === 'restart') {
         log.warn({ worker: w.id, pid: w.process.pid, code, signal }, `server process died (${how}); replacing it`);
         fork();
         return;
       }
       const delay = policy.retryDelay();
-      policy.tryFailed();
+      retrying = true;
       log.error(
         { worker: w.id, code, signal, delay },
         `server process died (${how}) after ${config.restartIntensity} restarts within restart_period; replacing it in ${delay} ms`,
       );
-      retryTimer = setTimeout(() => {
-        retryTimer = null;
+      const timer = setTimeout(() => {
+        retryTimers.delete(timer);
         if (!stopping) fork();
       }, delay);
+      retryTimers.add(timer);
     });
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -120,28 +155,30 @@ export function runPrimary(
         resolve(1);
         return;
       }
-      stopping = true;
-      if (retryTimer) clearTimeout(retryTimer);
       log.info({ signal }, 'shutting down every process');
-      const workers = Object.values(cluster.workers ?? {});
-      if (workers.length === 0) resolve(0);
-      for (const w of workers) w?.process.kill('SIGTERM');
+      stopAll(0);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
       // Validated once, here: a broken file changes nothing anywhere; a good one is reloaded by every process.
+      let next: ServerConfig;
       try {
-        load();
+        next = load();
       } catch (err) {
         log.error({ err }, 'reload refused: the configuration has problems; every process keeps its settings');
         return;
       }
+      throttle.settings = throttleSettings(next);
       broadcast({ t: 'reload' });
     });
-    log.info({ processes: count, store: config.store }, `starting ${count} server processes`);
+    log.info({ processes: count, store: describeStore(url) }, `starting ${count} server processes`);
     for (let i = 0; i < count; i++) fork();
   });
+}
+
+function throttleSettings(c: ServerConfig): { maxFailures: number; window: number; lockout: number } {
+  return { maxFailures: c.authMaxFailures, window: c.authFailureWindow, lockout: c.authLockout };
 }
 
 function workerPids(): number[] {

@@ -6,7 +6,9 @@
 import cluster from 'node:cluster';
 import { msgpackCodec } from './codec/index.js';
 import type { GroupBus } from './groups.js';
+import { ChanError } from './errors.js';
 import type { Logger } from './log.js';
+import { describeStore } from './store/store.js';
 
 /** The cluster IPC message of a publish (JSON on that channel: the payload travels as base64). */
 export interface GroupMessage {
@@ -49,16 +51,21 @@ const codec = msgpackCodec({ maxDepth: 4 });
  */
 export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
   const { Redis } = await import('ioredis');
-  const options = {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-  };
-  const pub = new Redis(url, { ...options, enableOfflineQueue: false });
-  const sub = new Redis(url, options);
+  const { REDIS_OPTIONS, closeRedis } = await import('./store/redis.js');
+  const pub = new Redis(url, REDIS_OPTIONS);
+  // The subscriber queues its SUBSCRIBE while away, so that it subscribes again after each reconnection.
+  const sub = new Redis(url, { ...REDIS_OPTIONS, enableOfflineQueue: true, commandTimeout: undefined });
   for (const r of [pub, sub]) r.on('error', () => {});
-  await Promise.all([pub.connect(), sub.connect()]);
-  await sub.subscribe(CHANNEL);
+  try {
+    await Promise.all([pub.connect(), sub.connect()]);
+    await sub.subscribe(CHANNEL);
+  } catch (err) {
+    await Promise.all([closeRedis(pub), closeRedis(sub)]);
+    throw new ChanError(
+      'badConfig',
+      `groups cannot subscribe to ${CHANNEL} on ${describeStore(url)}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
   return {
     send(b) {
       const bytes = codec.encode([b.origin, b.service, b.group, Buffer.from(b.payload)], 0);
@@ -75,7 +82,7 @@ export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
       });
     },
     async close() {
-      await Promise.all([pub.quit().catch(() => pub.disconnect()), sub.quit().catch(() => sub.disconnect())]);
+      await Promise.all([closeRedis(pub), closeRedis(sub)]);
     },
   };
 }

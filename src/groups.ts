@@ -22,8 +22,8 @@ import { termKey } from './term/print.js';
 /** A connection in groups, as groups see it: a push, and a way to learn that it ended. */
 export interface Member {
   push(x: unknown): boolean;
-  /** Runs `fn` once the connection has ended (at once if it has). */
-  onClose(fn: () => void): void;
+  /** Runs `fn` once the connection has ended (at once if it has); returns what takes it back. */
+  onClose(fn: () => void): () => void;
 }
 
 /** What crosses to other processes and servers: a publish, as bytes, from one origin. */
@@ -43,12 +43,12 @@ export interface GroupBus {
   close(): Promise<void>;
 }
 
-const codec = msgpackCodec({ maxDepth: 1000 });
+const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
 /** Every group of every service of one server process. */
 export class Groups {
-  /** service -> group key -> members. */
-  private readonly services = new Map<string, Map<string, Set<Member>>>();
+  /** service -> group key -> members, each with what takes back its close watcher (so a leave leaves nothing). */
+  private readonly services = new Map<string, Map<string, Map<Member, () => void>>>();
   /** This process: its own broadcasts come back from Redis, and are dropped (delivered here already). */
   readonly origin = randomUUID();
 
@@ -79,12 +79,14 @@ export class Groups {
     const key = termKey(group);
     let members = groups.get(key);
     if (!members) {
-      members = new Set();
+      members = new Map();
       groups.set(key, members);
     }
     if (members.has(member)) return;
-    members.add(member);
-    member.onClose(() => this.leave(service, group, member));
+    // Set first: a connection already closed runs the watcher at once, and its leave must find the member.
+    members.set(member, () => {});
+    const unwatch = member.onClose(() => this.leave(service, group, member));
+    if (members.get(member)) members.set(member, unwatch);
   }
 
   /** @internal */
@@ -92,7 +94,10 @@ export class Groups {
     const groups = this.services.get(service);
     const key = termKey(group);
     const members = groups?.get(key);
-    if (!members?.delete(member)) return false;
+    const unwatch = members?.get(member);
+    if (!members || !unwatch) return false;
+    members.delete(member);
+    unwatch();
     if (members.size === 0) groups?.delete(key);
     return true;
   }
@@ -110,8 +115,8 @@ export class Groups {
     this.bus?.send({ origin: this.origin, service, group: key, payload: codec.encode(x, 0) });
   }
 
-  private deliver(members: Set<Member>, x: Term, except: Member | null): void {
-    for (const m of [...members]) {
+  private deliver(members: Map<Member, unknown>, x: Term, except: Member | null): void {
+    for (const m of [...members.keys()]) {
       if (m === except) continue;
       try {
         m.push(x);

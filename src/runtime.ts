@@ -72,8 +72,11 @@ export interface MM extends AsyncIterable<MailboxMessage> {
   drain(): Promise<void>;
   /** The next message; rejects with a `timeout` ChanError after `timeout` ms. After the end: `chan_closed` again. */
   receive(options?: ReceiveOptions): Promise<MailboxMessage>;
-  /** Runs `fn` once the connection has ended (at once if it has): groups forget a member this way. */
-  onClose(fn: () => void): void;
+  /**
+   * Runs `fn` once the connection has ended (at once if it has): groups forget a member this way. Returns what takes
+   * `fn` back (a member that leaves its group before the end).
+   */
+  onClose(fn: () => void): () => void;
 }
 
 /** The server's limits that a service's code may need to respect (what it may send, what it may keep). */
@@ -222,9 +225,16 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** Who wants to know when the connection has ended (groups); null once it has. */
   private closeWatchers: (() => void)[] | null = [];
 
-  onClose(fn: () => void): void {
-    if (this.closeWatchers) this.closeWatchers.push(fn);
-    else fn();
+  onClose(fn: () => void): () => void {
+    if (!this.closeWatchers) {
+      fn();
+      return () => {};
+    }
+    this.closeWatchers.push(fn);
+    return () => {
+      const i = this.closeWatchers?.indexOf(fn) ?? -1;
+      if (i >= 0) this.closeWatchers?.splice(i, 1);
+    };
   }
 
   /** The connection has ended (the middle-man's sink). */

@@ -22,7 +22,7 @@ import { startServices, stopServices, type Service, type ServiceStats } from './
 import { clusterBus, hasSiblings, redisBus } from './group-bus.js';
 import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
-import type { Store } from './store/store.js';
+import { describeStore, type Store } from './store/store.js';
 import {
   certificateProblem,
   expiresSoon,
@@ -205,7 +205,7 @@ export class ChanServer implements ConnectionHost {
     if (config.port !== 0 && config.port !== this.port)
       notApplied.push(`port ${config.port}: restart to listen on another port`);
     if ((config.store ?? 'memory:') !== (this.settings.store ?? 'memory:'))
-      notApplied.push(`store ${config.store}: restart to use another store`);
+      notApplied.push(`store ${describeStore(config.store ?? 'memory:')}: restart to use another store`);
     if ((config.tls !== null) !== this.tls)
       notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
     const names = new Set(config.services.map((s) => s.name));

@@ -15,7 +15,7 @@ import { fromWire, toWire, type WireMessage } from './protocol.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
 import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
-import type { Namespace } from './store/store.js';
+import type { Namespace, Store } from './store/store.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
 function noPort(): never {
@@ -117,9 +117,12 @@ async function main(): Promise<void> {
   }
   const args = codec.decode(data.args);
   let store: Namespace;
+  let opened: Store | null = null;
   try {
-    // The worker's own handle on the server's store (LMDB and Redis are shared with the main thread; memory: is not).
-    store = await (await openStore(data.storeUrl)).namespace(data.service);
+    // The worker's own handle on the server's store (LMDB and Redis are shared with the main thread; memory: is not:
+    // each worker thread keeps its own, as docs/SCALING.md says).
+    opened = await openStore(data.storeUrl);
+    store = await opened.namespace(data.service);
     state = await code.start?.(args, {
       service: data.service,
       log,
@@ -193,6 +196,8 @@ async function main(): Promise<void> {
           } catch (err) {
             log.error({ err }, 'service stop failed');
           }
+          // What the thread's handlers stored is committed, and its connections let go, before it is ended.
+          await opened?.close().catch((err: unknown) => log.error({ err }, 'the store did not close cleanly'));
           post({ t: 'stopped' });
         })();
         return;

@@ -33,21 +33,40 @@ export function run(args: string[], options: { input?: string; env?: Record<stri
 export async function serve(
   args: string[],
   env: Record<string, string> = {},
-): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
+): Promise<{
+  child: ChildProcess;
+  port: number;
+  lines: string[];
+  line: (re: RegExp, from?: number) => Promise<string>;
+}> {
   const child = spawn(process.execPath, [CHAN, 'serve', ...args], {
     env: { ...process.env, CHAN_PORT: '0', CHAN_STORE: 'memory:', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
+  const waiting = new Set<() => void>();
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       lines.push(line);
+      for (const w of [...waiting]) w();
       const m = /"msg":"listening"/.test(line) ? /"port":(\d+)/.exec(line) : null;
       if (m) resolve(Number(m[1]));
     });
     child.once('exit', (code) => reject(new Error(`chan serve exited with ${code}: ${stderr}`)));
   });
-  return { child, port, lines };
+  /** The first line from `from` on that matches `re`, once it has been printed. */
+  const line = (re: RegExp, from = 0): Promise<string> =>
+    new Promise((resolve) => {
+      const look = (): void => {
+        const found = lines.slice(from).find((l) => re.test(l));
+        if (found === undefined) return;
+        waiting.delete(look);
+        resolve(found);
+      };
+      waiting.add(look);
+      look();
+    });
+  return { child, port, lines, line };
 }

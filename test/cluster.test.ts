@@ -3,31 +3,23 @@
  * the others serve, throttling counts across them, SIGTERM drains them all, and memory: is refused.
  */
 import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
 import { run, serve } from './cli-helpers.js';
-import { tempDir } from './helpers.js';
+import { Watched, tempDir } from './helpers.js';
 
 const CONF = path.resolve('test/fixtures/lib_chan.conf');
-
-/** Resolves with the first line (from the start) that matches, as it arrives. */
-async function line(lines: string[], re: RegExp, from = 0): Promise<string> {
-  for (;;) {
-    const found = lines.slice(from).find((l) => re.test(l));
-    if (found) return found;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 const pidsOf = (l: string): number[] => JSON.parse(/"pids":(\[[^\]]*\])/.exec(l)?.[1] ?? '[]') as number[];
 
 test('two processes serve one port and share the store; one killed is replaced while the other serves', async (t) => {
   const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
   t.teardown(() => s.child.kill('SIGKILL'));
-  const ready = await line(s.lines, /every process is listening/);
+  const ready = await s.line(/every process is listening/);
   const pids = pidsOf(ready);
   t.is(pids.length, 2);
   // Connections are handed out in turn: eight land on both processes, and each sees what the others stored.
@@ -45,7 +37,7 @@ test('two processes serve one port and share the store; one killed is replaced w
   process.kill(pids[0] as number, 'SIGKILL');
   // Once the primary knows (a connection handed to a process as it dies is lost with it), the other process serves
   // while the replacement starts: new connections, and the channels already on it.
-  await line(s.lines, /server process died \(signal SIGKILL\); replacing it/, before);
+  await s.line(/server process died \(signal SIGKILL\); replacing it/, before);
   const fresh = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
   t.deepEqual(await fresh.rpc(tuple(atom('lookup'), 3)), tuple(atom('ok'), 'value 3'));
   // The channels on the surviving process carry on; those on the killed one were closed (peerClosed), maybe only now.
@@ -62,7 +54,7 @@ test('two processes serve one port and share the store; one killed is replaced w
     outcomes.every((o) => o === 'answered' || o === 'closed'),
     outcomes.join(' '),
   );
-  const again = await line(s.lines, /every process is listening/, before);
+  const again = await s.line(/every process is listening/, before);
   t.is(pidsOf(again).length, 2);
   t.false(pidsOf(again).includes(pids[0] as number));
   await fresh.close();
@@ -79,7 +71,7 @@ test('failure throttling counts across processes: the guesses of one address, in
     CHAN_AUTH_MAX_FAILURES: '4',
   });
   t.teardown(() => s.child.kill('SIGKILL'));
-  await line(s.lines, /every process is listening/);
+  await s.line(/every process is listening/);
   const attempt = (secret: string): Promise<string> =>
     connect('127.0.0.1', s.port, 'nameServer', secret).then(
       async (ch) => {
@@ -90,7 +82,7 @@ test('failure throttling counts across processes: the guesses of one address, in
     );
   // Four wrong guesses, handed to the two processes in turn: two each, under each one's own limit of four.
   for (let i = 0; i < 4; i++) t.is(await attempt('wrong'), 'authFail');
-  await line(s.lines, /address locked out in every process/);
+  await s.line(/address locked out in every process/);
   for (let i = 0; i < 4; i++) t.is(await attempt('ABXy45'), 'authThrottled', `attempt ${i + 1} after the lockout`);
 });
 
@@ -103,8 +95,8 @@ test('several processes on a memory: store are refused at start, with the reason
 test('kill -9 of one process of two in the middle of streams of rpc stores: every acknowledged store is kept', async (t) => {
   const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
   t.teardown(() => s.child.kill('SIGKILL'));
-  const pids = pidsOf(await line(s.lines, /every process is listening/));
-  const acked: [number, number][] = [];
+  const pids = pidsOf(await s.line(/every process is listening/));
+  const acked = new Watched<[number, number]>();
   let stopped = false;
   const streams = Array.from({ length: 6 }, async (_, c) => {
     const ch = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
@@ -116,19 +108,36 @@ test('kill -9 of one process of two in the middle of streams of rpc stores: ever
       }
     }
   });
-  while (acked.length < 300) await new Promise((resolve) => setImmediate(resolve));
+  await acked.until((a) => a.length >= 300);
   const before = s.lines.length;
   process.kill(pids[0] as number, 'SIGKILL');
-  await line(s.lines, /every process is listening/, before);
+  await s.line(/every process is listening/, before);
   stopped = true;
   await Promise.all(streams);
   const ch = await connect('127.0.0.1', s.port, 'nameServer', 'ABXy45');
   const missing = [];
-  for (const [c, i] of acked) {
+  for (const [c, i] of acked.items) {
     const found = await ch.rpc(tuple(atom('lookup'), tuple(atom('k'), c, i)));
     if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) missing.push(`${c}/${i}`);
   }
-  t.log(`${acked.length} acknowledged stores`);
+  t.log(`${acked.items.length} acknowledged stores`);
   t.deepEqual(missing, []);
   await ch.close();
+});
+
+test('several processes on a store that cannot be opened, or a port already taken, are refused at start, in one line', async (t) => {
+  const r = await run(['serve', CONF, '--processes', '2', '--store', 'redis://app:s3cretpw@127.0.0.1:1/0']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /store redis:\/\/\*\*\*@127\.0\.0\.1:1\/0 cannot be reached/);
+  t.false(`${r.stdout}${r.stderr}`.includes('s3cretpw'), 'the password is never shown');
+
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as net.AddressInfo).port;
+  const busy = await run(['serve', CONF, '--processes', '2', '--store', `lmdb:${tempDir()}`], {
+    env: { CHAN_PORT: String(port) },
+  });
+  t.not(busy.status, 0);
+  t.regex(busy.stdout, /a server process could not start/);
 });

@@ -11,7 +11,7 @@ import { startServer } from '../src/server.js';
 import { atom, isTuple, tuple, type Term } from '../src/term/model.js';
 import { formatTerm } from '../src/term/print.js';
 import { serve } from './cli-helpers.js';
-import { BOOK_SERVICE, tempDir } from './helpers.js';
+import { BOOK_SERVICE, Watched, tempDir } from './helpers.js';
 import { hasRedis, startRedis } from '../scripts/redis-server.js';
 
 const CONF = path.resolve('test/fixtures/lib_chan.conf');
@@ -21,7 +21,7 @@ test('every store acknowledged by rpc is there after kill -9 and a restart on th
   const store = `lmdb:${tempDir()}`;
   const first = await serve([CONF], { CHAN_STORE: store });
   t.teardown(() => first.child.kill('SIGKILL'));
-  const acked: [number, number][] = [];
+  const acked = new Watched<[number, number]>();
   let killed = false;
   const streams = [0, 1, 2, 3].map(async (c) => {
     const ch = await connect('127.0.0.1', first.port, 'nameServer', 'ABXy45');
@@ -34,7 +34,7 @@ test('every store acknowledged by rpc is there after kill -9 and a restart on th
     }
   });
   // Killed in the middle of the stream, once a good number of stores have been acknowledged.
-  while (acked.length < 400) await new Promise((resolve) => setImmediate(resolve));
+  await acked.until((a) => a.length >= 400);
   killed = true;
   first.child.kill('SIGKILL');
   await once(first.child, 'exit');
@@ -48,11 +48,11 @@ test('every store acknowledged by rpc is there after kill -9 and a restart on th
   );
   const ch = await connect('127.0.0.1', second.port, 'nameServer', 'ABXy45');
   const missing: string[] = [];
-  for (const [c, i] of acked) {
+  for (const [c, i] of acked.items) {
     const found = await ch.rpc(tuple(atom('lookup'), key(c, i)));
     if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) missing.push(`${c}/${i}`);
   }
-  t.log(`${acked.length} acknowledged stores before kill -9`);
+  t.log(`${acked.items.length} acknowledged stores before kill -9`);
   t.deepEqual(missing, []);
   await ch.close();
 });
@@ -86,30 +86,30 @@ if (hasRedis) {
     const server = await startServer({ port: 0, host: '127.0.0.1', services: [BOOK_SERVICE], store: redis.url });
     t.teardown(() => server.close());
     const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45', null, { rpcTimeout: 10_000 });
-    const answers: string[] = [];
+    const answers = new Watched<string>();
     let running = true;
     const load = (async () => {
       for (let i = 0; running; i++) {
         const x = await ch.rpc(tuple(atom('store'), atom('k'), i));
         answers.push(x === true ? 'stored' : isTuple(x, 'error', 2) ? formatTerm(x.at(1) as Term) : formatTerm(x));
-        if (answers.at(-1) !== 'stored') await new Promise((resolve) => setTimeout(resolve, 20)); // a client's pace
+        if (answers.items.at(-1) !== 'stored') await new Promise((resolve) => setTimeout(resolve, 20)); // a client's pace
       }
     })();
-    while (!answers.includes('stored')) await new Promise((resolve) => setImmediate(resolve));
+    await answers.until((a) => a.includes('stored'));
     await redis.stop();
-    while (!answers.some((a) => a.includes('storeFailed'))) await new Promise((resolve) => setImmediate(resolve));
+    await answers.until((a) => a.some((x) => x.includes('storeFailed')));
     redis = await startRedis(port);
-    const failedAt = answers.length;
+    const failedAt = answers.items.length;
     // ioredis reconnects by itself (back-off up to 5 s): stores succeed again without any help.
-    while (!answers.slice(failedAt).includes('stored')) await new Promise((resolve) => setImmediate(resolve));
+    await answers.until((a) => a.slice(failedAt).includes('stored'));
     running = false;
     await load;
     t.false(ch.isClosed, 'the connection stayed up throughout');
     t.true(
-      answers.every((a) => a === 'stored' || a.includes('storeFailed')),
-      answers.join(' '),
+      answers.items.every((a) => a === 'stored' || a.includes('storeFailed')),
+      answers.items.join(' '),
     );
-    t.deepEqual(await ch.rpc(tuple(atom('lookup'), atom('k'))), tuple(atom('ok'), answers.length - 1));
+    t.deepEqual(await ch.rpc(tuple(atom('lookup'), atom('k'))), tuple(atom('ok'), answers.items.length - 1));
     await ch.close();
   });
 } else {

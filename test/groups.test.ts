@@ -7,6 +7,8 @@ import path from 'node:path';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { loadConfigFile } from '../src/config/load.js';
+import { Groups } from '../src/groups.js';
+import { silentLogger } from '../src/log.js';
 import type { Handler } from '../src/runtime.js';
 import { startServer } from '../src/server.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
@@ -87,10 +89,7 @@ const EXAMPLES = path.resolve('examples/lib_chan.conf');
 test('IRC lite across the two processes of one server: the chat reaches both', async (t) => {
   const s = await serve([EXAMPLES], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
   t.teardown(() => s.child.kill('SIGKILL'));
-  for (;;) {
-    if (s.lines.some((l) => /every process is listening/.test(l))) break;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  await s.line(/every process is listening/);
   await chatAcross(s.port, s.port);
   const workers = new Set(
     s.lines
@@ -114,3 +113,27 @@ if (hasRedis) {
   console.log('groups across servers skipped: redis-server is not installed');
   test.skip('IRC lite across two servers sharing one Redis (redis-server not installed)', () => {});
 }
+
+test('joining and leaving keeps nothing behind: no close watcher per cycle, no empty group', (t) => {
+  const watchers = new Set<() => void>();
+  const member = {
+    push: () => true,
+    onClose(fn: () => void) {
+      watchers.add(fn);
+      return () => watchers.delete(fn);
+    },
+  };
+  const groups = new Groups(null, silentLogger);
+  const room = groups.of('s');
+  for (let i = 0; i < 1000; i++) {
+    room.join(tuple(atom('room'), i), member);
+    t.true(room.leave(tuple(atom('room'), i), member));
+  }
+  t.is(watchers.size, 0);
+  room.join(atom('lobby'), member);
+  room.join(atom('lobby'), member); // twice: one membership, one watcher
+  t.is(watchers.size, 1);
+  for (const w of [...watchers]) w(); // the connection ends
+  t.is(room.localMembers(atom('lobby')), 0);
+  t.false(room.leave(atom('lobby'), member));
+});

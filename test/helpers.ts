@@ -259,3 +259,26 @@ export async function besideBystander(
   t.true(slowest < 1000, `slowest answer took ${slowest} ms`);
   await ch.close();
 }
+
+/** A list whose growth can be awaited, instead of polled: `until(test)` resolves once `test(items)` holds. */
+export class Watched<T> {
+  readonly items: T[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  push(x: T): void {
+    this.items.push(x);
+    for (const w of [...this.waiters]) w();
+  }
+
+  until(test: (items: readonly T[]) => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!test(this.items)) return;
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+}

@@ -59,12 +59,25 @@ export class AuthThrottle {
    */
   onFailure: ((address: string) => void) | null = null;
 
-  /** Locks `address` out for `ms` from now (a lockout decided elsewhere: the primary's count of every process). */
+  /**
+   * Locks `address` out for `ms` from now (a lockout decided elsewhere: the primary's count of every process). Bounded
+   * like the rest of the table: when it is full, the lockout falls on every address outside it.
+   */
   lock(address: string, ms: number): void {
+    const now = this.now();
     const group = addressGroup(address);
     this.failing.delete(group);
     this.locked.delete(group); // re-inserted: lockouts stay in the order they end, as a rule
-    this.locked.set(group, this.now() + ms);
+    if (this.full()) this.dropAllEnded(now);
+    if (this.full()) this.overflowLockedUntil = Math.max(this.overflowLockedUntil, now + ms);
+    else this.locked.set(group, now + ms);
+  }
+
+  /** The lockouts in force, each an address (or /64) and the ms left: for a process that starts late. */
+  activeLocks(): [string, number][] {
+    const now = this.now();
+    this.dropEnded(now);
+    return [...this.locked].filter(([, until]) => until > now).map(([group, until]) => [group, until - now]);
   }
 
   /** Records a failure; returns true if it locked the address out. */

@@ -1,6 +1,7 @@
 /** `chan check [CONF]`: validate a config and print the settings in effect, with where each came from. */
 import { loadConfigFile, type ServerConfig } from '../config/load.js';
 import { OPTIONS } from '../config/options.js';
+import { describeStore } from '../store/store.js';
 import { formatTerm } from '../term/print.js';
 import { EXIT_OK } from './common.js';
 import { DEFAULT_SERVE_STORE, confFile } from './serve.js';
@@ -20,7 +21,8 @@ function optionValue(config: ServerConfig, prop: string): unknown {
     return new Map(Object.entries(config.tls.files ?? {})).get(key) ?? new Map(Object.entries(config.tls)).get(key);
   }
   // Unset, the store is what chan serve would use.
-  if (prop === 'store') return config.store ?? `${DEFAULT_SERVE_STORE} (chan serve's)`;
+  if (prop === 'store')
+    return config.store === null ? `${DEFAULT_SERVE_STORE} (chan serve's)` : describeStore(config.store);
   return new Map(Object.entries(config)).get(prop);
 }
 

@@ -102,6 +102,9 @@ export async function serve(confArg: string | undefined, store?: string, process
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
+        // In a process of several, the primary decides when enough is enough (it ends us with SIGKILL): a signal
+        // sent to the whole process group and then relayed by the primary arrives twice, and is one request.
+        if (inCluster()) return;
         log.warn({ signal }, 'second signal: exiting at once');
         resolve(EXIT_SECOND_SIGNAL);
         return;
@@ -110,8 +113,14 @@ export async function serve(confArg: string | undefined, store?: string, process
       log.info({ signal }, 'shutting down');
       void server.close().then(() => resolve(0));
     };
-    process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    process.on('SIGHUP', reload);
+    if (inCluster()) {
+      // The primary relays these (Ctrl-C reaches every process of the group): only its SIGTERM and reload count here.
+      process.on('SIGINT', () => {});
+      process.on('SIGHUP', () => {});
+    } else {
+      process.on('SIGINT', onSignal);
+      process.on('SIGHUP', reload);
+    }
   });
 }

@@ -2,8 +2,9 @@
  * `lmdb:<dir>`: an embedded store on disk (LMDB through lmdb-js: memory-mapped, crash-safe, shared safely by the
  * processes of one machine). One environment in `<dir>`, one named database per service.
  *
- * Writes are committed in batches (lmdb-js gathers the puts of one turn into one transaction, synced to disk); a put
- * resolves once its batch is on disk. Until then this process reads its own writes from a small overlay, so a lookup
+ * Writes are committed in batches (lmdb-js gathers the puts of one turn into one transaction); a put resolves once its
+ * batch is synced to disk (`overlappingSync` off: with it on, lmdb-js resolves at the commit and flushes later, and a
+ * power loss could take back a store already acknowledged). Until then this process reads its own writes from a small overlay, so a lookup
  * after a store on the same connection (or any other of this process) sees it at once.
  *
  * An entry is stored as a 4-byte cost (what it counts against store_max_bytes) followed by the codec's bytes of
@@ -16,8 +17,8 @@ import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
 import { made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
 
-/** The depth a stored term may have: the server's limits were checked when it was stored. */
-const codec = msgpackCodec({ maxDepth: 1000 });
+/** Any depth: the server's max_depth was checked when the term arrived, and may be set past any fixed number here. */
+const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
 function storeFailed(what: string, err: unknown): ChanError {
   return new ChanError('storeFailed', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -77,36 +78,67 @@ class LmdbNamespace implements Namespace {
   async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
     const id = storageKey(key);
     const hex = id.toString('hex');
-    const after = this.held - (this.costs.get(hex) ?? 0) + cost;
+    const entry = encodeEntry(key, value, cost); // before anything is counted: a term that cannot be encoded changes nothing
+    const before = this.costOf(id, hex);
+    const after = this.held - (before ?? 0) + cost;
     if (after > maxBytes) return { stored: false, wouldHold: after };
-    this.costs.set(hex, cost);
-    this.held = after;
-    const committed = this.write(hex, value, this.db.put(id, encodeEntry(key, value, cost)));
+    this.count(hex, before, cost);
+    const committed = this.write(hex, value, this.db.put(id, entry), () => this.count(hex, cost, before));
     return { stored: true, committed };
   }
 
   async delete(key: Term): Promise<boolean> {
     const id = storageKey(key);
     const hex = id.toString('hex');
-    const cost = this.costs.get(hex);
-    if (cost === undefined) return false;
-    this.costs.delete(hex);
-    this.held -= cost;
-    await this.write(hex, undefined, this.db.remove(id));
+    const before = this.costOf(id, hex);
+    if (before === undefined) return false;
+    this.count(hex, before, undefined);
+    await this.write(hex, undefined, this.db.remove(id), () => this.count(hex, undefined, before));
     return true;
   }
 
-  /** Shows `value` to this process's reads until `commit` settles; resolves with the commit, or storeFailed. */
-  private write(hex: string, value: Term | undefined, commit: Promise<unknown>): Promise<void> {
+  /**
+   * What the entry under `id` counts now: as this process counted it, else as written (by another process or thread of
+   * the machine since this one opened the namespace), else undefined when there is none.
+   */
+  private costOf(id: Buffer, hex: string): number | undefined {
+    if (this.pending.has(hex)) return this.costs.get(hex);
+    const known = this.costs.get(hex);
+    if (known !== undefined) return known;
+    let written: number | undefined;
+    try {
+      written = this.db.get(id)?.readUInt32BE(0);
+    } catch (err) {
+      throw storeFailed('the store could not be read', err);
+    }
+    if (written !== undefined) this.count(hex, undefined, written); // learnt: counted from now on
+    return written;
+  }
+
+  /** The entry `hex` counted `from` and counts `to` now (undefined: no entry). */
+  private count(hex: string, from: number | undefined, to: number | undefined): void {
+    this.held += (to ?? 0) - (from ?? 0);
+    if (to === undefined) this.costs.delete(hex);
+    else this.costs.set(hex, to);
+  }
+
+  /**
+   * Shows `value` to this process's reads until `commit` settles; resolves with the commit, or storeFailed, after
+   * `undo` (what the write counted is taken back when it is still the latest write of that key).
+   */
+  private write(hex: string, value: Term | undefined, commit: Promise<unknown>, undo: () => void): Promise<void> {
     const seq = ++this.seq;
     this.pending.set(hex, { value, seq });
-    const settled = (): void => {
-      if (this.pending.get(hex)?.seq === seq) this.pending.delete(hex);
-    };
+    const latest = (): boolean => this.pending.get(hex)?.seq === seq;
     return commit.then(
-      () => settled(),
+      () => {
+        if (latest()) this.pending.delete(hex);
+      },
       (err: unknown) => {
-        settled();
+        if (latest()) {
+          this.pending.delete(hex);
+          undo();
+        }
         throw storeFailed('the store could not be written', err);
       },
     );
@@ -128,7 +160,8 @@ export class LmdbStore implements Store {
   /** Opens (creating) the environment in `dir`. Throws a `badConfig` ChanError, with the reason, when it cannot. */
   static open(dir: string): LmdbStore {
     try {
-      return new LmdbStore(open({ path: dir, maxDbs: 1024, compression: false }), `lmdb:${dir}`);
+      const root = open({ path: dir, maxDbs: 1024, compression: false, overlappingSync: false });
+      return new LmdbStore(root, `lmdb:${dir}`);
     } catch (err) {
       throw new ChanError(
         'badConfig',

@@ -13,9 +13,9 @@ import { Redis } from 'ioredis';
 import { msgpackCodec } from '../codec/index.js';
 import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
-import { made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
+import { describeStore, made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
 
-const codec = msgpackCodec({ maxDepth: 1000 });
+const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
 /** KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns -1 when stored, else the total refused. */
 const PUT = `
@@ -107,14 +107,8 @@ export class RedisStore implements Store {
    * a server that cannot reach its store at start refuses to start.
    */
   static async open(url: string): Promise<RedisStore> {
-    const description = url.replace(/\/\/([^@/]*)@/, '//***@');
-    const redis = new Redis(url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 5000,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    });
+    const description = describeStore(url);
+    const redis = new Redis(url, REDIS_OPTIONS);
     // Connection errors are reported by the calls that fail (storeFailed); the event itself needs a listener.
     redis.on('error', () => {});
     try {
@@ -137,6 +131,36 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.spaces.clear();
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeRedis(this.redis);
   }
+}
+
+/**
+ * How lib-chan talks to Redis: no queue of commands while it is away (calls fail at once, with `storeFailed`), no
+ * command sent again after a reconnect (nothing written late, behind the caller's back), every command answered or
+ * failed within 5 s (a Redis cut off without a reset does not hang a handler), reconnection by itself with back-off.
+ */
+export const REDIS_OPTIONS = {
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 5000,
+  commandTimeout: 5000,
+  retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
+} as const;
+
+/** QUIT, or, when Redis does not answer it within a second, the connection dropped. */
+export async function closeRedis(redis: Redis): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
+  await Promise.race([
+    redis.quit().then(
+      () => undefined,
+      () => undefined,
+    ),
+    late,
+  ]);
+  clearTimeout(timer);
+  redis.disconnect();
 }

@@ -42,6 +42,11 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** A store URL as logs and screens may show it: a password (or user and password) left out. */
+export function describeStore(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
 /** The value `map` holds for `key`, made by `make` the first time. */
 export function made<K, V>(map: Map<K, V>, key: K, make: () => V): V {
   let v = map.get(key);
