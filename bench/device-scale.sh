@@ -9,4 +9,4 @@ lscpu | grep -E 'Model name|Thread|Core|Socket|NUMA node' || true
 for c in 0 1 7 8; do echo "cpu$c siblings: $(cat /sys/devices/system/cpu/cpu$c/topology/thread_siblings_list 2>/dev/null)"; done
 cd /tmp/app
 node dist/bench/scale.js --rounds "${ROUNDS:-3}" --duration "${DURATION:-3000}" -c "${CONNS:-32}" \
-  ${ONLY:+--only "$ONLY"} --out "${OUT:-/tmp}/scale.md"
+  ${ONLY:+--only "$ONLY"} ${PER_PROCESS:+--per-process "$PER_PROCESS"} --out "${OUT:-/tmp}/scale.md"

@@ -31,8 +31,11 @@ const { values } = parseArgs({
     c: { type: 'string', default: '16' },
     out: { type: 'string' },
     only: { type: 'string' },
+    'per-process': { type: 'string' },
   },
 });
+/** With --per-process P: the load grows with the processes (P connections for each), instead of a fixed -c per generator. */
+const perProcess = values['per-process'] === undefined ? null : Number(values['per-process']);
 const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const conns = Number(values.c);
@@ -174,7 +177,8 @@ async function scaling(): Promise<string[]> {
       rmSync(path.join(dir, `lmdb-p`), { recursive: true, force: true });
       const s = await serve({ CHAN_STORE: `lmdb:${path.join(dir, 'lmdb-p')}` }, n);
       try {
-        const all = await Promise.all(Array.from({ length: generators }, () => bench(s.port, 'rpc', conns)));
+        const c = perProcess === null ? conns : Math.max(1, Math.round((perProcess * n) / generators));
+        const all = await Promise.all(Array.from({ length: generators }, () => bench(s.port, 'rpc', c)));
         const total = all.flat().reduce((sum, r) => sum + r.opsPerSec, 0);
         totals.set(n, [...(totals.get(n) ?? []), total]);
       } finally {
@@ -204,7 +208,9 @@ try {
   if (only !== 'processes') sections.push(...(await stores()), '');
   if (only !== 'stores')
     sections.push(
-      `${generators} load generators of ${conns} connections each, one lookup at a time per connection:`,
+      perProcess === null
+        ? `${generators} load generators of ${conns} connections each, one lookup at a time per connection:`
+        : `${generators} load generators, ${perProcess} connections in all for each server process, one lookup at a time per connection:`,
       '',
       ...(await scaling()),
     );
