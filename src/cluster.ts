@@ -66,6 +66,8 @@ export async function runPrimary(
   const throttle = new AuthThrottle(throttleSettings(config));
   const policy = new RestartPolicy(config);
   const listening = new Map<number, number>();
+  /** Processes forked and not yet exited (cluster.workers can keep one past its exit until its channel closes). */
+  const live = new Set<number>();
   let started = false;
   let stopping = false;
   let retrying = false;
@@ -73,7 +75,7 @@ export async function runPrimary(
   const retryTimers = new Set<NodeJS.Timeout>();
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
-    // A process whose channel has closed (it is exiting) is skipped: sending to it would throw in the primary.
+    // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.
     if (w?.isConnected()) w.send(m);
   };
   const broadcast = (m: Down): void => {
@@ -83,8 +85,10 @@ export async function runPrimary(
   return new Promise((resolve) => {
     const fork = (): Worker => {
       const w = cluster.fork();
+      live.add(w.id);
       w.on('error', (err) => log.warn({ err, worker: w.id }, 'a message to a server process was lost'));
       w.on('message', (m: Up) => {
+        if (w.isDead()) return; // a message that comes after its process's exit
         if (m.t === 'listening') {
           listening.set(w.id, m.port);
           // A process that starts late learns the lockouts in force.
@@ -111,15 +115,15 @@ export async function runPrimary(
       stopping = true;
       exitStatus = status;
       for (const t of retryTimers) clearTimeout(t);
-      const workers = Object.values(cluster.workers ?? {});
-      if (workers.length === 0) resolve(status);
-      for (const w of workers) w?.process.kill('SIGTERM');
+      if (live.size === 0) resolve(status);
+      for (const w of Object.values(cluster.workers ?? {})) if (w && live.has(w.id)) w.process.kill('SIGTERM');
     };
     let exitStatus = 0;
     cluster.on('exit', (w, code, signal) => {
       const wasListening = listening.delete(w.id);
+      live.delete(w.id);
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitStatus);
+        if (live.size === 0) resolve(exitStatus);
         return;
       }
       const how = signal ? `signal ${signal}` : `code ${code}`;

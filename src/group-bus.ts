@@ -53,12 +53,17 @@ export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
   const { Redis } = await import('ioredis');
   const { REDIS_OPTIONS, closeRedis } = await import('./store/redis.js');
   const pub = new Redis(url, REDIS_OPTIONS);
-  // The subscriber queues its SUBSCRIBE while away, so that it subscribes again after each reconnection.
-  const sub = new Redis(url, { ...REDIS_OPTIONS, enableOfflineQueue: true, commandTimeout: undefined });
+  // The subscriber: ioredis subscribes it again after each reconnection (autoResubscribe), and a SUBSCRIBE cut off on
+  // the way is sent again (safe to repeat); no command timeout (a subscriber waits, by nature).
+  const sub = new Redis(url, { ...REDIS_OPTIONS, autoResendUnfulfilledCommands: true, commandTimeout: undefined });
   for (const r of [pub, sub]) r.on('error', () => {});
   try {
     await Promise.all([pub.connect(), sub.connect()]);
     await sub.subscribe(CHANNEL);
+    // And once more on every reconnection, in case the automatic one was lost with a connection cut in between.
+    sub.on('ready', () => {
+      sub.subscribe(CHANNEL).catch((err: unknown) => log.warn({ err }, 'groups could not subscribe again'));
+    });
   } catch (err) {
     await Promise.all([closeRedis(pub), closeRedis(sub)]);
     throw new ChanError(

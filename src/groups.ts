@@ -85,17 +85,21 @@ export class Groups {
     if (members.has(member)) return;
     // Set first: a connection already closed runs the watcher at once, and its leave must find the member.
     members.set(member, () => {});
-    const unwatch = member.onClose(() => this.leave(service, group, member));
-    if (members.get(member)) members.set(member, unwatch);
+    // The key, not the term: a handler that changes its term after joining must not strand the member.
+    const unwatch = member.onClose(() => this.leaveKey(service, key, member));
+    if (members.has(member)) members.set(member, unwatch ?? (() => {}));
   }
 
   /** @internal */
   leave(service: string, group: Term, member: Member): boolean {
+    return this.leaveKey(service, termKey(group), member);
+  }
+
+  private leaveKey(service: string, key: string, member: Member): boolean {
     const groups = this.services.get(service);
-    const key = termKey(group);
     const members = groups?.get(key);
     const unwatch = members?.get(member);
-    if (!members || !unwatch) return false;
+    if (!members || unwatch === undefined) return false;
     members.delete(member);
     unwatch();
     if (members.size === 0) groups?.delete(key);

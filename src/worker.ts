@@ -131,6 +131,7 @@ async function main(): Promise<void> {
       fail: (err: unknown) => post({ t: 'fail', message: err instanceof Error ? err.message : String(err) }),
     });
   } catch (err) {
+    await opened?.close().catch(() => {});
     post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err), moduleError: false });
     return;
   }

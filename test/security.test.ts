@@ -356,3 +356,15 @@ test('a verifier over the iteration count clients accept is refused at start-up'
     /over 1000000, which clients refuse/,
   );
 });
+
+test('a lockout decided by the primary makes room in a table full of failing addresses, and locks out that one alone', (t) => {
+  const throttle = new AuthThrottle({ maxFailures: 5, window: 60_000, lockout: 60_000 }, Date.now, 4);
+  for (const a of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']) throttle.fail(a);
+  throttle.lock('10.0.0.9', 60_000);
+  t.true(throttle.lockedFor('10.0.0.9') > 0);
+  t.is(throttle.lockedFor('192.0.2.7'), 0, 'an address outside the table is not locked out with it');
+  t.deepEqual(
+    throttle.activeLocks().map(([a]) => a),
+    ['10.0.0.9'],
+  );
+});

@@ -69,6 +69,11 @@ export class AuthThrottle {
     this.failing.delete(group);
     this.locked.delete(group); // re-inserted: lockouts stay in the order they end, as a rule
     if (this.full()) this.dropAllEnded(now);
+    if (this.full()) {
+      // As fail() does: the address that failed least recently without being locked makes room, if there is one.
+      const oldest = this.failing.keys().next();
+      if (!oldest.done) this.failing.delete(oldest.value);
+    }
     if (this.full()) this.overflowLockedUntil = Math.max(this.overflowLockedUntil, now + ms);
     else this.locked.set(group, now + ms);
   }

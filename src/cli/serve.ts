@@ -56,6 +56,12 @@ export async function serve(confArg: string | undefined, store?: string, process
     log.info({ config: file }, 'lib-chan starting');
     return runPrimary(config, count, () => serveConfig(file, store), log);
   }
+  if (inCluster()) {
+    // From the start: the primary relays these (Ctrl-C reaches every process of the group), and a process must not die
+    // of one while it starts; only its SIGTERM and its reload message count here.
+    process.on('SIGINT', () => {});
+    process.on('SIGHUP', () => {});
+  }
   const base = createLogger({ level: config.logLevel });
   // A server process of several says which it is on every line.
   const log = inCluster() ? base.child({ worker: workerId() }) : base;
@@ -114,11 +120,7 @@ export async function serve(confArg: string | undefined, store?: string, process
       void server.close().then(() => resolve(0));
     };
     process.on('SIGTERM', onSignal);
-    if (inCluster()) {
-      // The primary relays these (Ctrl-C reaches every process of the group): only its SIGTERM and reload count here.
-      process.on('SIGINT', () => {});
-      process.on('SIGHUP', () => {});
-    } else {
+    if (!inCluster()) {
       process.on('SIGINT', onSignal);
       process.on('SIGHUP', reload);
     }

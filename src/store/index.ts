@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { ChanError } from '../errors.js';
 import { MemoryStore } from './memory.js';
-import type { Store } from './store.js';
+import { describeStore, type Store } from './store.js';
 
 export type { Namespace, PutResult, Store } from './store.js';
 
@@ -19,7 +19,7 @@ export function parseStoreUrl(
     return dir === '' ? 'lmdb: needs a directory, as in lmdb:data' : { kind: 'lmdb', dir: path.resolve(dir) };
   }
   if (url.startsWith('redis://') || url.startsWith('rediss://')) return { kind: 'redis' };
-  return `${JSON.stringify(url)} is not a store: use memory:, lmdb:<dir> or redis://host:port/db`;
+  return `${JSON.stringify(describeStore(url))} is not a store: use memory:, lmdb:<dir> or redis://host:port/db`;
 }
 
 /**

@@ -83,7 +83,7 @@ class LmdbNamespace implements Namespace {
     const after = this.held - (before ?? 0) + cost;
     if (after > maxBytes) return { stored: false, wouldHold: after };
     this.count(hex, before, cost);
-    const committed = this.write(hex, value, this.db.put(id, entry), () => this.count(hex, cost, before));
+    const committed = this.write(hex, value, this.db.put(id, entry), () => this.recount(id, hex));
     return { stored: true, committed };
   }
 
@@ -93,7 +93,7 @@ class LmdbNamespace implements Namespace {
     const before = this.costOf(id, hex);
     if (before === undefined) return false;
     this.count(hex, before, undefined);
-    await this.write(hex, undefined, this.db.remove(id), () => this.count(hex, undefined, before));
+    await this.write(hex, undefined, this.db.remove(id), () => this.recount(id, hex));
     return true;
   }
 
@@ -115,6 +115,17 @@ class LmdbNamespace implements Namespace {
     return written;
   }
 
+  /** A write failed: the entry counts what the database holds for it (what this process thought may be gone). */
+  private recount(id: Buffer, hex: string): void {
+    let written: number | undefined;
+    try {
+      written = this.db.get(id)?.readUInt32BE(0);
+    } catch {
+      written = undefined; // unreadable as well: counted as absent until it is read again
+    }
+    this.count(hex, this.costs.get(hex), written);
+  }
+
   /** The entry `hex` counted `from` and counts `to` now (undefined: no entry). */
   private count(hex: string, from: number | undefined, to: number | undefined): void {
     this.held += (to ?? 0) - (from ?? 0);
@@ -124,7 +135,7 @@ class LmdbNamespace implements Namespace {
 
   /**
    * Shows `value` to this process's reads until `commit` settles; resolves with the commit, or storeFailed, after
-   * `undo` (what the write counted is taken back when it is still the latest write of that key).
+   * `undo` (the count set right again) when it was still the latest write of that key.
    */
   private write(hex: string, value: Term | undefined, commit: Promise<unknown>, undo: () => void): Promise<void> {
     const seq = ++this.seq;

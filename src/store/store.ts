@@ -44,7 +44,19 @@ export interface Store {
 
 /** A store URL as logs and screens may show it: a password (or user and password) left out. */
 export function describeStore(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url.startsWith('memory:') || url.startsWith('lmdb:') ? url : `${url.split(':')[0] ?? ''}:***`;
+  }
+  if (u.protocol === 'lmdb:' || u.protocol === 'memory:') return url;
+  const hidden = u.username !== '' || u.password !== '';
+  u.username = '';
+  u.password = '';
+  for (const k of [...u.searchParams.keys()]) if (/pass|user|auth|token/i.test(k)) u.searchParams.set(k, '***');
+  const shown = u.toString();
+  return hidden ? shown.replace('//', '//***@') : shown;
 }
 
 /** The value `map` holds for `key`, made by `make` the first time. */
