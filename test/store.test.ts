@@ -148,3 +148,12 @@ test('redis: a password in the URL never reaches the description the logs print'
   const err = await t.throwsAsync(openStore(`redis://someone:hunter2@127.0.0.1:${redis.port}/0`));
   t.false(String(err?.message).includes('hunter2'));
 });
+
+test('lmdb: a call after the store is closed (a handler left running at shutdown) is a storeFailed, not a crash', async (t) => {
+  const s = await openStore(`lmdb:${tempDir()}`);
+  const ns = await s.namespace('late');
+  await s.close();
+  const err = await t.throwsAsync(ns.put(atom('k'), 1, 10, 1000), { instanceOf: ChanError });
+  t.is(err?.code, 'storeFailed');
+  t.is((await t.throwsAsync(ns.get(atom('k')), { instanceOf: ChanError }))?.code, 'storeFailed');
+});

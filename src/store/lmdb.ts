@@ -46,6 +46,8 @@ class LmdbNamespace implements Namespace {
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   private held = 0;
+  /** The environment has been closed (the server is stopping): lmdb-js would throw outside any call after it. */
+  closed = false;
 
   private constructor(
     private readonly db: Database<Buffer, Buffer>,
@@ -62,7 +64,12 @@ class LmdbNamespace implements Namespace {
     return new LmdbNamespace(db, costs);
   }
 
+  private open(): void {
+    if (this.closed) throw new ChanError('storeFailed', 'the store is closed: the server is stopping');
+  }
+
   async get(key: Term): Promise<Term | undefined> {
+    this.open();
     const id = storageKey(key);
     const mine = this.pending.get(id.toString('hex'));
     if (mine) return mine.value;
@@ -76,6 +83,7 @@ class LmdbNamespace implements Namespace {
   }
 
   async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    this.open();
     const id = storageKey(key);
     const hex = id.toString('hex');
     const entry = encodeEntry(key, value, cost); // before anything is counted: a term that cannot be encoded changes nothing
@@ -88,6 +96,7 @@ class LmdbNamespace implements Namespace {
   }
 
   async delete(key: Term): Promise<boolean> {
+    this.open();
     const id = storageKey(key);
     const hex = id.toString('hex');
     const before = this.costOf(id, hex);
@@ -187,6 +196,7 @@ export class LmdbStore implements Store {
   }
 
   async close(): Promise<void> {
+    for (const ns of this.spaces.values()) ns.closed = true;
     this.spaces.clear();
     await this.root.close();
   }
