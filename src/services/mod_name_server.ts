@@ -9,7 +9,7 @@
  *                   store_max_bytes with {error, {storeFull, Text}} (as a push when it came as a cast).
  *   {lookup, K}     answers {ok, V}, or undefined when nothing is stored under K.
  *                   When the store itself fails (a disk, Redis away), the answer is {error, {storeFailed, Text}}
- *                   and the connection carries on.
+ *                   (the details in the server's log) and the connection carries on.
  *   anything else   answers {error, {badRequest, X}} (as a push when it came as a cast); X is the atom tooLarge when
  *                   the request itself would not fit in the answer.
  */
@@ -32,10 +32,11 @@ export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: Servi
     try {
       await handle(ctx.state, mm, m, ctx);
     } catch (err) {
-      // The store failed (storeFailed): this request is answered with the reason; the connection carries on.
+      // The store failed (storeFailed): this request is answered so, and the connection carries on. The backend's own
+      // words (a path, a Redis address) go to the server's log, not to the client.
       if (!(err instanceof ChanError) || err.code !== 'storeFailed') throw err;
       ctx.log.warn({ err: { message: err.message } }, 'the store failed');
-      answer(mm, m, errorTerm('storeFailed', err.message));
+      answer(mm, m, errorTerm('storeFailed', 'the store could not be read or written; the server log says why'));
     }
   }
 }
