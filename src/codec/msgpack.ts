@@ -367,10 +367,25 @@ function write(w: Writer, v: unknown, depth: number): void {
   }
   if (v instanceof Atom) {
     // Not a container: an atom (like a binary) takes no level of nesting, on either side.
-    if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+    const name = v.name;
+    const n = name.length;
     // The atoms true, false and null are MessagePack's own words, written in their canonical one-byte form.
-    const word = WORD_ATOMS.get(v.name);
+    const word = n <= 5 ? WORD_ATOMS.get(name) : undefined;
     if (word !== undefined) return w.u8(word);
+    if (n < 32 && isAscii(name)) {
+      // The common atom, a short ASCII name: its ext 8 header and its bytes in one go, as a short string's.
+      w.charge(COST.atom + stringCost(n, n));
+      w.ensure(3 + n);
+      const b = w.buf;
+      const at = w.pos;
+      b[at] = 0xc7;
+      b[at + 1] = n;
+      b[at + 2] = EXT_ATOM;
+      for (let i = 0; i < n; i++) b[at + 3 + i] = name.charCodeAt(i);
+      w.pos = at + 3 + n;
+      return;
+    }
+    if (atomTooLong(name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
     const len = Buffer.byteLength(v.name);
     w.charge(COST.atom + stringCost(len, v.name.length));
     writeExtHeader(w, EXT_ATOM, len);
