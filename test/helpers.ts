@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser, frame } from '../src/frame.js';
-import type { Duplex } from 'node:stream';
+import { Writable, type Duplex } from 'node:stream';
+import { createLogger, type Logger } from '../src/log.js';
 import type { ExecutionContext } from 'ava';
 import { ChanError } from '../src/errors.js';
 import { tcp, type Transport } from '../src/transport.js';
@@ -281,4 +282,19 @@ export class Watched<T> {
       check();
     });
   }
+}
+
+/** A logger that keeps every line it writes (JSON lines, as `chan serve` writes them), for tests that read the log. */
+export function capturedLog(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger({
+    pretty: false,
+    stream: new Writable({
+      write: (chunk, _encoding, done) => {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  });
+  return { logger, lines };
 }

@@ -4,13 +4,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
 import { connect } from '../src/client.js';
-import { createLogger } from '../src/log.js';
 import type { ChanServer } from '../src/server.js';
 import { atom, tuple } from '../src/term/index.js';
-import { BOOK_SERVICE, RawClient, besideBystander, bystander, testServer } from './helpers.js';
+import { BOOK_SERVICE, RawClient, besideBystander, bystander, capturedLog, testServer } from './helpers.js';
 
 const LIMITS = { handshakeTimeout: 1000, maxUnauthenticated: 20, sendBufferLimit: 1024 * 1024, mailboxHighWater: 64 };
 
@@ -86,16 +84,7 @@ test('max_unauthenticated + 50 connections that never speak are all closed, with
 });
 
 test('a client that sends 10,000 rpcs and never reads is cut off at send_buffer_limit; memory stays bounded', async (t) => {
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const server = await testServer([BOOK_SERVICE, { ...BOOK_SERVICE, name: 'open', secret: null }], {
     ...LIMITS,
     logger,

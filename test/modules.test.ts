@@ -1,10 +1,8 @@
-import { Writable } from 'node:stream';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
 import { startServer } from '../src/server.js';
-import { tempDir } from './helpers.js';
+import { capturedLog, tempDir } from './helpers.js';
 
 test('finds the handler as written or in camelCase, in .js or .mjs', async (t) => {
   const dir = tempDir({
@@ -62,16 +60,7 @@ test('refuses to start, naming every service that cannot run', async (t) => {
 });
 
 test('a module that is missing or lacks its function is a config problem (no stack in the log); a start that throws is logged', async (t) => {
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const dir = tempDir({
     'mod_broken.js': 'export function start() { throw new Error("no database"); }\nexport async function go() {}\n',
   });

@@ -8,10 +8,8 @@ import type { ServiceDefinition } from '../src/modules.js';
 import { startServer, type ServerOptions } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { crashSummary } from '../src/cli/serve.js';
-import { Writable } from 'node:stream';
-import { createLogger } from '../src/log.js';
 import { run, serve } from './cli-helpers.js';
-import { RawClient, echo, service, tempDir, testServer } from './helpers.js';
+import { RawClient, capturedLog, echo, service, tempDir, testServer } from './helpers.js';
 
 const CODE_PATH = [path.resolve('test/fixtures'), path.resolve('examples')];
 const KVS: ServiceDefinition = { name: 'nameServer', secret: null, module: 'mod_name_server', function: 'start_me_up' };
@@ -354,16 +352,7 @@ test('chan serve with a service whose start never returns exits 2 with one line 
 test('a service that stays down is tried again at service_retry_delay, doubling up to service_retry_max_delay', async (t) => {
   let broken = false;
   let fail: (err: unknown) => void = () => {};
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const s = await server(
     [
       {

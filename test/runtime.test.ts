@@ -1,11 +1,9 @@
-import { Writable } from 'node:stream';
 import test from 'ava';
 import { connect, type Channel } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
 import type { ChanClosedMessage, Handler, MailboxMessage } from '../src/runtime.js';
 import { atom, formatTerm, tuple } from '../src/term/index.js';
-import { RawClient, crash, echo, service, testServer } from './helpers.js';
+import { RawClient, capturedLog, crash, echo, service, testServer } from './helpers.js';
 
 async function open(port: number, name: string, argsC: unknown = null): Promise<Channel> {
   return connect('127.0.0.1', port, name, null, argsC as never);
@@ -137,16 +135,7 @@ test('a handler that returns ends the connection normally', async (t) => {
 });
 
 test('a crashing handler closes only its own connection, with its message and not its stack', async (t) => {
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const server = await testServer([service('crash', crash), service('echo', echo)], { logger });
   t.teardown(() => server.close());
   const bystanders = await Promise.all([open(server.port, 'echo'), open(server.port, 'echo')]);

@@ -3,19 +3,17 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import test from 'ava';
 import { SaltedPasswordCache, formatVerifier, makeVerifier, parseVerifier } from '../src/auth/scram.js';
 import { AuthThrottle } from '../src/auth/throttle.js';
 import { connect } from '../src/client.js';
 import { parseConfig } from '../src/config/load.js';
 import { ChanError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
 import { startServer } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
 import * as scram from '../src/auth/scram.js';
-import { BOOK_SERVICE, RawClient, echo, service, testServer, tempDir } from './helpers.js';
+import { BOOK_SERVICE, RawClient, capturedLog, echo, service, testServer, tempDir } from './helpers.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -88,16 +86,7 @@ test('a table full of lockouts counts every other address together, and locks th
 });
 
 test('six wrong secrets from one address: the sixth is authThrottled; other addresses get in; the lockout ends', async (t) => {
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const server = await testServer([BOOK_SERVICE], { authLockout: 400, logger });
   t.teardown(() => server.close());
   const attempt = (secret: string, localAddress = '127.0.0.1'): Promise<string> =>

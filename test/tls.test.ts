@@ -1,18 +1,16 @@
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import test from 'ava';
 import { connect, type ConnectOptions } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
-import { createLogger } from '../src/log.js';
 import type { ServiceDefinition } from '../src/modules.js';
 import type { ServerOptions } from '../src/server.js';
 import path from 'node:path';
 import { makeCertificate } from '../src/certs.js';
 import { parseConfig } from '../src/config/load.js';
 import { startServer } from '../src/server.js';
-import { echo, service, tempDir, testServer } from './helpers.js';
+import { capturedLog, echo, service, tempDir, testServer } from './helpers.js';
 import { fixtures, serverTls } from './tls-fixtures.js';
 
 const SERVICES: ServiceDefinition[] = [
@@ -153,16 +151,7 @@ test('a TLS handshake that does not finish in tls_handshake_timeout is cut off b
 });
 
 test('a plaintext client on a TLS port, and a TLS client on a plaintext port, get clear errors on both ends', async (t) => {
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const tlsServer = await testServer(SERVICES, { tls: serverTls(), logger });
   const plainServer = await testServer(SERVICES, { logger });
   t.teardown(() => Promise.all([tlsServer.close(), plainServer.close()]));
@@ -278,16 +267,7 @@ test('a certificate with fewer than 30 days left is served, with a warning', asy
     issuer: p.ca,
     days: 10,
   });
-  const lines: string[] = [];
-  const logger = createLogger({
-    pretty: false,
-    stream: new Writable({
-      write: (c, _e, cb) => {
-        lines.push(String(c));
-        cb();
-      },
-    }),
-  });
+  const { logger, lines } = capturedLog();
   const server = await startServer({
     port: 0,
     host: '127.0.0.1',
