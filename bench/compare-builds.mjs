@@ -11,6 +11,8 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
+// This checkout's build (built first): the medians every benchmark script shares.
+import { median, spread } from '../dist/bench/common.js';
 
 const [oldDir, newDir, roundsArg = '3', durationArg = '2000', outDir] = process.argv.slice(2);
 if (!oldDir || !newDir) {
@@ -73,12 +75,6 @@ function bench(s) {
   );
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
-
 const servers = [await serve(oldDir), await serve(newDir)];
 // taskset execs node: each child's pid is its chan serve's, which `--server-pid` reads the CPU time of.
 const results = servers.map(() => new Map());
@@ -99,12 +95,9 @@ for (const name of results[0].keys()) {
   const ops = [median(a.map((r) => r.opsPerSec)), median(b.map((r) => r.opsPerSec))];
   const cpu = [median(a.map((r) => r.serverCpuUs ?? Number.NaN)), median(b.map((r) => r.serverCpuUs ?? Number.NaN))];
   const p50 = [median(a.map((r) => r.p50)), median(b.map((r) => r.p50))];
-  const spread = (rs) => {
-    const v = rs.map((r) => r.opsPerSec);
-    return `${Math.round(Math.min(...v))}-${Math.round(Math.max(...v))}`;
-  };
+  const range = (rs) => spread(rs.map((r) => r.opsPerSec));
   rows.push(
-    `| ${name} | ${Math.round(ops[0])} (${spread(a)}) | ${Math.round(ops[1])} (${spread(b)}) | ${(ops[1] / ops[0]).toFixed(2)} | ${cpu[0].toFixed(1)} / ${cpu[1].toFixed(1)} | ${p50[0]} / ${p50[1]} |`,
+    `| ${name} | ${Math.round(ops[0])} (${range(a)}) | ${Math.round(ops[1])} (${range(b)}) | ${(ops[1] / ops[0]).toFixed(2)} | ${cpu[0].toFixed(1)} / ${cpu[1].toFixed(1)} | ${p50[0]} / ${p50[1]} |`,
   );
 }
 const table = [

@@ -9,7 +9,7 @@
  *
  *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --write]
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,9 +17,7 @@ import { parseArgs } from 'node:util';
 import type { ScenarioResult } from '../src/bench/load.js';
 import { writeCerts } from '../src/certs.js';
 import { replaceBetween } from '../scripts/markers.js';
-
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHAN = path.join(ROOT, 'dist/src/cli.js');
+import { CHAN, ROOT, chanBench, median } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -68,38 +66,12 @@ function start(
   });
 }
 
-/** Runs `chan bench` as its own process. Asynchronously: this process must keep draining the servers' logs. */
+/** Runs `chan bench` against `s`, as its own process: this process must keep draining the servers' logs. */
 function bench(s: Server, scenarios: string, extra: string[] = []): Promise<ScenarioResult[]> {
-  const args = [
-    CHAN,
-    'bench',
-    '--json',
-    '-d',
-    String(duration),
-    '--server-pid',
-    String(s.child.pid),
-    '--scenario',
-    scenarios,
-    ...s.client,
-    ...extra,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [...args, '127.0.0.1', String(s.port), 'nameServer', s.secret],
-      { encoding: 'utf8', maxBuffer: 1 << 20 },
-      (err, out, errOut) => {
-        if (err) reject(new Error(`chan bench against ${s.name} failed: ${errOut || err.message}`));
-        else resolve(JSON.parse(out) as ScenarioResult[]);
-      },
-    );
+  const args = ['-d', String(duration), '--server-pid', String(s.child.pid), '--scenario', scenarios, ...s.client];
+  return chanBench([...args, ...extra, '127.0.0.1', String(s.port), 'nameServer', s.secret]).catch((err: Error) => {
+    throw new Error(`chan bench against ${s.name} failed: ${err.message}`);
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 async function main(): Promise<void> {

@@ -12,16 +12,15 @@
  *
  *   node dist/bench/scale.js [--rounds 3] [--duration 3000] [--processes 1,2,4,8] [--generators 8] [-c 16] [--out F]
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { hasRedis, startRedis, type RedisProcess } from '../scripts/redis-server.js';
 import type { ScenarioResult } from '../src/bench/load.js';
+import { CHAN, chanBench, median, spread } from './common.js';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHAN = path.join(ROOT, 'dist/src/cli.js');
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
@@ -84,11 +83,7 @@ function serve(env: Record<string, string>, processes: number): Promise<Server> 
 }
 
 function bench(port: number, scenario: string, c: number): Promise<ScenarioResult[]> {
-  const argv = pin(CLIENT_CPUS, [
-    process.execPath,
-    CHAN,
-    'bench',
-    '--json',
+  const args = [
     '-d',
     String(duration),
     '--scenario',
@@ -98,13 +93,8 @@ function bench(port: number, scenario: string, c: number): Promise<ScenarioResul
     '127.0.0.1',
     String(port),
     'nameServer',
-    'bench',
-  ]);
-  return new Promise((resolve, reject) =>
-    execFile(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22 }, (err, out, errOut) =>
-      err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out) as ScenarioResult[]),
-    ),
-  );
+  ];
+  return chanBench([...args, 'bench'], pin(CLIENT_CPUS, []));
 }
 
 async function stop(s: Server): Promise<void> {
@@ -112,13 +102,6 @@ async function stop(s: Server): Promise<void> {
   s.child.kill('SIGTERM');
   await exited;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
-const spread = (xs: number[]): string => `${Math.round(Math.min(...xs))}-${Math.round(Math.max(...xs))}`;
 
 async function stores(): Promise<string[]> {
   let redis: RedisProcess | null = null;
