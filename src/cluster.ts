@@ -15,7 +15,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { AuthThrottle } from './auth/throttle.js';
+import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { ChanError } from './errors.js';
 import type { GroupMessage } from './group-bus.js';
 import type { Logger } from './log.js';
@@ -179,10 +179,6 @@ export async function runPrimary(
     log.info({ processes: count, store: describeStore(url) }, `starting ${count} server processes`);
     for (let i = 0; i < count; i++) fork();
   });
-}
-
-function throttleSettings(c: ServerConfig): { maxFailures: number; window: number; lockout: number } {
-  return { maxFailures: c.authMaxFailures, window: c.authFailureWindow, lockout: c.authLockout };
 }
 
 function workerPids(): number[] {

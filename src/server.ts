@@ -8,7 +8,7 @@
 import type { Duplex } from 'node:stream';
 import { msgpackCodec, type Codec } from './codec/index.js';
 import { Admission, type Ticket } from './admission.js';
-import { AuthThrottle } from './auth/throttle.js';
+import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { QueueBudget } from './budget.js';
 import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig } from './config/load.js';
 import { ServerConnection, type ConnectionHost } from './connection.js';
@@ -159,7 +159,7 @@ export class ChanServer implements ConnectionHost {
     readonly log: Logger,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
-    this.throttle = new AuthThrottle(this.throttleSettings());
+    this.throttle = new AuthThrottle(throttleSettings(settings));
     this.budget = new QueueBudget(settings.maxQueuedBytes);
     this.admission = new Admission(settings.maxUnauthenticated, settings.maxUnauthenticatedPerAddress);
     if (options.tls) {
@@ -170,11 +170,6 @@ export class ChanServer implements ConnectionHost {
     } else {
       this.transport = options.transport ?? tcp;
     }
-  }
-
-  private throttleSettings(): { maxFailures: number; window: number; lockout: number } {
-    const s = this.settings;
-    return { maxFailures: s.authMaxFailures, window: s.authFailureWindow, lockout: s.authLockout };
   }
 
   private tlsSettings(t: TlsConfig): TlsServerSettings {
@@ -229,7 +224,7 @@ export class ChanServer implements ConnectionHost {
       authFailureWindow: config.authFailureWindow,
       authLockout: config.authLockout,
     });
-    this.throttle.settings = this.throttleSettings();
+    this.throttle.settings = throttleSettings(this.settings);
     this.log.info({ services: [...this.services.keys()], notApplied }, 'configuration reloaded');
     return notApplied;
   }

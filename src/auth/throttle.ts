@@ -26,6 +26,15 @@ export interface ThrottleSettings {
 
 export const MAX_THROTTLED_ADDRESSES = 65_536;
 
+/** The throttle's settings from the server's options (auth_max_failures, auth_failure_window, auth_lockout). */
+export function throttleSettings(s: {
+  authMaxFailures: number;
+  authFailureWindow: number;
+  authLockout: number;
+}): ThrottleSettings {
+  return { maxFailures: s.authMaxFailures, window: s.authFailureWindow, lockout: s.authLockout };
+}
+
 export class AuthThrottle {
   /** Locked addresses and when their lockout ends, in the order they were locked. */
   private readonly locked = new Map<string, number>();
