@@ -851,7 +851,7 @@ class Decoder {
       const name = this.str(len);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
-      if (WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
+      if (name.length <= 5 && WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
       return new Atom(name);
     }
     if (type === EXT_TUPLE) {
