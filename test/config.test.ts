@@ -174,3 +174,22 @@ test('an integer option written as a float (1048576.0) is refused, as a float is
   const c = parseConfig('{port, 1}.\n{service, s, password, none, mfa, m, f, [{rate, 1.0}]}.', { env: {} });
   t.is(formatTerm(c.services[0]?.args ?? null), '[{rate,1.0}]');
 });
+
+test('processes is a whole number from 1 to 1024, or auto; store is memory:, lmdb:DIR or redis://', (t) => {
+  for (const ok of ['1', '1024', 'auto']) t.deepEqual(problems(BOOK, { CHAN_PROCESSES: ok }), [], ok);
+  t.is(parseConfig(BOOK, { env: { CHAN_PROCESSES: 'auto' } }).processes, 'auto');
+  t.is(parseConfig(BOOK, { env: { CHAN_PROCESSES: '8' } }).processes, 8);
+  for (const bad of ['0', '1025', 'many', '2.5'])
+    t.regex(
+      problems(BOOK, { CHAN_PROCESSES: bad }).join('\n'),
+      /processes: must be a whole number from 1 to 1024, or auto/,
+      bad,
+    );
+  t.is(parseConfig(BOOK, { env: {} }).store, null, 'unset: each of chan serve and startServer picks its own');
+  t.deepEqual(problems(BOOK, { CHAN_STORE: 'lmdb:/tmp/x' }), []);
+  t.regex(
+    problems(BOOK, { CHAN_STORE: 'sqlite:x' }).join('\n'),
+    /store: .*is not a store: use memory:, lmdb:<dir> or redis:\/\/host:port\/db/,
+  );
+  t.regex(problems(BOOK, { CHAN_STORE: 'lmdb:' }).join('\n'), /lmdb: needs a directory/);
+});
