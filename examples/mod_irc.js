@@ -3,6 +3,7 @@
 // sharing its Redis store).
 //
 //   {join, Group, Nick}   -> ok | {error, nickTaken}     the other members get {joined, Group, Nick}
+//                            | {error, tooManyGroups}  past MAX_GROUPS groups on one connection
 //   {say, Group, Text}    -> ok | {error, notMember}     every member (the speaker too) gets {msg, Group, Nick, Text}
 //   {leave, Group}        -> ok                          the others get {left, Group, Nick}
 //   {members, Group}      -> {ok, [Nick, ...]}           the members connected to this server process
@@ -13,6 +14,8 @@
 import { atom, isTuple, termKey, tuple } from 'lib-chan';
 
 const OK = atom('ok');
+/** Groups one connection may be in at once: a client cannot make the server hold groups without bound. */
+export const MAX_GROUPS = 64;
 
 export function start() {
   return { nicks: new Map() }; // termKey(group) -> Map<nick, mm>: this process's members
@@ -42,6 +45,10 @@ export async function start_me_up(mm, _argsC, _argsS, ctx) {
         const here = nicks.get(key) ?? new Map();
         if (here.has(nick) && here.get(nick) !== mm) {
           mm.reply(m, tuple(atom('error'), atom('nickTaken')));
+          continue;
+        }
+        if (!mine.has(key) && mine.size >= MAX_GROUPS) {
+          mm.reply(m, tuple(atom('error'), atom('tooManyGroups')));
           continue;
         }
         if (mine.has(key)) leave(key);

@@ -152,3 +152,15 @@ test('the kvs session example runs against the examples config too', async (t) =
   });
   t.is(out, 'writing a book\nundefined\n');
 });
+
+test('IRC lite: one connection is in 64 groups at most; the 65th join is refused, and leaving one makes room', async (t) => {
+  const server = await examplesServer();
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'irc', null);
+  for (let i = 0; i < 64; i++) t.is(formatTerm(await ch.rpc(parseTerm(`{join, {room, ${i}}, "ann"}`))), 'ok');
+  t.is(formatTerm(await ch.rpc(parseTerm('{join, {room, 64}, "ann"}'))), '{error,tooManyGroups}');
+  t.is(formatTerm(await ch.rpc(parseTerm('{join, {room, 0}, "ann"}'))), 'ok', 'a group it is in already');
+  t.is(formatTerm(await ch.rpc(parseTerm('{leave, {room, 1}}'))), 'ok');
+  t.is(formatTerm(await ch.rpc(parseTerm('{join, {room, 64}, "ann"}'))), 'ok');
+  await ch.close();
+});
