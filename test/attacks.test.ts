@@ -1,9 +1,13 @@
 /**
  * The attacks of the hostile-peers review, each at the socket level against a real server, each with a well-behaved
  * neighbour beside it whose answers must stay right and prompt (see besideBystander).
+ *
+ * One at a time: the servers of one test file share its process's event loop, so a costly frame decoded for one test
+ * would count against every other test's neighbour running at the same moment, and "prompt" would measure the file
+ * rather than the server under attack.
  */
 import net from 'node:net';
-import test from 'ava';
+import ava from 'ava';
 import { connect } from '../src/client.js';
 import type { ChanError } from '../src/errors.js';
 import { decodedSizeLimit } from '../src/codec/index.js';
@@ -13,6 +17,8 @@ import { atom, formatTerm, parseTerm, tuple, type Term } from '../src/term/index
 import { run } from './cli-helpers.js';
 import { BOOK_SERVICE, RawClient, besideBystander, service } from './helpers.js';
 import { fixtures, serverTls } from './tls-fixtures.js';
+
+const test = ava.serial;
 
 const OPEN_KVS: ServiceDefinition = { ...BOOK_SERVICE, name: 'open', secret: null };
 
