@@ -66,32 +66,47 @@ export function termHash(t: Term, memo: WeakMap<object, number>): number {
     for (let i = 0; i < t.length; i++) h = Math.imul(h ^ (t[i] as number), 0x01000193);
     return mix(h, 8);
   }
-  const known = memo.get(t);
-  if (known !== undefined) return known;
-  let h: number;
   if (t instanceof Tuple || Array.isArray(t)) {
     const items = t instanceof Tuple ? t.elements : (t as readonly Term[]);
-    h = mix(SEED ^ (t instanceof Tuple ? 6 : 7), items.length);
-    for (const item of items) h = mix(h, termHash(item, memo));
-  } else {
-    // A map: its entries in any order (a sum of their hashes).
-    let sum = 0;
-    let n = 0;
-    if (t instanceof Map) {
-      for (const [k, v] of t) {
-        sum = (sum + mix(termHash(k, memo), termHash(v, memo))) | 0;
-        n++;
-      }
-    } else if (isTermObject(t)) {
-      for (const k of Object.keys(t)) {
-        sum = (sum + mix(stringHash(2, k), termHash(t[k] as Term, memo))) | 0;
-        n++;
-      }
+    // A term whose parts are all scalars costs no more to hash again than to look up, and remembering it would cost a
+    // WeakMap entry (and the collector's work on it) per key looked up: only terms that nest are remembered, which is
+    // what keeps hashing a deep term linear (an enclosing term reuses its parts' hashes).
+    const nested = items.some(isContainer);
+    if (nested) {
+      const known = memo.get(t);
+      if (known !== undefined) return known;
     }
-    h = mix(mix(SEED ^ 11, n), sum);
+    let h = mix(SEED ^ (t instanceof Tuple ? 6 : 7), items.length);
+    for (const item of items) h = mix(h, termHash(item, memo));
+    if (nested) memo.set(t, h);
+    return h;
   }
+  // A map: its entries in any order (a sum of their hashes); remembered whatever it holds.
+  const known = memo.get(t);
+  if (known !== undefined) return known;
+  let sum = 0;
+  let n = 0;
+  if (t instanceof Map) {
+    for (const [k, v] of t) {
+      sum = (sum + mix(termHash(k, memo), termHash(v, memo))) | 0;
+      n++;
+    }
+  } else if (isTermObject(t)) {
+    for (const k of Object.keys(t)) {
+      sum = (sum + mix(stringHash(2, k), termHash(t[k] as Term, memo))) | 0;
+      n++;
+    }
+  }
+  const h = mix(mix(SEED ^ 11, n), sum);
   memo.set(t, h);
   return h;
+}
+
+/** A list, tuple or map (not a binary, Float or Atom). */
+function isContainer(t: Term): boolean {
+  return (
+    typeof t === 'object' && t !== null && !(t instanceof Atom) && !(t instanceof Float) && !(t instanceof Uint8Array)
+  );
 }
 
 /**
@@ -100,6 +115,9 @@ export function termHash(t: Term, memo: WeakMap<object, number>): number {
  */
 export function sameTerm(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
   if (a === b) return true;
+  // The common cases at once: two strings that are not ===, two atoms (compared by name).
+  if (typeof a === 'string' && typeof b === 'string') return false;
+  if (a instanceof Atom && b instanceof Atom) return a.name === b.name;
   if (termHash(a, memo) !== termHash(b, memo)) return false;
   const seqA = a instanceof Tuple ? a.elements : Array.isArray(a) ? (a as readonly Term[]) : null;
   const seqB = b instanceof Tuple ? b.elements : Array.isArray(b) ? (b as readonly Term[]) : null;
