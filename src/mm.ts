@@ -45,6 +45,14 @@ export const CLOSE_LINGER_MS = 2000;
  */
 export const SOCKET_SHARE = 128 * 1024;
 
+/**
+ * Frames written in one turn of the event loop leave together (one `writev`), but not only at the turn's end: once
+ * this many frames, or {@link EARLY_FLUSH_BYTES}, are gathered they leave at once, so that a pipelining peer starts on
+ * the first answers while the rest are being made, instead of both sides taking turns to idle.
+ */
+export const EARLY_FLUSH_FRAMES = 16;
+export const EARLY_FLUSH_BYTES = 64 * 1024;
+
 /** What the parser may hold, while reading is paused, before the socket itself is paused at once. */
 const HOLD_WHILE_PAUSED = 64 * 1024;
 
@@ -116,6 +124,8 @@ export class MiddleMan implements HeartbeatHost {
   private heartbeat: Heartbeat | null = null;
   /** @internal True while writes of this turn are being gathered. */
   corked = false;
+  /** @internal Frames gathered since the last flush. */
+  corkedFrames = 0;
   /** The handshake is over: pings are allowed. */
   private inSession = false;
   /** The controller asked for no more frames. */
@@ -305,6 +315,12 @@ export class MiddleMan implements HeartbeatHost {
       process.nextTick(uncork, this);
     }
     this.socket.write(buf);
+    if (++this.corkedFrames >= EARLY_FLUSH_FRAMES || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
+      // An early flush: what is gathered leaves now, and the turn's later frames gather again.
+      this.corkedFrames = 0;
+      this.socket.uncork();
+      this.socket.cork();
+    }
   }
 
   /** @internal The socket took what it had: give it the queue's next frames, up to its share. */
@@ -646,6 +662,7 @@ function pauseIfStill(mm: MiddleMan): void {
 }
 function uncork(mm: MiddleMan): void {
   mm.corked = false;
+  mm.corkedFrames = 0;
   mm.uncorkSocket();
 }
 function destroySocket(socket: Duplex): void {
