@@ -1,5 +1,6 @@
 /** What the benchmark scripts share: where `chan` is, running `chan bench --json` as a process, and medians. */
 import { execFile } from 'node:child_process';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import type { ScenarioResult } from '../src/bench/load.js';
 
@@ -29,4 +30,20 @@ export function median(xs: readonly number[]): number {
 /** The range of `xs`, rounded: "lowest-highest". */
 export function spread(xs: readonly number[]): string {
   return `${Math.round(Math.min(...xs))}-${Math.round(Math.max(...xs))}`;
+}
+
+/**
+ * Where the benchmarks run servers and load generators, the same CPUs for every server and every load generator so that
+ * each ratio compares like with like: with 8 CPUs or more, servers on CPU 2 and load generators on 4-7; with 2 to 7,
+ * servers on CPU 0 and load generators on CPU 1; with one, unpinned (null).
+ */
+export const PIN: { server: string; load: string } | null = ((n: number) => {
+  if (n >= 8) return { server: '2', load: '4-7' };
+  if (n >= 2) return { server: '0', load: '1' };
+  return null;
+})(cpus().length);
+
+/** A command line's prefix that runs it on `cpuList` (nothing when it is undefined). */
+export function taskset(cpuList: string | undefined): string[] {
+  return cpuList === undefined ? [] : ['taskset', '-c', cpuList];
 }

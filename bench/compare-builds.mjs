@@ -1,18 +1,18 @@
 #!/usr/bin/env node
 // Two builds of lib-chan side by side, on pinned CPUs: did a change cost speed? For each build, `chan serve` (pinned
-// to SERVER_CPU) on a bench config, and `chan bench` (pinned to CLIENT_CPUS) against it, alternating builds round by
+// to the servers' CPU) on a bench config, and `chan bench` (pinned to the load generators') against it, alternating builds round by
 // round; medians per scenario, and the second build's figures as ratios of the first's, from the same run.
 //
 //   node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]
 //
-// An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinning needs taskset and spare CPUs;
-// without them (fewer than 8 CPUs) it runs unpinned and says so.
+// An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinned as every benchmark script is
+// (bench/common.ts, PIN): with one CPU it runs unpinned and says so.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 // This checkout's build (built first): the medians every benchmark script shares.
-import { median, spread } from '../dist/bench/common.js';
+import { PIN, median, spread, taskset } from '../dist/bench/common.js';
 
 const [oldDir, newDir, roundsArg = '3', durationArg = '2000', outDir] = process.argv.slice(2);
 if (!oldDir || !newDir) {
@@ -21,9 +21,6 @@ if (!oldDir || !newDir) {
 }
 const rounds = Number(roundsArg);
 const duration = Number(durationArg);
-const pinned = cpus().length >= 8;
-const SERVER_CPU = '2';
-const CLIENT_CPUS = '4-7';
 const SCENARIOS = 'rpc,pipeline,cast';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'chan-compare-'));
@@ -33,10 +30,10 @@ writeFileSync(
   '{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n',
 );
 
-const pin = (cpusList, argv) => (pinned ? ['taskset', '-c', cpusList, ...argv] : argv);
+const pin = (cpuList, argv) => [...taskset(cpuList), ...argv];
 
 function serve(app) {
-  const [cmd, ...args] = pin(SERVER_CPU, [process.execPath, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
+  const [cmd, ...args] = pin(PIN?.server, [process.execPath, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
   // memory: for both (a build that knows no store option ignores it): the same work on each side.
   const env = { ...process.env, CHAN_STORE: 'memory:' };
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -52,7 +49,7 @@ function serve(app) {
 }
 
 function bench(s) {
-  const argv = pin(CLIENT_CPUS, [
+  const argv = pin(PIN?.load, [
     process.execPath,
     path.join(s.app, 'dist/src/cli.js'),
     'bench',
@@ -101,7 +98,7 @@ for (const name of results[0].keys()) {
   );
 }
 const table = [
-  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${pinned ? `server on CPU ${SERVER_CPU}, load generator on ${CLIENT_CPUS}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)`,
+  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${PIN ? `server on CPU ${PIN.server}, load generator on ${PIN.load}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)`,
   '',
   '| scenario | old ops/s | new ops/s | new / old | server us/op (old / new) | p50 us (old / new) |',
   '| --- | --- | --- | --- | --- | --- |',

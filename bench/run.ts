@@ -1,15 +1,20 @@
 /**
- * `npm run bench`: lib-chan against the plain-`net` baseline (bench/baseline.ts), and TLS against plain, in one run;
- * then bench/scale.ts (the store backends, and several processes against one).
+ * `npm run bench`: lib-chan against the ceiling (bench/ceiling.ts: the fastest plain Node server and client we know how
+ * to write for the same workloads), plain and TLS, in one run; then bench/scale.ts (the store backends, and several
+ * processes against one).
  *
- * Starts, as separate processes, `chan serve` on a bench config (plain and TLS) and the baseline; runs `chan bench` (a
- * third process) against each, alternating, for several rounds; prints each lib-chan figure as a ratio of the
- * baseline's measured in the same run (medians of the rounds), and TLS as a ratio of plain. `--write` puts the table
- * into docs/BENCHMARKS.md with the machine, the Node version and the date.
+ * Starts, as separate processes, `chan serve` on a bench config (plain and TLS) and the ceiling server (plain and
+ * TLS); runs the load generators (`chan bench` against lib-chan, the ceiling's own against the ceiling: each a process
+ * of its own) for several rounds, alternating the servers and reversing their order every other round. Where the
+ * machine has two CPUs or more, every server is pinned to one CPU and every load generator to others (`taskset`), and
+ * the table says which. Prints every lib-chan figure as a ratio of the ceiling's measured in the same run (ratio of the
+ * medians, with the range of the rounds' own ratios). `--write` puts the tables into docs/BENCHMARKS.md with the
+ * machine, the Node version and the date.
  *
- *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --write]
+ *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --only rpc,pipeline] [-- --write]
+ *   [-- --no-scale]
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,36 +22,45 @@ import { parseArgs } from 'node:util';
 import type { ScenarioResult } from '../src/bench/load.js';
 import { writeCerts } from '../src/certs.js';
 import { replaceBetween } from '../scripts/markers.js';
-import { CHAN, ROOT, chanBench, median } from './common.js';
+import { CHAN, PIN, ROOT, chanBench, median, taskset } from './common.js';
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '3000' },
     idle: { type: 'string', default: '10000' },
+    only: { type: 'string', default: 'rpc,pipeline,cast,connect' },
     write: { type: 'boolean', default: false },
+    'no-scale': { type: 'boolean', default: false },
   },
 });
 const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const idle = Number(values.idle);
+const CEILING = path.join(ROOT, 'dist/bench/ceiling.js');
+
+type Kind = 'lib-chan' | 'ceiling';
 
 interface Server {
   name: string;
+  kind: Kind;
+  tls: boolean;
   child: ChildProcess;
   port: number;
-  secret: string;
+  /** The load generator's arguments that say how to reach this server (TLS, secret). */
   client: string[];
 }
 
 function start(
   name: string,
+  kind: Kind,
+  tlsOn: boolean,
   args: string[],
   env: Record<string, string>,
-  secret: string,
   client: string[],
 ): Promise<Server> {
-  const child = spawn(process.execPath, args, {
+  const argv = [...taskset(PIN?.server), process.execPath, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -58,7 +72,7 @@ function start(
       if (m) {
         child.stdout?.off('data', onData);
         child.stdout?.resume(); // keep draining its log
-        resolve({ name, child, port: Number(m[1]), secret, client });
+        resolve({ name, kind, tls: tlsOn, child, port: Number(m[1]), client });
       }
     };
     child.stdout?.on('data', onData);
@@ -66,11 +80,35 @@ function start(
   });
 }
 
-/** Runs `chan bench` against `s`, as its own process: this process must keep draining the servers' logs. */
+/** Runs the ceiling's load generator as its own process. */
+function ceilingLoad(args: string[]): Promise<ScenarioResult[]> {
+  const argv = [...taskset(PIN?.load), process.execPath, CEILING, 'load', ...args];
+  return new Promise((resolve, reject) =>
+    execFile(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22 }, (err, out, errOut) =>
+      err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out) as ScenarioResult[]),
+    ),
+  );
+}
+
+/** Runs the load generator that speaks `s`'s protocol against it, as its own process. */
 function bench(s: Server, scenarios: string, extra: string[] = []): Promise<ScenarioResult[]> {
-  const args = ['-d', String(duration), '--server-pid', String(s.child.pid), '--scenario', scenarios, ...s.client];
-  return chanBench([...args, ...extra, '127.0.0.1', String(s.port), 'nameServer', s.secret]).catch((err: Error) => {
-    throw new Error(`chan bench against ${s.name} failed: ${err.message}`);
+  const common = [
+    '-d',
+    String(duration),
+    '--keys',
+    '10000',
+    '--server-pid',
+    String(s.child.pid),
+    '--scenario',
+    scenarios,
+    ...extra,
+  ];
+  const run =
+    s.kind === 'ceiling'
+      ? ceilingLoad([...common, '--port', String(s.port), ...s.client])
+      : chanBench([...common, ...s.client, '127.0.0.1', String(s.port), 'nameServer', 'bench'], taskset(PIN?.load));
+  return run.catch((err: Error) => {
+    throw new Error(`the load against ${s.name} failed: ${err.message}`);
   });
 }
 
@@ -80,17 +118,19 @@ async function main(): Promise<void> {
   const base = `{port, 0}.\n{host, "127.0.0.1"}.\n{max_connections, 20000}.\n{max_unauthenticated, 1024}.\n{service, nameServer, password, "bench", mfa, mod_name_server, start_me_up, notUsed}.\n`;
   writeFileSync(path.join(dir, 'plain.conf'), base);
   writeFileSync(path.join(dir, 'tls.conf'), `${base}{tls, [{cert, "server.pem"}, {key, "server-key.pem"}]}.\n`);
+  const ca = path.join(dir, 'ca.pem');
   const servers: Server[] = [];
   try {
-    // memory:, as the baseline keeps its names: the same work on both sides of each ratio.
+    // memory:, as the ceiling keeps its names in a Map: the same work on both sides of each ratio.
     const memory = { CHAN_STORE: 'memory:' };
-    servers.push(await start('lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], memory, 'bench', []));
-    servers.push(await start('baseline', [path.join(ROOT, 'dist/bench/baseline.js')], {}, '', []));
+    servers.push(await start('ceiling', 'ceiling', false, [CEILING, 'serve'], {}, []));
+    servers.push(await start('lib-chan', 'lib-chan', false, [CHAN, 'serve', path.join(dir, 'plain.conf')], memory, []));
+    servers.push(await start('ceiling TLS', 'ceiling', true, [CEILING, 'serve', '--tls', dir], {}, ['--ca', ca]));
     servers.push(
-      await start('lib-chan TLS', [CHAN, 'serve', path.join(dir, 'tls.conf')], memory, 'bench', [
+      await start('lib-chan TLS', 'lib-chan', true, [CHAN, 'serve', path.join(dir, 'tls.conf')], memory, [
         '--tls',
         '--ca',
-        path.join(dir, 'ca.pem'),
+        ca,
       ]),
     );
   } catch (err) {
@@ -104,87 +144,111 @@ async function main(): Promise<void> {
   };
   try {
     for (let round = 1; round <= rounds; round++) {
-      for (const s of servers) {
+      const order = round % 2 === 1 ? servers : [...servers].reverse();
+      for (const s of order) {
         process.stderr.write(`round ${round}/${rounds}: ${s.name}\n`);
-        keep(s, await bench(s, 'rpc,pipeline,cast,connect'));
+        keep(s, await bench(s, values.only));
       }
     }
-    // Sequential latency with client and server on one CPU: unpinned, it measures how long the VM takes to wake a CPU.
-    for (const s of servers.slice(0, 2)) {
-      execFileSync('taskset', ['-a', '-p', '-c', '0', String(s.child.pid)], { stdio: 'ignore' });
-      for (let round = 1; round <= rounds; round++) {
-        const [r] = await bench(s, 'rpc', ['-c', '1', '--pin', '0']);
-        if (r) keep(s, [{ ...r, name: 'rpc -c 1 pinned' }]);
+    if (idle > 0)
+      for (const s of servers.filter((x) => !x.tls)) {
+        process.stderr.write(`idle: ${idle} connections to ${s.name}\n`);
+        keep(s, await bench(s, 'idle', ['--idle', String(idle)]));
       }
-      execFileSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(s.child.pid)], { stdio: 'ignore' });
-    }
-    for (const s of servers.slice(0, 2)) {
-      process.stderr.write(`idle: ${idle} connections to ${s.name}\n`);
-      keep(s, await bench(s, 'idle', ['--idle', String(idle)]));
-    }
   } finally {
     for (const s of servers) s.child.kill();
   }
 
+  const all = (server: string, scenario: string): ScenarioResult[] => results.get(server)?.get(scenario) ?? [];
   const med = (server: string, scenario: string, f: (r: ScenarioResult) => number | undefined): number | undefined => {
-    const rs = results.get(server)?.get(scenario) ?? [];
-    const xs = rs.map(f).filter((x): x is number => x !== undefined);
+    const xs = all(server, scenario)
+      .map(f)
+      .filter((x): x is number => x !== undefined);
     return xs.length > 0 ? median(xs) : undefined;
   };
-  const scenarios = [...(results.get('lib-chan')?.keys() ?? [])];
   const fmt = (v: number | undefined, digits = 0): string => (v === undefined ? '-' : v.toFixed(digits));
-  const rows = scenarios.map((sc) => {
-    const lc = med('lib-chan', sc, (r) => r.opsPerSec);
-    const bl = med('baseline', sc, (r) => r.opsPerSec);
-    const tls = med('lib-chan TLS', sc, (r) => r.opsPerSec);
-    const isIdle = sc.startsWith('idle');
-    return [
-      sc,
-      isIdle
-        ? `${fmt(med('lib-chan', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('lib-chan', sc, (r) => r.marginalBytesPerConnection))})`
-        : fmt(lc),
-      isIdle
-        ? `${fmt(med('baseline', sc, (r) => r.bytesPerConnection))} B/conn (marginal ${fmt(med('baseline', sc, (r) => r.marginalBytesPerConnection))})`
-        : fmt(bl),
-      lc !== undefined && bl !== undefined && !isIdle ? (lc / bl).toFixed(2) : '-',
-      `${fmt(med('lib-chan', sc, (r) => r.p50))} / ${fmt(med('baseline', sc, (r) => r.p50))}`,
-      `${fmt(med('lib-chan', sc, (r) => r.p99))} / ${fmt(med('baseline', sc, (r) => r.p99))}`,
-      `${fmt(
-        med('lib-chan', sc, (r) => r.serverCpuUs),
-        1,
-      )} / ${fmt(
-        med('baseline', sc, (r) => r.serverCpuUs),
-        1,
-      )}`,
-      tls !== undefined && lc !== undefined && !isIdle ? (tls / lc).toFixed(2) : '-',
+  /** The ratio of the medians, and the range of the rounds' own ratios. */
+  const ratio = (lc: string, ceil: string, sc: string): string => {
+    const a = med(lc, sc, (r) => r.opsPerSec);
+    const b = med(ceil, sc, (r) => r.opsPerSec);
+    if (a === undefined || b === undefined) return '-';
+    const per = all(lc, sc).map((r, i) => r.opsPerSec / (all(ceil, sc)[i]?.opsPerSec ?? Number.NaN));
+    const ok = per.filter((x) => Number.isFinite(x));
+    return ok.length > 1
+      ? `**${(a / b).toFixed(2)}** (${Math.min(...ok).toFixed(2)}-${Math.max(...ok).toFixed(2)})`
+      : `**${(a / b).toFixed(2)}**`;
+  };
+  const table = (lc: string, ceil: string): string => {
+    const scenarios = [...(results.get(lc)?.keys() ?? [])].filter((sc) => !sc.startsWith('idle'));
+    const head = [
+      'scenario',
+      `${ceil} ops/s`,
+      `${lc} ops/s`,
+      'ratio (rounds)',
+      'p50 us (lc / ceiling)',
+      'p99 us (lc / ceiling)',
+      'server us/op (lc / ceiling)',
+      'client us/op (lc / ceiling)',
     ];
-  });
-  const head = [
-    'scenario',
-    'lib-chan ops/s',
-    'baseline ops/s',
-    'ratio',
-    'p50 us (lc / base)',
-    'p99 us (lc / base)',
-    'server us/op (lc / base)',
-    'TLS / plain',
+    const pair = (sc: string, f: (r: ScenarioResult) => number | undefined, d = 0): string =>
+      `${fmt(med(lc, sc, f), d)} / ${fmt(med(ceil, sc, f), d)}`;
+    const rows = scenarios.map((sc) => [
+      sc,
+      fmt(med(ceil, sc, (r) => r.opsPerSec)),
+      fmt(med(lc, sc, (r) => r.opsPerSec)),
+      ratio(lc, ceil, sc),
+      pair(sc, (r) => r.p50),
+      pair(sc, (r) => r.p99),
+      pair(sc, (r) => r.serverCpuUs, 1),
+      pair(sc, (r) => r.clientCpuUs, 1),
+    ]);
+    return [
+      `| ${head.join(' | ')} |`,
+      `| ${head.map(() => '---').join(' | ')} |`,
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ].join('\n');
+  };
+  const idleLine = (): string[] => {
+    const sc = `idle ${idle}`;
+    const lc = med('lib-chan', sc, (r) => r.bytesPerConnection);
+    const cl = med('ceiling', sc, (r) => r.bytesPerConnection);
+    if (lc === undefined || cl === undefined) return [];
+    const lm = med('lib-chan', sc, (r) => r.marginalBytesPerConnection);
+    const cm = med('ceiling', sc, (r) => r.marginalBytesPerConnection);
+    return [
+      '',
+      `Idle: ${idle} connections held open (lib-chan's authenticated), server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (second half) ${fmt(lm)} B and ${fmt(cm)} B.`,
+    ];
+  };
+  const pinned = PIN ? `servers pinned to CPU ${PIN.server}, load generators to CPU ${PIN.load}` : 'unpinned (one CPU)';
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; ${pinned}; ${rounds} rounds of ${duration} ms per scenario, alternating, medians; kvs lookups of 100-byte values on 10,000 keys`;
+  const out = [
+    machine,
+    '',
+    'Plain TCP:',
+    '',
+    table('lib-chan', 'ceiling'),
+    '',
+    'TLS 1.3:',
+    '',
+    table('lib-chan TLS', 'ceiling TLS'),
+    ...idleLine(),
   ];
-  const table = [
-    `| ${head.join(' | ')} |`,
-    `| ${head.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-  const machine = `${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; ${rounds} rounds of ${duration} ms per scenario, medians; idle: ${idle} connections`;
-  process.stdout.write(`\n${machine}\n\n${table}\n`);
+  process.stdout.write(`\n${out.join('\n')}\n`);
   if (values.write) {
-    replaceBetween(path.join(ROOT, 'docs/BENCHMARKS.md'), 'bench', [machine, '', table]);
+    replaceBetween(path.join(ROOT, 'docs/BENCHMARKS.md'), 'bench', out);
     process.stderr.write('written to docs/BENCHMARKS.md\n');
   }
+  if (values['no-scale']) return;
   // Then the store backends and the processes (bench/scale.ts), with the same rounds and duration.
-  execFileSync(
-    process.execPath,
-    [path.join(ROOT, 'dist/bench/scale.js'), '--rounds', String(rounds), '--duration', String(duration)],
-    { stdio: 'inherit' },
+  await new Promise<void>((resolve, reject) =>
+    spawn(
+      process.execPath,
+      [path.join(ROOT, 'dist/bench/scale.js'), '--rounds', String(rounds), '--duration', String(duration)],
+      {
+        stdio: 'inherit',
+      },
+    ).once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bench/scale.js exited ${code}`)))),
   );
 }
 

@@ -85,7 +85,8 @@ export function processRssBytes(pid: number): number | undefined {
   }
 }
 
-class Meter {
+/** Counts one scenario's operations, their latencies and the CPU both processes spent (shared with bench/ceiling.ts). */
+export class Meter {
   readonly hist = new Histogram();
   ops = 0;
   errors = 0;
@@ -283,10 +284,22 @@ async function connectScenario(t: Destination, s: LoadSettings, c: number): Prom
   return m.done();
 }
 
-async function idleScenario(t: Destination, s: LoadSettings): Promise<ScenarioResult> {
+/** Something held open by the idle scenario. */
+export interface Closable {
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `s.idle` connections with `open` (in batches of 32) and holds them; the server's memory per connection, over
+ * the empty server and marginal (second half only). Shared with bench/ceiling.ts.
+ */
+export async function idleScenario<C extends Closable>(
+  open: () => Promise<C>,
+  s: LoadSettings,
+): Promise<ScenarioResult> {
   const before = s.serverPid ? processRssBytes(s.serverPid) : undefined;
   const m = new Meter(`idle ${s.idle}`, { ...s, count: s.idle });
-  const chans: Channel[] = [];
+  const chans: C[] = [];
   let refused: unknown = null;
   let half: { rss: number; n: number } | undefined;
   const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000)); // the server frees handshake buffers lazily
@@ -301,7 +314,7 @@ async function idleScenario(t: Destination, s: LoadSettings): Promise<ScenarioRe
       Array.from({ length: Math.min(32, s.idle - chans.length) }, async () => {
         const t0 = performance.now();
         try {
-          const ch = await open(t);
+          const ch = await open();
           m.finished(t0);
           return ch;
         } catch (err) {
@@ -354,7 +367,7 @@ export async function runLoad(
         for (const c of s.connections) out.push(await connectScenario(t, s, c));
         break;
       case 'idle':
-        out.push(await idleScenario(t, s));
+        out.push(await idleScenario(() => open(t), s));
         break;
     }
   }

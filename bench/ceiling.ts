@@ -1,0 +1,336 @@
+/**
+ * The ceiling for `npm run bench`: the fastest plain Node server and client we know how to write for the workloads of
+ * `chan bench`, so that lib-chan is measured against what a program without lib-chan could reach, not against a weak
+ * copy of itself. Plain `net` (or `tls`), 4-byte big-endian length frames, msgpackr on plain arrays, string keys in a
+ * `Map`, and writes gathered per turn of the event loop with an early flush every {@link FLUSH_EVERY} frames, so that a
+ * pipelining peer can start on the first answers while the rest are being made. No authentication, no limits, no
+ * heartbeats, no close frames: everything lib-chan does beyond this is what its ratio to the ceiling pays for.
+ *
+ * The messages, all plain arrays:
+ *   [id, 'get', key]         answered [id, value] or [id, null]
+ *   [id, 'set', key, value]  answered [id, true]
+ *   [0, 'set', key, value]   one way: not answered
+ *   [id, 'hello']            answered [id, 'ok'] (the connect and idle scenarios' handshake)
+ *
+ *   node dist/bench/ceiling.js serve [--tls DIR]            prints {"port": N} once it listens (DIR: server.pem, server-key.pem)
+ *   node dist/bench/ceiling.js load --port N [--ca FILE] [--scenario rpc,pipeline,cast,connect,idle] [-d MS] [-c 1,16]
+ *                                   [-w 64] [--size 100] [--keys 10000] [--idle N] [--server-pid PID]
+ *                                   prints the results as chan bench --json does (the same scenario names)
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { parseArgs } from 'node:util';
+import { Packr, Unpackr } from 'msgpackr';
+import { Meter, idleScenario, type LoadSettings, type ScenarioResult } from '../src/bench/load.js';
+
+/** Frames gathered in one turn leave in one write, and at least every this many. */
+export const FLUSH_EVERY = 16;
+const MAX_FRAME = 1 << 20;
+
+const packr = new Packr({ useRecords: false, structuredClone: false });
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true });
+
+type Socket = net.Socket;
+
+/**
+ * One end of a connection: frames in (to `onFrame`, synchronously, in order), frames out gathered per turn with an
+ * early flush. Used by both the server and the load generator.
+ */
+class Wire {
+  private rest: Buffer | null = null;
+  private corked = false;
+  private pending = 0;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly onFrame: (m: unknown[]) => void,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
+  }
+
+  private read(chunk: Buffer): void {
+    let buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    let at = 0;
+    while (buf.length - at >= 4) {
+      const len = buf.readUInt32BE(at);
+      if (len > MAX_FRAME) {
+        this.socket.destroy();
+        return;
+      }
+      if (buf.length - at - 4 < len) break;
+      this.onFrame(unpackr.unpack(buf.subarray(at + 4, at + 4 + len)) as unknown[]);
+      at += 4 + len;
+    }
+    buf = buf.subarray(at);
+    this.rest = buf.length > 0 ? Buffer.from(buf) : null;
+  }
+
+  send(m: unknown[]): void {
+    const body = packr.pack(m);
+    const frame = Buffer.allocUnsafe(4 + body.length);
+    frame.writeUInt32BE(body.length, 0);
+    body.copy(frame, 4);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(frame);
+    if (++this.pending >= FLUSH_EVERY) {
+      // An early flush: what is ready leaves now, and the turn's later frames gather again.
+      this.socket.uncork();
+      this.socket.cork();
+      this.pending = 0;
+    }
+  }
+
+  /** @internal */
+  flush(): void {
+    this.corked = false;
+    this.pending = 0;
+    this.socket.uncork();
+  }
+
+  /** Resolves once everything written has been handed to the kernel. */
+  drain(): Promise<void> {
+    return new Promise((resolve) => this.socket.write(Buffer.alloc(0), () => resolve()));
+  }
+}
+
+function uncork(w: Wire): void {
+  w.flush();
+}
+
+// --- the server ---
+
+function serve(tlsDir: string | undefined): void {
+  const store = new Map<string, unknown>();
+  const onSocket = (socket: Socket): void => {
+    const wire: Wire = new Wire(socket, (m) => {
+      const [id, op, key, value] = m as [number, string, string, unknown];
+      if (op === 'get') wire.send([id, store.get(key) ?? null]);
+      else if (op === 'set') {
+        store.set(key, value);
+        if (id !== 0) wire.send([id, true]);
+      } else if (op === 'hello') wire.send([id, 'ok']);
+      else socket.destroy();
+    });
+    socket.on('error', () => socket.destroy());
+  };
+  const server = tlsDir
+    ? tls.createServer(
+        {
+          cert: readFileSync(path.join(tlsDir, 'server.pem')),
+          key: readFileSync(path.join(tlsDir, 'server-key.pem')),
+          minVersion: 'TLSv1.3',
+        },
+        onSocket,
+      )
+    : net.createServer(onSocket);
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as net.AddressInfo).port })}\n`);
+  });
+}
+
+// --- the load generator ---
+
+/** A client connection: requests by id, each answered through its callback. */
+class Client {
+  private nextId = 1;
+  private readonly waiting = new Map<number, (v: unknown) => void>();
+  private readonly wire: Wire;
+
+  private constructor(socket: Socket) {
+    this.wire = new Wire(socket, (m) => {
+      const id = m[0] as number;
+      const f = this.waiting.get(id);
+      this.waiting.delete(id);
+      f?.(m[1]);
+    });
+  }
+
+  static open(port: number, ca: Buffer | undefined): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const socket = ca
+        ? tls.connect({ port, host: '127.0.0.1', ca, servername: 'localhost' })
+        : net.connect(port, '127.0.0.1');
+      socket.once('error', reject);
+      const c = new Client(socket);
+      // One exchange, as lib-chan's connect ends with its ack: the connection is in use once it is answered.
+      socket.once(ca ? 'secureConnect' : 'connect', () => c.call(['hello'], () => resolve(c)));
+    });
+  }
+
+  /** Sends `[id, ...q]`; `done` gets the answer. */
+  call(q: unknown[], done: (v: unknown) => void): void {
+    const id = this.nextId++;
+    this.waiting.set(id, done);
+    this.wire.send([id, ...q]);
+  }
+
+  rpc(q: unknown[]): Promise<unknown> {
+    return new Promise((resolve) => this.call(q, resolve));
+  }
+
+  cast(q: unknown[]): void {
+    this.wire.send([0, ...q]);
+  }
+
+  drain(): Promise<void> {
+    return this.wire.drain();
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wire.socket.once('close', () => resolve());
+      this.wire.socket.end();
+    });
+  }
+}
+
+const key = (prefix: string, i: number): string => `${prefix}:${i}`;
+
+async function load(port: number, ca: Buffer | undefined, scenarios: string[], s: LoadSettings): Promise<void> {
+  const value = 'x'.repeat(s.size);
+  const open = (): Promise<Client> => Client.open(port, ca);
+  const out: ScenarioResult[] = [];
+  if (scenarios.includes('rpc') || scenarios.includes('pipeline')) {
+    const c = await open();
+    for (let i = 0; i < s.keys; i += 256)
+      await Promise.all(
+        Array.from({ length: Math.min(256, s.keys - i) }, (_, j) => c.rpc(['set', key('k', i + j), value])),
+      );
+    await c.close();
+  }
+  const pick = (): string => key('k', (Math.random() * s.keys) | 0);
+  for (const sc of scenarios) {
+    if (sc === 'rpc') {
+      for (const n of s.connections) {
+        const conns = await Promise.all(Array.from({ length: n }, open));
+        const m = new Meter(`rpc -c ${n}`, s);
+        await Promise.all(
+          conns.map(async (c) => {
+            while (m.running()) {
+              const t0 = performance.now();
+              const v = await c.rpc(['get', pick()]);
+              m.finished(t0);
+              if (v !== value) m.errors++;
+            }
+          }),
+        );
+        out.push(m.done());
+        await Promise.all(conns.map((c) => c.close()));
+      }
+    } else if (sc === 'pipeline') {
+      const c = await open();
+      const m = new Meter(`pipeline -w ${s.window}`, s);
+      await new Promise<void>((resolve) => {
+        let inFlight = 0;
+        const one = (): void => {
+          inFlight++;
+          const t0 = performance.now();
+          c.call(['get', pick()], (v) => {
+            m.finished(t0);
+            if (v !== value) m.errors++;
+            inFlight--;
+            if (m.running()) one();
+            else if (inFlight === 0) resolve();
+          });
+        };
+        for (let i = 0; i < s.window; i++) one();
+      });
+      out.push(m.done());
+      await c.close();
+    } else if (sc === 'cast') {
+      const c = await open();
+      const m = new Meter('cast', s);
+      let last = -1;
+      while (m.running()) {
+        for (let i = 0; i < 1000; i++) {
+          last = (last + 1) % 10_000;
+          c.cast(['set', key('c', last), value]);
+          m.ops++;
+        }
+        await c.drain();
+      }
+      const t0 = performance.now();
+      const v = await c.rpc(['get', key('c', last)]);
+      m.latency(t0);
+      if (v !== value) m.errors++;
+      out.push(m.done());
+      await c.close();
+    } else if (sc === 'connect') {
+      for (const n of s.connections) {
+        const m = new Meter(`connect -c ${n}`, s);
+        await Promise.all(
+          Array.from({ length: n }, async () => {
+            while (m.running()) {
+              const t0 = performance.now();
+              try {
+                await (await open()).close();
+                m.finished(t0);
+              } catch {
+                m.errors++;
+              }
+            }
+          }),
+        );
+        out.push(m.done());
+      }
+    } else if (sc === 'idle') {
+      out.push(await idleScenario(open, s));
+    } else {
+      throw new Error(`unknown scenario '${sc}'`);
+    }
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function main(): void {
+  const [mode, ...rest] = process.argv.slice(2);
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      tls: { type: 'string' },
+      port: { type: 'string' },
+      ca: { type: 'string' },
+      scenario: { type: 'string', default: 'rpc,pipeline,cast,connect' },
+      d: { type: 'string', default: '3000' },
+      c: { type: 'string', default: '1,16' },
+      w: { type: 'string', default: '64' },
+      size: { type: 'string', default: '100' },
+      keys: { type: 'string', default: '10000' },
+      idle: { type: 'string', default: '1000' },
+      'server-pid': { type: 'string' },
+    },
+  });
+  if (mode === 'serve') return serve(values.tls);
+  if (mode !== 'load' || values.port === undefined)
+    throw new Error('usage: ceiling.js serve [--tls DIR] | load --port N ...');
+  const settings: LoadSettings = {
+    duration: Number(values.d),
+    connections: values.c.split(',').map(Number),
+    window: Number(values.w),
+    size: Number(values.size),
+    keys: Number(values.keys),
+    idle: Number(values.idle),
+    ...(values['server-pid'] !== undefined ? { serverPid: Number(values['server-pid']) } : {}),
+  };
+  load(
+    Number(values.port),
+    values.ca === undefined ? undefined : readFileSync(values.ca),
+    values.scenario.split(','),
+    settings,
+  ).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`ceiling: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+main();
