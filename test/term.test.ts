@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
 import {
@@ -241,6 +242,27 @@ test('whole floats past 2^53 print as floats that read back as the same float, n
     t.true(isFloat(back), formatTerm(x));
     t.true(termEquals(back, x), formatTerm(x));
   }
+});
+
+test('TermMap finds, replaces and deletes every key among 300,000, those whose 32-bit hashes meet included', (t) => {
+  // Keys with random strings in them: about ten pairs share a hash (n^2 / 2^33), so shared slots are used.
+  const n = 300_000;
+  const keys = Array.from({ length: n }, (_, i) => tuple(atom('k'), `${i}:${randomBytes(6).toString('hex')}`));
+  const same = (i: number): Term => tuple(atom('k'), (keys[i] as Tuple).at(1) as string);
+  const m = new TermMap<number>();
+  let wrong = 0;
+  for (let i = 0; i < n; i++) if (m.set(keys[i] as Term, i) !== undefined) wrong++;
+  t.is(m.size, n);
+  for (let i = 0; i < n; i++) if (m.get(same(i))?.value !== i) wrong++;
+  for (let i = 0; i < n; i += 2) if (m.set(same(i), -i)?.replaced !== i) wrong++;
+  for (let i = 1; i < n; i += 2) if (!m.delete(same(i))) wrong++;
+  t.false(m.delete(same(1)));
+  t.is(m.size, n / 2);
+  for (let i = 0; i < n; i++) {
+    const e = m.get(same(i));
+    if (i % 2 === 0 ? e?.value !== -i : e !== undefined) wrong++;
+  }
+  t.is(wrong, 0);
 });
 
 test('a map keeps 1 and 1.0 as two keys, in Map terms and in TermMap', (t) => {

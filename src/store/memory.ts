@@ -6,6 +6,8 @@ import type { Term } from '../term/model.js';
 import { made, type Namespace, type PutResult, type Store } from './store.js';
 
 const COMMITTED = Promise.resolve();
+/** Every put that is stored answers the same: stored, and committed already (nothing is written anywhere). */
+const STORED: Promise<PutResult> = Promise.resolve({ stored: true, committed: COMMITTED });
 
 class MemoryNamespace implements Namespace {
   /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
@@ -16,12 +18,19 @@ class MemoryNamespace implements Namespace {
     return this.entries.get(key)?.value.value;
   }
 
-  async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
-    const after = this.held - (this.entries.get(key)?.value.cost ?? 0) + cost;
-    if (after > maxBytes) return { stored: false, wouldHold: after };
-    this.entries.set(key, { value, cost });
+  put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    // One lookup: a key stored before has its record changed in place.
+    const e = this.entries.get(key);
+    const after = this.held - (e?.value.cost ?? 0) + cost;
+    if (after > maxBytes) return Promise.resolve({ stored: false, wouldHold: after });
+    if (e) {
+      e.value.value = value;
+      e.value.cost = cost;
+    } else {
+      this.entries.set(key, { value, cost });
+    }
     this.held = after;
-    return { stored: true, committed: COMMITTED };
+    return STORED;
   }
 
   async delete(key: Term): Promise<boolean> {

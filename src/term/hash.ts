@@ -71,7 +71,8 @@ export function termHash(t: Term, memo: WeakMap<object, number>): number {
     // A term whose parts are all scalars costs no more to hash again than to look up, and remembering it would cost a
     // WeakMap entry (and the collector's work on it) per key looked up: only terms that nest are remembered, which is
     // what keeps hashing a deep term linear (an enclosing term reuses its parts' hashes).
-    const nested = items.some(isContainer);
+    let nested = false;
+    for (const item of items) if (isContainer(item)) nested = true;
     if (nested) {
       const known = memo.get(t);
       if (known !== undefined) return known;
@@ -114,11 +115,28 @@ function isContainer(t: Term): boolean {
  * walking both, with their hashes (remembered in `memo`) to tell most differences at once.
  */
 export function sameTerm(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
+  const quick = quickVerdict(a, b);
+  if (quick !== undefined) return quick;
+  if (termHash(a, memo) !== termHash(b, memo)) return false;
+  return sameParts(a, b, memo);
+}
+
+/**
+ * The common cases at once, without hashing: the same value, two strings that are not the same, two atoms (compared
+ * by name), two numbers (NaN aside). Undefined when it takes more to tell.
+ */
+function quickVerdict(a: Term, b: Term): boolean | undefined {
   if (a === b) return true;
-  // The common cases at once: two strings that are not ===, two atoms (compared by name).
   if (typeof a === 'string' && typeof b === 'string') return false;
   if (a instanceof Atom && b instanceof Atom) return a.name === b.name;
-  if (termHash(a, memo) !== termHash(b, memo)) return false;
+  if (typeof a === 'number' && typeof b === 'number' && !Number.isNaN(a)) return false;
+  return undefined;
+}
+
+/** Whether two terms whose hashes are equal are equal (sameTerm without comparing their hashes). */
+function sameParts(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
+  const quick = quickVerdict(a, b);
+  if (quick !== undefined) return quick;
   const seqA = a instanceof Tuple ? a.elements : Array.isArray(a) ? (a as readonly Term[]) : null;
   const seqB = b instanceof Tuple ? b.elements : Array.isArray(b) ? (b as readonly Term[]) : null;
   if (seqA || seqB) {
@@ -148,9 +166,18 @@ function entriesOf(t: Term): [Term, Term][] | null {
   return null;
 }
 
-/** A map whose keys are terms compared by value (sameTerm), each found in time proportional to the key. */
+/** One entry of a {@link TermMap}. */
+export interface TermEntry<V> {
+  readonly key: Term;
+  value: V;
+}
+
+/**
+ * A map whose keys are terms compared by value (sameTerm), each found in time proportional to the key. A hash held by
+ * one key (the usual case) holds its entry itself; only keys whose hashes meet share an array.
+ */
 export class TermMap<V> {
-  private readonly byHash = new Map<number, { key: Term; value: V }[]>();
+  private readonly byHash = new Map<number, TermEntry<V> | TermEntry<V>[]>();
   private count = 0;
 
   constructor(private readonly memo: WeakMap<object, number> = new WeakMap()) {}
@@ -159,30 +186,34 @@ export class TermMap<V> {
     return this.count;
   }
 
-  /** The entry whose key equals `key`, if any. */
-  get(key: Term): { key: Term; value: V } | undefined {
-    const bucket = this.byHash.get(termHash(key, this.memo));
-    if (bucket) for (const e of bucket) if (sameTerm(e.key, key, this.memo)) return e;
+  /** The entry whose key equals `key`, if any: its `value` may be changed in place. */
+  get(key: Term): TermEntry<V> | undefined {
+    const slot = this.byHash.get(termHash(key, this.memo));
+    if (slot === undefined) return undefined;
+    if (!Array.isArray(slot)) return sameParts(slot.key, key, this.memo) ? slot : undefined;
+    for (const e of slot) if (sameParts(e.key, key, this.memo)) return e;
     return undefined;
   }
 
-  /** Sets the value for `key`; returns the entry it replaced, if any. */
-  set(key: Term, value: V): { key: Term; value: V } | undefined {
+  /** Sets the value for `key`; returns the value it replaced, if any (undefined when the key is new). */
+  set(key: Term, value: V): { replaced: V } | undefined {
     const h = termHash(key, this.memo);
-    const bucket = this.byHash.get(h);
-    if (!bucket) {
-      this.byHash.set(h, [{ key, value }]);
+    const slot = this.byHash.get(h);
+    if (slot === undefined) {
+      this.byHash.set(h, { key, value });
       this.count++;
       return undefined;
     }
-    for (let i = 0; i < bucket.length; i++) {
-      const e = bucket[i] as { key: Term; value: V };
-      if (sameTerm(e.key, key, this.memo)) {
-        bucket[i] = { key: e.key, value };
-        return e;
+    const bucket = Array.isArray(slot) ? slot : [slot];
+    for (const e of bucket) {
+      if (sameParts(e.key, key, this.memo)) {
+        const replaced = e.value;
+        e.value = value;
+        return { replaced };
       }
     }
     bucket.push({ key, value });
+    if (bucket.length === 2) this.byHash.set(h, bucket);
     this.count++;
     return undefined;
   }
@@ -190,11 +221,17 @@ export class TermMap<V> {
   /** Removes the entry whose key equals `key`; true if there was one. */
   delete(key: Term): boolean {
     const h = termHash(key, this.memo);
-    const bucket = this.byHash.get(h);
-    const i = bucket?.findIndex((e) => sameTerm(e.key, key, this.memo)) ?? -1;
-    if (!bucket || i < 0) return false;
-    bucket.splice(i, 1);
-    if (bucket.length === 0) this.byHash.delete(h);
+    const slot = this.byHash.get(h);
+    if (slot === undefined) return false;
+    if (!Array.isArray(slot)) {
+      if (!sameParts(slot.key, key, this.memo)) return false;
+      this.byHash.delete(h);
+    } else {
+      const i = slot.findIndex((e) => sameParts(e.key, key, this.memo));
+      if (i < 0) return false;
+      slot.splice(i, 1);
+      if (slot.length === 1) this.byHash.set(h, slot[0] as TermEntry<V>);
+    }
     this.count--;
     return true;
   }
