@@ -5,7 +5,7 @@ import { CLOSE_REASONS, ERROR_CODES } from '../dist/src/errors.js';
 import { replaceBetween } from '../dist/scripts/markers.js';
 
 function defaultCell(o) {
-  if (o.default === null) return '(required)';
+  if (o.default === null) return '(none)';
   if (Array.isArray(o.default)) return '`[]`';
   return typeof o.default === 'string' ? `\`"${o.default}"\`` : `\`${String(o.default)}\``;
 }

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { MAX_THROTTLED_ADDRESSES } from '../src/auth/throttle.js';
 import { MAX_ITERATIONS } from '../src/handshake.js';
 import { DEFAULTS, OPTIONS } from '../src/config/options.js';
 import { parseConfig } from '../src/config/load.js';
@@ -83,6 +84,7 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| the send queue's share given to the socket | ${SOCKET_SHARE} bytes |`));
   t.true(doc.includes(`| name-server entry overhead | ${ENTRY_OVERHEAD} bytes |`));
   t.true(doc.includes(`| certificate expiry warning | ${CERT_EXPIRY_WARNING_DAYS} days |`));
+  t.true(doc.includes(`| failure throttling table | ${MAX_THROTTLED_ADDRESSES} addresses |`));
 });
 
 test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
