@@ -245,7 +245,7 @@ test('whole floats past 2^53 print as floats that read back as the same float, n
 });
 
 test('TermMap finds, replaces and deletes every key among 300,000, those whose 32-bit hashes meet included', (t) => {
-  // Keys with random strings in them: about ten pairs share a hash (n^2 / 2^33), so shared slots are used.
+  // Keys with random strings in them: about forty pairs share a 30-bit hash (n^2 / 2^31), so shared slots are used.
   const n = 300_000;
   const keys = Array.from({ length: n }, (_, i) => tuple(atom('k'), `${i}:${randomBytes(6).toString('hex')}`));
   const same = (i: number): Term => tuple(atom('k'), (keys[i] as Tuple).at(1) as string);

@@ -17,9 +17,13 @@ const scratch = new DataView(new ArrayBuffer(8));
 /** Atoms that are the same term as a JavaScript value (print.ts, PRINTED_AS_JS): hashed as that value. */
 const AS_JS = new Set(['null', 'undefined', 'NaN', 'Infinity', '-Infinity']);
 
+/**
+ * One step of the hash. Its result keeps 30 bits: a small integer to V8 (a Smi), so that a hash is never a heap
+ * number, neither as a function's result nor as a key of the Map that TermMap keeps.
+ */
 function mix(h: number, x: number): number {
   h = Math.imul(h ^ x, 0x9e3779b1);
-  return (h ^ (h >>> 15)) | 0;
+  return (h ^ (h >>> 15)) & 0x3fffffff;
 }
 
 function stringHash(tag: number, s: string): number {
