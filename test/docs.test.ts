@@ -51,7 +51,7 @@ test('docs/OPTIONS.md lists every option with its variable, default, unit and te
     t.is(row?.[1], `\`${o.env}\``);
     const def =
       o.default === null
-        ? '(required)'
+        ? '(none)'
         : Array.isArray(o.default)
           ? '`[]`'
           : typeof o.default === 'string'
