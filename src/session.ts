@@ -98,39 +98,51 @@ export class RpcAnswers {
 interface Pending {
   resolve(x: Term): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout | undefined;
+  /** When it times out (performance.now()), or Infinity. */
+  deadline: number;
+  /** Its timeout, ms, for the error's words. */
+  timeout: number;
 }
 
-/** The client's side: the rpcs it waits on, by id, each with its deadline. */
+/** A timer that fires this little early still counts its deadline as passed (timers keep whole milliseconds). */
+const DEADLINE_SLACK_MS = 1;
+
+function sweepRpcs(rpcs: PendingRpcs): void {
+  rpcs.sweep();
+}
+
+/**
+ * The client's side: the rpcs it waits on, by id, each with its deadline. One timer serves them all, armed for the
+ * earliest deadline (rather than a timer per rpc, armed and cleared at every call): with the usual single timeout it
+ * fires about once per timeout, finds nothing late, and is armed again for the oldest rpc still waiting. It keeps the
+ * process alive only while an rpc waits, as a timer per rpc did.
+ */
 export class PendingRpcs {
   private readonly pending = new Map<number, Pending>();
   private lastId = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** The deadline the timer is armed for (Infinity: none). */
+  private armedFor = Number.POSITIVE_INFINITY;
 
   get size(): number {
     return this.pending.size;
   }
 
   /**
-   * Starts an rpc: picks a free id, arms its timeout, and calls `send(id)` to put it on the wire (a throw from `send`
+   * Starts an rpc: picks a free id, sets its deadline, and calls `send(id)` to put it on the wire (a throw from `send`
    * rejects the rpc). A timeout too long for a timer (Infinity, over 24.8 days) means none.
    */
   start(timeout: number, send: (id: number) => void): Promise<Term> {
     const id = this.nextId();
     return new Promise<Term>((resolve, reject) => {
-      const timer =
-        timeout <= MAX_TIMER_MS
-          ? setTimeout(() => {
-              // The id is forgotten: a late answer is dropped, never given to another rpc.
-              this.pending.delete(id);
-              reject(new ChanError('timeout', `no answer within ${timeout} ms`));
-            }, timeout)
-          : undefined;
-      this.pending.set(id, { resolve, reject, timer });
+      const deadline = timeout <= MAX_TIMER_MS ? performance.now() + timeout : Number.POSITIVE_INFINITY;
+      this.pending.set(id, { resolve, reject, deadline, timeout });
+      if (deadline < this.armedFor) this.arm(deadline);
+      else if (this.pending.size === 1) this.timer?.ref();
       try {
         send(id);
       } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(id);
+        this.forget(id);
         reject(err);
       }
     });
@@ -140,19 +152,53 @@ export class PendingRpcs {
   settle(id: number, data: Term): boolean {
     const p = this.pending.get(id);
     if (!p) return false;
-    this.pending.delete(id);
-    clearTimeout(p.timer);
+    this.forget(id);
     p.resolve(data);
     return true;
   }
 
   /** Every rpc still waiting fails with `err`. */
   rejectAll(err: Error): void {
+    this.disarm();
     for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
       this.pending.delete(id);
       p.reject(err);
     }
+  }
+
+  /** @internal The timer fired: the rpcs past their deadline fail (their ids are forgotten: a late answer is dropped). */
+  sweep(): void {
+    this.timer = null;
+    this.armedFor = Number.POSITIVE_INFINITY;
+    const now = performance.now() + DEADLINE_SLACK_MS;
+    let next = Number.POSITIVE_INFINITY;
+    for (const [id, p] of this.pending) {
+      if (p.deadline <= now) {
+        this.pending.delete(id);
+        p.reject(new ChanError('timeout', `no answer within ${p.timeout} ms`));
+      } else if (p.deadline < next) {
+        next = p.deadline;
+      }
+    }
+    if (next < Number.POSITIVE_INFINITY) this.arm(next);
+  }
+
+  private forget(id: number): void {
+    this.pending.delete(id);
+    // Nothing waits: the timer may stay armed (to be reused), but no longer keeps the process alive.
+    if (this.pending.size === 0) this.timer?.unref();
+  }
+
+  private arm(deadline: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = deadline;
+    this.timer = setTimeout(sweepRpcs, Math.max(0, deadline - performance.now()), this);
+  }
+
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.armedFor = Number.POSITIVE_INFINITY;
   }
 
   private nextId(): number {

@@ -121,3 +121,34 @@ test('an rpc with an infinite timeout waits instead of failing at once', async (
   t.is(await ch.rpc('x', { timeout: Number.POSITIVE_INFINITY }), 'late but there');
   await ch.close();
 });
+
+test('rpc deadlines: a short timeout started after a long one fails first, on time; the others are answered', async (t) => {
+  // Answers 'hold' only once 'release' has come; everything else at once.
+  const held: { mm: import('../src/runtime.js').MM; m: import('../src/runtime.js').ChanMessage }[] = [];
+  const holding: Handler = async (mm) => {
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      if (m.data === 'hold') held.push({ mm, m });
+      else {
+        for (const h of m.data === 'release' ? held.splice(0) : []) h.mm.reply(h.m, 'released');
+        mm.reply(m, m.data);
+      }
+    }
+  };
+  const { transport, server, port } = await memoryServer(holding);
+  t.teardown(() => server.close());
+  const ch = await connect('memory', port, 's', 'ABXy45', null, { transport });
+  const long = ch.rpc('hold', { timeout: 5000 });
+  const started = performance.now();
+  const short = ch.rpc('hold', { timeout: 100 });
+  const err = await t.throwsAsync(short);
+  const waited = performance.now() - started;
+  t.is((err as ChanError).code, 'timeout');
+  t.is((err as ChanError).message, 'no answer within 100 ms');
+  t.true(waited >= 98 && waited < 2000, `the 100 ms rpc failed after ${Math.round(waited)} ms`);
+  // The long one still waits; the connection carries on; the late answer to the short one is dropped.
+  t.is(await ch.rpc('ping', { timeout: 1000 }), 'ping');
+  t.is(await ch.rpc('release'), 'release');
+  t.is(await long, 'released');
+  await ch.close();
+});
