@@ -16,7 +16,7 @@ import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
 import { errorTerm } from '../runtime.js';
-import type { Namespace } from '../store/store.js';
+import type { Namespace, PutResult } from '../store/store.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
 
 const OK = new Atom('ok');
@@ -62,6 +62,10 @@ export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): nu
 /** What a store decided: refused (the answer to give), or stored, durable once `committed` settles. */
 export type StoreOutcome = { refused: Tuple } | { committed: Promise<void> };
 
+function found(value: Term | undefined): Tuple | Atom {
+  return value === undefined ? UNDEFINED : new Tuple([OK, value]);
+}
+
 export class KvsStore {
   constructor(
     /** The service's part of the server's store (store/): memory, LMDB or Redis. */
@@ -75,14 +79,29 @@ export class KvsStore {
    * `{error, {storeFull, Text}}` past `store_max_bytes`. Rejects with `storeFailed` when the store cannot be written.
    */
   async store(key: Term, value: Term): Promise<StoreOutcome> {
+    const d = this.decide(key, value);
+    return 'refused' in d ? d : this.outcome(await this.namespace.put(key, value, d.cost, this.limits.storeMaxBytes));
+  }
+
+  /** {@link store} done at once, where the backend can (memory:, lmdb:); null where it cannot. Throws `storeFailed`. */
+  storeNow(key: Term, value: Term): StoreOutcome | null {
+    if (!this.namespace.putNow) return null;
+    const d = this.decide(key, value);
+    return 'refused' in d ? d : this.outcome(this.namespace.putNow(key, value, d.cost, this.limits.storeMaxBytes));
+  }
+
+  /** What storing `value` under `key` costs, or the refusal when its answer could not be sent back. */
+  private decide(key: Term, value: Term): { refused: Tuple } | { cost: number } {
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError)
       return {
         refused: errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`),
       };
-    const cost = measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
-    const put = await this.namespace.put(key, value, cost, this.limits.storeMaxBytes);
+    return { cost: measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD };
+  }
+
+  private outcome(put: PutResult): StoreOutcome {
     if (put.stored) return { committed: put.committed };
     return {
       refused: errorTerm(
@@ -94,8 +113,12 @@ export class KvsStore {
 
   /** `kvs:lookup(Key) -> {ok, Value} | undefined`. Rejects with `storeFailed` when the store cannot be read. */
   async lookup(key: Term): Promise<Tuple | Atom> {
-    const value = await this.namespace.get(key);
-    return value === undefined ? UNDEFINED : new Tuple([OK, value]);
+    return found(await this.namespace.get(key));
+  }
+
+  /** {@link lookup} answered at once, where the backend can (memory:, lmdb:); null where it cannot. */
+  lookupNow(key: Term): Tuple | Atom | null {
+    return this.namespace.getNow ? found(this.namespace.getNow(key)) : null;
   }
 
   /** What the store holds, bytes (as store_max_bytes counts it). */

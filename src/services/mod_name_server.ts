@@ -17,7 +17,8 @@ import { ChanError, LimitError } from '../errors.js';
 import { errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
 import type { StartContext } from '../modules.js';
-import { KvsStore, sizeWithin } from './kvs-store.js';
+import { ALREADY_COMMITTED } from '../store/store.js';
+import { KvsStore, sizeWithin, type StoreOutcome } from './kvs-store.js';
 
 const TOO_LARGE = new Atom('tooLarge');
 
@@ -30,7 +31,9 @@ export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: Servi
   for await (const m of mm) {
     if (m.type === 'chan_closed') return;
     try {
-      await handle(ctx.state, mm, m, ctx);
+      // Answered at once where the store can (memory:, lmdb:): no promise to wait on.
+      const waiting = handle(ctx.state, mm, m, ctx);
+      if (waiting) await waiting;
     } catch (err) {
       // The store failed (storeFailed): this request is answered so, and the connection carries on. The backend's own
       // words (a path, a Redis address) go to the server's log, not to the client.
@@ -41,25 +44,42 @@ export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: Servi
   }
 }
 
-async function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> {
+/** Handles one request: at once (undefined), or by a promise where the store must be waited on. */
+function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> | undefined {
   const x = m.data;
   if (isTuple(x, 'store', 3)) {
-    const outcome = await kvs.store(x.at(1) as Term, x.at(2) as Term);
-    if ('refused' in outcome) {
-      answer(mm, m, outcome.refused);
-    } else if (m.requestId !== undefined) {
-      await outcome.committed;
-      mm.reply(m, true);
-    } else {
-      outcome.committed.catch((err: unknown) => ctx.log.warn({ err }, 'a cast store was not committed'));
-    }
-  } else if (isTuple(x, 'lookup', 2)) {
-    answer(mm, m, await kvs.lookup(x.at(1) as Term));
-  } else {
-    // {error, {badRequest, X}} is two levels around X: the request is repeated only if it fits.
-    const fits = !(sizeWithin(x, 2, ctx.limits) instanceof LimitError);
-    answer(mm, m, errorTerm('badRequest', fits ? x : TOO_LARGE));
+    const key = x.at(1) as Term;
+    const value = x.at(2) as Term;
+    const now = kvs.storeNow(key, value);
+    if (now) return stored(mm, m, now, ctx);
+    return kvs.store(key, value).then((outcome) => stored(mm, m, outcome, ctx));
   }
+  if (isTuple(x, 'lookup', 2)) {
+    const key = x.at(1) as Term;
+    const now = kvs.lookupNow(key);
+    if (now) {
+      answer(mm, m, now);
+      return undefined;
+    }
+    return kvs.lookup(key).then((found) => answer(mm, m, found));
+  }
+  // {error, {badRequest, X}} is two levels around X: the request is repeated only if it fits.
+  const fits = !(sizeWithin(x, 2, ctx.limits) instanceof LimitError);
+  answer(mm, m, errorTerm('badRequest', fits ? x : TOO_LARGE));
+  return undefined;
+}
+
+/** A store decided: refused, answered once committed (an rpc), or left to commit (a cast: best effort, logged). */
+function stored(mm: MM, m: ChanMessage, outcome: StoreOutcome, ctx: ServiceContext): Promise<void> | undefined {
+  if ('refused' in outcome) {
+    answer(mm, m, outcome.refused);
+  } else if (m.requestId !== undefined) {
+    if (outcome.committed === ALREADY_COMMITTED) mm.reply(m, true);
+    else return outcome.committed.then(() => void mm.reply(m, true));
+  } else if (outcome.committed !== ALREADY_COMMITTED) {
+    outcome.committed.catch((err: unknown) => ctx.log.warn({ err }, 'a cast store was not committed'));
+  }
+  return undefined;
 }
 
 /** The answer to an rpc, or a push for a cast; one over the client's limits becomes {error, {Code, Text}}. */

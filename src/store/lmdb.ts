@@ -69,6 +69,10 @@ class LmdbNamespace implements Namespace {
   }
 
   async get(key: Term): Promise<Term | undefined> {
+    return this.getNow(key);
+  }
+
+  getNow(key: Term): Term | undefined {
     this.open();
     const id = storageKey(key);
     const mine = this.pending.get(id.toString('hex'));
@@ -83,6 +87,10 @@ class LmdbNamespace implements Namespace {
   }
 
   async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    return this.putNow(key, value, cost, maxBytes);
+  }
+
+  putNow(key: Term, value: Term, cost: number, maxBytes: number): PutResult {
     this.open();
     const id = storageKey(key);
     const hex = id.toString('hex');

@@ -3,11 +3,10 @@
  */
 import { TermMap } from '../term/hash.js';
 import type { Term } from '../term/model.js';
-import { made, type Namespace, type PutResult, type Store } from './store.js';
+import { ALREADY_COMMITTED, made, type Namespace, type PutResult, type Store } from './store.js';
 
-const COMMITTED = Promise.resolve();
 /** Every put that is stored answers the same: stored, and committed already (nothing is written anywhere). */
-const STORED: Promise<PutResult> = Promise.resolve({ stored: true, committed: COMMITTED });
+const STORED: PutResult = { stored: true, committed: ALREADY_COMMITTED };
 
 class MemoryNamespace implements Namespace {
   /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
@@ -15,14 +14,22 @@ class MemoryNamespace implements Namespace {
   private held = 0;
 
   async get(key: Term): Promise<Term | undefined> {
+    return this.getNow(key);
+  }
+
+  getNow(key: Term): Term | undefined {
     return this.entries.get(key)?.value.value;
   }
 
-  put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+  async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
+    return this.putNow(key, value, cost, maxBytes);
+  }
+
+  putNow(key: Term, value: Term, cost: number, maxBytes: number): PutResult {
     // One lookup: a key stored before has its record changed in place.
     const e = this.entries.get(key);
     const after = this.held - (e?.value.cost ?? 0) + cost;
-    if (after > maxBytes) return Promise.resolve({ stored: false, wouldHold: after });
+    if (after > maxBytes) return { stored: false, wouldHold: after };
     if (e) {
       e.value.value = value;
       e.value.cost = cost;

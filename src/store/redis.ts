@@ -13,7 +13,15 @@ import { Redis } from 'ioredis';
 import { msgpackCodec } from '../codec/index.js';
 import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
-import { describeStore, made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
+import {
+  ALREADY_COMMITTED,
+  describeStore,
+  made,
+  storageKey,
+  type Namespace,
+  type PutResult,
+  type Store,
+} from './store.js';
 
 const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
@@ -77,7 +85,7 @@ class RedisNamespace implements Namespace {
     }
     if (typeof result === 'number' && result >= 0) return { stored: false, wouldHold: result };
     this.held = Math.max(this.held, 0) + cost;
-    return { stored: true, committed: Promise.resolve() };
+    return { stored: true, committed: ALREADY_COMMITTED };
   }
 
   async delete(key: Term): Promise<boolean> {

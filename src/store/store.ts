@@ -18,6 +18,9 @@ import { termKey } from '../term/print.js';
 /** What a put did: stored (resolves once committed), or refused, with what the namespace would have held. */
 export type PutResult = { stored: true; committed: Promise<void> } | { stored: false; wouldHold: number };
 
+/** The `committed` of a put that was durable (or never will be: memory:) as soon as it was made: nothing to wait for. */
+export const ALREADY_COMMITTED: Promise<void> = Promise.resolve();
+
 /** One service's part of a store. */
 export interface Namespace {
   /** The value under `key`, or undefined. */
@@ -29,6 +32,13 @@ export interface Namespace {
   put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult>;
   /** Removes `key`; true if it was there. Resolves once committed. */
   delete(key: Term): Promise<boolean>;
+  /**
+   * `get` answered at once, by a backend that reads synchronously (memory:, lmdb:); absent where a read must wait (Redis).
+   * Throws where `get` would reject.
+   */
+  getNow?(key: Term): Term | undefined;
+  /** `put` decided and answered at once, where the backend can (memory:, lmdb:). Throws where `put` would reject. */
+  putNow?(key: Term, value: Term, cost: number, maxBytes: number): PutResult;
   /** What the namespace holds, bytes, as puts count it (as far as this process knows). */
   readonly bytes: number;
 }
