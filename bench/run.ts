@@ -143,6 +143,13 @@ async function main(): Promise<void> {
     for (const r of rs) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
   };
   try {
+    // Idle first, on servers that have not run anything yet: what a connection holds, not what earlier scenarios left
+    // for the collector.
+    if (idle > 0)
+      for (const s of servers.filter((x) => !x.tls)) {
+        process.stderr.write(`idle: ${idle} connections to ${s.name}\n`);
+        keep(s, await bench(s, 'idle', ['--idle', String(idle)]));
+      }
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 === 1 ? servers : [...servers].reverse();
       for (const s of order) {
@@ -150,11 +157,6 @@ async function main(): Promise<void> {
         keep(s, await bench(s, values.only));
       }
     }
-    if (idle > 0)
-      for (const s of servers.filter((x) => !x.tls)) {
-        process.stderr.write(`idle: ${idle} connections to ${s.name}\n`);
-        keep(s, await bench(s, 'idle', ['--idle', String(idle)]));
-      }
   } finally {
     for (const s of servers) s.child.kill();
   }
@@ -217,7 +219,7 @@ async function main(): Promise<void> {
     const cm = med('ceiling', sc, (r) => r.marginalBytesPerConnection);
     return [
       '',
-      `Idle: ${idle} connections held open (lib-chan's authenticated), server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (second half) ${fmt(lm)} B and ${fmt(cm)} B.`,
+      `Idle: ${idle} connections held open (lib-chan's authenticated), measured first on fresh servers; server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (the second half only, without what the first connections cost once) ${fmt(lm)} B and ${fmt(cm)} B, ratio **${lm !== undefined && cm !== undefined ? (lm / cm).toFixed(2) : '-'}**.`,
     ];
   };
   const pinned = PIN ? `servers pinned to CPU ${PIN.server}, load generators to CPU ${PIN.load}` : 'unpinned (one CPU)';
