@@ -350,3 +350,24 @@ test('termHash is equal for terms termKey calls equal, and sameTerm agrees with 
   );
   t.pass();
 });
+
+test('maps whose entries have equal keys and values, or swapped ones, hash apart: no peer can choose map keys that meet', (t) => {
+  const memo = new WeakMap<object, number>();
+  const hashes = new Set<number>();
+  for (let i = 0; i < 1000; i++) {
+    hashes.add(termHash(new Map<Term, Term>([[i, i]]), memo));
+    hashes.add(termHash({ [`k${i}`]: `k${i}` }, memo));
+  }
+  // 2,000 maps; 30-bit hashes met by chance would take a few at most.
+  t.true(hashes.size >= 1990, `${hashes.size} distinct hashes`);
+  t.not(termHash(new Map<Term, Term>([[1, 2]]), memo), termHash(new Map<Term, Term>([[2, 1]]), memo));
+  t.not(termHash({ a: 'b' }, memo), termHash({ b: 'a' }, memo));
+});
+
+test('sameTerm tells the integer 0 from the float -0.0, as termKey does', (t) => {
+  const memo = new WeakMap<object, number>();
+  t.false(sameTerm(0, -0, memo));
+  t.false(sameTerm(tuple(atom('k'), 0), tuple(atom('k'), -0), memo));
+  t.true(sameTerm(Number.NaN, Number.NaN, memo));
+  t.is(termKey(0) === termKey(-0), sameTerm(0, -0, memo));
+});

@@ -244,7 +244,7 @@ test('whole floats past 2^53 print as floats that read back as the same float, n
   }
 });
 
-test('TermMap finds, replaces and deletes every key among 300,000, those whose 32-bit hashes meet included', (t) => {
+test('TermMap finds, replaces and deletes every key among 300,000, those whose 30-bit hashes meet included', (t) => {
   // Keys with random strings in them: about forty pairs share a 30-bit hash (n^2 / 2^31), so shared slots are used.
   const n = 300_000;
   const keys = Array.from({ length: n }, (_, i) => tuple(atom('k'), `${i}:${randomBytes(6).toString('hex')}`));

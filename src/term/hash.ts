@@ -2,10 +2,10 @@
  * Terms compared by value, fast enough for hostile input: the codec's check that no map has a key twice.
  *
  * `termKey` (print.ts) builds a string per term, and a map key that is itself a map keyed by a map... is built again
- * at every level: a 15 KB frame took 150 ms that way. Here each term gets a 32-bit structural hash instead, in one
- * walk that allocates nothing, remembered for every list, tuple and map (so an enclosing key reuses its parts'), and
- * two terms are compared in full only when their hashes meet. The hash is seeded per process, so that a peer cannot
- * choose keys that meet.
+ * at every level: a 15 KB frame took 150 ms that way. Here each term gets a 30-bit structural hash instead, in one
+ * walk that allocates nothing, remembered for every map and for every list or tuple that nests (so an enclosing key
+ * reuses its parts'), and two terms are compared in full only when their hashes meet. The hash is seeded per process,
+ * and every step of it goes through the seed, so that a peer cannot choose keys that meet.
  */
 import { randomInt } from 'node:crypto';
 import { Atom, Float, Tuple, isIntegerNumber, isSafeBigInt, isTermObject, type Term } from './model.js';
@@ -44,7 +44,7 @@ function floatHash(n: number): number {
 }
 
 /**
- * A hash that is equal for terms termKey calls equal. Lists, tuples and maps are remembered in `memo`.
+ * A hash that is equal for terms termKey calls equal. Maps, and lists and tuples that nest, are remembered in `memo`.
  */
 export function termHash(t: Term, memo: WeakMap<object, number>): number {
   switch (typeof t) {
@@ -86,25 +86,32 @@ export function termHash(t: Term, memo: WeakMap<object, number>): number {
     if (nested) memo.set(t, h);
     return h;
   }
-  // A map: its entries in any order (a sum of their hashes); remembered whatever it holds.
+  // A map: its entries in any order (a sum of their hashes); remembered whatever it holds. An entry's hash takes the
+  // key and then the value through seeded steps: one step on both (mix(hk, hv) depends only on hk ^ hv) would give
+  // every entry whose key equals its value the same hash, whatever the seed, and a peer the keys that all meet.
   const known = memo.get(t);
   if (known !== undefined) return known;
   let sum = 0;
   let n = 0;
   if (t instanceof Map) {
     for (const [k, v] of t) {
-      sum = (sum + mix(termHash(k, memo), termHash(v, memo))) | 0;
+      sum = (sum + entryHash(termHash(k, memo), termHash(v, memo))) | 0;
       n++;
     }
   } else if (isTermObject(t)) {
     for (const k of Object.keys(t)) {
-      sum = (sum + mix(stringHash(2, k), termHash(t[k] as Term, memo))) | 0;
+      sum = (sum + entryHash(stringHash(2, k), termHash(t[k] as Term, memo))) | 0;
       n++;
     }
   }
   const h = mix(mix(SEED ^ 11, n), sum);
   memo.set(t, h);
   return h;
+}
+
+/** A map entry's hash: its key's, then its value's, each through a step of its own. */
+function entryHash(key: number, value: number): number {
+  return mix(mix(SEED ^ 12, key), value);
 }
 
 /** A list, tuple or map (not a binary, Float or Atom). */
@@ -130,10 +137,11 @@ export function sameTerm(a: Term, b: Term, memo: WeakMap<object, number>): boole
  * by name), two numbers (NaN aside). Undefined when it takes more to tell.
  */
 function quickVerdict(a: Term, b: Term): boolean | undefined {
+  // Two numbers as termKey tells them: the float -0.0 is not the integer 0, NaN is NaN.
+  if (typeof a === 'number' && typeof b === 'number') return Object.is(a, b);
   if (a === b) return true;
   if (typeof a === 'string' && typeof b === 'string') return false;
   if (a instanceof Atom && b instanceof Atom) return a.name === b.name;
-  if (typeof a === 'number' && typeof b === 'number' && !Number.isNaN(a)) return false;
   return undefined;
 }
 
