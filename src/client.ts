@@ -402,7 +402,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
 
   private finish(info: CloseInfo): void {
     if (this.s.state === 'closed') return;
-    if (this.rpcs.size > 0) this.rpcs.rejectAll(closedError(info));
+    this.rpcs.rejectAll(() => closedError(info)); // also lets go of its timer
     this.pushes.end({ error: () => closedError(info) });
     this.s = { state: 'closed', info };
     this.emitChange({ state: 'closed', reason: info });

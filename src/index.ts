@@ -28,6 +28,7 @@ export { kvsClient, type KvsClient } from './kvs.js';
 export { startServer, ChanServer, type ServerOptions, type ServerStats } from './server.js';
 export type { ServerSettings } from './config/load.js';
 export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.js';
+export { ALREADY_COMMITTED } from './store/store.js';
 export type { Namespace, PutResult } from './store/store.js';
 export type { ServiceGroups } from './groups.js';
 export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';

@@ -157,12 +157,14 @@ export class PendingRpcs {
     return true;
   }
 
-  /** Every rpc still waiting fails with `err`. */
-  rejectAll(err: Error): void {
+  /** Every rpc still waiting fails with `err` (made only if one waits), and the timer is let go. */
+  rejectAll(err: Error | (() => Error)): void {
     this.disarm();
+    if (this.pending.size === 0) return;
+    const e = typeof err === 'function' ? err() : err;
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
-      p.reject(err);
+      p.reject(e);
     }
   }
 

@@ -6,7 +6,7 @@ import type { Term } from '../term/model.js';
 import { ALREADY_COMMITTED, made, type Namespace, type PutResult, type Store } from './store.js';
 
 /** Every put that is stored answers the same: stored, and committed already (nothing is written anywhere). */
-const STORED: PutResult = { stored: true, committed: ALREADY_COMMITTED };
+const STORED: PutResult = Object.freeze({ stored: true, committed: ALREADY_COMMITTED });
 
 class MemoryNamespace implements Namespace {
   /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
