@@ -2,7 +2,7 @@
  * The ceiling for `npm run bench`: the fastest plain Node server and client we know how to write for the workloads of
  * `chan bench`, so that lib-chan is measured against what a program without lib-chan could reach, not against a weak
  * copy of itself. Plain `net` (or `tls`), 4-byte big-endian length frames, msgpackr on plain arrays, string keys in a
- * `Map`, and writes gathered per turn of the event loop with an early flush every {@link FLUSH_EVERY} frames, so that a
+ * `Map`, and writes gathered per turn of the event loop with lib-chan's early flush (16 frames or 64 KiB), so that a
  * pipelining peer can start on the first answers while the rest are being made. No authentication, no limits, no
  * heartbeats, no close frames: everything lib-chan does beyond this is what its ratio to the ceiling pays for.
  *
@@ -24,9 +24,9 @@ import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Packr, Unpackr } from 'msgpackr';
 import { Meter, idleScenario, type LoadSettings, type ScenarioResult } from '../src/bench/load.js';
+// lib-chan's own early flush, so that both sides of every ratio gather their writes alike.
+import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES } from '../src/mm.js';
 
-/** Frames gathered in one turn leave in one write, and at least every this many. */
-export const FLUSH_EVERY = 16;
 const MAX_FRAME = 1 << 20;
 
 const packr = new Packr({ useRecords: false, structuredClone: false });
@@ -79,7 +79,7 @@ class Wire {
       process.nextTick(uncork, this);
     }
     this.socket.write(frame);
-    if (++this.pending >= FLUSH_EVERY) {
+    if (++this.pending >= EARLY_FLUSH_FRAMES || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
       // An early flush: what is ready leaves now, and the turn's later frames gather again.
       this.socket.uncork();
       this.socket.cork();
@@ -110,6 +110,10 @@ function serve(tlsDir: string | undefined): void {
   const store = new Map<string, unknown>();
   const onSocket = (socket: Socket): void => {
     const wire: Wire = new Wire(socket, (m) => {
+      if (!Array.isArray(m)) {
+        socket.destroy();
+        return;
+      }
       const [id, op, key, value] = m as [number, string, string, unknown];
       if (op === 'get') wire.send([id, store.get(key) ?? null]);
       else if (op === 'set') {
@@ -149,6 +153,11 @@ class Client {
       const f = this.waiting.get(id);
       this.waiting.delete(id);
       f?.(m[1]);
+    });
+    // A load generator that lost its server with answers owed stops with the reason, rather than wait forever.
+    socket.on('error', (err) => fail(`a connection failed: ${err.message}`));
+    socket.on('close', () => {
+      if (this.waiting.size > 0) fail(`a connection closed with ${this.waiting.size} requests unanswered`);
     });
   }
 
@@ -192,6 +201,11 @@ class Client {
 }
 
 const key = (prefix: string, i: number): string => `${prefix}:${i}`;
+
+function fail(why: string): never {
+  process.stderr.write(`ceiling: ${why}\n`);
+  process.exit(1);
+}
 
 async function load(port: number, ca: Buffer | undefined, scenarios: string[], s: LoadSettings): Promise<void> {
   const value = 'x'.repeat(s.size);

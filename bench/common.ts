@@ -1,5 +1,6 @@
 /** What the benchmark scripts share: where `chan` is, running `chan bench --json` as a process, and medians. */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import type { ScenarioResult } from '../src/bench/load.js';
@@ -10,12 +11,13 @@ export const CHAN = path.join(ROOT, 'dist/src/cli.js');
 
 /**
  * Runs `chan bench --json ARGS` as its own process (asynchronously: the caller may have servers' logs to drain), the
- * command line `prefix`ed (taskset, say); resolves with its results, or rejects with what it printed.
+ * command line `prefix`ed (taskset, say); resolves with its results, or rejects with what it printed (or when it runs past
+ * `timeout` ms; 0: no limit).
  */
-export function chanBench(args: string[], prefix: string[] = []): Promise<ScenarioResult[]> {
+export function chanBench(args: string[], prefix: string[] = [], timeout = 0): Promise<ScenarioResult[]> {
   const argv = [...prefix, process.execPath, CHAN, 'bench', '--json', ...args];
   return new Promise((resolve, reject) =>
-    execFile(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22 }, (err, out, errOut) =>
+    execFile(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22, timeout }, (err, out, errOut) =>
       err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out) as ScenarioResult[]),
     ),
   );
@@ -32,16 +34,34 @@ export function spread(xs: readonly number[]): string {
   return `${Math.round(Math.min(...xs))}-${Math.round(Math.max(...xs))}`;
 }
 
+/** The CPUs this process may run on (its cpuset: /proc/self/status), else 0 to N-1. */
+function allowedCpus(): number[] {
+  try {
+    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+    const ids = list.split(',').flatMap((part) => {
+      const [a, b] = part.split('-').map(Number);
+      return b === undefined
+        ? [a as number]
+        : Array.from({ length: b - (a as number) + 1 }, (_, i) => (a as number) + i);
+    });
+    if (ids.length > 0 && ids.every(Number.isInteger)) return ids;
+  } catch {
+    // not Linux: fall back to the count
+  }
+  return cpus().map((_, i) => i);
+}
+
 /**
  * Where the benchmarks run servers and load generators, the same CPUs for every server and every load generator so that
- * each ratio compares like with like: with 8 CPUs or more, servers on CPU 2 and load generators on 4-7; with 2 to 7,
- * servers on CPU 0 and load generators on CPU 1; with one, unpinned (null).
+ * each ratio compares like with like, among the CPUs this process may use: with 8 or more, servers on the third and
+ * load generators on the fifth to eighth (CPU 2 and 4-7 on a whole machine); with 2 to 7, the first and the second;
+ * with one, unpinned (null).
  */
-export const PIN: { server: string; load: string } | null = ((n: number) => {
-  if (n >= 8) return { server: '2', load: '4-7' };
-  if (n >= 2) return { server: '0', load: '1' };
+export const PIN: { server: string; load: string } | null = ((ids: number[]) => {
+  if (ids.length >= 8) return { server: String(ids[2]), load: ids.slice(4, 8).join(',') };
+  if (ids.length >= 2) return { server: String(ids[0]), load: String(ids[1]) };
   return null;
-})(cpus().length);
+})(allowedCpus());
 
 /** A command line's prefix that runs it on `cpuList` (nothing when it is undefined). */
 export function taskset(cpuList: string | undefined): string[] {

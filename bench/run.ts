@@ -38,6 +38,8 @@ const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const idle = Number(values.idle);
 const CEILING = path.join(ROOT, 'dist/bench/ceiling.js');
+/** No load generator runs longer than this: every scenario's duration, with room for setup and the idle connections. */
+const LOAD_TIMEOUT_MS = 20 * duration + 300_000;
 
 type Kind = 'lib-chan' | 'ceiling';
 
@@ -84,8 +86,12 @@ function start(
 function ceilingLoad(args: string[]): Promise<ScenarioResult[]> {
   const argv = [...taskset(PIN?.load), process.execPath, CEILING, 'load', ...args];
   return new Promise((resolve, reject) =>
-    execFile(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 22 }, (err, out, errOut) =>
-      err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out) as ScenarioResult[]),
+    execFile(
+      argv[0] as string,
+      argv.slice(1),
+      { encoding: 'utf8', maxBuffer: 1 << 22, timeout: LOAD_TIMEOUT_MS },
+      (err, out, errOut) =>
+        err ? reject(new Error(errOut || err.message)) : resolve(JSON.parse(out) as ScenarioResult[]),
     ),
   );
 }
@@ -106,7 +112,11 @@ function bench(s: Server, scenarios: string, extra: string[] = []): Promise<Scen
   const run =
     s.kind === 'ceiling'
       ? ceilingLoad([...common, '--port', String(s.port), ...s.client])
-      : chanBench([...common, ...s.client, '127.0.0.1', String(s.port), 'nameServer', 'bench'], taskset(PIN?.load));
+      : chanBench(
+          [...common, ...s.client, '127.0.0.1', String(s.port), 'nameServer', 'bench'],
+          taskset(PIN?.load),
+          LOAD_TIMEOUT_MS,
+        );
   return run.catch((err: Error) => {
     throw new Error(`the load against ${s.name} failed: ${err.message}`);
   });
@@ -143,13 +153,6 @@ async function main(): Promise<void> {
     for (const r of rs) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
   };
   try {
-    // Idle first, on servers that have not run anything yet: what a connection holds, not what earlier scenarios left
-    // for the collector.
-    if (idle > 0)
-      for (const s of servers.filter((x) => !x.tls)) {
-        process.stderr.write(`idle: ${idle} connections to ${s.name}\n`);
-        keep(s, await bench(s, 'idle', ['--idle', String(idle)]));
-      }
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 === 1 ? servers : [...servers].reverse();
       for (const s of order) {
@@ -157,6 +160,22 @@ async function main(): Promise<void> {
         keep(s, await bench(s, values.only));
       }
     }
+    // Idle connections on fresh servers of their own (plain TCP), started for it and stopped after: what a connection
+    // holds, neither what earlier scenarios left for the collector nor a heap grown by 10,000 connections for the
+    // scenarios after.
+    if (idle > 0)
+      for (const [name, kind, args, env] of [
+        ['ceiling', 'ceiling', [CEILING, 'serve'], {}],
+        ['lib-chan', 'lib-chan', [CHAN, 'serve', path.join(dir, 'plain.conf')], { CHAN_STORE: 'memory:' }],
+      ] as const) {
+        const fresh = await start(name, kind, false, [...args], env, []);
+        try {
+          process.stderr.write(`idle: ${idle} connections to a fresh ${name}\n`);
+          keep(fresh, await bench(fresh, 'idle', ['--idle', String(idle)]));
+        } finally {
+          fresh.child.kill();
+        }
+      }
   } finally {
     for (const s of servers) s.child.kill();
   }
@@ -219,7 +238,7 @@ async function main(): Promise<void> {
     const cm = med('ceiling', sc, (r) => r.marginalBytesPerConnection);
     return [
       '',
-      `Idle: ${idle} connections held open (lib-chan's authenticated), measured first on fresh servers; server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (the second half only, without what the first connections cost once) ${fmt(lm)} B and ${fmt(cm)} B, ratio **${lm !== undefined && cm !== undefined ? (lm / cm).toFixed(2) : '-'}**.`,
+      `Idle: ${idle} connections held open (lib-chan's authenticated), each on a fresh server of its own; server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (the second half only, without what the first connections cost once) ${fmt(lm)} B and ${fmt(cm)} B, ratio **${lm !== undefined && cm !== undefined ? (lm / cm).toFixed(2) : '-'}**.`,
     ];
   };
   const pinned = PIN ? `servers pinned to CPU ${PIN.server}, load generators to CPU ${PIN.load}` : 'unpinned (one CPU)';
