@@ -258,16 +258,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
    * Sends X and resolves with the handler's answer (lib_chan:rpc/2). Rejects with `timeout`, `closed`, or
    * `disconnected` (the connection was lost, or is being re-established).
    */
-  rpc(x: unknown, options: RpcOptions = {}): Promise<Term> {
+  rpc(x: unknown, options?: RpcOptions): Promise<Term> {
     let conn: ClientConnection;
     try {
       conn = this.usable();
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.rpcs.start(options.timeout ?? this.rpcTimeout, (id) => {
-      conn.send({ kind: 'rpc', id, data: x as Term });
-    });
+    return this.rpcs.start(options?.timeout ?? this.rpcTimeout, conn, x as Term);
   }
 
   /**

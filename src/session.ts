@@ -95,6 +95,11 @@ export class RpcAnswers {
   }
 }
 
+/** Where an rpc is sent: the client's connection. */
+export interface RpcSender {
+  send(m: WireMessage): unknown;
+}
+
 interface Pending {
   resolve(x: Term): void;
   reject(err: Error): void;
@@ -129,10 +134,10 @@ export class PendingRpcs {
   }
 
   /**
-   * Starts an rpc: picks a free id, sets its deadline, and calls `send(id)` to put it on the wire (a throw from `send`
-   * rejects the rpc). A timeout too long for a timer (Infinity, over 24.8 days) means none.
+   * Starts an rpc: picks a free id, sets its deadline, and sends `data` as that rpc through `to` (a throw from its
+   * `send` rejects the rpc). A timeout too long for a timer (Infinity, over 24.8 days) means none.
    */
-  start(timeout: number, send: (id: number) => void): Promise<Term> {
+  start(timeout: number, to: RpcSender, data: Term): Promise<Term> {
     const id = this.nextId();
     return new Promise<Term>((resolve, reject) => {
       const deadline = timeout <= MAX_TIMER_MS ? performance.now() + timeout : Number.POSITIVE_INFINITY;
@@ -140,7 +145,7 @@ export class PendingRpcs {
       if (deadline < this.armedFor) this.arm(deadline);
       else if (this.pending.size === 1) this.timer?.ref();
       try {
-        send(id);
+        to.send({ kind: 'rpc', id, data });
       } catch (err) {
         this.forget(id);
         reject(err);
