@@ -203,7 +203,15 @@ class WorkerThread {
         reject(err);
       });
       this.worker.on('exit', (code) => {
-        reject(new Error(`the worker exited with code ${code} before it was ready`));
+        // A thread that ends on its own (code 0) before it was ready had nothing left to run: its module's start is
+        // waiting on a promise that nothing can settle any more. Said at once, rather than after start_timeout.
+        reject(
+          new Error(
+            code === 0
+              ? 'its start did not return: its worker thread had nothing left to run (a promise that can never settle)'
+              : `the worker exited with code ${code} before it was ready`,
+          ),
+        );
         this.onExit(code);
       });
     });

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
+import ava from 'ava';
 import { connect, type Channel } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
 import type { ServiceDefinition } from '../src/modules.js';
@@ -10,6 +10,10 @@ import { formatTerm, parseTerm } from '../src/term/index.js';
 import { crashSummary } from '../src/cli/serve.js';
 import { run, serve } from './cli-helpers.js';
 import { RawClient, capturedLog, echo, service, tempDir, testServer } from './helpers.js';
+
+// One at a time: several tests here spin handlers on purpose (a worker in a loop, four looping handlers), and a test
+// that measures how promptly others are answered must not share the CPUs with another test's spinning.
+const test = ava.serial;
 
 const CODE_PATH = [path.resolve('test/fixtures'), path.resolve('examples')];
 const KVS: ServiceDefinition = { name: 'nameServer', secret: null, module: 'mod_name_server', function: 'start_me_up' };
@@ -81,7 +85,7 @@ test('a handler crashing on a poison message ends only its connection; 50 others
 test('a handler stuck in a loop in a worker: other services keep answering; the watchdog replaces the worker', async (t) => {
   const s = await server(
     [KVS, { name: 'busy', secret: null, module: 'mod_busy', function: 'start_me_up', isolation: 'worker' }],
-    { handlerBlockTimeout: 600 },
+    { handlerBlockTimeout: 1200 },
   );
   t.teardown(() => s.close());
   const kvs = await connect('127.0.0.1', s.port, 'nameServer', null);
@@ -97,11 +101,13 @@ test('a handler stuck in a loop in a worker: other services keep answering; the 
   }
   const err = await stuck;
   t.is(err?.reason, 'handlerTimeout');
-  t.true(Date.now() - started >= 500, 'the watchdog waited for handler_block_timeout');
+  t.true(Date.now() - started >= 1100, 'the watchdog waited for handler_block_timeout');
   latencies.sort((a, b) => a - b);
   t.log(`nameServer answered ${latencies.length} rpcs during the loop; slowest ${latencies.at(-1)?.toFixed(1)} ms`);
-  // Without the worker, every answer would wait out the loop (600 ms): half of that is a loose bound on a busy machine.
-  t.true((latencies.at(-1) ?? 0) < 300, `slowest answer ${latencies.at(-1)} ms`);
+  // Without the worker, an answer would wait out the loop (1,200 ms): half of that is a loose bound on a busy machine
+  // (on two cores the spinning worker holds one, and the replacement worker's start shares the other with this test's
+  // server and client: answers took up to about 300 ms there).
+  t.true((latencies.at(-1) ?? 0) < 600, `slowest answer ${latencies.at(-1)} ms`);
   const fresh = await connect('127.0.0.1', s.port, 'busy', null);
   t.is(await rpc(fresh, 'hello'), 'hello'); // a fresh worker
   t.deepEqual(s.stats().services['busy'], { status: 'up', crashes: 1, restarts: 1 });
@@ -306,24 +312,21 @@ test('four handlers looping on a {workers, 4} service take it down; after servic
   await back.close();
 });
 
-test.serial(
-  'an inline service down past its restart intensity is started again after service_retry_delay, with a new state',
-  async (t) => {
-    const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], {
-      restartIntensity: 0,
-      serviceRetryDelay: 200,
-    });
-    t.teardown(() => s.close());
-    const ch = await connect('127.0.0.1', s.port, 'flaky', null);
-    const first = Number(await rpc(ch, 'x'));
-    t.is(await rpc(ch, '"break"'), '"broken"');
-    t.is(s.stats().services['flaky']?.status, 'down');
-    while (s.stats().services['flaky']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
-    const again = await connect('127.0.0.1', s.port, 'flaky', null);
-    t.is(Number(await rpc(again, 'x')), first + 1);
-    await Promise.all([ch.close(), again.close()]);
-  },
-);
+test('an inline service down past its restart intensity is started again after service_retry_delay, with a new state', async (t) => {
+  const s = await server([{ name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' }], {
+    restartIntensity: 0,
+    serviceRetryDelay: 200,
+  });
+  t.teardown(() => s.close());
+  const ch = await connect('127.0.0.1', s.port, 'flaky', null);
+  const first = Number(await rpc(ch, 'x'));
+  t.is(await rpc(ch, '"break"'), '"broken"');
+  t.is(s.stats().services['flaky']?.status, 'down');
+  while (s.stats().services['flaky']?.status !== 'up') await new Promise((r) => setTimeout(r, 10));
+  const again = await connect('127.0.0.1', s.port, 'flaky', null);
+  t.is(Number(await rpc(again, 'x')), first + 1);
+  await Promise.all([ch.close(), again.close()]);
+});
 
 for (const isolation of ['inline', 'worker'] as const) {
   test(`a ${isolation} service whose start never returns refuses the server start within start_timeout, naming it`, async (t) => {
@@ -336,7 +339,14 @@ for (const isolation of ['inline', 'worker'] as const) {
       },
     );
     t.is(err?.code, 'badConfig');
-    t.regex(err?.message ?? '', /service hang: its start did not return within start_timeout \(300 ms\)/);
+    // Inline, start_timeout ends the wait; in a worker whose start leaves nothing to run, the thread ends first, and
+    // says so at once.
+    t.regex(
+      err?.message ?? '',
+      isolation === 'inline'
+        ? /service hang: its start did not return within start_timeout \(300 ms\)/
+        : /service hang: its start did not return(: its worker thread had nothing left to run| within start_timeout)/,
+    );
   });
 }
 
