@@ -203,12 +203,13 @@ class WorkerThread {
         reject(err);
       });
       this.worker.on('exit', (code) => {
-        // A thread that ends on its own (code 0) before it was ready had nothing left to run: its module's start is
-        // waiting on a promise that nothing can settle any more. Said at once, rather than after start_timeout.
+        // A thread that ends on its own (code 0) before it was ready had nothing left to run (its start waits on a
+        // promise that nothing can settle any more), or its module called process.exit. Said at once, rather than
+        // after start_timeout.
         reject(
           new Error(
             code === 0
-              ? 'its start did not return: its worker thread had nothing left to run (a promise that can never settle)'
+              ? 'its start did not return: its worker thread ended first, with code 0 (nothing left to run: a promise that can never settle, or process.exit in the module)'
               : `the worker exited with code ${code} before it was ready`,
           ),
         );

@@ -345,7 +345,7 @@ for (const isolation of ['inline', 'worker'] as const) {
       err?.message ?? '',
       isolation === 'inline'
         ? /service hang: its start did not return within start_timeout \(300 ms\)/
-        : /service hang: its start did not return(: its worker thread had nothing left to run| within start_timeout)/,
+        : /service hang: its start did not return(: its worker thread ended first, with code 0| within start_timeout)/,
     );
   });
 }
