@@ -129,12 +129,12 @@ export function sameTerm(a: Term, b: Term, memo: WeakMap<object, number>): boole
   const quick = quickVerdict(a, b);
   if (quick !== undefined) return quick;
   if (termHash(a, memo) !== termHash(b, memo)) return false;
-  return sameParts(a, b, memo);
+  return sameStructure(a, b, memo);
 }
 
 /**
- * The common cases at once, without hashing: the same value, two strings that are not the same, two atoms (compared
- * by name), two numbers (NaN aside). Undefined when it takes more to tell.
+ * The common cases at once, without hashing: two numbers (as termKey tells them), the same value, two strings that
+ * are not the same, two atoms (compared by name). Undefined when it takes more to tell.
  */
 function quickVerdict(a: Term, b: Term): boolean | undefined {
   // Two numbers as termKey tells them: the float -0.0 is not the integer 0, NaN is NaN.
@@ -148,7 +148,11 @@ function quickVerdict(a: Term, b: Term): boolean | undefined {
 /** Whether two terms whose hashes are equal are equal (sameTerm without comparing their hashes). */
 function sameParts(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
   const quick = quickVerdict(a, b);
-  if (quick !== undefined) return quick;
+  return quick !== undefined ? quick : sameStructure(a, b, memo);
+}
+
+/** Whether two terms that {@link quickVerdict} could not tell apart are equal, part by part. */
+function sameStructure(a: Term, b: Term, memo: WeakMap<object, number>): boolean {
   const seqA = a instanceof Tuple ? a.elements : Array.isArray(a) ? (a as readonly Term[]) : null;
   const seqB = b instanceof Tuple ? b.elements : Array.isArray(b) ? (b as readonly Term[]) : null;
   if (seqA || seqB) {
