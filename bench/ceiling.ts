@@ -23,7 +23,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Packr, Unpackr } from 'msgpackr';
-import { Meter, idleScenario, type LoadSettings, type ScenarioResult } from '../src/bench/load.js';
+import { Meter, connectScenario, idleScenario, type LoadSettings, type ScenarioResult } from '../src/bench/load.js';
 // lib-chan's own early flush, so that both sides of every ratio gather their writes alike.
 import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES } from '../src/mm.js';
 
@@ -277,23 +277,7 @@ async function load(port: number, ca: Buffer | undefined, scenarios: string[], s
       out.push(m.done());
       await c.close();
     } else if (sc === 'connect') {
-      for (const n of s.connections) {
-        const m = new Meter(`connect -c ${n}`, s);
-        await Promise.all(
-          Array.from({ length: n }, async () => {
-            while (m.running()) {
-              const t0 = performance.now();
-              try {
-                await (await open()).close();
-                m.finished(t0);
-              } catch {
-                m.errors++;
-              }
-            }
-          }),
-        );
-        out.push(m.done());
-      }
+      for (const n of s.connections) out.push(await connectScenario(open, s, n));
     } else if (sc === 'idle') {
       out.push(await idleScenario(open, s));
     } else {

@@ -265,15 +265,27 @@ async function castScenario(t: Destination, s: LoadSettings, value: string): Pro
   return r;
 }
 
-async function connectScenario(t: Destination, s: LoadSettings, c: number): Promise<ScenarioResult> {
+/** A connection the connect and idle scenarios open and close. */
+export interface Closable {
+  close(): Promise<void>;
+}
+
+/**
+ * `c` connections at once, each opened with `open` and closed again, over and over: connect (with whatever handshake
+ * `open` makes) + close. Shared with bench/ceiling.ts.
+ */
+export async function connectScenario<C extends Closable>(
+  open: () => Promise<C>,
+  s: LoadSettings,
+  c: number,
+): Promise<ScenarioResult> {
   const m = new Meter(`connect -c ${c}`, s);
   await Promise.all(
     Array.from({ length: c }, async () => {
       while (m.running()) {
         const t0 = performance.now();
         try {
-          const ch = await open(t);
-          await ch.close();
+          await (await open()).close();
           m.finished(t0);
         } catch {
           m.errors++;
@@ -282,11 +294,6 @@ async function connectScenario(t: Destination, s: LoadSettings, c: number): Prom
     }),
   );
   return m.done();
-}
-
-/** Something held open by the idle scenario. */
-export interface Closable {
-  close(): Promise<void>;
 }
 
 /**
@@ -364,7 +371,7 @@ export async function runLoad(
         out.push(await castScenario(t, s, value));
         break;
       case 'connect':
-        for (const c of s.connections) out.push(await connectScenario(t, s, c));
+        for (const c of s.connections) out.push(await connectScenario(() => open(t), s, c));
         break;
       case 'idle':
         out.push(await idleScenario(() => open(t), s));
