@@ -9,7 +9,7 @@ import type { CloseInfo } from '../src/errors.js';
 import { FrameParser, frame } from '../src/frame.js';
 import { silentLogger } from '../src/log.js';
 import { duplexPair } from '../src/memory-transport.js';
-import { MiddleMan } from '../src/mm.js';
+import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES, MiddleMan } from '../src/mm.js';
 import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
 import { atom } from '../src/term/model.js';
 
@@ -209,4 +209,44 @@ test('a close text cut to fit is never cut inside a surrogate pair', async (t) =
   await r.peerEnded;
   const close = r.read.at(-1);
   t.is(close?.kind === 'close' ? close.text : undefined, '😀'.repeat(5));
+});
+
+test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames or ${EARLY_FLUSH_BYTES} bytes gathered leave at once`, async (t) => {
+  /**
+   * Sends `frames` in one turn; returns how many times the gathered frames were let go to the socket before that turn
+   * ended (its uncork: the rest leaves when the turn ends), and what the peer read.
+   */
+  const inTurn = async (frames: WireMessage[]): Promise<{ flushes: number; read: WireMessage[] }> => {
+    const [mine, peer] = duplexPair();
+    let flushes = 0;
+    const uncork = mine.uncork.bind(mine);
+    mine.uncork = () => {
+      flushes++;
+      uncork();
+    };
+    const mm = new MiddleMan(
+      mine,
+      { codec, maxFrameSize: 1 << 20, sendBufferLimit: 1 << 24, log: silentLogger },
+      {},
+      { onMessage: () => {}, onClosed: () => {} },
+    );
+    const read: WireMessage[] = [];
+    const parser = new FrameParser(1 << 24, (p) => read.push(fromWire(codec.decode(p))));
+    peer.on('data', (c: Buffer) => parser.push(c));
+    for (const m of frames) mm.send(m);
+    const early = flushes;
+    while (read.length < frames.length) await turn();
+    mm.destroy();
+    return { flushes: early, read };
+  };
+  // 40 small frames: two early flushes (at 16 and 32), the last 8 at the turn's end.
+  const small = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'cast', data: i }));
+  const bySmall = await inTurn(small);
+  t.is(bySmall.flushes, 2);
+  t.deepEqual(bySmall.read, small);
+  // 2 frames of 40 KiB: the second takes what is gathered past EARLY_FLUSH_BYTES, and both leave at once.
+  const large = Array.from({ length: 2 }, (_, i): WireMessage => ({ kind: 'cast', data: Buffer.alloc(40 * 1024, i) }));
+  const byLarge = await inTurn(large);
+  t.is(byLarge.flushes, 1);
+  t.deepEqual(byLarge.read, large);
 });
