@@ -1,8 +1,9 @@
 /**
- * The codec role: message value <-> frame payload. MessagePack (see `msgpack.ts`) is the only codec today; the
- * interface is what a second one (Erlang's External Term Format, for wire compatibility with Erlang lib_chan) plugs into.
+ * The codec role: message value <-> frame payload. MessagePack (`msgpack.ts`) for our protocol, and Erlang's External
+ * Term Format (`etf.ts`) for the original lib_chan protocol of Erlang peers (docs/ERLANG.md).
  */
 import type { Term } from '../term/model.js';
+import { decodeEtf, encodeEtf, lastEtfDecodedSize } from './etf.js';
 import { decode, encode, lastDecodedSize } from './msgpack.js';
 
 export { COST, DECODED_SIZE_RATIO, decodedSizeLimit } from './msgpack.js';
@@ -37,6 +38,21 @@ export function msgpackCodec(options: CodecOptions): Codec {
     decode: (payload, maxDecodedSize) => decode(payload, depth, maxDecodedSize),
     get lastDecodedSize() {
       return lastDecodedSize();
+    },
+  };
+}
+
+/**
+ * Erlang's External Term Format (etf.ts), for the original lib_chan protocol: a message is the term itself, with no
+ * envelope around it.
+ */
+export function etfCodec(options: CodecOptions): Codec {
+  return {
+    name: 'etf',
+    encode: (value, headroom, maxDecodedSize) => encodeEtf(value, options.maxDepth, headroom, maxDecodedSize),
+    decode: (payload, maxDecodedSize) => decodeEtf(payload, options.maxDepth, maxDecodedSize),
+    get lastDecodedSize() {
+      return lastEtfDecodedSize();
     },
   };
 }

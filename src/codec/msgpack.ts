@@ -40,6 +40,7 @@ import {
   type TermObject,
 } from '../term/model.js';
 import { TermSet } from '../term/hash.js';
+import { DECODED_SIZE_RATIO, Writer, checkCost } from './writer.js';
 
 export const EXT_ATOM = 1;
 
@@ -79,11 +80,7 @@ export const COST = {
   bigint: 32,
 } as const;
 
-/**
- * The most a frame may cost once decoded, per byte of the receiver's frame limit: a frame of `max_frame_size` bytes
- * never becomes more than this many times its limit in memory.
- */
-export const DECODED_SIZE_RATIO = 8;
+export { DECODED_SIZE_RATIO };
 
 /** The decoded-size budget that goes with a frame limit. */
 export function decodedSizeLimit(maxFrameSize: number): number {
@@ -110,63 +107,8 @@ export function atomTooLong(name: string): boolean {
   return false;
 }
 
-/** Refuses (frameTooLarge) a decoded size past its limit: the one rule the decoder, the encoder and measure charge by. */
-function checkCost(cost: number, limit: number): void {
-  if (cost > limit) throw tooCostly(cost, limit);
-}
-
-function tooCostly(cost: number, limit: number): ChanError {
-  return new LimitError(
-    'frameTooLarge',
-    `the value would take more than ${limit} bytes once decoded (its decoded size is at least ${cost}; the limit is ${DECODED_SIZE_RATIO} x the receiver's max_frame_size)`,
-  );
-}
-
 // ---------------------------------------------------------------------------------------------------------------------
 // Encoding
-
-class Writer {
-  buf = Buffer.allocUnsafe(1024);
-  pos = 0;
-  busy = false;
-  /** The decoded size of what has been written, and the receiver's budget for it. */
-  cost = 0;
-  maxCost = Number.POSITIVE_INFINITY;
-
-  charge(n: number): void {
-    checkCost((this.cost += n), this.maxCost);
-  }
-
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-  u8(b: number): void {
-    this.ensure(1);
-    this.buf[this.pos++] = b;
-  }
-  u8u8(a: number, b: number): void {
-    this.ensure(2);
-    this.buf[this.pos++] = a;
-    this.buf[this.pos++] = b;
-  }
-  u8u16(a: number, b: number): void {
-    this.ensure(3);
-    this.buf[this.pos] = a;
-    this.buf.writeUInt16BE(b, this.pos + 1);
-    this.pos += 3;
-  }
-  u8u32(a: number, b: number): void {
-    this.ensure(5);
-    this.buf[this.pos] = a;
-    this.buf.writeUInt32BE(b, this.pos + 1);
-    this.pos += 5;
-  }
-}
 
 const shared = new Writer();
 const MAX_UINT32 = 0xffff_ffff;
