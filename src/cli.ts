@@ -30,7 +30,9 @@ import { serve } from './cli/serve.js';
 import { session } from './cli/session.js';
 import { VERSION } from './version.js';
 
-const CONNECTION_OPTIONS = `  --tls                 connect over TLS (trusting the public CAs, or --ca)
+const CONNECTION_OPTIONS = `  --erlang              speak the original lib_chan protocol, to an Erlang lib_chan server or a server's
+                        erlang_port (no TLS; see docs/ERLANG.md)
+  --tls                 connect over TLS (trusting the public CAs, or --ca)
   --ca FILE             the CA that signs the server's certificate (implies --tls)
   --cert FILE --key FILE  a client certificate and its key, for servers that ask for one
   --servername NAME     the name the server's certificate must hold (default: HOST)`;
@@ -96,6 +98,7 @@ ${CONNECTION_OPTIONS}`,
     summary: 'send each TERM, wait for no answer, exit 0 once the server has confirmed reading them',
     help: `Sends each TERM as a cast (no answer), then a ping, and exits 0 once the server's pong confirms that it has
 read everything before it (exit 1, with the reason, when it does not: the connection lost, a shutdown, --timeout).
+With --erlang there is no such confirmation: it exits 0 once the terms have been handed to the network.
 TERM as for chan rpc ('-': from standard input).
 ${SECRET_NOTE}
 
@@ -222,6 +225,7 @@ async function main(argv: string[]): Promise<number> {
         timeout: { type: 'string' },
         json: { type: 'boolean' },
         tls: { type: 'boolean' },
+        erlang: { type: 'boolean' },
         ca: { type: 'string' },
         cert: { type: 'string' },
         key: { type: 'string' },
@@ -279,7 +283,9 @@ async function main(argv: string[]): Promise<number> {
   const target = async (): Promise<Destination> => {
     const [host, port, service, secret] = rest as [string, string, string, string];
     const tls = tlsOptions(values);
-    return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options: tls ? { tls } : {} };
+    if (tls && values.erlang) throw usageError('--erlang speaks the original lib_chan protocol, which has no TLS');
+    const options: ConnectOptions = values.erlang ? { protocol: 'erlang' } : tls ? { tls } : {};
+    return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options };
   };
   switch (command) {
     case 'serve':

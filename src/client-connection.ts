@@ -5,7 +5,7 @@
  * them. A channel that reconnects has one connection after another; a connection is never reused.
  */
 import type { Duplex } from 'node:stream';
-import { msgpackCodec } from './codec/index.js';
+import { etfCodec, msgpackCodec } from './codec/index.js';
 import {
   CLIENT_CLOSED,
   CLIENT_DEFAULTS,
@@ -19,6 +19,7 @@ import { Inbox } from './inbox.js';
 import type { Logger } from './log.js';
 import { MiddleMan, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
 import type { WireMessage } from './protocol.js';
+import { ORIGINAL_CLIENT, originalClientHandshake } from './original.js';
 import { describeTlsError, tlsClientTransport } from './tls.js';
 import { tcp } from './transport.js';
 
@@ -40,10 +41,13 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
 
   private constructor(socket: Duplex, options: ConnectOptions, log: Logger) {
     this.socketClosed = new Promise((resolve) => (this.resolveSocketClosed = resolve));
+    const maxDepth = options.maxDepth ?? CLIENT_DEFAULTS.maxDepth;
+    const original = options.protocol === 'erlang';
     this.mm = new MiddleMan(
       socket,
       {
-        codec: msgpackCodec({ maxDepth: options.maxDepth ?? CLIENT_DEFAULTS.maxDepth }),
+        codec: original ? etfCodec({ maxDepth }) : msgpackCodec({ maxDepth }),
+        ...(original ? { dialect: ORIGINAL_CLIENT } : {}),
         maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
         sendBufferLimit: options.sendBufferLimit ?? CLIENT_DEFAULTS.sendBufferLimit,
         log,
@@ -61,6 +65,8 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
   static async dial(t: Target, options: ConnectOptions, log: Logger, signal?: AbortSignal): Promise<ClientConnection> {
     const timeout = options.connectTimeout ?? CLIENT_DEFAULTS.connectTimeout;
     const deadline = Date.now() + timeout;
+    if (options.protocol === 'erlang' && options.tls)
+      throw new ChanError('usage', 'the original lib_chan protocol (protocol: erlang) has no TLS');
     const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
     const { socket } = await transport.connect(t.host, t.port, timeout, options.localAddress);
     if (signal?.aborted) {
@@ -82,7 +88,7 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
       const ack = await Promise.race([conn.handshake(t, options), expired]);
       conn.mm.peerMaxFrameSize = ack.maxFrameSize;
       conn.mm.beginSession(
-        options.heartbeatInterval ?? ack.heartbeatInterval ?? 0,
+        options.protocol === 'erlang' ? 0 : (options.heartbeatInterval ?? ack.heartbeatInterval ?? 0),
         options.heartbeatMaxMissed ?? CLIENT_DEFAULTS.heartbeatMaxMissed,
       );
       return conn;
@@ -98,20 +104,28 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
     }
   }
 
-  private handshake(t: Target, options: ConnectOptions): ReturnType<typeof clientHandshake> {
+  private async handshake(t: Target, options: ConnectOptions): ReturnType<typeof clientHandshake> {
     const inbox = this.phase.at === 'handshake' ? this.phase.inbox : new Inbox<WireMessage>();
-    return clientHandshake(
-      { send: (m) => void this.mm.send(m), next: () => inbox.receive() },
-      {
-        service: t.service,
-        secret: t.secret,
-        args: t.argsC,
+    const io = { send: (m: WireMessage) => void this.mm.send(m), next: () => inbox.receive() };
+    if (options.protocol === 'erlang') {
+      await originalClientHandshake(io, { service: t.service, secret: t.secret, args: t.argsC });
+      // The original states no limits and has no heartbeats: the server is sent nothing larger than we accept.
+      return {
+        kind: 'ack',
+        version: 0,
         maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
-        ...(options.saltedPasswordCache === false
-          ? {}
-          : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
-      },
-    );
+        heartbeatInterval: 0,
+      };
+    }
+    return clientHandshake(io, {
+      service: t.service,
+      secret: t.secret,
+      args: t.argsC,
+      maxFrameSize: options.maxFrameSize ?? CLIENT_DEFAULTS.maxFrameSize,
+      ...(options.saltedPasswordCache === false
+        ? {}
+        : { saltedPassword: (options.saltedPasswordCache ?? defaultSaltedPasswordCache).get }),
+    });
   }
 
   /**
@@ -131,7 +145,7 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
   /** The handshake's messages, and those that arrive before activation (in the session the sink is the Channel). */
   onMessage(m: WireMessage, _payload: Buffer, size: number): void {
     if (this.phase.at === 'handshake') {
-      if (m.kind === 'ack') {
+      if (this.mm.dialect.isAck(m)) {
         const inbox = this.phase.inbox;
         this.phase = { at: 'acked', early: [], closed: null };
         inbox.put(m);

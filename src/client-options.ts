@@ -105,6 +105,14 @@ export interface ConnectOptions {
    */
   tls?: TlsClientOptions;
   /**
+   * Which protocol the server speaks: lib-chan's, or `erlang`, the original lib_chan's (an Erlang lib_chan server, or
+   * a lib-chan server's erlang_port; docs/ERLANG.md). The original has no TLS, no heartbeats, no request ids and no
+   * close frames: an rpc takes the next term the server sends as its answer, and one that times out closes the
+   * channel (its answer, arriving late, would otherwise be taken by the next rpc).
+   * @default 'lib-chan'
+   */
+  protocol?: 'lib-chan' | 'erlang';
+  /**
    * Where salted passwords are remembered between connects (PBKDF2 is the slow part of a handshake); `false` derives
    * every time.
    * @default defaultSaltedPasswordCache, one for the process

@@ -147,6 +147,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
   private readonly rpcTimeout: number;
   private readonly reconnect: Required<ReconnectOptions> | null;
   private readonly log: Logger;
+  /** The server speaks the original lib_chan protocol (no request ids). */
+  private readonly original: boolean;
 
   /** Use {@link connect}. */
   constructor(
@@ -167,6 +169,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
       ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) }
       : null;
     this.log = options.logger ?? silentLogger;
+    this.original = options.protocol === 'erlang';
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
 
@@ -234,6 +237,8 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
    * `disconnected`.
    */
   flush(options: RpcOptions = {}): Promise<void> {
+    if (this.original)
+      return Promise.reject(new ChanError('usage', "flush() needs lib-chan's protocol: the original has no pings"));
     try {
       return this.usable().flush(options.timeout ?? this.rpcTimeout);
     } catch (err) {
@@ -265,7 +270,22 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.rpcs.start(options?.timeout ?? this.rpcTimeout, conn, x as Term);
+    const answer = this.rpcs.start(options?.timeout ?? this.rpcTimeout, conn, x as Term);
+    return this.original ? answer.catch((err: unknown) => this.gaveUp(conn, err)) : answer;
+  }
+
+  /**
+   * An rpc of the original protocol failed. After a timeout the connection closes: without request ids, its answer,
+   * arriving late, would be taken as the answer to the next rpc.
+   */
+  private gaveUp(conn: ClientConnection, err: unknown): never {
+    if (err instanceof ChanError && err.code === 'timeout' && !conn.closed) {
+      conn.close(
+        'timeout',
+        `${err.message}; the original protocol cannot match a late answer to its rpc, so the connection is closed`,
+      );
+    }
+    throw err;
   }
 
   /**
@@ -315,14 +335,21 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
 
   /** @internal A message of the session, straight from the current connection's middle-man. */
   onMessage(m: WireMessage, _payload: Buffer, size: number): void {
-    if (m.kind === 'reply') {
+    if (m.kind === 'cast' && this.original) {
+      // The original protocol: a term answers the oldest rpc waiting, or else it is a push.
+      if (!this.rpcs.settleOldest(m.data)) this.pushed(m.data, size);
+    } else if (m.kind === 'reply') {
       if (!this.rpcs.settle(m.id, m.data)) this.log.debug({ id: m.id }, 'dropped an answer to an rpc that gave up');
     } else if (m.kind === 'push') {
-      this.pushes.put(m.data, size);
-      this.flow.added(this.pushes.size, this.pushes.bytes);
+      this.pushed(m.data, size);
     } else {
       this.connection()?.close('protocolError', sessionFault('client', m) ?? `unexpected ${m.kind}`);
     }
+  }
+
+  private pushed(x: Term, size: number): void {
+    this.pushes.put(x, size);
+    this.flow.added(this.pushes.size, this.pushes.bytes);
   }
 
   /** @internal The current connection has ended. */

@@ -15,20 +15,55 @@ import { Account, type QueueBudget, type Shed } from './budget.js';
 import type { Codec } from './codec/index.js';
 import type { ServerSettings } from './config/load.js';
 import type { DirectoryEntry } from './directory.js';
-import { ServerHandshake } from './handshake.js';
+import { ServerHandshake, type HandshakeOutcome } from './handshake.js';
 import { escapeControl, type Logger } from './log.js';
 import type { CloseInfo } from './errors.js';
 import { MiddleMan, type ConnectionOwner, type MessageSink } from './mm.js';
-import type { WireMessage } from './protocol.js';
+import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
 import type { ProcessHandle } from './runner.js';
 import type { Term } from './term/model.js';
 import type { Duplex } from 'node:stream';
 import type { PeerInfo } from './transport.js';
 
+/** The handshake of one connection, in either protocol: fed each message, it says what to do. */
+export interface HandshakeMachine {
+  step(m: WireMessage): HandshakeOutcome<DirectoryEntry>;
+  /** The service asked for, once known (for logs). */
+  readonly service: string | undefined;
+}
+
+/** What a port speaks: lib-chan's protocol (the main port), or the original lib_chan's (the Erlang port). */
+export interface PortProtocol {
+  readonly codec: Codec;
+  readonly dialect: Dialect;
+  /** A handshake for a new connection from `peer`. */
+  handshake(host: ConnectionHost, peer: PeerInfo): HandshakeMachine;
+  /** Whether the session has heartbeats (the original protocol has none). */
+  readonly heartbeats: boolean;
+  /** The largest frame the peer takes, when the protocol does not let it say (the original): the server's own. */
+  readonly peerMaxFrameSize?: number;
+}
+
+/** lib-chan's protocol, on a server whose settings are `settings`. */
+export function libChanPort(codec: Codec): PortProtocol {
+  return {
+    codec,
+    dialect: LIB_CHAN,
+    heartbeats: true,
+    handshake: (host, peer) =>
+      new ServerHandshake({
+        lookup: (name) => host.auth(name),
+        maxFrameSize: host.settings.maxFrameSize,
+        heartbeatInterval: host.settings.heartbeatInterval,
+        peer: peer.certCn === undefined ? { address: peer.address } : { address: peer.address, certCn: peer.certCn },
+        throttle: host.throttle,
+      }),
+  };
+}
+
 /** What a connection needs of its server. */
 export interface ConnectionHost {
   readonly settings: ServerSettings;
-  readonly codec: Codec;
   readonly log: Logger;
   /** What all connections may hold together (max_queued_bytes). */
   readonly budget: QueueBudget;
@@ -40,7 +75,7 @@ export interface ConnectionHost {
 }
 
 type Phase =
-  | { at: 'handshake'; handshake: ServerHandshake<DirectoryEntry>; timer: NodeJS.Timeout; ticket: Ticket | null }
+  | { at: 'handshake'; handshake: HandshakeMachine; timer: NodeJS.Timeout; ticket: Ticket | null }
   | { at: 'session'; process: ProcessHandle }
   | { at: 'closed'; process: ProcessHandle | null };
 
@@ -64,10 +99,13 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     private readonly id: number,
     /** Its place among connections in the handshake, until the handshake ends. */
     ticket: Ticket | null,
+    /** What its port speaks. */
+    private readonly protocol: PortProtocol,
   ) {
     this.fields = {
       conn: id,
       peer: peer.name,
+      ...(protocol.dialect === LIB_CHAN ? {} : { protocol: protocol.dialect.name }),
       ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
     };
     const s = host.settings;
@@ -75,7 +113,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     this.mm = new MiddleMan(
       socket,
       {
-        codec: host.codec,
+        codec: protocol.codec,
+        dialect: protocol.dialect,
         maxFrameSize: s.maxFrameSizeUnauth,
         sendBufferLimit: s.sendBufferLimit,
         log: host.log,
@@ -84,13 +123,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       this,
       this,
     );
-    const handshake = new ServerHandshake({
-      lookup: (name) => host.auth(name),
-      maxFrameSize: s.maxFrameSize,
-      heartbeatInterval: s.heartbeatInterval,
-      peer: peer.certCn === undefined ? { address: peer.address } : { address: peer.address, certCn: peer.certCn },
-      throttle: host.throttle,
-    });
+    if (protocol.peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = protocol.peerMaxFrameSize;
+    const handshake = protocol.handshake(host, peer);
     // The timer runs from the moment the connection is handed over: TCP accept, or the end of the TLS handshake.
     const timer = setTimeout(handshakeTimedOut, s.handshakeTimeout, this);
     this.phase = { at: 'handshake', handshake, timer, ticket };
@@ -177,13 +211,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     }
   }
 
-  private logRefusal(
-    m: WireMessage,
-    h: ServerHandshake<DirectoryEntry>,
-    reason: string,
-    text: string,
-    lockedOut?: boolean,
-  ): void {
+  private logRefusal(m: WireMessage, h: HandshakeMachine, reason: string, text: string, lockedOut?: boolean): void {
     // The service name comes from the peer: cut it, so a hostile client cannot fill the log, and escape it (and the
     // text that quotes it), so that it cannot drive the terminal of an operator reading the log.
     const service = escapeControl(m.kind === 'startService' ? m.service.slice(0, 100) : (h.service ?? ''));
@@ -200,7 +228,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     this.mm.send(ack);
     // Sending can itself end the connection (slowConsumer): then there is no process to start.
     if (this.mm.closed) return;
-    this.mm.beginSession(s.heartbeatInterval, s.heartbeatMaxMissed);
+    this.mm.beginSession(this.protocol.heartbeats ? s.heartbeatInterval : 0, s.heartbeatMaxMissed);
     this.host.log.info(this.fields, 'connection opened');
     const process = entry.service.attach({
       mm: this.mm,

@@ -29,7 +29,7 @@ import { ChanError, closedError, isCloseReason, type CloseInfo, type CloseReason
 import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
-import { MAX_CLOSE_TEXT, cutText, fromWire, toWire, type WireMessage } from './protocol.js';
+import { LIB_CHAN, MAX_CLOSE_TEXT, cutText, type Dialect, type WireMessage } from './protocol.js';
 import { MAX_TIMER_MS } from './inbox.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -93,6 +93,8 @@ export interface ConnectionOwner {
 
 export interface MiddleManOptions {
   codec: Codec;
+  /** How messages are carried (default: lib-chan's protocol; the original's on the Erlang port). */
+  dialect?: Dialect;
   /** The inbound frame limit to start with. */
   maxFrameSize: number;
   /** Outbound bytes that may wait for the peer before it is a slowConsumer. */
@@ -119,6 +121,8 @@ export class MiddleMan implements HeartbeatHost {
   private lingerTimer: NodeJS.Timeout | null = null;
   private readonly parser: FrameParser;
   private readonly codec: Codec;
+  /** How messages become terms: lib-chan's protocol, or the original lib_chan's. */
+  readonly dialect: Dialect;
   private readonly log: Logger;
   private readonly sendBufferLimit: number;
   private heartbeat: Heartbeat | null = null;
@@ -159,6 +163,7 @@ export class MiddleMan implements HeartbeatHost {
     private sink: MessageSink,
   ) {
     this.codec = options.codec;
+    this.dialect = options.dialect ?? LIB_CHAN;
     this.log = options.log;
     this.sendBufferLimit = options.sendBufferLimit;
     this.clock = options.clock;
@@ -274,7 +279,9 @@ export class MiddleMan implements HeartbeatHost {
    */
   send(m: WireMessage): boolean {
     if (this.closeInfo) return false;
-    const buf = this.codec.encode(toWire(m), FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
+    const t = this.dialect.toWire(m);
+    if (t === undefined) return true; // a message the dialect does not carry (a ping in the original protocol)
+    const buf = this.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     return this.sendEncoded(buf);
   }
@@ -405,11 +412,11 @@ export class MiddleMan implements HeartbeatHost {
     // Cut for not reading (or for holding too much): what waits is dropped, so that the close frame goes next.
     if (DROPS_QUEUE.has(reason)) this.dropQueued();
     try {
-      if (!this.socket.destroyed) {
-        const frame = this.codec.encode(
-          toWire({ kind: 'close', reason, text: cutText(text, this.closeTextRoom()) }),
-          FRAME_HEADER_BYTES,
-        );
+      const t = this.socket.destroyed
+        ? undefined
+        : this.dialect.closeFrame(reason, cutText(text, this.closeTextRoom()), this.inSession);
+      if (t !== undefined) {
+        const frame = this.codec.encode(t, FRAME_HEADER_BYTES);
         this.write(frame);
         this.stats.framesOut++;
         this.stats.bytesOut += frame.length;
@@ -471,7 +478,7 @@ export class MiddleMan implements HeartbeatHost {
     let m: WireMessage;
     let size: number;
     try {
-      m = fromWire(this.codec.decode(payload, decodedSizeLimit(this.parser.maxFrameSize)));
+      m = this.dialect.fromWire(this.codec.decode(payload, decodedSizeLimit(this.parser.maxFrameSize)));
       size = this.codec.lastDecodedSize;
     } catch (err) {
       this.fail(err);

@@ -116,6 +116,32 @@ function arity(a: readonly Term[], kind: string, n: number): void {
   if (a.length !== n) throw bad(`${kind}: expected ${n - 1} element(s) after the word, got ${a.length - 1}`);
 }
 
+/**
+ * How messages become terms on a connection, and terms messages: lib-chan's protocol (an envelope per message, this
+ * file), or the original lib_chan's (original.ts: the term itself, no envelope, no close frame). The middle-man and
+ * the connections speak {@link WireMessage} either way.
+ */
+export interface Dialect {
+  readonly name: 'lib-chan' | 'erlang';
+  /** The term that carries `m`, or undefined for a message the dialect has no form for (nothing is sent). */
+  toWire(m: WireMessage): Term | undefined;
+  /** The message a decoded term carries; throws `protocolError` when it is none. */
+  fromWire(t: Term): WireMessage;
+  /** What tells the peer why the connection ends, or undefined for nothing (the socket just closes). */
+  closeFrame(reason: string, text: string, inSession: boolean): Term | undefined;
+  /** True for the message that ends a client's handshake with success. */
+  isAck(m: WireMessage): boolean;
+}
+
+/** lib-chan's own protocol (docs/PROTOCOL.md). */
+export const LIB_CHAN: Dialect = {
+  name: 'lib-chan',
+  toWire,
+  fromWire,
+  closeFrame: (reason, text) => ['close', reason, text],
+  isAck: (m) => m.kind === 'ack',
+};
+
 /** Reads a decoded payload as a message; throws `protocolError` when it is not one. */
 export function fromWire(t: Term): WireMessage {
   if (!Array.isArray(t) || typeof t[0] !== 'string') throw bad('a message must be an array that starts with its word');

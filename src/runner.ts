@@ -39,7 +39,15 @@ export type SupervisionSettings = Pick<
  */
 export type SessionOutput = Pick<
   MiddleMan,
-  'send' | 'sendEncoded' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain' | 'peerMaxFrameSize'
+  | 'send'
+  | 'sendEncoded'
+  | 'close'
+  | 'closed'
+  | 'pauseReading'
+  | 'resumeReading'
+  | 'drain'
+  | 'peerMaxFrameSize'
+  | 'dialect'
 >;
 
 /** One connection's side, as a service's process sees it. */

@@ -6,16 +6,17 @@
  * throttling, the byte budget of all connections, stats, and shutdown.
  */
 import type { Duplex } from 'node:stream';
-import { msgpackCodec, type Codec } from './codec/index.js';
+import { etfCodec, msgpackCodec, type Codec } from './codec/index.js';
 import { Admission, type Ticket } from './admission.js';
 import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { QueueBudget } from './budget.js';
 import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig } from './config/load.js';
-import { ServerConnection, type ConnectionHost } from './connection.js';
+import { ServerConnection, libChanPort, type ConnectionHost, type PortProtocol } from './connection.js';
 import { DEFAULTS } from './config/options.js';
 import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
+import { ORIGINAL_SERVER, OriginalServerHandshake, originalRefusal } from './original.js';
 import { ServiceDirectory, type DirectoryEntry } from './directory.js';
 import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
@@ -129,11 +130,16 @@ export async function startServer(
 
 export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
+  /** The Erlang port (erlang_port), when there is one. */
+  private erlangListening: Listening | null = null;
 
   private readonly connections = new Set<ServerConnection>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
   readonly codec: Codec;
+  /** What the main port speaks (lib-chan's protocol), and the Erlang port (the original lib_chan's). */
+  private readonly mainProtocol: PortProtocol;
+  private readonly erlangProtocol: PortProtocol;
   private readonly transport: Transport;
   private readonly tlsTransport: TlsTransport | null = null;
   /** @internal Failed handshakes per peer address. */
@@ -159,6 +165,20 @@ export class ChanServer implements ConnectionHost {
     readonly log: Logger,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
+    this.mainProtocol = libChanPort(this.codec);
+    this.erlangProtocol = {
+      codec: etfCodec({ maxDepth: settings.maxDepth }),
+      dialect: ORIGINAL_SERVER,
+      heartbeats: false,
+      // An Erlang peer states no limit: it is sent nothing larger than this server accepts.
+      peerMaxFrameSize: settings.maxFrameSize,
+      handshake: (host, peer) =>
+        new OriginalServerHandshake({
+          lookup: (name) => host.auth(name),
+          peer: { address: peer.address },
+          throttle: host.throttle,
+        }),
+    };
     this.throttle = new AuthThrottle(throttleSettings(settings));
     this.budget = new QueueBudget(settings.maxQueuedBytes);
     this.admission = new Admission(settings.maxUnauthenticated, settings.maxUnauthenticatedPerAddress);
@@ -201,6 +221,11 @@ export class ChanServer implements ConnectionHost {
       notApplied.push(`port ${config.port}: restart to listen on another port`);
     if ((config.store ?? 'memory:') !== (this.settings.store ?? 'memory:'))
       notApplied.push(`store ${describeStore(config.store ?? 'memory:')}: restart to use another store`);
+    if (
+      (config.erlangPort ?? null) !== this.settings.erlangPort ||
+      (config.erlangHost ?? null) !== this.settings.erlangHost
+    )
+      notApplied.push(`erlang_port ${config.erlangPort ?? 'off'}: restart to change the Erlang port or its host`);
     if ((config.tls !== null) !== this.tls)
       notApplied.push(`tls ${config.tls ? 'on' : 'off'}: restart to change whether the port speaks TLS`);
     const names = new Set(config.services.map((s) => s.name));
@@ -236,6 +261,29 @@ export class ChanServer implements ConnectionHost {
       { host: this.listening.host, port: this.listening.port, tls: this.tls, services: [...this.services.keys()] },
       'listening',
     );
+    const erlangPort = this.settings.erlangPort;
+    if (erlangPort === null) return;
+    try {
+      this.erlangListening = await tcp.listen(this.settings.erlangHost ?? host, erlangPort, this.erlangOnConnection);
+    } catch (err) {
+      await this.listening.close();
+      throw err;
+    }
+    const served = [...this.services.keys()].filter((name) => {
+      const entry = this.directory.get(name);
+      const refusal = entry ? originalRefusal(entry) : `service ${name} has no entry`;
+      if (refusal) this.log.info({ service: name }, `not served on the Erlang port: ${refusal}`);
+      return refusal === null;
+    });
+    this.log.warn(
+      { host: this.erlangListening.host, port: this.erlangListening.port, services: served },
+      'listening for Erlang peers (the original lib_chan protocol): secrets are proven by MD5 challenge-response and messages travel unencrypted; keep this port on a private network',
+    );
+  }
+
+  /** The Erlang port (erlang_port), or 0 when there is none. */
+  get erlangPort(): number {
+    return this.erlangListening?.port ?? 0;
   }
 
   /** The port it listens on (useful after asking for port 0). */
@@ -290,7 +338,7 @@ export class ChanServer implements ConnectionHost {
       const deadline = Date.now() + timeout;
       for (const s of this.services.values()) s.beginShutdown(); // no restarts from here on
       // The listener's close completes only once every connection has ended: start it, then end them.
-      const stopped = this.listening?.close();
+      const stopped = Promise.all([this.listening?.close(), this.erlangListening?.close()]);
       const open = [...this.connections];
       this.log.info(
         { connections: open.length, shutdownTimeout: timeout },
@@ -323,7 +371,14 @@ export class ChanServer implements ConnectionHost {
     return this.closing;
   }
 
-  private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string): void => {
+  private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string): void =>
+    this.accept(socket, peer, admitted, this.mainProtocol);
+
+  private readonly erlangOnConnection = (socket: Duplex, peer: PeerInfo): void =>
+    this.accept(socket, peer, undefined, this.erlangProtocol);
+
+  /** A new connection on either port: within max_connections and a fair share of the handshake places, or refused. */
+  private accept(socket: Duplex, peer: PeerInfo, admitted: Ticket | string | undefined, protocol: PortProtocol): void {
     if (this.closing) {
       if (typeof admitted === 'object') admitted.release(); // (a refusal holds no place)
       socket.destroy();
@@ -332,23 +387,23 @@ export class ChanServer implements ConnectionHost {
     const s = this.settings;
     if (typeof admitted === 'string') {
       // Refused a place before its TLS handshake (counted then): now it can be told why.
-      this.refuse(socket, peer, admitted);
+      this.refuse(socket, peer, admitted, protocol);
       return;
     }
     if (this.connections.size >= s.maxConnections) {
       admitted?.release();
       this.refusedTotal++;
-      this.refuse(socket, peer, `the server has max_connections (${s.maxConnections}) connections open`);
+      this.refuse(socket, peer, `the server has max_connections (${s.maxConnections}) connections open`, protocol);
       return;
     }
     // Over TLS the place was given before the TLS handshake; over TCP it is given now.
     const ticket: Ticket | string = admitted ?? this.admission.admit(peer.address, destroyUnowned);
     if (typeof ticket === 'string') {
-      this.refuse(socket, peer, ticket);
+      this.refuse(socket, peer, ticket, protocol);
       return;
     }
-    this.connections.add(new ServerConnection(this, socket, peer, this.nextId++, ticket));
-  };
+    this.connections.add(new ServerConnection(this, socket, peer, this.nextId++, ticket, protocol));
+  }
 
   /** @internal A connection's socket has closed. */
   forget(c: ServerConnection): void {
@@ -356,10 +411,16 @@ export class ChanServer implements ConnectionHost {
   }
 
   /** Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). */
-  private refuse(socket: Duplex, peer: PeerInfo, text: string): void {
+  private refuse(socket: Duplex, peer: PeerInfo, text: string, protocol: PortProtocol): void {
     const mm = new MiddleMan(
       socket,
-      { codec: this.codec, maxFrameSize: 0, sendBufferLimit: this.settings.sendBufferLimit, log: this.log },
+      {
+        codec: protocol.codec,
+        dialect: protocol.dialect,
+        maxFrameSize: 0,
+        sendBufferLimit: this.settings.sendBufferLimit,
+        log: this.log,
+      },
       {},
       DEAF,
     );

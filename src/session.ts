@@ -162,6 +162,15 @@ export class PendingRpcs {
     return true;
   }
 
+  /**
+   * The original lib_chan protocol has no request ids: a term from the server answers the oldest rpc still waiting.
+   * False when none waits.
+   */
+  settleOldest(data: Term): boolean {
+    const oldest = this.pending.keys().next();
+    return !oldest.done && this.settle(oldest.value, data);
+  }
+
   /** Every rpc still waiting fails with `err` (made only if one waits), and the timer is let go. */
   rejectAll(err: Error | (() => Error)): void {
     this.disarm();

@@ -6,12 +6,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { decodedSizeLimit, msgpackCodec } from './codec/index.js';
+import { decodedSizeLimit, etfCodec, msgpackCodec, type Codec } from './codec/index.js';
 import type { CloseReason } from './errors.js';
 import { FRAME_HEADER_BYTES, checkFrameSize } from './frame.js';
 import type { CloseInfo } from './errors.js';
 import { ModuleError, importServiceCode } from './modules.js';
-import { fromWire, toWire, type WireMessage } from './protocol.js';
+import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
+import { ORIGINAL_SERVER } from './original.js';
 import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
 import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
@@ -25,6 +26,11 @@ const port = parentPort ?? noPort();
 const data = workerData as WorkerData;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer ?? []);
 const codec = msgpackCodec({ maxDepth: data.maxDepth });
+/** How each protocol's connections are encoded: lib-chan's (the main port), the original's (the Erlang port). */
+const SPOKEN: Record<Dialect['name'], { codec: Codec; dialect: Dialect }> = {
+  'lib-chan': { codec, dialect: LIB_CHAN },
+  erlang: { codec: etfCodec({ maxDepth: data.maxDepth }), dialect: ORIGINAL_SERVER },
+};
 const log = pino(
   { level: data.logLevel, base: { service: data.service } },
   { write: (line: string) => post({ t: 'log', line }) },
@@ -44,11 +50,15 @@ class PortOutput implements MailboxOutput {
   constructor(
     private readonly conn: number,
     private readonly peerMaxFrameSize: number,
+    /** What the connection speaks. */
+    readonly spoken: { codec: Codec; dialect: Dialect },
   ) {}
 
   send(m: WireMessage): boolean {
     if (this.closed) return false;
-    const buf = codec.encode(toWire(m), FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
+    const t = this.spoken.dialect.toWire(m);
+    if (t === undefined) return true;
+    const buf = this.spoken.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
     post({ t: 'out', conn: this.conn, frame }, [frame.buffer as ArrayBuffer]);
@@ -152,7 +162,7 @@ async function main(): Promise<void> {
     switch (m.t) {
       case 'open': {
         const connLog = log.child({ conn: m.conn, peer: m.peer });
-        const out = new PortOutput(m.conn, m.peerMaxFrameSize);
+        const out = new PortOutput(m.conn, m.peerMaxFrameSize, SPOKEN[m.protocol]);
         const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, UNLIMITED_MAILBOX);
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
@@ -171,7 +181,8 @@ async function main(): Promise<void> {
         if (!c) return;
         let msg: WireMessage;
         try {
-          msg = fromWire(codec.decode(m.payload));
+          const spoken = c.out.spoken;
+          msg = spoken.dialect.fromWire(spoken.codec.decode(m.payload));
         } catch {
           return; // the main thread decoded it already; it cannot fail here
         }

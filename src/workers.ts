@@ -10,7 +10,7 @@
  * and not yet received by the handler stops being read.
  *
  * Messages between the threads (t is the type):
- *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize} | in {conn, payload} | closed {conn, reason, text, drop}
+ *   to a worker:   open {conn, argsC, peer, peerMaxFrameSize, protocol} | in {conn, payload} | closed {conn, reason, text, drop}
  *                  | drained {conn, id} | ping {seq} | stop
  *   from a worker: ready | startFailed {message, moduleError} | out {conn, frame} | close {conn, reason, text} | took {conn, n}
  *                  | drain {conn, id} | exit {conn, ok, text} | pong {seq} | fail {message} | log {line} | stopped
@@ -25,11 +25,20 @@ import type { HandlerExit } from './runtime.js';
 import type { CloseReason } from './errors.js';
 import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
+import type { Dialect } from './protocol.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
 export type ToWorker =
-  | { t: 'open'; conn: number; argsC: Uint8Array; peer: string; peerMaxFrameSize: number }
+  | {
+      t: 'open';
+      conn: number;
+      argsC: Uint8Array;
+      peer: string;
+      peerMaxFrameSize: number;
+      /** What the connection speaks: its frames are encoded and decoded so in the worker. */
+      protocol: Dialect['name'];
+    }
   | { t: 'in'; conn: number; payload: Uint8Array }
   | { t: 'closed'; conn: number; reason: string; text: string; drop: boolean }
   | { t: 'drained'; conn: number; id: number }
@@ -325,6 +334,7 @@ class WorkerThread {
       argsC: this.pool.encodeTerm(a.argsC),
       peer: a.peer,
       peerMaxFrameSize: a.mm.peerMaxFrameSize,
+      protocol: a.mm.dialect.name,
     });
   }
 

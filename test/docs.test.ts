@@ -141,6 +141,8 @@ test('every option can be set by its CHAN_ variable', (t) => {
     log_level: ['warn', 'warn'],
     store: ['lmdb:/tmp/x', 'lmdb:/tmp/x'],
     processes: ['2', 2],
+    erlang_port: ['4322', 4322],
+    erlang_host: ['10.0.0.5', '10.0.0.5'],
   };
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];

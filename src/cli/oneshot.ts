@@ -60,8 +60,10 @@ export async function oneShot(kind: 'rpc' | 'cast', target: Destination, args: s
       process.stdout.write(answers.map((a) => `${f.json ? formatJsonTerm(a) : formatTerm(a)}\n`).join(''));
     } else {
       for (const t of terms) ch.cast(t);
-      // Exit 0 only once the server has confirmed reading them: a ping after the casts, and its pong.
-      await ch.flush(f.timeout === undefined ? {} : { timeout: f.timeout });
+      // Exit 0 only once the server has confirmed reading them: a ping after the casts, and its pong. The original
+      // protocol has no pings: there, once they have been handed to the network.
+      if (target.options.protocol === 'erlang') await ch.drain();
+      else await ch.flush(f.timeout === undefined ? {} : { timeout: f.timeout });
     }
   } finally {
     await ch.close();

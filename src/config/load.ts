@@ -53,6 +53,19 @@ export interface ServerConfig {
    */
   host: string;
   /**
+   * A second TCP port that speaks the original lib_chan protocol (Erlang's External Term Format, MD5
+   * challenge-response, no TLS) for Erlang nodes, serving the same services: only those with a plaintext secret or
+   * none (see docs/ERLANG.md). Off unless set; 0 picks a free one. `erlang_port`, `CHAN_ERLANG_PORT`.
+   * @default null
+   */
+  erlangPort: number | null;
+  /**
+   * Address the Erlang port listens on; unset, the same as host. Its secrets cross the network as MD5
+   * challenge-responses and its messages unencrypted: bind it to a private address. `erlang_host`, `CHAN_ERLANG_HOST`.
+   * @default null
+   */
+  erlangHost: string | null;
+  /**
    * Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's
    * folder. In CHAN_CODE_PATH, separated by ':'. `code_path`, `CHAN_CODE_PATH`.
    * @default []

@@ -7,6 +7,10 @@
 /** The defaults, in the library's camelCase. */
 export const DEFAULTS = {
   host: '127.0.0.1',
+  /** null: no Erlang port. */
+  erlangPort: null as number | null,
+  /** null: the same address as `host`. */
+  erlangHost: null as string | null,
   codePath: [] as readonly string[],
   handshakeTimeout: 10_000,
   maxFrameSizeUnauth: 16 * 1024,
@@ -83,6 +87,20 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     unit: '',
     default: DEFAULTS.host,
     doc: 'Address to listen on. The default accepts local clients only; use "0.0.0.0" or "::" to accept others.',
+  },
+  {
+    key: 'erlang_port',
+    format: 'port',
+    unit: '',
+    default: DEFAULTS.erlangPort,
+    doc: "A second TCP port that speaks the original lib_chan protocol (Erlang's External Term Format, MD5 challenge-response, no TLS) for Erlang nodes, serving the same services: only those with a plaintext secret or none (see docs/ERLANG.md). Off unless set; 0 picks a free one.",
+  },
+  {
+    key: 'erlang_host',
+    format: 'host',
+    unit: '',
+    default: DEFAULTS.erlangHost,
+    doc: 'Address the Erlang port listens on; unset, the same as host. Its secrets cross the network as MD5 challenge-responses and its messages unencrypted: bind it to a private address.',
   },
   {
     key: 'code_path',
