@@ -22,7 +22,7 @@ import {
 } from './cli/common.js';
 import { bench } from './cli/bench.js';
 import { check } from './cli/check.js';
-import { oneShot } from './cli/oneshot.js';
+import { argsFor, oneShot } from './cli/oneshot.js';
 import type { Destination } from './client-options.js';
 import { pingCommand } from './cli/ping.js';
 import { certs, passwd } from './cli/security.js';
@@ -294,7 +294,7 @@ async function main(argv: string[]): Promise<number> {
       return check(rest[0]);
     case 'connect': {
       const t = await target();
-      const ch = await connect(t.host, t.port, t.service, t.secret, null, t.options);
+      const ch = await connect(t.host, t.port, t.service, t.secret, argsFor(t), t.options);
       return session(ch, t.service, { timeout, json });
     }
     case 'rpc':

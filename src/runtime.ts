@@ -18,7 +18,7 @@ import { HighWater } from './flow.js';
 import { Inbox, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { MessageSink, MiddleMan } from './mm.js';
-import type { WireMessage } from './protocol.js';
+import type { Dialect, WireMessage } from './protocol.js';
 import type { ServiceGroups } from './groups.js';
 import type { Namespace } from './store/store.js';
 import { RpcAnswers, sessionFault } from './session.js';
@@ -28,7 +28,10 @@ import { Atom, Tuple, type Term } from './term/model.js';
  * Where a mailbox sends what its handler says: the middle-man itself when the handler runs on the main thread, a
  * message port to it when the handler runs in a worker (see workers.ts).
  */
-export type MailboxOutput = Pick<MiddleMan, 'send' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain'>;
+export type MailboxOutput = Pick<
+  MiddleMan,
+  'send' | 'close' | 'closed' | 'pauseReading' | 'resumeReading' | 'drain' | 'dialect'
+>;
 
 /** `{chan, MM, X}`: the client sent `data`; `requestId` is set when it was an rpc (it expects an answer). */
 export interface ChanMessage {
@@ -57,6 +60,12 @@ export interface MM extends AsyncIterable<MailboxMessage> {
   readonly peer: string;
   /** A logger that names the service, the peer and the connection. */
   readonly log: Logger;
+  /**
+   * What the client speaks: `lib-chan`, or `erlang` (the original lib_chan protocol, on the server's erlang_port). In
+   * the original every message is a cast, and the client takes every term it is sent as the answer to its next rpc: a
+   * handler should send nothing that answers no request (docs/ERLANG.md).
+   */
+  readonly protocol: Dialect['name'];
   /** Answers the oldest unanswered rpc, or pushes when none waits. False if the connection has ended. */
   send(x: unknown): boolean;
   /** Answers the rpc `to`. Throws `usage` if `to` was a cast or is already answered. */
@@ -177,6 +186,10 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   get log(): Logger {
     return this.logs.log;
+  }
+
+  get protocol(): Dialect['name'] {
+    return this.middleMan.dialect.name;
   }
 
   private ended!: (exit: HandlerExit) => void;

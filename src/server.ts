@@ -5,6 +5,7 @@
  * process), and owns what is server-wide: the directory of services handshakes read (swapped whole by `reload`), failure
  * throttling, the byte budget of all connections, stats, and shutdown.
  */
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { etfCodec, msgpackCodec, type Codec } from './codec/index.js';
 import { Admission, type Ticket } from './admission.js';
@@ -374,8 +375,13 @@ export class ChanServer implements ConnectionHost {
   private readonly serverOnConnection = (socket: Duplex, peer: PeerInfo, admitted?: Ticket | string): void =>
     this.accept(socket, peer, admitted, this.mainProtocol);
 
-  private readonly erlangOnConnection = (socket: Duplex, peer: PeerInfo): void =>
+  private readonly erlangOnConnection = (socket: Duplex, peer: PeerInfo): void => {
+    // The original protocol has no heartbeats: TCP's keepalive finds a peer that vanished, after heartbeat_interval of
+    // silence (and the system's probes).
+    const interval = this.settings.heartbeatInterval;
+    if (interval > 0 && socket instanceof Socket) socket.setKeepAlive(true, interval);
     this.accept(socket, peer, undefined, this.erlangProtocol);
+  };
 
   /** A new connection on either port: within max_connections and a fair share of the handshake places, or refused. */
   private accept(socket: Duplex, peer: PeerInfo, admitted: Ticket | string | undefined, protocol: PortProtocol): void {

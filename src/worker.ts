@@ -54,6 +54,10 @@ class PortOutput implements MailboxOutput {
     readonly spoken: { codec: Codec; dialect: Dialect },
   ) {}
 
+  get dialect(): Dialect {
+    return this.spoken.dialect;
+  }
+
   send(m: WireMessage): boolean {
     if (this.closed) return false;
     const t = this.spoken.dialect.toWire(m);

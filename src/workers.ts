@@ -91,7 +91,15 @@ class WorkerLink extends HighWater implements ProcessHandle {
   }
 
   start(): void {
-    this.thread.open(this.a);
+    try {
+      this.thread.open(this.a);
+    } catch (err) {
+      // Its ArgsC could not be posted (a term the worker's codec cannot carry): the connection ends, and so does this
+      // link, which no worker will ever report on.
+      const text = `the handler could not be started: ${err instanceof Error ? err.message : String(err)}`;
+      this.a.mm.close('handlerError', text);
+      this.exit({ ok: false, text });
+    }
   }
 
   /** A frame the worker encoded for the client. */

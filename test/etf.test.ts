@@ -5,7 +5,7 @@
 import { deflateSync } from 'node:zlib';
 import test from 'ava';
 import { COST, decodedSizeLimit } from '../src/codec/msgpack.js';
-import { MAX_BIG_BYTES, TAG, decodeEtf, encodeEtf, lastEtfDecodedSize } from '../src/codec/etf.js';
+import { TAG, decodeEtf, encodeEtf, lastEtfDecodedSize } from '../src/codec/etf.js';
 import { ChanError } from '../src/errors.js';
 import { Atom, Float, atom, float, formatTerm, tuple, type Term } from '../src/term/index.js';
 import { erlangEcho, hasErlang } from './erlang-helpers.js';
@@ -21,8 +21,9 @@ const refused = (
   word: ChanError['code'],
   pattern: RegExp,
   cost = 1 << 20,
+  depth = DEPTH,
 ) => {
-  const err = t.throws(() => decodeEtf(bytes, DEPTH, cost), { instanceOf: ChanError });
+  const err = t.throws(() => decodeEtf(bytes, depth, cost), { instanceOf: ChanError });
   t.is(err?.code, word);
   t.regex(err?.message ?? '', pattern);
 };
@@ -42,8 +43,8 @@ const MAPPING: { js: Term; erlang: string; back?: Term }[] = [
   { js: -(2 ** 31), erlang: '-2147483648' },
   { js: 2 ** 40, erlang: '1099511627776' },
   { js: Number.MAX_SAFE_INTEGER, erlang: '9007199254740991' },
-  { js: 2n ** 64n, erlang: '18446744073709551616' },
-  { js: -(2n ** 1000n), erlang: `-${2n ** 1000n}` },
+  { js: 2n ** 64n - 1n, erlang: '18446744073709551615' },
+  { js: -(2n ** 63n), erlang: '-9223372036854775808' },
   { js: 2.5, erlang: '2.5' },
   { js: float(1), erlang: '1.0' },
   { js: -0, erlang: '-0.0' },
@@ -166,6 +167,9 @@ test('hostile input is refused with protocolError or frameTooLarge, before anyth
     decodedSizeLimit(1 << 20),
   );
   refused(t, etf(TAG.COMPRESSED, ...u32(10), 1, 2, 3), 'protocolError', /does not inflate/);
+  const small = deflateSync(Buffer.from([TAG.NIL]));
+  t.deepEqual(decodeEtf(etf(TAG.COMPRESSED, ...u32(1), ...small), DEPTH), []);
+  refused(t, etf(TAG.COMPRESSED, ...u32(1), ...small, 0), 'protocolError', /bytes after the end of a compressed term/);
   // Terms that mean nothing off their node, and forms lib-chan has no value for.
   refused(
     t,
@@ -177,12 +181,9 @@ test('hostile input is refused with protocolError or frameTooLarge, before anyth
   refused(t, etf(TAG.NEWER_REFERENCE, ...u16(1)), 'protocolError', /a reference cannot travel/);
   refused(t, etf(TAG.LIST, ...u32(1), TAG.SMALL_INTEGER, 1, TAG.SMALL_INTEGER, 2), 'protocolError', /improper list/);
   refused(t, etf(TAG.BIT_BINARY, ...u32(1), 3, 0xff), 'protocolError', /bitstring/);
-  refused(
-    t,
-    etf(TAG.SMALL_BIG, MAX_BIG_BYTES + 1, 0, ...Array(MAX_BIG_BYTES + 1).fill(1)),
-    'protocolError',
-    /more than 1024 bits/,
-  );
+  refused(t, etf(TAG.SMALL_BIG, 9, 0, ...Array(9).fill(1)), 'protocolError', /outside the 64-bit range/);
+  refused(t, etf(TAG.SMALL_BIG, 8, 1, 1, 0, 0, 0, 0, 0, 0, 0x80), 'protocolError', /outside the 64-bit range/);
+  t.is(decodeEtf(etf(TAG.SMALL_BIG, 8, 1, 0, 0, 0, 0, 0, 0, 0, 0x80), DEPTH), -(2n ** 63n));
   refused(
     t,
     etf(TAG.MAP, ...u32(2), TAG.SMALL_INTEGER, 1, TAG.NIL, TAG.SMALL_INTEGER, 1, TAG.NIL),
@@ -205,8 +206,37 @@ test('memory is charged by decoded size: a list of a million []s (2 MB on the wi
   t.is(lastEtfDecodedSize(), COST.array + 2 * COST.slot + 2 * COST.array);
 });
 
+test('a string takes no level of nesting, whichever way Erlang writes it: at the deepest level it is read, a list is not', (t) => {
+  // Two levels deep with depth 2: tuples around a string of code points past Latin-1 (a LIST on the wire).
+  const value = tuple(tuple('∞ and ü'));
+  t.is(formatTerm(decodeEtf(encodeEtf(value, 2), 2)), formatTerm(value));
+  const list = etf(
+    TAG.SMALL_TUPLE,
+    1,
+    TAG.SMALL_TUPLE,
+    1,
+    TAG.LIST,
+    0,
+    0,
+    0,
+    1,
+    TAG.NEW_FLOAT,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    TAG.NIL,
+  );
+  refused(t, list, 'protocolError', /deeper than max_depth/, 1 << 20, 2);
+});
+
 test('the encoder refuses what Erlang cannot hold or the peer would refuse, and charges what the decoder will', (t) => {
-  t.is(t.throws(() => encodeEtf(2n ** 1024n, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
+  t.is(t.throws(() => encodeEtf(2n ** 64n, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
+  t.is(t.throws(() => encodeEtf(-(2n ** 63n) - 1n, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
   t.is(t.throws(() => encodeEtf(Number.NaN, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
   t.is(t.throws(() => encodeEtf(() => 1, DEPTH), { instanceOf: ChanError })?.code, 'badTerm');
   t.is(t.throws(() => encodeEtf([[[]]], 2), { instanceOf: ChanError })?.code, 'badTerm');

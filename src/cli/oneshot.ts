@@ -48,9 +48,17 @@ async function readTerms(args: string[], json: boolean): Promise<Term[]> {
   return out;
 }
 
+/**
+ * The ArgsC a command connects with: none (`null`) in lib-chan's protocol; `[]` in the original, as the book's
+ * sessions give `""` (the same term in Erlang).
+ */
+export function argsFor(target: Destination): Term {
+  return target.options.protocol === 'erlang' ? [] : null;
+}
+
 export async function oneShot(kind: 'rpc' | 'cast', target: Destination, args: string[], f: Format): Promise<number> {
   const terms = await readTerms(args, f.json);
-  const ch = await connect(target.host, target.port, target.service, target.secret, null, target.options);
+  const ch = await connect(target.host, target.port, target.service, target.secret, argsFor(target), target.options);
   try {
     if (kind === 'rpc') {
       // All at once (pipelined): each answer is matched to its request, so they print in the order asked.

@@ -6,7 +6,7 @@
  *
  * | Erlang (tags read)                                   | JavaScript                    | written as                  |
  * | ---------------------------------------------------- | ----------------------------- | --------------------------- |
- * | integer (97, 98, 110, 111: at most {@link MAX_BIG_BYTES} bytes) | `number`, or `bigint` past 2^53 | 97, 98 or 110      |
+ * | integer (97, 98, 110, 111: from -2^63 to 2^64 - 1) | `number`, or `bigint` past 2^53 | 97, 98 or 110      |
  * | float (70; 99, the old text form)                    | `number`, or a `Float` when whole | 70                      |
  * | atom (100, 115, 118, 119)                            | `Atom`; `true`/`false` booleans; `null` is `null` | 119 or 118 |
  * | tuple (104, 105)                                     | `Tuple`                       | 104 or 105                  |
@@ -22,7 +22,7 @@
  *
  * Refused with `protocolError` (never quoting the input): improper lists, bitstrings that are not whole bytes, pids,
  * ports, references and funs (they mean nothing outside the Erlang node that made them), the distribution's atom
- * cache, integers of more than {@link MAX_BIG_BYTES} bytes, atoms of more than 255 characters, nesting deeper than
+ * cache, integers outside {@link MIN_INTEGER}..{@link MAX_INTEGER}, atoms of more than 255 characters, nesting deeper than
  * `maxDepth`, any length that runs past the data, a map with a key twice, and a compressed term (80) that would inflate
  * past the frame limit (its stated size is checked before anything is inflated, and inflating stops there). Memory is
  * charged by decoded size with the same {@link COST} table as MessagePack, within the same budget.
@@ -48,8 +48,13 @@ import { DECODED_SIZE_RATIO, Writer, checkCost } from './writer.js';
 /** The first byte of every external term. */
 export const ETF_VERSION = 131;
 
-/** The largest integer read or written, in bytes of magnitude (1024 bits): a bignum past it is refused. */
-export const MAX_BIG_BYTES = 128;
+/**
+ * Integers read and written: the range MessagePack carries (-2^63 to 2^64 - 1), so that whatever an Erlang peer sends
+ * can reach a worker thread, the store and a lib-chan client. A bignum outside it is refused.
+ */
+export const MIN_INTEGER = -(2n ** 63n);
+export const MAX_INTEGER = 2n ** 64n - 1n;
+const INTEGER_RANGE = 'the 64-bit range lib-chan carries (-2^63 to 2^64 - 1)';
 
 /** The longest string written as one STRING_EXT (its length is 16 bits). */
 const MAX_STRING_EXT = 0xffff;
@@ -153,7 +158,7 @@ function fromCodePoints(codes: readonly number[]): string {
 /**
  * Encodes a term as `term_to_binary` would (version byte included, never compressed), after `headroom` unused bytes.
  * Throws `badTerm` for a value that is not a term, nests deeper than `maxDepth`, or has no Erlang form (an integer
- * past {@link MAX_BIG_BYTES} bytes), and `frameTooLarge` for one whose decoded size would pass `maxCost`.
+ * outside {@link MIN_INTEGER}..{@link MAX_INTEGER}), and `frameTooLarge` for one whose decoded size would pass `maxCost`.
  */
 export function encodeEtf(value: unknown, maxDepth: number, headroom = 0, maxCost = Number.POSITIVE_INFINITY): Buffer {
   const w = new Writer();
@@ -324,6 +329,7 @@ function writeInteger(w: Writer, n: number | bigint): void {
   }
   // SMALL_BIG_EXT: the magnitude's bytes, least significant first, after a sign byte.
   const big = BigInt(n);
+  if (big < MIN_INTEGER || big > MAX_INTEGER) throw badTerm(`an integer outside ${INTEGER_RANGE} cannot be sent`);
   const negative = big < 0n;
   let magnitude = negative ? -big : big;
   const digits: number[] = [];
@@ -331,8 +337,6 @@ function writeInteger(w: Writer, n: number | bigint): void {
     digits.push(Number(magnitude & 0xffn));
     magnitude >>= 8n;
   }
-  if (digits.length > MAX_BIG_BYTES)
-    throw badTerm(`an integer of more than ${MAX_BIG_BYTES * 8} bits cannot be sent to an Erlang peer`);
   w.ensure(3 + digits.length);
   w.buf[w.pos++] = TAG.SMALL_BIG;
   w.buf[w.pos++] = digits.length;
@@ -350,6 +354,15 @@ function writeFloat(w: Writer, n: number): void {
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Decoding
+
+/**
+ * `inflateSync` with `info: true`, which Node documents but its type declarations leave out: the result, and the
+ * engine whose `bytesWritten` says how much of the input the zlib stream took.
+ */
+const inflateWithInfo = (
+  input: Buffer,
+  options: { maxOutputLength: number; info: true },
+): { buffer: Buffer; engine: { bytesWritten: number } } => Reflect.apply(inflateSync, undefined, [input, options]);
 
 const EMPTY = Buffer.alloc(0);
 
@@ -433,12 +446,17 @@ class Decoder {
         `a compressed term would inflate to ${size} bytes, more than the frame limit (${limit} bytes)`,
       );
     let out: Buffer;
+    let read: number;
     try {
-      out = inflateSync(this.buf.subarray(this.pos), { maxOutputLength: Math.max(size, 1) });
+      const r = inflateWithInfo(this.buf.subarray(this.pos), { maxOutputLength: Math.max(size, 1), info: true });
+      out = r.buffer;
+      read = r.engine.bytesWritten;
     } catch {
       throw malformed('a compressed term does not inflate to its stated size');
     }
     if (out.length !== size) throw malformed('a compressed term does not inflate to its stated size');
+    // zlib stops at the end of its stream: bytes after it are not part of the term.
+    if (this.pos + read !== this.buf.length) throw malformed('bytes after the end of a compressed term');
     this.pos = this.buf.length;
     return out;
   }
@@ -519,14 +537,16 @@ class Decoder {
   }
 
   private big(n: number): number | bigint {
-    if (n > MAX_BIG_BYTES) throw malformed(`an integer of more than ${MAX_BIG_BYTES * 8} bits`);
+    if (n > 8) throw malformed(`an integer outside ${INTEGER_RANGE}`);
     this.need(n + 1, 'an integer');
     const sign = this.buf[this.pos++] as number;
     if (sign > 1) throw malformed('a big integer whose sign byte is neither 0 nor 1');
     let v = 0n;
     for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.buf[this.pos + i] as number);
     this.pos += n;
-    const value = narrowInteger(sign ? -v : v);
+    const signed = sign ? -v : v;
+    if (signed < MIN_INTEGER) throw malformed(`an integer outside ${INTEGER_RANGE}`);
+    const value = narrowInteger(signed);
     this.charge(typeof value === 'bigint' ? COST.bigint : numberCost(value));
     return value;
   }
@@ -570,17 +590,21 @@ class Decoder {
   }
 
   private list(n: number, depth: number): Term[] | string {
-    if (depth <= 0) throw malformed('nesting deeper than max_depth');
     this.need(n + 1, 'a list');
     this.charge(COST.array + COST.slot * n);
     const out = new Array<Term>(n);
+    // At the deepest level only a string is read (a string takes no level, as in MessagePack; a container inside is
+    // refused as it is met).
     for (let i = 0; i < n; i++) out[i] = this.read(depth - 1);
     if (this.u8('a list') !== TAG.NIL) {
       throw malformed('an improper list (its tail is not []) has no counterpart in lib-chan');
     }
-    if (n === 0 || !allCodePoints(out)) return out;
-    this.charge(codePointsCost(out as number[]));
-    return fromCodePoints(out as number[]);
+    if (n > 0 && allCodePoints(out)) {
+      this.charge(codePointsCost(out as number[]));
+      return fromCodePoints(out as number[]);
+    }
+    if (depth <= 0) throw malformed('nesting deeper than max_depth');
+    return out;
   }
 
   private map(n: number, depth: number): TermObject | Map<Term, Term> {

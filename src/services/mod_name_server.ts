@@ -6,7 +6,8 @@
  *                   is `true`, as `kvs:store/2` returns, once the store is committed (durable as the `store` option
  *                   makes it), so a caller can know the value is kept. A value that could not be
  *                   read back within the server's limits is refused with {error, {tooLarge, Text}}, and a store past
- *                   store_max_bytes with {error, {storeFull, Text}} (as a push when it came as a cast).
+ *                   store_max_bytes with {error, {storeFull, Text}} (as a push when it came as a cast; in the original
+                   protocol of the Erlang port, where every message is a cast, only in the log).
  *   {lookup, K}     answers {ok, V}, or undefined when nothing is stored under K.
  *                   When the store itself fails (a disk, Redis away), the answer is {error, {storeFailed, Text}}
  *                   (the details in the server's log) and the connection carries on.
@@ -16,6 +17,7 @@
 import { ChanError, LimitError } from '../errors.js';
 import { errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
+import { formatTerm } from '../term/print.js';
 import type { StartContext } from '../modules.js';
 import { ALREADY_COMMITTED } from '../store/store.js';
 import { KvsStore, sizeWithin, type StoreOutcome } from './kvs-store.js';
@@ -72,7 +74,10 @@ function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Pro
 /** A store decided: refused, answered once committed (an rpc), or left to commit (a cast: best effort, logged). */
 function stored(mm: MM, m: ChanMessage, outcome: StoreOutcome, ctx: ServiceContext): Promise<void> | undefined {
   if ('refused' in outcome) {
-    answer(mm, m, outcome.refused);
+    // In the original protocol a store is a cast that nothing waits on, and a push would be taken as the answer to the
+    // client's next rpc: the refusal is logged instead.
+    if (mm.protocol === 'erlang') ctx.log.warn({ refused: formatTerm(outcome.refused) }, 'a store was refused');
+    else answer(mm, m, outcome.refused);
   } else if (m.requestId !== undefined) {
     if (outcome.committed === ALREADY_COMMITTED) mm.reply(m, true);
     else return outcome.committed.then(() => void mm.reply(m, true));

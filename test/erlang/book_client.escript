@@ -53,7 +53,7 @@ run("book", S) ->
     io:format("~w~n", [rpc(S, {lookup, 'Ünïcødé'})]),
     gen_tcp:close(S);
 run("types", S) ->
-    Terms = [42, -7, 1 bsl 70, 2.5, 1.0, atom, 'Ünïcødé', "string", "∞", [], [1, [2]], <<1, 2, 3>>, {a, {b}},
+    Terms = [42, -7, 1 bsl 62, 2.5, 1.0, atom, 'Ünïcødé', "string", "∞", [], [1, [2]], <<1, 2, 3>>, {a, {b}},
              #{k => v, "s" => 1}, true, false],
     [io:format("~w~n", [rpc(S, {echo, T})]) || T <- Terms],
     gen_tcp:close(S).
