@@ -24,9 +24,22 @@ import type { ChanServer } from './server.js';
 import type { ServerConfig } from './config/load.js';
 import { openStore } from './store/index.js';
 import { describeStore } from './store/store.js';
+import { startAdmin } from './admin.js';
+import { ClusterMetrics, mergeStatus, shareMetrics, type StatusReport } from './metrics.js';
 
-type Up = { t: 'listening'; port: number } | { t: 'authFail'; address: string } | GroupMessage;
-type Down = { t: 'lock'; address: string; ms: number } | { t: 'reload' };
+type Up =
+  | { t: 'listening'; port: number }
+  | { t: 'authFail'; address: string }
+  | { t: 'admin!'; id: number; value: unknown }
+  | GroupMessage;
+type Down =
+  | { t: 'lock'; address: string; ms: number }
+  | { t: 'reload' }
+  /** The primary's admin port asks each process for its status or its readiness. */
+  | { t: 'admin?'; id: number; what: 'status' | 'ready' };
+
+/** How long the primary's admin port waits for a process to answer, ms. */
+const ADMIN_ASK_TIMEOUT = 2000;
 
 /** The number of server processes `processes` asks for (`auto`: one per CPU). */
 export function processCount(processes: number | 'auto'): number {
@@ -73,6 +86,10 @@ export async function runPrimary(
   let retrying = false;
   /** Replacements waiting out their back-off, one for each process that died meanwhile. */
   const retryTimers = new Set<NodeJS.Timeout>();
+  const startedAt = Date.now();
+  /** The admin port's questions to the processes, waiting for their answers. */
+  const asks = new Map<number, (value: unknown) => void>();
+  let nextAsk = 1;
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.
@@ -82,14 +99,70 @@ export async function runPrimary(
     for (const w of Object.values(cluster.workers ?? {})) send(w, m);
   };
 
-  return new Promise((resolve) => {
+  /** Asks every process `what`: its answer, or null from one that does not answer in time. */
+  const ask = (what: 'status' | 'ready'): Promise<unknown[]> =>
+    Promise.all(
+      Object.values(cluster.workers ?? {})
+        .filter((w): w is Worker => w !== undefined && listening.has(w.id))
+        .map(
+          (w) =>
+            new Promise<unknown>((resolve) => {
+              const id = nextAsk++;
+              const timer = setTimeout(() => {
+                asks.delete(id);
+                resolve(null);
+              }, ADMIN_ASK_TIMEOUT);
+              asks.set(id, (value) => {
+                clearTimeout(timer);
+                resolve(value);
+              });
+              send(w, { t: 'admin?', id, what });
+            }),
+        ),
+    );
+  // The admin port is the primary's: one for all the processes, their metrics aggregated, their status merged.
+  const metrics = config.adminPort === null ? null : new ClusterMetrics(() => listening.size);
+  const admin =
+    config.adminPort === null || metrics === null
+      ? null
+      : await startAdmin(
+          config.adminHost,
+          config.adminPort,
+          config.adminToken,
+          {
+            metrics: () => metrics.text(),
+            readiness: async () => {
+              const problems: string[] = [];
+              if (stopping) problems.push('shutting down');
+              if (listening.size < count)
+                problems.push(`${count - listening.size} of ${count} server processes are not listening`);
+              const answers = await ask('ready');
+              answers.forEach((a, i) => {
+                if (a === null) problems.push(`server process ${i + 1} did not answer`);
+                else for (const p of a as string[]) problems.push(`server process ${i + 1}: ${p}`);
+              });
+              return problems;
+            },
+            status: async () =>
+              mergeStatus(
+                (await ask('status')).filter((r): r is StatusReport => r !== null),
+                { pid: process.pid, uptime: Math.round((Date.now() - startedAt) / 1000) },
+              ) ?? { server: 'lib-chan', processes: 0, closing: stopping },
+          },
+          log,
+        );
+  if (admin) log.info({ host: admin.host, port: admin.port }, 'admin port listening (for every process)');
+  const status = await new Promise<number>((resolve) => {
     const fork = (): Worker => {
       const w = cluster.fork();
       live.add(w.id);
       w.on('error', (err) => log.warn({ err, worker: w.id }, 'a message to a server process was lost'));
       w.on('message', (m: Up) => {
         if (w.isDead()) return; // a message that comes after its process's exit
-        if (m.t === 'listening') {
+        if (m.t === 'admin!') {
+          asks.get(m.id)?.(m.value);
+          asks.delete(m.id);
+        } else if (m.t === 'listening') {
           listening.set(w.id, m.port);
           // A process that starts late learns the lockouts in force.
           for (const [address, ms] of throttle.activeLocks()) send(w, { t: 'lock', address, ms });
@@ -135,6 +208,7 @@ export async function runPrimary(
       }
       if (retrying && !wasListening) policy.tryFailed(); // a retry that died before it listened
       const decision = retrying ? { action: 'down' as const } : policy.failed(Date.now());
+      metrics?.restarted();
       if (decision.action === 'restart') {
         log.warn({ worker: w.id, pid: w.process.pid, code, signal }, `server process died (${how}); replacing it`);
         fork();
@@ -179,6 +253,8 @@ export async function runPrimary(
     log.info({ processes: count, store: describeStore(url) }, `starting ${count} server processes`);
     for (let i = 0; i < count; i++) fork();
   });
+  await admin?.close();
+  return status;
 }
 
 function workerPids(): number[] {
@@ -194,9 +270,18 @@ export function joinCluster(server: ChanServer, reload: () => void): void {
     process.send?.(m);
   };
   server.throttle.onFailure = (address) => send({ t: 'authFail', address });
+  const registry = server.metricsRegistry;
+  if (registry) shareMetrics(registry);
   process.on('message', (m: Down) => {
     if (m.t === 'lock') server.throttle.lock(m.address, m.ms);
     else if (m.t === 'reload') reload();
+    else if (m.t === 'admin?') {
+      const answer = m.what === 'status' ? Promise.resolve(server.status()) : server.readiness();
+      void answer.then(
+        (value) => send({ t: 'admin!', id: m.id, value }),
+        (err: unknown) => send({ t: 'admin!', id: m.id, value: [`failed: ${String(err)}`] }),
+      );
+    }
   });
   send({ t: 'listening', port: server.port });
 }

@@ -18,7 +18,8 @@ import type { DirectoryEntry } from './directory.js';
 import { ServerHandshake, type HandshakeOutcome } from './handshake.js';
 import { escapeControl, type Logger } from './log.js';
 import type { CloseInfo } from './errors.js';
-import { MiddleMan, type ConnectionOwner, type MessageSink } from './mm.js';
+import { MiddleMan, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
+import type { Observer } from './metrics.js';
 import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
 import type { ProcessHandle } from './runner.js';
 import type { Term } from './term/model.js';
@@ -68,6 +69,8 @@ export interface ConnectionHost {
   /** What all connections may hold together (max_queued_bytes). */
   readonly budget: QueueBudget;
   readonly throttle: AuthThrottle;
+  /** Told of handshakes and closes (the admin port's metrics). */
+  readonly observer: Observer;
   /** What a handshake starting now reads of that service (a reload swaps it whole), and the service to attach to. */
   auth(name: string): DirectoryEntry | undefined;
   /** The connection's socket has closed: it is no longer the server's. */
@@ -89,6 +92,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   private childLog: Logger | null = null;
   private readonly openedAt = Date.now();
   private socketClosed = false;
+  /** The handshake's outcome has been told to the observer. */
+  private outcomeTold = false;
   private resolveDone: (() => void) | null = null;
   private donePromise: Promise<void> | null = null;
 
@@ -200,6 +205,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
         this.mm.send(out.message);
         return;
       case 'close': {
+        this.tellOutcome(out.reason === 'normal' ? 'hello' : out.reason, handshake.service ?? null);
         if (out.answer) this.mm.send(out.answer);
         if (out.reason !== 'normal') this.logRefusal(m, handshake, out.reason, out.text, out.lockedOut);
         this.mm.close(out.reason, out.text);
@@ -219,7 +225,14 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     else this.log.info({ reason, service }, escapeControl(text));
   }
 
+  private tellOutcome(outcome: string, service: string | null): void {
+    if (this.outcomeTold) return;
+    this.outcomeTold = true;
+    this.host.observer.handshake(outcome, service);
+  }
+
   private accept(entry: DirectoryEntry, argsC: Term, ack: WireMessage): void {
+    this.tellOutcome('ack', entry.name);
     this.leaveHandshake();
     this.fields['service'] = entry.name;
     this.childLog = null;
@@ -237,6 +250,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       logs: this,
       argsC,
       account: this.account,
+      observer: this.host.observer,
     });
     // The handler's messages, and its end, come to it from now on; only then does it run (it may close at once).
     this.phase = this.mm.closed ? { at: 'closed', process } : { at: 'session', process };
@@ -253,13 +267,25 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   }
 
   /** The connection ended during the handshake (the sink's end; in the session the handler process gets it). */
-  onClosed(): void {
+  onClosed(info: CloseInfo): void {
+    if (this.phase.at === 'handshake') this.tellOutcome(info.reason, this.phase.handshake.service ?? null);
     this.leaveHandshake();
+  }
+
+  /** The service (null in the handshake), the protocol, and what the connection has carried so far. */
+  get snapshot(): { service: string | null; protocol: string; stats: MMStats } {
+    const service = this.fields['service'];
+    return {
+      service: typeof service === 'string' ? service : null,
+      protocol: this.protocol.dialect.name,
+      stats: this.mm.stats,
+    };
   }
 
   onEnded(info: CloseInfo): void {
     this.phase = { at: 'closed', process: this.process };
     const s = this.mm.stats;
+    this.host.observer.closed(info.reason, this.snapshot.service, s);
     this.host.log.info(
       {
         ...this.fields,

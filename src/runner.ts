@@ -15,6 +15,7 @@ import {
   type ServiceContext,
 } from './runtime.js';
 import type { Term } from './term/model.js';
+import { RpcClock, type Observer } from './metrics.js';
 import type { ServerSettings } from './config/load.js';
 
 /** What supervising a service needs of the server's settings, and the log level its worker threads use. */
@@ -60,6 +61,8 @@ export interface Attachment {
   argsC: Term;
   /** Where the connection's queued bytes are counted. */
   account: Account | null;
+  /** Who times its rpcs (the admin port's metrics), if anyone. */
+  observer?: Observer;
 }
 
 /**
@@ -97,8 +100,10 @@ export class InlineRunner implements Runner {
   ) {}
 
   attach(a: Attachment): ProcessHandle {
-    return new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account, (mailbox) =>
-      runHandler(this.handler, mailbox, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher),
+    const mailbox = new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account, (m) =>
+      runHandler(this.handler, m, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher),
     );
+    mailbox.clock = RpcClock.for(a.observer, this.service);
+    return mailbox;
   }
 }

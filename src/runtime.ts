@@ -22,6 +22,7 @@ import type { Dialect, WireMessage } from './protocol.js';
 import type { ServiceGroups } from './groups.js';
 import type { Namespace } from './store/store.js';
 import { RpcAnswers, sessionFault } from './session.js';
+import type { RpcClock } from './metrics.js';
 import { Atom, Tuple, type Term } from './term/model.js';
 
 /**
@@ -198,6 +199,8 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
+  /** Times rpcs for the admin port's metrics (null: not timed). */
+  clock: RpcClock | null = null;
 
   /** A message from the client (the middle-man's sink); `size`: its decoded size. */
   onMessage(m: WireMessage, _payload?: Buffer, size = 0): void {
@@ -205,8 +208,12 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
     } else if (m.kind === 'rpc') {
       const fault = this.answers.arrived(m.id);
-      if (fault) this.middleMan.close('protocolError', fault);
-      else this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
+      if (fault) {
+        this.middleMan.close('protocolError', fault);
+        return;
+      }
+      this.clock?.arrived(m.id);
+      this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
     } else {
       this.middleMan.close('protocolError', sessionFault('server', m) ?? `unexpected ${m.kind}`);
     }
@@ -299,6 +306,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     }
     // Only once sent: a value that cannot be encoded leaves the request waiting.
     this.answers.answered(id);
+    this.clock?.answered(id);
     return sent;
   }
 

@@ -6,6 +6,7 @@
  * throttling, the byte budget of all connections, stats, and shutdown.
  */
 import { Socket } from 'node:net';
+import cluster from 'node:cluster';
 import type { Duplex } from 'node:stream';
 import { etfCodec, msgpackCodec, type Codec } from './codec/index.js';
 import { Admission, type Ticket } from './admission.js';
@@ -18,6 +19,11 @@ import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
 import { ORIGINAL_SERVER, OriginalServerHandshake, originalRefusal } from './original.js';
+import { NO_OBSERVER, ServerMetrics, type Observer, type StatusReport } from './metrics.js';
+import { startAdmin, type AdminServer, type AdminSource } from './admin.js';
+import { observedStore } from './store/observed.js';
+import { SERVER_NAME } from './version.js';
+import type { MMStats } from './mm.js';
 import { ServiceDirectory, type DirectoryEntry } from './directory.js';
 import type { ServiceDefinition } from './modules.js';
 import { startServices, stopServices, type Service, type ServiceStats } from './supervisor.js';
@@ -97,7 +103,11 @@ export async function startServer(
   if (options.tls) checkCertificate(options.tls, log);
   const settings = serverSettings(options);
   const storeUrl = settings.store ?? 'memory:';
-  const store = await openStore(storeUrl);
+  // Someone watches only with an admin port: the metrics, and the store's operations timed for them.
+  const metrics = settings.adminPort === null ? null : new ServerMetrics();
+  const observer = metrics ?? NO_OBSERVER;
+  const opened = await openStore(storeUrl);
+  const store = metrics ? observedStore(opened, storeUrl.split(':')[0] ?? 'store', metrics) : opened;
   log.info({ store: store.description }, 'store opened');
   const supervision = { ...settings, logLevel: options.logLevel ?? (log.level as string), storeUrl };
   let services: Service[] = [];
@@ -116,9 +126,10 @@ export async function startServer(
       store,
       groups,
     );
+    for (const s of services) s.observer = observer;
     const byName = new Map(services.map((s) => [s.name, s]));
     const directory = await ServiceDirectory.build(options.services, byName);
-    server = new ChanServer(options, settings, byName, directory, store, groups, log);
+    server = new ChanServer(options, settings, byName, directory, store, groups, log, metrics);
     await server.listen(options.host ?? DEFAULTS.host, options.port);
   } catch (err) {
     await stopServices(services, 0);
@@ -131,6 +142,11 @@ export async function startServer(
 
 export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
+  /** The admin port (admin_port), when there is one. */
+  private admin: AdminServer | null = null;
+  /** Told of handshakes, closes, crashes and rpc times: the admin port's metrics, or nobody. */
+  readonly observer: Observer;
+  private readonly startedAt = Date.now();
   /** The Erlang port (erlang_port), when there is one. */
   private erlangListening: Listening | null = null;
 
@@ -164,7 +180,16 @@ export class ChanServer implements ConnectionHost {
     private readonly store: Store,
     private readonly groups: Groups,
     readonly log: Logger,
+    /** The admin port's metrics (null without one). */
+    private readonly metrics: ServerMetrics | null = null,
   ) {
+    this.observer = metrics ?? NO_OBSERVER;
+    metrics?.watch({
+      connections: () => this.connectionSnapshots(),
+      services: () => this.serviceStats(),
+      held: () => this.held(),
+      throttledAddresses: () => this.throttle.lockedOut,
+    });
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
     this.mainProtocol = libChanPort(this.codec);
     this.erlangProtocol = {
@@ -262,14 +287,32 @@ export class ChanServer implements ConnectionHost {
       { host: this.listening.host, port: this.listening.port, tls: this.tls, services: [...this.services.keys()] },
       'listening',
     );
-    const erlangPort = this.settings.erlangPort;
-    if (erlangPort === null) return;
     try {
-      this.erlangListening = await tcp.listen(this.settings.erlangHost ?? host, erlangPort, this.erlangOnConnection);
+      await this.listenErlang(host);
+      const adminPort = this.settings.adminPort;
+      // In a process of several the primary serves the admin port, for all of them (cluster.ts).
+      if (adminPort !== null && !cluster.isWorker) {
+        const source: AdminSource = {
+          metrics: () => this.metricsText(),
+          readiness: () => this.readiness(),
+          status: () => this.status(),
+        };
+        this.admin = await startAdmin(this.settings.adminHost, adminPort, this.settings.adminToken, source, this.log);
+        this.log.info(
+          { host: this.admin.host, port: this.admin.port, token: this.settings.adminToken !== null },
+          'admin port listening: /metrics, /healthz, /readyz, and the status page at /',
+        );
+      }
     } catch (err) {
-      await this.listening.close();
+      await Promise.all([this.listening.close(), this.erlangListening?.close()]);
       throw err;
     }
+  }
+
+  private async listenErlang(host: string): Promise<void> {
+    const erlangPort = this.settings.erlangPort;
+    if (erlangPort === null) return;
+    this.erlangListening = await tcp.listen(this.settings.erlangHost ?? host, erlangPort, this.erlangOnConnection);
     const served = [...this.services.keys()].filter((name) => {
       const entry = this.directory.get(name);
       const refusal = entry ? originalRefusal(entry) : `service ${name} has no entry`;
@@ -285,6 +328,127 @@ export class ChanServer implements ConnectionHost {
   /** The Erlang port (erlang_port), or 0 when there is none. */
   get erlangPort(): number {
     return this.erlangListening?.port ?? 0;
+  }
+
+  /** The admin port (admin_port), or 0 when there is none. */
+  get adminPort(): number {
+    return this.admin?.port ?? 0;
+  }
+
+  /** The open connections as the metrics read them. */
+  private *connectionSnapshots(): Iterable<{ service: string | null; protocol: string; stats: MMStats }> {
+    for (const c of this.connections) yield c.snapshot;
+  }
+
+  private serviceStats(): Record<string, ServiceStats> {
+    const out: Record<string, ServiceStats> = {};
+    for (const [name, s] of this.services) out[name] = s.stats();
+    return out;
+  }
+
+  private held(): {
+    mailboxMessages: number;
+    sendBufferBytes: number;
+    heldBytes: number;
+    shed: number;
+    refused: number;
+  } {
+    const s = this.stats();
+    return {
+      mailboxMessages: s.queuedMessages,
+      sendBufferBytes: s.queuedBytes,
+      heldBytes: s.heldBytes,
+      shed: s.shed,
+      refused: s.refused,
+    };
+  }
+
+  /** The Prometheus text. */
+  private async metricsText(): Promise<{ contentType: string; text: string }> {
+    if (!this.metrics) throw new Error('no metrics without an admin port');
+    const registry = this.metrics.registry;
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  /** @internal The admin port's metrics registry (null without an admin port): a primary aggregates them. */
+  get metricsRegistry(): ServerMetrics['registry'] | null {
+    return this.metrics?.registry ?? null;
+  }
+
+  /** @internal Why the server is not ready (nothing when it is): /readyz. */
+  async readiness(): Promise<string[]> {
+    const problems: string[] = [];
+    if (this.closing) problems.push('shutting down');
+    if (!this.listening) problems.push('not listening');
+    for (const [name, s] of this.services) if (s.status !== 'up') problems.push(`service ${name} is down`);
+    const check = this.store.check?.bind(this.store);
+    if (check) {
+      const answered = await within(
+        check().then(
+          () => null,
+          (err: unknown) => (err instanceof Error ? err.message : String(err)),
+        ),
+        READY_STORE_TIMEOUT,
+      );
+      if (answered === undefined)
+        problems.push(`the store (${this.store.description}) did not answer within ${READY_STORE_TIMEOUT} ms`);
+      else if (answered !== null) problems.push(`the store (${this.store.description}) failed: ${answered}`);
+    }
+    return problems;
+  }
+
+  /** @internal What the status page shows: /status.json (a {@link StatusReport}). */
+  status(): StatusReport {
+    const stats = this.stats();
+    const byService = new Map<string, number>();
+    let handshake = 0;
+    for (const c of this.connections) {
+      const service = c.snapshot.service;
+      if (service === null) handshake++;
+      else byService.set(service, (byService.get(service) ?? 0) + 1);
+    }
+    const ports = [{ name: this.tls ? 'tls' : 'tcp', host: this.host, port: this.port }];
+    if (this.erlangListening)
+      ports.push({ name: 'erlang', host: this.erlangListening.host, port: this.erlangListening.port });
+    const m = this.metrics;
+    let refusedHandshakes = 0;
+    for (const [outcome, n] of m?.outcomes ?? []) if (outcome !== 'ack' && outcome !== 'hello') refusedHandshakes += n;
+    const total = (pick: (s: MMStats) => number): number => {
+      let sum = 0;
+      for (const n of m?.totals(pick).values() ?? []) sum += n;
+      return sum;
+    };
+    return {
+      server: SERVER_NAME,
+      pid: process.pid,
+      now: Date.now(),
+      uptime: Math.round((Date.now() - this.startedAt) / 1000),
+      closing: this.closing !== null,
+      processes: 1,
+      ports,
+      store: this.store.description,
+      connections: { open: stats.connections, handshake },
+      services: [...this.services].map(([name, s]) => {
+        const entry = this.directory.get(name);
+        return {
+          name,
+          ...s.stats(),
+          connections: byService.get(name) ?? 0,
+          erlang: this.erlangListening ? entry !== undefined && originalRefusal(entry) === null : null,
+        };
+      }),
+      totals: {
+        messagesIn: total((s) => s.framesIn),
+        messagesOut: total((s) => s.framesOut),
+        bytesIn: total((s) => s.bytesIn),
+        bytesOut: total((s) => s.bytesOut),
+        handshakes: Object.fromEntries(m?.outcomes ?? []),
+        refusedHandshakes,
+      },
+      held: { mailboxMessages: stats.queuedMessages, sendBufferBytes: stats.queuedBytes, heldBytes: stats.heldBytes },
+      throttledAddresses: this.throttle.lockedOut,
+      recent: m?.recent ?? [],
+    };
   }
 
   /** The port it listens on (useful after asking for port 0). */
@@ -367,6 +531,8 @@ export class ChanServer implements ConnectionHost {
       await this.groups.close().catch((err: unknown) => this.log.error({ err }, 'the group bus did not close cleanly'));
       // What the services stored is committed before the process may go.
       await this.store.close().catch((err: unknown) => this.log.error({ err }, 'the store did not close cleanly'));
+      // Last: until here it said, on /readyz, that the server was shutting down.
+      await this.admin?.close();
       this.log.info('closed');
     })();
     return this.closing;
@@ -431,6 +597,7 @@ export class ChanServer implements ConnectionHost {
       DEAF,
     );
     mm.close('tooManyConnections', text);
+    this.observer.refused(text);
     (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
   }
 }
@@ -456,11 +623,13 @@ const DEAF: MessageSink = { onMessage: () => {}, onClosed: () => {} };
 /** A ticket's eviction before its connection has taken it over (it never is: the connection takes it at once). */
 function destroyUnowned(): void {}
 
-/** Waits for `p`, or `ms` milliseconds, whichever comes first. */
-function within(p: Promise<unknown>, ms: number): Promise<void> {
+/** How long /readyz waits for the store to answer, ms. */
+export const READY_STORE_TIMEOUT = 2000;
+
+/** Waits for `p`, or `ms` milliseconds, whichever comes first: `p`'s value, or undefined when time ran out. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.then(() => undefined),
-    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-  ]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms, undefined)))]).finally(
+    () => clearTimeout(timer),
+  );
 }

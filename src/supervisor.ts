@@ -24,20 +24,15 @@ import {
   type ServiceLimits,
 } from './modules.js';
 import { RestartPolicy } from './restart-policy.js';
+import { NO_OBSERVER, type Observer, type ServiceStats } from './metrics.js';
+
+export type { ServiceStats };
 import type { Groups, ServiceGroups } from './groups.js';
 import type { Namespace, Store } from './store/store.js';
 import type { HandlerExit, MailboxLimits, ServiceContext } from './runtime.js';
 import { InlineRunner, type Attachment, type ProcessHandle, type Runner, type SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
 import { WorkerPool } from './workers.js';
-
-export interface ServiceStats {
-  status: 'up' | 'down';
-  /** Handler processes that ended with an error, a timeout or their worker's death. */
-  crashes: number;
-  /** Restarts of the service itself. */
-  restarts: number;
-}
 
 /** A handler's ctx: getters on the prototype, so that each connection holds one small object and no closures. */
 class HandlerContext implements ServiceContext {
@@ -76,6 +71,8 @@ export class Service {
   private shuttingDown = false;
   crashes = 0;
   restarts = 0;
+  /** Told of crashes and restarts (the admin port's metrics; nothing unless set). */
+  observer: Observer = NO_OBSERVER;
   private state: unknown = undefined;
   private readonly policy: RestartPolicy;
   private restarting = false;
@@ -127,7 +124,7 @@ export class Service {
       const service = new Service(def, null, settings, log, def.workers ?? 1, namespace, serviceGroups);
       service.pool = new WorkerPool(service.name, where, service.args, service.workers, settings, service.log, {
         failed: (why) => service.fail(why),
-        crashed: () => service.crashes++,
+        crashed: (text) => service.crashed(text),
       });
       await service.pool.start();
       service.log.debug({ from: where.from, isolation: service.isolation }, 'service started');
@@ -183,7 +180,12 @@ export class Service {
 
   /** @internal A handler process has ended. */
   exited(exit: HandlerExit): void {
-    if (!exit.ok) this.crashes++;
+    if (!exit.ok) this.crashed(exit.text);
+  }
+
+  private crashed(text: string): void {
+    this.crashes++;
+    this.observer.crashed(this.name, text);
   }
 
   /**
@@ -196,6 +198,7 @@ export class Service {
     const decision = this.policy.failed(Date.now());
     if (decision.action === 'down') {
       this.status = 'down';
+      this.observer.restarted(this.name, reason, true);
       this.log.error(
         { err: why instanceof Error ? why : undefined, restarts: decision.restarts },
         `service down: it failed again after ${this.settings.restartIntensity} restarts within restart_period (${this.settings.restartPeriod} ms): ${reason}; new connections are refused with serviceDown`,
@@ -205,6 +208,7 @@ export class Service {
       return;
     }
     this.restarts++;
+    this.observer.restarted(this.name, reason, false);
     this.log.warn(
       { err: why instanceof Error ? why : undefined, restart: decision.restarts },
       `service failed, restarting: ${reason}`,

@@ -65,7 +65,10 @@ class PortOutput implements MailboxOutput {
     const buf = this.spoken.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
-    post({ t: 'out', conn: this.conn, frame }, [frame.buffer as ArrayBuffer]);
+    const id = m.kind === 'reply' ? m.id : undefined;
+    post(id === undefined ? { t: 'out', conn: this.conn, frame } : { t: 'out', conn: this.conn, frame, id }, [
+      frame.buffer as ArrayBuffer,
+    ]);
     return true;
   }
 

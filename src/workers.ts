@@ -25,7 +25,8 @@ import type { HandlerExit } from './runtime.js';
 import type { CloseReason } from './errors.js';
 import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './runner.js';
 import type { Term } from './term/model.js';
-import type { Dialect } from './protocol.js';
+import type { Dialect, WireMessage } from './protocol.js';
+import { RpcClock } from './metrics.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -48,7 +49,8 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'ready' }
   | { t: 'startFailed'; message: string; moduleError: boolean }
-  | { t: 'out'; conn: number; frame: Uint8Array }
+  /** `id`: the rpc the frame answers, if it is a reply (for the admin port's rpc times). */
+  | { t: 'out'; conn: number; frame: Uint8Array; id?: number }
   | { t: 'close'; conn: number; reason: CloseReason; text: string }
   | { t: 'took'; conn: number; n: number }
   | { t: 'drain'; conn: number; id: number }
@@ -63,7 +65,7 @@ export interface PoolEvents {
   /** A worker died or hung: the supervisor decides whether to replace it. */
   failed(why: string): void;
   /** A handler process ended badly. */
-  crashed(): void;
+  crashed(text: string): void;
 }
 
 /** One connection's handler, running in a worker. */
@@ -77,6 +79,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
+  /** Times rpcs for the admin port's metrics (null: not timed). */
+  private readonly clock: RpcClock | null;
 
   constructor(
     private readonly thread: WorkerThread,
@@ -84,6 +88,7 @@ class WorkerLink extends HighWater implements ProcessHandle {
     settings: SupervisionSettings,
   ) {
     super(settings.mailboxHighWater, a.mm, settings.mailboxHighWaterBytes, a.account?.pressure ?? null);
+    this.clock = RpcClock.for(a.observer, thread.pool.service);
   }
 
   get queued(): number {
@@ -102,9 +107,10 @@ class WorkerLink extends HighWater implements ProcessHandle {
     }
   }
 
-  /** A frame the worker encoded for the client. */
-  out(frame: Uint8Array): void {
+  /** A frame the worker encoded for the client; `id`: the rpc it answers, if it is a reply. */
+  out(frame: Uint8Array, id: number | undefined): void {
     this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    if (id !== undefined) this.clock?.answered(id);
   }
 
   close(reason: CloseReason, text: string): void {
@@ -116,7 +122,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
   }
 
   /** A message from the client (the middle-man's sink): its bytes go to the worker, which decodes them again. */
-  onMessage(_m: unknown, payload: Buffer, size: number): void {
+  onMessage(m: WireMessage, payload: Buffer, size: number): void {
+    if (m.kind === 'rpc') this.clock?.arrived(m.id);
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
     // Held twice over for a while: the bytes on their way, then the decoded message in the worker's mailbox.
     const held = size + payload.length;
@@ -196,7 +203,7 @@ class WorkerThread {
   private stopped: (() => void) | null = null;
 
   constructor(
-    private readonly pool: WorkerPool,
+    readonly pool: WorkerPool,
     workerData: WorkerData,
   ) {
     this.worker = new Worker(WORKER_URL, { workerData });
@@ -272,11 +279,11 @@ class WorkerThread {
     const link = 'conn' in m ? this.links.get(m.conn) : undefined;
     switch (m.t) {
       case 'out':
-        link?.out(m.frame);
+        link?.out(m.frame, m.id);
         return;
       case 'close':
         // A crash is counted here, before its client can hear of it, so that stats() never lags behind the client.
-        if (m.reason === 'handlerError') this.pool.events.crashed();
+        if (m.reason === 'handlerError') this.pool.events.crashed(m.text);
         link?.close(m.reason, m.text);
         return;
       case 'took':
@@ -317,7 +324,7 @@ class WorkerThread {
     };
     for (const link of [...this.links.values()]) {
       link.close(ending.reason, ending.text);
-      if (ending.reason !== 'shutdown') this.pool.events.crashed();
+      if (ending.reason !== 'shutdown') this.pool.events.crashed(ending.text);
       link.exit({ ok: false, text: ending.text });
     }
     this.stopped?.();
@@ -374,7 +381,7 @@ export class WorkerPool implements Runner {
   private readonly workerData: WorkerData;
 
   constructor(
-    private readonly service: string,
+    readonly service: string,
     code: WorkerModule,
     args: Term,
     private readonly size: number,

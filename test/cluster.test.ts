@@ -10,7 +10,7 @@ import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
 import { run, serve } from './cli-helpers.js';
-import { Watched, tempDir } from './helpers.js';
+import { Watched, refusal, tempDir } from './helpers.js';
 
 const CONF = path.resolve('test/fixtures/lib_chan.conf');
 
@@ -140,4 +140,37 @@ test('several processes on a store that cannot be opened, or a port already take
   });
   t.not(busy.status, 0);
   t.regex(busy.stdout, /a server process could not start/);
+});
+
+test('with several processes the primary serves the admin port: metrics aggregated, status merged, restarts counted', async (t) => {
+  const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}`, CHAN_ADMIN_PORT: '0' });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  const adminLine = await s.line(/admin port listening \(for every process\)/);
+  const admin = `http://127.0.0.1:${/"port":(\d+)/.exec(adminLine)?.[1]}`;
+  const ready = await s.line(/every process is listening/);
+  // Two connections, handed to the two processes in turn, and a wrong secret.
+  const chs = await Promise.all([0, 1].map(() => connect('127.0.0.1', s.port, 'nameServer', 'ABXy45')));
+  t.is((await refusal(connect('127.0.0.1', s.port, 'nameServer', 'wrong'))).code, 'authFail');
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  t.regex(metrics, /^libchan_handshakes_total\{service="nameServer",outcome="ack"\} 2$/m);
+  t.regex(metrics, /^libchan_handshakes_total\{service="nameServer",outcome="authFail"\} 1$/m);
+  t.regex(metrics, /^libchan_connections_open\{service="nameServer",protocol="lib-chan"\} 2$/m);
+  t.regex(metrics, /^libchan_service_up\{service="nameServer"\} 1$/m);
+  t.regex(metrics, /^libchan_processes 2$/m);
+  t.regex(metrics, /^libchan_process_restarts_total 0$/m);
+  const status = (await (await fetch(`${admin}/status.json`)).json()) as {
+    processes: number;
+    connections: { open: number };
+  };
+  t.is(status.processes, 2);
+  t.is(status.connections.open, 2);
+  t.is(await (await fetch(`${admin}/readyz`)).text(), 'ready\n');
+  // A process killed is counted when the primary replaces it.
+  const before = s.lines.length;
+  process.kill(pidsOf(ready)[0] as number, 'SIGKILL');
+  await s.line(/every process is listening/, before);
+  t.regex(await (await fetch(`${admin}/metrics`)).text(), /^libchan_process_restarts_total 1$/m);
+  for (const ch of chs) if (!ch.isClosed) await ch.close();
+  s.child.kill('SIGTERM');
+  t.is((await once(s.child, 'close'))[0], 0);
 });

@@ -143,6 +143,9 @@ test('every option can be set by its CHAN_ variable', (t) => {
     processes: ['2', 2],
     erlang_port: ['4322', 4322],
     erlang_host: ['10.0.0.5', '10.0.0.5'],
+    admin_port: ['9100', 9100],
+    admin_host: ['::1', '::1'],
+    admin_token: ['0123456789abcdef0123', '0123456789abcdef0123'],
   };
   for (const o of OPTIONS.filter((x) => !x.key.startsWith('tls.'))) {
     const sample = samples[o.key];

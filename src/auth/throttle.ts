@@ -51,6 +51,12 @@ export class AuthThrottle {
     readonly maxAddresses = MAX_THROTTLED_ADDRESSES,
   ) {}
 
+  /** Addresses (IPv6: /64s) locked out now. */
+  get lockedOut(): number {
+    this.dropEnded(this.now());
+    return this.locked.size;
+  }
+
   /** Milliseconds left of this address's lockout, or 0. */
   lockedFor(address: string): number {
     const now = this.now();

@@ -28,7 +28,8 @@ function optionValue(config: ServerConfig, prop: string): unknown {
 
 export function describe(config: ServerConfig, sources: Map<string, string>): string {
   const rows = OPTIONS.map((o) => {
-    const v = optionValue(config, o.prop);
+    const given = optionValue(config, o.prop);
+    const v = o.sensitive && given !== null && given !== undefined ? '********' : given;
     return [
       o.key,
       v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v),

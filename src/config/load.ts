@@ -66,6 +66,25 @@ export interface ServerConfig {
    */
   erlangHost: string | null;
   /**
+   * An HTTP port for operators: /metrics (Prometheus), /healthz, /readyz, and a live status page at / (see
+   * docs/OPERATIONS.md). Off unless set; 0 picks a free one. `admin_port`, `CHAN_ADMIN_PORT`.
+   * @default null
+   */
+  adminPort: number | null;
+  /**
+   * Address the admin port listens on. Any address but a loopback one (127.0.0.1, ::1, localhost) needs admin_token.
+   * `admin_host`, `CHAN_ADMIN_HOST`.
+   * @default '127.0.0.1'
+   */
+  adminHost: string;
+  /**
+   * A token every admin request but /healthz and /readyz must carry (Authorization: Bearer TOKEN, or ?token=TOKEN for
+   * a browser); at least 16 characters. Required when admin_host is not a loopback address. `admin_token`,
+   * `CHAN_ADMIN_TOKEN`.
+   * @default null
+   */
+  adminToken: string | null;
+  /**
    * Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's
    * folder. In CHAN_CODE_PATH, separated by ':'. `code_path`, `CHAN_CODE_PATH`.
    * @default []
@@ -610,6 +629,13 @@ function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'lib-chan-token',
+    validate(v: unknown) {
+      if (v !== null && (typeof v !== 'string' || v.length < 16 || /\s/.test(v)))
+        throw new Error('must be a string of at least 16 characters, without spaces');
+    },
+  });
+  convict.addFormat({
     name: 'lib-chan-file',
     validate(v: unknown) {
       if (v !== null && (typeof v !== 'string' || v === '')) throw new Error('must be a file name, as a string');
@@ -668,6 +694,7 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   file: 'lib-chan-file',
   verifyClient: 'lib-chan-verify-client',
   tlsVersion: 'lib-chan-tls-version',
+  token: 'lib-chan-token',
 };
 
 /** Sets `key` in `obj`, where a dotted key (`tls.cert`) is a member of a group. */
@@ -686,6 +713,7 @@ function schema(): convictModule.Schema<Record<string, unknown>> {
       default: o.default,
       env: o.env,
       nullable: o.default === null,
+      ...(o.sensitive ? { sensitive: true } : {}),
     });
   }
   return s as convictModule.Schema<Record<string, unknown>>;
@@ -714,6 +742,17 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     }
   }
   const get = (key: string): unknown => conf.get(key as never);
+  const adminHost = get('admin_host');
+  if (get('admin_port') !== null && get('admin_token') === null && !isLoopback(adminHost)) {
+    const spec = OPTION_BY_KEY.get('admin_host');
+    problems.push(
+      new ConfigProblem(
+        file,
+        `admin_host: ${String(adminHost)} is not a loopback address, so the admin port needs admin_token (at least 16 characters; openssl rand -hex 24 makes one)${spec && env[spec.env] !== undefined ? ` (from the environment variable ${spec.env})` : ''}`,
+        raw.options.get('admin_host')?.at,
+      ),
+    );
+  }
   if (get('port') === null && raw.problems.length === 0) {
     problems.push(new ConfigProblem(file, 'no port: add {port, N}. to the file, or set CHAN_PORT'));
   }
@@ -805,6 +844,13 @@ function validate(raw: RawConfig, file: string, dir: string, env: Record<string,
     services,
     tls: tlsConfig(get, raw, file, dir, env),
   };
+}
+
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: unknown): boolean {
+  if (typeof host !== 'string') return false;
+  const h = host.trim().toLowerCase();
+  return h === 'localhost' || h === '::1' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** The settings the option table names, each read through convict, which has checked it against its format. */

@@ -11,6 +11,11 @@ export const DEFAULTS = {
   erlangPort: null as number | null,
   /** null: the same address as `host`. */
   erlangHost: null as string | null,
+  /** null: no admin port. */
+  adminPort: null as number | null,
+  adminHost: '127.0.0.1',
+  /** null: none (the admin port must then be on a loopback address). */
+  adminToken: null as string | null,
   codePath: [] as readonly string[],
   handshakeTimeout: 10_000,
   maxFrameSizeUnauth: 16 * 1024,
@@ -54,7 +59,8 @@ export type OptionFormat =
   | 'processes'
   | 'file'
   | 'verifyClient'
-  | 'tlsVersion';
+  | 'tlsVersion'
+  | 'token';
 
 export interface OptionSpec {
   /** The option's name in `lib_chan.conf` and in JSON configs. */
@@ -67,6 +73,8 @@ export interface OptionSpec {
   unit: 'ms' | 'bytes' | 'levels' | 'messages' | 'connections' | 'intervals' | 'failures' | 'restarts' | '';
   default: unknown;
   doc: string;
+  /** A secret: never shown (convict's errors, chan check). */
+  sensitive?: boolean;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -101,6 +109,28 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     unit: '',
     default: DEFAULTS.erlangHost,
     doc: 'Address the Erlang port listens on; unset, the same as host. Its secrets cross the network as MD5 challenge-responses and its messages unencrypted: bind it to a private address.',
+  },
+  {
+    key: 'admin_port',
+    format: 'port',
+    unit: '',
+    default: DEFAULTS.adminPort,
+    doc: 'An HTTP port for operators: /metrics (Prometheus), /healthz, /readyz, and a live status page at / (see docs/OPERATIONS.md). Off unless set; 0 picks a free one.',
+  },
+  {
+    key: 'admin_host',
+    format: 'host',
+    unit: '',
+    default: DEFAULTS.adminHost,
+    doc: 'Address the admin port listens on. Any address but a loopback one (127.0.0.1, ::1, localhost) needs admin_token.',
+  },
+  {
+    key: 'admin_token',
+    format: 'token',
+    unit: '',
+    default: DEFAULTS.adminToken,
+    doc: 'A token every admin request but /healthz and /readyz must carry (Authorization: Bearer TOKEN, or ?token=TOKEN for a browser); at least 16 characters. Required when admin_host is not a loopback address.',
+    sensitive: true,
   },
   {
     key: 'code_path',

@@ -141,6 +141,10 @@ export class RedisStore implements Store {
     this.spaces.clear();
     await closeRedis(this.redis);
   }
+
+  async check(): Promise<void> {
+    await this.redis.ping();
+  }
 }
 
 /**

@@ -50,6 +50,11 @@ export interface Store {
   namespace(service: string): Promise<Namespace>;
   /** Commits what is pending, and lets go of files and connections. */
   close(): Promise<void>;
+  /**
+   * Resolves when the store answers now, rejects with why when it does not (the admin port's /readyz). Absent for a
+   * store in this process, which always answers (memory:, lmdb:).
+   */
+  check?(): Promise<void>;
 }
 
 /** A store URL as logs and screens may show it: a password (or user and password) left out. */
