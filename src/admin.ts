@@ -16,6 +16,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from './log.js';
 import { statusPage } from './admin-page.js';
+import { listenError } from './transport.js';
 
 /** What the admin port serves, from the server it watches. */
 export interface AdminSource {
@@ -65,9 +66,10 @@ export async function startAdmin(
   server.requestTimeout = ADMIN_LIMITS.requestTimeout;
   server.keepAliveTimeout = ADMIN_LIMITS.keepAliveTimeout;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error): void => reject(listenError(err, host, port));
+    server.once('error', failed);
     server.listen({ host, port }, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });

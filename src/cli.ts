@@ -32,6 +32,7 @@ import { VERSION } from './version.js';
 
 const CONNECTION_OPTIONS = `  --erlang              speak the original lib_chan protocol, to an Erlang lib_chan server or a server's
                         erlang_port (no TLS; see docs/ERLANG.md)
+  --connect-timeout MS  how long connecting and the handshake may take (default 10000)
   --tls                 connect over TLS (trusting the public CAs, or --ca)
   --ca FILE             the CA that signs the server's certificate (implies --tls)
   --cert FILE --key FILE  a client certificate and its key, for servers that ask for one
@@ -59,8 +60,10 @@ that dies; they need a store they share (lmdb: or redis://).`,
     positionals: [0, 1],
     usage: 'chan check [CONF]',
     summary: 'validate CONF and print the settings in effect, and where each came from',
-    help: `Validates CONF as chan serve would (without listening or starting services) and prints every setting with
-its value and its source (the file and line, a CHAN_* variable, or the default). Secrets are masked.
+    help: `Validates CONF as chan serve would before it listens (without listening, starting services or creating
+anything): the file, every option, the code_path folders, each service's module and function (imported, not started),
+the certificate's dates, and the store (Redis answering, an LMDB folder that can be written). Then prints every setting
+with its value and its source (the file and line, a CHAN_* variable, or the default). Secrets are masked.
 Exit 0 when valid; 2, with every problem listed, when not.`,
   },
   connect: {
@@ -114,6 +117,7 @@ ${CONNECTION_OPTIONS}`,
 the round trip. Exit 0 when a lib-chan server answered, 1 otherwise.
 
 options:
+  --timeout MS          how long to wait for the answer, connecting included (default 10000)
 ${CONNECTION_OPTIONS}`,
   },
   bench: {
@@ -223,6 +227,7 @@ async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         timeout: { type: 'string' },
+        'connect-timeout': { type: 'string' },
         json: { type: 'boolean' },
         tls: { type: 'boolean' },
         erlang: { type: 'boolean' },
@@ -280,18 +285,23 @@ async function main(argv: string[]): Promise<number> {
       ? undefined
       : positive('--timeout', values.timeout, 'a positive number of milliseconds');
   const json = values.json === true;
+  const connectTimeout =
+    values['connect-timeout'] === undefined
+      ? undefined
+      : positive('--connect-timeout', values['connect-timeout'], 'a positive number of milliseconds');
   const target = async (): Promise<Destination> => {
     const [host, port, service, secret] = rest as [string, string, string, string];
     const tls = tlsOptions(values);
     if (tls && values.erlang) throw usageError('--erlang speaks the original lib_chan protocol, which has no TLS');
     const options: ConnectOptions = values.erlang ? { protocol: 'erlang' } : tls ? { tls } : {};
+    if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
     return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options };
   };
   switch (command) {
     case 'serve':
       return serve(rest[0], values.store, values.processes);
     case 'check':
-      return check(rest[0]);
+      return await check(rest[0]);
     case 'connect': {
       const t = await target();
       const ch = await connect(t.host, t.port, t.service, t.secret, argsFor(t), t.options);
@@ -303,7 +313,12 @@ async function main(argv: string[]): Promise<number> {
     case 'bench':
       return bench(await target(), values);
     case 'ping':
-      return pingCommand(rest[0] as string, parsePort(rest[1] as string), tlsOptions(values));
+      return pingCommand(
+        rest[0] as string,
+        parsePort(rest[1] as string),
+        tlsOptions(values),
+        connectTimeout ?? timeout,
+      );
     case 'certs':
       return certs(values);
     case 'passwd':

@@ -68,7 +68,8 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
     if (options.protocol === 'erlang' && options.tls)
       throw new ChanError('usage', 'the original lib_chan protocol (protocol: erlang) has no TLS');
     const transport = options.transport ?? (options.tls ? tlsClientTransport(options.tls) : tcp);
-    const { socket } = await transport.connect(t.host, t.port, timeout, options.localAddress);
+    const connecting = transport.connect(t.host, t.port, timeout, options.localAddress);
+    const { socket } = signal ? await untilAborted(connecting, signal) : await connecting;
     if (signal?.aborted) {
       socket.destroy();
       throw new ChanError('closed', 'the channel was closed while connecting');
@@ -227,7 +228,7 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
           )
         : new ChanError(
             'closed',
-            'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (chan --tls)',
+            'the server closed the connection without answering startService; if its port speaks TLS, connect with TLS (--tls, and --ca for your own CA)',
             { reason: info.reason },
           );
     }
@@ -236,3 +237,33 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * `connecting`, or a rejection as soon as `signal` is aborted (the socket it then makes is destroyed as it comes).
+ */
+function untilAborted<T extends { socket: Duplex }>(connecting: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      connecting.then(
+        ({ socket }) => socket.destroy(),
+        () => {},
+      );
+      reject(new ChanError('closed', 'the channel was closed while connecting'));
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    connecting.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -130,6 +130,11 @@ export interface ConnectOptions {
    */
   localAddress?: string;
   /**
+   * Gives up connecting when aborted: `connect` rejects with `aborted` and the connection is closed. Once connected,
+   * the signal no longer matters (close the channel with `close()`).
+   */
+  signal?: AbortSignal;
+  /**
    * Where the channel logs (reconnects, dropped late answers).
    * @default silent
    */

@@ -29,7 +29,7 @@ import {
 } from './client-options.js';
 import { ChanError, closedError, isCloseReason, type CloseInfo, type ErrorCode } from './errors.js';
 import { HighWater } from './flow.js';
-import { Inbox, type ReceiveOptions } from './inbox.js';
+import { Inbox, abortedError, type ReceiveOptions } from './inbox.js';
 import { silentLogger, type Logger } from './log.js';
 import type { MessageSink, MMStats } from './mm.js';
 import type { WireMessage } from './protocol.js';
@@ -47,6 +47,8 @@ export {
 export interface RpcOptions {
   /** ms to wait for the answer (default: the channel's rpcTimeout, 5000). */
   timeout?: number;
+  /** Gives up when aborted: the rpc rejects with `aborted`, and its answer, if it comes, is dropped. */
+  signal?: AbortSignal;
 }
 
 export interface StateChange {
@@ -178,11 +180,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
     return this.s.state === 'connected' ? this.s.conn : null;
   }
 
-  /** @internal The first connection. */
+  /** @internal The first connection: given up when the options' signal is aborted. */
   async open(): Promise<void> {
+    const signal = this.options.signal;
     try {
-      this.use(await ClientConnection.dial(this.target, this.options, this.log), 0);
-    } catch (err) {
+      if (signal?.aborted) throw abortedError(signal);
+      this.use(await ClientConnection.dial(this.target, this.options, this.log, signal), 0);
+    } catch (caught) {
+      const err = signal?.aborted ? abortedError(signal) : caught;
       this.s = { state: 'closed', info: { reason: 'closed', text: String(err), by: 'local' } };
       this.pushes.end({ error: err as Error });
       throw err;
@@ -270,7 +275,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
     } catch (err) {
       return Promise.reject(err);
     }
-    const answer = this.rpcs.start(options?.timeout ?? this.rpcTimeout, conn, x as Term);
+    const answer = this.rpcs.start(options?.timeout ?? this.rpcTimeout, conn, x as Term, options?.signal);
     return this.original ? answer.catch((err: unknown) => this.gaveUp(conn, err)) : answer;
   }
 
@@ -279,7 +284,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
    * arriving late, would be taken as the answer to the next rpc.
    */
   private gaveUp(conn: ClientConnection, err: unknown): never {
-    if (err instanceof ChanError && err.code === 'timeout' && !conn.closed) {
+    if (err instanceof ChanError && (err.code === 'timeout' || err.code === 'aborted') && !conn.closed) {
       conn.close(
         'timeout',
         `${err.message}; the original protocol cannot match a late answer to its rpc, so the connection is closed`,

@@ -68,6 +68,8 @@ export const ERROR_CODES = {
     'The configuration is invalid or a service cannot start: every problem is listed, with file:line:column where it has one.',
   storeFailed:
     'The store (store option: an LMDB directory, a Redis server) could not be read or written: disk full, directory not writable, Redis away. The rpc is answered {error, {storeFailed, Text}} and the connection stays up; the next call tries again (Redis reconnects by itself).',
+  aborted:
+    "The caller's AbortSignal ended the call (connect, rpc or receive, given { signal }); an rpc's late answer is dropped.",
   usage:
     'A call or command line was used wrongly (reply() to a cast, iterating a mailbox twice, a secret SASLprep refuses, a bad chan argument); the message says how.',
 } as const;

@@ -22,6 +22,8 @@ interface Waiter<T> {
 export interface ReceiveOptions {
   /** Milliseconds to wait; the promise rejects with a `timeout` ChanError if nothing came. Default: wait forever. */
   timeout?: number;
+  /** Stops waiting when aborted: the promise rejects with an `aborted` ChanError (nothing is taken). */
+  signal?: AbortSignal;
 }
 
 export class Inbox<T> implements AsyncIterable<T> {
@@ -112,15 +114,35 @@ export class Inbox<T> implements AsyncIterable<T> {
     if (this.head < this.items.length) return Promise.resolve(this.take());
     if (this.ending)
       return 'last' in this.ending ? Promise.resolve(this.ending.last) : Promise.reject(this.ending.error);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
     return new Promise((resolve, reject) => {
       const w: Waiter<T> = { resolve, reject, timer: null };
+      if (signal) {
+        // Only for a receive that can be aborted: its listener goes once the receive is settled, either way.
+        const onAbort = (): void => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          if (w.timer) clearTimeout(w.timer);
+          reject(abortedError(signal));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        w.resolve = (item) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(item);
+        };
+        w.reject = (err) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        };
+      }
       if (options.timeout !== undefined && options.timeout <= MAX_TIMER_MS) {
         // (A timeout too long for a timer, Infinity say, means none.)
         const ms = options.timeout;
         w.timer = setTimeout(() => {
           const i = this.waiters.indexOf(w);
           if (i >= 0) this.waiters.splice(i, 1);
-          reject(new ChanError('timeout', `nothing received within ${ms} ms`));
+          w.reject(new ChanError('timeout', `nothing received within ${ms} ms`));
         }, ms);
       }
       if (this.waiters === EMPTY) this.waiters = [];
@@ -213,4 +235,9 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
     this.inbox.iterationEnded();
     return Promise.resolve(DONE);
   }
+}
+
+/** The error of a call its AbortSignal ended: `aborted`, with the signal's reason as its cause. */
+export function abortedError(signal: AbortSignal): ChanError {
+  return new ChanError('aborted', 'aborted by its AbortSignal', { cause: signal.reason });
 }

@@ -8,9 +8,10 @@
  * `ctx.state`), and `stop(state)`, run when it stops. The same code runs on the main thread or in a worker thread
  * (`{isolation, worker}`), which is why it is found by URL.
  */
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { makeVerifier, secretProblem, type ScramVerifier } from './auth/scram.js';
 import { camelCase } from './config/options.js';
 import type { Logger } from './log.js';
@@ -122,7 +123,13 @@ export async function importServiceCode(
   fnName: string,
   from: string,
 ): Promise<ServiceCode> {
-  const exports = (await import(url)) as Record<string, unknown>;
+  let exports: Record<string, unknown>;
+  try {
+    exports = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new ModuleError(syntaxProblem(url, moduleName, err));
+    throw err;
+  }
   const fn = exports[fnName] ?? exports[camelCase(fnName)];
   if (typeof fn !== 'function') {
     throw new ModuleError(
@@ -133,6 +140,29 @@ export async function importServiceCode(
   if (typeof exports['start'] === 'function') code.start = exports['start'] as StartFunction;
   if (typeof exports['stop'] === 'function') code.stop = exports['stop'] as ServiceCode['stop'];
   return code;
+}
+
+/**
+ * A module that does not parse, said with its file and line: Node's SyntaxError from an import names neither, so the
+ * file is checked once more (`node --check`), which does.
+ */
+function syntaxProblem(url: string, moduleName: string, err: SyntaxError): string {
+  if (!url.startsWith('file:')) return `module '${moduleName}' does not parse: ${err.message}`;
+  const file = fileURLToPath(url);
+  let line = '';
+  try {
+    // Checked as a module from standard input: `node --check FILE` takes an ambiguous .js for CommonJS.
+    const check = spawnSync(process.execPath, ['--input-type=module', '--check'], {
+      input: readFileSync(file),
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    const at = /^\[stdin\]:(\d+)/m.exec(check.stderr ?? '');
+    if (at) line = `:${at[1]}`;
+  } catch {
+    // the line is a help, not a need
+  }
+  return `module '${moduleName}' does not parse (${file}${line}): ${err.message}`;
 }
 
 /** A module for worker threads to import: found here, imported (its code run) only in the workers. */

@@ -52,11 +52,18 @@ export async function ping(
         },
         onClosed(info: CloseInfo) {
           clearTimeout(timer);
+          // A TLS port says nothing to a plain hello (or sends an alert): it just closes.
+          const maybeTls = !options.tls && (/speaks TLS/.test(info.text) || mm.stats.bytesIn === 0);
           reject(
-            new ChanError(
-              info.reason === 'protocolError' ? 'protocolError' : 'closed',
-              `${host}:${port} is not a lib-chan server, or one too old to answer hello (${info.reason}: ${info.text})`,
-            ),
+            maybeTls
+              ? new ChanError(
+                  'closed',
+                  `${host}:${port} closed the connection without answering hello: a TLS port (ping it with --tls, and --ca for your own CA), or not a lib-chan server (${info.reason})`,
+                )
+              : new ChanError(
+                  info.reason === 'protocolError' ? 'protocolError' : 'closed',
+                  `${host}:${port} is not a lib-chan server, or one too old to answer hello (${info.reason}: ${info.text})`,
+                ),
           );
         },
       },

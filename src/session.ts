@@ -14,7 +14,7 @@
  * at any time after the ack, are the middle-man's: mm.ts and heartbeat.ts.)
  */
 import { ChanError } from './errors.js';
-import { MAX_TIMER_MS } from './inbox.js';
+import { MAX_TIMER_MS, abortedError } from './inbox.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
 
@@ -137,9 +137,29 @@ export class PendingRpcs {
    * Starts an rpc: picks a free id, sets its deadline, and sends `data` as that rpc through `to` (a throw from its
    * `send` rejects the rpc). A timeout too long for a timer (Infinity, over 24.8 days) means none.
    */
-  start(timeout: number, to: RpcSender, data: Term): Promise<Term> {
+  start(timeout: number, to: RpcSender, data: Term, signal?: AbortSignal): Promise<Term> {
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
     const id = this.nextId();
     return new Promise<Term>((resolve, reject) => {
+      if (signal) {
+        // Only for an rpc that can be aborted: its listener goes once the rpc is settled, either way.
+        const onAbort = (): void => {
+          if (!this.pending.has(id)) return;
+          this.forget(id);
+          reject(abortedError(signal));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const settled = (): void => signal.removeEventListener('abort', onAbort);
+        const [res, rej] = [resolve, reject];
+        resolve = (x) => {
+          settled();
+          res(x);
+        };
+        reject = (err) => {
+          settled();
+          rej(err);
+        };
+      }
       const deadline = timeout <= MAX_TIMER_MS ? performance.now() + timeout : Number.POSITIVE_INFINITY;
       this.pending.set(id, { resolve, reject, deadline, timeout });
       if (deadline < this.armedFor) this.arm(deadline);

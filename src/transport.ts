@@ -47,12 +47,41 @@ export function peerInfo(socket: net.Socket): PeerInfo {
   return { address, name: `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}` };
 }
 
+/**
+ * Why a port cannot be listened on, in one sentence with lib_chan's word: `socketError` (the address in use, not this
+ * machine's, not allowed) or `nxdomain` (a host name that does not resolve).
+ */
+export function listenError(err: unknown, host: string, port: number): ChanError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'the address is in use (another server on that port?)'
+      : code === 'EADDRNOTAVAIL'
+        ? "the address is not one of this machine's"
+        : code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? 'the host name does not resolve'
+            : err instanceof Error
+              ? err.message
+              : String(err);
+  return new ChanError(
+    code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'nxdomain' : 'socketError',
+    `cannot listen on ${where}: ${why}`,
+    {
+      cause: err,
+    },
+  );
+}
+
 /** Listens with a `net.Server` (or `tls.Server`) already made; resolves with the address it got. */
 export function listenOn(server: net.Server, host: string, port: number): Promise<Listening> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error): void => reject(listenError(err, host, port));
+    server.once('error', failed);
     server.listen({ host, port }, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       const address = server.address() as net.AddressInfo;
       resolve({
         host: address.address,

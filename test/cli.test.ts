@@ -1,9 +1,12 @@
 import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { CHAN, run, serve } from './cli-helpers.js';
-import { tempDir } from './helpers.js';
+import { isAtom } from '../src/term/index.js';
+import { BOOK_SERVICE, service, tempDir, testServer } from './helpers.js';
+import { serverTls } from './tls-fixtures.js';
 
 const BOOK = ['nameServer', 'ABXy45'];
 
@@ -53,6 +56,29 @@ test('chan connect: help lists the commands; a syntax error is reported and the 
   t.regex(r.stderr, /^chan: syntax: line 2, column 2: unexpected '}' after the term$/m);
   t.regex(r.stdout, /undefined\n$/);
   t.is(r.status, 1);
+});
+
+test('chan connect with piped input: a handler crash is one error line, and a last term needs no "."', async (t) => {
+  const server = await testServer([
+    service('fragile', async (mm) => {
+      for await (const m of mm) {
+        if (m.type === 'chan_closed') return;
+        if (isAtom(m.data, 'poison')) throw new Error('poison message');
+        mm.send(m.data);
+      }
+    }),
+  ]);
+  t.teardown(() => server.close());
+  const crash = await run(['connect', '127.0.0.1', String(server.port), 'fragile', ''], { input: 'ok.\npoison.\n' });
+  t.is(crash.stdout, 'ok\n');
+  t.is(crash.stderr, 'chan: handlerError: the server closed the connection: poison message\n');
+  t.is(crash.status, 1);
+  const last = await run(['connect', '127.0.0.1', String(server.port), 'fragile', ''], {
+    input: '{a,\n b}\n.\nfirst. second.\n{last, term}',
+  });
+  t.is(last.stderr, '');
+  t.is(last.stdout, '{a,b}\nfirst\nsecond\n{last,term}\n');
+  t.is(last.status, 0);
 });
 
 test('a SECRET of - is read from standard input', async (t) => {
@@ -244,4 +270,74 @@ test('chan check prints every setting, its value and where it came from; secrets
   const bad = await run(['check', 'conf/lib_chan.conf'], { env: { CHAN_PORT: 'x' } });
   t.is(bad.status, 2);
   t.regex(bad.stderr, /port: must be an integer from 0 to 65535 \(from the environment variable CHAN_PORT\)/);
+});
+
+test('chan serve on a port in use, or on a host that does not resolve: one line with its word, exit 1', async (t) => {
+  const busy = net.createServer();
+  busy.listen(0, '127.0.0.1');
+  await once(busy, 'listening');
+  t.teardown(() => busy.close());
+  const port = (busy.address() as net.AddressInfo).port;
+  const inUse = await run(['serve', 'conf/lib_chan.conf'], { env: { CHAN_PORT: String(port) } });
+  t.is(inUse.status, 1);
+  t.is(
+    inUse.stderr,
+    `chan: socketError: cannot listen on 127.0.0.1:${port}: the address is in use (another server on that port?)\n`,
+  );
+  const nowhere = await run(['serve', 'conf/lib_chan.conf'], {
+    env: { CHAN_PORT: '0', CHAN_HOST: 'no-such-host.invalid' },
+  });
+  t.is(nowhere.status, 1);
+  t.regex(
+    nowhere.stderr,
+    /^chan: nxdomain: cannot listen on no-such-host\.invalid:0: the host name does not resolve\n$/,
+  );
+});
+
+test('chan ping keeps to --timeout, and says when the port speaks TLS', async (t) => {
+  const silent = net.createServer();
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.teardown(() => silent.close());
+  const started = Date.now();
+  const quiet = await run([
+    'ping',
+    '--timeout',
+    '300',
+    '127.0.0.1',
+    String((silent.address() as net.AddressInfo).port),
+  ]);
+  t.is(quiet.status, 1);
+  t.regex(quiet.stderr, /^chan: timeout: .* did not answer hello within 300 ms\n$/);
+  t.true(Date.now() - started < 5000, 'it did not wait the default 10 s');
+  const server = await testServer([BOOK_SERVICE], { tls: serverTls() });
+  t.teardown(() => server.close());
+  const tls = await run(['ping', '127.0.0.1', String(server.port)]);
+  t.is(tls.status, 1);
+  t.regex(tls.stderr, /closed the connection without answering hello: a TLS port \(ping it with --tls/);
+});
+
+test('chan check runs what chan serve checks before it listens, and lists every problem at once', async (t) => {
+  const dir = tempDir({
+    'mod_bad.js': 'export async function start_me_up(mm) {\n  mm.send(1;\n}\n',
+    'lib_chan.conf': [
+      '{port, 0}.',
+      '{code_path, [".", "missing"]}.',
+      '{service, a, password, none, mfa, mod_missing, start_me_up, x}.',
+      '{service, b, password, none, mfa, mod_name_server, nope, x}.',
+      '{service, c, password, none, mfa, mod_bad, start_me_up, x}.',
+      '',
+    ].join('\n'),
+  });
+  const r = await run(['check', path.join(dir, 'lib_chan.conf')]);
+  t.is(r.status, 2);
+  const lines = r.stderr.trim().split('\n');
+  t.regex(lines[0] ?? '', /reads well, but chan serve would refuse to start it: 4 problem\(s\)$/);
+  t.regex(lines[1] ?? '', /^ {2}code_path: .*missing is not a folder$/);
+  t.regex(lines[2] ?? '', /^ {2}service a: module 'mod_missing' is not built in/);
+  t.regex(lines[3] ?? '', /^ {2}service b: module 'mod_name_server' \(built in\) exports no function 'nope'$/);
+  t.regex(
+    lines[4] ?? '',
+    /^ {2}service c: module 'mod_bad' does not parse \(.*mod_bad\.js:2\): missing \) after argument list$/,
+  );
 });

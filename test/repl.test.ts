@@ -77,7 +77,8 @@ if (!hasTmux) {
     await term.keys('quit', 'Enter');
     await term.waitFor(/EXIT=0/);
     const lines = readFileSync(history, 'utf8').split('\n');
-    t.deepEqual(lines.slice(0, 4), ['cast {store, joe, "writing a book"}.', '{lookup,', ' joe}.', 'quit']);
+    // A term typed over two lines is one entry of the history.
+    t.deepEqual(lines.slice(0, 3), ['cast {store, joe, "writing a book"}.', '{lookup, joe}.', 'quit']);
 
     // The history is back in the next session (Up), and a push arrives while a line is half typed.
     const again = terminal('b');
@@ -97,6 +98,60 @@ if (!hasTmux) {
     await again.keys('ed".', 'Enter');
     await again.waitFor(/^"ok"\nlater> ?$/m);
     t.pass();
+  });
+
+  test('Ctrl-C clears the line or the term being continued, abandons a waiting rpc; Erlang habits; Ctrl-D leaves', async (t) => {
+    const hang: Handler = async (mm) => {
+      for await (const m of mm) {
+        if (m.type === 'chan_closed') return;
+        // Each answered by its own reply: send would answer the oldest, the one left hanging.
+        if (!isAtom(m.data, 'hang')) mm.reply(m, m.data);
+      }
+    };
+    const server = await testServer([service('echo', hang)]);
+    t.teardown(() => server.close());
+    const term = terminal('d');
+    t.teardown(() => term.kill());
+    await term.start(
+      `NO_COLOR=1 CHAN_HISTORY= ${process.execPath} ${CHAN} connect 127.0.0.1 ${server.port} echo ''; echo EXIT=$?; sleep 30`,
+    );
+    await term.waitFor(/echo> ?$/m);
+    // Enter without a '.' continues the term, as in erl; a '.' alone on the next line ends it.
+    await term.keys('{first, term}', 'Enter');
+    await term.waitFor(/\.\.> ?$/m);
+    await term.keys('.', 'Enter');
+    await term.waitFor(/^\{first,term\}$/m);
+    // Ctrl-C inside a term being continued: dropped, back to the prompt.
+    await term.keys('{lookup,', 'Enter');
+    await term.waitFor(/\.\.> ?$/m);
+    await term.keys('C-c');
+    await term.waitFor(/\^C\necho> ?$/m);
+    // Ctrl-C on a half-typed line clears it.
+    await term.keys('half typed');
+    await term.waitFor(/echo> half typed$/m);
+    await term.keys('C-c');
+    await term.keys('cleared.', 'Enter');
+    await term.waitFor(/^cleared$/m);
+    // Two terms on one line: both sent, answered in order.
+    await term.keys('one. {two, 2}.', 'Enter');
+    await term.waitFor(/^one\n\{two,2\}\necho> ?$/m);
+    // Ctrl-C while an rpc waits: abandoned, and the session carries on.
+    await term.keys('hang.', 'Enter');
+    await term.keys('C-c');
+    await term.waitFor(/the rpc was abandoned/);
+    await term.keys('again.', 'Enter');
+    await term.waitFor(/^again$/m);
+    // Tab completes the atoms the session has seen.
+    await term.keys('{fir', 'Tab');
+    await term.waitFor(/echo> \{first$/m);
+    await term.keys('}.', 'Enter');
+    await term.waitFor(/^\{first\}$/m);
+    // Ctrl-C on an empty line says how to leave; Ctrl-D leaves.
+    await term.keys('C-c');
+    await term.waitFor(/to leave: Ctrl-D on an empty line, or quit/);
+    await term.keys('C-d');
+    const screen = await term.waitFor(/EXIT=\d/);
+    t.regex(screen, /EXIT=0/);
   });
 
   test('a session on a terminal says so and exits 1 when the server goes away', async (t) => {

@@ -26,8 +26,11 @@ export function usageError(message: string): CliExit {
 /** The one line a failure prints. */
 export function failureLine(err: unknown): string {
   // A call that failed because the server ended the connection is named by the server's reason (handlerError, ...).
-  if (err instanceof ChanError && err.code === 'closed' && err.reason && err.reason !== 'normal')
-    return `chan: ${err.reason}: ${err.message}`;
+  if (err instanceof ChanError && err.code === 'closed' && err.reason && err.reason !== 'normal') {
+    // Named by the reason once: "channel closed (handlerError): ..." would say it twice.
+    const text = err.message.replace(`channel closed (${err.reason}): `, '');
+    return `chan: ${err.reason}: the server closed the connection: ${text}`;
+  }
   if (err instanceof ChanError) return `chan: ${err.code}: ${err.message}`;
   return `chan: error: ${err instanceof Error ? err.message : String(err)}`;
 }

@@ -7,10 +7,14 @@
  *   help                                    lists the commands
  *   quit                                    ends the session (so does end of input)
  *
- * A term may span lines. Pushes from the server are printed as they arrive, above the line being typed. With `--json`
- * each line is one JSON value instead. On a terminal: line editing, Tab completion of the commands, a history kept in
- * ~/.chan_history, colours. With piped input it reads to the end, waits for every answer, and exits 0 (1 if any
- * command failed or the server closed the connection).
+ * As in erl, a term ends with `.`: Enter without one continues it on the next line (`..>`), and a line may hold
+ * several (`{lookup, joe}. {lookup, jim}.` sends both, in order). Pushes from the server are printed as they arrive,
+ * above the line being typed. With `--json` each line is one JSON value instead. On a terminal: line editing, Tab
+ * completion of the commands and of the atoms the session has seen, a history kept in ~/.chan_history (a term typed
+ * over several lines is one entry), colours; Ctrl-C clears the line being typed (or the term being continued), or
+ * abandons the rpc being waited for, and returns to the prompt; Ctrl-D on an empty line (or `quit`) leaves. With piped
+ * input it reads to the end, waits for every answer, and exits 0 (1 if any command failed or the server closed the
+ * connection).
  */
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -18,12 +22,12 @@ import path from 'node:path';
 import type { Channel } from '../client.js';
 import { ChanError } from '../errors.js';
 import { JsonTermError, formatJsonTerm, parseJsonTerm } from '../term/json.js';
-import type { Term } from '../term/model.js';
+import { Atom, Tuple, type Term } from '../term/model.js';
 import { formatTerm } from '../term/print.js';
 import { parseTerm, TermSyntaxError } from '../term/parse.js';
 import { EXIT_FAILURE, EXIT_OK, failureLine, stdinLines } from './common.js';
 
-export const SESSION_HELP = `commands (a term ends with '.'):
+export const SESSION_HELP = `commands (a term ends with '.'; Enter without one continues it; Ctrl-C clears or abandons):
   cast TERM.   send TERM, wait for nothing        cast {store, joe, "writing a book"}.
   rpc TERM.    send TERM and print the answer     rpc {lookup, joe}.
   TERM.        the same as rpc                    {lookup, joe}.
@@ -40,14 +44,44 @@ atoms are {"$atom": "name"}, tuples {"$tuple": [...]}, binaries {"$binary": "bas
 JSON's 1 and 1.0 are both the integer 1: the float 1.0 is {"$float": 1}`;
 
 const COMMANDS = ['cast ', 'rpc ', 'help', 'quit'];
+/** Atoms remembered for Tab completion, at most. */
+const MAX_SEEN_ATOMS = 1000;
 /** Lines of history kept in the history file. */
 export const HISTORY_LINES = 1000;
 
 type Command = { kind: 'cast' | 'rpc'; text: string } | { kind: 'help' | 'quit' } | { kind: 'empty' };
 
+/**
+ * Splits what was typed into sentences, each ending with a `.` that is followed by white space or the end (not in a
+ * string, a quoted atom or a comment). `rest` is what follows the last one: a sentence not finished yet.
+ */
+export function sentences(input: string): { done: string[]; rest: string } {
+  const done: string[] = [];
+  let start = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i] as string;
+    if (quote !== null) {
+      if (c === '\\') i++;
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === '%') {
+      while (i < input.length && input[i] !== '\n') i++;
+    } else if (c === '$') {
+      i++; // a character literal: $. is the character, not an end
+    } else if (c === '.' && (i + 1 === input.length || /\s/.test(input[i + 1] as string))) {
+      done.push(input.slice(start, i + 1));
+      start = i + 1;
+    }
+  }
+  return { done, rest: input.slice(start) };
+}
+
+/** A sentence (or, for help and quit, a bare word) as a command. */
 export function readCommand(input: string): Command {
   const text = input.trim();
-  if (text === '') return { kind: 'empty' };
+  if (text === '' || text === '.') return { kind: 'empty' };
   const bare = text.replace(/\.$/, '').trim();
   if (bare === 'help' || bare === 'h' || bare === '?') return { kind: 'help' };
   if (bare === 'quit' || bare === 'exit' || bare === 'q()' || bare === 'q') return { kind: 'quit' };
@@ -56,10 +90,31 @@ export function readCommand(input: string): Command {
   return { kind: 'rpc', text };
 }
 
-/** Tab completion: the commands that start with what was typed, at the start of a line. */
-export function complete(line: string): [string[], string] {
-  const hits = COMMANDS.filter((c) => c.startsWith(line));
-  return [hits.length > 0 ? hits : line === '' ? COMMANDS : [], line];
+/**
+ * Tab completion: at the start of a line the commands (and atoms), after it the atoms the session has seen, that start
+ * with the word being typed.
+ */
+export function complete(line: string, atoms: ReadonlySet<string> = new Set()): [string[], string] {
+  const word = /[a-z][A-Za-z0-9_@]*$/.exec(line)?.[0] ?? '';
+  const atStart = line.trim() === word;
+  if (atStart && word === '') return [COMMANDS, line];
+  const pool = atStart ? [...COMMANDS, ...atoms] : [...atoms];
+  return [pool.filter((c) => c.startsWith(word) && c !== word).sort(), word];
+}
+
+/** Remembers the atoms in `t` (for completion), up to MAX_SEEN_ATOMS in all. */
+function noteAtoms(t: Term, seen: Set<string>, depth = 0): void {
+  if (seen.size >= MAX_SEEN_ATOMS || depth > 32) return;
+  if (t instanceof Atom) {
+    if (/^[a-z][A-Za-z0-9_@]*$/.test(t.name)) seen.add(t.name);
+  } else if (t instanceof Tuple || Array.isArray(t)) {
+    for (const x of t instanceof Tuple ? t.elements : (t as readonly Term[])) noteAtoms(x, seen, depth + 1);
+  } else if (t instanceof Map) {
+    for (const [k, v] of t) {
+      noteAtoms(k, seen, depth + 1);
+      noteAtoms(v, seen, depth + 1);
+    }
+  }
 }
 
 function historyFile(): string | null {
@@ -92,16 +147,32 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
   const colour = tty && !process.env['NO_COLOR'];
   const paint = (code: string, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);
   const history = tty ? historyFile() : null;
+  /** Atoms sent and received, for Tab. */
+  const seen = new Set<string>();
   const { rl, iterator } = stdinLines(
-    tty ? { completer: complete, history: loadHistory(history), historySize: HISTORY_LINES } : {},
+    tty
+      ? { completer: (line: string) => complete(line, seen), history: loadHistory(history), historySize: HISTORY_LINES }
+      : {},
   );
   const json = o.json === true;
-  const show = (t: Term): string => (json ? formatJsonTerm(t) : formatTerm(t));
-  const read = (text: string): Term => (json ? parseJsonTerm(text.trim()) : parseTerm(text));
+  const show = (t: Term): string => {
+    noteAtoms(t, seen);
+    return json ? formatJsonTerm(t) : formatTerm(t);
+  };
+  const read = (text: string): Term => {
+    const t = json ? parseJsonTerm(text.trim()) : parseTerm(text);
+    noteAtoms(t, seen);
+    return t;
+  };
   const prompt = paint('1', `${service}> `);
   const more = `${' '.repeat(Math.max(0, service.length - 3))}..> `;
   let failed = false;
   let quitting = false;
+  /** The rpc being waited for, which Ctrl-C abandons. */
+  let waiting: AbortController | null = null;
+  /** A term begun on earlier lines, and how many lines it has taken. */
+  let buffer = '';
+  let bufferLines = 0;
 
   const print = (line: string, stream: NodeJS.WriteStream = process.stdout): void => {
     if (tty) {
@@ -117,75 +188,148 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
     failed = true;
     print(paint('31', line), process.stderr);
   };
+  /** The end of the connection is said once, by whichever learns of it first: a waiting rpc, or the channel. */
+  let closeSaid = false;
+  const sayClosed = (line: string): void => {
+    if (closeSaid) return;
+    closeSaid = true;
+    fail(line);
+  };
 
   void (async () => {
     for await (const x of ch) print(tty ? `${paint('36', 'push')} ${show(x)}` : show(x));
   })().catch(() => {});
   void ch.closed.then((info) => {
     if (quitting) return;
-    fail(`chan: ${info.reason === 'normal' ? 'closed' : info.reason}: the server closed the connection: ${info.text}`);
+    sayClosed(
+      `chan: ${info.reason === 'normal' ? 'closed' : info.reason}: the server closed the connection: ${info.text}`,
+    );
     rl.close();
   });
 
   if (tty) {
+    rl.on('SIGINT', () => {
+      if (waiting) {
+        waiting.abort(); // the loop says so, and prompts again
+        return;
+      }
+      if (buffer === '' && rl.line === '') {
+        print(paint('2', '(to leave: Ctrl-D on an empty line, or quit)'));
+        return;
+      }
+      // Clears the line being typed, and the term being continued: as erl and redis-cli do.
+      buffer = '';
+      bufferLines = 0;
+      rl.write(null, { ctrl: true, name: 'e' });
+      rl.write(null, { ctrl: true, name: 'u' });
+      process.stdout.write('^C\n');
+      rl.setPrompt(prompt);
+      rl.prompt();
+    });
     process.stdout.write(`connected to ${service}; type help for the commands\n`);
     rl.setPrompt(prompt);
     rl.prompt();
   }
-  let buffer = '';
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) break;
-    if (history && next.value.trim() !== '') {
-      try {
-        appendFileSync(history, `${next.value}\n`, { mode: 0o600 });
-      } catch {
-        // a history that cannot be written is not worth failing a session for
-      }
-    }
-    buffer += (buffer ? '\n' : '') + next.value;
-    const cmd = json ? readJsonCommand(buffer) : readCommand(buffer);
-    let done = true;
+
+  /** Runs one command; false when the session must end (the channel closed). */
+  const run = async (item: string): Promise<boolean> => {
+    const cmd = json ? readJsonCommand(item) : readCommand(item);
     try {
       switch (cmd.kind) {
         case 'empty':
-          break;
+          return true;
         case 'help':
           print(json ? SESSION_HELP_JSON : SESSION_HELP);
-          break;
+          return true;
         case 'quit':
           quitting = true;
-          break;
+          return true;
         case 'cast':
           ch.cast(read(cmd.text));
-          break;
+          return true;
         case 'rpc': {
           const term = read(cmd.text);
-          print(show(await ch.rpc(term, o.timeout === undefined ? {} : { timeout: o.timeout })));
-          break;
+          waiting = new AbortController();
+          const options = o.timeout === undefined ? {} : { timeout: o.timeout };
+          print(show(await ch.rpc(term, { ...options, signal: waiting.signal })));
+          return true;
         }
       }
     } catch (err) {
-      if (err instanceof TermSyntaxError && err.incomplete) {
-        done = false;
-      } else if (err instanceof TermSyntaxError || err instanceof JsonTermError) {
-        fail(`chan: syntax: ${err.message}`);
-      } else if (err instanceof ChanError) {
-        fail(failureLine(err));
-        if (ch.isClosed) break;
-      } else {
-        throw err;
+      if (err instanceof ChanError && err.code === 'aborted') {
+        print(paint('2', '^C: the rpc was abandoned (its answer, if it comes, is dropped)'));
+        return true;
       }
+      if (err instanceof TermSyntaxError || err instanceof JsonTermError) {
+        fail(`chan: syntax: ${err.message}`);
+        return true;
+      }
+      if (!(err instanceof ChanError)) throw err;
+      if (ch.isClosed) {
+        sayClosed(failureLine(err));
+        return false;
+      }
+      fail(failureLine(err));
+      return true;
+    } finally {
+      waiting = null;
     }
-    if (done) buffer = '';
-    if (quitting) break;
+  };
+
+  /** A command typed over several lines is one entry of the history (in memory and in the file). */
+  const remember = (entry: string, lines: number): void => {
+    if (!tty || entry.trim() === '') return;
+    const kept = Reflect.get(rl, 'history');
+    if (Array.isArray(kept) && lines > 1) kept.splice(0, Math.min(lines, kept.length), entry);
+    if (!history) return;
+    try {
+      appendFileSync(history, `${entry}\n`, { mode: 0o600 });
+    } catch {
+      // a history that cannot be written is not worth failing a session for
+    }
+  };
+
+  lines: for (;;) {
+    const next = await iterator.next();
+    if (next.done) {
+      // The end of the input: a last term without its '.' (piped input often has none) is run if it is whole.
+      if (buffer.trim() !== '' && !quitting) await run(buffer);
+      buffer = '';
+      break;
+    }
+    let items: string[];
+    if (json) {
+      items = [next.value];
+      remember(next.value, 1);
+    } else {
+      buffer += (buffer ? '\n' : '') + next.value;
+      bufferLines++;
+      if (/^\s*(help|h|\?|quit|exit|q|q\(\))\s*$/.test(buffer)) {
+        // The session's own words need no '.'.
+        items = [buffer];
+        buffer = '';
+      } else {
+        const found = sentences(buffer);
+        items = found.done;
+        buffer = found.rest.trim() === '' ? '' : found.rest;
+      }
+      if (items.length > 0)
+        remember(
+          items
+            .join(' ')
+            .replace(/\s*\n\s*/g, ' ')
+            .trim(),
+          bufferLines,
+        );
+      if (buffer === '') bufferLines = 0;
+    }
+    for (const item of items) if (!(await run(item)) || quitting) break lines;
     if (tty) {
-      rl.setPrompt(done ? prompt : more);
+      rl.setPrompt(buffer === '' ? prompt : more);
       rl.prompt();
     }
   }
   quitting = true;
-  if (buffer.trim() !== '') fail(`chan: syntax: input ended inside a term: ${buffer.trim().slice(0, 60)}`);
   rl.close();
   await ch.close();
   return failed ? EXIT_FAILURE : EXIT_OK;
