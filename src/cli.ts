@@ -28,6 +28,7 @@ import { pingCommand } from './cli/ping.js';
 import { certs, passwd } from './cli/security.js';
 import { serve } from './cli/serve.js';
 import { session } from './cli/session.js';
+import { profile, profileCommand, type Profile } from './cli/profiles.js';
 import { VERSION } from './version.js';
 
 const CONNECTION_OPTIONS = `  --erlang              speak the original lib_chan protocol, to an Erlang lib_chan server or a server's
@@ -39,7 +40,10 @@ const CONNECTION_OPTIONS = `  --erlang              speak the original lib_chan 
   --servername NAME     the name the server's certificate must hold (default: HOST)`;
 
 const SECRET_NOTE = `SECRET is the service's secret; '-' reads it from standard input (it stays out of shell history);
-'' (empty) connects to a service that has none.`;
+'' (empty) connects to a service that has none. @NAME stands for HOST PORT SERVICE saved by chan profile save.`;
+
+/** The commands that connect to a service: they take @NAME for a saved profile's HOST PORT SERVICE. */
+const CONNECTING = new Set(['connect', 'rpc', 'cast', 'bench']);
 
 /** Each command: how many positional arguments it takes (at least, at most), its usage line, summary and help. */
 const COMMANDS: Record<string, { positionals: [number, number]; usage: string; summary: string; help: string }> = {
@@ -143,7 +147,18 @@ options:
   --server-pid PID      the server's process, for its CPU time and memory
   --pin CPU             run on one CPU (taskset); pin the server to the same one for sequential latency
   --json                the results as JSON
+  --report FILE.html    also write a page to share: the table, and each scenario's latency percentile curve (SVG)
 ${CONNECTION_OPTIONS}`,
+  },
+  profile: {
+    positionals: [1, 5],
+    usage:
+      'chan profile save NAME HOST PORT SERVICE [--tls] [--ca F] [--cert F --key F] [--erlang] | list | delete NAME',
+    summary: 'save where a service is, to connect with @NAME (never the secret)',
+    help: `Saves HOST PORT SERVICE, and the TLS and --erlang flags, under NAME; then chan connect @NAME SECRET,
+chan rpc @NAME SECRET TERM..., chan cast and chan bench take @NAME in their place. The secret is never saved: give it
+on each command ('-' reads it from standard input). 'list' shows the profiles, 'delete NAME' removes one. The file is
+$CHAN_PROFILES, else ~/.config/lib-chan/profiles.json ($XDG_CONFIG_HOME), written mode 0600.`,
   },
   certs: {
     positionals: [0, 0],
@@ -251,6 +266,7 @@ async function main(argv: string[]): Promise<number> {
         idle: { type: 'string' },
         'server-pid': { type: 'string' },
         pin: { type: 'string' },
+        report: { type: 'string' },
         store: { type: 'string' },
         processes: { type: 'string' },
       },
@@ -263,7 +279,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const [command, ...rest] = positionals;
+  const [command, ...given] = positionals;
+  // `@NAME` for HOST PORT SERVICE: a saved profile (chan profile), whose TLS and protocol flags come with it.
+  let rest = given;
+  let saved: Profile | null = null;
+  if (command !== undefined && CONNECTING.has(command) && given[0]?.startsWith('@')) {
+    saved = profile(given[0]);
+    rest = [saved.host, String(saved.port), saved.service, ...given.slice(1)];
+  }
   if (command === 'help') {
     process.stdout.write(`${rest[0] ? commandHelp(rest[0]) : overview()}\n`);
     return 0;
@@ -291,9 +314,10 @@ async function main(argv: string[]): Promise<number> {
       : positive('--connect-timeout', values['connect-timeout'], 'a positive number of milliseconds');
   const target = async (): Promise<Destination> => {
     const [host, port, service, secret] = rest as [string, string, string, string];
-    const tls = tlsOptions(values);
-    if (tls && values.erlang) throw usageError('--erlang speaks the original lib_chan protocol, which has no TLS');
-    const options: ConnectOptions = values.erlang ? { protocol: 'erlang' } : tls ? { tls } : {};
+    const tls = tlsOptions({ ...(saved?.tls ? { tls: true, ...saved.tls } : {}), ...values });
+    const erlang = values.erlang === true || saved?.erlang === true;
+    if (tls && erlang) throw usageError('--erlang speaks the original lib_chan protocol, which has no TLS');
+    const options: ConnectOptions = erlang ? { protocol: 'erlang' } : tls ? { tls } : {};
     if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
     return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options };
   };
@@ -323,6 +347,8 @@ async function main(argv: string[]): Promise<number> {
       return certs(values);
     case 'passwd':
       return passwd(values.iterations);
+    case 'profile':
+      return profileCommand(rest, values);
   }
   throw usageError(`unknown command '${command}'`);
 }
@@ -330,8 +356,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (status) => {
     process.exitCode = status;
-    // Whatever still holds the event loop (a paused stdin, a lingering socket) must not keep a finished command alive.
-    setImmediate(() => process.exit(status));
+    // Whatever still holds the event loop (a paused stdin, a lingering socket) must not keep a finished command alive;
+    // but what was written to stdout and stderr (pipes may be asynchronous) goes out first.
+    exitAfterOutput(status);
   },
   (err: unknown) => {
     let status = EXIT_FAILURE;
@@ -351,6 +378,16 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`${failureLine(err)}\n`);
       if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     }
-    process.exit(status);
+    exitAfterOutput(status);
   },
 );
+
+/** Exits with `status` once stdout and stderr have taken everything written to them. */
+function exitAfterOutput(status: number): void {
+  let waiting = 2;
+  const done = (): void => {
+    if (--waiting === 0) setImmediate(() => process.exit(status));
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}

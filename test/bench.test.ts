@@ -1,13 +1,17 @@
 import test from 'ava';
-import { Histogram } from '../src/bench/histogram.js';
-import type { ScenarioResult } from '../src/bench/load.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createHistogram } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { latencyCurve, type ScenarioResult } from '../src/bench/load.js';
 import { run, serve } from './cli-helpers.js';
+import { tempDir } from './helpers.js';
 
-test('the histogram keeps percentiles within 0.1% over six orders of magnitude', (t) => {
-  const h = new Histogram();
+test('the latency curve: percentiles within 0.1% over six orders of magnitude, rising to the maximum', (t) => {
+  const h = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   const values: number[] = [];
   for (let i = 0; i < 100_000; i++) {
-    const v = Math.round(10 ** (Math.random() * 6));
+    const v = Math.round(10 ** (Math.random() * 6)) || 1;
     values.push(v);
     h.record(v);
   }
@@ -17,8 +21,14 @@ test('the histogram keeps percentiles within 0.1% over six orders of magnitude',
     const got = h.percentile(p);
     t.true(Math.abs(got - exact) <= Math.max(1, exact * 0.001), `p${p}: ${got} vs ${exact}`);
   }
-  t.is(h.max, values.at(-1) as number);
-  t.is(h.count, 100_000);
+  const curve = latencyCurve(h);
+  t.deepEqual(curve[0]?.[0], 0);
+  t.deepEqual(curve.at(-1), [100, h.max]);
+  for (let i = 1; i < curve.length; i++) {
+    t.true((curve[i]?.[0] as number) > (curve[i - 1]?.[0] as number));
+    t.true((curve[i]?.[1] as number) >= (curve[i - 1]?.[1] as number));
+  }
+  t.true(Math.abs(h.max - (values.at(-1) as number)) <= (values.at(-1) as number) * 0.001);
 });
 
 test('chan bench runs every scenario against chan serve, checks every answer, and reports them', async (t) => {
@@ -81,3 +91,55 @@ test('chan bench with a wrong secret fails like any other command', async (t) =>
   t.is(r.status, 1);
   t.regex(r.stderr, /^chan: authFail:/);
 });
+
+const CHROMIUM = '/usr/bin/chromium';
+if (existsSync(CHROMIUM)) {
+  test('chan bench --report writes a page with each scenario in a table and its percentile curve, shown by a browser', async (t) => {
+    const { child, port } = await serve([]);
+    t.teardown(() => child.kill('SIGKILL'));
+    const file = path.join(tempDir(), 'report.html');
+    const r = await run([
+      'bench',
+      '-n',
+      '300',
+      '--scenario',
+      'rpc,pipeline',
+      '-c',
+      '1',
+      '--report',
+      file,
+      'localhost',
+      String(port),
+      'nameServer',
+      'ABXy45',
+    ]);
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`report: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`));
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM });
+    t.teardown(() => browser.close());
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    page.on('requestfailed', (req) => errors.push(`request ${req.url()}`));
+    await page.goto(pathToFileURL(file).href);
+    t.regex((await page.title()) ?? '', /^chan bench: localhost:\d+ nameServer$/);
+    t.deepEqual(await page.locator('tbody tr td:first-child').allTextContents(), ['rpc -c 1', 'pipeline -w 64']);
+    t.is(await page.locator('section.scenario svg').count(), 2);
+    const curves: string[] = await page
+      .locator('polyline.curve')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('points') ?? ''));
+    for (const points of curves) {
+      const xy = points.split(' ').map((p) => p.split(',').map(Number));
+      t.true(xy.length >= 5, 'a curve of several percentiles');
+      t.true(xy.every(([x, y]) => Number.isFinite(x) && Number.isFinite(y)));
+    }
+    // Drawn: the curves have a size on the page.
+    const box = await page.locator('polyline.curve').first().boundingBox();
+    t.true((box?.width ?? 0) > 100);
+    t.deepEqual(errors, [], 'self-contained: no script errors, nothing fetched');
+  });
+} else {
+  console.log(`bench report browser test skipped: ${CHROMIUM} is not installed (Debian's chromium)`);
+  test.skip('chan bench --report in a real browser (chromium not installed)', () => {});
+}

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import test from 'ava';
@@ -206,7 +207,8 @@ test('chan connect says so and exits 1 when the server goes away', async (t) => 
   session.stdin.write('{lookup, jim}.\n'); // stdin stays open: the session is waiting for the next line
   await answered;
   server.kill('SIGTERM');
-  const [code] = await once(session, 'exit');
+  // 'close', not 'exit': the child's output may still be on its way when it has exited.
+  const [code] = await once(session, 'close');
   t.is(code, 1);
   t.is(stderr, 'chan: shutdown: the server closed the connection: the server is shutting down\n');
 });
@@ -340,4 +342,27 @@ test('chan check runs what chan serve checks before it listens, and lists every 
     lines[4] ?? '',
     /^ {2}service c: module 'mod_bad' does not parse \(.*mod_bad\.js:2\): missing \) after argument list$/,
   );
+});
+
+test('chan profile saves where a service is (never its secret); @NAME stands for HOST PORT SERVICE', async (t) => {
+  const { child, port } = await serve([]);
+  t.teardown(() => child.kill('SIGKILL'));
+  const file = path.join(tempDir(), 'profiles.json');
+  const env = { CHAN_PROFILES: file };
+  const saved = await run(['profile', 'save', 'kvs', '127.0.0.1', String(port), 'nameServer'], { env });
+  t.is(saved.status, 0, saved.stderr);
+  t.regex(saved.stdout, /^saved @kvs: 127\.0\.0\.1 \d+ nameServer \(no secret is saved\)/);
+  t.is(statSync(file).mode & 0o777, 0o600);
+  t.false(readFileSync(file, 'utf8').includes('ABXy45'));
+  t.is((await run(['cast', '@kvs', 'ABXy45', '{store, ann, "a profile"}'], { env })).status, 0);
+  const rpc = await run(['rpc', '@kvs', '-', '{lookup, ann}'], { env, input: 'ABXy45\n' });
+  t.is(rpc.stdout, '{ok,"a profile"}\n', rpc.stderr);
+  const session = await run(['connect', '@kvs', 'ABXy45'], { env, input: '{lookup, ann}.\n' });
+  t.is(session.stdout, '{ok,"a profile"}\n');
+  t.regex((await run(['profile', 'list'], { env })).stdout, /^@kvs {2}127\.0\.0\.1 \d+ nameServer\n$/);
+  const missing = await run(['rpc', '@nope', 'x', 'a'], { env });
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /no profile 'nope' in .*profiles\.json/);
+  t.is((await run(['profile', 'delete', 'kvs'], { env })).status, 0);
+  t.regex((await run(['profile', 'list'], { env })).stdout, /^no profiles in /);
 });

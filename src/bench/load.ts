@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Channel } from '../client.js';
 import type { Destination } from '../client-options.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
-import { Histogram } from './histogram.js';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 
 export type Scenario = 'rpc' | 'store' | 'pipeline' | 'cast' | 'connect' | 'idle';
 /** Every scenario; `store` is left out of the default run (it writes to the server's store). */
@@ -58,6 +58,8 @@ export interface ScenarioResult {
   bytesPerConnection?: number;
   marginalBytesPerConnection?: number;
   errors: number;
+  /** The latency curve: [percentile, microseconds] at HdrHistogram's reporting steps (for chan bench --report). */
+  curve?: [number, number][];
 }
 
 const STORE = new Atom('store');
@@ -87,7 +89,8 @@ export function processRssBytes(pid: number): number | undefined {
 
 /** Counts one scenario's operations, their latencies and the CPU both processes spent (shared with bench/ceiling.ts). */
 export class Meter {
-  readonly hist = new Histogram();
+  /** Latencies in microseconds: Node's HdrHistogram, 3 significant figures, 1 us to an hour. */
+  readonly hist: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   ops = 0;
   errors = 0;
   private readonly started = performance.now();
@@ -110,7 +113,7 @@ export class Meter {
 
   /** The latency of something begun at `t0` (from performance.now()). */
   latency(t0: number): void {
-    this.hist.record((performance.now() - t0) * 1000);
+    this.hist.record(Math.max(1, Math.round((performance.now() - t0) * 1000)));
   }
 
   /** One operation done, begun at `t0`. */
@@ -143,13 +146,23 @@ export class Meter {
       p90: h.percentile(90),
       p99: h.percentile(99),
       p999: h.percentile(99.9),
-      max: h.max,
+      max: h.count > 0 ? h.max : 0,
       clientCpuUs: (cpu.user + cpu.system) / ops,
       ...(serverCpu !== undefined ? { serverCpuUs: serverCpu / ops } : {}),
       errors: this.errors,
+      ...(h.count > 0 ? { curve: latencyCurve(h) } : {}),
       ...extra,
     };
   }
+}
+
+/** The percentile curve of `h`: HdrHistogram's reporting steps (0, 50, 75, 87.5, ...), ending at 100% with the maximum. */
+export function latencyCurve(h: RecordableHistogram): [number, number][] {
+  const points: [number, number][] = [...h.percentiles].map(([p, v]): [number, number] => [p, v]);
+  // The last step is 100%: the maximum itself (the steps report the low end of their buckets).
+  if (points.at(-1)?.[0] === 100) points.pop();
+  points.push([100, h.max]);
+  return points;
 }
 
 function open(t: Destination): Promise<Channel> {

@@ -9,6 +9,9 @@ import {
   type Scenario,
 } from '../bench/load.js';
 import type { Destination } from '../client-options.js';
+import { writeFileSync } from 'node:fs';
+import { renderReport } from '../bench/report.js';
+import { ChanError } from '../errors.js';
 import { EXIT_FAILURE, EXIT_OK, positive, usageError } from './common.js';
 
 export interface BenchArgs {
@@ -23,6 +26,7 @@ export interface BenchArgs {
   'server-pid'?: string;
   pin?: string;
   json?: boolean;
+  report?: string;
 }
 
 /** A positive whole number given as `name`, or `dflt` when it was not given. */
@@ -61,5 +65,24 @@ export async function bench(target: Destination, a: BenchArgs): Promise<number> 
   const results = await runLoad(target, chosen, settings);
   if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(a.json ? `${JSON.stringify(results)}\n` : `${formatResults(results)}\n`);
+  if (a.report !== undefined) {
+    const page = renderReport(results, {
+      target: `${target.host}:${target.port} ${target.service}`,
+      date: new Date(),
+      settings: {
+        ...(settings.count !== undefined ? { operations: settings.count } : { 'duration ms': settings.duration }),
+        connections: settings.connections.join(','),
+        window: settings.window,
+        'value bytes': settings.size,
+        keys: settings.keys,
+      },
+    });
+    try {
+      writeFileSync(a.report, page);
+    } catch (err) {
+      throw new ChanError('usage', `--report ${a.report}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!a.json) process.stdout.write(`report: ${a.report}\n`);
+  }
   return results.some((r) => r.errors > 0) ? EXIT_FAILURE : EXIT_OK;
 }
