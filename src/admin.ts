@@ -30,8 +30,10 @@ export interface AdminSource {
 
 /** The admin port's own limits: it serves a few operators and a scraper, never the public. */
 export const ADMIN_LIMITS = {
-  /** Connections open at once; more are refused by the kernel's backlog, then closed. */
+  /** Connections open at once; a connection past them is closed at once. */
   maxConnections: 64,
+  /** How often the timeouts below are checked, ms (Node checks them only this often). */
+  checkInterval: 1000,
   /** A request's headers must arrive within this, ms. */
   headersTimeout: 5000,
   /** A whole request, ms. */
@@ -54,7 +56,7 @@ export async function startAdmin(
   log: Logger,
 ): Promise<AdminServer> {
   const expected = token === null ? null : digest(token);
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer({ connectionsCheckingInterval: ADMIN_LIMITS.checkInterval }, (req, res) => {
     handle(req, res, expected, source).catch((err: unknown) => {
       log.error({ err }, 'the admin port failed to answer a request');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
@@ -90,6 +92,18 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** Compared in constant time (both sides hashed first, so their lengths tell nothing either). */
+function tokenMatches(given: string | null, expected: Buffer): boolean {
+  return given !== null && timingSafeEqual(digest(given), expected);
+}
+
+/** A Host header that names this machine by a loopback name or address (with or without a port). */
+function loopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return true; // HTTP/1.0: no Host, no name to rebind
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
 /** The token a request carries, from its Authorization header or its ?token= parameter. */
 function givenToken(req: IncomingMessage, url: URL): string | null {
   const header = req.headers.authorization;
@@ -109,24 +123,36 @@ async function handle(
     return;
   }
   const url = new URL(req.url ?? '/', 'http://admin');
+  // Without a token the port is on loopback: a request whose Host names anything else comes from a web page that
+  // rebound a name of its own to 127.0.0.1 (DNS rebinding), and is refused.
+  if (expected === null && !loopbackHost(req.headers.host)) {
+    send(res, 403, 'text/plain; charset=utf-8', 'this admin port answers only requests addressed to a loopback host\n');
+    return;
+  }
+  const authorized = expected === null || tokenMatches(givenToken(req, url), expected);
   switch (url.pathname) {
     case '/healthz':
       send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
       return;
     case '/readyz': {
+      // Open to probes without the token; what is wrong (service names, the store) only to those with it.
       const problems = await source.readiness();
       if (problems.length === 0) send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
+      else if (!authorized)
+        send(
+          res,
+          503,
+          'text/plain; charset=utf-8',
+          `not ready: ${problems.length} problem(s) (the token shows which)\n`,
+        );
       else send(res, 503, 'text/plain; charset=utf-8', `not ready:\n${problems.map((p) => `  ${p}\n`).join('')}`);
       return;
     }
   }
-  if (expected !== null) {
-    const given = givenToken(req, url);
-    if (given === null || !timingSafeEqual(digest(given), expected)) {
-      res.setHeader('WWW-Authenticate', 'Bearer realm="lib-chan admin"');
-      send(res, 401, 'text/plain; charset=utf-8', 'this admin port needs its token: Authorization: Bearer TOKEN\n');
-      return;
-    }
+  if (!authorized) {
+    res.setHeader('WWW-Authenticate', 'Bearer realm="lib-chan admin"');
+    send(res, 401, 'text/plain; charset=utf-8', 'this admin port needs its token: Authorization: Bearer TOKEN\n');
+    return;
   }
   switch (url.pathname) {
     case '/metrics': {

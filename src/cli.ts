@@ -65,9 +65,10 @@ that dies; they need a store they share (lmdb: or redis://).`,
     usage: 'chan check [CONF]',
     summary: 'validate CONF and print the settings in effect, and where each came from',
     help: `Validates CONF as chan serve would before it listens (without listening, starting services or creating
-anything): the file, every option, the code_path folders, each service's module and function (imported, not started),
-the certificate's dates, and the store (Redis answering, an LMDB folder that can be written). Then prints every setting
-with its value and its source (the file and line, a CHAN_* variable, or the default). Secrets are masked.
+anything): the file, every option, the code_path folders, each service's module and function (imported, which runs
+its top-level code, but not started), the certificate's dates, and the store (Redis answering, an LMDB folder that can
+be written). Then prints every setting with its value and its source (the file and line, a CHAN_* variable, or the
+default). Secrets are masked.
 Exit 0 when valid; 2, with every problem listed, when not.`,
   },
   connect: {

@@ -25,7 +25,8 @@ import type { ServerConfig } from './config/load.js';
 import { openStore } from './store/index.js';
 import { describeStore } from './store/store.js';
 import { startAdmin } from './admin.js';
-import { ClusterMetrics, mergeStatus, shareMetrics, type StatusReport } from './metrics.js';
+import { ClusterMetrics, emptyStatus, mergeStatus, shareMetrics, type StatusReport } from './metrics.js';
+import { SERVER_NAME } from './version.js';
 
 type Up =
   | { t: 'listening'; port: number }
@@ -45,6 +46,9 @@ const ADMIN_ASK_TIMEOUT = 2000;
 export function processCount(processes: number | 'auto'): number {
   return processes === 'auto' ? availableParallelism() : processes;
 }
+
+/** Set in the environment of the server processes a primary forks. */
+export const UNDER_PRIMARY = 'LIB_CHAN_UNDER_PRIMARY';
 
 /** True in a server process forked by a primary. */
 export function inCluster(): boolean {
@@ -147,14 +151,22 @@ export async function runPrimary(
               mergeStatus(
                 (await ask('status')).filter((r): r is StatusReport => r !== null),
                 { pid: process.pid, uptime: Math.round((Date.now() - startedAt) / 1000) },
-              ) ?? { server: 'lib-chan', processes: 0, closing: stopping },
+              ) ??
+              emptyStatus({
+                server: SERVER_NAME,
+                pid: process.pid,
+                uptime: Math.round((Date.now() - startedAt) / 1000),
+                store: describeStore(url),
+                closing: stopping,
+              }),
           },
           log,
         );
   if (admin) log.info({ host: admin.host, port: admin.port }, 'admin port listening (for every process)');
   const status = await new Promise<number>((resolve) => {
     const fork = (): Worker => {
-      const w = cluster.fork();
+      // The variable tells the process that a primary serves the admin port (not any cluster it might run in).
+      const w = cluster.fork({ [UNDER_PRIMARY]: '1' });
       live.add(w.id);
       w.on('error', (err) => log.warn({ err, worker: w.id }, 'a message to a server process was lost'));
       w.on('message', (m: Up) => {

@@ -94,6 +94,10 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   private socketClosed = false;
   /** The handshake's outcome has been told to the observer. */
   private outcomeTold = false;
+  /** What the connection carried in its handshake (told to the observer as such at accept), or null before. */
+  private handshakeStats: MMStats | null = null;
+  /** The connection has ended: the metrics no longer count it as open (its socket may linger a while). */
+  private ended = false;
   private resolveDone: (() => void) | null = null;
   private donePromise: Promise<void> | null = null;
 
@@ -233,6 +237,9 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
 
   private accept(entry: DirectoryEntry, argsC: Term, ack: WireMessage): void {
     this.tellOutcome('ack', entry.name);
+    // The handshake's frames stay counted as the handshake's: the service's count starts here.
+    this.handshakeStats = { ...this.mm.stats };
+    this.host.observer.carried(null, this.handshakeStats);
     this.leaveHandshake();
     this.fields['service'] = entry.name;
     this.childLog = null;
@@ -272,20 +279,38 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     this.leaveHandshake();
   }
 
-  /** The service (null in the handshake), the protocol, and what the connection has carried so far. */
-  get snapshot(): { service: string | null; protocol: string; stats: MMStats } {
+  /**
+   * The service (null in the handshake), the protocol, and what the connection has carried for it so far (since its
+   * handshake, once in the session); null once it has ended.
+   */
+  get snapshot(): { service: string | null; protocol: string; stats: MMStats } | null {
+    if (this.ended) return null;
     const service = this.fields['service'];
     return {
       service: typeof service === 'string' ? service : null,
       protocol: this.protocol.dialect.name,
-      stats: this.mm.stats,
+      stats: this.sinceHandshake(),
+    };
+  }
+
+  private sinceHandshake(): MMStats {
+    const s = this.mm.stats;
+    const h = this.handshakeStats;
+    if (!h) return s;
+    return {
+      framesIn: s.framesIn - h.framesIn,
+      framesOut: s.framesOut - h.framesOut,
+      bytesIn: s.bytesIn - h.bytesIn,
+      bytesOut: s.bytesOut - h.bytesOut,
     };
   }
 
   onEnded(info: CloseInfo): void {
     this.phase = { at: 'closed', process: this.process };
     const s = this.mm.stats;
-    this.host.observer.closed(info.reason, this.snapshot.service, s);
+    const service = this.fields['service'];
+    this.host.observer.closed(info.reason, typeof service === 'string' ? service : null, this.sinceHandshake());
+    this.ended = true;
     this.host.log.info(
       {
         ...this.fields,

@@ -5,6 +5,7 @@
  * for the status page. Without an admin port the observer is {@link NO_OBSERVER}, which does nothing and times nothing.
  */
 import type * as promClient from 'prom-client';
+import { isCloseReason } from './errors.js';
 import { lazyRequire } from './lazy.js';
 import type { MMStats } from './mm.js';
 
@@ -23,8 +24,10 @@ export interface Observer {
   readonly timesRpcs: boolean;
   /** A handshake ended: `ack`, or the refusal's word. `service`: a service the server has, else null. */
   handshake(outcome: string, service: string | null): void;
-  /** A connection ended, with what it carried. */
+  /** A connection ended, with what it carried since it was last told (its handshake's frames are told apart). */
   closed(reason: string, service: string | null, stats: MMStats): void;
+  /** Frames a connection carried for `service` (null: in the handshake), told once it moves on. */
+  carried(service: string | null, stats: MMStats): void;
   /** A connection was refused before its handshake (tooManyConnections). */
   refused(text: string): void;
   /** A handler process ended with an error. */
@@ -41,6 +44,7 @@ export const NO_OBSERVER: Observer = {
   timesRpcs: false,
   handshake() {},
   closed() {},
+  carried() {},
   refused() {},
   crashed() {},
   restarted() {},
@@ -88,6 +92,21 @@ export interface RecentEvent {
   text: string;
 }
 
+/**
+ * A word as a metric label: lib-chan's own words only. A peer's close frame may name any reason of up to 64
+ * characters; as a label, each would be a series of its own, which a client could invent without end.
+ */
+export function word(w: string): string {
+  return w === 'ack' || w === 'hello' || isCloseReason(w) ? w : 'other';
+}
+
+/** Outcomes that are the server turning a client away (not an ack, a ping's hello, or a client that left). */
+const NOT_REFUSALS = new Set(['ack', 'hello', 'peerClosed', 'normal', 'shutdown', 'other']);
+
+export function isRefusal(outcome: string): boolean {
+  return !NOT_REFUSALS.has(outcome);
+}
+
 /** Events kept for the status page. */
 export const RECENT_EVENTS = 50;
 
@@ -123,7 +142,7 @@ export class ServerMetrics implements Observer {
   /** Handshakes by outcome word, for the status page. */
   readonly outcomes = new Map<string, number>();
   /** What closed connections carried, by service: added to the open ones' figures when scraped. */
-  private readonly carried = new Map<string, MMStats>();
+  private readonly carriedBy = new Map<string, MMStats>();
   private source: MetricsSource | null = null;
 
   constructor() {
@@ -288,7 +307,7 @@ export class ServerMetrics implements Observer {
   /** What connections have carried, by service: the closed ones', and the open ones' so far. */
   totals(pick: (s: MMStats) => number): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [service, s] of this.carried) out.set(service, pick(s));
+    for (const [service, s] of this.carriedBy) out.set(service, pick(s));
     for (const c of this.source?.connections() ?? []) {
       const service = c.service ?? HANDSHAKE;
       out.set(service, (out.get(service) ?? 0) + pick(c.stats));
@@ -301,22 +320,27 @@ export class ServerMetrics implements Observer {
     if (this.recent.length > RECENT_EVENTS) this.recent.shift();
   }
 
-  handshake(outcome: string, service: string | null): void {
+  handshake(given: string, service: string | null): void {
+    const outcome = word(given);
     this.handshakes.inc({ service: service ?? '', outcome });
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
-    if (outcome !== 'ack')
+    if (isRefusal(outcome))
       this.note({ at: Date.now(), kind: 'refused', service, reason: outcome, text: `handshake refused: ${outcome}` });
   }
 
   closed(reason: string, service: string | null, stats: MMStats): void {
-    this.closes.inc({ reason });
+    this.closes.inc({ reason: word(reason) });
+    this.carried(service, stats);
+  }
+
+  carried(service: string | null, stats: MMStats): void {
     const key = service ?? HANDSHAKE;
-    const sum = this.carried.get(key) ?? { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+    const sum = this.carriedBy.get(key) ?? { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
     sum.framesIn += stats.framesIn;
     sum.framesOut += stats.framesOut;
     sum.bytesIn += stats.bytesIn;
     sum.bytesOut += stats.bytesOut;
-    this.carried.set(key, sum);
+    this.carriedBy.set(key, sum);
   }
 
   refused(text: string): void {
@@ -472,8 +496,36 @@ export class ClusterMetrics {
  * In a server process under a primary: its metrics answer the primary's AggregatorRegistry (which asks every
  * process; one that made no AggregatorRegistry of its own would never answer).
  */
-export function shareMetrics(registry: promClient.Registry): void {
+export function shareMetrics(registry: promClient.Registry | null): void {
   const p = loadPromClient();
-  new p.AggregatorRegistry();
-  p.AggregatorRegistry.setRegistries([registry]);
+  if (!sharing) {
+    sharing = true;
+    new p.AggregatorRegistry();
+  }
+  // Until its server has metrics (while it starts), a process answers with none rather than not at all.
+  p.AggregatorRegistry.setRegistries([registry ?? new p.Registry()]);
+}
+
+let sharing = false;
+
+/** A status report with nothing in it: what the primary says when no process answers. */
+export function emptyStatus(at: {
+  server: string;
+  pid: number;
+  uptime: number;
+  store: string;
+  closing: boolean;
+}): StatusReport {
+  return {
+    ...at,
+    now: Date.now(),
+    processes: 0,
+    ports: [],
+    connections: { open: 0, handshake: 0 },
+    services: [],
+    totals: { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, handshakes: {}, refusedHandshakes: 0 },
+    held: { mailboxMessages: 0, sendBufferBytes: 0, heldBytes: 0 },
+    throttledAddresses: 0,
+    recent: [],
+  };
 }

@@ -19,7 +19,7 @@ import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
 import { ORIGINAL_SERVER, OriginalServerHandshake, originalRefusal } from './original.js';
-import { NO_OBSERVER, ServerMetrics, type Observer, type StatusReport } from './metrics.js';
+import { NO_OBSERVER, ServerMetrics, isRefusal, type Observer, type StatusReport } from './metrics.js';
 import { startAdmin, type AdminServer, type AdminSource } from './admin.js';
 import { observedStore } from './store/observed.js';
 import { SERVER_NAME } from './version.js';
@@ -291,7 +291,8 @@ export class ChanServer implements ConnectionHost {
       await this.listenErlang(host);
       const adminPort = this.settings.adminPort;
       // In a process of several the primary serves the admin port, for all of them (cluster.ts).
-      if (adminPort !== null && !cluster.isWorker) {
+      // (LIB_CHAN_UNDER_PRIMARY is cluster.ts's UNDER_PRIMARY: set only in the processes our own primary forks.)
+      if (adminPort !== null && !(cluster.isWorker && process.env['LIB_CHAN_UNDER_PRIMARY'] === '1')) {
         const source: AdminSource = {
           metrics: () => this.metricsText(),
           readiness: () => this.readiness(),
@@ -337,7 +338,10 @@ export class ChanServer implements ConnectionHost {
 
   /** The open connections as the metrics read them. */
   private *connectionSnapshots(): Iterable<{ service: string | null; protocol: string; stats: MMStats }> {
-    for (const c of this.connections) yield c.snapshot;
+    for (const c of this.connections) {
+      const s = c.snapshot;
+      if (s) yield s;
+    }
   }
 
   private serviceStats(): Record<string, ServiceStats> {
@@ -403,7 +407,9 @@ export class ChanServer implements ConnectionHost {
     const byService = new Map<string, number>();
     let handshake = 0;
     for (const c of this.connections) {
-      const service = c.snapshot.service;
+      const snapshot = c.snapshot;
+      if (!snapshot) continue;
+      const service = snapshot.service;
       if (service === null) handshake++;
       else byService.set(service, (byService.get(service) ?? 0) + 1);
     }
@@ -412,7 +418,7 @@ export class ChanServer implements ConnectionHost {
       ports.push({ name: 'erlang', host: this.erlangListening.host, port: this.erlangListening.port });
     const m = this.metrics;
     let refusedHandshakes = 0;
-    for (const [outcome, n] of m?.outcomes ?? []) if (outcome !== 'ack' && outcome !== 'hello') refusedHandshakes += n;
+    for (const [outcome, n] of m?.outcomes ?? []) if (isRefusal(outcome)) refusedHandshakes += n;
     const total = (pick: (s: MMStats) => number): number => {
       let sum = 0;
       for (const n of m?.totals(pick).values() ?? []) sum += n;

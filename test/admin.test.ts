@@ -13,7 +13,8 @@ import { startServer, type ChanServer, type ServerOptions } from '../src/server.
 import { atom, tuple } from '../src/term/index.js';
 import { hasRedis, startRedis } from '../scripts/redis-server.js';
 import { run } from './cli-helpers.js';
-import { BOOK_SERVICE, refusal, tempDir } from './helpers.js';
+import { BOOK_SERVICE, RawClient, refusal, tempDir } from './helpers.js';
+import { request } from 'node:http';
 
 const CODE_PATH = [path.resolve('test/fixtures')];
 const FLAKY = { name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' };
@@ -66,14 +67,56 @@ test.serial(
     t.is(sample(body, 'libchan_store_operations_total{backend="memory",op="put"}'), 1);
     t.is(sample(body, 'libchan_store_operations_total{backend="memory",op="get"}'), 1);
     t.is(sample(body, 'libchan_connections_open{service="nameServer",protocol="lib-chan"}'), 1);
-    // Every frame of the connection counts for its service: startService, response and the two rpcs.
-    t.is(sample(body, 'libchan_messages_received_total{service="nameServer"}'), 4);
+    // The session's frames count for the service (the two rpcs); the handshakes' for (handshake), so that no count
+    // ever goes down when a connection moves from one to the other.
+    t.is(sample(body, 'libchan_messages_received_total{service="nameServer"}'), 2);
+    t.is(sample(body, 'libchan_messages_received_total{service="(handshake)"}'), 5);
     t.true((sample(body, 'libchan_bytes_sent_total{service="nameServer"}') ?? 0) > 0);
     t.is(sample(body, 'libchan_service_up{service="nameServer"}'), 1);
     t.is(sample(body, 'libchan_handler_crashes_total{service="nameServer"}'), 0);
     t.is(sample(body, 'libchan_throttled_addresses'), 0);
     t.true((sample(body, 'libchan_process_cpu_user_seconds_total') ?? -1) >= 0, "Node's own metrics, prefixed");
     await ch.close();
+  },
+);
+
+test.serial(
+  'a reason a client makes up in its close frame is counted as other, never as a label of its own',
+  async (t) => {
+    const server = await adminServer();
+    t.teardown(() => server.close());
+    for (let i = 0; i < 3; i++) {
+      const c = await RawClient.open(server.port);
+      c.send({ kind: 'close', reason: `madeUp${i}`, text: 'bye' });
+      await c.closed;
+    }
+    const body = (await get(server, '/metrics')).body;
+    t.false(body.includes('madeUp'));
+    t.is(sample(body, 'libchan_connections_closed_total{reason="other"}'), 3);
+    t.is(sample(body, 'libchan_handshakes_total{service="",outcome="other"}'), 3);
+  },
+);
+
+test.serial(
+  'without a token the admin port answers only requests addressed to a loopback host (no DNS rebinding)',
+  async (t) => {
+    const server = await adminServer();
+    t.teardown(() => server.close());
+    const status = (host: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port: server.adminPort, path: '/metrics', headers: { host } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    t.is(await status('rebound.example:9100'), 403);
+    t.is(await status(`localhost:${server.adminPort}`), 200);
+    t.is(await status(`127.0.0.1:${server.adminPort}`), 200);
   },
 );
 

@@ -2,6 +2,7 @@
 import { ConfigError, loadConfigFile, type ServerConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { inCluster, joinCluster, processCount, runPrimary, workerId } from '../cluster.js';
+import { shareMetrics } from '../metrics.js';
 import { startServer, type ServerStats } from '../server.js';
 
 const DEFAULT_CONF = 'conf/lib_chan.conf';
@@ -57,6 +58,8 @@ export async function serve(confArg: string | undefined, store?: string, process
     return runPrimary(config, count, () => serveConfig(file, store), log);
   }
   if (inCluster()) {
+    // The primary's admin port asks every process for its metrics, this one too while it starts.
+    if (config.adminPort !== null) shareMetrics(null);
     // From the start: the primary relays these (Ctrl-C reaches every process of the group), and a process must not die
     // of one while it starts; only its SIGTERM and its reload message count here.
     process.on('SIGINT', () => {});

@@ -58,24 +58,53 @@ type Command = { kind: 'cast' | 'rpc'; text: string } | { kind: 'help' | 'quit' 
 export function sentences(input: string): { done: string[]; rest: string } {
   const done: string[] = [];
   let start = 0;
-  let quote: string | null = null;
-  for (let i = 0; i < input.length; i++) {
-    const c = input[i] as string;
-    if (quote !== null) {
-      if (c === '\\') i++;
-      else if (c === quote) quote = null;
-    } else if (c === '"' || c === "'") {
-      quote = c;
-    } else if (c === '%') {
-      while (i < input.length && input[i] !== '\n') i++;
-    } else if (c === '$') {
-      i++; // a character literal: $. is the character, not an end
-    } else if (c === '.' && (i + 1 === input.length || /\s/.test(input[i + 1] as string))) {
+  scan(input, (i, c) => {
+    // An end: a '.' before white space, a comment, or the end of the input.
+    const next = input[i + 1];
+    if (c === '.' && (next === undefined || next === '%' || /\s/.test(next))) {
       done.push(input.slice(start, i + 1));
       start = i + 1;
     }
-  }
+  });
   return { done, rest: input.slice(start) };
+}
+
+/**
+ * Walks `text` as Erlang's scanner would for what matters here, calling `visit` for each character outside strings,
+ * quoted atoms, character literals ($x, $\\x) and comments; returns the text without its comments.
+ */
+function scan(text: string, visit: (i: number, c: string) => void): string {
+  let kept = '';
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (quote !== null) {
+      kept += c;
+      if (c === '\\') kept += text[++i] ?? '';
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") {
+      kept += c;
+      quote = c;
+    } else if (c === '%') {
+      while (i + 1 < text.length && text[i + 1] !== '\n') i++;
+    } else if (c === '$') {
+      // A character literal: $. is the character, $\\" an escaped quote; neither ends nor opens anything.
+      const escaped = text[i + 1] === '\\';
+      kept += text.slice(i, i + (escaped ? 3 : 2));
+      i += escaped ? 2 : 1;
+    } else {
+      kept += c;
+      visit(i, c);
+    }
+  }
+  return kept;
+}
+
+/** A term as one line of history: its lines joined, its comments dropped (a comment would swallow what follows). */
+export function historyEntry(text: string): string {
+  return scan(text, () => {})
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
 }
 
 /** A sentence (or, for help and quit, a bare word) as a command. */
@@ -170,9 +199,10 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
   let quitting = false;
   /** The rpc being waited for, which Ctrl-C abandons. */
   let waiting: AbortController | null = null;
-  /** A term begun on earlier lines, and how many lines it has taken. */
+  /** A term begun on earlier lines. */
   let buffer = '';
-  let bufferLines = 0;
+  /** Lines readline added to its history for the term being typed (it skips blank and repeated lines). */
+  let fragments = 0;
 
   const print = (line: string, stream: NodeJS.WriteStream = process.stdout): void => {
     if (tty) {
@@ -219,7 +249,7 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
       }
       // Clears the line being typed, and the term being continued: as erl and redis-cli do.
       buffer = '';
-      bufferLines = 0;
+      fragments = 0;
       rl.write(null, { ctrl: true, name: 'e' });
       rl.write(null, { ctrl: true, name: 'u' });
       process.stdout.write('^C\n');
@@ -276,11 +306,17 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
     }
   };
 
+  const noteFragment = (line: string): void => {
+    const kept = Reflect.get(rl, 'history');
+    if (tty && Array.isArray(kept) && line.trim() !== '' && kept[0] === line) fragments++;
+  };
   /** A command typed over several lines is one entry of the history (in memory and in the file). */
-  const remember = (entry: string, lines: number): void => {
+  const remember = (entry: string): void => {
+    const added = fragments;
+    fragments = 0;
     if (!tty || entry.trim() === '') return;
     const kept = Reflect.get(rl, 'history');
-    if (Array.isArray(kept) && lines > 1) kept.splice(0, Math.min(lines, kept.length), entry);
+    if (Array.isArray(kept) && added > 1) kept.splice(0, Math.min(added, kept.length), entry);
     if (!history) return;
     try {
       appendFileSync(history, `${entry}\n`, { mode: 0o600 });
@@ -298,12 +334,12 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
       break;
     }
     let items: string[];
+    noteFragment(next.value);
     if (json) {
       items = [next.value];
-      remember(next.value, 1);
+      remember(next.value);
     } else {
       buffer += (buffer ? '\n' : '') + next.value;
-      bufferLines++;
       if (/^\s*(help|h|\?|quit|exit|q|q\(\))\s*$/.test(buffer)) {
         // The session's own words need no '.'.
         items = [buffer];
@@ -313,15 +349,7 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
         items = found.done;
         buffer = found.rest.trim() === '' ? '' : found.rest;
       }
-      if (items.length > 0)
-        remember(
-          items
-            .join(' ')
-            .replace(/\s*\n\s*/g, ' ')
-            .trim(),
-          bufferLines,
-        );
-      if (buffer === '') bufferLines = 0;
+      if (items.length > 0) remember(historyEntry(items.join(' ')));
     }
     for (const item of items) if (!(await run(item)) || quitting) break lines;
     if (tty) {
