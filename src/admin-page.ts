@@ -4,8 +4,31 @@
  * crashes and refusals. Every value from the server is put in the page as text, never as HTML.
  */
 
-/** The page, with its script and style allowed by `nonce` (the Content-Security-Policy names it). */
-export function statusPage(nonce: string): string {
+import type { StatusReport } from './metrics.js';
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+function esc(x: unknown): string {
+  return String(x).replace(/[&<>"']/g, (c) => ESCAPES[c] as string);
+}
+
+/** What the page shows before its script has run: the services as they are when it is served. */
+type Initial = Partial<Pick<StatusReport, 'server' | 'services' | 'connections'>>;
+
+function initialRows(initial: Initial): string {
+  return (initial.services ?? [])
+    .map(
+      (x) =>
+        `<tr data-service="${esc(x.name)}"><td>${esc(x.name)}</td><td class="${x.status === 'up' ? 'up' : 'down'}">${esc(x.status)}</td><td class="n">${esc(x.connections)}</td><td class="n">${esc(x.crashes)}</td><td class="n">${esc(x.restarts)}</td><td>${x.erlang === null ? '-' : x.erlang ? 'served' : 'not served'}</td></tr>`,
+    )
+    .join('');
+}
+
+/**
+ * The page, with its script and style allowed by `nonce` (the Content-Security-Policy names it). `initial` is what it
+ * shows before its script has run (the services are listed even with scripts off); the script then keeps it live.
+ */
+export function statusPage(nonce: string, initial: Initial = {}): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -50,15 +73,15 @@ export function statusPage(nonce: string): string {
 <body>
 <header>
   <h1>lib-chan</h1>
-  <span id="server">connecting...</span>
+  <span id="server">${esc(initial.server ?? 'connecting...')}</span>
   <span id="ports"></span>
   <span id="uptime"></span>
   <span id="state"></span>
 </header>
 <main>
   <div class="cards">
-    <div class="card"><b id="connections">-</b><span>connections open</span></div>
-    <div class="card"><b id="handshaking">-</b><span>in the handshake</span></div>
+    <div class="card"><b id="connections">${esc(initial.connections?.open ?? '-')}</b><span>connections open</span></div>
+    <div class="card"><b id="handshaking">${esc(initial.connections?.handshake ?? '-')}</b><span>in the handshake</span></div>
     <div class="card"><b id="in-rate">-</b><span>messages in / s</span></div>
     <div class="card"><b id="out-rate">-</b><span>messages out / s</span></div>
     <div class="card"><b id="refusals">-</b><span>refused handshakes</span></div>
@@ -68,7 +91,7 @@ export function statusPage(nonce: string): string {
   <table>
     <thead><tr><th>service</th><th>state</th><th class="n">connections</th><th class="n">crashes</th>
       <th class="n">restarts</th><th>Erlang port</th></tr></thead>
-    <tbody id="services"></tbody>
+    <tbody id="services">${initialRows(initial)}</tbody>
   </table>
   <h2>Recent crashes and refusals</h2>
   <table>

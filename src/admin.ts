@@ -16,6 +16,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from './log.js';
 import { statusPage } from './admin-page.js';
+import type { StatusReport } from './metrics.js';
 import { listenError } from './transport.js';
 
 /** What the admin port serves, from the server it watches. */
@@ -25,7 +26,7 @@ export interface AdminSource {
   /** Why the server is not ready: nothing when it is. */
   readiness(): Promise<string[]>;
   /** What /status.json answers. */
-  status(): unknown | Promise<unknown>;
+  status(): StatusReport | Promise<StatusReport>;
 }
 
 /** The admin port's own limits: it serves a few operators and a scraper, never the public. */
@@ -170,7 +171,7 @@ async function handle(
         'Content-Security-Policy',
         `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'`,
       );
-      send(res, 200, 'text/html; charset=utf-8', statusPage(nonce));
+      send(res, 200, 'text/html; charset=utf-8', statusPage(nonce, await source.status()));
       return;
     }
     default:

@@ -76,9 +76,12 @@ Exit 0 when valid; 2, with every problem listed, when not.`,
     usage: 'chan connect [options] HOST PORT SERVICE SECRET',
     summary: 'a session: type terms ending in ".", read the answers',
     help: `Opens a session with SERVICE. Type a term ending in '.': 'cast T.' sends it, 'rpc T.' (or just 'T.') waits for
-the answer and prints it; a term may span lines; 'help' lists the commands; Tab completes them; the history is kept in
-~/.chan_history ($CHAN_HISTORY; empty: none). Pushes from the server are printed as they arrive. With piped input it
-reads to the end, waits for every answer, and exits 0 (1 if anything failed or the server closed the connection).
+the answer and prints it. As in erl, Enter without the '.' continues the term on the next line, and a line may hold
+several terms. 'help' lists the commands; Tab completes them and the atoms the session has seen; the history is kept
+in ~/.chan_history ($CHAN_HISTORY; empty: none), a term typed over several lines as one entry. Ctrl-C clears the line
+(or the term being continued), or abandons the rpc being waited for; Ctrl-D on an empty line, or quit, leaves.
+Pushes from the server are printed as they arrive. With piped input it reads to the end (the last term may omit its
+'.'), waits for every answer, and exits 0 (1 if anything failed or the server closed the connection).
 ${SECRET_NOTE}
 
 options:

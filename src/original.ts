@@ -155,7 +155,8 @@ export class OriginalServerHandshake<S extends OriginalServiceAuth> {
     this.state = { at: 'done' };
     const secret = s.service.secret;
     const expected = Buffer.from(challengeResponse(s.challenge, secret ?? ''), 'latin1');
-    const given = typeof r === 'string' ? Buffer.from(r, 'latin1') : Buffer.alloc(0);
+    // Hex in either case: the book writes it in lowercase, and the case says nothing about the secret.
+    const given = typeof r === 'string' ? Buffer.from(r.toLowerCase(), 'latin1') : Buffer.alloc(0);
     if (secret === null || given.length !== expected.length || !timingSafeEqual(given, expected)) {
       const lockedOut = this.o.throttle?.fail(this.o.peer.address) ?? false;
       return { kind: 'close', reason: 'authFail', text: `wrong secret for service ${s.service.name}`, lockedOut };

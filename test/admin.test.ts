@@ -181,6 +181,11 @@ test.serial(
     t.is(post.status, 405);
     t.is((await get(server, '/nothing-here')).status, 401);
     t.is((await get(server, `/nothing-here?token=${token}`)).status, 404);
+    // The page lists the services as served, before any script runs.
+    t.regex(
+      (await get(server, `/?token=${token}`)).body,
+      /<tr data-service="nameServer"><td>nameServer<\/td><td class="up">up<\/td>/,
+    );
   },
 );
 

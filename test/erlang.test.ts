@@ -105,7 +105,8 @@ test.serial(
     // As erlang:md5("abc" ++ "ABXy45") and erlang:md5("abc" ++ [252]) print in hex (checked in an Erlang shell).
     t.is(challengeResponse('abc', 'ABXy45'), '3044ced70407cfbe5053bfc1ebc76f1f');
     t.is(challengeResponse('abc', 'ü'), '274e7df151081664c1972ce48b12d7bf');
-    c.frame(encodeEtf(tuple(atom('response'), challengeResponse(text, 'ABXy45')), 32));
+    // In either case: the hex is compared without it.
+    c.frame(encodeEtf(tuple(atom('response'), challengeResponse(text, 'ABXy45').toUpperCase()), 32));
     t.is(term(await c.next(1)), 'ack');
     c.socket.destroy();
   },
