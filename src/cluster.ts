@@ -39,8 +39,11 @@ type Down =
   /** The primary's admin port asks each process for its status or its readiness. */
   | { t: 'admin?'; id: number; what: 'status' | 'ready' };
 
-/** How long the primary's admin port waits for a process to answer, ms. */
-const ADMIN_ASK_TIMEOUT = 2000;
+/**
+ * How long the primary's admin port waits for a process to answer, ms: longer than a process waits for its store
+ * (READY_STORE_TIMEOUT, 2 s), so that a store that hangs is reported as such, not as a process that did not answer.
+ */
+const ADMIN_ASK_TIMEOUT = 3000;
 
 /** The number of server processes `processes` asks for (`auto`: one per CPU). */
 export function processCount(processes: number | 'auto'): number {
