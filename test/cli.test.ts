@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import test from 'ava';
@@ -363,6 +363,12 @@ test('chan profile saves where a service is (never its secret); @NAME stands for
   const missing = await run(['rpc', '@nope', 'x', 'a'], { env });
   t.is(missing.status, 2);
   t.regex(missing.stderr, /no profile 'nope' in .*profiles\.json/);
+  // A file edited by hand into something else is refused, saying which profile.
+  writeFileSync(file, JSON.stringify({ broken: { host: 'h', port: 'nope', service: 's' } }));
+  const broken = await run(['rpc', '@broken', 'x', 'a'], { env });
+  t.is(broken.status, 2);
+  t.regex(broken.stderr, /profile 'broken' in .* is not host, port and service/);
+  writeFileSync(file, JSON.stringify({ kvs: { host: '127.0.0.1', port: 1, service: 's' } }));
   t.is((await run(['profile', 'delete', 'kvs'], { env })).status, 0);
   t.regex((await run(['profile', 'list'], { env })).stdout, /^no profiles in /);
 });

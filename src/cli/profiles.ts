@@ -48,9 +48,24 @@ function load(file: string): Record<string, Profile> {
 export function profile(at: string): Profile {
   const name = at.slice(1);
   const file = profilesFile();
-  const found = Object.hasOwn(load(file), name) ? load(file)[name] : undefined;
-  if (!found) throw usageError(`no profile '${name}' in ${file} (chan profile save ${name} HOST PORT SERVICE)`);
-  return found;
+  const all = load(file);
+  const found: unknown = Object.hasOwn(all, name) ? all[name] : undefined;
+  if (found === undefined)
+    throw usageError(`no profile '${name}' in ${file} (chan profile save ${name} HOST PORT SERVICE)`);
+  // The file may have been edited by hand: what it holds is checked before it is used.
+  const p = found as Partial<Profile> | null;
+  const valid =
+    p !== null &&
+    typeof p === 'object' &&
+    typeof p.host === 'string' &&
+    typeof p.service === 'string' &&
+    Number.isInteger(p.port) &&
+    (p.port as number) >= 0 &&
+    (p.port as number) <= 65535 &&
+    (p.tls === undefined || (typeof p.tls === 'object' && p.tls !== null)) &&
+    (p.erlang === undefined || typeof p.erlang === 'boolean');
+  if (!valid) throw usageError(`profile '${name}' in ${file} is not host, port and service: save it again`);
+  return p as Profile;
 }
 
 export interface ProfileFlags {
