@@ -406,10 +406,7 @@ export class ChanServer implements ConnectionHost {
     const stats = this.stats();
     const byService = new Map<string, number>();
     let handshake = 0;
-    for (const c of this.connections) {
-      const snapshot = c.snapshot;
-      if (!snapshot) continue;
-      const service = snapshot.service;
+    for (const { service } of this.connectionSnapshots()) {
       if (service === null) handshake++;
       else byService.set(service, (byService.get(service) ?? 0) + 1);
     }
@@ -479,8 +476,7 @@ export class ChanServer implements ConnectionHost {
       queuedMessages += c.queuedMessages;
       queuedBytes += c.queuedBytes;
     }
-    const services: Record<string, ServiceStats> = {};
-    for (const [name, s] of this.services) services[name] = s.stats();
+    const services = this.serviceStats();
     return {
       connections: this.connections.size,
       unauthenticated: this.admission.size,

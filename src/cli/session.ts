@@ -340,7 +340,8 @@ export async function session(ch: Channel, service: string, o: SessionOptions = 
       remember(next.value);
     } else {
       buffer += (buffer ? '\n' : '') + next.value;
-      if (/^\s*(help|h|\?|quit|exit|q|q\(\))\s*$/.test(buffer)) {
+      const word = readCommand(buffer).kind;
+      if (word === 'help' || word === 'quit') {
         // The session's own words need no '.'.
         items = [buffer];
         buffer = '';

@@ -42,7 +42,7 @@ import {
   type Term,
   type TermObject,
 } from '../term/model.js';
-import { COST, MAX_ATOM_CHARS, atomTooLong, stringCost } from './msgpack.js';
+import { COST, MAX_ATOM_CHARS, atomTooLong, hasKeyTwice, numberCost, stringCost } from './msgpack.js';
 import { DECODED_SIZE_RATIO, Writer, checkCost } from './writer.js';
 
 /** The first byte of every external term. */
@@ -118,11 +118,6 @@ function malformed(message: string): ChanError {
 
 function badTerm(message: string): ChanError {
   return new ChanError('badTerm', message);
-}
-
-/** A number's cost beyond its slot: nothing for a small integer, a box for anything else (as in MessagePack). */
-function numberCost(n: number): number {
-  return (n | 0) === n && !Object.is(n, -0) ? 0 : COST.boxed;
 }
 
 /** True when every element of `items` is an integer that is a Unicode scalar value (a code point, not a surrogate). */
@@ -239,9 +234,7 @@ function write(w: Writer, v: unknown, depth: number): void {
   }
   if (v instanceof Map) {
     w.charge(COST.map + COST.entry * v.size);
-    const seen = new TermSet();
-    for (const k of v.keys())
-      if (!seen.add(k as Term)) throw badTerm('a map has the same key twice (keys are compared by value)');
+    if (v.size > 1 && hasKeyTwice(v)) throw badTerm('a map has the same key twice (keys are compared by value)');
     w.u8u32(TAG.MAP, v.size);
     for (const [k, item] of v) {
       write(w, k, depth - 1);

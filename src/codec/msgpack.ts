@@ -93,7 +93,7 @@ export function stringCost(utf8Bytes: number, utf16Units: number): number {
 }
 
 /** A number's cost beyond its slot: nothing for a small integer, a box for anything else (every float included). */
-function numberCost(n: number): number {
+export function numberCost(n: number): number {
   return (n | 0) === n && !Object.is(n, -0) ? 0 : COST.boxed;
 }
 
@@ -823,7 +823,7 @@ const decoder = new Decoder();
 const hasOwn = (o: object, key: string): boolean => Object.hasOwn(o, key);
 
 /** Whether two keys of `m` are equal terms (two atoms joe are; a JavaScript Map tells them apart). */
-function hasKeyTwice(m: Map<unknown, unknown>): boolean {
+export function hasKeyTwice(m: Map<unknown, unknown>): boolean {
   const seen = new TermSet();
   for (const k of m.keys()) if (!seen.add(k as Term)) return true;
   return false;
