@@ -33,8 +33,13 @@ export interface AdminSource {
 export const ADMIN_LIMITS = {
   /** Connections open at once; a connection past them is closed at once. */
   maxConnections: 64,
-  /** How often the timeouts below are checked, ms (Node checks them only this often). */
+  /** How often Node checks the two timeouts below, ms. */
   checkInterval: 1000,
+  /**
+   * A connection silent this long is closed, ms: an idle one, or one whose request stopped halfway (the one limit that
+   * also holds for a connection that never sends a byte).
+   */
+  silence: 5000,
   /** A request's headers must arrive within this, ms. */
   headersTimeout: 5000,
   /** A whole request, ms. */
@@ -68,6 +73,7 @@ export async function startAdmin(
   server.headersTimeout = ADMIN_LIMITS.headersTimeout;
   server.requestTimeout = ADMIN_LIMITS.requestTimeout;
   server.keepAliveTimeout = ADMIN_LIMITS.keepAliveTimeout;
+  server.timeout = ADMIN_LIMITS.silence;
   await new Promise<void>((resolve, reject) => {
     const failed = (err: Error): void => reject(listenError(err, host, port));
     server.once('error', failed);

@@ -15,6 +15,11 @@ import { hasRedis, startRedis } from '../scripts/redis-server.js';
 import { run } from './cli-helpers.js';
 import { BOOK_SERVICE, RawClient, refusal, tempDir } from './helpers.js';
 import { request } from 'node:http';
+import { once } from 'node:events';
+import { createConnection, type Socket } from 'node:net';
+import { ADMIN_LIMITS } from '../src/admin.js';
+import { RECENT_EVENTS } from '../src/metrics.js';
+import { READY_STORE_TIMEOUT } from '../src/server.js';
 
 const CODE_PATH = [path.resolve('test/fixtures')];
 const FLAKY = { name: 'flaky', secret: null, module: 'mod_flaky', function: 'start_me_up' };
@@ -120,6 +125,38 @@ test.serial(
   },
 );
 
+test.serial('the admin port keeps to its limits: 64 connections, 5 s of silence, 50 recent events', async (t) => {
+  const server = await adminServer({ authMaxFailures: 1000 });
+  t.teardown(() => server.close());
+  // More refusals than the page keeps: the oldest go.
+  for (let i = 0; i < RECENT_EVENTS + 10; i++) await refusal(connect('127.0.0.1', server.port, 'nobody', 'x'));
+  const status = JSON.parse((await get(server, '/status.json')).body) as { recent: unknown[] };
+  t.is(status.recent.length, RECENT_EVENTS);
+  // Connections past the limit are closed at once; the port serves again once they go.
+  const open = async (): Promise<Socket> => {
+    const s = createConnection({ host: '127.0.0.1', port: server.adminPort });
+    await once(s, 'connect');
+    return s;
+  };
+  const held: Socket[] = [];
+  for (let i = 0; i < ADMIN_LIMITS.maxConnections; i++) held.push(await open());
+  const extra = await open();
+  extra.on('error', () => {});
+  extra.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  const reply = await new Promise<string>((resolve) => {
+    let text = '';
+    extra.on('data', (c: Buffer) => (text += String(c)));
+    extra.once('close', () => resolve(text));
+  });
+  t.is(reply, '', 'closed without an answer');
+  // A request that stops halfway is closed once the connection has been silent too long.
+  const slow = held[0] as Socket;
+  slow.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n');
+  await once(slow, 'close');
+  for (const s of held) s.destroy();
+  t.is((await get(server, '/healthz')).status, 200);
+});
+
 test.serial('/healthz answers while the process does; /readyz says what is wrong: a service down', async (t) => {
   const server = await adminServer({ services: [BOOK_SERVICE, FLAKY], restartIntensity: 0 });
   t.teardown(() => server.close());
@@ -153,6 +190,12 @@ if (hasRedis) {
     const server = await adminServer({ store: redis.url });
     t.teardown(() => server.close());
     t.is((await get(server, '/readyz')).status, 200);
+    // A store that hangs (the process stopped): reported once READY_STORE_TIMEOUT has passed.
+    process.kill(redis.child.pid as number, 'SIGSTOP');
+    const hung = await get(server, '/readyz');
+    process.kill(redis.child.pid as number, 'SIGCONT');
+    t.is(hung.status, 503);
+    t.regex(hung.body, new RegExp(`did not answer within ${READY_STORE_TIMEOUT} ms`));
     await redis.stop();
     const ready = await get(server, '/readyz');
     t.is(ready.status, 503);

@@ -14,6 +14,9 @@ import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
 import { MAX_ATOM_LENGTH, MAX_PARSE_DEPTH } from '../src/term/index.js';
 import { CLIENT_DEFAULTS, RECONNECT_DEFAULTS } from '../src/client.js';
 import { MAX_UNANSWERED_RPCS } from '../src/session.js';
+import { ADMIN_LIMITS } from '../src/admin.js';
+import { RECENT_EVENTS } from '../src/metrics.js';
+import { READY_STORE_TIMEOUT } from '../src/server.js';
 import { fixtures } from './tls-fixtures.js';
 import { tempDir } from './helpers.js';
 
@@ -86,6 +89,10 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| name-server entry overhead | ${ENTRY_OVERHEAD} bytes |`));
   t.true(doc.includes(`| certificate expiry warning | ${CERT_EXPIRY_WARNING_DAYS} days |`));
   t.true(doc.includes(`| failure throttling table | ${MAX_THROTTLED_ADDRESSES} addresses |`));
+  t.true(doc.includes(`| admin port connections | ${ADMIN_LIMITS.maxConnections} |`));
+  t.true(doc.includes(`| admin connection silence | ${ADMIN_LIMITS.silence} ms |`));
+  t.true(doc.includes(`| /readyz's wait for the store | ${READY_STORE_TIMEOUT} ms |`));
+  t.true(doc.includes(`| recent events on the status page | ${RECENT_EVENTS} |`));
 });
 
 test('the tls options can be set by their CHAN_TLS_ variables', (t) => {
