@@ -5,6 +5,8 @@
 //
 //   node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]
 //
+// SCENARIOS=pipeline,cast (the environment) runs some of the scenarios only (default: rpc,pipeline,cast).
+//
 // An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinned as every benchmark script is
 // (bench/common.ts, PIN): with one CPU it runs unpinned and says so.
 import { execFile, spawn } from 'node:child_process';
@@ -21,7 +23,7 @@ if (!oldDir || !newDir) {
 }
 const rounds = Number(roundsArg);
 const duration = Number(durationArg);
-const SCENARIOS = 'rpc,pipeline,cast';
+const SCENARIOS = process.env.SCENARIOS || 'rpc,pipeline,cast';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'chan-compare-'));
 const conf = path.join(dir, 'bench.conf');

@@ -473,8 +473,6 @@ export class MiddleMan implements HeartbeatHost {
   /** @internal The frame parser's sink. */
   onFrame(payload: Buffer): void {
     this.stats.framesIn++;
-    // A whole frame, not a chunk: a peer dribbling one endless frame is silent.
-    this.heartbeat?.heard();
     let m: WireMessage;
     let size: number;
     try {
@@ -601,11 +599,15 @@ export class MiddleMan implements HeartbeatHost {
       );
       return;
     }
+    const framesBefore = this.stats.framesIn;
     try {
       this.parser.push(chunk);
     } catch (err) {
       this.fail(err);
     }
+    // The peer is heard from when a whole frame has come, not a chunk (a peer dribbling one endless frame is silent);
+    // once a chunk, not once a frame: the clock is read once for the many frames a busy connection's chunk holds.
+    if (this.stats.framesIn !== framesBefore) this.heartbeat?.heard();
     // Paused, and chunks keep coming within this turn (the kernel had many): stop the socket now, not at the turn's end.
     if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED)
       this.pauseSocketIfStillFull();

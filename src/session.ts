@@ -37,36 +37,36 @@ export function sessionFault(receiver: 'server' | 'client', m: WireMessage): str
 }
 
 /** Shared by every connection without rpcs yet: never added to (replaced on first use), so it stays empty. */
-const NO_IDS: Set<number> = new Set();
+const NO_IDS: Map<number, boolean> = new Map();
 
 /** The server's side: which rpcs wait for an answer, and which of them the handler has received. */
 export class RpcAnswers {
-  /** rpc ids that arrived and are not answered yet. */
-  private waiting: Set<number> = NO_IDS;
-  /** Of those, the ones the handler has received, oldest first (a Set keeps insertion order): what `send` answers. */
-  private received: Set<number> = NO_IDS;
+  /**
+   * rpc ids that arrived and are not answered yet, in the order they arrived (a Map keeps insertion order), each with
+   * whether the handler has received it. The handler receives its mailbox in that order, so the ones it has received
+   * come first: the oldest it has received is the first, when it has received that one.
+   */
+  private waiting: Map<number, boolean> = NO_IDS;
 
   /** An rpc arrived: null, or why the connection must close (protocolError). */
   arrived(id: number): string | null {
     if (this.waiting.has(id)) return `request id ${id} is already waiting for its answer`;
     if (this.waiting.size >= MAX_UNANSWERED_RPCS)
       return `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`;
-    if (this.waiting === NO_IDS) this.waiting = new Set();
-    this.waiting.add(id);
+    if (this.waiting === NO_IDS) this.waiting = new Map();
+    this.waiting.set(id, false);
     return null;
   }
 
   /** The handler took the message of rpc `id` from its mailbox. */
   taken(id: number): void {
-    if (!this.waiting.has(id)) return;
-    if (this.received === NO_IDS) this.received = new Set();
-    this.received.add(id);
+    if (this.waiting.get(id) === false) this.waiting.set(id, true);
   }
 
   /** The rpc that `send` answers now: the oldest the handler has received, if any. */
   oldestReceived(): number | undefined {
-    const oldest = this.received.values().next();
-    return oldest.done ? undefined : oldest.value;
+    const first = this.waiting.entries().next();
+    return !first.done && first.value[1] ? first.value[0] : undefined;
   }
 
   isWaiting(id: number): boolean {
@@ -85,13 +85,11 @@ export class RpcAnswers {
 
   answered(id: number): void {
     this.waiting.delete(id);
-    this.received.delete(id);
   }
 
   /** The connection has ended: nothing waits any more. */
   clear(): void {
     this.waiting = NO_IDS;
-    this.received = NO_IDS;
   }
 }
 
@@ -101,6 +99,7 @@ export interface RpcSender {
 }
 
 interface Pending {
+  readonly id: number;
   resolve(x: Term): void;
   reject(err: Error): void;
   /** When it times out (performance.now()), or Infinity. */
@@ -112,6 +111,9 @@ interface Pending {
 /** A timer that fires this little early still counts its deadline as passed (timers keep whole milliseconds). */
 const DEADLINE_SLACK_MS = 1;
 
+/** The slots an rpc table starts with (a power of two; it doubles when half of them hold an rpc). */
+const FIRST_SLOTS = 64;
+
 function sweepRpcs(rpcs: PendingRpcs): void {
   rpcs.sweep();
 }
@@ -121,16 +123,31 @@ function sweepRpcs(rpcs: PendingRpcs): void {
  * earliest deadline (rather than a timer per rpc, armed and cleared at every call): with the usual single timeout it
  * fires about once per timeout, finds nothing late, and is armed again for the oldest rpc still waiting. It keeps the
  * process alive only while an rpc waits, as a timer per rpc did.
+ *
+ * The rpcs are kept in an array indexed by the low bits of their ids, not in a Map: ids count up (skipping one whose
+ * slot is taken, so an id is not used again before the count wraps at 2^32), and a Map with an entry added and one
+ * removed per rpc keeps replacing its table; each table it drops, once the collector has moved it to the old
+ * generation, keeps the rpcs it held (their promises, their answers) alive through every young collection until the
+ * next full one. The array is replaced only when it doubles.
  */
 export class PendingRpcs {
-  private readonly pending = new Map<number, Pending>();
+  private slots: (Pending | undefined)[] = new Array<Pending | undefined>(FIRST_SLOTS).fill(undefined);
+  private mask = FIRST_SLOTS - 1;
+  private count = 0;
   private lastId = 0;
+  /** No rpc older than this id waits (the original protocol's answers go to the oldest). */
+  private oldestId = 1;
   private timer: NodeJS.Timeout | null = null;
   /** The deadline the timer is armed for (Infinity: none). */
   private armedFor = Number.POSITIVE_INFINITY;
 
   get size(): number {
-    return this.pending.size;
+    return this.count;
+  }
+
+  private find(id: number): Pending | undefined {
+    const p = this.slots[id & this.mask];
+    return p !== undefined && p.id === id ? p : undefined;
   }
 
   /**
@@ -144,7 +161,7 @@ export class PendingRpcs {
       if (signal) {
         // Only for an rpc that can be aborted: its listener goes once the rpc is settled, either way.
         const onAbort = (): void => {
-          if (!this.pending.has(id)) return;
+          if (!this.find(id)) return;
           this.forget(id);
           reject(abortedError(signal));
         };
@@ -161,9 +178,10 @@ export class PendingRpcs {
         };
       }
       const deadline = timeout <= MAX_TIMER_MS ? performance.now() + timeout : Number.POSITIVE_INFINITY;
-      this.pending.set(id, { resolve, reject, deadline, timeout });
+      this.slots[id & this.mask] = { id, resolve, reject, deadline, timeout };
+      this.count++;
       if (deadline < this.armedFor) this.arm(deadline);
-      else if (this.pending.size === 1) this.timer?.ref();
+      else if (this.count === 1) this.timer?.ref();
       try {
         to.send({ kind: 'rpc', id, data });
       } catch (err) {
@@ -175,7 +193,7 @@ export class PendingRpcs {
 
   /** A reply arrived: settles its rpc; false when no rpc waits for that id (it gave up). */
   settle(id: number, data: Term): boolean {
-    const p = this.pending.get(id);
+    const p = this.find(id);
     if (!p) return false;
     this.forget(id);
     p.resolve(data);
@@ -187,17 +205,19 @@ export class PendingRpcs {
    * False when none waits.
    */
   settleOldest(data: Term): boolean {
-    const oldest = this.pending.keys().next();
-    return !oldest.done && this.settle(oldest.value, data);
+    if (this.count === 0) return false;
+    // Ids were given in order: the oldest waiting is the first from oldestId that still waits (each id is passed once).
+    while (!this.find(this.oldestId)) this.oldestId = this.oldestId >= MAX_REQUEST_ID ? 1 : this.oldestId + 1;
+    return this.settle(this.oldestId, data);
   }
 
   /** Every rpc still waiting fails with `err` (made only if one waits), and the timer is let go. */
   rejectAll(err: Error | (() => Error)): void {
     this.disarm();
-    if (this.pending.size === 0) return;
+    if (this.count === 0) return;
     const e = typeof err === 'function' ? err() : err;
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
+    for (const p of this.waiting()) {
+      this.forget(p.id);
       p.reject(e);
     }
   }
@@ -208,9 +228,9 @@ export class PendingRpcs {
     this.armedFor = Number.POSITIVE_INFINITY;
     const now = performance.now() + DEADLINE_SLACK_MS;
     let next = Number.POSITIVE_INFINITY;
-    for (const [id, p] of this.pending) {
+    for (const p of this.waiting()) {
       if (p.deadline <= now) {
-        this.pending.delete(id);
+        this.forget(p.id);
         p.reject(new ChanError('timeout', `no answer within ${p.timeout} ms`));
       } else if (p.deadline < next) {
         next = p.deadline;
@@ -219,10 +239,16 @@ export class PendingRpcs {
     if (next < Number.POSITIVE_INFINITY) this.arm(next);
   }
 
+  /** The rpcs waiting now, in no particular order (a copy: the caller may forget them as it goes). */
+  private waiting(): Pending[] {
+    return this.slots.filter((p): p is Pending => p !== undefined);
+  }
+
   private forget(id: number): void {
-    this.pending.delete(id);
+    this.slots[id & this.mask] = undefined;
+    this.count--;
     // Nothing waits: the timer may stay armed (to be reused), but no longer keeps the process alive.
-    if (this.pending.size === 0) this.timer?.unref();
+    if (this.count === 0) this.timer?.unref();
   }
 
   private arm(deadline: number): void {
@@ -237,10 +263,21 @@ export class PendingRpcs {
     this.armedFor = Number.POSITIVE_INFINITY;
   }
 
+  /** The next id whose slot is free (with at most half the slots taken, one or two tries), the table grown first. */
   private nextId(): number {
+    if (2 * (this.count + 1) > this.slots.length) this.grow();
     do {
       this.lastId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1;
-    } while (this.pending.has(this.lastId));
+    } while (this.slots[this.lastId & this.mask] !== undefined);
     return this.lastId;
+  }
+
+  /** Twice the slots: ids apart in the old table's low bits are apart in the new one's. */
+  private grow(): void {
+    const slots = new Array<Pending | undefined>(2 * this.slots.length).fill(undefined);
+    const mask = slots.length - 1;
+    for (const p of this.slots) if (p !== undefined) slots[p.id & mask] = p;
+    this.slots = slots;
+    this.mask = mask;
   }
 }

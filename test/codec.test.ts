@@ -97,6 +97,37 @@ test('round-trips every kind of value', (t) => {
   for (const v of values) t.is(formatTerm(roundTrip(v)), formatTerm(v as Term), formatTerm(v as Term).slice(0, 40));
 });
 
+test('a string takes the smallest header for its bytes, whatever its characters, at every boundary of the four', (t) => {
+  // Written after a header guessed from its characters: where its UTF-8 bytes need a larger header, they move.
+  const header = (n: number): number[] =>
+    n < 32
+      ? [0xa0 | n]
+      : n <= 0xff
+        ? [0xd9, n]
+        : n <= 0xffff
+          ? [0xda, n >> 8, n & 0xff]
+          : [0xdb, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+  let checked = 0;
+  for (const unit of ['a', 'é', '€', '😀']) {
+    for (const bytesAround of [31, 32, 255, 256, 65_535, 65_536]) {
+      for (const delta of [-4, -1, 0, 1, 4]) {
+        const chars = Math.max(0, Math.floor((bytesAround + delta) / Buffer.byteLength(unit)));
+        const s = unit.repeat(chars);
+        const len = Buffer.byteLength(s);
+        const out = encode(s, DEPTH);
+        const h = header(len);
+        t.deepEqual([...out.subarray(0, h.length)], h, `${chars} x ${unit}`);
+        t.is(out.length, h.length + len, `${chars} x ${unit}`);
+        t.is(decode(out, DEPTH), s);
+        // Inside a tuple, a string whose bytes moved leaves the tuple's own header right too.
+        t.is(formatTerm(roundTrip(tuple(s, atom('after')))), formatTerm(tuple(s, atom('after'))));
+        checked++;
+      }
+    }
+  }
+  t.is(checked, 120);
+});
+
 test('a map with a key that is not a string becomes a Map', (t) => {
   const m = new Map<Term, Term>([
     [atom('k'), 1],

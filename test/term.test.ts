@@ -265,6 +265,48 @@ test('TermMap finds, replaces and deletes every key among 300,000, those whose 3
   t.is(wrong, 0);
 });
 
+test('TermMap finds a key exactly when termKey says equal, flat keys (compared by their parts) and others mixed', (t) => {
+  // Equal terms written differently (5 and 5n, the atom true and true), near misses (an atom and a string of the same
+  // name, a tuple and a list, 1 and 1.0, -0.0 and 0), and keys that are not flat (three elements, nesting, binaries).
+  const parts: Term[] = [
+    atom('joe'),
+    'joe',
+    5,
+    5n,
+    2n ** 60n,
+    float(5),
+    -0,
+    0,
+    2.5,
+    true,
+    atom('true'),
+    null,
+    atom('null'),
+    atom('undefined'),
+    Buffer.from('joe'),
+    [1],
+    '',
+  ];
+  const shapes = (x: Term, y: Term): Term[] => [x, tuple(x), tuple(x, y), [x, y], tuple(x, y, x), tuple(tuple(x), y)];
+  const keys = parts.flatMap((x) => parts.flatMap((y) => shapes(x, y)));
+  const m = new TermMap<number>();
+  keys.forEach((k, i) => {
+    if (!m.get(k)) m.set(k, i);
+  });
+  const distinct = new Map<string, number>();
+  for (const k of keys) distinct.set(termKey(k), (distinct.get(termKey(k)) ?? 0) + 1);
+  t.is(m.size, distinct.size);
+  let wrong = 0;
+  for (const k of keys) {
+    const found = m.get(k);
+    if (!found || termKey(keys[found.value] as Term) !== termKey(k)) wrong++;
+  }
+  t.is(wrong, 0);
+  // Deleting by an equal key written the other way empties the map.
+  for (const k of keys) m.delete(k);
+  t.is(m.size, 0);
+});
+
 test('a map keeps 1 and 1.0 as two keys, in Map terms and in TermMap', (t) => {
   const m = parseTerm('#{1 => a, 1.0 => b}');
   t.true(m instanceof Map);

@@ -254,7 +254,7 @@ class Meter {
   private string(s: string): void {
     const len = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s);
     this.charge(stringCost(len, s.length));
-    this.bytes += (len < 32 ? 1 : len <= 0xff ? 2 : len <= 0xffff ? 3 : 5) + len;
+    this.bytes += strHeaderBytes(len) + len;
   }
 }
 
@@ -403,19 +403,46 @@ function write(w: Writer, v: unknown, depth: number): void {
 }
 
 function writeString(w: Writer, s: string): void {
-  const len = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s);
-  w.charge(stringCost(len, s.length));
-  if (len < 32) w.u8(0xa0 | len);
-  else if (len <= 0xff) w.u8u8(0xd9, len);
-  else if (len <= 0xffff) w.u8u16(0xda, len);
-  else w.u8u32(0xdb, len);
-  w.ensure(len);
-  if (len === s.length && len < 32) {
-    for (let i = 0; i < len; i++) w.buf[w.pos + i] = s.charCodeAt(i);
-    w.pos += len;
-  } else {
-    w.pos += w.buf.write(s, w.pos, 'utf8');
+  const chars = s.length;
+  if (chars < 32 && isAscii(s)) {
+    // A short ASCII string (most keys and words): its header and its bytes, in JavaScript.
+    w.charge(stringCost(chars, chars));
+    w.ensure(1 + chars);
+    const b = w.buf;
+    const at = w.pos;
+    b[at] = 0xa0 | chars;
+    for (let i = 0; i < chars; i++) b[at + 1 + i] = s.charCodeAt(i);
+    w.pos = at + 1 + chars;
+    return;
   }
+  // Written where the header for `chars` bytes would end (most strings have about as many bytes as characters, and
+  // their header is that one); then its header, and only where the bytes need another size of header, the bytes are
+  // moved along. No Buffer.byteLength: the string is walked once, by the native write.
+  const guess = strHeaderBytes(chars);
+  w.ensure(guess + 3 * chars);
+  const at = w.pos;
+  const len = utf8Write(w.buf, s, at + guess);
+  const header = strHeaderBytes(len);
+  if (header !== guess) w.buf.copyWithin(at + header, at + guess, at + guess + len);
+  const b = w.buf;
+  if (header === 1) b[at] = 0xa0 | len;
+  else if (header === 2) {
+    b[at] = 0xd9;
+    b[at + 1] = len;
+  } else if (header === 3) {
+    b[at] = 0xda;
+    b.writeUInt16BE(len, at + 1);
+  } else {
+    b[at] = 0xdb;
+    b.writeUInt32BE(len, at + 1);
+  }
+  w.pos = at + header + len;
+  w.charge(stringCost(len, chars));
+}
+
+/** The bytes of a string's header for `len` bytes (fixstr, str 8, 16 or 32). */
+function strHeaderBytes(len: number): number {
+  return len < 32 ? 1 : len <= 0xff ? 2 : len <= 0xffff ? 3 : 5;
 }
 
 function isAscii(s: string): boolean {
@@ -719,11 +746,11 @@ class Decoder {
         }
       }
       this.charge(len - least);
-      return len <= 8 ? shortAscii(b, start, len) : this.buf.toString('latin1', start, end);
+      return len <= 8 ? shortAscii(b, start, len) : latin1Slice(this.buf, start, end);
     }
     // Node's decoder puts U+FFFD wherever the bytes are not valid UTF-8: a string without one was valid, and costs one
     // native call instead of two; one with it is checked (U+FFFD may also have been sent as itself).
-    const s = this.buf.toString('utf8', start, end);
+    const s = utf8Slice(this.buf, start, end);
     if (s.includes('\uFFFD') && !isUtf8(b.subarray(start, end)))
       throw malformed(`the string at offset ${start} is not valid UTF-8`);
     this.charge((s.length === len ? len : 2 * s.length) - least);
@@ -819,6 +846,30 @@ class Decoder {
 }
 
 const decoder = new Decoder();
+
+/**
+ * Node's own slices of a Buffer, which `toString(encoding, start, end)` calls once it has checked its arguments and
+ * looked the encoding up (on Buffer's prototype in every Node line we support, though not documented); `toString` where
+ * a Node has none. The decoder has checked the bounds already.
+ */
+interface NativeSlices {
+  utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
+  /** Writes `s` at `offset` (the room is there); the bytes written. */
+  utf8Write(s: string, offset: number, length: number): number;
+}
+const NATIVE_SLICES = ['utf8Slice', 'latin1Slice', 'utf8Write'].every(
+  (name) => typeof Reflect.get(Buffer.prototype, name) === 'function',
+);
+const utf8Slice: (b: Buffer, start: number, end: number) => string = NATIVE_SLICES
+  ? (b, start, end) => (b as Buffer & NativeSlices).utf8Slice(start, end)
+  : (b, start, end) => b.toString('utf8', start, end);
+const latin1Slice: (b: Buffer, start: number, end: number) => string = NATIVE_SLICES
+  ? (b, start, end) => (b as Buffer & NativeSlices).latin1Slice(start, end)
+  : (b, start, end) => b.toString('latin1', start, end);
+const utf8Write: (b: Buffer, s: string, offset: number) => number = NATIVE_SLICES
+  ? (b, s, offset) => (b as Buffer & NativeSlices).utf8Write(s, offset, b.length - offset)
+  : (b, s, offset) => b.write(s, offset, 'utf8');
 
 const hasOwn = (o: object, key: string): boolean => Object.hasOwn(o, key);
 

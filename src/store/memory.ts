@@ -10,7 +10,7 @@ const STORED: PutResult = Object.freeze({ stored: true, committed: ALREADY_COMMI
 
 class MemoryNamespace implements Namespace {
   /** Keys compared by value (term/hash.ts), in time proportional to the key however it nests. */
-  private readonly entries = new TermMap<{ value: Term; cost: number }>();
+  private readonly entries = new TermMap<Term>();
   private held = 0;
 
   async get(key: Term): Promise<Term | undefined> {
@@ -18,7 +18,7 @@ class MemoryNamespace implements Namespace {
   }
 
   getNow(key: Term): Term | undefined {
-    return this.entries.get(key)?.value.value;
+    return this.entries.get(key)?.value;
   }
 
   async put(key: Term, value: Term, cost: number, maxBytes: number): Promise<PutResult> {
@@ -28,13 +28,13 @@ class MemoryNamespace implements Namespace {
   putNow(key: Term, value: Term, cost: number, maxBytes: number): PutResult {
     // One lookup: a key stored before has its record changed in place.
     const e = this.entries.get(key);
-    const after = this.held - (e?.value.cost ?? 0) + cost;
+    const after = this.held - (e?.weight ?? 0) + cost;
     if (after > maxBytes) return { stored: false, wouldHold: after };
     if (e) {
-      e.value.value = value;
-      e.value.cost = cost;
+      e.value = value;
+      e.weight = cost;
     } else {
-      this.entries.set(key, { value, cost });
+      this.entries.set(key, value, cost);
     }
     this.held = after;
     return STORED;
@@ -43,7 +43,7 @@ class MemoryNamespace implements Namespace {
   async delete(key: Term): Promise<boolean> {
     const e = this.entries.get(key);
     if (!e) return false;
-    this.held -= e.value.cost;
+    this.held -= e.weight;
     this.entries.delete(key);
     return true;
   }

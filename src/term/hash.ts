@@ -186,15 +186,124 @@ function entriesOf(t: Term): [Term, Term][] | null {
 export interface TermEntry<V> {
   readonly key: Term;
   value: V;
+  /** A number the map's owner keeps with the entry (the memory store: what the entry costs). */
+  weight: number;
+}
+
+/**
+ * What a flat key is made of, for comparing it without following its objects: {@link flatten} sets these two and
+ * returns the key's shape (0: not flat). Module variables rather than an object, so that a lookup allocates nothing.
+ */
+let flatA: FlatPart = 0;
+let flatB: FlatPart = 0;
+type FlatPart = string | number;
+
+/** The kinds of a flat key's parts: an atom (its name), a string, an integer (a number). */
+const ATOM = 1;
+const STRING = 2;
+const INTEGER = 3;
+
+/**
+ * The shape of `t` if it is flat, in the sense of this map: an atom (other than the words that are also JavaScript
+ * values: true, false, null...), a string or an integer, alone or as the elements of a tuple of one or two; 0 for any
+ * other term. For a flat term it sets {@link flatA} and {@link flatB} to its parts (a name, a string, a number), so
+ * that two flat terms are equal exactly when their shapes and parts are (===), as sameTerm would find.
+ */
+function flatten(t: Term): number {
+  if (t instanceof Tuple) {
+    const items = t.elements;
+    if (items.length === 2) {
+      const k0 = flatPart(items[0] as Term);
+      if (k0 === 0) return 0;
+      const a = flatA;
+      const k1 = flatPart(items[1] as Term);
+      if (k1 === 0) return 0;
+      flatB = flatA;
+      flatA = a;
+      return 32 + 4 * k0 + k1;
+    }
+    if (items.length === 1) {
+      const k0 = flatPart(items[0] as Term);
+      flatB = 0;
+      return k0 === 0 ? 0 : 16 + k0;
+    }
+    return 0;
+  }
+  const k = flatPart(t);
+  flatB = 0;
+  return k;
+}
+
+/** The kind of a flat part (0: not one), its value left in {@link flatA}. */
+function flatPart(t: Term): number {
+  if (typeof t === 'string') {
+    flatA = t;
+    return STRING;
+  }
+  if (typeof t === 'number') {
+    if (!isIntegerNumber(t)) return 0;
+    flatA = t;
+    return INTEGER;
+  }
+  if (typeof t === 'bigint') {
+    // 5n is the integer 5, as termKey has it.
+    if (!isSafeBigInt(t)) return 0;
+    flatA = Number(t);
+    return INTEGER;
+  }
+  if (t instanceof Atom) {
+    const name = t.name;
+    if (name === 'true' || name === 'false' || AS_JS.has(name)) return 0;
+    flatA = name;
+    return ATOM;
+  }
+  return 0;
+}
+
+/** A TermMap's entry: the key, and for a flat key its shape and parts, compared without following the key's objects. */
+class Entry<V> implements TermEntry<V> {
+  constructor(
+    readonly key: Term,
+    public value: V,
+    public weight: number,
+    readonly shape: number,
+    readonly a: FlatPart,
+    readonly b: FlatPart,
+  ) {}
+}
+
+/** A key with what {@link flatten} found of it (read at once: comparing nested keys flattens others). */
+interface Probe {
+  shape: number;
+  a: FlatPart;
+  b: FlatPart;
+}
+
+/** The probe of `key`, in `p` (one per map, reused: a lookup allocates nothing). */
+function probe(p: Probe, key: Term): Probe {
+  p.shape = flatten(key);
+  p.a = flatA;
+  p.b = flatB;
+  return p;
+}
+
+/** Whether `e` holds the probed key: where both are flat, by their parts; else by value, the whole term. */
+function holds<V>(e: Entry<V>, p: Probe, key: Term, memo: WeakMap<object, number>): boolean {
+  if (p.shape !== 0 && e.shape !== 0) return e.shape === p.shape && e.a === p.a && e.b === p.b;
+  return sameParts(e.key, key, memo);
 }
 
 /**
  * A map whose keys are terms compared by value (sameTerm), each found in time proportional to the key. A hash held by
- * one key (the usual case) holds its entry itself; only keys whose hashes meet share an array.
+ * one key (the usual case) holds its entry itself; only keys whose hashes meet share an array. A flat key (an atom, a
+ * string, an integer, or a tuple of one or two of them: most keys) is compared by the parts its entry keeps, not by
+ * following the stored key's objects (a tuple, its elements, an atom): in a large map each of those is a cache miss.
  */
 export class TermMap<V> {
-  private readonly byHash = new Map<number, TermEntry<V> | TermEntry<V>[]>();
+  private readonly byHash = new Map<number, Entry<V> | Entry<V>[]>();
   private count = 0;
+  /** What was found of the key being looked up (a map's own: comparing nested keys uses other maps). */
+  private readonly p: Probe = { shape: 0, a: 0, b: 0 };
 
   constructor(private readonly memo: WeakMap<object, number> = new WeakMap()) {}
 
@@ -202,33 +311,38 @@ export class TermMap<V> {
     return this.count;
   }
 
-  /** The entry whose key equals `key`, if any: its `value` may be changed in place. */
+  /** The entry whose key equals `key`, if any: its `value` and `weight` may be changed in place. */
   get(key: Term): TermEntry<V> | undefined {
     const slot = this.byHash.get(termHash(key, this.memo));
     if (slot === undefined) return undefined;
-    if (!Array.isArray(slot)) return sameParts(slot.key, key, this.memo) ? slot : undefined;
-    for (const e of slot) if (sameParts(e.key, key, this.memo)) return e;
+    const p = probe(this.p, key);
+    if (!Array.isArray(slot)) return holds(slot, p, key, this.memo) ? slot : undefined;
+    for (const e of slot) if (holds(e, p, key, this.memo)) return e;
     return undefined;
   }
 
-  /** Sets the value for `key`; returns the value it replaced, if any (undefined when the key is new). */
-  set(key: Term, value: V): { replaced: V } | undefined {
+  /**
+   * Sets the value (and weight) for `key`; returns the value it replaced, if any (undefined when the key is new).
+   */
+  set(key: Term, value: V, weight = 0): { replaced: V } | undefined {
     const h = termHash(key, this.memo);
     const slot = this.byHash.get(h);
+    const p = probe(this.p, key);
     if (slot === undefined) {
-      this.byHash.set(h, { key, value });
+      this.byHash.set(h, new Entry(key, value, weight, p.shape, p.a, p.b));
       this.count++;
       return undefined;
     }
     const bucket = Array.isArray(slot) ? slot : [slot];
     for (const e of bucket) {
-      if (sameParts(e.key, key, this.memo)) {
+      if (holds(e, p, key, this.memo)) {
         const replaced = e.value;
         e.value = value;
+        e.weight = weight;
         return { replaced };
       }
     }
-    bucket.push({ key, value });
+    bucket.push(new Entry(key, value, weight, p.shape, p.a, p.b));
     if (bucket.length === 2) this.byHash.set(h, bucket);
     this.count++;
     return undefined;
@@ -239,14 +353,15 @@ export class TermMap<V> {
     const h = termHash(key, this.memo);
     const slot = this.byHash.get(h);
     if (slot === undefined) return false;
+    const p = probe(this.p, key);
     if (!Array.isArray(slot)) {
-      if (!sameParts(slot.key, key, this.memo)) return false;
+      if (!holds(slot, p, key, this.memo)) return false;
       this.byHash.delete(h);
     } else {
-      const i = slot.findIndex((e) => sameParts(e.key, key, this.memo));
+      const i = slot.findIndex((e) => holds(e, p, key, this.memo));
       if (i < 0) return false;
       slot.splice(i, 1);
-      if (slot.length === 1) this.byHash.set(h, slot[0] as TermEntry<V>);
+      if (slot.length === 1) this.byHash.set(h, slot[0] as Entry<V>);
     }
     this.count--;
     return true;

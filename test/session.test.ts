@@ -1,0 +1,101 @@
+/**
+ * The session's bookkeeping on each side, without a connection: the client's table of rpcs waiting (ids, answers in any
+ * order, deadlines, the original protocol's oldest-first) and the server's record of the rpcs its handler owes.
+ */
+import test from 'ava';
+import { ChanError } from '../src/errors.js';
+import { MAX_REQUEST_ID, type WireMessage } from '../src/protocol.js';
+import { PendingRpcs, RpcAnswers } from '../src/session.js';
+import type { Term } from '../src/term/model.js';
+
+/** A sender that keeps the ids of the rpcs it was given. */
+function recorder(): { ids: number[]; send(m: WireMessage): void } {
+  const ids: number[] = [];
+  return {
+    ids,
+    send(m) {
+      if (m.kind === 'rpc') ids.push(m.id);
+    },
+  };
+}
+
+test('5,000 rpcs waiting at once are each settled by their own id, in any order, and their ids are all different', async (t) => {
+  const rpcs = new PendingRpcs();
+  const to = recorder();
+  const answers = Array.from({ length: 5000 }, (_, i) => rpcs.start(60_000, to, i));
+  t.is(rpcs.size, 5000);
+  t.is(new Set(to.ids).size, 5000);
+  // Answered backwards, odd ones first: each rpc gets the answer sent for its own id.
+  const order = [...to.ids.keys()].sort((a, b) => (a % 2) - (b % 2) || b - a).reverse();
+  for (const i of order) t.true(rpcs.settle(to.ids[i] as number, `answer ${i}`));
+  t.is(rpcs.size, 0);
+  t.deepEqual(
+    await Promise.all(answers),
+    Array.from({ length: 5000 }, (_, i) => `answer ${i}`),
+  );
+  // An id already settled, or never given, settles nothing.
+  t.false(rpcs.settle(to.ids[0] as number, 'again'));
+  t.false(rpcs.settle(MAX_REQUEST_ID, 'never asked'));
+});
+
+test('an id is not given again before the count wraps: the late answer to an rpc that gave up reaches no later rpc', async (t) => {
+  const rpcs = new PendingRpcs();
+  const to = recorder();
+  const gaveUp = rpcs.start(1, to, 'slow');
+  const err = await t.throwsAsync(gaveUp);
+  t.is((err as ChanError).code, 'timeout');
+  const lateId = to.ids[0] as number;
+  // Many rpcs later, some still waiting (their slots taken), the late answer arrives: nobody takes it.
+  const later: Promise<Term>[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const p = rpcs.start(60_000, to, i);
+    if (i % 3 === 0) later.push(p);
+    else rpcs.settle(to.ids.at(-1) as number, i);
+  }
+  t.false(to.ids.slice(1).includes(lateId));
+  t.false(rpcs.settle(lateId, 'late'));
+  rpcs.rejectAll(new ChanError('closed', 'test over'));
+  const settled = await Promise.allSettled(later);
+  t.true(settled.every((s) => s.status === 'rejected'));
+  t.is(rpcs.size, 0);
+});
+
+test('the original protocol answers the oldest rpc waiting, past ones that timed out or were answered out of turn', async (t) => {
+  const rpcs = new PendingRpcs();
+  const to = recorder();
+  const first = rpcs.start(60_000, to, 1);
+  const timesOut = rpcs.start(1, to, 2);
+  const third = rpcs.start(60_000, to, 3);
+  const fourth = rpcs.start(60_000, to, 4);
+  await t.throwsAsync(timesOut);
+  t.true(rpcs.settleOldest('to the first'));
+  t.true(rpcs.settle(to.ids[3] as number, 'to the fourth, by its id'));
+  t.true(rpcs.settleOldest('to the third'));
+  t.false(rpcs.settleOldest('to nobody'));
+  t.is(await first, 'to the first');
+  t.is(await third, 'to the third');
+  t.is(await fourth, 'to the fourth, by its id');
+});
+
+test("the server's record: send answers the oldest rpc the handler has received; a repeated id and a reply twice are faults", (t) => {
+  const a = new RpcAnswers();
+  for (const id of [7, 3, 9]) t.is(a.arrived(id), null);
+  t.regex(a.arrived(3) ?? '', /request id 3 is already waiting/);
+  // Nothing received yet: send would push.
+  t.is(a.oldestReceived(), undefined);
+  a.taken(7);
+  a.taken(3);
+  t.is(a.oldestReceived(), 7);
+  a.answered(7);
+  t.is(a.oldestReceived(), 3);
+  t.regex(a.replyFault(7) ?? '', /request 7 is already answered/);
+  t.is(a.replyFault(9), null);
+  // Answered out of turn (reply to 9, not yet received as oldest): 3 is still the one send answers.
+  a.answered(9);
+  t.is(a.oldestReceived(), 3);
+  a.answered(3);
+  t.is(a.oldestReceived(), undefined);
+  // An id is free again once answered.
+  t.is(a.arrived(7), null);
+  t.true(a.isWaiting(7));
+});
