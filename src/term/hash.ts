@@ -184,7 +184,6 @@ function entriesOf(t: Term): [Term, Term][] | null {
 
 /** One entry of a {@link TermMap}. */
 export interface TermEntry<V> {
-  readonly key: Term;
   value: V;
   /** A number the map's owner keeps with the entry (the memory store: what the entry costs). */
   weight: number;
@@ -260,16 +259,24 @@ function flatPart(t: Term): number {
   return 0;
 }
 
-/** A TermMap's entry: the key, and for a flat key its shape and parts, compared without following the key's objects. */
+/**
+ * A TermMap's entry. A flat key is kept as its shape and parts only (the term itself is let go: in a store of millions
+ * of keys, three objects less each for the collector to keep and walk); another key as the term, its shape 0.
+ */
 class Entry<V> implements TermEntry<V> {
   constructor(
-    readonly key: Term,
+    readonly key: Term | undefined,
     public value: V,
     public weight: number,
     readonly shape: number,
     readonly a: FlatPart,
     readonly b: FlatPart,
   ) {}
+}
+
+/** An entry for `key`, probed as `p`. */
+function entry<V>(key: Term, p: Probe, value: V, weight: number): Entry<V> {
+  return new Entry(p.shape === 0 ? key : undefined, value, weight, p.shape, p.a, p.b);
 }
 
 /** A key with what {@link flatten} found of it (read at once: comparing nested keys flattens others). */
@@ -287,17 +294,21 @@ function probe(p: Probe, key: Term): Probe {
   return p;
 }
 
-/** Whether `e` holds the probed key: where both are flat, by their parts; else by value, the whole term. */
+/**
+ * Whether `e` holds the probed key: where either is flat, by shape and parts (a term equal to a flat term is flat:
+ * {@link flatten} takes 5n as 5 and leaves the atoms that are JavaScript values to the whole-term path, on both
+ * sides); else by value, the whole term.
+ */
 function holds<V>(e: Entry<V>, p: Probe, key: Term, memo: WeakMap<object, number>): boolean {
-  if (p.shape !== 0 && e.shape !== 0) return e.shape === p.shape && e.a === p.a && e.b === p.b;
-  return sameParts(e.key, key, memo);
+  if (p.shape !== 0 || e.shape !== 0) return e.shape === p.shape && e.a === p.a && e.b === p.b;
+  return sameParts(e.key as Term, key, memo);
 }
 
 /**
  * A map whose keys are terms compared by value (sameTerm), each found in time proportional to the key. A hash held by
  * one key (the usual case) holds its entry itself; only keys whose hashes meet share an array. A flat key (an atom, a
- * string, an integer, or a tuple of one or two of them: most keys) is compared by the parts its entry keeps, not by
- * following the stored key's objects (a tuple, its elements, an atom): in a large map each of those is a cache miss.
+ * string, an integer, or a tuple of one or two of them: most keys) is kept and compared as the parts its entry holds,
+ * not by following the stored key's objects (a tuple, its elements, an atom): in a large map each is a cache miss.
  */
 export class TermMap<V> {
   private readonly byHash = new Map<number, Entry<V> | Entry<V>[]>();
@@ -329,7 +340,7 @@ export class TermMap<V> {
     const slot = this.byHash.get(h);
     const p = probe(this.p, key);
     if (slot === undefined) {
-      this.byHash.set(h, new Entry(key, value, weight, p.shape, p.a, p.b));
+      this.byHash.set(h, entry(key, p, value, weight));
       this.count++;
       return undefined;
     }
@@ -342,7 +353,7 @@ export class TermMap<V> {
         return { replaced };
       }
     }
-    bucket.push(new Entry(key, value, weight, p.shape, p.a, p.b));
+    bucket.push(entry(key, p, value, weight));
     if (bucket.length === 2) this.byHash.set(h, bucket);
     this.count++;
     return undefined;
