@@ -371,3 +371,37 @@ test('sameTerm tells the integer 0 from the float -0.0, as termKey does', (t) =>
   t.true(sameTerm(Number.NaN, Number.NaN, memo));
   t.is(termKey(0) === termKey(-0), sameTerm(0, -0, memo));
 });
+
+test('short atoms decoded again come back the same, at the same cost, whatever names share the table', (t) => {
+  // Atoms of 1 to 8 ASCII bytes are remembered by their bytes in a table of fixed size: 20,000 names overflow it many
+  // times over; the words true, false and null stay the words; NUL bytes and names that differ only in length count.
+  const names = [
+    'true',
+    'false',
+    'null',
+    'a',
+    'a\0',
+    '\0',
+    'abcdefgh',
+    'abcdefg',
+    'store',
+    ...Array.from({ length: 20_000 }, (_, i) => (i * 2_654_435_761).toString(36).slice(0, 1 + (i % 8))),
+  ];
+  let wrong = 0;
+  for (let round = 0; round < 2; round++) {
+    for (const name of names) {
+      const wire = encode([atom(name), tuple(atom(name), name)], 4);
+      const back = decode(wire, 4) as Term[];
+      const size = lastDecodedSize();
+      const again = decode(wire, 4) as Term[];
+      const word = name === 'true' ? true : name === 'false' ? false : name === 'null' ? null : undefined;
+      const ok = (x: Term | undefined): boolean =>
+        word !== undefined ? x === word : x instanceof Atom && x.name === name;
+      const inner = (back[1] as Tuple).at(0);
+      if (!ok(back[0]) || !ok(again[0]) || !ok(inner) || lastDecodedSize() !== size) wrong++;
+      // Every decode makes its own Atom: none is shared between two messages.
+      if (word === undefined && back[0] === again[0]) wrong++;
+    }
+  }
+  t.is(wrong, 0);
+});

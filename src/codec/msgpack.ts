@@ -813,6 +813,22 @@ class Decoder {
     return m;
   }
 
+  /**
+   * A short ASCII atom decoded lately (see {@link rememberAtom}): its term, made from the name kept, with the cost its
+   * string would have been charged; undefined when its bytes are not in the table (nothing read then).
+   */
+  private knownAtom(len: number): Term | undefined {
+    const b = this.b;
+    const at = this.pos;
+    const lo = bytesLo(b, at, len);
+    const hi = bytesHi(b, at, len);
+    const slot = atomSlot(lo, hi, len);
+    if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) return undefined;
+    this.charge(COST.string + len);
+    this.pos = at + len;
+    return atomTerm(cachedName[slot] as string);
+  }
+
   private ext(len: number, depth: number): Term {
     this.need(len + 1, 'an extension');
     const type = this.b[this.pos++] as number;
@@ -820,11 +836,15 @@ class Decoder {
     if (type === EXT_ATOM) {
       if (len > MAX_ATOM_CHARS * 4) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       this.charge(COST.atom);
+      if (len <= 8 && len > 0) {
+        const known = this.knownAtom(len);
+        if (known !== undefined) return known;
+      }
       const name = this.str(len);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
-      if (name.length <= 5 && WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
-      return new Atom(name);
+      if (len <= 8 && len === name.length) rememberAtom(this.b, start, len, name);
+      return atomTerm(name);
     }
     if (type === EXT_TUPLE) {
       this.charge(COST.tuple);
@@ -846,6 +866,54 @@ class Decoder {
 }
 
 const decoder = new Decoder();
+
+/** An atom's term: true, false and null for those names (docs/PROTOCOL.md section 2, as if sent c3, c2, c0), else an Atom. */
+function atomTerm(name: string): Term {
+  if (name.length <= 5 && WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
+  return new Atom(name);
+}
+
+/**
+ * Names of short atoms (1 to 8 ASCII bytes) decoded lately, by their bytes: a message's words (`store`, `lookup`, `ok`,
+ * `k`) come again and again, and a name found here is not built, checked and looked up again. A direct-mapped table of
+ * {@link ATOM_SLOTS} entries: a name not there takes the slot its bytes hash to, so a peer inventing names only turns
+ * entries over; the table never grows. (Names only: every decode still makes its own Atom.)
+ */
+const ATOM_SLOTS = 256;
+const cachedLo = new Int32Array(ATOM_SLOTS);
+const cachedHi = new Int32Array(ATOM_SLOTS);
+const cachedLen = new Uint8Array(ATOM_SLOTS);
+const cachedName: (string | undefined)[] = new Array<string | undefined>(ATOM_SLOTS).fill(undefined);
+
+/** Bytes 0 to 3 of a short name, packed (0 past its end). */
+function bytesLo(b: Uint8Array, at: number, len: number): number {
+  let v = 0;
+  for (let i = 0; i < len && i < 4; i++) v |= (b[at + i] as number) << (8 * i);
+  return v;
+}
+
+/** Bytes 4 to 7 of a short name, packed (0 past its end). */
+function bytesHi(b: Uint8Array, at: number, len: number): number {
+  let v = 0;
+  for (let i = 4; i < len; i++) v |= (b[at + i] as number) << (8 * (i - 4));
+  return v;
+}
+
+function atomSlot(lo: number, hi: number, len: number): number {
+  const h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1) ^ len, 0x85ebca6b);
+  return (h ^ (h >>> 16)) & (ATOM_SLOTS - 1);
+}
+
+/** Keeps a short atom's name (`len` ASCII bytes at `at`, decoded as `name`) for the next decode of the same bytes. */
+function rememberAtom(b: Uint8Array, at: number, len: number, name: string): void {
+  const lo = bytesLo(b, at, len);
+  const hi = bytesHi(b, at, len);
+  const slot = atomSlot(lo, hi, len);
+  cachedLo[slot] = lo;
+  cachedHi[slot] = hi;
+  cachedLen[slot] = len;
+  cachedName[slot] = name;
+}
 
 /**
  * Node's own slices of a Buffer, which `toString(encoding, start, end)` calls once it has checked its arguments and

@@ -22,7 +22,9 @@
  * Make floats with {@link float}, which boxes only when it must (`float(2.5) === 2.5`); test with {@link isFloat}.
  *
  * `null` has no Erlang counterpart; it travels as MessagePack nil and prints as the atom `null`.
- * Atoms are never interned: a peer cannot grow a table by inventing names (Erlang's atom-table exhaustion).
+ * Atoms are never interned: a peer cannot grow a table by inventing names (Erlang's atom-table exhaustion). (The
+ * decoder remembers the names of a few short atoms it met lately, in a table of fixed size; every decode still makes its
+ * own Atom.)
  */
 
 /** An Erlang atom: a name that is not a string. Compare with {@link isAtom} or {@link termEquals}. */
