@@ -239,16 +239,26 @@ export class PendingRpcs {
     if (next < Number.POSITIVE_INFINITY) this.arm(next);
   }
 
-  /** The rpcs waiting now, in no particular order (a copy: the caller may forget them as it goes). */
+  /** The rpcs waiting now, oldest first (a copy: the caller may forget them as it goes). */
   private waiting(): Pending[] {
-    return this.slots.filter((p): p is Pending => p !== undefined);
+    const age = (p: Pending): number => (this.lastId - p.id + MAX_REQUEST_ID) % MAX_REQUEST_ID;
+    return this.slots.filter((p): p is Pending => p !== undefined).sort((x, y) => age(y) - age(x));
   }
 
   private forget(id: number): void {
-    this.slots[id & this.mask] = undefined;
+    const slot = id & this.mask;
+    if (this.slots[slot]?.id !== id) return;
+    this.slots[slot] = undefined;
     this.count--;
-    // Nothing waits: the timer may stay armed (to be reused), but no longer keeps the process alive.
-    if (this.count === 0) this.timer?.unref();
+    if (this.count > 0) return;
+    // Nothing waits: the timer may stay armed (to be reused), but no longer keeps the process alive; a table grown by a
+    // burst of rpcs goes back to its first size.
+    this.timer?.unref();
+    this.oldestId = this.lastId >= MAX_REQUEST_ID ? 1 : this.lastId + 1;
+    if (this.slots.length > FIRST_SLOTS) {
+      this.slots = new Array<Pending | undefined>(FIRST_SLOTS).fill(undefined);
+      this.mask = FIRST_SLOTS - 1;
+    }
   }
 
   private arm(deadline: number): void {

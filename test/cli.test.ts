@@ -311,7 +311,8 @@ test('chan ping keeps to --timeout, and says when the port speaks TLS', async (t
   ]);
   t.is(quiet.status, 1);
   t.regex(quiet.stderr, /^chan: timeout: .* did not answer hello within 300 ms\n$/);
-  t.true(Date.now() - started < 5000, 'it did not wait the default 10 s');
+  // Under the 10 s default by a margin that a loaded machine's process start (seconds, in a full run) leaves.
+  t.true(Date.now() - started < 9500, 'it did not wait the default 10 s');
   const server = await testServer([BOOK_SERVICE], { tls: serverTls() });
   t.teardown(() => server.close());
   const tls = await run(['ping', '127.0.0.1', String(server.port)]);

@@ -128,6 +128,26 @@ test('a string takes the smallest header for its bytes, whatever its characters,
   t.is(checked, 120);
 });
 
+test("a string whose bytes need a larger header than its characters suggest is whole where the writer's buffer ends", (t) => {
+  // The encoder writes into a buffer that starts at 1 KiB and goes back to it after a value over 1 MiB. A string of
+  // three-byte characters placed so that its room ends exactly at the buffer's end must still come back whole.
+  const cases = [
+    { chars: 11, pad: 982 }, // 33 bytes: a str 8 header where 11 characters suggest a fixstr
+    { chars: 86, pad: 756 }, // 258 bytes: str 16 where 86 characters suggest str 8
+  ];
+  let checked = 0;
+  for (const { chars, pad } of cases) {
+    for (let d = -3; d <= 3; d++) {
+      encode(Buffer.alloc(2 << 20), DEPTH); // the shared buffer back to 1 KiB
+      const value = [Buffer.alloc(pad + d), '中'.repeat(chars)];
+      const back = decode(encode(value, DEPTH, 4).subarray(4), DEPTH) as Term[];
+      t.is(back[1], value[1], `${chars} characters after ${pad + d} bytes`);
+      checked++;
+    }
+  }
+  t.is(checked, 14);
+});
+
 test('a map with a key that is not a string becomes a Map', (t) => {
   const m = new Map<Term, Term>([
     [atom('k'), 1],

@@ -99,3 +99,25 @@ test("the server's record: send answers the oldest rpc the handler has received;
   t.is(a.arrived(7), null);
   t.true(a.isWaiting(7));
 });
+
+test('when the connection ends, the rpcs waiting are failed oldest first, however their ids fell in the table', async (t) => {
+  const rpcs = new PendingRpcs();
+  const to = recorder();
+  // Ids past the first table's 64 slots, some settled, so that the waiting ones sit out of slot order.
+  const kept: Promise<Term>[] = [];
+  for (let i = 0; i < 200; i++) {
+    const p = rpcs.start(60_000, to, i);
+    if (i % 7 === 3) kept.push(p.catch(() => i));
+    else rpcs.settle(to.ids.at(-1) as number, i);
+  }
+  const order: number[] = [];
+  for (const p of kept) void p.then((i) => order.push(i as number));
+  rpcs.rejectAll(new ChanError('closed', 'the connection ended'));
+  await Promise.all(kept);
+  t.deepEqual(
+    order,
+    [...order].sort((a, b) => a - b),
+  );
+  t.is(order.length, kept.length);
+  t.is(rpcs.size, 0);
+});

@@ -415,15 +415,30 @@ function writeString(w: Writer, s: string): void {
     w.pos = at + 1 + chars;
     return;
   }
-  // Written where the header for `chars` bytes would end (most strings have about as many bytes as characters, and
-  // their header is that one); then its header, and only where the bytes need another size of header, the bytes are
-  // moved along. No Buffer.byteLength: the string is walked once, by the native write.
-  const guess = strHeaderBytes(chars);
-  w.ensure(guess + 3 * chars);
+  // The least it can cost (a string has at least as many bytes as UTF-16 units), charged before any room is made: a
+  // string over the receiver's budget is refused before it is copied.
+  const least = stringCost(chars, chars);
+  w.charge(least);
+  let len: number;
+  let header: number;
   const at = w.pos;
-  const len = utf8Write(w.buf, s, at + guess);
-  const header = strHeaderBytes(len);
-  if (header !== guess) w.buf.copyWithin(at + header, at + guess, at + guess + len);
+  if (chars <= ONE_PASS_CHARS) {
+    // Written where the header for `chars` bytes would end (most strings have about as many bytes as characters, and
+    // their header is that one); then its header, and only where the bytes need another size of header, the bytes are
+    // moved along. No Buffer.byteLength: the string is walked once, by the native write. The room is for the most it
+    // can take: three bytes a unit, after the header those would need.
+    const guess = strHeaderBytes(chars);
+    w.ensure(strHeaderBytes(3 * chars) + 3 * chars);
+    len = utf8Write(w.buf, s, at + guess);
+    header = strHeaderBytes(len);
+    if (header !== guess) w.buf.copyWithin(at + header, at + guess, at + guess + len);
+  } else {
+    // A long string: its length first, so that the room made is what it takes, not three times its units.
+    len = Buffer.byteLength(s);
+    header = strHeaderBytes(len);
+    w.ensure(header + len);
+    utf8Write(w.buf, s, at + header);
+  }
   const b = w.buf;
   if (header === 1) b[at] = 0xa0 | len;
   else if (header === 2) {
@@ -437,8 +452,11 @@ function writeString(w: Writer, s: string): void {
     b.writeUInt32BE(len, at + 1);
   }
   w.pos = at + header + len;
-  w.charge(stringCost(len, chars));
+  w.charge(stringCost(len, chars) - least);
 }
+
+/** Strings up to this many UTF-16 units are encoded in one pass (the room made for them is three bytes a unit). */
+const ONE_PASS_CHARS = 4096;
 
 /** The bytes of a string's header for `len` bytes (fixstr, str 8, 16 or 32). */
 function strHeaderBytes(len: number): number {

@@ -289,8 +289,10 @@ interface Probe {
 /** The probe of `key`, in `p` (one per map, reused: a lookup allocates nothing). */
 function probe(p: Probe, key: Term): Probe {
   p.shape = flatten(key);
-  p.a = flatA;
-  p.b = flatB;
+  // Parts only for a flat key: for another, flatA and flatB still hold what an earlier key left, which an entry must
+  // not keep alive.
+  p.a = p.shape === 0 ? 0 : flatA;
+  p.b = p.shape === 0 ? 0 : flatB;
   return p;
 }
 
