@@ -897,7 +897,7 @@ function atomTerm(name: string): Term {
  * {@link ATOM_SLOTS} entries: a name not there takes the slot its bytes hash to, so a peer inventing names only turns
  * entries over; the table never grows. (Names only: every decode still makes its own Atom.)
  */
-const ATOM_SLOTS = 256;
+export const ATOM_SLOTS = 256;
 const cachedLo = new Int32Array(ATOM_SLOTS);
 const cachedHi = new Int32Array(ATOM_SLOTS);
 const cachedLen = new Uint8Array(ATOM_SLOTS);
