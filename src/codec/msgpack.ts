@@ -367,18 +367,9 @@ function write(w: Writer, v: unknown, depth: number): void {
       w.buf.copyWithin(headerAt + headerLen, headerAt + 3, w.pos);
       w.pos += headerLen - 3;
     }
-    const b = w.buf;
-    if (headerLen === 3) {
-      b[headerAt] = 0xc7;
-      b[headerAt + 1] = len;
-    } else if (headerLen === 4) {
-      b[headerAt] = 0xc8;
-      b.writeUInt16BE(len, headerAt + 1);
-    } else {
-      b[headerAt] = 0xc9;
-      b.writeUInt32BE(len, headerAt + 1);
-    }
-    b[headerAt + headerLen - 1] = EXT_TUPLE;
+    // The ext header's type byte and length (ext 8, 16 or 32), then the tuple's type.
+    putLength(w.buf, headerAt, headerLen - 1, len, 0xc7);
+    w.buf[headerAt + headerLen - 1] = EXT_TUPLE;
   } else if (v instanceof Map) {
     w.charge(COST.map + COST.entry * v.size);
     // Keys are compared by value on the other side (two atoms joe are one key): a map with one twice is refused.
@@ -439,20 +430,28 @@ function writeString(w: Writer, s: string): void {
     w.ensure(header + len);
     utf8Write(w.buf, s, at + header);
   }
-  const b = w.buf;
-  if (header === 1) b[at] = 0xa0 | len;
-  else if (header === 2) {
-    b[at] = 0xd9;
-    b[at + 1] = len;
-  } else if (header === 3) {
-    b[at] = 0xda;
-    b.writeUInt16BE(len, at + 1);
-  } else {
-    b[at] = 0xdb;
-    b.writeUInt32BE(len, at + 1);
-  }
+  if (header === 1) w.buf[at] = 0xa0 | len;
+  else putLength(w.buf, at, header, len, 0xd9); // str 8, 16 or 32
   w.pos = at + header + len;
   w.charge(stringCost(len, chars) - least);
+}
+
+/**
+ * Writes at `at` a type byte and a length in `size` bytes (2, 3 or 5: a length of 8, 16 or 32 bits), the type being
+ * `type8`, the next or the one after for the longer lengths (MessagePack numbers str 8/16/32 and ext 8/16/32 so): the
+ * header of a string or of an extension whose length is known only once its payload is written.
+ */
+function putLength(b: Buffer, at: number, size: number, len: number, type8: number): void {
+  if (size === 2) {
+    b[at] = type8;
+    b[at + 1] = len;
+  } else if (size === 3) {
+    b[at] = type8 + 1;
+    b.writeUInt16BE(len, at + 1);
+  } else {
+    b[at] = type8 + 2;
+    b.writeUInt32BE(len, at + 1);
+  }
 }
 
 /** Strings up to this many UTF-16 units are encoded in one pass (the room made for them is three bytes a unit). */
