@@ -304,7 +304,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
 
   /** Pushes from the server, until the channel closes. */
   [Symbol.asyncIterator](): AsyncIterator<Term> {
-    return this.pushes.iterate(this.taken);
+    return this.pushes.iterate({ received: this.taken });
   }
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */

@@ -10,7 +10,7 @@ import { ChanError } from './errors.js';
 /** The longest delay a Node timer takes (2^31 - 1 ms); a longer one would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Shared by every inbox with no waiter (or no weighed item) yet: never pushed to (replaced on first use). */
+/** Shared by every inbox with no item, waiter or weighed item yet: never pushed to (replaced on first use). */
 const EMPTY: never[] = [];
 
 interface Waiter<T> {
@@ -27,12 +27,15 @@ export interface ReceiveOptions {
 }
 
 export class Inbox<T> implements AsyncIterable<T> {
-  private items: T[] = [];
+  /** Shared and empty until the first item is queued. */
+  private items: T[] = EMPTY as T[];
   /** Each queued item's weight (bytes), beside `items`; made when the first weighed item is queued. */
   private weights: number[] = EMPTY as number[];
   private weighed = 0;
   private head = 0;
   private waiters: Waiter<T>[] = EMPTY as Waiter<T>[];
+  /** The iterator's pending `next()`, when it waited with no receive ahead of it (served before `waiters`). */
+  private reader: InboxIterator<T, unknown> | null = null;
   private ending: { last: T } | { error: Error } | null = null;
   private iterating = false;
 
@@ -52,6 +55,12 @@ export class Inbox<T> implements AsyncIterable<T> {
    */
   put(item: T, weight = 0): number {
     if (this.ending) return 0;
+    const r = this.reader;
+    if (r) {
+      this.reader = null;
+      r.answer(item);
+      return 0;
+    }
     const w = this.waiters.shift();
     if (w) {
       if (w.timer) clearTimeout(w.timer);
@@ -64,6 +73,7 @@ export class Inbox<T> implements AsyncIterable<T> {
 
   private queue(item: T, weight: number): void {
     if (weight > 0 && this.weights === EMPTY) this.weights = new Array<number>(this.items.length).fill(0);
+    if (this.items === EMPTY) this.items = [];
     this.items.push(item);
     if (this.weights !== EMPTY) this.weights.push(weight);
     this.weighed += weight;
@@ -77,7 +87,7 @@ export class Inbox<T> implements AsyncIterable<T> {
     const dropped = this.weighed;
     const e = this.ending;
     const last = e && 'last' in e && this.items.length > this.head && this.items[this.items.length - 1] === e.last;
-    this.items = last ? [e.last] : [];
+    this.items = last ? [e.last] : (EMPTY as T[]);
     this.weights = EMPTY as number[];
     this.weighed = 0;
     this.head = 0;
@@ -101,8 +111,14 @@ export class Inbox<T> implements AsyncIterable<T> {
       this.ending = ending as { last: T } | { error: Error };
     }
     const e = this.ending;
+    const r = this.reader;
+    this.reader = null;
     const waiters = this.waiters.splice(0);
-    if ('last' in e && waiters.length === 0) this.queue(e.last, 0);
+    if ('last' in e && waiters.length === 0 && !r) this.queue(e.last, 0);
+    if (r) {
+      if ('last' in e) r.answer(e.last);
+      else r.answer(undefined, e.error);
+    }
     for (const w of waiters) {
       if (w.timer) clearTimeout(w.timer);
       if ('last' in e) w.resolve(e.last);
@@ -154,7 +170,12 @@ export class Inbox<T> implements AsyncIterable<T> {
     const item = this.items[this.head] as T;
     if (this.weights !== EMPTY) this.weighed -= this.weights[this.head] as number;
     this.items[this.head++] = undefined as T;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
+    if (this.head === this.items.length) {
+      // Empty again: the arrays go (an idle connection holds none, whatever it was sent before).
+      this.items = EMPTY as T[];
+      this.weights = EMPTY as number[];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       if (this.weights !== EMPTY) this.weights = this.weights.slice(this.head);
       this.head = 0;
@@ -167,14 +188,14 @@ export class Inbox<T> implements AsyncIterable<T> {
    * one promise per message, and an idle connection holds no generator.
    */
   [Symbol.asyncIterator](): AsyncIterator<T> {
-    return this.iterate((x) => x);
+    return this.iterate(AS_IS as InboxReader<T, T>);
   }
 
-  /** Iterates with `map` applied to each item as it is taken (one promise per item, no wrapping iterator). */
-  iterate<U>(map: (x: T) => U): AsyncIterator<U> {
+  /** Iterates with `reader.received` applied to each item as it is taken (one promise per item, no wrapping iterator). */
+  iterate<U>(reader: InboxReader<T, U>): AsyncIterator<U> {
     if (this.iterating) throw new ChanError('usage', 'this inbox is already being iterated; one reader only');
     this.iterating = true;
-    return new InboxIterator(this, map);
+    return new InboxIterator(this, reader);
   }
 
   /** @internal A reader stopped (break, or the end): another may start. */
@@ -187,19 +208,43 @@ export class Inbox<T> implements AsyncIterable<T> {
     return this.head < this.items.length ? { item: this.take() } : null;
   }
 
+  /**
+   * @internal The iterator waits for the next item in the reader's place, if nobody waits before it (then it is
+   * served first); false if it must queue as a receive.
+   */
+  waitFirst(it: InboxIterator<T, unknown>): boolean {
+    if (this.reader !== null || this.waiters.length > 0) return false;
+    this.reader = it;
+    return true;
+  }
+
   /** @internal The end the inbox was given, if any. */
   get endedWith(): { last: T } | { error: Error } | null {
     return this.ending;
   }
 }
 
+/** What an iterator makes of each item it takes (the mailbox counts it as received). */
+export interface InboxReader<T, U> {
+  received(item: T): U;
+}
+
+const AS_IS: InboxReader<unknown, unknown> = { received: (x) => x };
+
 const DONE: IteratorResult<never> = Object.freeze({ done: true, value: undefined });
 
+/**
+ * A `for await` over an inbox. While it waits for an item it holds one promise and its two settling functions, kept
+ * here (no waiter object, no promise chained on a receive): the state of every idle connection's handler.
+ */
 class InboxIterator<T, U> implements AsyncIterator<U> {
   private finished = false;
+  private resolveNext: ((r: IteratorResult<U>) => void) | null = null;
+  private rejectNext: ((err: unknown) => void) | null = null;
+
   constructor(
     private readonly inbox: Inbox<T>,
-    private readonly map: (x: T) => U,
+    private readonly reader: InboxReader<T, U>,
   ) {}
 
   next(): Promise<IteratorResult<U>> {
@@ -207,11 +252,33 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
     // An item already waiting is handed over at once: one resolved promise, no waiter.
     const queued = this.inbox.takeQueued();
     if (queued) return Promise.resolve(this.result(queued.item));
-    return this.inbox.receive().then(this.result, this.ended);
+    const e = this.inbox.endedWith;
+    if (e) return 'last' in e ? Promise.resolve(this.result(e.last)) : Promise.resolve(this.ended(e.error));
+    if (this.resolveNext === null && this.inbox.waitFirst(this as InboxIterator<T, unknown>))
+      return new Promise((resolve, reject) => {
+        this.resolveNext = resolve;
+        this.rejectNext = reject;
+      });
+    // Behind a receive that waits (or a next() not yet answered): in line with them.
+    return this.inbox.receive().then(
+      (item) => this.result(item),
+      (err: unknown) => this.ended(err),
+    );
   }
 
-  // Made once per iterator, not once per wait.
-  private readonly ended = (err: unknown): IteratorResult<U> => {
+  /** @internal The inbox answers the waiting `next()`: an item, or (with `error`) the end it was given. */
+  answer(item: T | undefined, error: Error | null = null): void {
+    const resolve = this.resolveNext as (r: IteratorResult<U>) => void;
+    const reject = this.rejectNext as (err: unknown) => void;
+    this.resolveNext = this.rejectNext = null;
+    try {
+      resolve(error ? this.ended(error) : this.result(item as T));
+    } catch (err) {
+      reject(err);
+    }
+  }
+
+  private ended(err: unknown): IteratorResult<U> {
     const e = this.inbox.endedWith;
     if (e && 'error' in e && err === e.error) {
       this.finished = true;
@@ -219,16 +286,16 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
       return DONE;
     }
     throw err;
-  };
+  }
 
-  private readonly result = (item: T): IteratorResult<U> => {
+  private result(item: T): IteratorResult<U> {
     const e = this.inbox.endedWith;
     if (e && 'last' in e && item === e.last) {
       this.finished = true;
       this.inbox.iterationEnded();
     }
-    return { done: false, value: this.map(item) };
-  };
+    return { done: false, value: this.reader.received(item) };
+  }
 
   return(): Promise<IteratorResult<U>> {
     this.finished = true;

@@ -8,9 +8,9 @@ import type { Logger } from './log.js';
 import type { MessageSink, MiddleMan } from './mm.js';
 import {
   Mailbox,
-  runHandler,
   type Handler,
   type HandlerExit,
+  type HandlerWatcher,
   type MailboxLimits,
   type ServiceContext,
 } from './runtime.js';
@@ -96,12 +96,20 @@ export class InlineRunner implements Runner {
     private readonly mailboxLimits: MailboxLimits,
     /** The ctx a handler of this connection gets. */
     private readonly context: (logs: { readonly log: Logger }) => ServiceContext,
-    private readonly watcher: { exited(exit: HandlerExit): void },
+    private readonly watcher: HandlerWatcher,
   ) {}
 
   attach(a: Attachment): ProcessHandle {
-    const mailbox = new Mailbox(a.mm, a.id, this.service, a.peer, a.logs, this.mailboxLimits, a.account, (m) =>
-      runHandler(this.handler, m, a.mm, a.argsC, this.args, this.context(a.logs), this.watcher),
+    const mailbox = new Mailbox(
+      a.mm,
+      a.id,
+      this.service,
+      a.peer,
+      a.logs,
+      this.mailboxLimits,
+      a.account,
+      (m) => this.handler(m, a.argsC, this.args, this.context(a.logs)),
+      this.watcher,
     );
     mailbox.clock = RpcClock.for(a.observer, this.service);
     return mailbox;

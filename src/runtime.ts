@@ -134,6 +134,9 @@ export const UNLIMITED_MAILBOX: MailboxLimits = {
 
 const ERROR = new Atom('error');
 
+/** Shared by every mailbox nobody has asked to be told of its end (never pushed to: replaced on first use). */
+const NO_WATCHERS: (() => void)[] = [];
+
 /** `{error, {Why, Detail}}`: how lib-chan's own services and the runtime answer what they refuse. */
 export function errorTerm(why: string, detail: Term): Tuple {
   return new Tuple([ERROR, new Tuple([new Atom(why), detail])]);
@@ -169,8 +172,10 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     limits: MailboxLimits,
     /** Where the bytes waiting here are counted (the server's connections; none in a worker thread). */
     private readonly account: Account | null = null,
-    /** The handler process on this mailbox, run by {@link start} (a worker thread runs its own). */
-    private run: ((mailbox: Mailbox) => Promise<HandlerExit>) | null = null,
+    /** The handler on this mailbox, called by {@link start} (a worker thread runs its own). */
+    private run: ((mailbox: Mailbox) => unknown) | null = null,
+    /** Told when the handler run by {@link start} has ended (the service's supervisor). */
+    private readonly watcher: HandlerWatcher | null = null,
   ) {
     super(limits.highWater, middleMan, limits.highWaterBytes, account?.pressure ?? null);
   }
@@ -182,7 +187,45 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   start(): void {
     const run = this.run;
     this.run = null;
-    if (run) void run(this).then(this.ended);
+    if (!run) return;
+    let result: unknown;
+    try {
+      result = run(this);
+    } catch (err) {
+      this.handlerEnded({ thrown: err });
+      return;
+    }
+    // Callbacks on the handler's own promise, not an async function awaiting it: an idle connection keeps one
+    // suspended function (the handler's), not two.
+    Promise.resolve(result).then(
+      () => this.handlerEnded(null),
+      (err: unknown) => this.handlerEnded({ thrown: err }),
+    );
+  }
+
+  /**
+   * Ends the handler process: the connection is closed (`normal` if the handler returned, `handlerError` with the
+   * message if it threw; the crash is logged with its stack), what is left in the mailbox is dropped, and the
+   * watcher and {@link done} are told. A crash stays in its process: nothing is thrown from here.
+   */
+  private handlerEnded(crash: { thrown: unknown } | null): void {
+    let exit: HandlerExit;
+    if (crash) {
+      const err = crash.thrown;
+      const text = err instanceof Error ? err.message : String(err);
+      this.log.error({ err }, 'handler crashed');
+      this.middleMan.close('handlerError', text);
+      exit = { ok: false, text };
+    } else {
+      this.middleMan.close('normal', 'the handler returned');
+      exit = { ok: true };
+    }
+    // Nobody will take what is left in the mailbox: it is dropped, and no longer counted against the server's budget.
+    this.shed();
+    this.exit = exit;
+    this.watcher?.exited(exit);
+    this.exitWaiter?.(exit);
+    this.exitWaiter = null;
   }
 
   get log(): Logger {
@@ -193,9 +236,18 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     return this.middleMan.dialect.name;
   }
 
-  private ended!: (exit: HandlerExit) => void;
-  /** The handler process's end. */
-  readonly done = new Promise<HandlerExit>((resolve) => (this.ended = resolve));
+  /** How the handler ended, once it has. */
+  private exit: HandlerExit | null = null;
+  /** Settles {@link done}'s promise (made only when someone waits: at shutdown). */
+  private exitWaiter: ((exit: HandlerExit) => void) | null = null;
+  private exitPromise: Promise<HandlerExit> | null = null;
+
+  /** The handler process's end (settled after the connection's close and the watcher). */
+  get done(): Promise<HandlerExit> {
+    if (this.exit) return Promise.resolve(this.exit);
+    this.exitPromise ??= new Promise<HandlerExit>((resolve) => (this.exitWaiter = resolve));
+    return this.exitPromise;
+  }
 
   /** Called each time the handler takes a message (worker isolation counts them there). */
   onReceive: (() => void) | null = null;
@@ -242,14 +294,15 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.report();
   }
 
-  /** Who wants to know when the connection has ended (groups); null once it has. */
-  private closeWatchers: (() => void)[] | null = [];
+  /** Who wants to know when the connection has ended (groups); null once it has. (Shared and empty until used.) */
+  private closeWatchers: (() => void)[] | null = NO_WATCHERS;
 
   onClose(fn: () => void): () => void {
     if (!this.closeWatchers) {
       fn();
       return () => {};
     }
+    if (this.closeWatchers === NO_WATCHERS) this.closeWatchers = [];
     this.closeWatchers.push(fn);
     return () => {
       const i = this.closeWatchers?.indexOf(fn) ?? -1;
@@ -315,14 +368,15 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   receive(options?: ReceiveOptions): Promise<MailboxMessage> {
-    return this.inbox.receive(options).then(this.noteReceived);
+    return this.inbox.receive(options).then((m) => this.received(m));
   }
 
   [Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
-    return this.inbox.iterate(this.noteReceived);
+    return this.inbox.iterate(this);
   }
 
-  private readonly noteReceived = (m: MailboxMessage): MailboxMessage => {
+  /** @internal The handler has taken `m` (receive, or its `for await`): its place and bytes are free. */
+  received(m: MailboxMessage): MailboxMessage {
     if (m.type === 'chan') {
       if (m.requestId !== undefined) this.answers.taken(m.requestId);
       this.onReceive?.();
@@ -330,7 +384,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.report();
     this.taken(this.inbox.size, this.inbox.bytes);
     return m;
-  };
+  }
 
   /** Resolves once what was sent has left for the network (or the connection ended): pace a large stream with it. */
   drain(): Promise<void> {
@@ -338,34 +392,9 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 }
 
-/**
- * Runs one handler process to its end and closes the connection accordingly. Never rejects: a crash is contained
- * here, logged with its stack, and told to the client as `handlerError` with the error's message.
- */
-export async function runHandler(
-  handler: Handler,
-  mm: Mailbox,
-  middleMan: MailboxOutput,
-  argsC: Term,
-  argsS: Term,
-  ctx: ServiceContext,
-  watcher?: { exited(exit: HandlerExit): void },
-): Promise<HandlerExit> {
-  let exit: HandlerExit;
-  try {
-    await handler(mm, argsC, argsS, ctx);
-    middleMan.close('normal', 'the handler returned');
-    exit = { ok: true };
-  } catch (err) {
-    const text = err instanceof Error ? err.message : String(err);
-    mm.log.error({ err }, 'handler crashed');
-    middleMan.close('handlerError', text);
-    exit = { ok: false, text };
-  }
-  // Nobody will take what is left in the mailbox: it is dropped, and no longer counted against the server's budget.
-  mm.shed();
-  watcher?.exited(exit);
-  return exit;
+/** Who is told when a handler process ends (the service's supervisor counts crashes). */
+export interface HandlerWatcher {
+  exited(exit: HandlerExit): void;
 }
 
 /** How a handler process ended: it returned, or it threw (text: the error's message). */

@@ -13,7 +13,7 @@ import type { CloseInfo } from './errors.js';
 import { ModuleError, importServiceCode } from './modules.js';
 import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
 import { ORIGINAL_SERVER } from './original.js';
-import { Mailbox, UNLIMITED_MAILBOX, runHandler, type MailboxOutput, type ServiceContext } from './runtime.js';
+import { Mailbox, UNLIMITED_MAILBOX, type MailboxOutput, type ServiceContext } from './runtime.js';
 import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
 import type { Namespace, Store } from './store/store.js';
@@ -170,12 +170,23 @@ async function main(): Promise<void> {
       case 'open': {
         const connLog = log.child({ conn: m.conn, peer: m.peer });
         const out = new PortOutput(m.conn, m.peerMaxFrameSize, SPOKEN[m.protocol]);
-        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, UNLIMITED_MAILBOX);
+        const argsC = codec.decode(m.argsC);
+        const mailbox = new Mailbox(
+          out,
+          m.conn,
+          data.service,
+          m.peer,
+          { log: connLog },
+          UNLIMITED_MAILBOX,
+          null,
+          (mm) => handler(mm, argsC, args, ctx(connLog)),
+        );
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
         mailbox.onReceive = () => took.add();
         conns.set(m.conn, { out, mailbox });
-        void runHandler(handler, mailbox, out, codec.decode(m.argsC), args, ctx(connLog)).then((exit) => {
+        mailbox.start();
+        void mailbox.done.then((exit) => {
           conns.delete(m.conn);
           post(
             exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text },

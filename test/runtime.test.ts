@@ -156,6 +156,20 @@ test('a crashing handler closes only its own connection, with its message and no
   await Promise.all(bystanders.map((c) => c.close()));
 });
 
+test('a handler that is not async: its throw is a crash, its return a normal end', async (t) => {
+  const server = await testServer([
+    service('throws', () => {
+      throw new Error('thrown before any await');
+    }),
+    service('returns', () => undefined),
+  ]);
+  t.teardown(() => server.close());
+  const thrown = await (await open(server.port, 'throws')).closed;
+  t.deepEqual([thrown.reason, thrown.text], ['handlerError', 'thrown before any await']);
+  const returned = await (await open(server.port, 'returns')).closed;
+  t.deepEqual([returned.reason, returned.text], ['normal', 'the handler returned']);
+});
+
 test('a handler crash that is not an Error still closes with handlerError', async (t) => {
   const server = await testServer([service('s', async () => Promise.reject('a string'))]);
   t.teardown(() => server.close());
