@@ -160,12 +160,14 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
     super();
     this.rpcTimeout = options.rpcTimeout ?? CLIENT_DEFAULTS.rpcTimeout;
     this.flow = new HighWater(
-      options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater,
+      {
+        highWater: options.mailboxHighWater ?? CLIENT_DEFAULTS.mailboxHighWater,
+        highWaterBytes: options.mailboxHighWaterBytes ?? CLIENT_DEFAULTS.mailboxHighWaterBytes,
+      },
       {
         pauseReading: () => this.connection()?.pauseReading(),
         resumeReading: () => this.connection()?.resumeReading(),
       },
-      options.mailboxHighWaterBytes ?? CLIENT_DEFAULTS.mailboxHighWaterBytes,
     );
     this.reconnect = options.reconnect
       ? { ...RECONNECT_DEFAULTS, ...(options.reconnect === true ? {} : options.reconnect) }

@@ -87,8 +87,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   /** What this connection makes the server hold. */
   private readonly account: Account;
   private phase: Phase;
-  /** What every log line of this connection carries; the child logger with them is made only if a line needs it. */
-  private readonly fields: Record<string, unknown>;
+  /** The service, once the handshake has accepted it. */
+  private service: string | null = null;
   private childLog: Logger | null = null;
   private readonly openedAt = Date.now();
   private socketClosed = false;
@@ -111,12 +111,6 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     /** What its port speaks. */
     private readonly protocol: PortProtocol,
   ) {
-    this.fields = {
-      conn: id,
-      peer: peer.name,
-      ...(protocol.dialect === LIB_CHAN ? {} : { protocol: protocol.dialect.name }),
-      ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
-    };
     const s = host.settings;
     this.account = new Account(host.budget, this);
     this.mm = new MiddleMan(
@@ -149,8 +143,20 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
 
   /** A logger for this connection (made on first use: most connections never need their own). */
   get log(): Logger {
-    this.childLog ??= this.host.log.child(this.fields);
+    this.childLog ??= this.host.log.child(this.fields());
     return this.childLog;
+  }
+
+  /** What every log line of this connection carries (made when a line is written, not kept). */
+  private fields(): Record<string, unknown> {
+    const { peer, protocol } = this;
+    return {
+      conn: this.id,
+      peer: peer.name,
+      ...(protocol.dialect === LIB_CHAN ? {} : { protocol: protocol.dialect.name }),
+      ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
+      ...(this.service === null ? {} : { service: this.service }),
+    };
   }
 
   private get process(): ProcessHandle | null {
@@ -241,7 +247,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     this.handshakeStats = { ...this.mm.stats };
     this.host.observer.carried(null, this.handshakeStats);
     this.leaveHandshake();
-    this.fields['service'] = entry.name;
+    this.service = entry.name;
     this.childLog = null;
     const s = this.host.settings;
     this.mm.setMaxFrameSize(s.maxFrameSize);
@@ -249,7 +255,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     // Sending can itself end the connection (slowConsumer): then there is no process to start.
     if (this.mm.closed) return;
     this.mm.beginSession(this.protocol.heartbeats ? s.heartbeatInterval : 0, s.heartbeatMaxMissed);
-    this.host.log.info(this.fields, 'connection opened');
+    this.host.log.info(this.fields(), 'connection opened');
     const process = entry.service.attach({
       mm: this.mm,
       id: this.id,
@@ -285,9 +291,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
    */
   get snapshot(): { service: string | null; protocol: string; stats: MMStats } | null {
     if (this.ended) return null;
-    const service = this.fields['service'];
     return {
-      service: typeof service === 'string' ? service : null,
+      service: this.service,
       protocol: this.protocol.dialect.name,
       stats: this.sinceHandshake(),
     };
@@ -308,12 +313,11 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   onEnded(info: CloseInfo): void {
     this.phase = { at: 'closed', process: this.process };
     const s = this.mm.stats;
-    const service = this.fields['service'];
-    this.host.observer.closed(info.reason, typeof service === 'string' ? service : null, this.sinceHandshake());
+    this.host.observer.closed(info.reason, this.service, this.sinceHandshake());
     this.ended = true;
     this.host.log.info(
       {
-        ...this.fields,
+        ...this.fields(),
         reason: info.by === 'peer' ? escapeControl(info.reason) : info.reason,
         by: info.by,
         ms: Date.now() - this.openedAt,

@@ -21,6 +21,12 @@ export interface Pressure {
   unwait(gate: HighWater): void;
 }
 
+/** Where a gate closes: at `highWater` messages waiting, or `highWaterBytes` bytes of them. */
+export interface FlowLimits {
+  readonly highWater: number;
+  readonly highWaterBytes: number;
+}
+
 /**
  * The gate. Extend it (the server's mailboxes do: an idle connection holds no object more for it) or hold one (the
  * client's channel, whose reader changes with each reconnect).
@@ -31,9 +37,9 @@ export class HighWater {
   private bytesNow = 0;
 
   constructor(
-    private readonly highWater: number,
+    /** Shared by every gate of a service: one object, not two numbers per connection. */
+    private readonly limits: FlowLimits,
     private readonly reader: Reader,
-    private readonly highWaterBytes = Number.POSITIVE_INFINITY,
     private readonly pressure: Pressure | null = null,
   ) {}
 
@@ -48,7 +54,9 @@ export class HighWater {
     this.bytesNow = bytes;
     if (
       !this.paused &&
-      (waiting >= this.highWater || bytes >= this.highWaterBytes || (bytes > 0 && this.pressure?.pressed === true))
+      (waiting >= this.limits.highWater ||
+        bytes >= this.limits.highWaterBytes ||
+        (bytes > 0 && this.pressure?.pressed === true))
     ) {
       this.paused = true;
       this.reader.pauseReading();
@@ -66,7 +74,7 @@ export class HighWater {
   /** Reads again if nothing holds it back any more (also the pressure's wake-up). */
   recheck(): void {
     if (!this.paused) return;
-    if (this.waitingNow > this.highWater >> 1 || this.bytesNow > this.highWaterBytes / 2) return;
+    if (this.waitingNow > this.limits.highWater >> 1 || this.bytesNow > this.limits.highWaterBytes / 2) return;
     if (this.bytesNow > 0 && this.pressure?.pressed) {
       this.pressure.wait(this);
       return;

@@ -177,7 +177,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     /** Told when the handler run by {@link start} has ended (the service's supervisor). */
     private readonly watcher: HandlerWatcher | null = null,
   ) {
-    super(limits.highWater, middleMan, limits.highWaterBytes, account?.pressure ?? null);
+    super(limits, middleMan, account?.pressure ?? null);
   }
 
   /**

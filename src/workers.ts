@@ -18,7 +18,7 @@
 import { Worker } from 'node:worker_threads';
 import { msgpackCodec } from './codec/index.js';
 import { deadline, startTimedOut } from './deadline.js';
-import { HighWater } from './flow.js';
+import { HighWater, type FlowLimits } from './flow.js';
 import { levelName, type Logger } from './log.js';
 import { ModuleError, serviceLimits, type ServiceLimits, type WorkerModule } from './modules.js';
 import type { HandlerExit } from './runtime.js';
@@ -85,9 +85,9 @@ class WorkerLink extends HighWater implements ProcessHandle {
   constructor(
     private readonly thread: WorkerThread,
     private readonly a: Attachment,
-    settings: SupervisionSettings,
+    limits: FlowLimits,
   ) {
-    super(settings.mailboxHighWater, a.mm, settings.mailboxHighWaterBytes, a.account?.pressure ?? null);
+    super(limits, a.mm, a.account?.pressure ?? null);
     this.clock = RpcClock.for(a.observer, thread.pool.service);
   }
 
@@ -336,7 +336,7 @@ class WorkerThread {
   }
 
   attach(a: Attachment): WorkerLink {
-    const link = new WorkerLink(this, a, this.pool.settings);
+    const link = new WorkerLink(this, a, this.pool.flowLimits);
     this.links.set(a.id, link);
     return link;
   }
@@ -379,6 +379,8 @@ export class WorkerPool implements Runner {
   private readonly codec;
   /** What each worker is started with (the same for every one, and for replacements). */
   private readonly workerData: WorkerData;
+  /** Where every connection's messages in transit stop the reading (mailbox_high_water, ..._bytes). */
+  readonly flowLimits: FlowLimits;
 
   constructor(
     readonly service: string,
@@ -390,6 +392,7 @@ export class WorkerPool implements Runner {
     readonly events: PoolEvents,
   ) {
     this.codec = msgpackCodec({ maxDepth: settings.maxDepth });
+    this.flowLimits = { highWater: settings.mailboxHighWater, highWaterBytes: settings.mailboxHighWaterBytes };
     this.workerData = {
       ...code,
       service,

@@ -32,21 +32,32 @@ export function start(_argsS: Term, ctx: StartContext): KvsStore {
 export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: ServiceContext<KvsStore>): Promise<void> {
   for await (const m of mm) {
     if (m.type === 'chan_closed') return;
-    try {
-      // Answered at once where the store can (memory:, lmdb:): no promise to wait on.
-      const waiting = handle(ctx.state, mm, m, ctx);
-      if (waiting) await waiting;
-    } catch (err) {
-      // The store failed (storeFailed): this request is answered so, and the connection carries on. The backend's own
-      // words (a path, a Redis address) go to the server's log, not to the client.
-      if (!(err instanceof ChanError) || err.code !== 'storeFailed') throw err;
-      ctx.log.warn({ err: { message: err.message } }, 'the store failed');
-      answer(mm, m, errorTerm('storeFailed', 'the store could not be read or written; the server log says why'));
-    }
+    // Answered at once where the store can (memory:, lmdb:): no promise to wait on.
+    const waiting = serve(ctx.state, mm, m, ctx);
+    if (waiting) await waiting;
   }
 }
 
-/** Handles one request: at once (undefined), or by a promise where the store must be waited on. */
+/**
+ * Serves one request. The store failing (storeFailed) answers this request so, and the connection carries on; any
+ * other error is the handler's crash. (Apart from the loop: a suspended handler keeps fewer registers.)
+ */
+function serve(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> | undefined {
+  try {
+    return handle(kvs, mm, m, ctx)?.catch((err: unknown) => storeFailed(err, mm, m, ctx));
+  } catch (err) {
+    storeFailed(err, mm, m, ctx);
+    return undefined;
+  }
+}
+
+function storeFailed(err: unknown, mm: MM, m: ChanMessage, ctx: ServiceContext): void {
+  if (!(err instanceof ChanError) || err.code !== 'storeFailed') throw err;
+  // The backend's own words (a path, a Redis address) go to the server's log, not to the client.
+  ctx.log.warn({ err: { message: err.message } }, 'the store failed');
+  answer(mm, m, errorTerm('storeFailed', 'the store could not be read or written; the server log says why'));
+}
+
 function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> | undefined {
   const x = m.data;
   if (isTuple(x, 'store', 3)) {
