@@ -6,9 +6,12 @@
  * is noticed within `interval * maxMissed` ms (15 s x 4 = 60 s by default).
  *
  * While this side has stopped reading (back-pressure), silence is its own doing and does not count. One timer per
- * connection, re-armed only when it fires. The host (the middle-man) and the clock are small interfaces so that tests
+ * connection, re-armed only when it fires; timers of a second or more share one Node timer (timer-wheel.ts: up to a
+ * tenth of a second late, and about 0.1 KB each instead of a `Timeout`'s 0.2 KB). The host (the middle-man) and the clock are small interfaces so that tests
  * drive a heartbeat with fakes.
  */
+
+import { TimerWheel, WheelTimer } from './timer-wheel.js';
 
 export interface HeartbeatHost {
   sendPing(n: number): void;
@@ -23,15 +26,26 @@ export interface Clock {
   cancel(handle: unknown): void;
 }
 
+/**
+ * Timers of at least this many ms (a heartbeat's check, 15 s apart by default) share one Node timer, in slots of
+ * {@link WHEEL_SLOT_MS}: they fire up to that much late. Shorter ones (heartbeats of under a second) get a Node timer
+ * each, on time.
+ */
+export const WHEEL_MIN_MS = 1000;
+export const WHEEL_SLOT_MS = 100;
+const wheel = new TimerWheel(WHEEL_SLOT_MS);
+
 export const realClock: Clock = {
   now: () => Date.now(),
   after(ms, fn, arg) {
+    if (ms >= WHEEL_MIN_MS) return wheel.add(ms, fn, arg);
     const t = setTimeout(fn, ms, arg);
     t.unref();
     return t;
   },
   cancel(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
+    if (handle instanceof WheelTimer) wheel.cancel(handle);
+    else clearTimeout(handle as NodeJS.Timeout);
   },
 };
 
