@@ -29,7 +29,7 @@ import {
 } from './client-options.js';
 import { ChanError, closedError, isCloseReason, type CloseInfo, type ErrorCode } from './errors.js';
 import { HighWater } from './flow.js';
-import { Inbox, abortedError, type ReceiveOptions } from './inbox.js';
+import { Inbox, TAKEN, abortedError, type ReceiveOptions } from './inbox.js';
 import { silentLogger, type Logger } from './log.js';
 import type { MessageSink, MMStats } from './mm.js';
 import type { WireMessage } from './protocol.js';
@@ -306,7 +306,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
 
   /** Pushes from the server, until the channel closes. */
   [Symbol.asyncIterator](): AsyncIterator<Term> {
-    return this.pushes.iterate({ received: this.taken });
+    return this.pushes.iterate({ [TAKEN]: this.taken });
   }
 
   /** Closes the channel (reason `normal`); resolves when the connection is fully closed. No reconnect follows. */

@@ -6,9 +6,9 @@
  * is noticed within `interval * maxMissed` ms (15 s x 4 = 60 s by default).
  *
  * While this side has stopped reading (back-pressure), silence is its own doing and does not count. One timer per
- * connection, re-armed only when it fires; timers of a second or more share one Node timer (timer-wheel.ts: up to a
- * tenth of a second late, and about 0.1 KB each instead of a `Timeout`'s 0.2 KB). The host (the middle-man) and the clock are small interfaces so that tests
- * drive a heartbeat with fakes.
+ * connection, re-armed only when it fires; timers of a second or more share one Node timer (timer-wheel.ts: up to
+ * about a tenth of a second late, and about 0.1 KB each instead of a `Timeout`'s 0.2 KB). The host (the middle-man)
+ * and the clock are small interfaces so that tests drive a heartbeat with fakes.
  */
 
 import { TimerWheel, WheelTimer } from './timer-wheel.js';

@@ -61,8 +61,9 @@ export class Inbox<T> implements AsyncIterable<T> {
       r.answer(item);
       return 0;
     }
-    const w = this.waiters.shift();
+    const w = this.waiters.length > 0 ? this.waiters.shift() : undefined;
     if (w) {
+      if (this.waiters.length === 0) this.waiters = EMPTY as Waiter<T>[];
       if (w.timer) clearTimeout(w.timer);
       w.resolve(item);
       return 0;
@@ -72,7 +73,8 @@ export class Inbox<T> implements AsyncIterable<T> {
   }
 
   private queue(item: T, weight: number): void {
-    if (weight > 0 && this.weights === EMPTY) this.weights = new Array<number>(this.items.length).fill(0);
+    if (weight > 0 && this.weights === EMPTY)
+      this.weights = this.items.length === 0 ? [] : new Array<number>(this.items.length).fill(0);
     if (this.items === EMPTY) this.items = [];
     this.items.push(item);
     if (this.weights !== EMPTY) this.weights.push(weight);
@@ -113,7 +115,8 @@ export class Inbox<T> implements AsyncIterable<T> {
     const e = this.ending;
     const r = this.reader;
     this.reader = null;
-    const waiters = this.waiters.splice(0);
+    const waiters = this.waiters;
+    this.waiters = EMPTY as Waiter<T>[];
     if ('last' in e && waiters.length === 0 && !r) this.queue(e.last, 0);
     if (r) {
       if ('last' in e) r.answer(e.last);
@@ -191,7 +194,7 @@ export class Inbox<T> implements AsyncIterable<T> {
     return this.iterate(AS_IS as InboxReader<T, T>);
   }
 
-  /** Iterates with `reader.received` applied to each item as it is taken (one promise per item, no wrapping iterator). */
+  /** Iterates with `reader[TAKEN]` applied to each item as it is taken (one promise per item, no wrapping iterator). */
   iterate<U>(reader: InboxReader<T, U>): AsyncIterator<U> {
     if (this.iterating) throw new ChanError('usage', 'this inbox is already being iterated; one reader only');
     this.iterating = true;
@@ -224,12 +227,15 @@ export class Inbox<T> implements AsyncIterable<T> {
   }
 }
 
+/** The method an inbox's reader is called by (a symbol: not a name a handler's `mm` shows). */
+export const TAKEN: unique symbol = Symbol('taken');
+
 /** What an iterator makes of each item it takes (the mailbox counts it as received). */
 export interface InboxReader<T, U> {
-  received(item: T): U;
+  [TAKEN](item: T): U;
 }
 
-const AS_IS: InboxReader<unknown, unknown> = { received: (x) => x };
+const AS_IS: InboxReader<unknown, unknown> = { [TAKEN]: (x) => x };
 
 const DONE: IteratorResult<never> = Object.freeze({ done: true, value: undefined });
 
@@ -251,9 +257,9 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
     if (this.finished) return Promise.resolve(DONE);
     // An item already waiting is handed over at once: one resolved promise, no waiter.
     const queued = this.inbox.takeQueued();
-    if (queued) return Promise.resolve(this.result(queued.item));
+    if (queued) return this.settled(queued.item, null);
     const e = this.inbox.endedWith;
-    if (e) return 'last' in e ? Promise.resolve(this.result(e.last)) : Promise.resolve(this.ended(e.error));
+    if (e) return 'last' in e ? this.settled(e.last, null) : this.settled(undefined, e.error);
     if (this.resolveNext === null && this.inbox.waitFirst(this as InboxIterator<T, unknown>))
       return new Promise((resolve, reject) => {
         this.resolveNext = resolve;
@@ -264,6 +270,15 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
       (item) => this.result(item),
       (err: unknown) => this.ended(err),
     );
+  }
+
+  /** An answer for `next()` at once: what the reader makes of the item (or the end), or its throw as a rejection. */
+  private settled(item: T | undefined, error: Error | null): Promise<IteratorResult<U>> {
+    try {
+      return Promise.resolve(error ? this.ended(error) : this.result(item as T));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** @internal The inbox answers the waiting `next()`: an item, or (with `error`) the end it was given. */
@@ -294,7 +309,7 @@ class InboxIterator<T, U> implements AsyncIterator<U> {
       this.finished = true;
       this.inbox.iterationEnded();
     }
-    return { done: false, value: this.reader.received(item) };
+    return { done: false, value: this.reader[TAKEN](item) };
   }
 
   return(): Promise<IteratorResult<U>> {

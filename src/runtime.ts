@@ -15,7 +15,7 @@
 import type { Account } from './budget.js';
 import { ChanError, LimitError, type CloseInfo } from './errors.js';
 import { HighWater } from './flow.js';
-import { Inbox, type ReceiveOptions } from './inbox.js';
+import { Inbox, TAKEN, type ReceiveOptions } from './inbox.js';
 import type { Logger } from './log.js';
 import type { MessageSink, MiddleMan } from './mm.js';
 import type { Dialect, WireMessage } from './protocol.js';
@@ -121,16 +121,16 @@ export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: Servi
 /** A service's limits on its handlers' mailboxes (one object for every connection of the service). */
 export interface MailboxLimits {
   /** With this many messages waiting, the socket is no longer read. */
-  highWater: number;
+  readonly highWater: number;
   /** With this many bytes of messages (their decoded size) waiting, the socket is no longer read. */
-  highWaterBytes: number;
+  readonly highWaterBytes: number;
 }
 
 /** Limits that never pause (a worker thread's mailboxes: the main thread counts for them). */
-export const UNLIMITED_MAILBOX: MailboxLimits = {
+export const UNLIMITED_MAILBOX: MailboxLimits = Object.freeze({
   highWater: Number.POSITIVE_INFINITY,
   highWaterBytes: Number.POSITIVE_INFINITY,
-};
+});
 
 const ERROR = new Atom('error');
 
@@ -206,26 +206,40 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /**
    * Ends the handler process: the connection is closed (`normal` if the handler returned, `handlerError` with the
    * message if it threw; the crash is logged with its stack), what is left in the mailbox is dropped, and the
-   * watcher and {@link done} are told. A crash stays in its process: nothing is thrown from here.
+   * watcher and {@link done} are told, whatever fails on the way. (A fault of lib-chan's own here becomes an
+   * unhandled rejection, as it did when an async function ran the handler: logged, the server carries on.)
    */
   private handlerEnded(crash: { thrown: unknown } | null): void {
-    let exit: HandlerExit;
-    if (crash) {
-      const err = crash.thrown;
-      const text = err instanceof Error ? err.message : String(err);
-      this.log.error({ err }, 'handler crashed');
-      this.middleMan.close('handlerError', text);
-      exit = { ok: false, text };
-    } else {
-      this.middleMan.close('normal', 'the handler returned');
-      exit = { ok: true };
+    let exit: HandlerExit = { ok: true };
+    try {
+      if (!crash) {
+        try {
+          this.middleMan.close('normal', 'the handler returned');
+        } catch (err) {
+          crash = { thrown: err };
+        }
+      }
+      if (crash) {
+        const err = crash.thrown;
+        const text = err instanceof Error ? err.message : String(err);
+        exit = { ok: false, text };
+        this.log.error({ err }, 'handler crashed');
+        this.middleMan.close('handlerError', text);
+      }
+    } catch (fault) {
+      void Promise.reject(fault);
+    } finally {
+      // Nobody will take what is left in the mailbox: it is dropped, and no longer counted against the server's
+      // budget.
+      this.shed();
+      this.exit = exit;
+      try {
+        this.watcher?.exited(exit);
+      } finally {
+        this.exitWaiter?.(exit);
+        this.exitWaiter = null;
+      }
     }
-    // Nobody will take what is left in the mailbox: it is dropped, and no longer counted against the server's budget.
-    this.shed();
-    this.exit = exit;
-    this.watcher?.exited(exit);
-    this.exitWaiter?.(exit);
-    this.exitWaiter = null;
   }
 
   get log(): Logger {
@@ -238,7 +252,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   /** How the handler ended, once it has. */
   private exit: HandlerExit | null = null;
-  /** Settles {@link done}'s promise (made only when someone waits: at shutdown). */
+  /** Settles {@link done}'s promise (made only when someone waits: at shutdown, or a worker thread's open). */
   private exitWaiter: ((exit: HandlerExit) => void) | null = null;
   private exitPromise: Promise<HandlerExit> | null = null;
 
@@ -368,7 +382,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   receive(options?: ReceiveOptions): Promise<MailboxMessage> {
-    return this.inbox.receive(options).then((m) => this.received(m));
+    return this.inbox.receive(options).then((m) => this[TAKEN](m));
   }
 
   [Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
@@ -376,7 +390,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   /** @internal The handler has taken `m` (receive, or its `for await`): its place and bytes are free. */
-  received(m: MailboxMessage): MailboxMessage {
+  [TAKEN](m: MailboxMessage): MailboxMessage {
     if (m.type === 'chan') {
       if (m.requestId !== undefined) this.answers.taken(m.requestId);
       this.onReceive?.();

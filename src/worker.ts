@@ -1,7 +1,7 @@
 /**
  * Worker isolation, the worker thread's side (see workers.ts for the main thread's): it imports the service's module,
- * runs its `start`, and runs one handler process per connection with the same Mailbox, the same contracts and the
- * same runHandler as on the main thread. What a handler sends is encoded here and posted as a frame; the main
+ * runs its `start`, and runs one handler process per connection with the same Mailbox (which runs the handler and
+ * ends its process) and the same contracts as on the main thread. What a handler sends is encoded here and posted as a frame; the main
  * thread's middle-man writes it.
  */
 import { parentPort, workerData } from 'node:worker_threads';

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { ChanError } from '../src/errors.js';
-import { Inbox } from '../src/inbox.js';
+import { Inbox, TAKEN } from '../src/inbox.js';
 
 /** Lets every promise callback already due run. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -71,10 +71,10 @@ test('an end with an error finishes a waiting for-await without throwing; receiv
   t.deepEqual(await inbox[Symbol.asyncIterator]().next(), { done: true, value: undefined });
 });
 
-test('what the reader makes of an item is its value; if that throws, the waiting next() rejects with it', async (t) => {
+test('what the reader makes of an item is its value; if that throws, next() rejects with it', async (t) => {
   const inbox = new Inbox<number>();
   const it = inbox.iterate({
-    received: (x) => {
+    [TAKEN]: (x: number) => {
       if (x < 0) throw new Error('negative');
       return x * 10;
     },
@@ -85,6 +85,11 @@ test('what the reader makes of an item is its value; if that throws, the waiting
   const bad = it.next();
   inbox.put(-1);
   await t.throwsAsync(bad, { message: 'negative' });
+  // Queued, or the last item of an ended inbox: a rejection too, not a throw from next().
+  inbox.put(-2);
+  await t.throwsAsync(it.next(), { message: 'negative' });
+  inbox.end({ last: -3 });
+  await t.throwsAsync(it.next(), { message: 'negative' });
 });
 
 test('an inbox emptied and filled again keeps the order and the bytes of what waits', async (t) => {

@@ -1,7 +1,8 @@
 /**
  * The shared timer of the heartbeats' checks: every timer fires once, never before its time, in the order of its
- * slot; a cancelled one never fires, even when cancelled by another of its slot; timers added while a slot fires are
- * served; and the real clock sends short timers to Node and long ones to the wheel.
+ * slot (several slots due at once included); a cancelled one never fires, even when cancelled by another of its slot;
+ * timers added while a slot fires are served; one that throws does not stop the others; and the real clock sends
+ * short timers to Node and long ones to the wheel.
  */
 import test from 'ava';
 import { WHEEL_MIN_MS, realClock } from '../src/heartbeat.js';
@@ -40,6 +41,58 @@ test('each timer fires once, not before its time, slot by slot', async (t) => {
   t.deepEqual(
     slots,
     [...slots].sort((x, y) => x - y),
+  );
+  t.is(wheel.size, 0);
+});
+
+test('slots due at once fire slot by slot, whatever order they were added in', async (t) => {
+  keepAlive(t);
+  const wheel = new TimerWheel(10);
+  const order: number[] = [];
+  await new Promise<void>((resolve) => {
+    for (const ms of [60, 20, 40, 0])
+      wheel.add(
+        ms,
+        (n: number) => {
+          order.push(n);
+          if (order.length === 4) resolve();
+        },
+        ms,
+      );
+    // The loop is held past every due time: one firing finds all four slots due.
+    const until = performance.now() + 80;
+    while (performance.now() < until);
+  });
+  t.deepEqual(order, [0, 20, 40, 60]);
+});
+
+test('a timer that throws does not stop the others, of its slot or later ones; its error goes on', async (t) => {
+  keepAlive(t);
+  const errors: unknown[] = [];
+  const wheel = new TimerWheel(10, (err) => errors.push(err));
+  const ran: string[] = [];
+  await new Promise<void>((resolve) => {
+    wheel.add(
+      5,
+      () => {
+        throw new Error('a faulty timer');
+      },
+      null,
+    );
+    wheel.add(5, (s: string) => ran.push(s), 'same slot');
+    wheel.add(
+      40,
+      (s: string) => {
+        ran.push(s);
+        resolve();
+      },
+      'later slot',
+    );
+  });
+  t.deepEqual(ran, ['same slot', 'later slot']);
+  t.deepEqual(
+    errors.map((e) => (e as Error).message),
+    ['a faulty timer'],
   );
   t.is(wheel.size, 0);
 });

@@ -122,7 +122,7 @@ export interface ServerConfig {
   heartbeatInterval: number;
   /**
    * A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x
-   * 15 s: within 60 s; the checks of intervals of a second or more share one timer and run up to 0.1 s late).
+   * 15 s: within 60 s; the checks of intervals of a second or more share one timer and run up to about 0.1 s late).
    * `heartbeat_max_missed`, `CHAN_HEARTBEAT_MAX_MISSED`.
    * @default 4
    */
