@@ -235,10 +235,11 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       this.exit = exit;
       try {
         this.watcher?.exited(exit);
-      } finally {
-        this.exitWaiter?.(exit);
-        this.exitWaiter = null;
+      } catch (fault) {
+        void Promise.reject(fault);
       }
+      this.exitWaiter?.(exit);
+      this.exitWaiter = null;
     }
   }
 

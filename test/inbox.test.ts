@@ -1,11 +1,15 @@
 /**
  * The inbox a handler reads (and a client's pushes): the order in which waiting readers are served when a `for await`
  * and `receive` calls wait at once, how each kind of end reaches a reader that waits, and that an inbox emptied and
- * filled again keeps its order and its byte count.
+ * filled again keeps its order and its byte count; and how the mailbox in front of it ends its handler's process.
  */
 import test from 'ava';
 import { ChanError } from '../src/errors.js';
+import type { CloseReason } from '../src/errors.js';
 import { Inbox, TAKEN } from '../src/inbox.js';
+import { silentLogger } from '../src/log.js';
+import { LIB_CHAN } from '../src/protocol.js';
+import { type HandlerExit, Mailbox, type MailboxOutput, UNLIMITED_MAILBOX } from '../src/runtime.js';
 
 /** Lets every promise callback already due run. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -112,4 +116,46 @@ test('an inbox emptied and filled again keeps the order and the bytes of what wa
   t.is(inbox.bytes, 0);
   t.is(inbox.drop(), 0);
   t.is(inbox.size, 0);
+});
+
+/** A middle-man that records its closes, and throws on the first if told to. */
+function output(throwOnNormal: boolean): MailboxOutput & { closes: string[] } {
+  const closes: string[] = [];
+  return {
+    closes,
+    send: () => true,
+    close(reason: CloseReason) {
+      closes.push(reason);
+      if (throwOnNormal && reason === 'normal') throw new Error('the close failed');
+    },
+    closed: null,
+    pauseReading: () => {},
+    resumeReading: () => {},
+    drain: () => Promise.resolve(),
+    dialect: LIB_CHAN,
+  };
+}
+
+test("a handler's end reaches the watcher and done, in order, after the close; a close that throws is a crash", async (t) => {
+  for (const [throwOnNormal, handler, expected] of [
+    [false, async () => {}, { ok: true }],
+    [true, async () => {}, { ok: false, text: 'the close failed' }],
+    [
+      false,
+      () => {
+        throw new Error('at once');
+      },
+      { ok: false, text: 'at once' },
+    ],
+  ] as const) {
+    const out = output(throwOnNormal);
+    const told: HandlerExit[] = [];
+    const mailbox = new Mailbox(out, 1, 's', 'peer', { log: silentLogger }, UNLIMITED_MAILBOX, null, handler, {
+      exited: (exit) => told.push(exit),
+    });
+    mailbox.start();
+    t.deepEqual(await mailbox.done, expected);
+    t.deepEqual(told, [expected]);
+    t.deepEqual(out.closes, expected.ok ? ['normal'] : throwOnNormal ? ['normal', 'handlerError'] : ['handlerError']);
+  }
 });
