@@ -1,8 +1,8 @@
 /**
  * The shared timer of the heartbeats' checks: every timer fires once, never before its time, in the order of its
  * slot (several slots due at once included); a cancelled one never fires, even when cancelled by another of its slot;
- * timers added while a slot fires are served; one that throws does not stop the others; and the real clock sends
- * short timers to Node and long ones to the wheel.
+ * timers added while a slot fires are served; one that throws does not stop the others; a delay past Node's longest
+ * is capped; and the real clock sends short timers to Node and long ones to the wheel.
  */
 import test from 'ava';
 import { WHEEL_MIN_MS, realClock } from '../src/heartbeat.js';
@@ -162,4 +162,25 @@ test('the real clock gives timers of a second or more to the wheel and shorter o
   realClock.cancel(short);
   t.is((long as WheelTimer).fn, null);
   t.is(ran, 0);
+});
+
+test("a timer beyond Node's longest delay waits on a capped Node timer, not one that overflows to 1 ms", async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(w.name);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const wheel = new TimerWheel(100);
+  let ran = false;
+  const far = wheel.add(3e9, () => (ran = true), null);
+  // Node reports an overflowing delay as a warning on the next tick.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  wheel.cancel(far);
+  t.false(ran);
+  t.deepEqual(
+    warnings.filter((w) => w === 'TimeoutOverflowWarning'),
+    [],
+  );
 });
