@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { connect, type ConnectOptions } from './client.js';
+import type { ConnectOptions } from './client.js';
 import { ChanError } from './errors.js';
 import { ConfigError } from './config/load.js';
 import {
@@ -20,15 +20,8 @@ import {
   resolveSecret,
   usageError,
 } from './cli/common.js';
-import { bench } from './cli/bench.js';
-import { check } from './cli/check.js';
-import { argsFor, oneShot } from './cli/oneshot.js';
 import type { Destination } from './client-options.js';
-import { pingCommand } from './cli/ping.js';
-import { certs, passwd } from './cli/security.js';
-import { serve } from './cli/serve.js';
-import { session } from './cli/session.js';
-import { profile, profileCommand, type Profile } from './cli/profiles.js';
+import type { Profile } from './cli/profiles.js';
 import { VERSION } from './version.js';
 
 const CONNECTION_OPTIONS = `  --erlang              speak the original lib_chan protocol, to an Erlang lib_chan server or a server's
@@ -288,6 +281,7 @@ async function main(argv: string[]): Promise<number> {
   let rest = given;
   let saved: Profile | null = null;
   if (command !== undefined && CONNECTING.has(command) && given[0]?.startsWith('@')) {
+    const { profile } = await import('./cli/profiles.js');
     saved = profile(given[0]);
     rest = [saved.host, String(saved.port), saved.service, ...given.slice(1)];
   }
@@ -325,34 +319,57 @@ async function main(argv: string[]): Promise<number> {
     if (connectTimeout !== undefined) options.connectTimeout = connectTimeout;
     return { host, port: parsePort(port), service, secret: await resolveSecret(secret), options };
   };
+  // Each command's module is loaded when it runs: a server does not carry the session's REPL, the benchmark or the
+  // client in its heap (what a process loads at its start sets how large V8 makes its young generation).
   switch (command) {
-    case 'serve':
+    case 'serve': {
+      const { serve } = await import('./cli/serve.js');
       return serve(rest[0], values.store, values.processes);
-    case 'check':
+    }
+    case 'check': {
+      const { check } = await import('./cli/check.js');
       return await check(rest[0]);
+    }
     case 'connect': {
+      const [{ connect }, { argsFor }, { session }] = await Promise.all([
+        import('./client.js'),
+        import('./cli/oneshot.js'),
+        import('./cli/session.js'),
+      ]);
       const t = await target();
       const ch = await connect(t.host, t.port, t.service, t.secret, argsFor(t), t.options);
       return session(ch, t.service, { timeout, json });
     }
     case 'rpc':
-    case 'cast':
+    case 'cast': {
+      const { oneShot } = await import('./cli/oneshot.js');
       return oneShot(command, await target(), rest.slice(4), { timeout, json });
-    case 'bench':
+    }
+    case 'bench': {
+      const { bench } = await import('./cli/bench.js');
       return bench(await target(), values);
-    case 'ping':
+    }
+    case 'ping': {
+      const { pingCommand } = await import('./cli/ping.js');
       return pingCommand(
         rest[0] as string,
         parsePort(rest[1] as string),
         tlsOptions(values),
         connectTimeout ?? timeout,
       );
-    case 'certs':
+    }
+    case 'certs': {
+      const { certs } = await import('./cli/security.js');
       return certs(values);
-    case 'passwd':
+    }
+    case 'passwd': {
+      const { passwd } = await import('./cli/security.js');
       return passwd(values.iterations);
-    case 'profile':
+    }
+    case 'profile': {
+      const { profileCommand } = await import('./cli/profiles.js');
       return profileCommand(rest, values);
+    }
   }
   throw usageError(`unknown command '${command}'`);
 }
