@@ -16,6 +16,7 @@ import type { Codec } from './codec/index.js';
 import type { ServerSettings } from './config/load.js';
 import type { DirectoryEntry } from './directory.js';
 import { ServerHandshake, type HandshakeOutcome } from './handshake.js';
+import { monotonicMs } from './heartbeat.js';
 import { escapeControl, type Logger } from './log.js';
 import type { CloseInfo } from './errors.js';
 import { MiddleMan, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
@@ -77,20 +78,25 @@ export interface ConnectionHost {
   forget(c: ServerConnection): void;
 }
 
-type Phase =
-  | { at: 'handshake'; handshake: HandshakeMachine; timer: NodeJS.Timeout; ticket: Ticket | null }
-  | { at: 'session'; process: ProcessHandle }
-  | { at: 'closed'; process: ProcessHandle | null };
+/** What the handshake phase holds, let go when it ends. */
+interface Handshaking {
+  handshake: HandshakeMachine;
+  timer: NodeJS.Timeout;
+  ticket: Ticket | null;
+}
 
 export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   private readonly mm: MiddleMan;
   /** What this connection makes the server hold. */
   private readonly account: Account;
-  private phase: Phase;
+  /** The handshake phase's machine, timer and ticket; null once it has ended (accepted or closed). */
+  private handshaking: Handshaking | null;
+  /** The handler process, from the session's start. (Fields, not a phase object: an idle connection keeps less.) */
+  private process: ProcessHandle | null = null;
   /** The service, once the handshake has accepted it. */
   private service: string | null = null;
   private childLog: Logger | null = null;
-  private readonly openedAt = Date.now();
+  private readonly openedAt = monotonicMs();
   private socketClosed = false;
   /** The handshake's outcome has been told to the observer. */
   private outcomeTold = false;
@@ -130,7 +136,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     const handshake = protocol.handshake(host, peer);
     // The timer runs from the moment the connection is handed over: TCP accept, or the end of the TLS handshake.
     const timer = setTimeout(handshakeTimedOut, s.handshakeTimeout, this);
-    this.phase = { at: 'handshake', handshake, timer, ticket };
+    this.handshaking = { handshake, timer, ticket };
     ticket?.onEvict((text) => this.mm.close('tooManyConnections', text));
   }
 
@@ -157,10 +163,6 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       ...(peer.certCn !== undefined ? { cn: escapeControl(peer.certCn) } : {}),
       ...(this.service === null ? {} : { service: this.service }),
     };
-  }
-
-  private get process(): ProcessHandle | null {
-    return this.phase.at === 'handshake' ? null : this.phase.process;
   }
 
   /** @internal */
@@ -205,8 +207,8 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
 
   /** A message of the handshake phase (the session's go to the handler process). */
   onMessage(m: WireMessage): void {
-    if (this.phase.at !== 'handshake') return;
-    const handshake = this.phase.handshake;
+    if (!this.handshaking) return;
+    const handshake = this.handshaking.handshake;
     const out = handshake.step(m);
     // The client's own frame limit holds from its startService on (a refusal's close frame must fit it too).
     if (out.peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = out.peerMaxFrameSize;
@@ -266,22 +268,23 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       observer: this.host.observer,
     });
     // The handler's messages, and its end, come to it from now on; only then does it run (it may close at once).
-    this.phase = this.mm.closed ? { at: 'closed', process } : { at: 'session', process };
+    this.process = process;
     this.mm.setController(process);
     process.start();
   }
 
   /** Leaves the handshake phase (accepted or closed): its timer and its place among unauthenticated connections go. */
   private leaveHandshake(): void {
-    if (this.phase.at !== 'handshake') return;
-    clearTimeout(this.phase.timer);
-    this.phase.ticket?.release();
-    this.phase = { at: 'closed', process: null };
+    const h = this.handshaking;
+    if (!h) return;
+    clearTimeout(h.timer);
+    h.ticket?.release();
+    this.handshaking = null;
   }
 
   /** The connection ended during the handshake (the sink's end; in the session the handler process gets it). */
   onClosed(info: CloseInfo): void {
-    if (this.phase.at === 'handshake') this.tellOutcome(info.reason, this.phase.handshake.service ?? null);
+    if (this.handshaking) this.tellOutcome(info.reason, this.handshaking.handshake.service ?? null);
     this.leaveHandshake();
   }
 
@@ -311,7 +314,6 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   }
 
   onEnded(info: CloseInfo): void {
-    this.phase = { at: 'closed', process: this.process };
     const s = this.mm.stats;
     this.host.observer.closed(info.reason, this.service, this.sinceHandshake());
     this.ended = true;
@@ -320,7 +322,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
         ...this.fields(),
         reason: info.by === 'peer' ? escapeControl(info.reason) : info.reason,
         by: info.by,
-        ms: Date.now() - this.openedAt,
+        ms: monotonicMs() - this.openedAt,
         framesIn: s.framesIn,
         framesOut: s.framesOut,
         bytesIn: s.bytesIn,

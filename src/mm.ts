@@ -65,6 +65,8 @@ interface PendingFlush {
 
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
+/** The largest integer V8 keeps in a field without a heap number of its own (on 64-bit builds without pointer compression). */
+const SMALL_INT_MAX = 0x7fff_ffff;
 
 /** Close reasons that drop what is queued for the peer, so that the close frame reaches it next. */
 const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
@@ -115,9 +117,23 @@ export interface MMStats {
 
 export class MiddleMan implements HeartbeatHost {
   readonly stats: MMStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
-  /** The largest frame the peer accepts (from its ack); larger sends are refused with frameTooLarge. */
-  peerMaxFrameSize = Number.POSITIVE_INFINITY;
+  /**
+   * The largest frame the peer accepts, 0 until it says (a small integer rather than Infinity, which V8 would keep in
+   * a heap number of its own for every connection).
+   */
+  private peerLimit = 0;
   private closeInfo: CloseInfo | null = null;
+
+  /** The largest frame the peer accepts (from its ack); larger sends are refused with frameTooLarge. */
+  get peerMaxFrameSize(): number {
+    return this.peerLimit === 0 ? Number.POSITIVE_INFINITY : this.peerLimit;
+  }
+
+  /** (A limit over 2 GiB - 1, which no frame of ours reaches, is kept as that: a small integer still.) */
+  set peerMaxFrameSize(bytes: number) {
+    this.peerLimit = bytes === Number.POSITIVE_INFINITY ? 0 : Math.min(bytes, SMALL_INT_MAX);
+  }
+
   private lingerTimer: NodeJS.Timeout | null = null;
   private readonly parser: FrameParser;
   private readonly codec: Codec;
@@ -152,7 +168,8 @@ export class MiddleMan implements HeartbeatHost {
   private pendingPong = -1;
   /** flush() calls waiting for a pong, with the ping numbers that answer each. */
   private flushes: PendingFlush[] | null = null;
-  private flushSeq = FLUSH_BASE;
+  /** The last flush's ping number, less FLUSH_BASE (a small integer: no heap number per connection). */
+  private flushSeq = 0;
   /** The connection's first byte, until the second has come (see startsLikeTls). */
   private firstByte = -1;
 
@@ -534,8 +551,8 @@ export class MiddleMan implements HeartbeatHost {
   flush(timeout: number): Promise<void> {
     if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
     // Numbers from the top half: never one of the heartbeat's (which counts from 1), so never an older ping's pong.
-    this.flushSeq = this.flushSeq >= 0xffff_ffff ? FLUSH_BASE : this.flushSeq + 1;
-    const n = this.flushSeq;
+    this.flushSeq = this.flushSeq >= 0xffff_ffff - FLUSH_BASE ? 0 : this.flushSeq + 1;
+    const n = FLUSH_BASE + this.flushSeq;
     return new Promise((resolve, reject) => {
       this.alsoAnsweredBy(n);
       const flushes = (this.flushes ??= []);

@@ -44,7 +44,10 @@ export interface Transport {
 
 export function peerInfo(socket: net.Socket): PeerInfo {
   const address = socket.remoteAddress ?? '?';
-  return { address, name: `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}` };
+  const host = address.includes(':') ? `[${address}]` : address;
+  // Joined, not concatenated: V8 keeps a concatenation of 13 characters or more as its two parts and a node over
+  // them (88 bytes for 127.0.0.1:50476, which every connection keeps); a join makes one flat string (32 bytes).
+  return { address, name: [host, ':', socket.remotePort ?? '?'].join('') };
 }
 
 /**

@@ -30,10 +30,14 @@ export function start(_argsS: Term, ctx: StartContext): KvsStore {
 }
 
 export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: ServiceContext<KvsStore>): Promise<void> {
-  for await (const m of mm) {
-    if (m.type === 'chan_closed') return;
+  // The mailbox's iterator by hand rather than `for await`, which keeps more registers in every idle handler (to close
+  // the iterator on a break); the mailbox ends with chan_closed, and a throw ends the handler's process.
+  const messages = mm[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await messages.next();
+    if (next.done || next.value.type === 'chan_closed') return;
     // Answered at once where the store can (memory:, lmdb:): no promise to wait on.
-    const waiting = serve(ctx.state, mm, m, ctx);
+    const waiting = serve(ctx.state, mm, next.value, ctx);
     if (waiting) await waiting;
   }
 }
