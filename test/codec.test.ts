@@ -36,6 +36,26 @@ test('carries atoms and tuples as extension types 1 and 2', (t) => {
   t.deepEqual(encode(tuple('x'.repeat(70_000)), DEPTH).subarray(0, 8), bytes(0xc9, 0, 0x01, 0x11, 0x76, 2, 0x91, 0xdb));
 });
 
+test('a short atom decoded again is the same frozen Atom, for each word of a message (lookup and c meet in one slot)', (t) => {
+  const bytes = encode(tuple(atom('lookup'), tuple(atom('c'), 1)), DEPTH);
+  const first = decode(bytes, DEPTH) as Tuple;
+  const second = decode(bytes, DEPTH) as Tuple;
+  t.is(second.at(0), first.at(0));
+  t.is((second.at(1) as Tuple).at(0), (first.at(1) as Tuple).at(0));
+  // One connection's handler cannot rename the atom another connection decodes.
+  const lookup = first.at(0) as Atom;
+  t.true(Object.isFrozen(lookup));
+  t.false(Reflect.set(lookup, 'name', 'store'));
+  t.is((decode(bytes, DEPTH) as Tuple).at(0), lookup);
+  t.is(lookup.name, 'lookup');
+  // The words true, false and null stay those values; a long name is made anew (and equal).
+  t.is(decode(encode(tuple(atom('true')), DEPTH), DEPTH) instanceof Tuple, true);
+  t.is((decode(encode(tuple(atom('true')), DEPTH), DEPTH) as Tuple).at(0), true);
+  const long = encode(atom('a_name_longer_than_eight'), DEPTH);
+  t.not(decode(long, DEPTH), decode(long, DEPTH));
+  t.true(termEquals(decode(long, DEPTH), atom('a_name_longer_than_eight')));
+});
+
 test('round-trips every kind of value', (t) => {
   const values: unknown[] = [
     null,

@@ -831,19 +831,23 @@ class Decoder {
   }
 
   /**
-   * A short ASCII atom decoded lately (see {@link rememberAtom}): its term, made from the name kept, with the cost its
-   * string would have been charged; undefined when its bytes are not in the table (nothing read then).
+   * A short ASCII atom decoded lately (see {@link rememberAtom}): its term, the one kept, with the cost its string
+   * would have been charged; undefined when its bytes are not in the table (nothing read then).
    */
   private knownAtom(len: number): Term | undefined {
     const b = this.b;
     const at = this.pos;
     const lo = bytesLo(b, at, len);
     const hi = bytesHi(b, at, len);
-    const slot = atomSlot(lo, hi, len);
-    if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) return undefined;
+    const h = atomHash(lo, hi, len);
+    let slot = firstSlot(h);
+    if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) {
+      slot = secondSlot(h);
+      if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) return undefined;
+    }
     this.charge(COST.string + len);
     this.pos = at + len;
-    return atomTerm(cachedName[slot] as string);
+    return cachedTerm[slot];
   }
 
   private ext(len: number, depth: number): Term {
@@ -860,8 +864,9 @@ class Decoder {
       const name = this.str(len);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
-      if (len <= 8 && len === name.length) rememberAtom(this.b, start, len, name);
-      return atomTerm(name);
+      const atom = atomTerm(name);
+      if (len <= 8 && len === name.length) rememberAtom(this.b, start, len, atom);
+      return atom;
     }
     if (type === EXT_TUPLE) {
       this.charge(COST.tuple);
@@ -891,16 +896,19 @@ function atomTerm(name: string): Term {
 }
 
 /**
- * Names of short atoms (1 to 8 ASCII bytes) decoded lately, by their bytes: a message's words (`store`, `lookup`, `ok`,
- * `k`) come again and again, and a name found here is not built, checked and looked up again. A direct-mapped table of
- * {@link ATOM_SLOTS} entries: a name not there takes the slot its bytes hash to, so a peer inventing names only turns
- * entries over; the table never grows. (Names only: every decode still makes its own Atom.)
+ * Short atoms (1 to 8 ASCII bytes) decoded lately, by their bytes: a message's words (`store`, `lookup`, `ok`, `k`)
+ * come again and again, and one found here is not built, checked and looked up again, nor allocated: every decode of
+ * it gives the same Atom, frozen (as Erlang's atoms, one per name; a handler cannot change it under another
+ * connection). A table of {@link ATOM_SLOTS} entries, where each name has two slots its bytes hash to (so that two
+ * words of one message that meet in one slot do not put each other out: `lookup` and `c` did); a name not there takes
+ * a free one of its two, else one of them in turn, so a peer inventing names only turns entries over; the table never
+ * grows.
  */
 export const ATOM_SLOTS = 256;
 const cachedLo = new Int32Array(ATOM_SLOTS);
 const cachedHi = new Int32Array(ATOM_SLOTS);
 const cachedLen = new Uint8Array(ATOM_SLOTS);
-const cachedName: (string | undefined)[] = new Array<string | undefined>(ATOM_SLOTS).fill(undefined);
+const cachedTerm: Term[] = new Array<Term>(ATOM_SLOTS).fill(null);
 
 /** Bytes 0 to 3 of a short name, packed (0 past its end). */
 function bytesLo(b: Uint8Array, at: number, len: number): number {
@@ -916,20 +924,40 @@ function bytesHi(b: Uint8Array, at: number, len: number): number {
   return v;
 }
 
-function atomSlot(lo: number, hi: number, len: number): number {
-  const h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1) ^ len, 0x85ebca6b);
+function atomHash(lo: number, hi: number, len: number): number {
+  return Math.imul(lo ^ Math.imul(hi, 0x9e3779b1) ^ len, 0x85ebca6b);
+}
+
+function firstSlot(h: number): number {
   return (h ^ (h >>> 16)) & (ATOM_SLOTS - 1);
 }
 
-/** Keeps a short atom's name (`len` ASCII bytes at `at`, decoded as `name`) for the next decode of the same bytes. */
-function rememberAtom(b: Uint8Array, at: number, len: number, name: string): void {
+function secondSlot(h: number): number {
+  return ((h >>> 8) ^ (h >>> 24)) & (ATOM_SLOTS - 1);
+}
+
+/** Which of its two slots a name takes when both are in use (each in turn). */
+let evictSecond = false;
+
+/** Keeps a short atom (`len` ASCII bytes at `at`, decoded as `atom`) for the next decode of the same bytes. */
+function rememberAtom(b: Uint8Array, at: number, len: number, atom: Term): void {
   const lo = bytesLo(b, at, len);
   const hi = bytesHi(b, at, len);
-  const slot = atomSlot(lo, hi, len);
+  const h = atomHash(lo, hi, len);
+  const first = firstSlot(h);
+  const second = secondSlot(h);
+  let slot = first;
+  if (cachedLen[first] !== 0) {
+    if (cachedLen[second] === 0) slot = second;
+    else {
+      evictSecond = !evictSecond;
+      if (evictSecond) slot = second;
+    }
+  }
   cachedLo[slot] = lo;
   cachedHi[slot] = hi;
   cachedLen[slot] = len;
-  cachedName[slot] = name;
+  cachedTerm[slot] = typeof atom === 'object' && atom !== null ? Object.freeze(atom) : atom;
 }
 
 /**

@@ -22,9 +22,9 @@
  * Make floats with {@link float}, which boxes only when it must (`float(2.5) === 2.5`); test with {@link isFloat}.
  *
  * `null` has no Erlang counterpart; it travels as MessagePack nil and prints as the atom `null`.
- * Atoms are never interned: a peer cannot grow a table by inventing names (Erlang's atom-table exhaustion). (The
- * decoder remembers the names of a few short atoms it met lately, in a table of fixed size; every decode still makes its
- * own Atom.)
+ * Atoms are never interned in a table that grows: a peer cannot grow one by inventing names (Erlang's atom-table
+ * exhaustion). The decoder remembers a few short atoms it met lately, in a table of fixed size, and gives every decode
+ * of one the same frozen Atom: compare atoms by name ({@link isAtom}, {@link termEquals}), never by identity.
  */
 
 /** An Erlang atom: a name that is not a string. Compare with {@link isAtom} or {@link termEquals}. */
