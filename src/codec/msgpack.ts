@@ -149,16 +149,27 @@ export function measure(
   maxDepth: number,
   maxCost = Number.POSITIVE_INFINITY,
 ): { bytes: number; size: number } {
-  const m = new Meter(maxCost);
-  m.value(value, maxDepth);
-  return { bytes: m.bytes, size: m.cost };
+  // The module's one meter (a store measures every key and value it keeps), or a new one if it is in use: a walk
+  // that reaches user code (a Proxy's traps) could measure again before the first walk is done.
+  const m = meter.busy ? new Meter() : meter;
+  m.busy = true;
+  m.bytes = 0;
+  m.cost = 0;
+  m.maxCost = maxCost;
+  try {
+    m.value(value, maxDepth);
+    return { bytes: m.bytes, size: m.cost };
+  } finally {
+    m.busy = false;
+  }
 }
 
 /** The encoder's walk, counting instead of writing. */
 class Meter {
   bytes = 0;
   cost = 0;
-  constructor(private readonly maxCost: number) {}
+  maxCost = Number.POSITIVE_INFINITY;
+  busy = false;
 
   private charge(n: number): void {
     checkCost((this.cost += n), this.maxCost);
@@ -201,13 +212,15 @@ class Meter {
       return;
     }
     if (v instanceof Atom) {
-      if (atomTooLong(v.name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
-      if (WORD_ATOMS.has(v.name)) {
+      const name = v.name;
+      if (atomTooLong(name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+      if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name)) {
         this.bytes += 1;
         return;
       }
-      const len = Buffer.byteLength(v.name);
-      this.charge(COST.atom + stringCost(len, v.name.length));
+      // A short ASCII name (most atoms) is measured without a native call, as a short string is.
+      const len = name.length < 32 && isAscii(name) ? name.length : Buffer.byteLength(name);
+      this.charge(COST.atom + stringCost(len, name.length));
       this.bytes += extHeaderBytes(len) + len;
       return;
     }
@@ -257,6 +270,8 @@ class Meter {
     this.bytes += strHeaderBytes(len) + len;
   }
 }
+
+const meter = new Meter();
 
 /** The bytes of an array's or a map's header for `n` elements (fix, 16 or 32). */
 function lengthHeaderBytes(n: number): number {
@@ -312,7 +327,7 @@ function write(w: Writer, v: unknown, depth: number): void {
     const name = v.name;
     const n = name.length;
     // The atoms true, false and null are MessagePack's own words, written in their canonical one-byte form.
-    const word = n <= 5 ? WORD_ATOMS.get(name) : undefined;
+    const word = n >= 4 && n <= 5 ? WORD_ATOMS.get(name) : undefined;
     if (word !== undefined) return w.u8(word);
     if (n < 32 && isAscii(name)) {
       // The common atom, a short ASCII name: its ext 8 header and its bytes in one go, as a short string's.
@@ -891,7 +906,8 @@ const decoder = new Decoder();
 
 /** An atom's term: true, false and null for those names (docs/PROTOCOL.md section 2, as if sent c3, c2, c0), else an Atom. */
 function atomTerm(name: string): Term {
-  if (name.length <= 5 && WORD_ATOMS.has(name)) return name === 'true' ? true : name === 'false' ? false : null;
+  if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name))
+    return name === 'true' ? true : name === 'false' ? false : null;
   return new Atom(name);
 }
 
