@@ -65,8 +65,6 @@ interface PendingFlush {
 
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
-/** The largest integer V8 keeps in a field without a heap number of its own (on 64-bit builds without pointer compression). */
-const SMALL_INT_MAX = 0x7fff_ffff;
 
 /** Close reasons that drop what is queued for the peer, so that the close frame reaches it next. */
 const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
@@ -118,20 +116,19 @@ export interface MMStats {
 export class MiddleMan implements HeartbeatHost {
   readonly stats: MMStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   /**
-   * The largest frame the peer accepts, 0 until it says (a small integer rather than Infinity, which V8 would keep in
-   * a heap number of its own for every connection).
+   * The largest frame the peer accepts, null until it says. (Not Infinity, which V8 would keep in a heap number of its
+   * own for every connection: a field that holds null or a small integer holds the integer itself.)
    */
-  private peerLimit = 0;
+  private peerLimit: number | null = null;
   private closeInfo: CloseInfo | null = null;
 
   /** The largest frame the peer accepts (from its ack); larger sends are refused with frameTooLarge. */
   get peerMaxFrameSize(): number {
-    return this.peerLimit === 0 ? Number.POSITIVE_INFINITY : this.peerLimit;
+    return this.peerLimit ?? Number.POSITIVE_INFINITY;
   }
 
-  /** (A limit over 2 GiB - 1, which no frame of ours reaches, is kept as that: a small integer still.) */
   set peerMaxFrameSize(bytes: number) {
-    this.peerLimit = bytes === Number.POSITIVE_INFINITY ? 0 : Math.min(bytes, SMALL_INT_MAX);
+    this.peerLimit = bytes === Number.POSITIVE_INFINITY ? null : bytes;
   }
 
   private lingerTimer: NodeJS.Timeout | null = null;

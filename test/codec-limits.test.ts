@@ -271,6 +271,19 @@ const { term: anyTerm } = fc.letrec<{ term: unknown; leaf: unknown }>((tie) => (
   ),
 }));
 
+test('measure is right about a term whose getter measures another term while it is walked (a walk that re-enters)', (t) => {
+  let inner: { bytes: number; size: number } | undefined;
+  const value = {
+    get a(): string {
+      inner = measure(['x', 'yy'], 8);
+      return 'zzz';
+    },
+  };
+  const outer = measure(value, 8);
+  t.deepEqual(inner, measure(['x', 'yy'], 8));
+  t.deepEqual(outer, measure({ a: 'zzz' }, 8));
+});
+
 test('measure counts what encode writes and what the decoder charges, and refuses what encode refuses (property)', (t) => {
   fc.assert(
     fc.property(anyTerm, fc.integer({ min: 1, max: 6 }), (value, depth) => {

@@ -156,24 +156,28 @@ test('a live idle connection answers pings and measures the round trip', async (
   await ch.close();
 });
 
-test('setting the wall clock does not make a live connection look dead: heartbeats run on the monotonic clock', async (t) => {
-  const server = await testServer([service('echo', echo)], { heartbeatInterval: 20, heartbeatMaxMissed: 3 });
-  t.teardown(() => server.close());
-  const ch = await connect('127.0.0.1', server.port, 'echo', null);
-  while (ch.stats().rtt === undefined) await new Promise((r) => setTimeout(r, 20));
-  // The wall clock jumps a day ahead (an NTP step, an operator's date -s): on it, both sides would see a day of silence.
-  const wallClock = Date.now;
-  Date.now = () => wallClock() + 86_400_000;
-  t.teardown(() => {
-    Date.now = wallClock;
-  });
-  // Four of the server's pings later (80 ms, past interval x maxMissed), both sides still take the other for alive.
-  const heard = ch.stats().framesIn;
-  while (ch.stats().framesIn < heard + 4 && !ch.isClosed) await new Promise((r) => setTimeout(r, 20));
-  t.false(ch.isClosed);
-  t.is(await ch.rpc('still open'), 'still open');
-  await ch.close();
-});
+// Serial: it moves Date.now for the whole process, which other tests' deadlines read.
+test.serial(
+  'setting the wall clock does not make a live connection look dead: heartbeats run on the monotonic clock',
+  async (t) => {
+    const server = await testServer([service('echo', echo)], { heartbeatInterval: 20, heartbeatMaxMissed: 3 });
+    t.teardown(() => server.close());
+    const ch = await connect('127.0.0.1', server.port, 'echo', null);
+    while (ch.stats().rtt === undefined) await new Promise((r) => setTimeout(r, 20));
+    // The wall clock jumps a day ahead (an NTP step, an operator's date -s): on it, both sides would see a day of silence.
+    const wallClock = Date.now;
+    Date.now = () => wallClock() + 86_400_000;
+    t.teardown(() => {
+      Date.now = wallClock;
+    });
+    // Four of the server's pings later (80 ms, past interval x maxMissed), both sides still take the other for alive.
+    const heard = ch.stats().framesIn;
+    while (ch.stats().framesIn < heard + 4 && !ch.isClosed) await new Promise((r) => setTimeout(r, 20));
+    t.false(ch.isClosed);
+    t.is(await ch.rpc('still open'), 'still open');
+    await ch.close();
+  },
+);
 
 test('a ping before the handshake is done is a protocolError (no pongs to pile up for an unauthenticated peer)', async (t) => {
   const server = await testServer([service('echo', echo)]);

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import test from 'ava';
 import { msgpackCodec } from '../src/codec/index.js';
-import type { CloseInfo } from '../src/errors.js';
+import type { ChanError, CloseInfo } from '../src/errors.js';
 import { FrameParser, frame } from '../src/frame.js';
 import { silentLogger } from '../src/log.js';
 import { duplexPair } from '../src/memory-transport.js';
@@ -89,6 +89,19 @@ test('frames split at every byte, or merged into one chunk, reach the sink as th
   await turn();
   t.deepEqual(dribbled.got, MESSAGES);
   t.deepEqual(merged.got, MESSAGES);
+});
+
+test("the peer's frame limit holds as it was told: none until told, 0 refuses every frame, 4 GiB - 1 is kept whole", (t) => {
+  const { mm } = rig();
+  t.is(mm.peerMaxFrameSize, Number.POSITIVE_INFINITY);
+  mm.peerMaxFrameSize = 0xffff_ffff;
+  t.is(mm.peerMaxFrameSize, 0xffff_ffff);
+  t.true(mm.send({ kind: 'cast', data: 1 }));
+  mm.peerMaxFrameSize = 0;
+  t.is(mm.peerMaxFrameSize, 0);
+  t.is(t.throws<ChanError>(() => mm.send({ kind: 'cast', data: 1 }))?.code, 'frameTooLarge');
+  mm.peerMaxFrameSize = Number.POSITIVE_INFINITY;
+  t.true(mm.send({ kind: 'cast', data: 2 }));
 });
 
 test('a paused middle-man hands nothing over, not even the rest of the chunk being parsed, until it resumes', async (t) => {

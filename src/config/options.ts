@@ -179,7 +179,7 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     format: 'positive',
     unit: 'intervals',
     default: DEFAULTS.heartbeatMaxMissed,
-    doc: 'A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x 15 s: within 60 s; the checks of intervals of a second or more share one timer and run up to about 0.1 s late).',
+    doc: 'A peer silent for this many heartbeat intervals in a row is dead: the connection closes with reason timeout (4 x 15 s: within 60 s; the checks of intervals of a second or more share one timer and run up to about 0.1 s late). Silence is timed on the monotonic clock: setting the wall clock changes nothing, and time a machine spends suspended does not count.',
   },
   {
     key: 'mailbox_high_water',
