@@ -6,6 +6,8 @@
 //   node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]
 //
 // SCENARIOS=pipeline,cast (the environment) runs some of the scenarios only (default: rpc,pipeline,cast).
+// NEW_SERVER_FLAGS='--max-semi-space-size=8' (the environment) gives the second build's server those Node flags: the
+// same build twice, with and without a flag, measures what the flag costs.
 //
 // An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinned as every benchmark script is
 // (bench/common.ts, PIN): with one CPU it runs unpinned and says so.
@@ -34,8 +36,10 @@ writeFileSync(
 
 const pin = (cpuList, argv) => [...taskset(cpuList), ...argv];
 
-function serve(app) {
-  const [cmd, ...args] = pin(PIN?.server, [process.execPath, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
+const NEW_SERVER_FLAGS = (process.env.NEW_SERVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
+
+function serve(app, flags = []) {
+  const [cmd, ...args] = pin(PIN?.server, [process.execPath, ...flags, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
   // memory: for both (a build that knows no store option ignores it): the same work on each side.
   const env = { ...process.env, CHAN_STORE: 'memory:' };
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -74,7 +78,7 @@ function bench(s) {
   );
 }
 
-const servers = [await serve(oldDir), await serve(newDir)];
+const servers = [await serve(oldDir), await serve(newDir, NEW_SERVER_FLAGS)];
 // taskset execs node: each child's pid is its chan serve's, which `--server-pid` reads the CPU time of.
 const results = servers.map(() => new Map());
 try {
@@ -100,7 +104,7 @@ for (const name of results[0].keys()) {
   );
 }
 const table = [
-  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${PIN ? `server on CPU ${PIN.server}, load generator on ${PIN.load}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)`,
+  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${PIN ? `server on CPU ${PIN.server}, load generator on ${PIN.load}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)${NEW_SERVER_FLAGS.length > 0 ? `; the new server run with ${NEW_SERVER_FLAGS.join(' ')}` : ''}`,
   '',
   '| scenario | old ops/s | new ops/s | new / old | server us/op (old / new) | p50 us (old / new) |',
   '| --- | --- | --- | --- | --- | --- |',
