@@ -39,7 +39,13 @@ const pin = (cpuList, argv) => [...taskset(cpuList), ...argv];
 const NEW_SERVER_FLAGS = (process.env.NEW_SERVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
 
 function serve(app, flags = []) {
-  const [cmd, ...args] = pin(PIN?.server, [process.execPath, ...flags, path.join(app, 'dist/src/cli.js'), 'serve', conf]);
+  const [cmd, ...args] = pin(PIN?.server, [
+    process.execPath,
+    ...flags,
+    path.join(app, 'dist/src/cli.js'),
+    'serve',
+    conf,
+  ]);
   // memory: for both (a build that knows no store option ignores it): the same work on each side.
   const env = { ...process.env, CHAN_STORE: 'memory:' };
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
