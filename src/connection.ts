@@ -246,7 +246,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   private accept(entry: DirectoryEntry, argsC: Term, ack: WireMessage): void {
     this.tellOutcome('ack', entry.name);
     // The handshake's frames stay counted as the handshake's: the service's count starts here.
-    this.handshakeStats = { ...this.mm.stats };
+    this.handshakeStats = this.mm.stats;
     this.host.observer.carried(null, this.handshakeStats);
     this.leaveHandshake();
     this.service = entry.name;
