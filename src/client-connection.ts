@@ -139,12 +139,12 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
     const { early, closed } = this.phase;
     this.phase = { at: 'active' };
     this.mm.setController(session);
-    for (const [m, size] of early) session.onMessage(m, EMPTY, size);
+    for (const [m, size] of early) session.onMessage(m, size, EMPTY, 0, 0);
     if (closed) session.onClosed(closed);
   }
 
   /** The handshake's messages, and those that arrive before activation (in the session the sink is the Channel). */
-  onMessage(m: WireMessage, _payload: Buffer, size: number): void {
+  onMessage(m: WireMessage, size: number): void {
     if (this.phase.at === 'handshake') {
       if (this.mm.dialect.isAck(m)) {
         const inbox = this.phase.inbox;

@@ -341,7 +341,7 @@ export class Channel extends EventEmitter implements AsyncIterable<Term>, Messag
   };
 
   /** @internal A message of the session, straight from the current connection's middle-man. */
-  onMessage(m: WireMessage, _payload: Buffer, size: number): void {
+  onMessage(m: WireMessage, size: number): void {
     if (m.kind === 'cast' && this.original) {
       // The original protocol: a term answers the oldest rpc waiting, or else it is a push.
       if (!this.rpcs.settleOldest(m.data)) this.pushed(m.data, size);

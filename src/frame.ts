@@ -27,13 +27,28 @@ export function checkFrameSize(buf: Uint8Array, peerMaxFrameSize: number): void 
   }
 }
 
-/** Where a parser delivers frames: a function, or an object with `onFrame` (no closure per connection). */
-export type FrameSink = ((payload: Buffer) => void) | { onFrame(payload: Buffer): void };
+/**
+ * Where a parser delivers frames: a function, given each payload as a Buffer of its own (a view of the chunk), or an
+ * object whose `onFrame` is given the payload as a range of the bytes it lies in, `bytes` from `start` to `end` (no
+ * view made per frame, and no closure per connection). Either is valid only during the call: copy to keep.
+ */
+export type FrameSink = ((payload: Buffer) => void) | RangeSink;
+
+export interface RangeSink {
+  onFrame(bytes: Buffer, start: number, end: number): void;
+}
+
+/** A function sink as a range sink: its payload a view of the range (the whole buffer when the range is all of it). */
+function viewing(fn: (payload: Buffer) => void): RangeSink {
+  return {
+    onFrame: (bytes, start, end) => fn(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end)),
+  };
+}
 
 export class FrameParser {
   /** Frames longer than this are refused; may be raised or lowered between chunks (after authentication, say). */
   maxFrameSize: number;
-  private readonly sink: { onFrame(payload: Buffer): void };
+  private readonly sink: RangeSink;
   /** Made only when a length prefix arrives split across chunks (rare: most connections never need it). */
   private header: Buffer | null = null;
   private headerFill = 0;
@@ -48,7 +63,7 @@ export class FrameParser {
 
   constructor(maxFrameSize: number, sink: FrameSink) {
     this.maxFrameSize = maxFrameSize;
-    this.sink = typeof sink === 'function' ? { onFrame: sink } : sink;
+    this.sink = typeof sink === 'function' ? viewing(sink) : sink;
   }
 
   /** Bytes of an unfinished frame held so far (a small frame's whole buffer), and of a chunk held while paused. */
@@ -82,7 +97,7 @@ export class FrameParser {
   }
 
   /**
-   * Consumes a chunk. A payload that lies whole inside the chunk is passed on as a view of it (no copy); one that
+   * Consumes a chunk. A payload that lies whole inside the chunk is passed on as a range of it (no copy); one that
    * spans chunks is assembled in a buffer of exactly its length. Throws a `frameTooLarge` {@link ChanError}.
    */
   push(chunk: Buffer): void {
@@ -115,9 +130,9 @@ export class FrameParser {
           throw new ChanError('frameTooLarge', `frame of ${len} bytes is over the limit of ${this.maxFrameSize}`);
         }
         if (n - off >= len) {
-          const payload = chunk.subarray(off, off + len);
+          const start = off;
           off += len;
-          this.sink.onFrame(payload);
+          this.sink.onFrame(chunk, start, off);
           continue;
         }
         this.bodyLength = len;
@@ -139,7 +154,7 @@ export class FrameParser {
         this.body = null;
         this.bodyLength = 0;
         this.bodyFill = 0;
-        this.sink.onFrame(payload);
+        this.sink.onFrame(payload, 0, payload.length);
       }
     }
   }

@@ -76,10 +76,10 @@ const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
  */
 export interface MessageSink {
   /**
-   * `payload` is the frame's bytes, valid only during the call (copy to keep); `size` is what the decoded message
-   * costs in memory (its decoded size, bytes).
+   * `size` is what the decoded message costs in memory (its decoded size, bytes); the frame's bytes are `bytes` from
+   * `start` to `end`, valid only during the call (copy to keep).
    */
-  onMessage(m: WireMessage, payload: Buffer, size: number): void;
+  onMessage(m: WireMessage, size: number, bytes: Buffer, start: number, end: number): void;
   /** The connection has ended: called once, and nothing arrives after it. */
   onClosed(info: CloseInfo): void;
 }
@@ -493,13 +493,13 @@ export class MiddleMan implements HeartbeatHost {
     }
   }
 
-  /** @internal The frame parser's sink. */
-  onFrame(payload: Buffer): void {
+  /** @internal The frame parser's sink: a frame's payload, `bytes` from `start` to `end`. */
+  onFrame(bytes: Buffer, start: number, end: number): void {
     this.framesIn++;
     let m: WireMessage;
     let size: number;
     try {
-      m = this.dialect.fromWire(this.codec.decode(payload, decodedSizeLimit(this.parser.maxFrameSize)));
+      m = this.dialect.fromWire(this.codec.decode(bytes, decodedSizeLimit(this.parser.maxFrameSize), start, end));
       size = this.codec.lastDecodedSize;
     } catch (err) {
       this.fail(err);
@@ -522,7 +522,7 @@ export class MiddleMan implements HeartbeatHost {
         if (this.flushes) this.flushAnswered(m.n);
         return;
       default:
-        this.sink.onMessage(m, payload, size);
+        this.sink.onMessage(m, size, bytes, start, end);
     }
   }
 

@@ -270,7 +270,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   clock: RpcClock | null = null;
 
   /** A message from the client (the middle-man's sink); `size`: its decoded size. */
-  onMessage(m: WireMessage, _payload?: Buffer, size = 0): void {
+  onMessage(m: WireMessage, size = 0): void {
     if (m.kind === 'cast') {
       this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
     } else if (m.kind === 'rpc') {

@@ -122,11 +122,12 @@ class WorkerLink extends HighWater implements ProcessHandle {
   }
 
   /** A message from the client (the middle-man's sink): its bytes go to the worker, which decodes them again. */
-  onMessage(m: WireMessage, payload: Buffer, size: number): void {
+  onMessage(m: WireMessage, size: number, bytes: Buffer, start: number, end: number): void {
     if (m.kind === 'rpc') this.clock?.arrived(m.id);
-    this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(payload) });
+    // A copy of the frame's bytes (they are the socket's chunk's, valid only during this call).
+    this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(bytes.subarray(start, end)) });
     // Held twice over for a while: the bytes on their way, then the decoded message in the worker's mailbox.
-    const held = size + payload.length;
+    const held = size + (end - start);
     this.sizes.push(held);
     this.bytes += held;
     this.a.account?.inbound(held);

@@ -67,6 +67,27 @@ test('a short atom decoded again is the same frozen Atom, for each word of a mes
   t.true(termEquals(decode(long, DEPTH), atom('a_name_longer_than_eight')));
 });
 
+test('a value inside a larger buffer decodes from its range alone, with offsets in errors counted from its start', (t) => {
+  const value = tuple(atom('store'), 'joe', [1, 2.5]);
+  const bytes = encode(value, DEPTH);
+  const around = Buffer.concat([Buffer.from([0xc1, 0xc1, 0xc1]), bytes, Buffer.from([0xc1, 0xc1])]);
+  t.true(termEquals(decode(around, DEPTH, Number.POSITIVE_INFINITY, 3, 3 + bytes.length), value));
+  // The bytes after the range are not the value's: a range one byte longer has a byte after the end.
+  t.throws(() => decode(around, DEPTH, Number.POSITIVE_INFINITY, 3, 4 + bytes.length), {
+    message: /1 bytes after the end of the value/,
+  });
+  // 0xc1 is no MessagePack type: found at offset 0 of the range that starts with it, whatever comes before it.
+  t.throws(() => decode(around, DEPTH, Number.POSITIVE_INFINITY, 3 + bytes.length, around.length), {
+    message: /byte 0xc1 at offset 0 is not a MessagePack type/,
+  });
+  // An invalid string's offset is that of its first byte, as in the same bytes decoded on their own.
+  const badString = Buffer.from([0xc1, 0x92, 0x01, 0xa2, 0xc3, 0x28]);
+  t.throws(() => decode(badString, DEPTH, Number.POSITIVE_INFINITY, 1, badString.length), {
+    message: /the string at offset 3 is not valid UTF-8/,
+  });
+  t.throws(() => decode(badString.subarray(1), DEPTH), { message: /the string at offset 3 is not valid UTF-8/ });
+});
+
 test('round-trips every kind of value', (t) => {
   const values: unknown[] = [
     null,

@@ -9,6 +9,24 @@ function collect(max = 1024): { parser: FrameParser; frames: string[] } {
   return { parser, frames };
 }
 
+test("an object sink is given each payload as a range of the chunk it lies in (no view made), or of the frame's own buffer", (t) => {
+  const got: { same: boolean; text: string }[] = [];
+  const merged = Buffer.concat([frame(Buffer.from('one')), frame(Buffer.from('two'))]);
+  const parser = new FrameParser(1024, {
+    onFrame: (bytes, start, end) => got.push({ same: bytes === merged, text: bytes.toString('utf8', start, end) }),
+  });
+  parser.push(merged);
+  // A frame split across chunks is assembled in a buffer of its own: the range is all of it.
+  const split = frame(Buffer.from('three'));
+  parser.push(split.subarray(0, 6));
+  parser.push(split.subarray(6));
+  t.deepEqual(got, [
+    { same: true, text: 'one' },
+    { same: true, text: 'two' },
+    { same: false, text: 'three' },
+  ]);
+});
+
 test('parses frames merged into one write', (t) => {
   const { parser, frames } = collect();
   parser.push(Buffer.concat([frame(Buffer.from('one')), frame(Buffer.from('two')), frame(Buffer.alloc(0))]));

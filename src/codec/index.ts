@@ -16,10 +16,11 @@ export interface Codec {
    */
   encode(value: unknown, headroom: number, maxDecodedSize?: number): Buffer;
   /**
-   * Decodes one payload. Throws `protocolError`, with a message that never quotes the input, or `frameTooLarge` when
-   * the value would take more than `maxDecodedSize` bytes of memory.
+   * Decodes one payload: all of `payload`, or its bytes from `start` to `end` (a frame inside the chunk it arrived in).
+   * Throws `protocolError`, with a message that never quotes the input, or `frameTooLarge` when the value would take
+   * more than `maxDecodedSize` bytes of memory.
    */
-  decode(payload: Uint8Array, maxDecodedSize?: number): Term;
+  decode(payload: Uint8Array, maxDecodedSize?: number, start?: number, end?: number): Term;
   /** What the value the last `decode` returned costs in memory, bytes (the mailboxes' byte budgets count it). */
   readonly lastDecodedSize: number;
 }
@@ -35,7 +36,7 @@ export function msgpackCodec(options: CodecOptions): Codec {
   return {
     name: 'msgpack',
     encode: (value, headroom, maxDecodedSize) => encode(value, depth, headroom, maxDecodedSize),
-    decode: (payload, maxDecodedSize) => decode(payload, depth, maxDecodedSize),
+    decode: (payload, maxDecodedSize, start, end) => decode(payload, depth, maxDecodedSize, start, end),
     get lastDecodedSize() {
       return lastDecodedSize();
     },
@@ -50,7 +51,12 @@ export function etfCodec(options: CodecOptions): Codec {
   return {
     name: 'etf',
     encode: (value, headroom, maxDecodedSize) => encodeEtf(value, options.maxDepth, headroom, maxDecodedSize),
-    decode: (payload, maxDecodedSize) => decodeEtf(payload, options.maxDepth, maxDecodedSize),
+    decode: (payload, maxDecodedSize, start, end) =>
+      decodeEtf(
+        start === undefined && end === undefined ? payload : payload.subarray(start, end),
+        options.maxDepth,
+        maxDecodedSize,
+      ),
     get lastDecodedSize() {
       return lastEtfDecodedSize();
     },

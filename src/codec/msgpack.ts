@@ -563,21 +563,28 @@ function malformed(message: string): ChanError {
 }
 
 /**
- * Decodes one MessagePack value that must fill `bytes` exactly. Containers nested deeper than `maxDepth` are refused
- * (`protocolError`), and so is a value whose decoded size passes `maxCost` (`frameTooLarge`), before more of it is
- * built. Errors are {@link ChanError}s whose messages never contain the input. {@link lastDecodedSize} then says what
- * the value costs.
+ * Decodes one MessagePack value that must fill `bytes` exactly (or `bytes` from `start` to `end`: a frame inside the
+ * chunk it came in, without a view made of it; offsets in errors count from `start`). Containers nested deeper than
+ * `maxDepth` are refused (`protocolError`), and so is a value whose decoded size passes `maxCost` (`frameTooLarge`),
+ * before more of it is built. Errors are {@link ChanError}s whose messages never contain the input.
+ * {@link lastDecodedSize} then says what the value costs.
  */
-export function decode(bytes: Uint8Array, maxDepth: number, maxCost = Number.POSITIVE_INFINITY): Term {
+export function decode(
+  bytes: Uint8Array,
+  maxDepth: number,
+  maxCost = Number.POSITIVE_INFINITY,
+  start = 0,
+  end = bytes.length,
+): Term {
   // One decoder for every call: decoding runs no user code, so it cannot be re-entered.
   const d = decoder;
-  d.reset(bytes);
+  d.reset(bytes, start, end);
   d.cost = 0;
   d.memo = null;
   d.maxCost = maxCost;
   try {
     const value = d.read(maxDepth);
-    if (d.pos !== bytes.length) throw malformed(`${bytes.length - d.pos} bytes after the end of the value`);
+    if (d.pos !== end) throw malformed(`${end - d.pos} bytes after the end of the value`);
     return value;
   } finally {
     d.reset(EMPTY_BYTES); // do not keep the message alive
@@ -594,6 +601,8 @@ const EMPTY_BYTES = Buffer.alloc(0);
 class Decoder {
   pos = 0;
   end = 0;
+  /** Where the value starts in `b` (offsets in errors count from it). */
+  base = 0;
   cost = 0;
   maxCost = Number.POSITIVE_INFINITY;
   /** Hashes of the lists, tuples and maps met in map keys during one decode (made when the first is met). */
@@ -602,11 +611,13 @@ class Decoder {
   /** The same bytes as a Buffer, for Node's native UTF-8 decoding and big-endian reads. */
   private buf: Buffer = EMPTY_BYTES;
 
-  reset(b: Uint8Array): void {
+  reset(b: Uint8Array, start = 0, end = b.length): void {
+    if (start < 0 || end > b.length || start > end) throw new RangeError(`no bytes ${start} to ${end} in ${b.length}`);
     this.b = b;
     this.buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-    this.pos = 0;
-    this.end = b.length;
+    this.pos = start;
+    this.base = start;
+    this.end = end;
   }
 
   private need(n: number, what: string): void {
@@ -751,7 +762,7 @@ class Decoder {
       case 0xdf:
         return this.map(this.u32(), depth);
       default: // 0xc1 is never used
-        throw malformed(`byte 0x${t.toString(16)} at offset ${this.pos - 1} is not a MessagePack type`);
+        throw malformed(`byte 0x${t.toString(16)} at offset ${this.pos - 1 - this.base} is not a MessagePack type`);
     }
   }
 
@@ -772,7 +783,7 @@ class Decoder {
       for (let i = start; i < end; i++) {
         if ((b[i] as number) > 0x7f) {
           const s = shortUtf8(b, start, end);
-          if (s === null) throw malformed(`the string at offset ${start} is not valid UTF-8`);
+          if (s === null) throw malformed(`the string at offset ${start - this.base} is not valid UTF-8`);
           this.charge(2 * s.length - least); // not ASCII: two bytes a character (stringCost)
           return s;
         }
@@ -784,7 +795,7 @@ class Decoder {
     // native call instead of two; one with it is checked (U+FFFD may also have been sent as itself).
     const s = utf8Slice(this.buf, start, end);
     if (s.includes('\uFFFD') && !isUtf8(b.subarray(start, end)))
-      throw malformed(`the string at offset ${start} is not valid UTF-8`);
+      throw malformed(`the string at offset ${start - this.base} is not valid UTF-8`);
     this.charge((s.length === len ? len : 2 * s.length) - least);
     return s;
   }
@@ -892,9 +903,9 @@ class Decoder {
       if (tag >= 0x90 && tag < 0xa0) n = tag & 0x0f;
       else if (tag === 0xdc) n = this.u16();
       else if (tag === 0xdd) n = this.u32();
-      else throw malformed(`the tuple at offset ${start} does not hold an array`);
+      else throw malformed(`the tuple at offset ${start - this.base} does not hold an array`);
       const elements = this.array(n, depth);
-      if (this.pos !== this.end) throw malformed(`the tuple at offset ${start} has bytes after its array`);
+      if (this.pos !== this.end) throw malformed(`the tuple at offset ${start - this.base} has bytes after its array`);
       this.end = outerEnd;
       return new Tuple(elements);
     }
