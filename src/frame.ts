@@ -1,7 +1,7 @@
 /**
  * The frame role: lib_chan's `{packet, 4}`. Every frame is a 4-byte big-endian unsigned length, then that many
  * payload bytes. `FrameParser` is socket-free: feed it chunks as they arrive, split or merged however the network
- * likes, and it calls `onFrame` once per complete payload. The length is checked against `maxFrameSize` as soon as
+ * likes, and it hands its sink each complete payload. The length is checked against `maxFrameSize` as soon as
  * its 4 bytes are in, before a byte of the payload is buffered or allocated. A large frame is not allocated at its
  * announced length: its buffer starts at 64 KiB and grows (doubling) with what arrives, so what a peer makes the parser
  * hold is at most 64 KiB or twice what it has sent, however small the pieces it sends it in.
@@ -28,20 +28,22 @@ export function checkFrameSize(buf: Uint8Array, peerMaxFrameSize: number): void 
 }
 
 /**
- * Where a parser delivers frames: a function, given each payload as a Buffer of its own (a view of the chunk), or an
- * object whose `onFrame` is given the payload as a range of the bytes it lies in, `bytes` from `start` to `end` (no
- * view made per frame, and no closure per connection). Either is valid only during the call: copy to keep.
+ * Where a parser delivers frames: a function, given each payload as a Buffer (a view of the chunk, or the frame's own
+ * buffer when it spanned chunks), or an object whose `onFrameRange` is given the payload as a range of the bytes it
+ * lies in, `bytes` from `start` to `end` (no view made per frame, and no closure per connection). Either is valid only
+ * during the call: copy to keep. (The method's name is not `onFrame`, so that an object written for a payload alone
+ * does not compile as a range sink.)
  */
 export type FrameSink = ((payload: Buffer) => void) | RangeSink;
 
 export interface RangeSink {
-  onFrame(bytes: Buffer, start: number, end: number): void;
+  onFrameRange(bytes: Buffer, start: number, end: number): void;
 }
 
 /** A function sink as a range sink: its payload a view of the range (the whole buffer when the range is all of it). */
 function viewing(fn: (payload: Buffer) => void): RangeSink {
   return {
-    onFrame: (bytes, start, end) => fn(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end)),
+    onFrameRange: (bytes, start, end) => fn(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end)),
   };
 }
 
@@ -73,7 +75,7 @@ export class FrameParser {
 
   /**
    * Stops delivering frames after the current one (the consumer is full); the rest of the chunk is kept until
-   * {@link resume}. Callable from inside `onFrame`.
+   * {@link resume}. Callable from inside the sink.
    */
   pause(): void {
     this.paused = true;
@@ -132,7 +134,7 @@ export class FrameParser {
         if (n - off >= len) {
           const start = off;
           off += len;
-          this.sink.onFrame(chunk, start, off);
+          this.sink.onFrameRange(chunk, start, off);
           continue;
         }
         this.bodyLength = len;
@@ -154,7 +156,7 @@ export class FrameParser {
         this.body = null;
         this.bodyLength = 0;
         this.bodyFill = 0;
-        this.sink.onFrame(payload, 0, payload.length);
+        this.sink.onFrameRange(payload, 0, payload.length);
       }
     }
   }

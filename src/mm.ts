@@ -77,7 +77,8 @@ const DROPS_QUEUE = new Set<string>(['slowConsumer', 'overloaded']);
 export interface MessageSink {
   /**
    * `size` is what the decoded message costs in memory (its decoded size, bytes); the frame's bytes are `bytes` from
-   * `start` to `end`, valid only during the call (copy to keep).
+   * `start` to `end`, valid only during the call (copy to keep). (A client's messages that arrived before its channel
+   * took over are handed to the channel afterwards without their bytes: an empty range.)
    */
   onMessage(m: WireMessage, size: number, bytes: Buffer, start: number, end: number): void;
   /** The connection has ended: called once, and nothing arrives after it. */
@@ -494,7 +495,7 @@ export class MiddleMan implements HeartbeatHost {
   }
 
   /** @internal The frame parser's sink: a frame's payload, `bytes` from `start` to `end`. */
-  onFrame(bytes: Buffer, start: number, end: number): void {
+  onFrameRange(bytes: Buffer, start: number, end: number): void {
     this.framesIn++;
     let m: WireMessage;
     let size: number;

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { decode, encode } from '../src/codec/msgpack.js';
-import { msgpackCodec } from '../src/codec/index.js';
+import { etfCodec, msgpackCodec } from '../src/codec/index.js';
 import { ChanError } from '../src/errors.js';
 import {
   Atom,
@@ -86,6 +86,25 @@ test('a value inside a larger buffer decodes from its range alone, with offsets 
     message: /the string at offset 3 is not valid UTF-8/,
   });
   t.throws(() => decode(badString.subarray(1), DEPTH), { message: /the string at offset 3 is not valid UTF-8/ });
+  const longBad = Buffer.concat([Buffer.from([0xc1, 0xa0 | 20]), Buffer.alloc(19, 0x61), Buffer.from([0xff])]);
+  t.throws(() => decode(longBad, DEPTH, Number.POSITIVE_INFINITY, 1, longBad.length), {
+    message: /the string at offset 1 is not valid UTF-8/,
+  });
+  // The range's end is the end: a value cut short is refused, though the bytes after the range would complete it.
+  t.throws(() => decode(around, DEPTH, Number.POSITIVE_INFINITY, 3, 2 + bytes.length), {
+    message: /runs past the end/,
+  });
+  // A binary decoded from a range is a copy: it does not keep the chunk around it alive.
+  const bin = encode(Buffer.from([1, 2, 3]), DEPTH);
+  const chunk = Buffer.concat([Buffer.alloc(5), bin]);
+  const out = decode(chunk, DEPTH, Number.POSITIVE_INFINITY, 5, chunk.length) as Buffer;
+  chunk.fill(0);
+  t.deepEqual([...out], [1, 2, 3]);
+  // The original protocol's codec takes a range too.
+  const etf = etfCodec({ maxDepth: 8 });
+  const term = etf.encode(tuple(atom('ok'), 7), 0);
+  const inChunk = Buffer.concat([Buffer.from([0, 0]), term, Buffer.from([0])]);
+  t.true(termEquals(etf.decode(inChunk, Number.POSITIVE_INFINITY, 2, 2 + term.length), tuple(atom('ok'), 7)));
 });
 
 test('round-trips every kind of value', (t) => {

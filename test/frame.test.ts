@@ -13,7 +13,7 @@ test("an object sink is given each payload as a range of the chunk it lies in (n
   const got: { same: boolean; text: string }[] = [];
   const merged = Buffer.concat([frame(Buffer.from('one')), frame(Buffer.from('two'))]);
   const parser = new FrameParser(1024, {
-    onFrame: (bytes, start, end) => got.push({ same: bytes === merged, text: bytes.toString('utf8', start, end) }),
+    onFrameRange: (bytes, start, end) => got.push({ same: bytes === merged, text: bytes.toString('utf8', start, end) }),
   });
   parser.push(merged);
   // A frame split across chunks is assembled in a buffer of its own: the range is all of it.
