@@ -157,7 +157,13 @@ export function unsendableAnswer(err: ChanError): Tuple {
  */
 export class Mailbox extends HighWater implements MM, MessageSink {
   private readonly inbox = new Inbox<MailboxMessage>();
-  private readonly answers = new RpcAnswers();
+  /** The rpcs waiting for an answer (made with the first rpc or answer: an idle connection has none). */
+  private answers: RpcAnswers | null = null;
+
+  private get rpcs(): RpcAnswers {
+    this.answers ??= new RpcAnswers();
+    return this.answers;
+  }
   /** The mailbox's bytes as last told to the account. */
   private reported = 0;
 
@@ -274,7 +280,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     if (m.kind === 'cast') {
       this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
     } else if (m.kind === 'rpc') {
-      const fault = this.answers.arrived(m.id);
+      const fault = this.rpcs.arrived(m.id);
       if (fault) {
         this.middleMan.close('protocolError', fault);
         return;
@@ -328,7 +334,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** The connection has ended (the middle-man's sink). */
   onClosed(info: CloseInfo): void {
     this.stopWatching();
-    this.answers.clear();
+    this.answers?.clear();
     const watchers = this.closeWatchers ?? [];
     this.closeWatchers = null;
     for (const fn of watchers) fn();
@@ -341,14 +347,14 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   send(x: unknown): boolean {
-    const oldest = this.answers.oldestReceived();
+    const oldest = this.answers?.oldestReceived();
     if (oldest === undefined) return this.middleMan.send({ kind: 'push', data: x as Term });
     return this.answer(oldest, x);
   }
 
   reply(to: ChanMessage, x: unknown): boolean {
     const id = to.requestId;
-    const fault = this.answers.replyFault(id);
+    const fault = this.rpcs.replyFault(id);
     if (fault === null && id !== undefined) return this.answer(id, x);
     // After the end nothing waits: a late reply is not the handler's mistake.
     if (id !== undefined && this.middleMan.closed) return false;
@@ -373,7 +379,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       sent = this.middleMan.send({ kind: 'reply', id, data: unsendableAnswer(err) });
     }
     // Only once sent: a value that cannot be encoded leaves the request waiting.
-    this.answers.answered(id);
+    this.rpcs.answered(id);
     this.clock?.answered(id);
     return sent;
   }
@@ -393,7 +399,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** @internal The handler has taken `m` (receive, or its `for await`): its place and bytes are free. */
   [TAKEN](m: MailboxMessage): MailboxMessage {
     if (m.type === 'chan') {
-      if (m.requestId !== undefined) this.answers.taken(m.requestId);
+      if (m.requestId !== undefined) this.rpcs.taken(m.requestId);
       this.onReceive?.();
     }
     this.report();
