@@ -206,6 +206,14 @@ export class Inbox<T> implements AsyncIterable<T> {
     this.iterating = false;
   }
 
+  /**
+   * @internal Takes the next queued item (the end's last item included, once, when it was queued), or undefined when
+   * none is queued: for items that are never undefined (a behaviour's mailbox).
+   */
+  shift(): T | undefined {
+    return this.head < this.items.length ? this.take() : undefined;
+  }
+
   /** @internal Takes the next queued item, if there is one (the iterator's fast path). */
   takeQueued(): { item: T } | null {
     return this.head < this.items.length ? { item: this.take() } : null;

@@ -31,7 +31,16 @@ export type { ServiceDefinition, ServiceLimits, StartContext } from './modules.j
 export { ALREADY_COMMITTED } from './store/store.js';
 export type { Namespace, PutResult } from './store/store.js';
 export type { ServiceGroups } from './groups.js';
-export type { MM, ChanMessage, ChanClosedMessage, MailboxMessage, Handler, ServiceContext } from './runtime.js';
+export { behaviour } from './runtime.js';
+export type {
+  MM,
+  ChanMessage,
+  ChanClosedMessage,
+  MailboxMessage,
+  Handler,
+  Behaviour,
+  ServiceContext,
+} from './runtime.js';
 export type { CloseInfo } from './errors.js';
 export type { ReceiveOptions } from './inbox.js';
 export { ChanError, ERROR_CODES, CLOSE_REASONS, type ErrorCode, type CloseReason } from './errors.js';

@@ -108,7 +108,7 @@ export class InlineRunner implements Runner {
       a.logs,
       this.mailboxLimits,
       a.account,
-      (m) => this.handler(m, a.argsC, this.args, this.context(a.logs)),
+      { handler: this.handler, argsC: a.argsC, argsS: this.args, ctx: this.context(a.logs) },
       this.watcher,
     );
     mailbox.clock = RpcClock.for(a.observer, this.service);

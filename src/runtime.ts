@@ -118,6 +118,73 @@ export interface ServiceContext<S = unknown> {
 
 export type Handler<S = unknown> = (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>) => unknown;
 
+/**
+ * A handler written as callbacks, as an Erlang gen_server is: lib-chan runs the process's loop and calls `handle` with
+ * each of the client's messages, in order. The process is the same as an async function's (one per connection, its
+ * messages one at a time, a throw ends only its own connection), but an idle one holds no suspended function, no
+ * promise and no iterator: about 1 KB less per connection (docs/PROCESSES.md). Make the service's handler with
+ * {@link behaviour}.
+ *
+ * `S` is the service's state (ctx.state), `P` the connection's own (what `init` returned).
+ */
+export interface Behaviour<S = unknown, P = undefined> {
+  /**
+   * Runs first, with the handler's arguments; what it returns (or resolves with) is the connection's state, handed to
+   * every later call. Messages that arrive before it has settled wait in the mailbox. A throw ends the process.
+   */
+  init?(mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>): P | PromiseLike<P>;
+  /**
+   * One message from the client (`requestId` set for an rpc: answer it with `mm.send` or `mm.reply`). The next message
+   * waits until a promise returned here settles; a throw or a rejection ends the process (`handlerError`).
+   */
+  handle(m: ChanMessage, mm: MM, ctx: ServiceContext<S>, state: P): unknown;
+  /**
+   * The connection has ended (lib_chan's `{chan_closed, MM}`): the process ends once this returns, or once a promise
+   * returned here settles. Optional.
+   */
+  closed?(m: ChanClosedMessage, mm: MM, ctx: ServiceContext<S>, state: P): unknown;
+}
+
+/** Each behaviour's handler, and the behaviour it runs. */
+const BEHAVIOURS = new WeakMap<object, Behaviour<unknown, unknown>>();
+
+/**
+ * The handler of a {@link Behaviour}, to name in a service's mfa (or give as its `handler`). On the server's runtime
+ * the mailbox calls the callbacks itself; called as a plain function (from a handler of your own, say) it is the
+ * equivalent async function: init, then a `for await` over the mailbox that calls `handle` and awaits it, then
+ * `closed`.
+ */
+export function behaviour<S = unknown, P = undefined>(b: Behaviour<S, P>): Handler<S> {
+  const handler = async (mm: MM, argsC: Term, argsS: Term, ctx: ServiceContext<S>): Promise<void> => {
+    const state = (b.init ? await b.init(mm, argsC, argsS, ctx) : undefined) as P;
+    const messages = mm[Symbol.asyncIterator]();
+    for (;;) {
+      const next = await messages.next();
+      if (next.done) return;
+      const m = next.value;
+      if (m.type === 'chan_closed') {
+        await b.closed?.(m, mm, ctx, state);
+        return;
+      }
+      await b.handle(m, mm, ctx, state);
+    }
+  };
+  BEHAVIOURS.set(handler, b as Behaviour<unknown, unknown>);
+  return handler;
+}
+
+/** How a handler process starts: its handler, its arguments and its ctx. */
+export interface HandlerStart {
+  handler: Handler;
+  argsC: Term;
+  argsS: Term;
+  ctx: ServiceContext;
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return typeof (x as PromiseLike<unknown> | null)?.then === 'function';
+}
+
 /** A service's limits on its handlers' mailboxes (one object for every connection of the service). */
 export interface MailboxLimits {
   /** With this many messages waiting, the socket is no longer read. */
@@ -178,8 +245,8 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     limits: MailboxLimits,
     /** Where the bytes waiting here are counted (the server's connections; none in a worker thread). */
     private readonly account: Account | null = null,
-    /** The handler on this mailbox, called by {@link start} (a worker thread runs its own). */
-    private run: ((mailbox: Mailbox) => unknown) | null = null,
+    /** The handler on this mailbox and its arguments, run by {@link start}. */
+    private starting: HandlerStart | null = null,
     /** Told when the handler run by {@link start} has ended (the service's supervisor). */
     private readonly watcher: HandlerWatcher | null = null,
   ) {
@@ -191,12 +258,17 @@ export class Mailbox extends HighWater implements MM, MessageSink {
    * here: whatever the handler does first, a close or a throw included, reaches this mailbox as its own end.
    */
   start(): void {
-    const run = this.run;
-    this.run = null;
-    if (!run) return;
+    const s = this.starting;
+    this.starting = null;
+    if (!s) return;
+    const b = BEHAVIOURS.get(s.handler);
+    if (b) {
+      this.behave(b, s);
+      return;
+    }
     let result: unknown;
     try {
-      result = run(this);
+      result = s.handler(this, s.argsC, s.argsS, s.ctx);
     } catch (err) {
       this.handlerEnded({ thrown: err });
       return;
@@ -207,6 +279,101 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       () => this.handlerEnded(null),
       (err: unknown) => this.handlerEnded({ thrown: err }),
     );
+  }
+
+  /** A behaviour's callbacks, while its process runs (null for an async function's process, and once ended). */
+  private behaving: Behaviour<unknown, unknown> | null = null;
+  /** The behaviour's ctx, and the connection's state (what its init returned). */
+  private ctx: ServiceContext | null = null;
+  private state: unknown = undefined;
+  /** The behaviour is in a call (init, a handle, closed), or waits for one's promise: messages wait in the inbox. */
+  private busy = false;
+
+  /** Runs a behaviour's process: its init, then each message as it comes (see {@link pump}). */
+  private behave(b: Behaviour<unknown, unknown>, s: HandlerStart): void {
+    this.behaving = b;
+    this.ctx = s.ctx;
+    if (!b.init) return;
+    this.busy = true;
+    let state: unknown;
+    try {
+      state = b.init(this, s.argsC, s.argsS, s.ctx);
+    } catch (err) {
+      this.behaviourCrashed(err);
+      return;
+    }
+    if (isThenable(state)) {
+      state.then(
+        (settled) => {
+          this.state = settled;
+          this.resume();
+        },
+        (err: unknown) => this.behaviourCrashed(err),
+      );
+    } else {
+      this.state = state;
+      this.resume();
+    }
+  }
+
+  /** The behaviour's call has returned: the messages that waited meanwhile go to it. */
+  private resume(): void {
+    this.busy = false;
+    this.pump(undefined);
+  }
+
+  private behaviourCrashed(err: unknown): void {
+    this.behaving = null;
+    this.handlerEnded({ thrown: err });
+  }
+
+  /**
+   * Hands the behaviour `first` (a message that never waited), then what waits in the inbox, one at a time: a handle
+   * that returns a promise holds the rest until it settles. Called with each message and at the end; a call within
+   * a call (a handle that closes its connection, say) only queues.
+   */
+  private pump(first: MailboxMessage | undefined): void {
+    const b = this.behaving;
+    if (b === null || this.busy) return;
+    this.busy = true;
+    let m = first;
+    try {
+      for (;;) {
+        if (m === undefined) {
+          m = this.inbox.shift();
+          if (m === undefined) break;
+          this[TAKEN](m);
+        } else {
+          this.received(m);
+        }
+        if (m.type === 'chan_closed') {
+          this.behaving = null;
+          const last = b.closed?.(m, this, this.ctx as ServiceContext, this.state);
+          if (isThenable(last)) {
+            last.then(
+              () => this.handlerEnded(null),
+              (err: unknown) => this.handlerEnded({ thrown: err }),
+            );
+          } else {
+            this.handlerEnded(null);
+          }
+          return;
+        }
+        const r = b.handle(m, this, this.ctx as ServiceContext, this.state);
+        if (isThenable(r)) {
+          r.then(
+            () => this.resume(),
+            (err: unknown) => this.behaviourCrashed(err),
+          );
+          return;
+        }
+        m = undefined;
+      }
+    } catch (err) {
+      this.behaviourCrashed(err);
+      return;
+    }
+    this.busy = false;
   }
 
   /**
@@ -278,7 +445,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** A message from the client (the middle-man's sink); `size`: its decoded size. */
   onMessage(m: WireMessage, size = 0): void {
     if (m.kind === 'cast') {
-      this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data }, size));
+      this.arrived({ type: 'chan', mm: this, data: m.data }, size);
     } else if (m.kind === 'rpc') {
       const fault = this.rpcs.arrived(m.id);
       if (fault) {
@@ -286,10 +453,20 @@ export class Mailbox extends HighWater implements MM, MessageSink {
         return;
       }
       this.clock?.arrived(m.id);
-      this.enqueued(this.inbox.put({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size));
+      this.arrived({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size);
     } else {
       this.middleMan.close('protocolError', sessionFault('server', m) ?? `unexpected ${m.kind}`);
     }
+  }
+
+  /** A message for the handler: straight to a behaviour that waits for one, else into the inbox. */
+  private arrived(m: ChanMessage, size: number): void {
+    if (this.behaving !== null && !this.busy && this.inbox.size === 0) {
+      this.pump(m);
+      return;
+    }
+    this.enqueued(this.inbox.put(m, size));
+    this.pump(undefined);
   }
 
   /** A message was put in: counts what it holds, and stops the reading when the mailbox is full. */
@@ -339,6 +516,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.closeWatchers = null;
     for (const fn of watchers) fn();
     this.inbox.end({ last: { type: 'chan_closed', mm: this, reason: info.reason, text: info.text } });
+    this.pump(undefined);
   }
 
   /** Messages waiting in the mailbox. */
@@ -389,19 +567,26 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   receive(options?: ReceiveOptions): Promise<MailboxMessage> {
+    if (this.behaving) return Promise.reject(behaviourReads());
     return this.inbox.receive(options).then((m) => this[TAKEN](m));
   }
 
   [Symbol.asyncIterator](): AsyncIterator<MailboxMessage> {
+    if (this.behaving) throw behaviourReads();
     return this.inbox.iterate(this);
   }
 
-  /** @internal The handler has taken `m` (receive, or its `for await`): its place and bytes are free. */
-  [TAKEN](m: MailboxMessage): MailboxMessage {
+  /** The handler has `m` (and never queued it). */
+  private received(m: MailboxMessage): void {
     if (m.type === 'chan') {
       if (m.requestId !== undefined) this.rpcs.taken(m.requestId);
       this.onReceive?.();
     }
+  }
+
+  /** @internal The handler has taken `m` (receive, or its `for await`): its place and bytes are free. */
+  [TAKEN](m: MailboxMessage): MailboxMessage {
+    this.received(m);
     this.report();
     this.taken(this.inbox.size, this.inbox.bytes);
     return m;
@@ -411,6 +596,13 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   drain(): Promise<void> {
     return this.middleMan.drain();
   }
+}
+
+function behaviourReads(): ChanError {
+  return new ChanError(
+    'usage',
+    "a behaviour's messages come to its handle(); receive() and for await are for handlers written as async functions",
+  );
 }
 
 /** Who is told when a handler process ends (the service's supervisor counts crashes). */

@@ -171,16 +171,12 @@ async function main(): Promise<void> {
         const connLog = log.child({ conn: m.conn, peer: m.peer });
         const out = new PortOutput(m.conn, m.peerMaxFrameSize, SPOKEN[m.protocol]);
         const argsC = codec.decode(m.argsC);
-        const mailbox = new Mailbox(
-          out,
-          m.conn,
-          data.service,
-          m.peer,
-          { log: connLog },
-          UNLIMITED_MAILBOX,
-          null,
-          (mm) => handler(mm, argsC, args, ctx(connLog)),
-        );
+        const mailbox = new Mailbox(out, m.conn, data.service, m.peer, { log: connLog }, UNLIMITED_MAILBOX, null, {
+          handler,
+          argsC,
+          argsS: args,
+          ctx: ctx(connLog),
+        });
         out.mailbox = mailbox;
         const took = new TookCounter(m.conn);
         mailbox.onReceive = () => took.add();

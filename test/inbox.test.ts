@@ -9,7 +9,16 @@ import type { CloseReason } from '../src/errors.js';
 import { Inbox, TAKEN } from '../src/inbox.js';
 import { silentLogger } from '../src/log.js';
 import { LIB_CHAN } from '../src/protocol.js';
-import { type HandlerExit, Mailbox, type MailboxOutput, UNLIMITED_MAILBOX } from '../src/runtime.js';
+import {
+  type HandlerExit,
+  Mailbox,
+  type MailboxOutput,
+  type ServiceContext,
+  UNLIMITED_MAILBOX,
+} from '../src/runtime.js';
+
+/** The handlers here use no ctx. */
+const NO_CTX = {} as ServiceContext;
 
 /** Lets every promise callback already due run. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -150,9 +159,19 @@ test("a handler's end reaches the watcher and done, in order, after the close; a
   ] as const) {
     const out = output(throwOnNormal);
     const told: HandlerExit[] = [];
-    const mailbox = new Mailbox(out, 1, 's', 'peer', { log: silentLogger }, UNLIMITED_MAILBOX, null, handler, {
-      exited: (exit) => told.push(exit),
-    });
+    const mailbox = new Mailbox(
+      out,
+      1,
+      's',
+      'peer',
+      { log: silentLogger },
+      UNLIMITED_MAILBOX,
+      null,
+      { handler, argsC: null, argsS: null, ctx: NO_CTX },
+      {
+        exited: (exit) => told.push(exit),
+      },
+    );
     mailbox.start();
     t.deepEqual(await mailbox.done, expected);
     t.deepEqual(told, [expected]);

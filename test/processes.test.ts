@@ -59,6 +59,41 @@ for (const isolation of ['inline', 'worker'] as const) {
   });
 }
 
+for (const isolation of ['inline', 'worker'] as const) {
+  test(`a behaviour is the same process ${isolation}: init's state, messages in order, one at a time, closed, crashes`, async (t) => {
+    const s = await server([{ name: 'b', secret: null, module: 'mod_behaviour', function: 'start_me_up', isolation }]);
+    t.teardown(() => s.close());
+    const ch = await connect('127.0.0.1', s.port, 'b', null, parseTerm('first'));
+    // Sent while init still runs: they wait, and come in order.
+    for (const n of [1, 2, 3]) ch.cast(n);
+    t.is(await rpc(ch, 'state'), '#{"argsC" => first,"seen" => [1,2,3]}');
+    // A handle's promise holds the next message: the quick answer comes after the slow one.
+    const order: string[] = [];
+    await Promise.all([rpc(ch, '{slow, 40}').then((a) => order.push(a)), rpc(ch, '4').then((a) => order.push(a))]);
+    t.deepEqual(order, ['"slow"', '4']);
+    t.is(await rpc(ch, 'receive'), '"usage"');
+    const closing = await connect('127.0.0.1', s.port, 'b', null);
+    closing.cast(parseTerm('close'));
+    t.deepEqual(
+      [(await closing.closed).reason, (await closing.closed).text],
+      ['normal', 'the handler closed the connection'],
+    );
+    t.is(await rpc(ch, 'ended'), '["normal"]');
+    for (const [word, text] of [
+      ['crash', 'crashed on purpose'],
+      ['reject', 'rejected on purpose'],
+    ] as const) {
+      const victim = await connect('127.0.0.1', s.port, 'b', null);
+      const err = await t.throwsAsync(victim.rpc(parseTerm(word)), { instanceOf: ChanError });
+      t.is(err?.reason, 'handlerError');
+      t.is((await victim.closed).text, text);
+    }
+    t.is(s.stats().services['b']?.crashes, 2);
+    t.is(await rpc(ch, 'state'), '#{"argsC" => first,"seen" => [1,2,3,4]}');
+    await ch.close();
+  });
+}
+
 test('a handler crashing on a poison message ends only its connection; 50 others keep getting correct answers', async (t) => {
   const s = await server([KVS, { name: 'poison', secret: null, module: 'mod_poison', function: 'start_me_up' }]);
   t.teardown(() => s.close());

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { connect, type Channel } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
-import type { ChanClosedMessage, Handler, MailboxMessage } from '../src/runtime.js';
+import { behaviour, type ChanClosedMessage, type Handler, type MailboxMessage } from '../src/runtime.js';
 import { atom, formatTerm, tuple } from '../src/term/index.js';
 import { RawClient, capturedLog, crash, echo, service, testServer } from './helpers.js';
 
@@ -367,4 +367,78 @@ test('a handler that closes before its first await still gets chan_closed: its m
   const ch = await open(server.port, 's');
   t.is((await ch.closed).reason, 'normal');
   t.is(await received, 'chan_closed');
+});
+
+test('a behaviour: a throw amid a batch ends the process there; what followed in the batch is never handled', async (t) => {
+  const handled: string[] = [];
+  const b = behaviour({
+    handle: (m) => {
+      handled.push(String(m.data));
+      if (m.data === 'crash') throw new Error('crashed amid a batch');
+    },
+  });
+  const server = await testServer([service('b', b), service('echo', echo)]);
+  t.teardown(() => server.close());
+  const bystander = await open(server.port, 'echo');
+  const ch = await open(server.port, 'b');
+  for (const x of ['a', 'crash', 'b', 'c']) ch.cast(x); // one write: one chunk on the server's side
+  const info = await ch.closed;
+  t.deepEqual([info.reason, info.text], ['handlerError', 'crashed amid a batch']);
+  t.deepEqual(handled, ['a', 'crash']);
+  t.is(await bystander.rpc('still here'), 'still here');
+  await bystander.close();
+});
+
+test("a behaviour's handler called as a plain function is the same process as an async function", async (t) => {
+  const closed: string[] = [];
+  const inner = behaviour<unknown, { n: number }>({
+    init: () => ({ n: 0 }),
+    handle: (m, mm, _ctx, state) => {
+      if (m.data === 'crash') throw new Error('crashed inside');
+      state.n++;
+      mm.send(tuple(m.data, state.n));
+    },
+    closed: (m) => void closed.push(m.reason),
+  });
+  // A handler of one's own that hands its connection on after an await: the mailbox runs it as any async function.
+  const outer: Handler = async (mm, argsC, argsS, ctx) => {
+    await Promise.resolve();
+    return inner(mm, argsC, argsS, ctx);
+  };
+  const server = await testServer([service('o', outer)]);
+  t.teardown(() => server.close());
+  const ch = await open(server.port, 'o');
+  t.is(formatTerm(await ch.rpc('x')), '{"x",1}');
+  t.is(formatTerm(await ch.rpc('y')), '{"y",2}');
+  await ch.close();
+  const victim = await open(server.port, 'o');
+  t.is((await rejection(victim.rpc('crash'))).reason, 'handlerError');
+  t.is((await victim.closed).text, 'crashed inside');
+  t.deepEqual(closed, ['normal']);
+});
+
+test("a behaviour whose handle waits: its client's reading stops at mailbox_high_water, and nothing is lost", async (t) => {
+  let open_: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (open_ = resolve));
+  let count = 0;
+  const b = behaviour({
+    handle: (m, mm) => {
+      if (m.data === 'count') return void mm.send(count);
+      count++;
+      if (count === 1) return gate; // holds every later message in the mailbox
+      return undefined;
+    },
+  });
+  const server = await testServer([service('g', b)], { mailboxHighWater: 100 });
+  t.teardown(() => server.close());
+  const ch = await connect('127.0.0.1', server.port, 'g', null, null, { rpcTimeout: 30_000 });
+  for (let i = 0; i < 5000; i++) ch.cast(i);
+  const counted = ch.rpc('count');
+  while (server.stats().queuedMessages < 100) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50)); // time to read more, if reading had not stopped
+  t.is(server.stats().queuedMessages, 100);
+  open_();
+  t.is(await counted, 5000);
+  t.is(server.stats().queuedMessages, 0);
+  await ch.close();
 });

@@ -15,7 +15,7 @@
  *                   the request itself would not fit in the answer.
  */
 import { ChanError, LimitError } from '../errors.js';
-import { errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
+import { behaviour, errorTerm, unsendableAnswer, type ChanMessage, type MM, type ServiceContext } from '../runtime.js';
 import { Atom, isTuple, type Term } from '../term/model.js';
 import { formatTerm } from '../term/print.js';
 import type { StartContext } from '../modules.js';
@@ -29,22 +29,17 @@ export function start(_argsS: Term, ctx: StartContext): KvsStore {
   return new KvsStore(ctx.store, ctx.limits);
 }
 
-export async function start_me_up(mm: MM, _argsC: Term, _argsS: Term, ctx: ServiceContext<KvsStore>): Promise<void> {
-  // The mailbox's iterator by hand rather than `for await`, which keeps more registers in every idle handler (to close
-  // the iterator on a break); the mailbox ends with chan_closed, and a throw ends the handler's process.
-  const messages = mm[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await messages.next();
-    if (next.done || next.value.type === 'chan_closed') return;
-    // Answered at once where the store can (memory:, lmdb:): no promise to wait on.
-    const waiting = serve(ctx.state, mm, next.value, ctx);
-    if (waiting) await waiting;
-  }
-}
+/**
+ * The handler: a behaviour (runtime.ts), whose mailbox calls it with each request. An idle connection holds no
+ * suspended function or promise of its own, which is most of what a held connection costs.
+ */
+export const start_me_up = behaviour<KvsStore>({
+  handle: (m, mm, ctx) => serve(ctx.state, mm, m, ctx),
+});
 
 /**
  * Serves one request. The store failing (storeFailed) answers this request so, and the connection carries on; any
- * other error is the handler's crash. (Apart from the loop: a suspended handler keeps fewer registers.)
+ * other error is the handler's crash.
  */
 function serve(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Promise<void> | undefined {
   try {
