@@ -11,6 +11,9 @@
  * `m` itself, in any order; `push(X)` is never taken for an answer. When the handler returns, the connection ends with reason `normal`; when it
  * throws, with `handlerError` and the error's message (the stack goes to the log only). Nothing a handler does can
  * reach another connection.
+ *
+ * A handler may also be a behaviour ({@link behaviour}): callbacks whose loop the mailbox runs, as OTP runs a
+ * gen_server's: the same process, without a suspended function per connection.
  */
 import type { Account } from './budget.js';
 import { ChanError, LimitError, type CloseInfo } from './errors.js';
@@ -145,8 +148,16 @@ export interface Behaviour<S = unknown, P = undefined> {
   closed?(m: ChanClosedMessage, mm: MM, ctx: ServiceContext<S>, state: P): unknown;
 }
 
-/** Each behaviour's handler, and the behaviour it runs. */
-const BEHAVIOURS = new WeakMap<object, Behaviour<unknown, unknown>>();
+/**
+ * The property of a behaviour's handler that holds its callbacks: a registered symbol, so that a service module that
+ * imports another copy of lib-chan than the server's still makes a handler the server knows for one.
+ */
+const BEHAVIOUR = Symbol.for('lib-chan.behaviour');
+
+/** The callbacks of a handler made by {@link behaviour}, or undefined. */
+function behaviourOf(handler: Handler): Behaviour<unknown, unknown> | undefined {
+  return (handler as Handler & { [BEHAVIOUR]?: Behaviour<unknown, unknown> })[BEHAVIOUR];
+}
 
 /**
  * The handler of a {@link Behaviour}, to name in a service's mfa (or give as its `handler`). On the server's runtime
@@ -169,7 +180,7 @@ export function behaviour<S = unknown, P = undefined>(b: Behaviour<S, P>): Handl
       await b.handle(m, mm, ctx, state);
     }
   };
-  BEHAVIOURS.set(handler, b as Behaviour<unknown, unknown>);
+  Object.defineProperty(handler, BEHAVIOUR, { value: b });
   return handler;
 }
 
@@ -223,7 +234,16 @@ export function unsendableAnswer(err: ChanError): Tuple {
  * session (the connection hands it over at accept, as lib_chan's setController does): client messages come straight in.
  */
 export class Mailbox extends HighWater implements MM, MessageSink {
-  private readonly inbox = new Inbox<MailboxMessage>();
+  /**
+   * The messages waiting for the handler, made with the first that must wait (a behaviour that keeps up, or is idle,
+   * never needs one).
+   */
+  private box: Inbox<MailboxMessage> | null = null;
+
+  private get inbox(): Inbox<MailboxMessage> {
+    this.box ??= new Inbox<MailboxMessage>();
+    return this.box;
+  }
   /** The rpcs waiting for an answer (made with the first rpc or answer: an idle connection has none). */
   private answers: RpcAnswers | null = null;
 
@@ -261,7 +281,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     const s = this.starting;
     this.starting = null;
     if (!s) return;
-    const b = BEHAVIOURS.get(s.handler);
+    const b = behaviourOf(s.handler);
     if (b) {
       this.behave(b, s);
       return;
@@ -295,25 +315,25 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.ctx = s.ctx;
     if (!b.init) return;
     this.busy = true;
-    let state: unknown;
     try {
-      state = b.init(this, s.argsC, s.argsS, s.ctx);
+      const state = b.init(this, s.argsC, s.argsS, s.ctx);
+      if (isThenable(state)) {
+        // Promise.resolve: a thenable of the handler's own settles once, and never within this call.
+        Promise.resolve(state).then(
+          (settled) => {
+            this.state = settled;
+            this.resume();
+          },
+          (err: unknown) => this.behaviourCrashed(err),
+        );
+        return;
+      }
+      this.state = state;
     } catch (err) {
       this.behaviourCrashed(err);
       return;
     }
-    if (isThenable(state)) {
-      state.then(
-        (settled) => {
-          this.state = settled;
-          this.resume();
-        },
-        (err: unknown) => this.behaviourCrashed(err),
-      );
-    } else {
-      this.state = state;
-      this.resume();
-    }
+    this.resume();
   }
 
   /** The behaviour's call has returned: the messages that waited meanwhile go to it. */
@@ -340,7 +360,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     try {
       for (;;) {
         if (m === undefined) {
-          m = this.inbox.shift();
+          m = this.box?.shift();
           if (m === undefined) break;
           this[TAKEN](m);
         } else {
@@ -350,7 +370,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
           this.behaving = null;
           const last = b.closed?.(m, this, this.ctx as ServiceContext, this.state);
           if (isThenable(last)) {
-            last.then(
+            Promise.resolve(last).then(
               () => this.handlerEnded(null),
               (err: unknown) => this.handlerEnded({ thrown: err }),
             );
@@ -361,7 +381,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
         }
         const r = b.handle(m, this, this.ctx as ServiceContext, this.state);
         if (isThenable(r)) {
-          r.then(
+          Promise.resolve(r).then(
             () => this.resume(),
             (err: unknown) => this.behaviourCrashed(err),
           );
@@ -461,7 +481,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   /** A message for the handler: straight to a behaviour that waits for one, else into the inbox. */
   private arrived(m: ChanMessage, size: number): void {
-    if (this.behaving !== null && !this.busy && this.inbox.size === 0) {
+    if (this.behaving !== null && !this.busy && (this.box === null || this.box.size === 0)) {
       this.pump(m);
       return;
     }
@@ -476,7 +496,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   }
 
   private report(): void {
-    const now = this.inbox.bytes;
+    const now = this.box?.bytes ?? 0;
     if (now !== this.reported) {
       this.account?.inbound(now - this.reported);
       this.reported = now;
@@ -488,7 +508,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
    * ended and will take nothing more.
    */
   shed(): void {
-    this.inbox.drop();
+    this.box?.drop();
     this.report();
   }
 
@@ -521,7 +541,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   /** Messages waiting in the mailbox. */
   get queued(): number {
-    return this.inbox.size;
+    return this.box?.size ?? 0;
   }
 
   send(x: unknown): boolean {
@@ -588,7 +608,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   [TAKEN](m: MailboxMessage): MailboxMessage {
     this.received(m);
     this.report();
-    this.taken(this.inbox.size, this.inbox.bytes);
+    this.taken(this.box?.size ?? 0, this.box?.bytes ?? 0);
     return m;
   }
 

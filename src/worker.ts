@@ -184,8 +184,12 @@ async function main(): Promise<void> {
         mailbox.start();
         void mailbox.done.then((exit) => {
           conns.delete(m.conn);
+          // A crash closes its connection with handlerError (counted by the main thread as it posts the close),
+          // unless the connection had already ended for another reason.
           post(
-            exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text },
+            exit.ok
+              ? { t: 'exit', conn: m.conn, ok: true }
+              : { t: 'exit', conn: m.conn, ok: false, text: exit.text, late: out.closed?.reason !== 'handlerError' },
           );
         });
         return;

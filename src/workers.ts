@@ -54,7 +54,8 @@ export type FromWorker =
   | { t: 'close'; conn: number; reason: CloseReason; text: string }
   | { t: 'took'; conn: number; n: number }
   | { t: 'drain'; conn: number; id: number }
-  | { t: 'exit'; conn: number; ok: boolean; text?: string }
+  /** `late`: the handler crashed after its connection had ended (no handlerError close counted it). */
+  | { t: 'exit'; conn: number; ok: boolean; text?: string; late?: boolean }
   | { t: 'pong'; seq: number }
   | { t: 'fail'; message: string }
   | { t: 'log'; line: string }
@@ -294,6 +295,8 @@ class WorkerThread {
         if (link) void link.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
         return;
       case 'exit':
+        // A crash after the connection's end: counted here, as the inline runner's watcher counts it.
+        if (!m.ok && m.late) this.pool.events.crashed(m.text ?? '');
         link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
         return;
       case 'pong':

@@ -88,7 +88,17 @@ for (const isolation of ['inline', 'worker'] as const) {
       t.is(err?.reason, 'handlerError');
       t.is((await victim.closed).text, text);
     }
-    t.is(s.stats().services['b']?.crashes, 2);
+    // Closed during init: closed runs once init has settled, and the process ends.
+    await (await connect('127.0.0.1', s.port, 'b', null)).close();
+    // init throws: a crash, and no closed. closed throws: a crash too (the client has gone by then).
+    const noInit = await connect('127.0.0.1', s.port, 'b', null, parseTerm('crash_init'));
+    t.deepEqual([(await noInit.closed).reason, (await noInit.closed).text], ['handlerError', 'init crashed']);
+    const badEnd = await connect('127.0.0.1', s.port, 'b', null, parseTerm('crash_closed'));
+    t.is(await rpc(badEnd, 'crash_closed'), 'crash_closed');
+    await badEnd.close();
+    t.is(await rpc(ch, 'ended'), '["normal","normal","normal"]');
+    // A worker's processes' ends reach the main thread's count on their own (it fails by timing out, if never).
+    while (s.stats().services['b']?.crashes !== 4) await new Promise((r) => setTimeout(r, 5));
     t.is(await rpc(ch, 'state'), '#{"argsC" => first,"seen" => [1,2,3,4]}');
     await ch.close();
   });

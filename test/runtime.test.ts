@@ -440,5 +440,18 @@ test("a behaviour whose handle waits: its client's reading stops at mailbox_high
   open_();
   t.is(await counted, 5000);
   t.is(server.stats().queuedMessages, 0);
+  t.is(server.stats().heldBytes, 0);
   await ch.close();
+});
+
+test('a behaviour at shutdown: closed gets chan_closed with shutdown, and the server closes without waiting', async (t) => {
+  const reasons: string[] = [];
+  const b = behaviour({ handle: () => undefined, closed: (m) => void reasons.push(m.reason) });
+  // A process that did not end would hold close() for a minute: past the test's own timeout.
+  const server = await testServer([service('b', b)], { shutdownTimeout: 60_000 });
+  const chs = await Promise.all([open(server.port, 'b'), open(server.port, 'b')]);
+  chs[0]?.cast('busy once');
+  await server.close();
+  for (const ch of chs) t.is((await ch.closed).reason, 'shutdown');
+  t.deepEqual(reasons, ['shutdown', 'shutdown']);
 });
