@@ -14,7 +14,7 @@
  *
  *   node dist/bench/ceiling.js serve [--tls DIR]            prints {"port": N} once it listens (DIR: server.pem, server-key.pem)
  *   node dist/bench/ceiling.js load --port N [--ca FILE] [--scenario rpc,pipeline,cast,connect,idle] [-d MS] [-c 1,16]
- *                                   [-w 64] [--size 100] [--keys 10000] [--idle N] [--server-pid PID]
+ *                                   [-w 64] [--size 100] [--keys 10000] [--idle N] [--idle-hold MS] [--server-pid PID]
  *                                   prints the results as chan bench --json does (the same scenario names)
  */
 import { readFileSync } from 'node:fs';
@@ -302,6 +302,7 @@ function main(): void {
       size: { type: 'string', default: '100' },
       keys: { type: 'string', default: '10000' },
       idle: { type: 'string', default: '1000' },
+      'idle-hold': { type: 'string', default: '1000' },
       'server-pid': { type: 'string' },
     },
   });
@@ -315,6 +316,7 @@ function main(): void {
     size: Number(values.size),
     keys: Number(values.keys),
     idle: Number(values.idle),
+    idleHold: Number(values['idle-hold']),
     ...(values['server-pid'] !== undefined ? { serverPid: Number(values['server-pid']) } : {}),
   };
   load(

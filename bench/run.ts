@@ -11,8 +11,8 @@
  * medians, with the range of the rounds' own ratios). `--write` puts the tables into docs/BENCHMARKS.md with the
  * machine, the Node version and the date.
  *
- *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --only rpc,pipeline] [-- --write]
- *   [-- --no-scale]
+ *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --idle-hold 1000]
+ *   [-- --only rpc,pipeline] [-- --write] [-- --no-scale]
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '3000' },
     idle: { type: 'string', default: '10000' },
+    'idle-hold': { type: 'string', default: '1000' },
     only: { type: 'string', default: 'rpc,pipeline,cast,connect' },
     write: { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
@@ -37,9 +38,11 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const idle = Number(values.idle);
+/** How long the idle connections are held before the server's memory is read (at half of them, and at the end). */
+const idleHold = Number(values['idle-hold']);
 const CEILING = path.join(ROOT, 'dist/bench/ceiling.js');
 /** No load generator runs longer than this: every scenario's duration, with room for setup and the idle connections. */
-const LOAD_TIMEOUT_MS = 20 * duration + 300_000;
+const LOAD_TIMEOUT_MS = 20 * duration + 2 * idleHold + 300_000;
 
 type Kind = 'lib-chan' | 'ceiling';
 
@@ -171,7 +174,7 @@ async function main(): Promise<void> {
         const fresh = await start(name, kind, false, [...args], env, []);
         try {
           process.stderr.write(`idle: ${idle} connections to a fresh ${name}\n`);
-          keep(fresh, await bench(fresh, 'idle', ['--idle', String(idle)]));
+          keep(fresh, await bench(fresh, 'idle', ['--idle', String(idle), '--idle-hold', String(idleHold)]));
         } finally {
           fresh.child.kill();
         }
@@ -238,7 +241,7 @@ async function main(): Promise<void> {
     const cm = med('ceiling', sc, (r) => r.marginalBytesPerConnection);
     return [
       '',
-      `Idle: ${idle} connections held open (lib-chan's authenticated), each on a fresh server of its own; server RSS per connection over the empty server: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (the second half only, without what the first connections cost once) ${fmt(lm)} B and ${fmt(cm)} B, ratio **${lm !== undefined && cm !== undefined ? (lm / cm).toFixed(2) : '-'}**.`,
+      `Idle: ${idle} connections held open (lib-chan's authenticated), each on a fresh server of its own; server RSS per connection over the empty server, read ${idleHold} ms after the last connection: lib-chan ${fmt(lc)} B, ceiling ${fmt(cl)} B, ratio **${(lc / cl).toFixed(2)}**; marginal (the second half only, without what the first connections cost once) ${fmt(lm)} B and ${fmt(cm)} B, ratio **${lm !== undefined && cm !== undefined ? (lm / cm).toFixed(2) : '-'}**.`,
     ];
   };
   const pinned = PIN ? `servers pinned to CPU ${PIN.server}, load generators to CPU ${PIN.load}` : 'unpinned (one CPU)';

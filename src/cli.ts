@@ -132,7 +132,8 @@ SERVICE, then prints a table: ops/s, p50/p90/p99/p99.9/max latency, client and s
   pipeline   one connection with -w lookups in flight (default 64)
   cast       one-way stores on one connection, verified at the end by reading the last one back
   connect    connect + authenticate + close, one after another, -c at once (default 1 and 16)
-  idle       --idle authenticated connections held open (default 1000); server memory per connection
+  idle       --idle authenticated connections held open (default 1000); server memory per connection, read after
+             holding them --idle-hold ms (default 1000), and at half of them
 Server CPU and memory need --server-pid (a local server, read from /proc). A progress line shows while it runs.
 ${SECRET_NOTE}
 
@@ -140,7 +141,7 @@ options:
   --scenario LIST       some of rpc,store,pipeline,cast,connect,idle (default: all but store)
   -c LIST  -w N         connections for rpc; requests in flight for pipeline
   -d MS | -n COUNT      how long each scenario runs (default 5000 ms), or how many operations
-  --size BYTES --keys N --idle N
+  --size BYTES --keys N --idle N --idle-hold MS
   --server-pid PID      the server's process, for its CPU time and memory
   --pin CPU             run on one CPU (taskset); pin the server to the same one for sequential latency
   --json                the results as JSON
@@ -261,6 +262,7 @@ async function main(argv: string[]): Promise<number> {
         size: { type: 'string' },
         keys: { type: 'string' },
         idle: { type: 'string' },
+        'idle-hold': { type: 'string' },
         'server-pid': { type: 'string' },
         pin: { type: 'string' },
         report: { type: 'string' },

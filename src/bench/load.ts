@@ -34,6 +34,11 @@ export interface LoadSettings {
   keys: number;
   /** idle: connections to hold open. */
   idle: number;
+  /**
+   * idle: how long to hold them, ms, before reading the server's memory (and as long again at half of them). Default
+   * 1000; V8 shrinks a young generation only some while after the allocation stops, so a longer hold reads less.
+   */
+  idleHold?: number;
   /** The server's process id, for its CPU time and memory (Linux /proc). */
   serverPid?: number;
   /** Called about once a second while a scenario runs. */
@@ -322,7 +327,7 @@ export async function idleScenario<C extends Closable>(
   const chans: C[] = [];
   let refused: unknown = null;
   let half: { rss: number; n: number } | undefined;
-  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000)); // the server frees handshake buffers lazily
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, s.idleHold ?? 1000)); // the server frees handshake buffers lazily
   while (chans.length < s.idle && refused === null) {
     if (half === undefined && chans.length >= s.idle / 2 && s.serverPid) {
       await settle();

@@ -23,6 +23,7 @@ export interface BenchArgs {
   size?: string;
   keys?: string;
   idle?: string;
+  'idle-hold'?: string;
   'server-pid'?: string;
   pin?: string;
   json?: boolean;
@@ -57,6 +58,7 @@ export async function bench(target: Destination, a: BenchArgs): Promise<number> 
     size: orDefault('--size', a.size, 100),
     keys: orDefault('--keys', a.keys, 1000),
     idle: orDefault('--idle', a.idle, 1000),
+    ...(a['idle-hold'] !== undefined ? { idleHold: positive('--idle-hold', a['idle-hold']) } : {}),
     ...(a.n !== undefined ? { count: positive('-n', a.n) } : {}),
     ...(a['server-pid'] !== undefined ? { serverPid: positive('--server-pid', a['server-pid']) } : {}),
     ...(tty ? { progress: (line: string) => process.stderr.write(`\r\x1b[K  ${line}`) } : {}),
