@@ -23,7 +23,14 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Packr, Unpackr } from 'msgpackr';
-import { Meter, connectScenario, idleScenario, type LoadSettings, type ScenarioResult } from '../src/bench/load.js';
+import {
+  Meter,
+  connectScenario,
+  idleScenario,
+  parseIdleHold,
+  type LoadSettings,
+  type ScenarioResult,
+} from '../src/bench/load.js';
 // lib-chan's own early flush, so that both sides of every ratio gather their writes alike.
 import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES } from '../src/mm.js';
 
@@ -207,6 +214,11 @@ function fail(why: string): never {
   process.exit(1);
 }
 
+function idleHoldOrExit(text: string): number {
+  const ms = parseIdleHold(text);
+  return typeof ms === 'number' ? ms : fail(ms.refused);
+}
+
 async function load(port: number, ca: Buffer | undefined, scenarios: string[], s: LoadSettings): Promise<void> {
   const value = 'x'.repeat(s.size);
   const open = (): Promise<Client> => Client.open(port, ca);
@@ -316,7 +328,7 @@ function main(): void {
     size: Number(values.size),
     keys: Number(values.keys),
     idle: Number(values.idle),
-    idleHold: Number(values['idle-hold']),
+    idleHold: idleHoldOrExit(values['idle-hold']),
     ...(values['server-pid'] !== undefined ? { serverPid: Number(values['server-pid']) } : {}),
   };
   load(

@@ -19,7 +19,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ScenarioResult } from '../src/bench/load.js';
+import { parseIdleHold, type ScenarioResult } from '../src/bench/load.js';
 import { writeCerts } from '../src/certs.js';
 import { replaceBetween } from '../scripts/markers.js';
 import { CHAN, PIN, ROOT, chanBench, median, taskset } from './common.js';
@@ -39,7 +39,11 @@ const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const idle = Number(values.idle);
 /** How long the idle connections are held before the server's memory is read (at half of them, and at the end). */
-const idleHold = Number(values['idle-hold']);
+const idleHold = parseIdleHold(values['idle-hold']);
+if (typeof idleHold !== 'number') {
+  process.stderr.write(`${idleHold.refused}\n`);
+  process.exit(2);
+}
 const CEILING = path.join(ROOT, 'dist/bench/ceiling.js');
 /** No load generator runs longer than this: every scenario's duration, with room for setup and the idle connections. */
 const LOAD_TIMEOUT_MS = 20 * duration + 2 * idleHold + 300_000;

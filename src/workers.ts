@@ -80,6 +80,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
+  /** Its handler's crash has been counted (a handlerError close from the worker): a dying worker does not count it again. */
+  crashCounted = false;
   /** Times rpcs for the admin port's metrics (null: not timed). */
   private readonly clock: RpcClock | null;
 
@@ -285,7 +287,10 @@ class WorkerThread {
         return;
       case 'close':
         // A crash is counted here, before its client can hear of it, so that stats() never lags behind the client.
-        if (m.reason === 'handlerError') this.pool.events.crashed(m.text);
+        if (m.reason === 'handlerError') {
+          this.pool.events.crashed(m.text);
+          if (link) link.crashCounted = true;
+        }
         link?.close(m.reason, m.text);
         return;
       case 'took':
@@ -328,7 +333,7 @@ class WorkerThread {
     };
     for (const link of [...this.links.values()]) {
       link.close(ending.reason, ending.text);
-      if (ending.reason !== 'shutdown') this.pool.events.crashed(ending.text);
+      if (ending.reason !== 'shutdown' && !link.crashCounted) this.pool.events.crashed(ending.text);
       link.exit({ ok: false, text: ending.text });
     }
     this.stopped?.();

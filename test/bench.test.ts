@@ -70,8 +70,8 @@ test('chan bench runs every scenario against chan serve, checks every answer, an
     t.true(typeof x.serverCpuUs === 'number', x.name);
   }
   t.true(typeof results.at(-1)?.bytesPerConnection === 'number');
-  // The memory is read after holding the connections --idle-hold ms, at half of them and at the end (the default,
-  // 1000 ms, would hold them 2 s in all).
+  // The memory is read after holding the connections --idle-hold ms (the default, 1000 ms, would hold them at least
+  // 2 s in all: at half of them and at the end; one hold of each would be 1.25 s, which this does not tell apart).
   const held = results.at(-1)?.seconds ?? 0;
   t.true(held >= 0.5 && held < 2, `idle took ${held} s`);
   const table = await run([

@@ -173,6 +173,8 @@ test('usage errors exit 2', async (t) => {
     ['bogus'],
     ['rpc', 'h', '1', 's', 'x', '{a,'],
     ['--nope'],
+    ['bench', '--idle-hold', '0', 'localhost', '1', 's', 'x'],
+    ['bench', '--idle-hold', '3000000000', 'localhost', '1', 's', 'x'],
   ]) {
     const r = await run(args);
     t.is(r.status, 2, args.join(' '));

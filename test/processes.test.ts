@@ -99,6 +99,13 @@ for (const isolation of ['inline', 'worker'] as const) {
     t.is(await rpc(ch, 'ended'), '["normal","normal","normal"]');
     // A worker's processes' ends reach the main thread's count on their own (it fails by timing out, if never).
     while (s.stats().services['b']?.crashes !== 4) await new Promise((r) => setTimeout(r, 5));
+    // A client may close with any word, handlerError too: a crash in closed after that still counts.
+    const raw = await RawClient.open(s.port);
+    raw.send({ kind: 'startService', version: 1, service: 'b', args: parseTerm('crash_closed') });
+    t.is((await raw.next(0)).kind, 'ack');
+    raw.send({ kind: 'close', reason: 'handlerError', text: 'a word of the client' });
+    await raw.closed;
+    while (s.stats().services['b']?.crashes !== 5) await new Promise((r) => setTimeout(r, 5));
     t.is(await rpc(ch, 'state'), '#{"argsC" => first,"seen" => [1,2,3,4]}');
     await ch.close();
   });

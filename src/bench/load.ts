@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Channel } from '../client.js';
 import type { Destination } from '../client-options.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
+import { MAX_TIMER_MS } from '../inbox.js';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 
 export type Scenario = 'rpc' | 'store' | 'pipeline' | 'cast' | 'connect' | 'idle';
@@ -281,6 +282,17 @@ async function castScenario(t: Destination, s: LoadSettings, value: string): Pro
   const r = m.done();
   await ch.close();
   return r;
+}
+
+/**
+ * `--idle-hold` as given: a whole number of ms from 1 to Node's longest timer (2^31 - 1), or the reason it is not.
+ * (chan bench, the ceiling's load generator and npm run bench read it alike.)
+ */
+export function parseIdleHold(text: string): number | { refused: string } {
+  const ms = Number(text);
+  return Number.isInteger(ms) && ms >= 1 && ms <= MAX_TIMER_MS
+    ? ms
+    : { refused: `--idle-hold ${text}: a whole number of milliseconds from 1 to ${MAX_TIMER_MS}` };
 }
 
 /** A connection the connect and idle scenarios open and close. */

@@ -4,6 +4,7 @@ import {
   DEFAULT_SCENARIOS,
   SCENARIOS,
   formatResults,
+  parseIdleHold,
   runLoad,
   type LoadSettings,
   type Scenario,
@@ -35,6 +36,12 @@ function orDefault(name: string, v: string | undefined, dflt: number): number {
   return v === undefined ? dflt : positive(name, v);
 }
 
+function idleHold(text: string): number {
+  const ms = parseIdleHold(text);
+  if (typeof ms !== 'number') throw usageError(ms.refused);
+  return ms;
+}
+
 export async function bench(target: Destination, a: BenchArgs): Promise<number> {
   const scenarios = (a.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of scenarios)
@@ -58,7 +65,7 @@ export async function bench(target: Destination, a: BenchArgs): Promise<number> 
     size: orDefault('--size', a.size, 100),
     keys: orDefault('--keys', a.keys, 1000),
     idle: orDefault('--idle', a.idle, 1000),
-    ...(a['idle-hold'] !== undefined ? { idleHold: positive('--idle-hold', a['idle-hold']) } : {}),
+    ...(a['idle-hold'] !== undefined ? { idleHold: idleHold(a['idle-hold']) } : {}),
     ...(a.n !== undefined ? { count: positive('-n', a.n) } : {}),
     ...(a['server-pid'] !== undefined ? { serverPid: positive('--server-pid', a['server-pid']) } : {}),
     ...(tty ? { progress: (line: string) => process.stderr.write(`\r\x1b[K  ${line}`) } : {}),
