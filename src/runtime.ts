@@ -295,6 +295,11 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     }
     // Callbacks on the handler's own promise, not an async function awaiting it: an idle connection keeps one
     // suspended function (the handler's), not two.
+    this.endWhenSettled(result);
+  }
+
+  /** The process ends when `result` settles: normally, or as a crash if it rejects. */
+  private endWhenSettled(result: unknown): void {
     Promise.resolve(result).then(
       () => this.handlerEnded(null),
       (err: unknown) => this.handlerEnded({ thrown: err }),
@@ -369,14 +374,8 @@ export class Mailbox extends HighWater implements MM, MessageSink {
         if (m.type === 'chan_closed') {
           this.behaving = null;
           const last = b.closed?.(m, this, this.ctx as ServiceContext, this.state);
-          if (isThenable(last)) {
-            Promise.resolve(last).then(
-              () => this.handlerEnded(null),
-              (err: unknown) => this.handlerEnded({ thrown: err }),
-            );
-          } else {
-            this.handlerEnded(null);
-          }
+          if (isThenable(last)) this.endWhenSettled(last);
+          else this.handlerEnded(null);
           return;
         }
         const r = b.handle(m, this, this.ctx as ServiceContext, this.state);

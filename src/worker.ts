@@ -184,18 +184,8 @@ async function main(): Promise<void> {
         mailbox.start();
         void mailbox.done.then((exit) => {
           conns.delete(m.conn);
-          // A crash closes its connection with handlerError (counted by the main thread as it gets the close),
-          // unless the connection had already ended (a client may close with any word, handlerError included).
           post(
-            exit.ok
-              ? { t: 'exit', conn: m.conn, ok: true }
-              : {
-                  t: 'exit',
-                  conn: m.conn,
-                  ok: false,
-                  text: exit.text,
-                  late: !(out.closed?.by === 'local' && out.closed.reason === 'handlerError'),
-                },
+            exit.ok ? { t: 'exit', conn: m.conn, ok: true } : { t: 'exit', conn: m.conn, ok: false, text: exit.text },
           );
         });
         return;

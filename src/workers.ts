@@ -54,8 +54,7 @@ export type FromWorker =
   | { t: 'close'; conn: number; reason: CloseReason; text: string }
   | { t: 'took'; conn: number; n: number }
   | { t: 'drain'; conn: number; id: number }
-  /** `late`: the handler crashed after its connection had ended (no handlerError close counted it). */
-  | { t: 'exit'; conn: number; ok: boolean; text?: string; late?: boolean }
+  | { t: 'exit'; conn: number; ok: boolean; text?: string }
   | { t: 'pong'; seq: number }
   | { t: 'fail'; message: string }
   | { t: 'log'; line: string }
@@ -80,7 +79,10 @@ class WorkerLink extends HighWater implements ProcessHandle {
   private resolveDone!: (exit: HandlerExit) => void;
   readonly done = new Promise<HandlerExit>((resolve) => (this.resolveDone = resolve));
   private finished = false;
-  /** Its handler's crash has been counted (a handlerError close from the worker): a dying worker does not count it again. */
+  /**
+   * Its handler's crash has been counted, at the worker's handlerError close: its exit, or its worker dying, does not
+   * count it again.
+   */
   crashCounted = false;
   /** Times rpcs for the admin port's metrics (null: not timed). */
   private readonly clock: RpcClock | null;
@@ -300,8 +302,10 @@ class WorkerThread {
         if (link) void link.drain().then(() => this.post({ t: 'drained', conn: m.conn, id: m.id }));
         return;
       case 'exit':
-        // A crash after the connection's end: counted here, as the inline runner's watcher counts it.
-        if (!m.ok && m.late) this.pool.events.crashed(m.text ?? '');
+        // A crash that closed nothing (the connection had already ended): counted here, as the inline runner's
+        // watcher counts it. (A client may close with any word, handlerError included: only the worker's own close
+        // counted a crash.)
+        if (!m.ok && link && !link.crashCounted) this.pool.events.crashed(m.text ?? '');
         link?.exit(m.ok ? { ok: true } : { ok: false, text: m.text ?? '' });
         return;
       case 'pong':
