@@ -1,12 +1,12 @@
 /**
- * `npm run bench:codec`: the codec and the frame parser alone, beside msgpackr 2.1.3 in the same run (as ws keeps its
+ * `npm run bench -- --codec`: the codec and the frame parser alone, beside msgpackr 2.1.3 in the same run (as ws keeps its
  * parser benchmarks beside its end-to-end ones). For each case: operations a second for lib-chan's encode and decode,
  * and msgpackr's on the same value where msgpackr applies (data without atoms and tuples: it has no such types, so the
  * rows with them carry lib-chan's figures alone, and a row of the same shape in strings shows what atoms cost beyond
  * strings). msgpackr decodes as lib-chan would have to run it on untrusted input: its own types off.
  * FrameParser.push: frames of 125 B, 64 KiB, 200 KiB and 1 MiB through the parser, in one chunk and in 16 KiB chunks.
  *
- *   npm run bench:codec [-- --ms 300]
+ *   npm run bench -- --codec [--ms 300]     (or npm run bench:codec [-- --ms 300])
  */
 import { parseArgs } from 'node:util';
 import { Packr, Unpackr } from 'msgpackr';
@@ -16,6 +16,10 @@ import { atom, tuple, type Term } from '../src/term/model.js';
 
 const { values } = parseArgs({ options: { ms: { type: 'string', default: '300' } } });
 const ms = Number(values.ms);
+if (!Number.isInteger(ms) || ms < 1 || ms > 60_000) {
+  process.stderr.write(`--ms ${values.ms}: a whole number of milliseconds from 1 to 60000\n`);
+  process.exit(2);
+}
 
 const packr = new Packr({ useRecords: false, structuredClone: false });
 const unpackr = new Unpackr({

@@ -13,8 +13,9 @@
  *
  *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --idle-hold 1000]
  *   [-- --only rpc,pipeline] [-- --write] [-- --no-scale]
+ *   npm run bench -- --codec [--ms 300]    (bench/codec.ts alone: the codec and the frame parser, beside msgpackr)
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,8 +34,15 @@ const { values } = parseArgs({
     only: { type: 'string', default: 'rpc,pipeline,cast,connect' },
     write: { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
+    codec: { type: 'boolean', default: false },
+    ms: { type: 'string' },
   },
 });
+if (values.codec) runCodecBench(values.ms);
+else if (values.ms !== undefined) {
+  process.stderr.write('--ms (time per figure) belongs to the codec benchmark: use it with --codec\n');
+  process.exit(2);
+}
 const rounds = Number(values.rounds);
 const duration = Number(values.duration);
 const idle = Number(values.idle);
@@ -278,6 +286,17 @@ async function main(): Promise<void> {
       },
     ).once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bench/scale.js exited ${code}`)))),
   );
+}
+
+/**
+ * `--codec`: the codec micro-benchmarks (bench/codec.ts) instead of the end-to-end run, as a process of its own, pinned
+ * where the servers would be; exits with its status.
+ */
+function runCodecBench(ms: string | undefined): never {
+  const argv = [...taskset(PIN?.server), process.execPath, path.join(ROOT, 'dist/bench/codec.js')];
+  if (ms !== undefined) argv.push('--ms', ms);
+  const r = spawnSync(argv[0] as string, argv.slice(1), { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
 }
 
 main().catch((err: unknown) => {

@@ -12,10 +12,15 @@ export interface Run {
 }
 
 export function run(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  return runNode([CHAN, ...args], options);
+}
+
+/** Runs `node ARGS` (a script and its arguments) as {@link run} runs chan. */
+export function runNode(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     // As for serve() below: memory: unless a test names a store.
     const env = { ...process.env, CHAN_STORE: 'memory:', ...options.env };
-    const child = spawn(process.execPath, [CHAN, ...args], { env, stdio: 'pipe' });
+    const child = spawn(process.execPath, args, { env, stdio: 'pipe' });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
