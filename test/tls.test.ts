@@ -120,7 +120,8 @@ test('verify_client required: no client certificate, or one from another CA, is 
 });
 
 test('allow_cn: only a verified certificate with a listed common name gets the service', async (t) => {
-  const server = await testServer(SERVICES, { tls: serverTls('optional') });
+  const { logger, lines } = capturedLog();
+  const server = await testServer(SERVICES, { tls: serverTls('optional'), logger });
   t.teardown(() => server.close());
   const p = fixtures();
   const as = (pair?: { certPem: string; keyPem: string }): ConnectOptions => ({
@@ -131,6 +132,39 @@ test('allow_cn: only a verified certificate with a listed common name gets the s
   t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as())), 'badCert');
   t.is(await outcome(connect('localhost', server.port, 'ops', 'ops-secret', null, as(p.otherCaClient))), 'badCert');
   t.is(await outcome(connect('localhost', server.port, 'open', null, null, as())), 'ack'); // other services are open to all
+  // Each connection's log lines say who it was: the verified certificate's common name where there is one.
+  await server.close();
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const of = (msg: string): Record<string, unknown>[] => logged.filter((l) => l['msg'] === msg);
+  const opened = of('connection opened');
+  t.deepEqual(
+    opened.map((l) => [l['service'], l['cn']]),
+    [
+      ['ops', 'ops'],
+      ['open', undefined],
+    ],
+  );
+  const closed = of('connection closed');
+  t.is(closed.length, 5);
+  const ops = closed.find((l) => l['service'] === 'ops');
+  t.like(ops, { cn: 'ops', reason: 'normal', by: 'peer', framesIn: 4, framesOut: 3 });
+  t.deepEqual(Object.keys(ops ?? {}).slice(3, 15), [
+    'conn',
+    'peer',
+    'cn',
+    'service',
+    'reason',
+    'by',
+    'ms',
+    'framesIn',
+    'framesOut',
+    'bytesIn',
+    'bytesOut',
+    'msg',
+  ]);
+  t.is(opened[0]?.['conn'], ops?.['conn']);
+  t.regex(String(ops?.['peer']), /^127\.0\.0\.1:\d+$/);
+  t.false('cn' in (closed.find((l) => l['service'] === 'open') ?? { cn: 1 }), 'no certificate, no cn');
 });
 
 test('allow_cn over plain TCP: nobody has a verified certificate, so nobody gets the service', async (t) => {
