@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { decode, encode } from '../src/codec/msgpack.js';
+import { SLAB_BYTES, decode, encode, slabRoom } from '../src/codec/msgpack.js';
 import { etfCodec, msgpackCodec } from '../src/codec/index.js';
 import { ChanError } from '../src/errors.js';
 import {
@@ -200,23 +200,59 @@ test('a string takes the smallest header for its bytes, whatever its characters,
 });
 
 test("a string whose bytes need a larger header than its characters suggest is whole where the writer's buffer ends", (t) => {
-  // The encoder writes into a buffer that starts at 1 KiB and goes back to it after a value over 1 MiB. A string of
-  // three-byte characters placed so that its room ends exactly at the buffer's end must still come back whole.
+  // Small values are written into a slab of SLAB_BYTES. A string of three-byte characters placed so that the room it
+  // asks for ends exactly at the slab's end (or just before or after it, where it moves to a larger buffer) must still
+  // come back whole.
   const cases = [
-    { chars: 11, pad: 982 }, // 33 bytes: a str 8 header where 11 characters suggest a fixstr
-    { chars: 86, pad: 756 }, // 258 bytes: str 16 where 86 characters suggest str 8
+    { chars: 11, room: 35 }, // 33 bytes: a str 8 header where 11 characters suggest a fixstr; 3 x 11 + 2 asked for
+    { chars: 86, room: 261 }, // 258 bytes: str 16 where 86 characters suggest str 8; 3 x 86 + 3 asked for
   ];
   let checked = 0;
-  for (const { chars, pad } of cases) {
+  for (const { chars, room } of cases) {
     for (let d = -3; d <= 3; d++) {
-      encode(Buffer.alloc(2 << 20), DEPTH); // the shared buffer back to 1 KiB
-      const value = [Buffer.alloc(pad + d), '中'.repeat(chars)];
-      const back = decode(encode(value, DEPTH, 4).subarray(4), DEPTH) as Term[];
-      t.is(back[1], value[1], `${chars} characters after ${pad + d} bytes`);
+      // Fill the slab, so that the next value starts a new one at offset 0.
+      while (slabRoom() >= 1000) encode(Buffer.alloc(slabRoom() - 1000), DEPTH);
+      // 4 bytes of headroom, a one-byte array header, a bin 16 header: the string starts 8 bytes after the padding.
+      const pad = SLAB_BYTES - room - 8 + d;
+      const value = [Buffer.alloc(pad), '中'.repeat(chars)];
+      const bytes = encode(value, DEPTH, 4);
+      // In the slab, from its start, while it fits; copied out of a larger buffer into one of its own past that.
+      if (d <= 0) t.deepEqual([bytes.byteOffset, bytes.buffer.byteLength], [0, SLAB_BYTES]);
+      else t.is(bytes.buffer.byteLength, bytes.length);
+      const back = decode(bytes.subarray(4), DEPTH) as Term[];
+      t.is(back[1], value[1], `${chars} characters after ${pad} bytes`);
       checked++;
     }
   }
   t.is(checked, 14);
+});
+
+test('every result of encode stays as it was made: values of every size in a row, across slabs, failures and re-entry', (t) => {
+  const kept: [unknown, Buffer][] = [];
+  let size = 0;
+  for (let i = 0; i < 3000; i++) {
+    // Sizes from nothing to 24 KiB, small ones most often, so that slabs fill and values outgrow what is left of them.
+    size = i % 97 === 0 ? 24_000 - i : (size * 31 + 7) % (i % 5 === 0 ? 3000 : 300);
+    const value = tuple(atom('v'), i, 'x'.repeat(size), Buffer.alloc(i % 7, i & 0xff));
+    kept.push([value, encode(value, DEPTH, 4)]);
+    if (i % 50 === 0) t.throws(() => encode([1, 'a'.repeat(size), () => 0], DEPTH, 4), { instanceOf: ChanError });
+    if (i % 200 === 0) {
+      // A getter that encodes while its object is being encoded: each gets its own bytes.
+      let inner: Buffer | undefined;
+      const outer = encode(
+        {
+          get k() {
+            inner = encode(['inner', i], DEPTH);
+            return 'outer';
+          },
+        },
+        DEPTH,
+      );
+      t.deepEqual(decode(outer, DEPTH), { k: 'outer' });
+      t.deepEqual(decode(inner as Buffer, DEPTH), ['inner', i]);
+    }
+  }
+  for (const [value, bytes] of kept) t.true(termEquals(decode(bytes.subarray(4), DEPTH), value as Term));
 });
 
 test('a map with a key that is not a string becomes a Map', (t) => {

@@ -12,7 +12,8 @@ export interface Codec {
   readonly name: string;
   /**
    * Encodes `value`, leaving `headroom` unused bytes at the start of the result. Throws `badTerm`, or `frameTooLarge`
-   * when its decoded size would pass `maxDecodedSize` (the receiver's budget).
+   * when its decoded size would pass `maxDecodedSize` (the receiver's budget). The result may be a view of a buffer
+   * that other results share: write within it only, and copy it to hand its memory over (a transfer to a worker).
    */
   encode(value: unknown, headroom: number, maxDecodedSize?: number): Buffer;
   /**

@@ -114,29 +114,83 @@ const shared = new Writer();
 const MAX_UINT32 = 0xffff_ffff;
 
 /**
- * Encodes a term; the result starts with `headroom` unused bytes (the frame layer writes its length prefix there, so
- * a message is copied once). Throws a `badTerm` {@link ChanError} for values that are not terms or nest deeper than
+ * Small values are written straight into a slab of memory that their results share, each result a view of its part:
+ * no copy, no allocation but the view (Node pools small buffers alike, 8 KiB at a time, so a result keeps its slab alive
+ * as a small `Buffer.allocUnsafe` keeps its pool). A slab is never written twice: a result stays as it was made.
+ */
+export const SLAB_BYTES = 8 * 1024;
+/** Less room than this left in the slab, and the next value starts a new one. */
+const SLAB_MIN_ROOM = 1024;
+/** A buffer grown past this (a large value) is not kept for the next large value. */
+const MAX_SPARE_BYTES = 1 << 20;
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * Encodes a term; the result starts with `headroom` unused bytes (the frame layer writes its length prefix there: a
+ * message is not copied to be framed). A small result is a view of a slab shared with others (see SLAB_BYTES): write
+ * into its own range only. Throws a `badTerm` {@link ChanError} for values that are not terms or nest deeper than
  * `maxDepth` (which also catches cycles), and `frameTooLarge` for one whose decoded size would pass `maxCost` (the
  * receiver's budget, {@link decodedSizeLimit}).
  */
 export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost = Number.POSITIVE_INFINITY): Buffer {
-  // A getter on a user's object could re-enter encode(); give such a call its own buffer.
-  const w = shared.busy ? new Writer() : shared;
+  // A getter on a user's object could re-enter encode(); give such a call a writer of its own.
+  if (shared.busy) return encodeApart(new Writer(), value, maxDepth, headroom, maxCost);
+  if (SLAB_BYTES - slabUsed < SLAB_MIN_ROOM) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const w = shared;
+  const start = slabUsed;
   w.busy = true;
+  w.buf = slab;
   try {
-    w.pos = 0;
-    w.cost = 0;
-    w.maxCost = maxCost;
-    w.ensure(headroom);
-    w.pos = headroom;
-    write(w, value, maxDepth);
-    const out = Buffer.allocUnsafe(w.pos);
-    w.buf.copy(out, 0, 0, w.pos);
+    writeValue(w, start, value, maxDepth, headroom, maxCost);
+    if (w.buf === slab) {
+      slabUsed = (w.pos + 7) & ~7; // the next result 8-byte aligned, as Node aligns its pool's
+      return slab.subarray(start, w.pos);
+    }
+    // It outgrew the slab, and was moved to a larger buffer (at the same offsets): copied out of it, the buffer kept
+    // for the next large value. (The rest of the slab stays for the small values after it.)
+    const out = Buffer.allocUnsafe(w.pos - start);
+    w.buf.copy(out, 0, start, w.pos);
+    w.spare = w.buf.length <= MAX_SPARE_BYTES ? w.buf : null;
     return out;
   } finally {
     w.busy = false;
-    if (w === shared && w.buf.length > 1 << 20) w.buf = Buffer.allocUnsafe(1024); // do not pin a huge scratch buffer
+    w.buf = slab;
   }
+}
+
+/** @internal For tests: bytes left in the slab the next small value is written into. */
+export function slabRoom(): number {
+  return SLAB_BYTES - slabUsed;
+}
+
+/** `value` written by `w` from offset `start` of its buffer, after `headroom` bytes. */
+function writeValue(
+  w: Writer,
+  start: number,
+  value: unknown,
+  maxDepth: number,
+  headroom: number,
+  maxCost: number,
+): void {
+  w.base = start;
+  w.pos = start;
+  w.cost = 0;
+  w.maxCost = maxCost;
+  w.ensure(headroom);
+  w.pos = start + headroom;
+  write(w, value, maxDepth);
+}
+
+function encodeApart(w: Writer, value: unknown, maxDepth: number, headroom: number, maxCost: number): Buffer {
+  w.busy = true;
+  writeValue(w, 0, value, maxDepth, headroom, maxCost);
+  const out = Buffer.allocUnsafe(w.pos);
+  w.buf.copy(out, 0, 0, w.pos);
+  return out;
 }
 
 /**

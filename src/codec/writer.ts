@@ -27,8 +27,12 @@ function tooCostly(cost: number, limit: number): ChanError {
  * in use, so that a shared writer is never written by two encodes at once (a getter that re-enters the encoder).
  */
 export class Writer {
-  buf = Buffer.allocUnsafe(1024);
+  buf: Buffer = Buffer.allocUnsafe(1024);
   pos = 0;
+  /** Where the value being written starts in `buf`: growing moves the bytes from here on (to the same offsets). */
+  base = 0;
+  /** A buffer an earlier value grew into, used again by a later one it is large enough for. */
+  spare: Buffer | null = null;
   busy = false;
   /** The decoded size of what has been written, and the receiver's budget for it. */
   cost = 0;
@@ -39,11 +43,16 @@ export class Writer {
   }
 
   ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    if (this.pos + n > this.buf.length) this.grow(n);
+  }
+
+  /** Room for `n` more bytes: a buffer twice as large (or more), the value's bytes at the same offsets in it. */
+  private grow(n: number): void {
+    let size = Math.max(1024, this.buf.length * 2);
     while (size < this.pos + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.pos);
+    const spare = this.spare;
+    const next = spare !== null && spare !== this.buf && spare.length >= size ? spare : Buffer.allocUnsafe(size);
+    this.buf.copy(next, this.base, this.base, this.pos);
     this.buf = next;
   }
   u8(b: number): void {
