@@ -199,26 +199,33 @@ test('a string takes the smallest header for its bytes, whatever its characters,
   t.is(checked, 120);
 });
 
+/** Leaves the encoder's slab with too little room: the next value starts a new one. */
+function fillSlab(): void {
+  while (slabRoom() >= 1000) encode(Buffer.alloc(Math.min(3000, slabRoom() - 1000)), DEPTH);
+}
+
 test("a string whose bytes need a larger header than its characters suggest is whole where the writer's buffer ends", (t) => {
-  // Small values are written into a slab of SLAB_BYTES. A string of three-byte characters placed so that the room it
-  // asks for ends exactly at the slab's end (or just before or after it, where it moves to a larger buffer) must still
-  // come back whole.
+  // Small values are written into a slab of SLAB_BYTES, one after another. A string of three-byte characters placed
+  // so that the room it asks for ends exactly at the slab's end (or just before it, or past it, where the value moves
+  // to a larger buffer at the same offsets) must still come back whole, after values before it in the slab.
   const cases = [
     { chars: 11, room: 35 }, // 33 bytes: a str 8 header where 11 characters suggest a fixstr; 3 x 11 + 2 asked for
     { chars: 86, room: 261 }, // 258 bytes: str 16 where 86 characters suggest str 8; 3 x 86 + 3 asked for
   ];
+  const before = 2400; // two values of 2,400 bytes (a bin 16 header and 2,397 bytes) before it in the slab
   let checked = 0;
   for (const { chars, room } of cases) {
     for (let d = -3; d <= 3; d++) {
-      // Fill the slab, so that the next value starts a new one at offset 0.
-      while (slabRoom() >= 1000) encode(Buffer.alloc(slabRoom() - 1000), DEPTH);
+      fillSlab();
+      t.is(encode(Buffer.alloc(before - 3), DEPTH).byteOffset, 0, 'a new slab');
+      const slab = encode(Buffer.alloc(before - 3), DEPTH).buffer;
       // 4 bytes of headroom, a one-byte array header, a bin 16 header: the string starts 8 bytes after the padding.
-      const pad = SLAB_BYTES - room - 8 + d;
+      const pad = SLAB_BYTES - 2 * before - 8 - room + d;
       const value = [Buffer.alloc(pad), '中'.repeat(chars)];
       const bytes = encode(value, DEPTH, 4);
-      // In the slab, from its start, while it fits; copied out of a larger buffer into one of its own past that.
-      if (d <= 0) t.deepEqual([bytes.byteOffset, bytes.buffer.byteLength], [0, SLAB_BYTES]);
-      else t.is(bytes.buffer.byteLength, bytes.length);
+      // A view of the slab while it fits; past its end, copied out of a larger buffer into one of its own.
+      if (d <= 0) t.deepEqual([bytes.buffer === slab, bytes.byteOffset], [true, 2 * before]);
+      else t.not(bytes.buffer, slab);
       const back = decode(bytes.subarray(4), DEPTH) as Term[];
       t.is(back[1], value[1], `${chars} characters after ${pad} bytes`);
       checked++;
@@ -227,13 +234,31 @@ test("a string whose bytes need a larger header than its characters suggest is w
   t.is(checked, 14);
 });
 
+test('a result of half a slab or more has a buffer of its own, and leaves the slab to small ones', (t) => {
+  // As Node pools allocUnsafe: a small result kept long must not pin a slab that large ones share with it.
+  fillSlab();
+  const slab = encode(Buffer.alloc(100), DEPTH).buffer;
+  while (slabRoom() >= SLAB_BYTES / 2 + 200) encode(Buffer.alloc(100), DEPTH);
+  const room = slabRoom();
+  t.true(room >= SLAB_BYTES / 2, 'room for it in the slab');
+  const large = encode(Buffer.alloc(SLAB_BYTES / 2 - 3), DEPTH); // 4,096 bytes with its bin 16 header
+  t.is(large.length, SLAB_BYTES / 2);
+  t.not(large.buffer, slab); // (Buffer.allocUnsafe's: Node 26 pools up to 32 KiB, Node 20 and 22 under 4 KiB)
+  t.is(slabRoom(), room, 'the slab untouched');
+  const small = encode(Buffer.alloc(SLAB_BYTES / 2 - 4), DEPTH); // one byte less: shares the slab
+  t.is(small.buffer, slab);
+  t.is(slabRoom(), room - SLAB_BYTES / 2); // its 4,095 bytes, the next result 8-byte aligned
+});
+
 test('every result of encode stays as it was made: values of every size in a row, across slabs, failures and re-entry', (t) => {
   const kept: [unknown, Buffer][] = [];
   let size = 0;
   for (let i = 0; i < 3000; i++) {
-    // Sizes from nothing to 24 KiB, small ones most often, so that slabs fill and values outgrow what is left of them.
+    // Sizes from nothing to 24 KiB, small ones most often, so that slabs fill and values outgrow what is left of them;
+    // strings of one-, two- and three-byte characters.
     size = i % 97 === 0 ? 24_000 - i : (size * 31 + 7) % (i % 5 === 0 ? 3000 : 300);
-    const value = tuple(atom('v'), i, 'x'.repeat(size), Buffer.alloc(i % 7, i & 0xff));
+    const text = ['x', 'é', '中'][i % 3]?.repeat(size) ?? '';
+    const value = tuple(atom('v'), i, text, Buffer.alloc(i % 7, i & 0xff));
     kept.push([value, encode(value, DEPTH, 4)]);
     if (i % 50 === 0) t.throws(() => encode([1, 'a'.repeat(size), () => 0], DEPTH, 4), { instanceOf: ChanError });
     if (i % 200 === 0) {
@@ -242,14 +267,15 @@ test('every result of encode stays as it was made: values of every size in a row
       const outer = encode(
         {
           get k() {
-            inner = encode(['inner', i], DEPTH);
+            inner = encode(['inner', i, text.slice(0, 10)], DEPTH);
             return 'outer';
           },
         },
         DEPTH,
+        4,
       );
-      t.deepEqual(decode(outer, DEPTH), { k: 'outer' });
-      t.deepEqual(decode(inner as Buffer, DEPTH), ['inner', i]);
+      kept.push([{ k: 'outer' }, outer]);
+      kept.push([['inner', i, text.slice(0, 10)], Buffer.concat([Buffer.alloc(4), inner as Buffer])]);
     }
   }
   for (const [value, bytes] of kept) t.true(termEquals(decode(bytes.subarray(4), DEPTH), value as Term));

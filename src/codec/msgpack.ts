@@ -115,10 +115,14 @@ const MAX_UINT32 = 0xffff_ffff;
 
 /**
  * Small values are written straight into a slab of memory that their results share, each result a view of its part:
- * no copy, no allocation but the view (Node pools small buffers alike, 8 KiB at a time, so a result keeps its slab alive
- * as a small `Buffer.allocUnsafe` keeps its pool). A slab is never written twice: a result stays as it was made.
+ * no copy, no allocation but the view. As Node pools `Buffer.allocUnsafe` (8 KiB pools, for buffers under half of
+ * that, on Node 20 and 22; 64 KiB and 32 KiB on Node 26): 8 KiB a slab, a result under half of that shares it (and
+ * keeps it alive as long as it lives), a larger one is copied into a buffer of its own, so that a small result kept
+ * long pins at most one slab, whatever the traffic around it. A slab is never written twice: a result stays as made.
  */
 export const SLAB_BYTES = 8 * 1024;
+/** Results of this size or more are copied out of the slab (and leave it as it was). */
+const SLAB_SHARED_BELOW = SLAB_BYTES / 2;
 /** Less room than this left in the slab, and the next value starts a new one. */
 const SLAB_MIN_ROOM = 1024;
 /** A buffer grown past this (a large value) is not kept for the next large value. */
@@ -146,15 +150,16 @@ export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost =
   w.buf = slab;
   try {
     writeValue(w, start, value, maxDepth, headroom, maxCost);
-    if (w.buf === slab) {
+    const size = w.pos - start;
+    if (w.buf === slab && size < SLAB_SHARED_BELOW) {
       slabUsed = (w.pos + 7) & ~7; // the next result 8-byte aligned, as Node aligns its pool's
       return slab.subarray(start, w.pos);
     }
-    // It outgrew the slab, and was moved to a larger buffer (at the same offsets): copied out of it, the buffer kept
-    // for the next large value. (The rest of the slab stays for the small values after it.)
-    const out = Buffer.allocUnsafe(w.pos - start);
+    // Too large to share the slab, or it outgrew it and was moved to a larger buffer (at the same offsets, the buffer
+    // kept for the next large value): copied out into a buffer of its own. The slab's room stays for small values.
+    const out = Buffer.allocUnsafe(size);
     w.buf.copy(out, 0, start, w.pos);
-    w.spare = w.buf.length <= MAX_SPARE_BYTES ? w.buf : null;
+    if (w.buf !== slab) w.spare = w.buf.length <= MAX_SPARE_BYTES ? w.buf : null;
     return out;
   } finally {
     w.busy = false;
