@@ -25,7 +25,8 @@ import { writeCerts } from '../src/certs.js';
 import { replaceBetween } from '../scripts/markers.js';
 import { CHAN, PIN, ROOT, chanBench, median, taskset } from './common.js';
 
-const { values } = parseArgs({
+const { values, tokens } = parseArgs({
+  tokens: true,
   options: {
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '3000' },
@@ -38,8 +39,19 @@ const { values } = parseArgs({
     ms: { type: 'string' },
   },
 });
-if (values.codec) runCodecBench(values.ms);
-else if (values.ms !== undefined) {
+if (values.codec) {
+  // The codec benchmark runs alone: an end-to-end option beside it would be ignored, so it is refused.
+  const others = tokens.flatMap((t) =>
+    t.kind === 'option' && t.name !== 'codec' && t.name !== 'ms' ? [`--${t.name}`] : [],
+  );
+  if (others.length > 0) {
+    process.stderr.write(
+      `--codec runs the codec benchmark alone (its one option is --ms): ${others.join(', ')} does not apply\n`,
+    );
+    process.exit(2);
+  }
+  runCodecBench(values.ms);
+} else if (values.ms !== undefined) {
   process.stderr.write('--ms (time per figure) belongs to the codec benchmark: use it with --codec\n');
   process.exit(2);
 }
@@ -296,6 +308,8 @@ function runCodecBench(ms: string | undefined): never {
   const argv = [...taskset(PIN?.server), process.execPath, path.join(ROOT, 'dist/bench/codec.js')];
   if (ms !== undefined) argv.push('--ms', ms);
   const r = spawnSync(argv[0] as string, argv.slice(1), { stdio: 'inherit' });
+  if (r.error) process.stderr.write(`bench: could not run ${argv.join(' ')}: ${r.error.message}\n`);
+  else if (r.signal) process.stderr.write(`bench: the codec benchmark was stopped by ${r.signal}\n`);
   process.exit(r.status ?? 1);
 }
 

@@ -90,25 +90,37 @@ test('chan bench runs every scenario against chan serve, checks every answer, an
   t.regex(table.stdout, /^scenario +ops\/s +p50 +p90 +p99 +p99\.9 +max +client us\/op +server us\/op\nrpc -c 1 +\d+/);
 });
 
-test('npm run bench -- --codec runs the codec and frame parser benchmarks beside msgpackr, and nothing else', async (t) => {
-  const bench = path.resolve('dist/bench/run.js');
-  const r = await runNode([bench, '--codec', '--ms', '2']);
-  t.is(r.status, 0, r.stderr);
-  // A row per value, lib-chan's figures and msgpackr's where it applies (strings, not atoms), then the parser's rows.
-  t.regex(r.stdout, /^\| \{lookup, joe\} \| 19 \| [\d.]+ [kM]? ?\| [\d.]+ [kM]? ?\| - \| - \| - \|$/m);
-  t.regex(
-    r.stdout,
-    /^\| \["lookup", "joe"\] \(the same, in strings\) \| 12 \|( [\d.]+ [kM]? ?\|){4} [\d.]+ \/ [\d.]+ \|$/m,
-  );
-  t.regex(r.stdout, /^\| 1024 KiB \| .* MB\/s \|$/m);
-  t.notRegex(r.stderr, /round \d/, 'no end-to-end round was run');
-  const bad = await runNode([bench, '--codec', '--ms', 'soon']);
-  t.is(bad.status, 2);
-  t.regex(bad.stderr, /--ms soon: a whole number of milliseconds/);
-  const stray = await runNode([bench, '--ms', '5']);
-  t.is(stray.status, 2);
-  t.regex(stray.stderr, /use it with --codec/);
-});
+// Serial: it keeps a CPU busy for a second or two, which the other tests' timings should not share.
+test.serial(
+  'npm run bench -- --codec runs the codec and frame parser benchmarks beside msgpackr, and nothing else',
+  async (t) => {
+    const bench = path.resolve('dist/bench/run.js');
+    const r = await runNode([bench, '--codec', '--ms', '2']);
+    t.is(r.status, 0, r.stderr);
+    // A row per value, lib-chan's figures and msgpackr's where it applies (strings, not atoms), then the parser's rows.
+    t.regex(r.stdout, /^\| \{lookup, joe\} \| 19 \| [\d.]+ [kM]? ?\| [\d.]+ [kM]? ?\| - \| - \| - \|$/m);
+    t.regex(
+      r.stdout,
+      /^\| \["lookup", "joe"\] \(the same, in strings\) \| 12 \|( [\d.]+ [kM]? ?\|){4} [\d.]+ \/ [\d.]+ \|$/m,
+    );
+    t.regex(r.stdout, /^\| 1024 KiB \| .* MB\/s \|$/m);
+    t.notRegex(r.stderr, /round \d/, 'no end-to-end round was run');
+    const bad = await runNode([bench, '--codec', '--ms', 'soon']);
+    t.is(bad.status, 2);
+    t.regex(bad.stderr, /--ms soon: a whole number of milliseconds/);
+    const stray = await runNode([bench, '--ms', '5']);
+    t.is(stray.status, 2);
+    t.regex(stray.stderr, /use it with --codec/);
+    // An end-to-end option beside --codec would be ignored: refused before anything runs.
+    const mixed = await runNode([bench, '--codec', '--write', '--only', 'rpc']);
+    t.is(mixed.status, 2);
+    t.regex(
+      mixed.stderr,
+      /--codec runs the codec benchmark alone \(its one option is --ms\): --write, --only does not apply/,
+    );
+    t.is(mixed.stdout, '');
+  },
+);
 
 test('chan bench with a wrong secret fails like any other command', async (t) => {
   const { child, port } = await serve([]);

@@ -15,7 +15,17 @@ import { challengeResponse } from '../src/original.js';
 import { Atom, Tuple, atom, formatTerm, tuple, type Term } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
 import { RawErlang, hasErlang, runEscript, startEscript, stop } from './erlang-helpers.js';
-import { BOOK_SERVICE, besideBystander, capturedLog, echo, refusal, service, testServer } from './helpers.js';
+import {
+  BOOK_SERVICE,
+  CLOSED_FIELDS,
+  besideBystander,
+  capturedLog,
+  echo,
+  lineFields,
+  refusal,
+  service,
+  testServer,
+} from './helpers.js';
 
 const u32 = (n: number): number[] => [(n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
 const term = (frame: Buffer): string => formatTerm(decodeEtf(frame, 32));
@@ -53,6 +63,37 @@ test.serial(
       (await refusal(connect('127.0.0.1', server.erlangPort, 'other', 'x', [], { protocol: 'erlang' }))).code,
       'badService',
     );
+  },
+);
+
+test.serial(
+  "a connection's log lines on the Erlang port say which protocol it spoke, and a refused one has no service",
+  async (t) => {
+    const { logger, lines } = capturedLog();
+    const server = await testServer([BOOK_SERVICE], { ...ERLANG, logger });
+    t.teardown(() => server.close());
+    const ch = await connect('127.0.0.1', server.erlangPort, 'nameServer', 'ABXy45', [], { protocol: 'erlang' });
+    t.is(formatTerm(await ch.rpc(tuple(atom('lookup'), atom('joe')))), 'undefined');
+    await ch.close();
+    t.is(
+      (await refusal(connect('127.0.0.1', server.erlangPort, 'other', 'x', [], { protocol: 'erlang' }))).code,
+      'badService',
+    );
+    await server.close();
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const closed = logged.filter((l) => l['msg'] === 'connection closed');
+    t.is(closed.length, 2);
+    t.deepEqual(lineFields(logged.find((l) => l['msg'] === 'connection opened')), [
+      'conn',
+      'peer',
+      'protocol',
+      'service',
+    ]);
+    t.deepEqual(lineFields(closed[0]), ['conn', 'peer', 'protocol', 'service', ...CLOSED_FIELDS]);
+    t.like(closed[0], { protocol: 'erlang', service: 'nameServer' });
+    // Closed in the handshake: no service was accepted, so none is named.
+    t.deepEqual(lineFields(closed[1]), ['conn', 'peer', 'protocol', ...CLOSED_FIELDS]);
+    t.like(closed[1], { protocol: 'erlang', reason: 'badService', by: 'local' });
   },
 );
 

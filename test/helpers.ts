@@ -298,3 +298,11 @@ export function capturedLog(): { logger: Logger; lines: string[] } {
   });
   return { logger, lines };
 }
+
+/** A captured log line's own fields, in order: after level, time and pid, without msg. */
+export function lineFields(line: Record<string, unknown> | undefined): string[] {
+  return Object.keys(line ?? {}).filter((k) => !['level', 'time', 'pid', 'msg'].includes(k));
+}
+
+/** What a 'connection closed' line adds to the connection's fields, in order. */
+export const CLOSED_FIELDS = ['reason', 'by', 'ms', 'framesIn', 'framesOut', 'bytesIn', 'bytesOut'];
