@@ -105,9 +105,13 @@ test.serial(
     );
     t.regex(r.stdout, /^\| 1024 KiB \| .* MB\/s \|$/m);
     t.notRegex(r.stderr, /round \d/, 'no end-to-end round was run');
-    const bad = await runNode([bench, '--codec', '--ms', 'soon']);
-    t.is(bad.status, 2);
-    t.regex(bad.stderr, /--ms soon: a whole number of milliseconds/);
+    // --ms: a whole number from 1 to 60000; a word, or a number past either end, is refused.
+    for (const ms of ['soon', '0', '60001']) {
+      const bad = await runNode([bench, '--codec', '--ms', ms]);
+      t.is(bad.status, 2, ms);
+      t.is(bad.stderr, `--ms ${ms}: a whole number of milliseconds from 1 to 60000\n`);
+      t.is(bad.stdout, '');
+    }
     const stray = await runNode([bench, '--ms', '5']);
     t.is(stray.status, 2);
     t.regex(stray.stderr, /use it with --codec/);
