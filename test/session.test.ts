@@ -100,6 +100,63 @@ test("the server's record: send answers the oldest rpc the handler has received;
   t.true(a.isWaiting(7));
 });
 
+test("the server's record keeps arrival order and faults whether few rpcs wait or many (past its short list)", (t) => {
+  // Against a plain model: the waiting ids in arrival order, each with whether the handler has received it.
+  const a = new RpcAnswers();
+  const model: { id: number; taken: boolean }[] = [];
+  let seed = 7;
+  const random = (n: number): number => {
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    return seed % n;
+  };
+  let peak = 0;
+  let drainedAfterPeak = 0;
+  for (let step = 0; step < 20_000; step++) {
+    // Waves: grow past the short list (16) for a while, then drain to none, so both ways of keeping them are crossed.
+    const growing = Math.floor(step / 500) % 2 === 0;
+    const op = random(10);
+    const id = random(64) * 0x0400_0001; // ids up to 2^32 - 1: past a small integer's range too
+    if (op < (growing ? 5 : 2)) {
+      const waiting = model.some((w) => w.id === id);
+      const fault = a.arrived(id);
+      if (waiting) t.regex(fault ?? '', /already waiting/);
+      else {
+        t.is(fault, null);
+        model.push({ id, taken: false });
+      }
+    } else if (op < 7) {
+      // The handler receives its mailbox in order: the oldest not yet received.
+      const next = model.find((w) => !w.taken);
+      if (next) {
+        a.taken(next.id);
+        next.taken = true;
+      }
+    } else if (op < 8 && model.length > 0) {
+      // reply(m, X): any waiting rpc, in or out of turn.
+      const w = model.splice(random(model.length), 1)[0] as { id: number };
+      t.is(a.replyFault(w.id), null);
+      a.answered(w.id);
+      t.regex(a.replyFault(w.id) ?? '', /already answered/);
+    } else {
+      // send: the oldest, when the handler has received it.
+      const oldest = model[0]?.taken ? model[0].id : undefined;
+      t.is(a.oldestReceived(), oldest);
+      if (oldest !== undefined) {
+        a.answered(oldest);
+        model.shift();
+      }
+    }
+    if (model.length === 0 && peak > 16) drainedAfterPeak++;
+    peak = Math.max(peak, model.length);
+    if (step % 97 === 0) for (const w of model) t.true(a.isWaiting(w.id));
+  }
+  t.true(peak > 16, `at most ${peak} waited at once`);
+  t.true(drainedAfterPeak > 1, 'none waited again after many did');
+  a.clear();
+  t.false(a.isWaiting(model[0]?.id ?? 0));
+  t.is(a.oldestReceived(), undefined);
+});
+
 test('when the connection ends, the rpcs waiting are failed oldest first, however their ids fell in the table', async (t) => {
   const rpcs = new PendingRpcs();
   const to = recorder();
