@@ -7,7 +7,8 @@
 //
 // SCENARIOS=pipeline,cast (the environment) runs some of the scenarios only (default: rpc,pipeline,cast).
 // NEW_SERVER_FLAGS='--max-semi-space-size=8' (the environment) gives the second build's server those Node flags: the
-// same build twice, with and without a flag, measures what the flag costs.
+// same build twice, with and without a flag, measures what the flag costs. NEW_SERVER_ENV='CHAN_ADMIN_PORT=0' likewise
+// sets variables for the second build's server only (space-separated NAME=VALUE): what a setting costs.
 //
 // An app dir holds dist/ and node_modules/ (the project root, or a packed copy). Pinned as every benchmark script is
 // (bench/common.ts, PIN): with one CPU it runs unpinned and says so.
@@ -37,8 +38,15 @@ writeFileSync(
 const pin = (cpuList, argv) => [...taskset(cpuList), ...argv];
 
 const NEW_SERVER_FLAGS = (process.env.NEW_SERVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
+const NEW_SERVER_ENV = (process.env.NEW_SERVER_ENV ?? '').split(' ').filter((f) => f !== '');
+for (const v of NEW_SERVER_ENV) {
+  if (!/^[A-Z_][A-Z0-9_]*=/.test(v)) {
+    console.error(`NEW_SERVER_ENV: ${v} is not NAME=VALUE`);
+    process.exit(2);
+  }
+}
 
-function serve(app, flags = []) {
+function serve(app, flags = [], extraEnv = []) {
   const [cmd, ...args] = pin(PIN?.server, [
     process.execPath,
     ...flags,
@@ -48,6 +56,10 @@ function serve(app, flags = []) {
   ]);
   // memory: for both (a build that knows no store option ignores it): the same work on each side.
   const env = { ...process.env, CHAN_STORE: 'memory:' };
+  for (const v of extraEnv) {
+    const i = v.indexOf('=');
+    env[v.slice(0, i)] = v.slice(i + 1);
+  }
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -84,7 +96,7 @@ function bench(s) {
   );
 }
 
-const servers = [await serve(oldDir), await serve(newDir, NEW_SERVER_FLAGS)];
+const servers = [await serve(oldDir), await serve(newDir, NEW_SERVER_FLAGS, NEW_SERVER_ENV)];
 // taskset execs node: each child's pid is its chan serve's, which `--server-pid` reads the CPU time of.
 const results = servers.map(() => new Map());
 try {
@@ -110,7 +122,7 @@ for (const name of results[0].keys()) {
   );
 }
 const table = [
-  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${PIN ? `server on CPU ${PIN.server}, load generator on ${PIN.load}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)${NEW_SERVER_FLAGS.length > 0 ? `; the new server run with ${NEW_SERVER_FLAGS.join(' ')}` : ''}`,
+  `${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), Node ${process.version}; ${PIN ? `server on CPU ${PIN.server}, load generator on ${PIN.load}` : 'unpinned'}; ${rounds} rounds of ${duration} ms, medians (range)${NEW_SERVER_FLAGS.length > 0 ? `; the new server run with ${NEW_SERVER_FLAGS.join(' ')}` : ''}${NEW_SERVER_ENV.length > 0 ? `; the new server's environment: ${NEW_SERVER_ENV.join(' ')}` : ''}`,
   '',
   '| scenario | old ops/s | new ops/s | new / old | server us/op (old / new) | p50 us (old / new) |',
   '| --- | --- | --- | --- | --- | --- |',

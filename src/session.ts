@@ -17,6 +17,7 @@ import { ChanError } from './errors.js';
 import { MAX_TIMER_MS, abortedError } from './inbox.js';
 import { MAX_REQUEST_ID, type WireMessage } from './protocol.js';
 import type { Term } from './term/model.js';
+import { WaitingIds } from './waiting.js';
 
 /**
  * rpcs of one connection that may wait for an answer at once; one more is a protocolError. (A handler that never
@@ -36,86 +37,40 @@ export function sessionFault(receiver: 'server' | 'client', m: WireMessage): str
   return `a ${receiver === 'server' ? 'client' : 'server'} may not send ${m.kind} after the handshake`;
 }
 
-/**
- * rpcs waiting at once that are kept in a short list, scanned; past that they are kept in a Map until none waits.
- * (At most 31: one bit each in an int.)
- */
-const FEW_RPCS = 16;
+/** An rpc the handler has not received yet, and one it has (the number each waiting id keeps). */
+const NOT_RECEIVED = 0;
+const RECEIVED = 1;
 
 /**
  * The server's side: which rpcs wait for an answer, in the order they arrived, and which of them the handler has
  * received. The handler receives its mailbox in that order, so the ones it has received come first: the oldest it has
  * received is the first, when it has received that one.
- *
- * Up to {@link FEW_RPCS} are kept in a short list (their ids, a bit each for "received"), not in a Map: with one rpc
- * at a time, as a sequential client sends them, a Map with one entry added and one removed per rpc shrinks its table
- * at every removal that empties it, a call into the runtime and a new table each time. Past that many (a client that
- * pipelines), they move into a Map (it keeps insertion order), kept for the next time once none waits.
  */
 export class RpcAnswers {
-  /** The first `few` waiting ids, oldest first, while `many` is not in use (made with the first rpc). */
-  private ids: number[] | null = null;
-  private few = 0;
-  /** Bit i: the handler has received the rpc `ids[i]`. */
-  private received = 0;
-  /** Every waiting id, with whether the handler has received it, while more wait than the list holds. */
-  private many: Map<number, boolean> | null = null;
-  private spilled = false;
+  private readonly waiting = new WaitingIds();
 
   /** An rpc arrived: null, or why the connection must close (protocolError). */
   arrived(id: number): string | null {
-    if (this.isWaiting(id)) return `request id ${id} is already waiting for its answer`;
-    if (this.spilled) {
-      const many = this.many as Map<number, boolean>;
-      if (many.size >= MAX_UNANSWERED_RPCS)
-        return `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`;
-      many.set(id, false);
-      return null;
-    }
-    this.ids ??= new Array<number>(FEW_RPCS).fill(0);
-    if (this.few < FEW_RPCS) {
-      this.ids[this.few++] = id;
-      return null;
-    }
-    // One more than the list holds: all of them into the Map, in the same order.
-    const many = (this.many ??= new Map());
-    for (let i = 0; i < this.few; i++) many.set(this.ids[i] as number, ((this.received >>> i) & 1) === 1);
-    many.set(id, false);
-    this.few = 0;
-    this.received = 0;
-    this.spilled = true;
+    if (this.waiting.has(id)) return `request id ${id} is already waiting for its answer`;
+    if (this.waiting.size >= MAX_UNANSWERED_RPCS)
+      return `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`;
+    this.waiting.add(id, NOT_RECEIVED);
     return null;
-  }
-
-  /** Where `id` is in the list, or -1 (only while the list is in use). */
-  private indexOf(id: number): number {
-    const ids = this.ids;
-    for (let i = 0; i < this.few; i++) if ((ids as number[])[i] === id) return i;
-    return -1;
   }
 
   /** The handler took the message of rpc `id` from its mailbox. */
   taken(id: number): void {
-    if (this.spilled) {
-      const many = this.many as Map<number, boolean>;
-      if (many.get(id) === false) many.set(id, true);
-      return;
-    }
-    const i = this.indexOf(id);
-    if (i >= 0) this.received |= 1 << i;
+    this.waiting.set(id, RECEIVED);
   }
 
   /** The rpc that `send` answers now: the oldest the handler has received, if any. */
   oldestReceived(): number | undefined {
-    if (this.spilled) {
-      const first = (this.many as Map<number, boolean>).entries().next();
-      return !first.done && first.value[1] ? first.value[0] : undefined;
-    }
-    return this.few > 0 && (this.received & 1) === 1 ? this.ids?.[0] : undefined;
+    const first = this.waiting.first();
+    return first !== undefined && this.waiting.get(first) === RECEIVED ? first : undefined;
   }
 
   isWaiting(id: number): boolean {
-    return this.spilled ? (this.many as Map<number, boolean>).has(id) : this.indexOf(id) >= 0;
+    return this.waiting.has(id);
   }
 
   /**
@@ -124,34 +79,17 @@ export class RpcAnswers {
    */
   replyFault(requestId: number | undefined): string | null {
     if (requestId === undefined) return 'reply(): that message was a cast; only an rpc expects an answer';
-    if (!this.isWaiting(requestId)) return `reply(): request ${requestId} is already answered`;
+    if (!this.waiting.has(requestId)) return `reply(): request ${requestId} is already answered`;
     return null;
   }
 
   answered(id: number): void {
-    if (this.spilled) {
-      const many = this.many as Map<number, boolean>;
-      many.delete(id);
-      // None waits: back to the list (the Map is kept for the next time).
-      if (many.size === 0) this.spilled = false;
-      return;
-    }
-    const i = this.indexOf(id);
-    if (i < 0) return;
-    const ids = this.ids as number[];
-    for (let j = i + 1; j < this.few; j++) ids[j - 1] = ids[j] as number;
-    this.few--;
-    // The bits below i stay, those above move down one.
-    const below = (1 << i) - 1;
-    this.received = (this.received & below) | ((this.received >>> (i + 1)) << i);
+    this.waiting.delete(id);
   }
 
   /** The connection has ended: nothing waits any more. */
   clear(): void {
-    this.few = 0;
-    this.received = 0;
-    this.many = null;
-    this.spilled = false;
+    this.waiting.clear();
   }
 }
 
