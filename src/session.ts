@@ -41,36 +41,38 @@ export function sessionFault(receiver: 'server' | 'client', m: WireMessage): str
 const NOT_RECEIVED = 0;
 const RECEIVED = 1;
 
+function ifReceived(id: number, state: number): number | undefined {
+  return state === RECEIVED ? id : undefined;
+}
+
 /**
  * The server's side: which rpcs wait for an answer, in the order they arrived, and which of them the handler has
  * received. The handler receives its mailbox in that order, so the ones it has received come first: the oldest it has
- * received is the first, when it has received that one.
+ * received is the first, when it has received that one. (The ids themselves are kept as {@link WaitingIds} keeps
+ * them: one in two fields, more in a Map.)
  */
-export class RpcAnswers {
-  private readonly waiting = new WaitingIds();
-
+export class RpcAnswers extends WaitingIds {
   /** An rpc arrived: null, or why the connection must close (protocolError). */
   arrived(id: number): string | null {
-    if (this.waiting.has(id)) return `request id ${id} is already waiting for its answer`;
-    if (this.waiting.size >= MAX_UNANSWERED_RPCS)
+    if (this.has(id)) return `request id ${id} is already waiting for its answer`;
+    if (this.size >= MAX_UNANSWERED_RPCS)
       return `more than ${MAX_UNANSWERED_RPCS} rpcs are waiting for an answer on this connection`;
-    this.waiting.add(id, NOT_RECEIVED);
+    this.add(id, NOT_RECEIVED);
     return null;
   }
 
   /** The handler took the message of rpc `id` from its mailbox. */
   taken(id: number): void {
-    this.waiting.set(id, RECEIVED);
+    this.set(id, RECEIVED);
   }
 
   /** The rpc that `send` answers now: the oldest the handler has received, if any. */
   oldestReceived(): number | undefined {
-    const first = this.waiting.first();
-    return first !== undefined && this.waiting.get(first) === RECEIVED ? first : undefined;
+    return this.withOldest(ifReceived);
   }
 
   isWaiting(id: number): boolean {
-    return this.waiting.has(id);
+    return this.has(id);
   }
 
   /**
@@ -79,17 +81,12 @@ export class RpcAnswers {
    */
   replyFault(requestId: number | undefined): string | null {
     if (requestId === undefined) return 'reply(): that message was a cast; only an rpc expects an answer';
-    if (!this.waiting.has(requestId)) return `reply(): request ${requestId} is already answered`;
+    if (!this.has(requestId)) return `reply(): request ${requestId} is already answered`;
     return null;
   }
 
   answered(id: number): void {
-    this.waiting.delete(id);
-  }
-
-  /** The connection has ended: nothing waits any more. */
-  clear(): void {
-    this.waiting.clear();
+    this.remove(id);
   }
 }
 

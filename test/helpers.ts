@@ -306,3 +306,12 @@ export function lineFields(line: Record<string, unknown> | undefined): string[] 
 
 /** What a 'connection closed' line adds to the connection's fields, in order. */
 export const CLOSED_FIELDS = ['reason', 'by', 'ms', 'framesIn', 'framesOut', 'bytesIn', 'bytesOut'];
+
+/** A repeatable stream of integers in 0..n-1 from `seed` (a linear congruential generator): a test's random steps. */
+export function seededRandom(seed: number): (n: number) => number {
+  let state = seed >>> 0;
+  return (n) => {
+    state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+    return state % n;
+  };
+}
