@@ -58,14 +58,14 @@ export const NO_OBSERVER: Observer = {
  * Times the rpcs of one connection, from arrival to answer, for an observer that wants them (nothing is kept for one
  * that does not: see {@link RpcClock.for}).
  */
-export class RpcClock {
-  /** When each rpc waiting for its answer arrived (performance.now()). */
-  private readonly started = new WaitingIds();
-
+export class RpcClock extends WaitingIds {
+  // The ids are the rpcs waiting for an answer, each with when it arrived (performance.now()).
   private constructor(
     private readonly observer: Observer,
     private readonly service: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** A clock for a connection of `service`, or null when `observer` does not time rpcs. */
   static for(observer: Observer | undefined, service: string): RpcClock | null {
@@ -74,11 +74,11 @@ export class RpcClock {
 
   arrived(id: number): void {
     // An id that waits already is the session's fault to report (its first arrival is the one timed).
-    if (!this.started.has(id)) this.started.add(id, performance.now());
+    if (!this.has(id)) this.add(id, performance.now());
   }
 
   answered(id: number): void {
-    const t = this.started.delete(id);
+    const t = this.delete(id);
     if (t !== undefined) this.observer.rpc(this.service, (performance.now() - t) / 1000);
   }
 }

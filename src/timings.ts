@@ -23,7 +23,11 @@ export interface TimingRow {
 export class Timings {
   /** Rows by their first label's value, then their second's (or ''). */
   private readonly rows = new Map<string, Map<string, TimingRow>>();
-  /** The same rows in the order they were made: the order they are read in, as prom-client lists its series. */
+  /**
+   * The same rows in the order they were made: the order they are read in, as a prom-client histogram lists its
+   * series. (An error counter's series follow the same order, where prom-client would list one when it first
+   * failed; Prometheus gives the order no meaning.)
+   */
   private readonly made: TimingRow[] = [];
 
   constructor(

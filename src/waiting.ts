@@ -13,7 +13,8 @@
  * left, the next one goes to the fields again, and the Map is kept for the next time. A connection that has made one
  * rpc and gone idle holds this object only.
  *
- * The caller adds an id only when it is not there ({@link has}); it bounds how many it lets wait.
+ * Its methods are its subclasses' (the server's answers, the admin port's rpc clock), which keep their rules (an id
+ * added only when it is not there, how many may wait) and are what the rest of the server calls; `clear` is public.
  */
 export class WaitingIds {
   /** The one id kept, and its number, while `many` is not in use and `one` is true. */
@@ -24,18 +25,18 @@ export class WaitingIds {
   private many: Map<number, number> | null = null;
   private spilled = false;
 
-  get size(): number {
+  protected get size(): number {
     if (this.spilled) return (this.many as Map<number, number>).size;
     return this.one ? 1 : 0;
   }
 
-  has(id: number): boolean {
+  protected has(id: number): boolean {
     if (this.spilled) return (this.many as Map<number, number>).has(id);
     return this.one && this.oneId === id;
   }
 
   /** Adds `id` (not there yet: see {@link has}) as the newest, with `value`. */
-  add(id: number, value: number): void {
+  protected add(id: number, value: number): void {
     if (this.spilled) {
       (this.many as Map<number, number>).set(id, value);
     } else if (!this.one) {
@@ -53,13 +54,13 @@ export class WaitingIds {
   }
 
   /** The number kept with `id`, or undefined when it is not there. */
-  get(id: number): number | undefined {
+  protected get(id: number): number | undefined {
     if (this.spilled) return (this.many as Map<number, number>).get(id);
     return this.one && this.oneId === id ? this.oneValue : undefined;
   }
 
   /** Changes the number kept with `id`, if it is there (its place stays). */
-  set(id: number, value: number): void {
+  protected set(id: number, value: number): void {
     if (this.spilled) {
       const many = this.many as Map<number, number>;
       if (many.has(id)) many.set(id, value);
@@ -69,7 +70,7 @@ export class WaitingIds {
   }
 
   /** The oldest id and its number, if any: `fn(id, value)`'s result, else undefined. */
-  withOldest<R>(fn: (id: number, value: number) => R): R | undefined {
+  protected withOldest<R>(fn: (id: number, value: number) => R): R | undefined {
     if (this.spilled) {
       const first = (this.many as Map<number, number>).entries().next();
       return first.done ? undefined : fn(first.value[0], first.value[1]);
@@ -78,7 +79,7 @@ export class WaitingIds {
   }
 
   /** Removes `id`: the number it had, or undefined when it was not there. */
-  delete(id: number): number | undefined {
+  protected delete(id: number): number | undefined {
     if (!this.spilled) {
       if (!this.one || this.oneId !== id) return undefined;
       this.one = false;
@@ -94,7 +95,7 @@ export class WaitingIds {
   }
 
   /** Removes `id`, if it is there, without its number ({@link delete} gives it: a lookup more in the Map). */
-  remove(id: number): void {
+  protected remove(id: number): void {
     if (!this.spilled) {
       if (this.one && this.oneId === id) this.one = false;
       return;

@@ -117,7 +117,7 @@ test('an rpc is timed from its first arrival to its answer, once; an answer to a
   const metrics = new ServerMetrics();
   const clock = RpcClock.for(metrics, 'nameServer');
   t.truthy(clock);
-  // More at once than a connection keeps in its short list, answered out of order, some twice.
+  // Many at once (kept in a Map, not in the clock's own fields), answered out of order, some twice.
   for (let id = 1; id <= 40; id++) clock?.arrived(id);
   clock?.arrived(3);
   for (let id = 40; id >= 1; id -= 2) clock?.answered(id);
@@ -126,6 +126,16 @@ test('an rpc is timed from its first arrival to its answer, once; an answer to a
   const text = await metrics.registry.metrics();
   t.true(text.includes('libchan_rpc_duration_seconds_count{service="nameServer"} 40\n'));
   t.is(RpcClock.for(undefined, 'nameServer'), null);
+});
+
+test('a time that is not a number is not counted (it would make the sum NaN for good)', async (t) => {
+  const metrics = new ServerMetrics();
+  metrics.rpc('nameServer', 0.002);
+  metrics.rpc('nameServer', Number.NaN);
+  metrics.rpc('nameServer', Number.POSITIVE_INFINITY);
+  const text = await metrics.registry.metrics();
+  t.true(text.includes('libchan_rpc_duration_seconds_count{service="nameServer"} 1\n'));
+  t.true(text.includes('libchan_rpc_duration_seconds_sum{service="nameServer"} 0.002\n'));
 });
 
 test('every store operation is counted once, with its failures: at once (getNow, putNow) or awaited, on a real LMDB store', async (t) => {

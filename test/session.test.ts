@@ -149,7 +149,7 @@ test("the server's record keeps arrival order and faults whether one rpc waits o
     peak = Math.max(peak, model.length);
     if (step % 97 === 0) for (const w of model) t.true(a.isWaiting(w.id));
   }
-  t.true(peak > 16, `at most ${peak} waited at once`);
+  t.true(peak > 16, `at most ${peak} waited at once`); // many at once, in the Map
   t.true(drainedAfterPeak > 5, `none waited again after many did: ${drainedAfterPeak} times`);
   a.clear();
   t.false(a.isWaiting(model[0]?.id ?? 0));
