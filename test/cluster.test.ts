@@ -151,7 +151,19 @@ test('with several processes the primary serves the admin port: metrics aggregat
   // Two connections, handed to the two processes in turn, and a wrong secret.
   const chs = await Promise.all([0, 1].map(() => connect('127.0.0.1', s.port, 'nameServer', 'ABXy45')));
   t.is((await refusal(connect('127.0.0.1', s.port, 'nameServer', 'wrong'))).code, 'authFail');
+  // Three rpcs on each (a store, two lookups): their times and the store's operations, summed over the processes.
+  for (const [i, ch] of chs.entries()) {
+    await ch.rpc(tuple(atom('store'), atom(`k${i}`), 'v'));
+    for (let n = 0; n < 2; n++) await ch.rpc(tuple(atom('lookup'), atom(`k${i}`)));
+  }
+  const opened = s.lines.filter((l) => /"msg":"connection opened"/.test(l) && /"service":"nameServer"/.test(l));
+  t.is(new Set(opened.map((l) => /"worker":(\d+)/.exec(l)?.[1])).size, 2, 'the rpcs were served by both processes');
   const metrics = await (await fetch(`${admin}/metrics`)).text();
+  t.regex(metrics, /^libchan_rpc_duration_seconds_count\{service="nameServer"\} 6$/m);
+  t.regex(metrics, /^libchan_rpc_duration_seconds_bucket\{le="\+Inf",service="nameServer"\} 6$/m);
+  t.regex(metrics, /^libchan_store_operations_total\{backend="lmdb",op="get"\} 4$/m);
+  t.regex(metrics, /^libchan_store_operations_total\{backend="lmdb",op="put"\} 2$/m);
+  t.regex(metrics, /^libchan_store_duration_seconds_count\{backend="lmdb",op="get"\} 4$/m);
   t.regex(metrics, /^libchan_handshakes_total\{service="nameServer",outcome="ack"\} 2$/m);
   t.regex(metrics, /^libchan_handshakes_total\{service="nameServer",outcome="authFail"\} 1$/m);
   t.regex(metrics, /^libchan_connections_open\{service="nameServer",protocol="lib-chan"\} 2$/m);
