@@ -21,6 +21,8 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Packr, Unpackr } from 'msgpackr';
 import {
@@ -39,7 +41,8 @@ const MAX_FRAME = 1 << 20;
 const packr = new Packr({ useRecords: false, structuredClone: false });
 const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true });
 
-type Socket = net.Socket;
+/** A connection: a TCP or TLS socket, or one end of an in-memory pair (bench/inproc.ts). */
+type Socket = Duplex;
 
 /**
  * One end of a connection: frames in (to `onFrame`, synchronously, in order), frames out gathered per turn with an
@@ -54,7 +57,7 @@ class Wire {
     readonly socket: Socket,
     private readonly onFrame: (m: unknown[]) => void,
   ) {
-    socket.setNoDelay(true);
+    if (socket instanceof net.Socket) socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.read(chunk));
   }
 
@@ -76,10 +79,7 @@ class Wire {
   }
 
   send(m: unknown[]): void {
-    const body = packr.pack(m);
-    const frame = Buffer.allocUnsafe(4 + body.length);
-    frame.writeUInt32BE(body.length, 0);
-    body.copy(frame, 4);
+    const frame = frameOf(m);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -111,26 +111,43 @@ function uncork(w: Wire): void {
   w.flush();
 }
 
+/** A frame's payload as the ceiling reads it. */
+export function unpackFrame(payload: Buffer): unknown {
+  return unpackr.unpack(payload);
+}
+
+/** `m` as the ceiling sends it: a 4-byte length, then msgpackr's bytes. */
+export function frameOf(m: unknown[]): Buffer {
+  const body = packr.pack(m);
+  const frame = Buffer.allocUnsafe(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
 // --- the server ---
+
+/** Serves one connection, its names kept in `store` (the server's one Map). */
+export function serveConnection(socket: Socket, store: Map<string, unknown>): void {
+  const wire: Wire = new Wire(socket, (m) => {
+    if (!Array.isArray(m)) {
+      socket.destroy();
+      return;
+    }
+    const [id, op, key, value] = m as [number, string, string, unknown];
+    if (op === 'get') wire.send([id, store.get(key) ?? null]);
+    else if (op === 'set') {
+      store.set(key, value);
+      if (id !== 0) wire.send([id, true]);
+    } else if (op === 'hello') wire.send([id, 'ok']);
+    else socket.destroy();
+  });
+  socket.on('error', () => socket.destroy());
+}
 
 function serve(tlsDir: string | undefined): void {
   const store = new Map<string, unknown>();
-  const onSocket = (socket: Socket): void => {
-    const wire: Wire = new Wire(socket, (m) => {
-      if (!Array.isArray(m)) {
-        socket.destroy();
-        return;
-      }
-      const [id, op, key, value] = m as [number, string, string, unknown];
-      if (op === 'get') wire.send([id, store.get(key) ?? null]);
-      else if (op === 'set') {
-        store.set(key, value);
-        if (id !== 0) wire.send([id, true]);
-      } else if (op === 'hello') wire.send([id, 'ok']);
-      else socket.destroy();
-    });
-    socket.on('error', () => socket.destroy());
-  };
+  const onSocket = (socket: net.Socket): void => serveConnection(socket, store);
   const server = tlsDir
     ? tls.createServer(
         {
@@ -345,4 +362,5 @@ function main(): void {
   );
 }
 
-main();
+// Run as a program, not when bench/inproc.ts imports the server's code.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -14,6 +14,8 @@
  *   npm run bench [-- --rounds 3] [-- --duration 3000] [-- --idle 10000] [-- --idle-hold 1000]
  *   [-- --only rpc,pipeline] [-- --write] [-- --no-scale]
  *   npm run bench -- --codec [--ms 300]    (bench/codec.ts alone: the codec and the frame parser, beside msgpackr)
+ *   npm run bench -- --inproc [--rounds 5] [--ms 1000]   (bench/inproc.ts alone: each server's own work per message,
+ *                                                         without sockets, beside the ceiling's)
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -36,9 +38,31 @@ const { values, tokens } = parseArgs({
     write: { type: 'boolean', default: false },
     'no-scale': { type: 'boolean', default: false },
     codec: { type: 'boolean', default: false },
+    inproc: { type: 'boolean', default: false },
     ms: { type: 'string' },
   },
 });
+if (values.codec && values.inproc) {
+  process.stderr.write('--codec and --inproc are two benchmarks: run one at a time\n');
+  process.exit(2);
+}
+if (values.inproc) {
+  // Like the codec benchmark, it runs alone: its options are --rounds and --ms.
+  const given = tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : []));
+  const others = given.filter((name) => !['inproc', 'rounds', 'ms'].includes(name)).map((name) => `--${name}`);
+  if (others.length > 0) {
+    process.stderr.write(
+      `--inproc runs the in-process benchmark alone (its options are --rounds and --ms): ${others.join(', ')} does not apply\n`,
+    );
+    process.exit(2);
+  }
+  const args = [path.join(ROOT, 'dist/bench/inproc.js')];
+  if (given.includes('rounds')) args.push('--rounds', values.rounds);
+  if (values.ms !== undefined) args.push('--ms', values.ms);
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  if (r.error) process.stderr.write(`bench: could not run ${args.join(' ')}: ${r.error.message}\n`);
+  process.exit(r.status ?? 1);
+}
 if (values.codec) {
   // The codec benchmark runs alone: an end-to-end option beside it would be ignored, so it is refused.
   const others = tokens.flatMap((t) =>
@@ -52,7 +76,9 @@ if (values.codec) {
   }
   runCodecBench(values.ms);
 } else if (values.ms !== undefined) {
-  process.stderr.write('--ms (time per figure) belongs to the codec benchmark: use it with --codec\n');
+  process.stderr.write(
+    '--ms (time per figure) belongs to the codec and in-process benchmarks: use it with --codec or --inproc\n',
+  );
   process.exit(2);
 }
 const rounds = Number(values.rounds);

@@ -126,6 +126,44 @@ test.serial(
   },
 );
 
+// Serial, as the codec's: it keeps a CPU busy.
+test.serial(
+  'npm run bench -- --inproc feeds both servers through an in-memory pair, checks their answers, and prints a ratio',
+  async (t) => {
+    const bench = path.resolve('dist/bench/run.js');
+    const r = await runNode([bench, '--inproc', '--rounds', '1', '--ms', '20']);
+    t.is(r.status, 0, r.stderr);
+    // A row per scenario: the ceiling's and lib-chan's ns per message, and the ratio of their rates.
+    for (const scenario of ['cast', 'pipeline']) {
+      const row = new RegExp(
+        `^\\| ${scenario} \\| (\\d+) \\(\\d+-\\d+\\) \\| (\\d+) \\(\\d+-\\d+\\) \\| \\*\\*([\\d.]+)\\*\\* `,
+        'm',
+      );
+      const m = row.exec(r.stdout);
+      t.truthy(m, `${scenario}: ${r.stdout}`);
+      const [ceiling, libChan, ratio] = [Number(m?.[1]), Number(m?.[2]), Number(m?.[3])];
+      t.true(ceiling > 0 && libChan > 0, scenario);
+      t.true(Math.abs(ratio - ceiling / libChan) < 0.01, `${scenario}: ${ratio} against ${ceiling} / ${libChan}`);
+    }
+    t.regex(r.stderr, /^cast round 1\/1: ceiling\ncast round 1\/1: lib-chan\n/);
+    for (const [flag, value, why] of [
+      ['--ms', '5', '--ms 5: a whole number of milliseconds from 10 to 60000'],
+      ['--rounds', '0', '--rounds 0: a whole number from 1 to 1000'],
+    ] as const) {
+      const bad = await runNode([bench, '--inproc', flag, value]);
+      t.is(bad.status, 2, flag);
+      t.is(bad.stderr, `inproc: ${why}\n`);
+      t.is(bad.stdout, '');
+    }
+    const mixed = await runNode([bench, '--inproc', '--only', 'rpc']);
+    t.is(mixed.status, 2);
+    t.regex(mixed.stderr, /--inproc runs the in-process benchmark alone .*: --only does not apply/);
+    const both = await runNode([bench, '--inproc', '--codec']);
+    t.is(both.status, 2);
+    t.is(both.stderr, '--codec and --inproc are two benchmarks: run one at a time\n');
+  },
+);
+
 test('chan bench with a wrong secret fails like any other command', async (t) => {
   const { child, port } = await serve([]);
   t.teardown(() => child.kill('SIGKILL'));

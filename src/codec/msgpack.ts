@@ -265,22 +265,21 @@ class Meter {
       this.bytes += 1;
       return;
     }
+    // Tuples and atoms first: most keys and messages are made of them.
+    if (v instanceof Tuple) {
+      if (depth <= 0) throw new LimitError('badTerm', 'term nests deeper than max_depth (or is cyclic)');
+      const items = v.elements;
+      this.charge(COST.tuple + COST.array + COST.slot * items.length);
+      const before = this.bytes;
+      this.bytes += lengthHeaderBytes(items.length);
+      for (let i = 0; i < items.length; i++) this.value(items[i], depth - 1);
+      this.bytes += extHeaderBytes(this.bytes - before);
+      return;
+    }
+    if (v instanceof Atom) return this.atom(v.name);
     if (v instanceof Float) {
       this.charge(COST.boxed);
       this.bytes += FLOAT_BYTES;
-      return;
-    }
-    if (v instanceof Atom) {
-      const name = v.name;
-      if (atomTooLong(name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
-      if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name)) {
-        this.bytes += 1;
-        return;
-      }
-      // A short ASCII name (most atoms) is measured without a native call, as a short string is.
-      const len = name.length < 32 && isAscii(name) ? name.length : Buffer.byteLength(name);
-      this.charge(COST.atom + stringCost(len, name.length));
-      this.bytes += extHeaderBytes(len) + len;
       return;
     }
     if (v instanceof Uint8Array) {
@@ -293,12 +292,6 @@ class Meter {
       this.charge(COST.array + COST.slot * v.length);
       this.bytes += lengthHeaderBytes(v.length);
       for (const item of v) this.value(item, depth - 1);
-    } else if (v instanceof Tuple) {
-      this.charge(COST.tuple + COST.array + COST.slot * v.elements.length);
-      const before = this.bytes;
-      this.bytes += lengthHeaderBytes(v.elements.length);
-      for (const item of v.elements) this.value(item, depth - 1);
-      this.bytes += extHeaderBytes(this.bytes - before);
     } else if (v instanceof Map) {
       this.charge(COST.map + COST.entry * v.size);
       if (v.size > 1 && hasKeyTwice(v)) throw badTerm('a map has the same key twice (keys are compared by value)');
@@ -321,6 +314,18 @@ class Meter {
         `a ${name} is not a term (send plain data: atoms, tuples, lists, strings, numbers, binaries, maps)`,
       );
     }
+  }
+
+  private atom(name: string): void {
+    if (atomTooLong(name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
+    if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name)) {
+      this.bytes += 1;
+      return;
+    }
+    // A short ASCII name (most atoms) is measured without a native call, as a short string is.
+    const len = name.length < 32 && isAscii(name) ? name.length : Buffer.byteLength(name);
+    this.charge(COST.atom + stringCost(len, name.length));
+    this.bytes += extHeaderBytes(len) + len;
   }
 
   private string(s: string): void {
@@ -646,7 +651,7 @@ export function decode(
     if (d.pos !== end) throw malformed(`${end - d.pos} bytes after the end of the value`);
     return value;
   } finally {
-    d.reset(EMPTY_BYTES); // do not keep the message alive
+    d.release();
   }
 }
 
@@ -677,6 +682,12 @@ class Decoder {
     this.pos = start;
     this.base = start;
     this.end = end;
+  }
+
+  /** Lets go of the bytes (the decoder must not keep a message alive). */
+  release(): void {
+    this.b = EMPTY_BYTES;
+    this.buf = EMPTY_BYTES;
   }
 
   private need(n: number, what: string): void {

@@ -16,7 +16,7 @@ import { decodedSizeLimit, measure } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
 import { errorTerm } from '../runtime.js';
-import type { Namespace, PutResult } from '../store/store.js';
+import { ALREADY_COMMITTED, type Namespace, type PutResult } from '../store/store.js';
 import { Atom, Tuple, type Term } from '../term/model.js';
 
 const OK = new Atom('ok');
@@ -62,6 +62,9 @@ export function sizeWithin(value: Term, wrap: number, limits: ServiceLimits): nu
 /** What a store decided: refused (the answer to give), or stored, durable once `committed` settles. */
 export type StoreOutcome = { refused: Tuple } | { committed: Promise<void> };
 
+/** A store that is durable already (memory:, or a backend that commits at once): one outcome shared by all. */
+const COMMITTED: StoreOutcome = Object.freeze({ committed: ALREADY_COMMITTED });
+
 function found(value: Term | undefined): Tuple | Atom {
   return value === undefined ? UNDEFINED : new Tuple([OK, value]);
 }
@@ -79,30 +82,30 @@ export class KvsStore {
    * `{error, {storeFull, Text}}` past `store_max_bytes`. Rejects with `storeFailed` when the store cannot be written.
    */
   async store(key: Term, value: Term): Promise<StoreOutcome> {
-    const d = this.decide(key, value);
-    return 'refused' in d ? d : this.outcome(await this.namespace.put(key, value, d.cost, this.limits.storeMaxBytes));
+    const cost = this.decide(key, value);
+    if (typeof cost !== 'number') return { refused: cost };
+    return this.outcome(await this.namespace.put(key, value, cost, this.limits.storeMaxBytes));
   }
 
   /** {@link store} done at once, where the backend can (memory:, lmdb:); null where it cannot. Throws `storeFailed`. */
   storeNow(key: Term, value: Term): StoreOutcome | null {
     if (!this.namespace.putNow) return null;
-    const d = this.decide(key, value);
-    return 'refused' in d ? d : this.outcome(this.namespace.putNow(key, value, d.cost, this.limits.storeMaxBytes));
+    const cost = this.decide(key, value);
+    if (typeof cost !== 'number') return { refused: cost };
+    return this.outcome(this.namespace.putNow(key, value, cost, this.limits.storeMaxBytes));
   }
 
-  /** What storing `value` under `key` costs, or the refusal when its answer could not be sent back. */
-  private decide(key: Term, value: Term): { refused: Tuple } | { cost: number } {
+  /** What storing `value` under `key` costs, or the refusal to answer when its answer could not be sent back. */
+  private decide(key: Term, value: Term): number | Tuple {
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError)
-      return {
-        refused: errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`),
-      };
-    return { cost: measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD };
+      return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
+    return measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
   }
 
   private outcome(put: PutResult): StoreOutcome {
-    if (put.stored) return { committed: put.committed };
+    if (put.stored) return put.committed === ALREADY_COMMITTED ? COMMITTED : { committed: put.committed };
     return {
       refused: errorTerm(
         'storeFull',

@@ -297,6 +297,21 @@ function probe(p: Probe, key: Term): Probe {
 }
 
 /**
+ * The hash a map files a probed key under: a flat key's from its shape and parts (no walk of its objects), another's
+ * {@link termHash}. Equal keys get equal hashes because a term equal to a flat term is flat, with the same shape and
+ * parts ({@link holds}); a flat key and another may meet in a hash, as any two keys may.
+ */
+function keyHash(p: Probe, key: Term, memo: WeakMap<object, number>): number {
+  if (p.shape === 0) return termHash(key, memo);
+  return mix(mix(mix(SEED ^ 13, p.shape), partHash(p.a)), partHash(p.b));
+}
+
+/** A flat part's hash: a name or a string by its characters, an integer by its value. */
+function partHash(x: FlatPart): number {
+  return typeof x === 'string' ? stringHash(2, x) : numberHash(x);
+}
+
+/**
  * Whether `e` holds the probed key: where either is flat, by shape and parts (a term equal to a flat term is flat:
  * {@link flatten} takes 5n as 5 and leaves the atoms that are JavaScript values to the whole-term path, on both
  * sides); else by value, the whole term.
@@ -326,9 +341,9 @@ export class TermMap<V> {
 
   /** The entry whose key equals `key`, if any: its `value` and `weight` may be changed in place. */
   get(key: Term): TermEntry<V> | undefined {
-    const slot = this.byHash.get(termHash(key, this.memo));
-    if (slot === undefined) return undefined;
     const p = probe(this.p, key);
+    const slot = this.byHash.get(keyHash(p, key, this.memo));
+    if (slot === undefined) return undefined;
     if (!Array.isArray(slot)) return holds(slot, p, key, this.memo) ? slot : undefined;
     for (const e of slot) if (holds(e, p, key, this.memo)) return e;
     return undefined;
@@ -338,9 +353,9 @@ export class TermMap<V> {
    * Sets the value (and weight) for `key`; returns the value it replaced, if any (undefined when the key is new).
    */
   set(key: Term, value: V, weight = 0): { replaced: V } | undefined {
-    const h = termHash(key, this.memo);
-    const slot = this.byHash.get(h);
     const p = probe(this.p, key);
+    const h = keyHash(p, key, this.memo);
+    const slot = this.byHash.get(h);
     if (slot === undefined) {
       this.byHash.set(h, entry(key, p, value, weight));
       this.count++;
@@ -363,10 +378,10 @@ export class TermMap<V> {
 
   /** Removes the entry whose key equals `key`; true if there was one. */
   delete(key: Term): boolean {
-    const h = termHash(key, this.memo);
+    const p = probe(this.p, key);
+    const h = keyHash(p, key, this.memo);
     const slot = this.byHash.get(h);
     if (slot === undefined) return false;
-    const p = probe(this.p, key);
     if (!Array.isArray(slot)) {
       if (!holds(slot, p, key, this.memo)) return false;
       this.byHash.delete(h);
