@@ -148,20 +148,24 @@ export function fromWire(t: Term): WireMessage {
   const a = t as readonly Term[];
   const kind = a[0] as string;
   switch (kind) {
+    // The kind given on is this module's own word, not the decoded string: the layers after compare it with their
+    // words at once (two strings that are not the same object are compared character by character).
     case 'cast':
+      arity(a, kind, 2);
+      return { kind: 'cast', data: a[1] as Term };
     case 'push':
       arity(a, kind, 2);
-      return { kind, data: a[1] as Term };
+      return { kind: 'push', data: a[1] as Term };
     case 'rpc':
     case 'reply':
       arity(a, kind, 3);
       if (!isRequestId(a[1])) throw bad(`${kind}: the request id must be an integer from 1 to ${MAX_REQUEST_ID}`);
-      return { kind, id: a[1], data: a[2] as Term };
+      return { kind: kind === 'rpc' ? 'rpc' : 'reply', id: a[1], data: a[2] as Term };
     case 'ping':
     case 'pong':
       arity(a, kind, 2);
       if (!isNat(a[1]) || a[1] > MAX_REQUEST_ID) throw bad(`${kind}: expected an integer from 0 to ${MAX_REQUEST_ID}`);
-      return { kind, n: a[1] };
+      return { kind: kind === 'ping' ? 'ping' : 'pong', n: a[1] };
     case 'close': {
       arity(a, kind, 3);
       const [, reason, text] = a;

@@ -14,6 +14,7 @@ import {
   lastDecodedSize,
   measure,
   shortUtf8,
+  stringCost,
 } from '../src/codec/msgpack.js';
 import { ChanError, LimitError } from '../src/errors.js';
 import { Atom, Float, Tuple, atom, float, formatTerm, termKey, tuple, type Term } from '../src/term/index.js';
@@ -383,6 +384,43 @@ test('sameTerm tells the integer 0 from the float -0.0, as termKey does', (t) =>
   t.false(sameTerm(tuple(atom('k'), 0), tuple(atom('k'), -0), memo));
   t.true(sameTerm(Number.NaN, Number.NaN, memo));
   t.is(termKey(0) === termKey(-0), sameTerm(0, -0, memo));
+});
+
+test('short strings decoded again come back equal, at the cost of a string, whatever strings share the table', (t) => {
+  // Strings of 2 to 8 ASCII bytes decoded lately are shared from a table of fixed size: 20,000 strings overflow it many
+  // times over. Around them, strings the table does not take: empty, one character, 9 bytes and more, not ASCII (a
+  // character of two, three or four bytes), NUL bytes, and strings that differ from a kept one only in length.
+  const strings = [
+    '',
+    'a',
+    'ab',
+    'ab\0',
+    '\0\0',
+    'abcdefgh',
+    'abcdefghi',
+    'abcdefg',
+    'cast',
+    'reply',
+    'é',
+    'aé',
+    'naïve',
+    '€uro',
+    '😀😀',
+    ...Array.from({ length: 20_000 }, (_, i) => (i * 2_654_435_761).toString(36).slice(0, 2 + (i % 9))),
+  ];
+  let wrong = 0;
+  for (let round = 0; round < 2; round++) {
+    for (const s of strings) {
+      const wire = encode([s, [s, atom('k')]], 4);
+      const expected =
+        2 * COST.array + 4 * COST.slot + 2 * stringCost(Buffer.byteLength(s), s.length) + COST.atom + COST.string + 1;
+      for (let again = 0; again < 2; again++) {
+        const back = decode(wire, 4) as [string, [string, Atom]];
+        if (back[0] !== s || back[1][0] !== s || lastDecodedSize() !== expected) wrong++;
+      }
+    }
+  }
+  t.is(wrong, 0);
 });
 
 test('short atoms decoded again come back the same, at the same cost, whatever names share the table', (t) => {

@@ -8,7 +8,7 @@ import { parseConfig } from '../src/config/load.js';
 import { CLOSE_REASONS, ERROR_CODES } from '../src/errors.js';
 import { CLOSE_LINGER_MS, SOCKET_SHARE, EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES } from '../src/mm.js';
 import { DECODED_SIZE_RATIO } from '../src/codec/index.js';
-import { ATOM_SLOTS } from '../src/codec/msgpack.js';
+import { WORD_SLOTS } from '../src/codec/msgpack.js';
 import { ENTRY_OVERHEAD } from '../src/services/kvs-store.js';
 import { CERT_EXPIRY_WARNING_DAYS } from '../src/tls.js';
 import { MAX_CLOSE_TEXT, MAX_REQUEST_ID } from '../src/protocol.js';
@@ -87,7 +87,8 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| decoded size of a frame | ${DECODED_SIZE_RATIO} x the frame limit |`));
   t.true(doc.includes(`| the send queue's share given to the socket | ${SOCKET_SHARE} bytes |`));
   t.true(doc.includes(`| early flush | ${EARLY_FLUSH_FRAMES} frames or ${EARLY_FLUSH_BYTES} bytes |`));
-  t.true(doc.includes(`| short atom names the decoder remembers | ${ATOM_SLOTS} |`));
+  t.true(doc.includes(`| short atom names the decoder remembers | ${WORD_SLOTS} |`));
+  t.true(doc.includes(`| short strings the decoder shares | ${WORD_SLOTS} |`));
   t.true(doc.includes(`| name-server entry overhead | ${ENTRY_OVERHEAD} bytes |`));
   t.true(doc.includes(`| certificate expiry warning | ${CERT_EXPIRY_WARNING_DAYS} days |`));
   t.true(doc.includes(`| failure throttling table | ${MAX_THROTTLED_ADDRESSES} addresses |`));

@@ -848,8 +848,15 @@ class Decoder {
     this.pos = end;
     const b = this.b;
     if (len < 16) {
-      // Short strings are most keys and words: build them directly when they are ASCII (a native call costs more than
-      // the work for up to 8 characters).
+      // Short strings are most keys and words: one decoded lately is shared (strings cannot be changed), else built
+      // directly when they are ASCII (a native call costs more than the work for up to 8 characters).
+      if (len <= SHORT_WORD_BYTES && len >= 2) {
+        const slot = STRINGS.find(b, start, len);
+        if (slot >= 0) {
+          this.charge(len - least);
+          return STRINGS.term(slot) as string;
+        }
+      }
       for (let i = start; i < end; i++) {
         if ((b[i] as number) > 0x7f) {
           const s = shortUtf8(b, start, end);
@@ -859,7 +866,10 @@ class Decoder {
         }
       }
       this.charge(len - least);
-      return len <= 8 ? shortAscii(b, start, len) : latin1Slice(this.buf, start, end);
+      if (len > SHORT_WORD_BYTES) return latin1Slice(this.buf, start, end);
+      const word = shortAscii(b, start, len);
+      if (len >= 2) STRINGS.remember(b, start, len, word);
+      return word;
     }
     // Node's decoder puts U+FFFD wherever the bytes are not valid UTF-8: a string without one was valid, and costs one
     // native call instead of two; one with it is checked (U+FFFD may also have been sent as itself).
@@ -927,23 +937,15 @@ class Decoder {
   }
 
   /**
-   * A short ASCII atom decoded lately (see {@link rememberAtom}): its term, the one kept, with the cost its string
-   * would have been charged; undefined when its bytes are not in the table (nothing read then).
+   * A short ASCII word decoded lately, from `table` (see {@link ShortWords}): the one kept, charged as its string
+   * would have been; undefined when its bytes are not there (nothing read then).
    */
-  private knownAtom(len: number): Term | undefined {
-    const b = this.b;
-    const at = this.pos;
-    const lo = bytesLo(b, at, len);
-    const hi = bytesHi(b, at, len);
-    const h = atomHash(lo, hi, len);
-    let slot = firstSlot(h);
-    if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) {
-      slot = secondSlot(h);
-      if (cachedLen[slot] !== len || cachedLo[slot] !== lo || cachedHi[slot] !== hi) return undefined;
-    }
+  private known(table: ShortWords, len: number): Term | undefined {
+    const slot = table.find(this.b, this.pos, len);
+    if (slot < 0) return undefined;
     this.charge(COST.string + len);
-    this.pos = at + len;
-    return cachedTerm[slot];
+    this.pos += len;
+    return table.term(slot);
   }
 
   private ext(len: number, depth: number): Term {
@@ -953,15 +955,16 @@ class Decoder {
     if (type === EXT_ATOM) {
       if (len > MAX_ATOM_CHARS * 4) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       this.charge(COST.atom);
-      if (len <= 8 && len > 0) {
-        const known = this.knownAtom(len);
+      if (len <= SHORT_WORD_BYTES && len > 0) {
+        const known = this.known(ATOMS, len);
         if (known !== undefined) return known;
       }
       const name = this.str(len);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
       const atom = atomTerm(name);
-      if (len <= 8 && len === name.length) rememberAtom(this.b, start, len, atom);
+      if (len <= SHORT_WORD_BYTES && len === name.length)
+        ATOMS.remember(this.b, start, len, typeof atom === 'object' && atom !== null ? Object.freeze(atom) : atom);
       return atom;
     }
     if (type === EXT_TUPLE) {
@@ -996,65 +999,92 @@ function atomTerm(name: string): Term {
  * Short atoms (1 to 8 ASCII bytes) decoded lately, by their bytes: a message's words (`store`, `lookup`, `ok`, `k`)
  * come again and again, and one found here is not built, checked and looked up again, nor allocated: every decode of
  * it gives the same Atom, frozen (as Erlang's atoms, one per name; a handler cannot change it under another
- * connection). A table of {@link ATOM_SLOTS} entries, where each name has two slots its bytes hash to (so that two
- * words of one message that meet in one slot do not put each other out: `lookup` and `c` did); a name not there takes
- * a free one of its two, else one of them in turn, so a peer inventing names only turns entries over; the table never
- * grows.
+ * connection). Short strings likewise (2 to 8 ASCII bytes: the envelope's words `cast`, `rpc`, `reply`, and short
+ * keys), in a table of their own: a string cannot be changed, so one decoded lately is shared.
  */
-export const ATOM_SLOTS = 256;
-const cachedLo = new Int32Array(ATOM_SLOTS);
-const cachedHi = new Int32Array(ATOM_SLOTS);
-const cachedLen = new Uint8Array(ATOM_SLOTS);
-const cachedTerm: Term[] = new Array<Term>(ATOM_SLOTS).fill(null);
+export const WORD_SLOTS = 256;
+/** The longest word (in bytes) the tables keep. */
+const SHORT_WORD_BYTES = 8;
 
-/** Bytes 0 to 3 of a short name, packed (0 past its end). */
+/**
+ * A table of {@link WORD_SLOTS} short words, where each word has two slots its bytes hash to (so that two words of one
+ * message that meet in one slot do not put each other out: `lookup` and `c` did); a word not there takes a free one of
+ * its two, else one of them in turn, so a peer inventing words only turns entries over; the table never grows.
+ */
+class ShortWords {
+  private readonly lo = new Int32Array(WORD_SLOTS);
+  private readonly hi = new Int32Array(WORD_SLOTS);
+  private readonly len = new Uint8Array(WORD_SLOTS);
+  private readonly terms: Term[] = new Array<Term>(WORD_SLOTS).fill(null);
+  /** Which of its two slots a word takes when both are in use (each in turn). */
+  private evictSecond = false;
+
+  /** The slot holding the `len` bytes at `at` (1 to 8), or -1. */
+  find(b: Uint8Array, at: number, len: number): number {
+    const lo = bytesLo(b, at, len);
+    const hi = bytesHi(b, at, len);
+    const h = wordHash(lo, hi, len);
+    let slot = firstSlot(h);
+    if (this.len[slot] !== len || this.lo[slot] !== lo || this.hi[slot] !== hi) {
+      slot = secondSlot(h);
+      if (this.len[slot] !== len || this.lo[slot] !== lo || this.hi[slot] !== hi) return -1;
+    }
+    return slot;
+  }
+
+  term(slot: number): Term {
+    return this.terms[slot] as Term;
+  }
+
+  /** Keeps `term`, decoded from the `len` ASCII bytes at `at`, for the next decode of the same bytes. */
+  remember(b: Uint8Array, at: number, len: number, term: Term): void {
+    const lo = bytesLo(b, at, len);
+    const hi = bytesHi(b, at, len);
+    const h = wordHash(lo, hi, len);
+    const first = firstSlot(h);
+    const second = secondSlot(h);
+    let slot = first;
+    if (this.len[first] !== 0) {
+      if (this.len[second] === 0) slot = second;
+      else {
+        this.evictSecond = !this.evictSecond;
+        if (this.evictSecond) slot = second;
+      }
+    }
+    this.lo[slot] = lo;
+    this.hi[slot] = hi;
+    this.len[slot] = len;
+    this.terms[slot] = term;
+  }
+}
+
+const ATOMS = new ShortWords();
+const STRINGS = new ShortWords();
+
+/** Bytes 0 to 3 of a short word, packed (0 past its end). */
 function bytesLo(b: Uint8Array, at: number, len: number): number {
   let v = 0;
   for (let i = 0; i < len && i < 4; i++) v |= (b[at + i] as number) << (8 * i);
   return v;
 }
 
-/** Bytes 4 to 7 of a short name, packed (0 past its end). */
+/** Bytes 4 to 7 of a short word, packed (0 past its end). */
 function bytesHi(b: Uint8Array, at: number, len: number): number {
   let v = 0;
   for (let i = 4; i < len; i++) v |= (b[at + i] as number) << (8 * (i - 4));
   return v;
 }
 
-function atomHash(lo: number, hi: number, len: number): number {
+function wordHash(lo: number, hi: number, len: number): number {
   return Math.imul(lo ^ Math.imul(hi, 0x9e3779b1) ^ len, 0x85ebca6b);
 }
 
 function firstSlot(h: number): number {
-  return (h ^ (h >>> 16)) & (ATOM_SLOTS - 1);
+  return (h ^ (h >>> 16)) & (WORD_SLOTS - 1);
 }
 
 function secondSlot(h: number): number {
-  return ((h >>> 8) ^ (h >>> 24)) & (ATOM_SLOTS - 1);
-}
-
-/** Which of its two slots a name takes when both are in use (each in turn). */
-let evictSecond = false;
-
-/** Keeps a short atom (`len` ASCII bytes at `at`, decoded as `atom`) for the next decode of the same bytes. */
-function rememberAtom(b: Uint8Array, at: number, len: number, atom: Term): void {
-  const lo = bytesLo(b, at, len);
-  const hi = bytesHi(b, at, len);
-  const h = atomHash(lo, hi, len);
-  const first = firstSlot(h);
-  const second = secondSlot(h);
-  let slot = first;
-  if (cachedLen[first] !== 0) {
-    if (cachedLen[second] === 0) slot = second;
-    else {
-      evictSecond = !evictSecond;
-      if (evictSecond) slot = second;
-    }
-  }
-  cachedLo[slot] = lo;
-  cachedHi[slot] = hi;
-  cachedLen[slot] = len;
-  cachedTerm[slot] = typeof atom === 'object' && atom !== null ? Object.freeze(atom) : atom;
+  return ((h >>> 8) ^ (h >>> 24)) & (WORD_SLOTS - 1);
 }
 
 /**
