@@ -307,11 +307,23 @@ export function lineFields(line: Record<string, unknown> | undefined): string[] 
 /** What a 'connection closed' line adds to the connection's fields, in order. */
 export const CLOSED_FIELDS = ['reason', 'by', 'ms', 'framesIn', 'framesOut', 'bytesIn', 'bytesOut'];
 
-/** A repeatable stream of integers in 0..n-1 from `seed` (a linear congruential generator): a test's random steps. */
-export function seededRandom(seed: number): (n: number) => number {
-  let state = seed >>> 0;
-  return (n) => {
-    state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
-    return state % n;
-  };
+/**
+ * What the runs of a model test crossed, over all of them: steps that held two or more, the most held at once, and how
+ * often a run emptied after holding two or more (code that keeps one item apart from many crosses both ways).
+ */
+export class Crossings {
+  many = 0;
+  peak = 0;
+  emptiedAfterMany = 0;
+
+  /** The size after a step of one run; `run.most` is that run's own count (the most held since it was last empty). */
+  note(run: { most: number }, size: number): void {
+    if (size >= 2) this.many++;
+    this.peak = Math.max(this.peak, size);
+    if (size > 0) run.most = Math.max(run.most, size);
+    else {
+      if (run.most >= 2) this.emptiedAfterMany++;
+      run.most = 0;
+    }
+  }
 }

@@ -2,12 +2,14 @@
  * The session's bookkeeping on each side, without a connection: the client's table of rpcs waiting (ids, answers in any
  * order, deadlines, the original protocol's oldest-first) and the server's record of the rpcs its handler owes.
  */
+import assert from 'node:assert/strict';
 import test from 'ava';
+import fc from 'fast-check';
 import { ChanError } from '../src/errors.js';
 import { MAX_REQUEST_ID, type WireMessage } from '../src/protocol.js';
 import { PendingRpcs, RpcAnswers } from '../src/session.js';
 import type { Term } from '../src/term/model.js';
-import { seededRandom } from './helpers.js';
+import { Crossings } from './helpers.js';
 
 /** A sender that keeps the ids of the rpcs it was given. */
 function recorder(): { ids: number[]; send(m: WireMessage): void } {
@@ -101,59 +103,141 @@ test("the server's record: send answers the oldest rpc the handler has received;
   t.true(a.isWaiting(7));
 });
 
-test("the server's record keeps arrival order and faults whether one rpc waits or many", (t) => {
-  // Against a plain model: the waiting ids in arrival order, each with whether the handler has received it.
-  const a = new RpcAnswers();
-  const model: { id: number; taken: boolean }[] = [];
-  const random = seededRandom(7);
-  let peak = 0;
-  let drainedAfterPeak = 0;
-  let sinceDrained = 0;
-  for (let step = 0; step < 20_000; step++) {
-    // Waves: grow to many for a while, then drain to none, so both ways of keeping them are crossed, again and again.
-    const growing = Math.floor(step / 500) % 2 === 0;
-    const op = random(10);
-    const id = random(64) * 0x0400_0001; // ids up to 2^32 - 1: past a small integer's range too
-    if (op < (growing ? 5 : 2)) {
-      const waiting = model.some((w) => w.id === id);
+/** The model of the server's record: the waiting ids in arrival order, each with whether the handler has it. */
+interface Owed {
+  id: number;
+  taken: boolean;
+}
+
+/** The record under test, with the test's own count of the most that waited since none did. */
+class Answers extends RpcAnswers {
+  most = 0;
+}
+
+/** What the runs crossed, over all of them. */
+const reached = new Crossings();
+
+/** Every rpc the model owes is waiting, and the oldest is offered to `send` exactly when the handler has it. */
+function owes(model: Owed[], a: Answers): void {
+  for (const w of model) assert.ok(a.isWaiting(w.id), `${w.id} waits`);
+  assert.equal(a.oldestReceived(), model[0]?.taken ? model[0].id : undefined, 'the oldest received');
+  reached.note(a, model.length);
+}
+
+type Step = fc.Command<Owed[], Answers>;
+
+/** rpcs arrive (a burst of several, or one); an id already waiting is the connection's fault. */
+class Arrive implements Step {
+  constructor(readonly ids: number[]) {}
+  check(): boolean {
+    return true;
+  }
+  run(model: Owed[], a: Answers): void {
+    for (const id of this.ids) {
       const fault = a.arrived(id);
-      if (waiting) t.regex(fault ?? '', /already waiting/);
+      if (model.some((w) => w.id === id)) assert.match(fault ?? '', /already waiting/);
       else {
-        t.is(fault, null);
+        assert.equal(fault, null);
         model.push({ id, taken: false });
       }
-    } else if (op < 7) {
-      // The handler receives its mailbox in order: the oldest not yet received.
-      const next = model.find((w) => !w.taken);
-      if (next) {
-        a.taken(next.id);
-        next.taken = true;
-      }
-    } else if (op < 8 && model.length > 0) {
-      // reply(m, X): any waiting rpc, in or out of turn.
-      const w = model.splice(random(model.length), 1)[0] as { id: number };
-      t.is(a.replyFault(w.id), null);
-      a.answered(w.id);
-      t.regex(a.replyFault(w.id) ?? '', /already answered/);
-    } else {
-      // send: the oldest, when the handler has received it.
-      const oldest = model[0]?.taken ? model[0].id : undefined;
-      t.is(a.oldestReceived(), oldest);
-      if (oldest !== undefined) {
-        a.answered(oldest);
-        model.shift();
-      }
     }
-    if (model.length === 0 && sinceDrained > 1) drainedAfterPeak++;
-    sinceDrained = model.length === 0 ? 0 : Math.max(sinceDrained, model.length);
-    peak = Math.max(peak, model.length);
-    if (step % 97 === 0) for (const w of model) t.true(a.isWaiting(w.id));
+    owes(model, a);
   }
-  t.true(peak > 16, `at most ${peak} waited at once`); // many at once, in the Map
-  t.true(drainedAfterPeak > 5, `none waited again after many did: ${drainedAfterPeak} times`);
+  toString(): string {
+    return `arrive(${this.ids.join(', ')})`;
+  }
+}
+
+/** The handler receives its mailbox in order: the oldest not yet received, `n` of them. */
+class Receive implements Step {
+  constructor(readonly n: number) {}
+  check(): boolean {
+    return true;
+  }
+  run(model: Owed[], a: Answers): void {
+    for (let i = 0; i < this.n; i++) {
+      const next = model.find((w) => !w.taken);
+      if (!next) break;
+      a.taken(next.id);
+      next.taken = true;
+    }
+    owes(model, a);
+  }
+  toString(): string {
+    return `receive(${this.n})`;
+  }
+}
+
+/** reply(m, X): a waiting rpc, in or out of turn (the one at `at`, counted round the waiting ones). */
+class Reply implements Step {
+  constructor(readonly at: number) {}
+  check(model: Readonly<Owed[]>): boolean {
+    return model.length > 0;
+  }
+  run(model: Owed[], a: Answers): void {
+    const w = model.splice(this.at % model.length, 1)[0] as Owed;
+    assert.equal(a.replyFault(w.id), null);
+    a.answered(w.id);
+    assert.match(a.replyFault(w.id) ?? '', /already answered/);
+    owes(model, a);
+  }
+  toString(): string {
+    return `reply(#${this.at})`;
+  }
+}
+
+/** send: the oldest, once the handler has it, `n` times (a handler that answers in turn). */
+class Send implements Step {
+  constructor(readonly n: number) {}
+  check(): boolean {
+    return true;
+  }
+  run(model: Owed[], a: Answers): void {
+    for (let i = 0; i < this.n; i++) {
+      const oldest = a.oldestReceived();
+      assert.equal(oldest, model[0]?.taken ? model[0].id : undefined);
+      if (oldest === undefined) break;
+      a.answered(oldest);
+      model.shift();
+    }
+    owes(model, a);
+  }
+  toString(): string {
+    return `send(${this.n})`;
+  }
+}
+
+test("the server's record keeps arrival order and faults whether one rpc waits or many (model)", (t) => {
+  // Ids up to 2^32 - 1: past a small integer's range too.
+  const id = fc.integer({ min: 0, max: 63 }).map((i) => i * 0x0400_0001);
+  const count = fc.integer({ min: 1, max: 24 });
+  const steps = fc.commands(
+    [
+      fc.uniqueArray(id, { minLength: 1, maxLength: 24 }).map((ids) => new Arrive(ids)),
+      count.map((n) => new Receive(n)),
+      fc.nat().map((at) => new Reply(at)),
+      count.map((n) => new Send(n)),
+    ],
+    { maxCommands: 100, size: 'max' },
+  );
+  fc.assert(
+    fc.property(steps, (cmds) => fc.modelRun(() => ({ model: [] as Owed[], real: new Answers() }), cmds)),
+    { numRuns: 300 },
+  );
+  t.log(`the most waiting at once: ${reached.peak}; none waiting after two or more: ${reached.emptiedAfterMany} times`);
+  t.true(reached.peak > 16, `at most ${reached.peak} waited at once`); // many at once, in the Map
+  t.true(reached.emptiedAfterMany > 100, `none waited again after many did: ${reached.emptiedAfterMany} times`);
+});
+
+test("the server's record, cleared, has nothing waiting", (t) => {
+  const a = new RpcAnswers();
+  for (const id of [3, 9, 4]) t.is(a.arrived(id), null);
+  a.taken(3);
   a.clear();
-  t.false(a.isWaiting(model[0]?.id ?? 0));
+  t.false(a.isWaiting(3));
   t.is(a.oldestReceived(), undefined);
+  t.is(a.arrived(3), null);
+  t.true(a.isWaiting(3));
 });
 
 test('when the connection ends, the rpcs waiting are failed oldest first, however their ids fell in the table', async (t) => {

@@ -265,6 +265,56 @@ test('TermMap finds, replaces and deletes every key among 300,000, those whose 3
   t.is(wrong, 0);
 });
 
+test('TermMap agrees with a map by termKey through any mix of sets and deletes, growing and emptying again (model)', (t) => {
+  // Keys from a small pool, flat and not, made afresh at every step (found by value, not by identity); runs that grow
+  // past 16 keys, delete nearly all of them in any order, and go on.
+  const pool: Term[] = [
+    ...Array.from({ length: 40 }, (_, i) => tuple(atom('k'), i)),
+    ...Array.from({ length: 10 }, (_, i) => `s${i}`),
+    ...Array.from({ length: 10 }, (_, i) => tuple(atom('deep'), [i, tuple(atom('x'), i)])),
+  ];
+  const index = fc.integer({ min: 0, max: pool.length - 1 });
+  // A run that mostly grows; then most keys deleted, in any order; then a mix again.
+  const mostly = (what: string, other: string) =>
+    fc.array(fc.tuple(fc.constantFrom(what, what, what, other), index), { minLength: 40, maxLength: 150 });
+  const emptying = fc
+    .shuffledSubarray(
+      pool.map((_, i) => i),
+      { minLength: pool.length - 3 },
+    )
+    .map((keys) => keys.map((k) => ['delete', k] as const));
+  let grewAndShrank = 0;
+  fc.assert(
+    fc.property(mostly('set', 'delete'), emptying, mostly('set', 'delete'), (up, down, again) => {
+      const ops = [...up, ...down, ...again];
+      let emptied = false;
+      const m = new TermMap<number>();
+      const model = new Map<string, number>();
+      let most = 0;
+      ops.forEach(([what, k], step) => {
+        // An equal key made afresh: found by value, not by identity.
+        const key = parseTerm(formatTerm(pool[k] as Term));
+        if (what === 'set') {
+          const before = model.get(termKey(key));
+          const r = m.set(key, step);
+          if (r?.replaced !== before) throw new Error(`set ${formatTerm(key)} replaced ${r?.replaced}, not ${before}`);
+          model.set(termKey(key), step);
+        } else {
+          if (m.delete(key) !== model.delete(termKey(key))) throw new Error(`delete ${formatTerm(key)}`);
+        }
+        if (m.size !== model.size) throw new Error(`size ${m.size}, not ${model.size}`);
+        for (const p of pool)
+          if (m.get(p)?.value !== model.get(termKey(p))) throw new Error(`after step ${step}: get ${formatTerm(p)}`);
+        most = Math.max(most, model.size);
+        if (most > 16 && model.size < 4) emptied = true;
+      });
+      if (emptied) grewAndShrank++;
+    }),
+    { numRuns: 300 },
+  );
+  t.true(grewAndShrank > 250, `${grewAndShrank} of 300 runs grew past 16 keys and fell under 4 again`);
+});
+
 test('TermMap finds a key exactly when termKey says equal, flat keys (compared by their parts) and others mixed', (t) => {
   // Equal terms written differently (5 and 5n, the atom true and true), near misses (an atom and a string of the same
   // name, a tuple and a list, 1 and 1.0, -0.0 and 0), and keys that are not flat (three elements, nesting, binaries).

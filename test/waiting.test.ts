@@ -1,12 +1,17 @@
 /**
  * WaitingIds: ids in arrival order with a number each, one kept in fields and more in a Map, against a plain model.
  */
+import assert from 'node:assert/strict';
 import test from 'ava';
+import fc from 'fast-check';
 import { WaitingIds } from '../src/waiting.js';
-import { seededRandom } from './helpers.js';
+import { Crossings } from './helpers.js';
 
 /** Its methods are for subclasses: this one opens them to the test as they are. */
 class Open extends WaitingIds {
+  /** The most it has held since it was last empty (the test's own count). */
+  most = 0;
+
   override get size(): number {
     return super.size;
   }
@@ -38,72 +43,159 @@ interface Kept {
   value: number;
 }
 
-/** Every question WaitingIds answers, asked of it and of the model. */
-function agree(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, w: Open, model: Kept[], ids: number[]) {
-  t.deepEqual(w.size, model.length, 'size');
-  t.deepEqual(
+/** Ids up to 2^32 - 1 (past V8's small integers). */
+const IDS = [0, 1, 7, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1, 12_345, 99];
+
+/** Every question WaitingIds answers, asked of it and of the model; throws where they differ. */
+function agree(w: Open, model: Kept[]): void {
+  assert.equal(w.size, model.length, 'size');
+  assert.deepEqual(
     w.withOldest((id, value) => ({ id, value })),
     model[0],
     'the oldest',
   );
-  for (const id of ids) {
+  for (const id of IDS) {
     const kept = model.find((k) => k.id === id);
-    t.deepEqual(w.has(id), kept !== undefined, `has ${id}`);
-    t.deepEqual(w.get(id), kept?.value, `get ${id}`);
+    assert.equal(w.has(id), kept !== undefined, `has ${id}`);
+    assert.equal(w.get(id), kept?.value, `get ${id}`);
   }
 }
 
-test('ids keep their arrival order and their numbers, one at a time and many, through waves that empty it', (t) => {
-  const w = new Open();
-  const model: Kept[] = [];
-  // Ids up to 2^32 - 1 (past V8's small integers), numbers that are times (doubles) and 0.
-  const ids = [0, 1, 7, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1, 12_345, 99];
-  const random = seededRandom(11);
-  let emptiedAfterMany = 0;
-  let most = 0;
-  for (let step = 0; step < 6_000; step++) {
-    const growing = Math.floor(step / 40) % 2 === 0;
-    const op = random(10);
-    const id = ids[random(ids.length)] as number;
-    const kept = model.find((k) => k.id === id);
-    if (op < (growing ? 5 : 2)) {
-      if (kept === undefined) {
-        const value = random(3) === 0 ? 0 : performance.now() + random(1000) / 7;
-        w.add(id, value);
-        model.push({ id, value });
-      }
-    } else if (op < 6) {
-      // Out of order as well as the oldest: a removal anywhere gives back the number it had (or, with remove, not).
-      if (op === 5) w.remove(id);
-      else t.is(w.delete(id), kept?.value);
-      if (kept) model.splice(model.indexOf(kept), 1);
-    } else if (op < 8) {
-      const value = step * 1.5;
-      w.set(id, value);
-      if (kept) kept.value = value;
-    } else if (model.length > 0) {
-      const oldest = model.shift() as Kept;
-      t.is(w.delete(oldest.id), oldest.value);
-    }
-    if (model.length === 0 && most > 1) emptiedAfterMany++;
-    most = model.length === 0 ? 0 : Math.max(most, model.length);
-    agree(t, w, model, ids);
+/** What the runs crossed, over all of them: one kept and many, both ways. */
+const crossed = new Crossings();
+
+function noted(model: Kept[], w: Open): void {
+  agree(w, model);
+  crossed.note(w, model.length);
+}
+
+type Command = fc.Command<Kept[], Open>;
+
+class Add implements Command {
+  constructor(
+    readonly ids: number[],
+    readonly value: number,
+  ) {}
+  check(): boolean {
+    return true;
   }
-  t.true(emptiedAfterMany > 20, `emptied after holding two or more ${emptiedAfterMany} times`);
-  // Cleared while holding many: empty, and as good as new after.
+  run(model: Kept[], w: Open): void {
+    // An id is added only when it is not there (the subclasses' rule): a burst of several, or one.
+    for (const id of this.ids) {
+      if (model.some((k) => k.id === id)) continue;
+      w.add(id, this.value);
+      model.push({ id, value: this.value });
+    }
+    noted(model, w);
+  }
+  toString(): string {
+    return `add(${this.ids.join(', ')}; ${this.value})`;
+  }
+}
+
+class Take implements Command {
+  /** How: `delete` gives back the number; `remove` does not; `oldest` deletes the oldest. */
+  constructor(
+    readonly id: number,
+    readonly how: 'delete' | 'remove' | 'oldest',
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(model: Kept[], w: Open): void {
+    const kept = this.how === 'oldest' ? model[0] : model.find((k) => k.id === this.id);
+    if (this.how === 'remove') w.remove(this.id);
+    else assert.equal(w.delete(kept?.id ?? this.id), kept?.value, `delete ${this.id}`);
+    if (kept) model.splice(model.indexOf(kept), 1);
+    noted(model, w);
+  }
+  toString(): string {
+    return `${this.how}(${this.id})`;
+  }
+}
+
+class Change implements Command {
+  constructor(
+    readonly id: number,
+    readonly value: number,
+  ) {}
+  check(): boolean {
+    return true;
+  }
+  run(model: Kept[], w: Open): void {
+    // A number changed in place; an id not there is left out.
+    w.set(this.id, this.value);
+    const kept = model.find((k) => k.id === this.id);
+    if (kept) kept.value = this.value;
+    noted(model, w);
+  }
+  toString(): string {
+    return `set(${this.id}, ${this.value})`;
+  }
+}
+
+class Clear implements Command {
+  check(): boolean {
+    return true;
+  }
+  run(model: Kept[], w: Open): void {
+    w.clear();
+    model.length = 0;
+    noted(model, w);
+  }
+  toString(): string {
+    return 'clear()';
+  }
+}
+
+test('ids keep their arrival order and their numbers, one at a time and many, through steps that empty it (model)', (t) => {
+  const id = fc.constantFrom(...IDS);
+  // Numbers that are times (doubles), and 0.
+  const value = fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1e7, noNaN: true }));
+  // Weighted so that runs grow to several ids and empty again (a clear now and then).
+  const commands = fc.commands(
+    [
+      fc.oneof(
+        {
+          weight: 4,
+          arbitrary: fc
+            .tuple(fc.uniqueArray(id, { minLength: 1, maxLength: 4 }), value)
+            .map(([ids, v]) => new Add(ids, v)),
+        },
+        {
+          weight: 4,
+          arbitrary: fc
+            .tuple(id, fc.constantFrom('delete', 'remove', 'oldest') as fc.Arbitrary<Take['how']>)
+            .map(([i, how]) => new Take(i, how)),
+        },
+        { weight: 2, arbitrary: fc.tuple(id, value).map(([i, v]) => new Change(i, v)) },
+        { weight: 1, arbitrary: fc.constant(new Clear()) },
+      ),
+    ],
+    { maxCommands: 200, size: 'max' },
+  );
+  fc.assert(
+    fc.property(commands, (cmds) => fc.modelRun(() => ({ model: [] as Kept[], real: new Open() }), cmds)),
+    { numRuns: 400 },
+  );
+  // The runs crossed both ways of keeping ids, many times over.
+  t.log(`steps with two or more kept: ${crossed.many}; emptied after holding two or more: ${crossed.emptiedAfterMany}`);
+  t.true(crossed.many > 1000, `two or more kept after ${crossed.many} steps`);
+  t.true(crossed.emptiedAfterMany > 100, `emptied after holding two or more ${crossed.emptiedAfterMany} times`);
+});
+
+test('cleared while holding many, it is as good as new', (t) => {
+  const w = new Open();
   for (const id of [5, 6, 7]) w.add(id, id * 10);
   w.clear();
-  agree(t, w, [], [5, 6, 7]);
+  t.notThrows(() => agree(w, []));
   w.add(6, 60);
   w.add(5, 50);
-  agree(
-    t,
-    w,
-    [
+  t.notThrows(() =>
+    agree(w, [
       { id: 6, value: 60 },
       { id: 5, value: 50 },
-    ],
-    [5, 6, 7],
+    ]),
   );
   t.is(w.delete(7), undefined);
   w.set(7, 1);
