@@ -17,7 +17,7 @@
  *                                   [-w 64] [--size 100] [--keys 10000] [--idle N] [--idle-hold MS] [--server-pid PID]
  *                                   prints the results as chan bench --json does (the same scenario names)
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -362,5 +362,5 @@ function main(): void {
   );
 }
 
-// Run as a program, not when bench/inproc.ts imports the server's code.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
+// Run as a program (by any path to it, a link's included), not when bench/inproc.ts imports the server's code.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) main();

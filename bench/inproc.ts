@@ -12,17 +12,22 @@
  *   which authenticates and then hands its end over (its own reading stopped, heartbeats off);
  * - the ceiling: bench/ceiling.ts's own server code (`serveConnection`) on one end of a pair.
  *
- * Scenarios, as `chan bench` names them and on the same data (100-byte values, 10,000 keys):
+ * - the null server: frames read (lib-chan's frame parser) and nothing done with them, but each lookup answered with
+ *   bytes made beforehand, one write per chunk read: what the feeding end and the streams cost, which both figures
+ *   above include and a ratio of them therefore understates; its figure is given, and the ratio without it.
+ *
+ * Scenarios, on `chan bench`'s data (100-byte values, 10,000 keys):
  *
  *   cast      one-way stores in 64 KiB chunks; a lookup at the end, answered only after every store before it
- *   pipeline  lookups 64 at a time (one chunk of 64 frames), each batch's 64 answers read before the next is written
+ *   pipeline  lookups in batches of 64 (one chunk of 64 frames), each batch's 64 answers read before the next is
+ *             written (`chan bench`'s pipeline keeps 64 in flight all the time: here the batches take turns)
  *
  * Each figure comes from a process of its own (`one`), pinned where `npm run bench` pins servers, rounds alternating
  * between the servers with the order reversed every other round; medians. A figure is wall time per message, the
- * feeding end's share included (writing a chunk; for lookups, counting the answers' frames: the same for both).
+ * feeding end's share included (writing a chunk; for lookups, counting the answers' frames).
  *
  *   node dist/bench/inproc.js [--rounds 5] [--ms 1000] [--scenario cast,pipeline]
- *   node dist/bench/inproc.js one lib-chan|ceiling SCENARIO MS      (one figure, as JSON: what the rounds run)
+ *   node dist/bench/inproc.js one lib-chan|ceiling|null SCENARIO MS      (one figure, as JSON: what the rounds run)
  */
 import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -45,10 +50,11 @@ const WINDOW = 64;
 const CHUNK = 64 * 1024;
 const SCENARIOS = ['cast', 'pipeline'] as const;
 type Scenario = (typeof SCENARIOS)[number];
-type Kind = 'lib-chan' | 'ceiling';
+type Kind = 'lib-chan' | 'ceiling' | 'null';
+const KINDS: readonly Kind[] = ['null', 'ceiling', 'lib-chan'];
 
 /** One server on one end of a pair, and what feeds it from the other. */
-interface Fed {
+interface FedServer {
   /** The feeding end: what is written here, the server reads. */
   end: Duplex;
   /** Frames encoded for this server: a one-way store of the cast key i; a lookup (an rpc) of the key i, or of the
@@ -61,8 +67,9 @@ interface Fed {
   found(payload: Buffer): boolean;
 }
 
-const K = new Atom('k');
-const C = new Atom('c');
+/** The keys looked up (`{k, N}`) and the keys cast to (`{c, N}`), as chan bench names them. */
+const LOOKUP_KEY = new Atom('k');
+const CAST_KEY = new Atom('c');
 const STORE = new Atom('store');
 const LOOKUP = new Atom('lookup');
 
@@ -71,7 +78,7 @@ function chanFrame(m: unknown): Buffer {
   return Buffer.from(sealFrame(encode(m, 64, FRAME_HEADER_BYTES)));
 }
 
-async function libChan(): Promise<Fed> {
+async function libChan(): Promise<FedServer> {
   const memory = memoryTransport();
   let end: Duplex | null = null;
   // The client library connects and authenticates as it would over TCP; its end of the pair is kept.
@@ -100,9 +107,10 @@ async function libChan(): Promise<Fed> {
   socket.removeAllListeners('data');
   return {
     end: socket,
-    cast: (i) => chanFrame(['cast', new Tuple([STORE, new Tuple([C, i]), VALUE])]),
-    lookup: (id, i, castKey) => chanFrame(['rpc', id, new Tuple([LOOKUP, new Tuple([castKey ? C : K, i])])]),
-    store: (id, i) => chanFrame(['rpc', id, new Tuple([STORE, new Tuple([K, i]), VALUE])]),
+    cast: (i) => chanFrame(['cast', new Tuple([STORE, new Tuple([CAST_KEY, i]), VALUE])]),
+    lookup: (id, i, castKey) =>
+      chanFrame(['rpc', id, new Tuple([LOOKUP, new Tuple([castKey ? CAST_KEY : LOOKUP_KEY, i])])]),
+    store: (id, i) => chanFrame(['rpc', id, new Tuple([STORE, new Tuple([LOOKUP_KEY, i]), VALUE])]),
     found: (payload) => {
       const m = decode(payload, 64);
       return Array.isArray(m) && m[0] === 'reply' && isTuple(m[2], 'ok', 2) && m[2].at(1) === VALUE;
@@ -110,9 +118,8 @@ async function libChan(): Promise<Fed> {
   };
 }
 
-function ceiling(): Fed {
-  const [end, serverEnd] = duplexPair();
-  serveConnection(serverEnd, new Map());
+/** The ceiling's frames, for its server and for the null server. */
+function ceilingFrames(end: Duplex): FedServer {
   return {
     end,
     cast: (i) => frameOf([0, 'set', `c:${i}`, VALUE]),
@@ -123,6 +130,35 @@ function ceiling(): Fed {
       return Array.isArray(m) && m[1] === VALUE;
     },
   };
+}
+
+function ceiling(): FedServer {
+  const [end, serverEnd] = duplexPair();
+  serveConnection(serverEnd, new Map());
+  return ceilingFrames(end);
+}
+
+/**
+ * Reads frames and does nothing with them, but answers each that asks for an answer (the ceiling's frames: an array
+ * whose first element, its id, is not 0, the byte after the array's) with `[1, VALUE]` made beforehand, in one write
+ * per chunk read (as the servers gather a turn's answers). What is left: the feeding end and the streams.
+ */
+function nullServer(): FedServer {
+  const [end, serverEnd] = duplexPair();
+  const answer = frameOf([1, VALUE]);
+  let owed = 0;
+  const parser = new FrameParser(Number.POSITIVE_INFINITY, {
+    onFrameRange: (bytes, start) => {
+      if (bytes[start + 1] !== 0) owed++;
+    },
+  });
+  serverEnd.on('data', (chunk: Buffer) => {
+    parser.push(chunk);
+    if (owed === 0) return;
+    serverEnd.write(owed === 1 ? answer : Buffer.concat(Array.from({ length: owed }, () => answer)));
+    owed = 0;
+  });
+  return ceilingFrames(end);
 }
 
 /** Counts the frames that come back on the feeding end; `until(n)` resolves once n more have come. */
@@ -194,11 +230,12 @@ function chunks(frames: Buffer[]): Buffer[] {
 }
 
 /** Runs `scenario` against a fresh server of `kind` for `ms` after as long a warm-up; ns per message. */
-async function one(kind: Kind, scenario: Scenario, ms: number): Promise<number> {
-  const fed = kind === 'lib-chan' ? await libChan() : ceiling();
+async function measureOne(kind: Kind, scenario: Scenario, ms: number): Promise<number> {
+  const fed = kind === 'lib-chan' ? await libChan() : kind === 'ceiling' ? ceiling() : nullServer();
   const answers = new Answers(fed.end);
   // The store filled as the end-to-end scenarios fill it: every key looked up or cast to is there.
-  const fill = chunks(Array.from({ length: KEYS }, (_, i) => fed.store((i % WINDOW) + 1, i)));
+  // Ids 1 to 10,000, each used once: every store may still wait for its answer when the next arrives.
+  const fill = chunks(Array.from({ length: KEYS }, (_, i) => fed.store(i + 1, i)));
   const filled = answers.until(KEYS);
   for (const c of fill) await write(fed.end, c);
   await filled;
@@ -273,9 +310,9 @@ async function main(): Promise<void> {
   const [mode, ...rest] = process.argv.slice(2);
   if (mode === 'one') {
     const [kind, scenario, ms] = rest;
-    if ((kind !== 'lib-chan' && kind !== 'ceiling') || !SCENARIOS.includes(scenario as Scenario) || !(Number(ms) > 0))
-      usage('one lib-chan|ceiling cast|pipeline MS');
-    process.stdout.write(`${JSON.stringify(await one(kind, scenario as Scenario, Number(ms)))}\n`);
+    if (!KINDS.includes(kind as Kind) || !SCENARIOS.includes(scenario as Scenario) || !(Number(ms) > 0))
+      usage('one lib-chan|ceiling|null cast|pipeline MS');
+    process.stdout.write(`${JSON.stringify(await measureOne(kind as Kind, scenario as Scenario, Number(ms)))}\n`);
     process.exit(0);
   }
   const { values } = parseArgs({
@@ -298,9 +335,9 @@ async function main(): Promise<void> {
     usage(`--ms ${values.ms}: a whole number of milliseconds from 10 to 60000`);
   const rows: string[] = [];
   for (const s of scenarios as Scenario[]) {
-    const ns: Record<Kind, number[]> = { 'lib-chan': [], ceiling: [] };
+    const ns: Record<Kind, number[]> = { 'lib-chan': [], ceiling: [], null: [] };
     for (let r = 0; r < rounds; r++) {
-      const order: Kind[] = r % 2 === 0 ? ['ceiling', 'lib-chan'] : ['lib-chan', 'ceiling'];
+      const order = r % 2 === 0 ? KINDS : [...KINDS].reverse();
       for (const kind of order) {
         ns[kind].push(await runOne(kind, s, ms));
         process.stderr.write(`${s} round ${r + 1}/${rounds}: ${kind}\n`);
@@ -308,9 +345,14 @@ async function main(): Promise<void> {
     }
     const lc = median(ns['lib-chan']);
     const cl = median(ns.ceiling);
+    const nl = median(ns.null);
     const ratios = ns.ceiling.map((c, i) => c / (ns['lib-chan'][i] as number));
+    const beyond = ns.ceiling.map(
+      (c, i) => (c - (ns.null[i] as number)) / ((ns['lib-chan'][i] as number) - (ns.null[i] as number)),
+    );
+    const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
     rows.push(
-      `| ${s} | ${cl.toFixed(0)} (${spread(ns.ceiling)}) | ${lc.toFixed(0)} (${spread(ns['lib-chan'])}) | **${(cl / lc).toFixed(2)}** (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}) |`,
+      `| ${s} | ${nl.toFixed(0)} (${spread(ns.null)}) | ${cl.toFixed(0)} (${spread(ns.ceiling)}) | ${lc.toFixed(0)} (${spread(ns['lib-chan'])}) | **${(cl / lc).toFixed(2)}** (${range(ratios)}) | **${((cl - nl) / (lc - nl)).toFixed(2)}** (${range(beyond)}) |`,
     );
   }
   const pinned = PIN ? `pinned to CPU ${PIN.server}` : 'unpinned (one CPU)';
@@ -318,8 +360,8 @@ async function main(): Promise<void> {
     [
       `${cpus()[0]?.model ?? '?'}, Node ${process.version}; each figure a process of its own, ${pinned}; ${rounds} round${rounds === 1 ? '' : 's'} of ${ms} ms (after ${ms / 2} ms of warm-up), alternating, medians (range)`,
       '',
-      '| scenario | ceiling ns/message | lib-chan ns/message | rate ratio (rounds) |',
-      '| --- | --- | --- | --- |',
+      '| scenario | null server ns/message | ceiling ns/message | lib-chan ns/message | rate ratio (rounds) | ratio beyond the null server (rounds) |',
+      '| --- | --- | --- | --- | --- | --- |',
       ...rows,
       '',
     ].join('\n'),

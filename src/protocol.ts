@@ -148,8 +148,9 @@ export function fromWire(t: Term): WireMessage {
   const a = t as readonly Term[];
   const kind = a[0] as string;
   switch (kind) {
-    // The kind given on is this module's own word, not the decoded string: the layers after compare it with their
-    // words at once (two strings that are not the same object are compared character by character).
+    // A session message's kind is given on as this module's own word, not the decoded string: the layers after
+    // compare it with their words at once (two strings that are not the same object are compared character by
+    // character). The handshake's and close's, rarer, keep the decoded word.
     case 'cast':
       arity(a, kind, 2);
       return { kind: 'cast', data: a[1] as Term };

@@ -101,11 +101,18 @@ if (!hasTmux) {
   });
 
   test('Ctrl-C clears the line or the term being continued, abandons a waiting rpc; Erlang habits; Ctrl-D leaves', async (t) => {
+    // The rpc that is never answered has reached the server: the client has it waiting (Ctrl-C pressed before the
+    // REPL has sent it would meet an empty line instead).
+    let hanging: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => {
+      hanging = resolve;
+    });
     const hang: Handler = async (mm) => {
       for await (const m of mm) {
         if (m.type === 'chan_closed') return;
         // Each answered by its own reply: send would answer the oldest, the one left hanging.
-        if (!isAtom(m.data, 'hang')) mm.reply(m, m.data);
+        if (isAtom(m.data, 'hang')) hanging();
+        else mm.reply(m, m.data);
       }
     };
     const server = await testServer([service('echo', hang)]);
@@ -137,6 +144,7 @@ if (!hasTmux) {
     await term.waitFor(/^one\n\{two,2\}\necho> ?$/m);
     // Ctrl-C while an rpc waits: abandoned, and the session carries on.
     await term.keys('hang.', 'Enter');
+    await arrived;
     await term.keys('C-c');
     await term.waitFor(/the rpc was abandoned/);
     await term.keys('again.', 'Enter');

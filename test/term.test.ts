@@ -23,7 +23,7 @@ import {
   type Term,
 } from '../src/term/index.js';
 import { parseTermsLocated } from '../src/term/parse.js';
-import { TermMap, TermSet } from '../src/term/hash.js';
+import { TermMap, TermSet, mapHash } from '../src/term/hash.js';
 
 test('reads the book config file into tuples of atoms and strings', (t) => {
   const terms = parseTerms(`%% conf
@@ -265,6 +265,18 @@ test('TermMap finds, replaces and deletes every key among 300,000, those whose 3
   t.is(wrong, 0);
 });
 
+/** Two different keys `{k, "sN"}` that a TermMap files under one hash (among 2^20 such keys, hundreds of pairs meet). */
+function meetingKeys(): [Term, Term] {
+  const seen = new Map<number, number>();
+  for (let n = 0; n < 1 << 20; n++) {
+    const h = mapHash(tuple(atom('k'), `s${n}`));
+    const other = seen.get(h);
+    if (other !== undefined) return [tuple(atom('k'), `s${other}`), tuple(atom('k'), `s${n}`)];
+    seen.set(h, n);
+  }
+  throw new Error('no two keys met among 2^20');
+}
+
 test('TermMap agrees with a map by termKey through any mix of sets and deletes, growing and emptying again (model)', (t) => {
   // Keys from a small pool, flat and not, made afresh at every step (found by value, not by identity); runs that grow
   // past 16 keys, delete nearly all of them in any order, and go on.
@@ -272,6 +284,8 @@ test('TermMap agrees with a map by termKey through any mix of sets and deletes, 
     ...Array.from({ length: 40 }, (_, i) => tuple(atom('k'), i)),
     ...Array.from({ length: 10 }, (_, i) => `s${i}`),
     ...Array.from({ length: 10 }, (_, i) => tuple(atom('deep'), [i, tuple(atom('x'), i)])),
+    // Two keys whose 30-bit hashes meet (the hash is seeded per process: found by search), so that one slot holds both.
+    ...meetingKeys(),
   ];
   const index = fc.integer({ min: 0, max: pool.length - 1 });
   // A run that mostly grows; then most keys deleted, in any order; then a mix again.

@@ -836,7 +836,8 @@ class Decoder {
     }
   }
 
-  private str(len: number): string {
+  /** A string of `len` bytes; a short one shared from {@link STRINGS} unless `share` is false (an atom's name). */
+  private str(len: number, share = true): string {
     this.need(len, 'a string');
     // The least a string of `len` bytes can cost (three-byte characters: two bytes a character for a third of the
     // bytes), charged before it is built; the rest once it is known what it holds. Never more than the final figure,
@@ -850,7 +851,7 @@ class Decoder {
     if (len < 16) {
       // Short strings are most keys and words: one decoded lately is shared (strings cannot be changed), else built
       // directly when they are ASCII (a native call costs more than the work for up to 8 characters).
-      if (len <= SHORT_WORD_BYTES && len >= 2) {
+      if (share && len <= SHORT_WORD_BYTES && len >= 2) {
         const slot = STRINGS.find(b, start, len);
         if (slot >= 0) {
           this.charge(len - least);
@@ -868,7 +869,7 @@ class Decoder {
       this.charge(len - least);
       if (len > SHORT_WORD_BYTES) return latin1Slice(this.buf, start, end);
       const word = shortAscii(b, start, len);
-      if (len >= 2) STRINGS.remember(b, start, len, word);
+      if (share && len >= 2) STRINGS.remember(b, start, len, word);
       return word;
     }
     // Node's decoder puts U+FFFD wherever the bytes are not valid UTF-8: a string without one was valid, and costs one
@@ -959,7 +960,8 @@ class Decoder {
         const known = this.known(ATOMS, len);
         if (known !== undefined) return known;
       }
-      const name = this.str(len);
+      // Its name kept out of the strings' table: the atoms' own keeps it.
+      const name = this.str(len, false);
       if (atomTooLong(name)) throw malformed(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
       // An atom named true, false or null is that word itself (docs/PROTOCOL.md section 2), as if sent c3, c2, c0.
       const atom = atomTerm(name);

@@ -306,6 +306,11 @@ function keyHash(p: Probe, key: Term, memo: WeakMap<object, number>): number {
   return mix(mix(mix(SEED ^ 13, p.shape), partHash(p.a)), partHash(p.b));
 }
 
+/** @internal For tests: the hash a {@link TermMap} files `key` under (to find keys whose hashes meet). */
+export function mapHash(key: Term): number {
+  return keyHash(probe({ shape: 0, a: 0, b: 0 }, key), key, new WeakMap());
+}
+
 /** A flat part's hash: a name or a string by its characters, an integer by its value. */
 function partHash(x: FlatPart): number {
   return typeof x === 'string' ? stringHash(2, x) : numberHash(x);
