@@ -362,5 +362,14 @@ function main(): void {
   );
 }
 
-// Run as a program (by any path to it, a link's included), not when bench/inproc.ts imports the server's code.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) main();
+/** Whether this module is the program being run (by any path to it, a link's included), not one imported. */
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false; // argv[1] is no file (a module given without its extension, say): not this one
+  }
+}
+
+// Run as a program, not when bench/inproc.ts imports the server's code.
+if (isMain()) main();

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Two builds of lib-chan side by side, on pinned CPUs: did a change cost speed? For each build, `chan serve` (pinned
-// to the servers' CPU) on a bench config, and `chan bench` (pinned to the load generators') against it, alternating builds round by
-// round (the order reversed every other round); medians per scenario, and the second build's figures as ratios of the first's, from the same run.
+// to the servers' CPU) on a bench config, and `chan bench` (pinned to the load generators') against it, alternating
+// builds round by round, the order reversed every other round (an even number of rounds gives each order as often);
+// medians per scenario, and the second build's figures as ratios of the first's, from the same run.
 //
 //   node bench/compare-builds.mjs OLD_APP_DIR NEW_APP_DIR [ROUNDS] [DURATION_MS] [OUT_DIR]
 //
@@ -101,8 +102,9 @@ const servers = [await serve(oldDir), await serve(newDir, NEW_SERVER_FLAGS, NEW_
 const results = servers.map(() => new Map());
 try {
   for (let round = 1; round <= rounds; round++) {
-    // The order reversed every other round: the build that runs second follows the first's last scenario (16
-    // connections closing, its collector at work on the same CPU), which would otherwise always be the new one.
+    // The order reversed every other round: the build that runs second follows the other's last scenario, that server
+    // still at work on the same CPU (its casts' garbage, by default; with SCENARIOS=rpc, 16 connections closing),
+    // which would otherwise always be the new one.
     const order = round % 2 === 1 ? [0, 1] : [1, 0];
     for (const i of order) {
       const s = servers[i];

@@ -144,14 +144,12 @@ test.serial(
       );
       const m = row.exec(r.stdout);
       t.truthy(m, `${scenario}: ${r.stdout}`);
-      const [none, ceiling, libChan, rate, beyond] = [1, 2, 3, 4, 5].map((i) => Number(m?.[i]));
-      t.true((none as number) >= 0 && (ceiling as number) > 0 && (libChan as number) > 0, scenario);
-      t.true(
-        Math.abs((rate as number) - (ceiling as number) / (libChan as number)) < 0.01,
-        `${scenario}: rate ${rate}`,
-      );
-      const without = ((ceiling as number) - (none as number)) / ((libChan as number) - (none as number));
-      t.true(Math.abs((beyond as number) - without) < 0.02, `${scenario}: ${beyond} beyond the null server`);
+      const at = (i: number): number => Number(m?.[i]);
+      const [none, ceiling, libChan, rate, beyond] = [at(1), at(2), at(3), at(4), at(5)];
+      t.true(none >= 0 && ceiling > 0 && libChan > 0, scenario);
+      t.true(Math.abs(rate - ceiling / libChan) < 0.01, `${scenario}: rate ${rate}`);
+      const without = (ceiling - none) / (libChan - none);
+      t.true(Math.abs(beyond - without) < 0.02, `${scenario}: ${beyond} beyond the null server, not ${without}`);
     }
     t.regex(r.stderr, /^cast round 1\/1: null\ncast round 1\/1: ceiling\ncast round 1\/1: lib-chan\n/);
     for (const [flag, value, why] of [

@@ -144,7 +144,19 @@ if (!hasTmux) {
     await term.waitFor(/^one\n\{two,2\}\necho> ?$/m);
     // Ctrl-C while an rpc waits: abandoned, and the session carries on.
     await term.keys('hang.', 'Enter');
-    await arrived;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        arrived,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => {
+            term.screen().then((screen) => reject(new Error(`the rpc never reached the server:\n${screen}`)), reject);
+          }, 10_000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
     await term.keys('C-c');
     await term.waitFor(/the rpc was abandoned/);
     await term.keys('again.', 'Enter');

@@ -120,7 +120,10 @@ const reached = new Crossings();
 /** The ids the model runs draw from: up to 2^32 - 1, past a small integer's range too. */
 const OWED_IDS = Array.from({ length: 64 }, (_, i) => i * 0x0400_0001);
 
-/** The rpcs the model owes are waiting and no other, and the oldest is offered to `send` exactly when the handler has it. */
+/**
+ * The rpcs the model owes are waiting and no other, and the oldest is offered to `send` exactly when the handler has
+ * it.
+ */
 function owes(model: Owed[], a: Answers): void {
   for (const id of OWED_IDS)
     assert.equal(

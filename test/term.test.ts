@@ -265,7 +265,9 @@ test('TermMap finds, replaces and deletes every key among 300,000, those whose 3
   t.is(wrong, 0);
 });
 
-/** Two different keys `{k, "sN"}` that a TermMap files under one hash (among 2^20 such keys, hundreds of pairs meet). */
+/**
+ * Two different keys `{k, "sN"}` that a TermMap files under one hash (among 2^20 such keys, hundreds of pairs meet).
+ */
 function meetingKeys(): [Term, Term] {
   const seen = new Map<number, number>();
   for (let n = 0; n < 1 << 20; n++) {
@@ -298,6 +300,9 @@ test('TermMap agrees with a map by termKey through any mix of sets and deletes, 
     )
     .map((keys) => keys.map((k) => ['delete', k] as const));
   let grewAndShrank = 0;
+  // Steps at which both keys that meet were in the map: their slot shared.
+  let shared = 0;
+  const [meetA, meetB] = [termKey(pool.at(-2) as Term), termKey(pool.at(-1) as Term)];
   fc.assert(
     fc.property(mostly('set', 'delete'), emptying, mostly('set', 'delete'), (up, down, again) => {
       const ops = [...up, ...down, ...again];
@@ -321,12 +326,14 @@ test('TermMap agrees with a map by termKey through any mix of sets and deletes, 
           if (m.get(p)?.value !== model.get(termKey(p))) throw new Error(`after step ${step}: get ${formatTerm(p)}`);
         most = Math.max(most, model.size);
         if (most > 16 && model.size < 4) emptied = true;
+        if (model.has(meetA) && model.has(meetB)) shared++;
       });
       if (emptied) grewAndShrank++;
     }),
     { numRuns: 300 },
   );
   t.true(grewAndShrank > 250, `${grewAndShrank} of 300 runs grew past 16 keys and fell under 4 again`);
+  t.true(shared > 1000, `the two keys that meet were in the map together at ${shared} steps`);
 });
 
 test('TermMap finds a key exactly when termKey says equal, flat keys (compared by their parts) and others mixed', (t) => {
