@@ -47,34 +47,21 @@ if (values.codec && values.inproc) {
   process.exit(2);
 }
 if (values.inproc) {
-  // Like the codec benchmark, it runs alone: its options are --rounds and --ms.
-  const given = tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : []));
-  const others = given.filter((name) => !['inproc', 'rounds', 'ms'].includes(name)).map((name) => `--${name}`);
-  if (others.length > 0) {
-    process.stderr.write(
-      `--inproc runs the in-process benchmark alone (its options are --rounds and --ms): ${others.join(', ')} does not apply\n`,
-    );
-    process.exit(2);
-  }
-  const args = [path.join(ROOT, 'dist/bench/inproc.js')];
-  if (given.includes('rounds')) args.push('--rounds', values.rounds);
+  const args = tokens.some((t) => t.kind === 'option' && t.name === 'rounds') ? ['--rounds', values.rounds] : [];
   if (values.ms !== undefined) args.push('--ms', values.ms);
-  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
-  if (r.error) process.stderr.write(`bench: could not run ${args.join(' ')}: ${r.error.message}\n`);
-  process.exit(r.status ?? 1);
+  // Unpinned: it pins each of its figures' processes itself.
+  runAlone(
+    'inproc',
+    'the in-process benchmark',
+    ['rounds', 'ms'],
+    'its options are --rounds and --ms',
+    'inproc.js',
+    args,
+  );
 }
 if (values.codec) {
-  // The codec benchmark runs alone: an end-to-end option beside it would be ignored, so it is refused.
-  const others = tokens.flatMap((t) =>
-    t.kind === 'option' && t.name !== 'codec' && t.name !== 'ms' ? [`--${t.name}`] : [],
-  );
-  if (others.length > 0) {
-    process.stderr.write(
-      `--codec runs the codec benchmark alone (its one option is --ms): ${others.join(', ')} does not apply\n`,
-    );
-    process.exit(2);
-  }
-  runCodecBench(values.ms);
+  const args = values.ms === undefined ? [] : ['--ms', values.ms];
+  runAlone('codec', 'the codec benchmark', ['ms'], 'its one option is --ms', 'codec.js', args, taskset(PIN?.server));
 } else if (values.ms !== undefined) {
   process.stderr.write(
     '--ms (time per figure) belongs to the codec and in-process benchmarks: use it with --codec or --inproc\n',
@@ -327,15 +314,31 @@ async function main(): Promise<void> {
 }
 
 /**
- * `--codec`: the codec micro-benchmarks (bench/codec.ts) instead of the end-to-end run, as a process of its own, pinned
- * where the servers would be; exits with its status.
+ * A benchmark that runs alone instead of the end-to-end run (`--codec`: bench/codec.ts, pinned where the servers would
+ * be; `--inproc`: bench/inproc.ts): an end-to-end option beside it would be ignored, so one is refused; else
+ * dist/bench/`script` runs as a process of its own with `args` (after `prefix`: taskset), and this exits with its
+ * status.
  */
-function runCodecBench(ms: string | undefined): never {
-  const argv = [...taskset(PIN?.server), process.execPath, path.join(ROOT, 'dist/bench/codec.js')];
-  if (ms !== undefined) argv.push('--ms', ms);
+function runAlone(
+  flag: string,
+  what: string,
+  allowed: string[],
+  allowedText: string,
+  script: string,
+  args: string[],
+  prefix: string[] = [],
+): never {
+  const others = tokens.flatMap((t) =>
+    t.kind === 'option' && t.name !== flag && !allowed.includes(t.name) ? [`--${t.name}`] : [],
+  );
+  if (others.length > 0) {
+    process.stderr.write(`--${flag} runs ${what} alone (${allowedText}): ${others.join(', ')} does not apply\n`);
+    process.exit(2);
+  }
+  const argv = [...prefix, process.execPath, path.join(ROOT, 'dist/bench', script), ...args];
   const r = spawnSync(argv[0] as string, argv.slice(1), { stdio: 'inherit' });
   if (r.error) process.stderr.write(`bench: could not run ${argv.join(' ')}: ${r.error.message}\n`);
-  else if (r.signal) process.stderr.write(`bench: the codec benchmark was stopped by ${r.signal}\n`);
+  else if (r.signal) process.stderr.write(`bench: ${what} was stopped by ${r.signal}\n`);
   process.exit(r.status ?? 1);
 }
 

@@ -386,6 +386,12 @@ test('sameTerm tells the integer 0 from the float -0.0, as termKey does', (t) =>
   t.is(termKey(0) === termKey(-0), sameTerm(0, -0, memo));
 });
 
+/** 20,000 made-up ASCII words of `shortest` to `longest` characters: more than the decoder's tables hold, many times. */
+function inventedWords(shortest: number, longest: number): string[] {
+  const lengths = longest - shortest + 1;
+  return Array.from({ length: 20_000 }, (_, i) => (i * 2_654_435_761).toString(36).slice(0, shortest + (i % lengths)));
+}
+
 test('short strings decoded again come back equal, at the cost of a string, whatever strings share the table', (t) => {
   // Strings of 2 to 8 ASCII bytes decoded lately are shared from a table of fixed size: 20,000 strings overflow it many
   // times over. Around them, strings the table does not take: empty, one character, 9 bytes and more, not ASCII (a
@@ -406,7 +412,7 @@ test('short strings decoded again come back equal, at the cost of a string, what
     'naïve',
     '€uro',
     '😀😀',
-    ...Array.from({ length: 20_000 }, (_, i) => (i * 2_654_435_761).toString(36).slice(0, 2 + (i % 9))),
+    ...inventedWords(2, 10),
   ];
   let wrong = 0;
   for (let round = 0; round < 2; round++) {
@@ -426,18 +432,7 @@ test('short strings decoded again come back equal, at the cost of a string, what
 test('short atoms decoded again come back the same, at the same cost, whatever names share the table', (t) => {
   // Atoms of 1 to 8 ASCII bytes are remembered by their bytes in a table of fixed size: 20,000 names overflow it many
   // times over; the words true, false and null stay the words; NUL bytes and names that differ only in length count.
-  const names = [
-    'true',
-    'false',
-    'null',
-    'a',
-    'a\0',
-    '\0',
-    'abcdefgh',
-    'abcdefg',
-    'store',
-    ...Array.from({ length: 20_000 }, (_, i) => (i * 2_654_435_761).toString(36).slice(0, 1 + (i % 8))),
-  ];
+  const names = ['true', 'false', 'null', 'a', 'a\0', '\0', 'abcdefgh', 'abcdefg', 'store', ...inventedWords(1, 8)];
   let wrong = 0;
   for (let round = 0; round < 2; round++) {
     for (const name of names) {
