@@ -3,7 +3,8 @@
  *
  * 1. Stores: `chan serve` on memory:, lmdb: (a temporary directory) and redis:// (a redis-server this script starts,
  *    when one is installed), each loaded by `chan bench` with lookups (`rpc -c C`) and acknowledged stores
- *    (`store -c C`); rounds alternate the backends; each figure is given as a ratio of memory:'s, from the same run.
+ *    (`store -c C`), and one-way stores on one connection (`cast`); rounds alternate the backends; each figure is
+ *    given as a ratio of memory:'s, from the same run.
  * 2. Processes: `chan serve --processes N` against `--processes 1` (both on lmdb:), loaded by G `chan bench` processes
  *    at once (`rpc -c C` each); the ratio of N processes' total to one process's, and per added process.
  *
@@ -118,7 +119,7 @@ async function stores(): Promise<string[]> {
         process.stderr.write(`stores, round ${round}/${rounds}: ${name}\n`);
         const s = await serve({ CHAN_STORE: url }, 1);
         try {
-          for (const r of await bench(s.port, 'rpc,store', conns)) {
+          for (const r of await bench(s.port, 'rpc,store,cast', conns)) {
             const k = `${r.name}|${name}`;
             results.set(k, [...(results.get(k) ?? []), r.opsPerSec]);
           }
@@ -140,7 +141,7 @@ async function stores(): Promise<string[]> {
       .map(() => '---')
       .join(' | ')} |`,
   ];
-  for (const scenario of [`rpc -c ${conns}`, `store -c ${conns}`]) {
+  for (const scenario of [`rpc -c ${conns}`, `store -c ${conns}`, 'cast']) {
     const base = median(results.get(`${scenario}|memory:`) ?? [Number.NaN]);
     const cells = backends.map(([n]) => {
       const xs = results.get(`${scenario}|${n}`) ?? [Number.NaN];

@@ -5,6 +5,7 @@
 import test from 'ava';
 import { ChanError } from '../src/errors.js';
 import { openStore, parseStoreUrl, type Store } from '../src/store/index.js';
+import { storageKey, type PutResult } from '../src/store/store.js';
 import { atom, float, tuple, type Term } from '../src/term/model.js';
 import { tempDir } from './helpers.js';
 import { hasRedis, startRedis, type RedisProcess } from '../scripts/redis-server.js';
@@ -86,18 +87,55 @@ for (const [name, url] of BACKENDS) {
     });
   });
 
+  test(`${name} a thousand puts in one turn, half of them again in the next: each key reads its latest value before and after the commits`, async (t) => {
+    await withStore(async (s, svc) => {
+      const ns = await s.namespace(svc);
+      const key = (i: number): Term => tuple(atom('k'), i);
+      const put = (i: number, value: string): Promise<PutResult> => ns.put(key(i), value, 10, Number.POSITIVE_INFINITY);
+      const first = Array.from({ length: 1000 }, (_, i) => put(i, `first ${i}`));
+      await new Promise(setImmediate); // the next turn: another batch, the first one perhaps not committed yet
+      const second = Array.from({ length: 500 }, (_, i) => put(2 * i, `second ${2 * i}`));
+      const latest = (i: number): string => (i % 2 === 0 ? `second ${i}` : `first ${i}`);
+      const readAll = async (): Promise<string[]> =>
+        Promise.all(Array.from({ length: 1000 }, (_, i) => ns.get(key(i)) as Promise<string>));
+      t.deepEqual(
+        await readAll(),
+        Array.from({ length: 1000 }, (_, i) => latest(i)),
+        'before any commit',
+      );
+      for (const p of await Promise.all(first)) if (p.stored) await p.committed;
+      // The first batch committed: its keys written again since must still read the second batch's values.
+      t.deepEqual(
+        await readAll(),
+        Array.from({ length: 1000 }, (_, i) => latest(i)),
+        'once the first batch is committed',
+      );
+      for (const p of await Promise.all(second)) if (p.stored) await p.committed;
+      t.deepEqual(
+        await readAll(),
+        Array.from({ length: 1000 }, (_, i) => latest(i)),
+        'once both are',
+      );
+      t.is(ns.bytes, 10_000, 'each key counted once');
+    });
+  });
+
   test(`${name} past maxBytes a put is refused and changes nothing; replacing an entry counts it once`, async (t) => {
     await withStore(async (s, svc) => {
       const ns = await s.namespace(svc);
       t.true((await ns.put(atom('a'), 'x', 600, 1000)).stored);
       t.true((await ns.put(atom('a'), 'y', 700, 1000)).stored, 'a replacement: 700 in all, not 1300');
+      t.is(ns.bytes, 700);
       const refused = await ns.put(atom('b'), 'z', 400, 1000);
       t.deepEqual(refused, { stored: false, wouldHold: 1100 });
+      t.is(ns.bytes, 700);
       t.is(await ns.get(atom('b')), undefined);
       t.is(await ns.get(atom('a')), 'y');
       t.true(await ns.delete(atom('a')));
       t.false(await ns.delete(atom('a')));
+      t.is(ns.bytes, 0);
       t.true((await ns.put(atom('b'), 'z', 400, 1000)).stored, 'room again once deleted');
+      t.is(ns.bytes, 400);
     });
   });
 
@@ -126,6 +164,39 @@ test('lmdb: what was committed is there after the store is closed and opened aga
   t.is(await ns2.get(atom('joe')), 'writing a book');
   t.is(ns2.bytes, 600);
   t.false((await ns2.put(atom('jim'), 'x', 500, 1000)).stored, 'what was kept still counts');
+});
+
+test('lmdb: a thousand keys stored in one turn are all there after the store is closed and opened again', async (t) => {
+  const dir = tempDir();
+  const first = await openStore(`lmdb:${dir}`);
+  const ns = await first.namespace('names');
+  const puts = Array.from({ length: 1000 }, (_, i) =>
+    ns.put(tuple(atom('k'), i), `v${i}`, 10, Number.POSITIVE_INFINITY),
+  );
+  for (const p of await Promise.all(puts)) if (p.stored) await p.committed;
+  await first.close();
+  const again = await openStore(`lmdb:${dir}`);
+  t.teardown(() => again.close());
+  const ns2 = await again.namespace('names');
+  const read = await Promise.all(Array.from({ length: 1000 }, (_, i) => ns2.get(tuple(atom('k'), i))));
+  t.deepEqual(
+    read,
+    Array.from({ length: 1000 }, (_, i) => `v${i}`),
+  );
+  t.is(ns2.bytes, 10_000);
+});
+
+test('the key a backend files a term under is the same digest as in every build before (names already kept on disk or in Redis stay found)', (t) => {
+  t.is(storageKey(atom('joe')).toString('hex'), '19565caa16f06f4b9ef68cb7793ad70f4a26a8b4b1a6266ded99c532e9b88d05');
+  t.is(
+    storageKey(tuple(atom('location'), 'joe', 1.5)).toString('hex'),
+    '3163394f4a7e7e6c49b463834d0d6f879224a8a44a3eac02970137fb5c41ba39',
+  );
+  t.is(
+    storageKey(tuple(atom('caf\u00e9'), '\u65e5\u672c \u{1F642}')).toString('hex'),
+    '7caf11b74d0c4314cb144d30615523afc30b2f072cc49f99321ebe1dbf848201',
+    'keys whose text is not ASCII: the digest of its UTF-8',
+  );
 });
 
 test('a store that cannot be opened is a badConfig with one line naming it', async (t) => {

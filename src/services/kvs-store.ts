@@ -70,6 +70,9 @@ function found(value: Term | undefined): Tuple | Atom {
 }
 
 export class KvsStore {
+  /** The outcome of the latest stores that wait on one commit (a backend answers a batch's puts with one promise). */
+  private batch: { committed: Promise<void> } = { committed: ALREADY_COMMITTED };
+
   constructor(
     /** The service's part of the server's store (store/): memory, LMDB or Redis. */
     private readonly namespace: Namespace,
@@ -105,7 +108,11 @@ export class KvsStore {
   }
 
   private outcome(put: PutResult): StoreOutcome {
-    if (put.stored) return put.committed === ALREADY_COMMITTED ? COMMITTED : { committed: put.committed };
+    if (put.stored) {
+      if (put.committed === ALREADY_COMMITTED) return COMMITTED;
+      if (this.batch.committed !== put.committed) this.batch = Object.freeze({ committed: put.committed });
+      return this.batch;
+    }
     return {
       refused: errorTerm(
         'storeFull',

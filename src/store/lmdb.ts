@@ -15,7 +15,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { msgpackCodec } from '../codec/index.js';
 import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
-import { made, storageKey, type Namespace, type PutResult, type Store } from './store.js';
+import { idBytes, made, storageId, type Namespace, type PutResult, type Store } from './store.js';
 
 /** Any depth: the server's max_depth was checked when the term arrived, and may be set past any fixed number here. */
 const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
@@ -42,16 +42,31 @@ interface Pending {
   seq: number;
 }
 
+/**
+ * The writes that wait on one commit. lmdb-js answers every plain put (and remove) of one transaction with the same
+ * promise, so a batch of thousands is settled by one callback, and its puts share one answer, rather than a promise and
+ * three functions each.
+ */
+interface Batch {
+  commit: Promise<unknown>;
+  /** Each write's key (id) and number, in pairs. */
+  writes: (string | number)[];
+  /** What each put of the batch answers: stored, committed once the batch is (else rejecting with storeFailed). */
+  stored: PutResult;
+}
+
 class LmdbNamespace implements Namespace {
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   private held = 0;
+  /** The writes waiting on the commit the latest write was given. */
+  private batch: Batch | null = null;
   /** The environment has been closed (the server is stopping): lmdb-js would throw outside any call after it. */
   closed = false;
 
   private constructor(
     private readonly db: Database<Buffer, Buffer>,
-    /** What each key costs, by its digest in hex. */
+    /** What each key costs, by its storageId. */
     private readonly costs: Map<string, number>,
   ) {
     for (const c of costs.values()) this.held += c;
@@ -60,7 +75,7 @@ class LmdbNamespace implements Namespace {
   static open(root: RootDatabase, service: string): LmdbNamespace {
     const db = root.openDB<Buffer, Buffer>({ name: service, encoding: 'binary', keyEncoding: 'binary' });
     const costs = new Map<string, number>();
-    for (const { key, value } of db.getRange()) costs.set(Buffer.from(key).toString('hex'), value.readUInt32BE(0));
+    for (const { key, value } of db.getRange()) costs.set(Buffer.from(key).toString('latin1'), value.readUInt32BE(0));
     return new LmdbNamespace(db, costs);
   }
 
@@ -74,12 +89,12 @@ class LmdbNamespace implements Namespace {
 
   getNow(key: Term): Term | undefined {
     this.open();
-    const id = storageKey(key);
-    const mine = this.pending.get(id.toString('hex'));
+    const id = storageId(key);
+    const mine = this.pending.get(id);
     if (mine) return mine.value;
     let bytes: Buffer | undefined;
     try {
-      bytes = this.db.get(id);
+      bytes = this.db.get(idBytes(id));
     } catch (err) {
       throw storeFailed('the store could not be read', err);
     }
@@ -92,84 +107,102 @@ class LmdbNamespace implements Namespace {
 
   putNow(key: Term, value: Term, cost: number, maxBytes: number): PutResult {
     this.open();
-    const id = storageKey(key);
-    const hex = id.toString('hex');
+    const id = storageId(key);
+    const bytes = idBytes(id);
     const entry = encodeEntry(key, value, cost); // before anything is counted: a term that cannot be encoded changes nothing
-    const before = this.costOf(id, hex);
+    const before = this.costOf(bytes, id);
     const after = this.held - (before ?? 0) + cost;
     if (after > maxBytes) return { stored: false, wouldHold: after };
-    this.count(hex, before, cost);
-    const committed = this.write(hex, value, this.db.put(id, entry), () => this.recount(id, hex));
-    return { stored: true, committed };
+    this.count(id, before, cost);
+    return this.write(id, value, this.db.put(bytes, entry));
   }
 
   async delete(key: Term): Promise<boolean> {
     this.open();
-    const id = storageKey(key);
-    const hex = id.toString('hex');
-    const before = this.costOf(id, hex);
+    const id = storageId(key);
+    const bytes = idBytes(id);
+    const before = this.costOf(bytes, id);
     if (before === undefined) return false;
-    this.count(hex, before, undefined);
-    await this.write(hex, undefined, this.db.remove(id), () => this.recount(id, hex));
+    this.count(id, before, undefined);
+    const written = this.write(id, undefined, this.db.remove(bytes));
+    if (written.stored) await written.committed;
     return true;
   }
 
   /**
-   * What the entry under `id` counts now: as this process counted it, else as written (by another process or thread of
+   * What the entry under `id` (`bytes`) counts now: as this process counted it, else as written (by another process or thread of
    * the machine since this one opened the namespace), else undefined when there is none.
    */
-  private costOf(id: Buffer, hex: string): number | undefined {
-    if (this.pending.has(hex)) return this.costs.get(hex);
-    const known = this.costs.get(hex);
-    if (known !== undefined) return known;
+  private costOf(bytes: Buffer, id: string): number | undefined {
+    const known = this.costs.get(id);
+    if (known !== undefined || this.pending.has(id)) return known;
     let written: number | undefined;
     try {
-      written = this.db.get(id)?.readUInt32BE(0);
+      written = this.db.get(bytes)?.readUInt32BE(0);
     } catch (err) {
       throw storeFailed('the store could not be read', err);
     }
-    if (written !== undefined) this.count(hex, undefined, written); // learnt: counted from now on
+    if (written !== undefined) this.count(id, undefined, written); // learnt: counted from now on
     return written;
   }
 
   /** A write failed: the entry counts what the database holds for it (what this process thought may be gone). */
-  private recount(id: Buffer, hex: string): void {
+  private recount(id: string): void {
     let written: number | undefined;
     try {
-      written = this.db.get(id)?.readUInt32BE(0);
+      written = this.db.get(idBytes(id))?.readUInt32BE(0);
     } catch {
       written = undefined; // unreadable as well: counted as absent until it is read again
     }
-    this.count(hex, this.costs.get(hex), written);
+    this.count(id, this.costs.get(id), written);
   }
 
-  /** The entry `hex` counted `from` and counts `to` now (undefined: no entry). */
-  private count(hex: string, from: number | undefined, to: number | undefined): void {
+  /** The entry `id` counted `from` and counts `to` now (undefined: no entry). */
+  private count(id: string, from: number | undefined, to: number | undefined): void {
     this.held += (to ?? 0) - (from ?? 0);
-    if (to === undefined) this.costs.delete(hex);
-    else this.costs.set(hex, to);
+    if (to === undefined) this.costs.delete(id);
+    else this.costs.set(id, to);
   }
 
   /**
-   * Shows `value` to this process's reads until `commit` settles; resolves with the commit, or storeFailed, after
-   * `undo` (the count set right again) when it was still the latest write of that key.
+   * Shows `value` to this process's reads until `commit` settles, and answers with the batch of writes that waits on
+   * it: `committed` resolves with the commit, or rejects with storeFailed after the count of each of its keys is set
+   * right (those whose latest write it was).
    */
-  private write(hex: string, value: Term | undefined, commit: Promise<unknown>, undo: () => void): Promise<void> {
+  private write(id: string, value: Term | undefined, commit: Promise<unknown>): PutResult {
     const seq = ++this.seq;
-    this.pending.set(hex, { value, seq });
-    const latest = (): boolean => this.pending.get(hex)?.seq === seq;
-    return commit.then(
-      () => {
-        if (latest()) this.pending.delete(hex);
-      },
+    const mine = this.pending.get(id);
+    if (mine) {
+      mine.value = value;
+      mine.seq = seq;
+    } else this.pending.set(id, { value, seq });
+    let batch = this.batch;
+    if (batch === null || batch.commit !== commit) batch = this.batch = this.waitOn(commit);
+    batch.writes.push(id, seq);
+    return batch.stored;
+  }
+
+  private waitOn(commit: Promise<unknown>): Batch {
+    const writes: (string | number)[] = [];
+    const committed = commit.then(
+      () => this.settle(writes, false),
       (err: unknown) => {
-        if (latest()) {
-          this.pending.delete(hex);
-          undo();
-        }
+        this.settle(writes, true);
         throw storeFailed('the store could not be written', err);
       },
     );
+    return { commit, writes, stored: Object.freeze({ stored: true, committed }) };
+  }
+
+  /** The writes of a batch are committed (or `failed`): reads of their keys go to LMDB again. */
+  private settle(writes: (string | number)[], failed: boolean): void {
+    if (this.batch?.writes === writes) this.batch = null;
+    for (let i = 0; i < writes.length; i += 2) {
+      const id = writes[i] as string;
+      if (this.pending.get(id)?.seq !== writes[i + 1]) continue; // a later write of the key still waits
+      this.pending.delete(id);
+      if (failed) this.recount(id);
+    }
   }
 
   get bytes(): number {

@@ -25,7 +25,10 @@ import {
 
 const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
-/** KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns -1 when stored, else the total refused. */
+/**
+ * KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns the total refused; when stored, -1 - the new
+ * total.
+ */
 const PUT = `
 local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local after = tonumber(redis.call('GET', KEYS[3]) or '0') - old + tonumber(ARGV[3])
@@ -33,16 +36,15 @@ if after > tonumber(ARGV[4]) then return after end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SET', KEYS[3], after)
-return -1`;
+return -1 - after`;
 
-/** KEYS: entries, costs, total. ARGV: field. Returns 1 when the entry was there. */
+/** KEYS: entries, costs, total. ARGV: field. Returns -1 when there was no entry, else the new total. */
 const DELETE = `
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if not old then return 0 end
+if not old then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('DECRBY', KEYS[3], tonumber(old))
-return 1`;
+return redis.call('DECRBY', KEYS[3], tonumber(old))`;
 
 function storeFailed(err: unknown): ChanError {
   return new ChanError('storeFailed', `the Redis store failed: ${err instanceof Error ? err.message : String(err)}`, {
@@ -83,20 +85,29 @@ class RedisNamespace implements Namespace {
     } catch (err) {
       throw storeFailed(err);
     }
-    if (typeof result === 'number' && result >= 0) return { stored: false, wouldHold: result };
-    this.held = Math.max(this.held, 0) + cost;
+    if (typeof result !== 'number') throw storeFailed(`the put script answered ${String(result)}`);
+    if (result >= 0) return { stored: false, wouldHold: result };
+    this.held = -1 - result;
     return { stored: true, committed: ALREADY_COMMITTED };
   }
 
   async delete(key: Term): Promise<boolean> {
+    let result: unknown;
     try {
-      return (await this.redis.eval(DELETE, 3, ...this.keys, storageKey(key))) === 1;
+      result = await this.redis.eval(DELETE, 3, ...this.keys, storageKey(key));
     } catch (err) {
       throw storeFailed(err);
     }
+    if (typeof result !== 'number') throw storeFailed(`the delete script answered ${String(result)}`);
+    if (result < 0) return false;
+    this.held = result;
+    return true;
   }
 
-  /** What this process has stored (the shared total is in Redis, where puts check it). */
+  /**
+   * What the namespace holds, all servers together, as Redis counted it at this process's latest put or delete (the
+   * total is in Redis, where puts check it).
+   */
   get bytes(): number {
     return this.held;
   }

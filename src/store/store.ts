@@ -11,7 +11,7 @@
  * - a failure of the backend (a disk, Redis away) rejects that call with a `storeFailed` ChanError; nothing else
  *   breaks, and the next call tries again.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Term } from '../term/model.js';
 import { termKey } from '../term/print.js';
 
@@ -89,5 +89,19 @@ export function made<K, V>(map: Map<K, V>, key: K, make: () => V): V {
  * they were written, and any key, however large, fits a backend's key limits (LMDB's are under 2 KB).
  */
 export function storageKey(key: Term): Buffer {
-  return createHash('sha256').update(termKey(key)).digest();
+  return idBytes(storageId(key));
+}
+
+/**
+ * {@link storageKey} as text, a character a byte (latin1), for a backend's own tables of keys. Made as text first: a
+ * digest made as a Buffer gets a memory block of its own (about 1.5 us a key with its collection, against 0.3 for the
+ * text and a copy of it from Buffer's pool); latin1 rather than hex, half as long to hash and compare in a `Map`.
+ */
+export function storageId(key: Term): string {
+  return hash('sha256', termKey(key), 'binary'); // 'binary' is latin1;
+}
+
+/** The bytes of a {@link storageId}: its {@link storageKey}. */
+export function idBytes(id: string): Buffer {
+  return Buffer.from(id, 'latin1');
 }
