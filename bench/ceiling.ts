@@ -2,9 +2,10 @@
  * The ceiling for `npm run bench`: the fastest plain Node server and client we know how to write for the workloads of
  * `chan bench`, so that lib-chan is measured against what a program without lib-chan could reach, not against a weak
  * copy of itself. Plain `net` (or `tls`), 4-byte big-endian length frames, msgpackr on plain arrays, string keys in a
- * `Map`, and writes gathered per turn of the event loop with lib-chan's early flush (16 frames or 64 KiB), so that a
- * pipelining peer can start on the first answers while the rest are being made. No authentication, no limits, no
- * heartbeats, no close frames: everything lib-chan does beyond this is what its ratio to the ceiling pays for.
+ * `Map`, and writes gathered per turn of the event loop with lib-chan's early flush (16 frames answered or waited on, or
+ * 64 KiB of any), so that a pipelining peer can start on the first answers while the rest are being made. No
+ * authentication, no limits, no heartbeats, no close frames: everything lib-chan does beyond this is what its ratio
+ * to the ceiling pays for.
  *
  * The messages, all plain arrays:
  *   [id, 'get', key]         answered [id, value] or [id, null]
@@ -86,7 +87,8 @@ class Wire {
       process.nextTick(uncork, this);
     }
     this.socket.write(frame);
-    if (++this.pending >= EARLY_FLUSH_FRAMES || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
+    // A cast (id 0) is one way: it leaves by the bytes or at the turn's end, as lib-chan's do.
+    if ((m[0] !== 0 && ++this.pending >= EARLY_FLUSH_FRAMES) || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
       // An early flush: what is ready leaves now, and the turn's later frames gather again.
       this.socket.uncork();
       this.socket.cork();

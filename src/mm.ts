@@ -47,8 +47,10 @@ export const SOCKET_SHARE = 128 * 1024;
 
 /**
  * Frames written in one turn of the event loop leave together (one `writev`), but not only at the turn's end: once
- * this many frames, or {@link EARLY_FLUSH_BYTES}, are gathered they leave at once, so that a pipelining peer starts on
- * the first answers while the rest are being made, instead of both sides taking turns to idle.
+ * this many frames that the peer answers or waits on (rpcs, replies), or {@link EARLY_FLUSH_BYTES} of any, are gathered
+ * they leave at once, so that a pipelining peer starts on the first answers while the rest are being made, instead of
+ * both sides taking turns to idle. One-way frames (casts, pushes) leave by the bytes or at the turn's end: nobody
+ * waits on them, and a system call per 16 of them was most of what a client sending casts spent.
  */
 export const EARLY_FLUSH_FRAMES = 16;
 export const EARLY_FLUSH_BYTES = 64 * 1024;
@@ -307,16 +309,17 @@ export class MiddleMan implements HeartbeatHost {
     if (t === undefined) return true; // a message the dialect does not carry (a ping in the original protocol)
     const buf = this.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
-    return this.sendEncoded(buf);
+    return this.sendEncoded(buf, m.kind === 'cast' || m.kind === 'push');
   }
 
   /**
    * Sends a message encoded elsewhere (a worker thread, which has checked it against {@link peerMaxFrameSize}): `buf`
-   * holds the payload after 4 free bytes for the length. Returns false when the connection has ended.
+   * holds the payload after 4 free bytes for the length; `oneWay` when nobody waits on it (a cast, a push: see
+   * {@link EARLY_FLUSH_FRAMES}). Returns false when the connection has ended.
    */
-  sendEncoded(buf: Buffer): boolean {
+  sendEncoded(buf: Buffer, oneWay = false): boolean {
     if (this.closeInfo) return false;
-    this.write(buf);
+    this.write(buf, oneWay);
     this.framesOut++;
     this.bytesOut += buf.length;
     if (this.queuedOut + this.socket.writableLength > this.sendBufferLimit) {
@@ -331,7 +334,7 @@ export class MiddleMan implements HeartbeatHost {
   }
 
   /** Gives a sealed frame to the socket, or to the queue while the socket holds its share. */
-  private write(buf: Buffer): void {
+  private write(buf: Buffer, oneWay = false): void {
     sealFrame(buf);
     if (this.queuedOut > 0 || this.socket.writableLength >= SOCKET_SHARE) {
       if (this.out === NO_FRAMES) this.out = [];
@@ -346,7 +349,7 @@ export class MiddleMan implements HeartbeatHost {
       process.nextTick(uncork, this);
     }
     this.socket.write(buf);
-    if (++this.corkedFrames >= EARLY_FLUSH_FRAMES || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
+    if ((!oneWay && ++this.corkedFrames >= EARLY_FLUSH_FRAMES) || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
       // An early flush: what is gathered leaves now, and the turn's later frames gather again.
       this.corkedFrames = 0;
       this.socket.uncork();

@@ -224,7 +224,7 @@ test('a close text cut to fit is never cut inside a surrogate pair', async (t) =
   t.is(close?.kind === 'close' ? close.text : undefined, '😀'.repeat(5));
 });
 
-test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames or ${EARLY_FLUSH_BYTES} bytes gathered leave at once`, async (t) => {
+test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answered or waited on, or ${EARLY_FLUSH_BYTES} bytes of any, gathered leave at once`, async (t) => {
   /**
    * Sends `frames` in one turn; returns how many times the gathered frames were let go to the socket before that turn
    * ended (its uncork: the rest leaves when the turn ends), and what the peer read.
@@ -252,12 +252,26 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames or ${E
     mm.destroy();
     return { flushes: early, read };
   };
-  // 40 small frames: two early flushes (at 16 and 32), the last 8 at the turn's end.
-  const small = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'cast', data: i }));
+  // 40 small rpcs: two early flushes (at 16 and 32), the last 8 at the turn's end; replies alike.
+  const small = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'rpc', id: i + 1, data: i }));
   const bySmall = await inTurn(small);
   t.is(bySmall.flushes, 2);
   t.deepEqual(bySmall.read, small);
-  // 2 frames of 40 KiB: the second takes what is gathered past EARLY_FLUSH_BYTES, and both leave at once.
+  const replies = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'reply', id: i + 1, data: i }));
+  t.is((await inTurn(replies)).flushes, 2);
+  // One-way frames (casts, pushes) are not counted: 40 of them leave at the turn's end, and among rpcs they do not
+  // bring the rpcs' flush sooner.
+  const oneWay = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: i % 2 ? 'cast' : 'push', data: i }));
+  const byOneWay = await inTurn(oneWay);
+  t.is(byOneWay.flushes, 0);
+  t.deepEqual(byOneWay.read, oneWay);
+  const mixed = Array.from(
+    { length: 40 },
+    (_, i): WireMessage => (i % 2 ? { kind: 'cast', data: i } : { kind: 'rpc', id: i + 1, data: i }),
+  );
+  t.is((await inTurn(mixed)).flushes, 1, '20 rpcs among them: one flush, at the 16th');
+  // 2 casts of 40 KiB: by the bytes, one-way frames too; the second takes what is gathered past EARLY_FLUSH_BYTES,
+  // and both leave at once.
   const large = Array.from({ length: 2 }, (_, i): WireMessage => ({ kind: 'cast', data: Buffer.alloc(40 * 1024, i) }));
   const byLarge = await inTurn(large);
   t.is(byLarge.flushes, 1);

@@ -7,6 +7,7 @@ import { ChanError } from '../src/errors.js';
 import { openStore, parseStoreUrl, type Store } from '../src/store/index.js';
 import { storageKey, type PutResult } from '../src/store/store.js';
 import { atom, float, tuple, type Term } from '../src/term/model.js';
+import { Redis } from 'ioredis';
 import { tempDir } from './helpers.js';
 import { hasRedis, startRedis, type RedisProcess } from '../scripts/redis-server.js';
 
@@ -218,6 +219,29 @@ test('redis: a password in the URL never reaches the description the logs print'
   }
   const err = await t.throwsAsync(openStore(`redis://someone:hunter2@127.0.0.1:${redis.port}/0`));
   t.false(String(err?.message).includes('hunter2'));
+});
+
+test('redis: with the total reset by hand (an eviction, an operator), a put that stores says so and a delete finds its entry', async (t) => {
+  if (!redis) {
+    t.log('skipped: redis-server is not installed');
+    t.pass();
+    return;
+  }
+  const s = await openStore(redis.url);
+  const direct = new Redis(redis.url);
+  t.teardown(async () => {
+    direct.disconnect();
+    await s.close();
+  });
+  const svc = `svc${Math.random().toString(36).slice(2)}`;
+  const ns = await s.namespace(svc);
+  t.true((await ns.put(atom('a'), 'x', 600, 1000)).stored);
+  await direct.set(`libchan:${svc}:bytes`, '0');
+  // The total is now 600 short: replacing a's 600 with 10 takes it below zero, and the value is stored all the same.
+  t.true((await ns.put(atom('a'), 'y', 10, 1000)).stored);
+  t.is(await ns.get(atom('a')), 'y');
+  t.true(await ns.delete(atom('a')));
+  t.is(await ns.get(atom('a')), undefined);
 });
 
 test('lmdb: a call after the store is closed (a handler left running at shutdown) is a storeFailed, not a crash', async (t) => {

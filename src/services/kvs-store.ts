@@ -72,6 +72,8 @@ function found(value: Term | undefined): Tuple | Atom {
 export class KvsStore {
   /** The outcome of the latest stores that wait on one commit (a backend answers a batch's puts with one promise). */
   private batch: { committed: Promise<void> } = { committed: ALREADY_COMMITTED };
+  /** The commit the latest cast store waits on, already watched for failure ({@link firstToWatch}). */
+  private watched: Promise<void> | null = null;
 
   constructor(
     /** The service's part of the server's store (store/): memory, LMDB or Redis. */
@@ -119,6 +121,16 @@ export class KvsStore {
         `not stored: the store would hold ${put.wouldHold} bytes, over store_max_bytes (${this.limits.storeMaxBytes})`,
       ),
     };
+  }
+
+  /**
+   * Whether `committed` (a cast store's, which nobody waits on) is not yet watched for failure: true for the first
+   * store of a batch, false for the rest, so that a failed batch is logged once, not once a store.
+   */
+  firstToWatch(committed: Promise<void>): boolean {
+    if (committed === this.watched) return false;
+    this.watched = committed;
+    return true;
   }
 
   /** `kvs:lookup(Key) -> {ok, Value} | undefined`. Rejects with `storeFailed` when the store cannot be read. */

@@ -63,8 +63,8 @@ function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Pro
     const key = x.at(1) as Term;
     const value = x.at(2) as Term;
     const now = kvs.storeNow(key, value);
-    if (now) return stored(mm, m, now, ctx);
-    return kvs.store(key, value).then((outcome) => stored(mm, m, outcome, ctx));
+    if (now) return stored(kvs, mm, m, now, ctx);
+    return kvs.store(key, value).then((outcome) => stored(kvs, mm, m, outcome, ctx));
   }
   if (isTuple(x, 'lookup', 2)) {
     const key = x.at(1) as Term;
@@ -81,11 +81,14 @@ function handle(kvs: KvsStore, mm: MM, m: ChanMessage, ctx: ServiceContext): Pro
   return undefined;
 }
 
-/** The commit the latest cast store waits on, already watched for failure. */
-let watched: Promise<void> | null = null;
-
 /** A store decided: refused, answered once committed (an rpc), or left to commit (a cast: best effort, logged). */
-function stored(mm: MM, m: ChanMessage, outcome: StoreOutcome, ctx: ServiceContext): Promise<void> | undefined {
+function stored(
+  kvs: KvsStore,
+  mm: MM,
+  m: ChanMessage,
+  outcome: StoreOutcome,
+  ctx: ServiceContext,
+): Promise<void> | undefined {
   if ('refused' in outcome) {
     // In the original protocol a store is a cast that nothing waits on, and a push would be taken as the answer to the
     // client's next rpc: the refusal is logged instead.
@@ -94,9 +97,8 @@ function stored(mm: MM, m: ChanMessage, outcome: StoreOutcome, ctx: ServiceConte
   } else if (m.requestId !== undefined) {
     if (outcome.committed === ALREADY_COMMITTED) mm.reply(m, true);
     else return outcome.committed.then(() => void mm.reply(m, true));
-  } else if (outcome.committed !== ALREADY_COMMITTED && outcome.committed !== watched) {
+  } else if (outcome.committed !== ALREADY_COMMITTED && kvs.firstToWatch(outcome.committed)) {
     // Once for the stores that share a commit (a backend's batch): a failed batch is one line, not one a store.
-    watched = outcome.committed;
     outcome.committed.catch((err: unknown) => ctx.log.warn({ err }, 'cast stores were not committed'));
   }
   return undefined;

@@ -43,9 +43,9 @@ interface Pending {
 }
 
 /**
- * The writes that wait on one commit. lmdb-js answers every plain put (and remove) of one transaction with the same
- * promise, so a batch of thousands is settled by one callback, and its puts share one answer, rather than a promise and
- * three functions each.
+ * The writes that wait on one commit. lmdb-js gives its plain puts and removes one promise until a transaction
+ * boundary (writes given the same promise are in one transaction), so a batch of hundreds is settled by one callback,
+ * and its puts share one answer, rather than a promise and three functions each.
  */
 interface Batch {
   commit: Promise<unknown>;

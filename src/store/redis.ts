@@ -26,30 +26,37 @@ import {
 const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
 /**
- * KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns the total refused; when stored, -1 - the new
- * total.
+ * KEYS: entries, costs, total. ARGV: field, entry, cost, max. Returns {1, the new total} when stored, {0, the total
+ * refused} when not (a flag apart from the total: a total someone reset may be anything).
  */
 const PUT = `
 local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local after = tonumber(redis.call('GET', KEYS[3]) or '0') - old + tonumber(ARGV[3])
-if after > tonumber(ARGV[4]) then return after end
+if after > tonumber(ARGV[4]) then return {0, after} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SET', KEYS[3], after)
-return -1 - after`;
+return {1, after}`;
 
-/** KEYS: entries, costs, total. ARGV: field. Returns -1 when there was no entry, else the new total. */
+/** KEYS: entries, costs, total. ARGV: field. Returns {0} when there was no entry, else {1, the new total}. */
 const DELETE = `
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if not old then return -1 end
+if not old then return {0} end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-return redis.call('DECRBY', KEYS[3], tonumber(old))`;
+return {1, redis.call('DECRBY', KEYS[3], tonumber(old))}`;
 
 function storeFailed(err: unknown): ChanError {
   return new ChanError('storeFailed', `the Redis store failed: ${err instanceof Error ? err.message : String(err)}`, {
     cause: err,
   });
+}
+
+/** A script's answer, {flag} or {flag, total}: anything else is the store failing (storeFailed). */
+function scriptAnswer(result: unknown, what: string): [number, number | undefined] {
+  if (Array.isArray(result) && (result[0] === 0 || result[0] === 1) && typeof (result[1] ?? 0) === 'number')
+    return [result[0], result[1] as number | undefined];
+  throw storeFailed(`the ${what} script answered ${JSON.stringify(result)}`);
 }
 
 class RedisNamespace implements Namespace {
@@ -85,9 +92,9 @@ class RedisNamespace implements Namespace {
     } catch (err) {
       throw storeFailed(err);
     }
-    if (typeof result !== 'number') throw storeFailed(`the put script answered ${String(result)}`);
-    if (result >= 0) return { stored: false, wouldHold: result };
-    this.held = -1 - result;
+    const [stored, total] = scriptAnswer(result, 'put');
+    if (stored === 0) return { stored: false, wouldHold: total ?? 0 };
+    this.held = total ?? this.held;
     return { stored: true, committed: ALREADY_COMMITTED };
   }
 
@@ -98,15 +105,15 @@ class RedisNamespace implements Namespace {
     } catch (err) {
       throw storeFailed(err);
     }
-    if (typeof result !== 'number') throw storeFailed(`the delete script answered ${String(result)}`);
-    if (result < 0) return false;
-    this.held = result;
+    const [deleted, total] = scriptAnswer(result, 'delete');
+    if (deleted === 0) return false;
+    this.held = total ?? this.held;
     return true;
   }
 
   /**
-   * What the namespace holds, all servers together, as Redis counted it at this process's latest put or delete (the
-   * total is in Redis, where puts check it).
+   * What the namespace holds, all servers together, as Redis counted it at this process's latest put or delete (0
+   * before either; the total is in Redis, where puts check it).
    */
   get bytes(): number {
     return this.held;
