@@ -164,6 +164,14 @@ export class MiddleMan implements HeartbeatHost {
   private pauseCheck: NodeJS.Immediate | null = null;
   private readonly clock: Clock | undefined;
   private readonly account: Account | null;
+  /**
+   * This turn's latest frames that lie end to end in memory (the codec writes small values one after another into a
+   * shared slab), not yet given to the socket: the first, and the bytes of the run from it. They go to the socket as
+   * one view of the run ({@link emitGathered}): a `write` costs the stream about 120 ns whatever its size, and a turn
+   * of pipelined answers or casts is hundreds of frames.
+   */
+  private gatherFirst: Buffer | null = null;
+  private gatherBytes = 0;
   /** Frames the socket has not been given yet (see SOCKET_SHARE), from `outHead` on, and their bytes. */
   private out: Buffer[] = NO_FRAMES;
   private outHead = 0;
@@ -235,7 +243,7 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Bytes written and not yet handed to the kernel. */
   get queuedBytes(): number {
-    return this.queuedOut + this.socket.writableLength;
+    return this.queuedOut + this.socket.writableLength + this.gatherBytes;
   }
 
   /** Stops reading the socket: no frame reaches the controller until {@link resumeReading}. */
@@ -278,6 +286,7 @@ export class MiddleMan implements HeartbeatHost {
   /** Resolves once everything sent so far has been handed to the kernel (or the connection has ended). */
   drain(): Promise<void> {
     if (this.closeInfo || this.socket.destroyed) return Promise.resolve();
+    this.emitGathered();
     if (this.queuedOut > 0)
       return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve)).then(() => this.drain());
     if (this.socket.writableLength === 0) return Promise.resolve();
@@ -322,7 +331,7 @@ export class MiddleMan implements HeartbeatHost {
     this.write(buf, oneWay);
     this.framesOut++;
     this.bytesOut += buf.length;
-    if (this.queuedOut + this.socket.writableLength > this.sendBufferLimit) {
+    if (this.queuedOut + this.socket.writableLength + this.gatherBytes > this.sendBufferLimit) {
       this.close(
         'slowConsumer',
         `more than send_buffer_limit (${this.sendBufferLimit} bytes) waited for the peer to read`,
@@ -336,7 +345,8 @@ export class MiddleMan implements HeartbeatHost {
   /** Gives a sealed frame to the socket, or to the queue while the socket holds its share. */
   private write(buf: Buffer, oneWay = false): void {
     sealFrame(buf);
-    if (this.queuedOut > 0 || this.socket.writableLength >= SOCKET_SHARE) {
+    if (this.queuedOut > 0 || this.socket.writableLength + this.gatherBytes >= SOCKET_SHARE) {
+      this.emitGathered(); // what was gathered goes before what is queued
       if (this.out === NO_FRAMES) this.out = [];
       this.out.push(buf);
       this.queuedOut += buf.length;
@@ -348,17 +358,47 @@ export class MiddleMan implements HeartbeatHost {
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(buf);
-    if ((!oneWay && ++this.corkedFrames >= EARLY_FLUSH_FRAMES) || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
+    this.gather(buf);
+    if (
+      (!oneWay && ++this.corkedFrames >= EARLY_FLUSH_FRAMES) ||
+      this.socket.writableLength + this.gatherBytes >= EARLY_FLUSH_BYTES
+    ) {
       // An early flush: what is gathered leaves now, and the turn's later frames gather again.
       this.corkedFrames = 0;
+      this.emitGathered();
       this.socket.uncork();
       this.socket.cork();
     }
   }
 
+  /** Adds a frame to the run being gathered, or gives the run to the socket and starts another with it. */
+  private gather(buf: Buffer): void {
+    const first = this.gatherFirst;
+    if (first !== null) {
+      if (buf.buffer === first.buffer && buf.byteOffset === first.byteOffset + this.gatherBytes) {
+        this.gatherBytes += buf.length;
+        return;
+      }
+      this.emitGathered();
+    }
+    this.gatherFirst = buf;
+    this.gatherBytes = buf.length;
+  }
+
+  /** Gives the socket the frames gathered (one write), before anything else is written, ended or measured. */
+  private emitGathered(): void {
+    const first = this.gatherFirst;
+    if (first === null) return;
+    this.gatherFirst = null;
+    const n = this.gatherBytes;
+    this.gatherBytes = 0;
+    if (this.socket.destroyed) return; // as a write to it would be: dropped
+    this.socket.write(n === first.length ? first : Buffer.from(first.buffer, first.byteOffset, n));
+  }
+
   /** @internal The socket took what it had: give it the queue's next frames, up to its share. */
   flushOut(): void {
+    this.emitGathered();
     if (this.queuedOut > 0 && !this.socket.destroyed) {
       const out = this.out;
       this.socket.cork();
@@ -386,6 +426,7 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Ends our side of the socket (FIN): now, or once the queued frames are out. */
   private endSocket(): void {
+    this.emitGathered();
     if (this.queuedOut > 0) this.endWhenFlushed = true;
     else this.socket.end();
   }
@@ -430,7 +471,14 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Destroys the socket at once (after close(), when the peer is slow to close its side). */
   destroy(): void {
+    this.dropGathered();
     this.socket.destroy();
+  }
+
+  /** The socket is being destroyed: what was gathered will never leave (and must not keep its slab alive). */
+  private dropGathered(): void {
+    this.gatherFirst = null;
+    this.gatherBytes = 0;
   }
 
   /** Ends the connection: tells the peer `reason` in a close frame, then closes the socket. Idempotent. */
@@ -540,12 +588,13 @@ export class MiddleMan implements HeartbeatHost {
       this.pendingPong = n;
       return;
     }
-    if (this.queuedOut === 0 && this.socket.writableLength === 0) {
+    if (this.queuedOut === 0 && this.socket.writableLength === 0 && this.gatherBytes === 0) {
       this.send({ kind: 'pong', n });
       return;
     }
     this.pendingPong = n;
     // The callback of a write of nothing runs once everything written before it is out.
+    this.emitGathered();
     this.socket.write(EMPTY, () => {
       const latest = this.pendingPong;
       this.pendingPong = -1;
@@ -603,11 +652,12 @@ export class MiddleMan implements HeartbeatHost {
   dead(silentMs: number): void {
     this.close('timeout', `no frame from the peer for ${silentMs} ms (heartbeat)`);
     // A dead peer will not answer the close: do not linger.
-    this.socket.destroy();
+    this.destroy();
   }
 
   /** @internal */
   uncorkSocket(): void {
+    this.emitGathered();
     this.socket.uncork();
     this.reportOut();
   }
@@ -661,7 +711,7 @@ export class MiddleMan implements HeartbeatHost {
     this.log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'socket error');
     if (!this.closeInfo)
       this.finish({ reason: 'peerClosed', text: `connection lost: ${err.message.trim()}`, by: 'peer', error: err });
-    this.socket.destroy();
+    this.destroy();
   }
 
   /** @internal */

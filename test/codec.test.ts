@@ -247,7 +247,17 @@ test('a result of half a slab or more has a buffer of its own, and leaves the sl
   t.is(slabRoom(), room, 'the slab untouched');
   const small = encode(Buffer.alloc(SLAB_BYTES / 2 - 4), DEPTH); // one byte less: shares the slab
   t.is(small.buffer, slab);
-  t.is(slabRoom(), room - SLAB_BYTES / 2); // its 4,095 bytes, the next result 8-byte aligned
+  t.is(slabRoom(), room - (SLAB_BYTES / 2 - 1)); // its 4,095 bytes
+});
+
+test('small results lie end to end in the slab (a turn of frames leaves as one write)', (t) => {
+  fillSlab();
+  const a = encode(['reply', 1, 'x'], DEPTH, 4);
+  const b = encode(['reply', 2, 'yy'], DEPTH, 4);
+  t.is(b.buffer, a.buffer);
+  t.is(b.byteOffset, a.byteOffset + a.length);
+  t.deepEqual(decode(a.subarray(4), DEPTH), ['reply', 1, 'x']);
+  t.deepEqual(decode(b.subarray(4), DEPTH), ['reply', 2, 'yy']);
 });
 
 test('every result of encode stays as it was made: values of every size in a row, across slabs, failures and re-entry', (t) => {

@@ -229,14 +229,20 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
    * Sends `frames` in one turn; returns how many times the gathered frames were let go to the socket before that turn
    * ended (its uncork: the rest leaves when the turn ends), and what the peer read.
    */
-  const inTurn = async (frames: WireMessage[]): Promise<{ flushes: number; read: WireMessage[] }> => {
+  const inTurn = async (frames: WireMessage[]): Promise<{ flushes: number; writes: number; read: WireMessage[] }> => {
     const [mine, peer] = duplexPair();
     let flushes = 0;
+    let writes = 0;
     const uncork = mine.uncork.bind(mine);
     mine.uncork = () => {
       flushes++;
       uncork();
     };
+    const write = mine.write.bind(mine) as (chunk: Buffer) => boolean;
+    mine.write = ((chunk: Buffer) => {
+      if (chunk.length > 0) writes++;
+      return write(chunk);
+    }) as typeof mine.write;
     const mm = new MiddleMan(
       mine,
       { codec, maxFrameSize: 1 << 20, sendBufferLimit: 1 << 24, log: silentLogger },
@@ -250,13 +256,15 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
     const early = flushes;
     while (read.length < frames.length) await turn();
     mm.destroy();
-    return { flushes: early, read };
+    return { flushes: early, writes, read };
   };
   // 40 small rpcs: two early flushes (at 16 and 32), the last 8 at the turn's end; replies alike.
   const small = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'rpc', id: i + 1, data: i }));
   const bySmall = await inTurn(small);
   t.is(bySmall.flushes, 2);
   t.deepEqual(bySmall.read, small);
+  // Each flush's frames lie end to end in the codec's slab: one write each (two at most where a slab ends among them).
+  t.true(bySmall.writes >= 3 && bySmall.writes <= 4, `${bySmall.writes} writes`);
   const replies = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'reply', id: i + 1, data: i }));
   t.is((await inTurn(replies)).flushes, 2);
   // One-way frames (casts, pushes) are not counted: 40 of them leave at the turn's end, and among rpcs they do not

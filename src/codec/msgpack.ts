@@ -152,7 +152,8 @@ export function encode(value: unknown, maxDepth: number, headroom = 0, maxCost =
     writeValue(w, start, value, maxDepth, headroom, maxCost);
     const size = w.pos - start;
     if (w.buf === slab && size < SLAB_SHARED_BELOW) {
-      slabUsed = (w.pos + 7) & ~7; // the next result 8-byte aligned, as Node aligns its pool's
+      // The next result starts right after this one: a turn's frames lie end to end, and leave as one write (mm.ts).
+      slabUsed = w.pos;
       return slab.subarray(start, w.pos);
     }
     // Too large to share the slab, or it outgrew it and was moved to a larger buffer (at the same offsets, the buffer
