@@ -34,7 +34,9 @@ import {
   type LoadSettings,
   type ScenarioResult,
 } from '../src/bench/load.js';
-// lib-chan's own early flush, so that both sides of every ratio gather their writes alike.
+// lib-chan's own early flush and slab size, so that both sides of every ratio gather their writes alike.
+import { SLAB_BYTES } from '../src/codec/msgpack.js';
+import { extendsRun, runOf } from '../src/frame.js';
 import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES } from '../src/mm.js';
 
 const MAX_FRAME = 1 << 20;
@@ -46,13 +48,38 @@ const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsO
 type Socket = Duplex;
 
 /**
+ * Frames are copied into slabs (lib-chan's size), one after another, a slab never written twice: a turn's frames lie
+ * end to end and leave as one write, as lib-chan's do.
+ */
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+let slabUsed = 0;
+
+/** `m` framed: in the slab where it is small, else in a buffer of its own. */
+function slabFrame(m: unknown[]): Buffer {
+  const body = packr.pack(m);
+  const n = 4 + body.length;
+  if (n >= SLAB_BYTES / 2) return frameOf(m);
+  if (SLAB_BYTES - slabUsed < n) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const frame = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
+/**
  * One end of a connection: frames in (to `onFrame`, synchronously, in order), frames out gathered per turn with an
- * early flush. Used by both the server and the load generator.
+ * early flush, a run of frames that lie end to end written as one. Used by both the server and the load generator.
  */
 class Wire {
   private rest: Buffer | null = null;
   private corked = false;
   private pending = 0;
+  private gatherFirst: Buffer | null = null;
+  private gatherBytes = 0;
 
   constructor(
     readonly socket: Socket,
@@ -80,31 +107,59 @@ class Wire {
   }
 
   send(m: unknown[]): void {
-    const frame = frameOf(m);
+    const frame = slabFrame(m);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(frame);
+    const first = this.gatherFirst;
+    if (first !== null && extendsRun(first, this.gatherBytes, frame)) {
+      this.gatherBytes += frame.length;
+    } else {
+      this.emit();
+      this.gatherFirst = frame;
+      this.gatherBytes = frame.length;
+    }
     // A cast (id 0) is one way: it leaves by the bytes or at the turn's end, as lib-chan's do.
-    if ((m[0] !== 0 && ++this.pending >= EARLY_FLUSH_FRAMES) || this.socket.writableLength >= EARLY_FLUSH_BYTES) {
+    if (
+      (m[0] !== 0 && ++this.pending >= EARLY_FLUSH_FRAMES) ||
+      this.socket.writableLength + this.gatherBytes >= EARLY_FLUSH_BYTES
+    ) {
       // An early flush: what is ready leaves now, and the turn's later frames gather again.
+      this.emit();
       this.socket.uncork();
       this.socket.cork();
       this.pending = 0;
     }
   }
 
+  /** Writes the run of frames gathered, as one view. */
+  private emit(): void {
+    const first = this.gatherFirst;
+    if (first === null) return;
+    this.gatherFirst = null;
+    this.socket.write(runOf(first, this.gatherBytes));
+    this.gatherBytes = 0;
+  }
+
   /** @internal */
   flush(): void {
     this.corked = false;
     this.pending = 0;
+    this.emit();
     this.socket.uncork();
+  }
+
+  /** Ends the connection once what was gathered is written. */
+  end(): void {
+    this.emit();
+    this.socket.end();
   }
 
   /** Resolves once everything written has been handed to the kernel. */
   drain(): Promise<void> {
+    this.emit();
     return new Promise((resolve) => this.socket.write(Buffer.alloc(0), () => resolve()));
   }
 }
@@ -221,7 +276,7 @@ class Client {
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.wire.socket.once('close', () => resolve());
-      this.wire.socket.end();
+      this.wire.end();
     });
   }
 }

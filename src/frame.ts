@@ -168,6 +168,16 @@ export function sealFrame(buf: Buffer): Buffer {
   return buf;
 }
 
+/** Whether `buf` starts where the `bytes` of a run of frames from `first` end, in the same memory (it extends the run). */
+export function extendsRun(first: Buffer, bytes: number, buf: Buffer): boolean {
+  return buf.buffer === first.buffer && buf.byteOffset === first.byteOffset + bytes;
+}
+
+/** The run of `bytes` from `first` (frames that lie end to end: see {@link extendsRun}) as one buffer, not copied. */
+export function runOf(first: Buffer, bytes: number): Buffer {
+  return bytes === first.length ? first : Buffer.from(first.buffer, first.byteOffset, bytes);
+}
+
 /** Frames an already encoded payload (tests and tools; the hot path uses the codec's headroom and `sealFrame`). */
 export function frame(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);

@@ -26,7 +26,7 @@ import type { Duplex } from 'node:stream';
 import type { Account } from './budget.js';
 import { decodedSizeLimit, type Codec } from './codec/index.js';
 import { ChanError, closedError, isCloseReason, type CloseInfo, type CloseReason } from './errors.js';
-import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, sealFrame } from './frame.js';
+import { FRAME_HEADER_BYTES, FrameParser, checkFrameSize, extendsRun, runOf, sealFrame } from './frame.js';
 import { Heartbeat, type Clock, type HeartbeatHost } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { LIB_CHAN, MAX_CLOSE_TEXT, cutText, type Dialect, type WireMessage } from './protocol.js';
@@ -49,8 +49,9 @@ export const SOCKET_SHARE = 128 * 1024;
  * Frames written in one turn of the event loop leave together (one `writev`), but not only at the turn's end: once
  * this many frames that the peer answers or waits on (rpcs, replies), or {@link EARLY_FLUSH_BYTES} of any, are gathered
  * they leave at once, so that a pipelining peer starts on the first answers while the rest are being made, instead of
- * both sides taking turns to idle. One-way frames (casts, pushes) leave by the bytes or at the turn's end: nobody
- * waits on them, and a system call per 16 of them was most of what a client sending casts spent.
+ * both sides taking turns to idle. One-way frames (lib-chan's casts and pushes: the dialect's `oneWay`) leave by the
+ * bytes or at the turn's end: nobody waits on them, and a system call per 16 of them was most of what a client sending
+ * casts spent. (In the original protocol every message goes one way and any may be an answer: all count.)
  */
 export const EARLY_FLUSH_FRAMES = 16;
 export const EARLY_FLUSH_BYTES = 64 * 1024;
@@ -318,13 +319,13 @@ export class MiddleMan implements HeartbeatHost {
     if (t === undefined) return true; // a message the dialect does not carry (a ping in the original protocol)
     const buf = this.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
-    return this.sendEncoded(buf, m.kind === 'cast' || m.kind === 'push');
+    return this.sendEncoded(buf, this.dialect.oneWay(m));
   }
 
   /**
    * Sends a message encoded elsewhere (a worker thread, which has checked it against {@link peerMaxFrameSize}): `buf`
-   * holds the payload after 4 free bytes for the length; `oneWay` when nobody waits on it (a cast, a push: see
-   * {@link EARLY_FLUSH_FRAMES}). Returns false when the connection has ended.
+   * holds the payload after 4 free bytes for the length; `oneWay` when nobody waits on it (the dialect's
+   * `oneWay`: see {@link EARLY_FLUSH_FRAMES}). Returns false when the connection has ended.
    */
   sendEncoded(buf: Buffer, oneWay = false): boolean {
     if (this.closeInfo) return false;
@@ -375,7 +376,7 @@ export class MiddleMan implements HeartbeatHost {
   private gather(buf: Buffer): void {
     const first = this.gatherFirst;
     if (first !== null) {
-      if (buf.buffer === first.buffer && buf.byteOffset === first.byteOffset + this.gatherBytes) {
+      if (extendsRun(first, this.gatherBytes, buf)) {
         this.gatherBytes += buf.length;
         return;
       }
@@ -392,8 +393,7 @@ export class MiddleMan implements HeartbeatHost {
     this.gatherFirst = null;
     const n = this.gatherBytes;
     this.gatherBytes = 0;
-    if (this.socket.destroyed) return; // as a write to it would be: dropped
-    this.socket.write(n === first.length ? first : Buffer.from(first.buffer, first.byteOffset, n));
+    if (!this.socket.destroyed) this.socket.write(runOf(first, n)); // (a write to a destroyed socket is dropped)
   }
 
   /** @internal The socket took what it had: give it the queue's next frames, up to its share. */
@@ -454,8 +454,8 @@ export class MiddleMan implements HeartbeatHost {
     const a = this.account;
     if (!a) return;
     const socket = this.socket;
-    const inSocket =
-      socket.destroyed || socket.writableLength < socket.writableHighWaterMark ? 0 : socket.writableLength;
+    const pending = socket.writableLength + this.gatherBytes;
+    const inSocket = socket.destroyed || pending < socket.writableHighWaterMark ? 0 : pending;
     a.setOutbound(this.queuedOut + inSocket);
   }
 

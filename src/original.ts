@@ -40,6 +40,8 @@ function carried(m: WireMessage): Term | undefined {
 }
 
 const asCast = (t: Term): WireMessage => ({ kind: 'cast', data: t });
+/** Every message of the original protocol is sent one way, and any may be the answer a peer waits on. */
+const neverOneWay = (): boolean => false;
 const isAckTerm = (m: WireMessage): boolean => m.kind === 'cast' && isAtom(m.data, 'ack');
 
 /** The original protocol, a server's side: a refusal during the handshake is told as its word, an atom. */
@@ -49,6 +51,7 @@ export const ORIGINAL_SERVER: Dialect = {
   fromWire: asCast,
   closeFrame: (reason, _text, inSession) => (inSession ? undefined : new Atom(reason)),
   isAck: isAckTerm,
+  oneWay: neverOneWay,
 };
 
 /** The original protocol, a client's side: it never sends anything when it closes. */
@@ -58,6 +61,7 @@ export const ORIGINAL_CLIENT: Dialect = {
   fromWire: asCast,
   closeFrame: () => undefined,
   isAck: isAckTerm,
+  oneWay: neverOneWay,
 };
 
 /** A new challenge: 25 random lowercase letters. */

@@ -131,6 +131,11 @@ export interface Dialect {
   closeFrame(reason: string, text: string, inSession: boolean): Term | undefined;
   /** True for the message that ends a client's handshake with success. */
   isAck(m: WireMessage): boolean;
+  /**
+   * True for a message nobody waits on (an answer is never a one-way message): it does not count toward the early
+   * flush's frames (mm.ts, EARLY_FLUSH_FRAMES).
+   */
+  oneWay(m: WireMessage): boolean;
 }
 
 /** lib-chan's own protocol (docs/PROTOCOL.md). */
@@ -140,6 +145,7 @@ export const LIB_CHAN: Dialect = {
   fromWire,
   closeFrame: (reason, text) => ['close', reason, text],
   isAck: (m) => m.kind === 'ack',
+  oneWay: (m) => m.kind === 'cast' || m.kind === 'push',
 };
 
 /** Reads a decoded payload as a message; throws `protocolError` when it is not one. */

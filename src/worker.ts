@@ -66,7 +66,8 @@ class PortOutput implements MailboxOutput {
     checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
     const id = m.kind === 'reply' ? m.id : undefined;
-    post(id === undefined ? { t: 'out', conn: this.conn, frame } : { t: 'out', conn: this.conn, frame, id }, [
+    const oneWay = this.spoken.dialect.oneWay(m);
+    post({ t: 'out', conn: this.conn, frame, ...(id === undefined ? {} : { id }), ...(oneWay ? { oneWay } : {}) }, [
       frame.buffer as ArrayBuffer,
     ]);
     return true;

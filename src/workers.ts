@@ -49,8 +49,11 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'ready' }
   | { t: 'startFailed'; message: string; moduleError: boolean }
-  /** `id`: the rpc the frame answers, if it is a reply (for the admin port's rpc times). */
-  | { t: 'out'; conn: number; frame: Uint8Array; id?: number }
+  /**
+   * `id`: the rpc the frame answers, if it is a reply (for the admin port's rpc times); `oneWay`: nobody waits on it
+   * (the early flush does not count it).
+   */
+  | { t: 'out'; conn: number; frame: Uint8Array; id?: number; oneWay?: boolean }
   | { t: 'close'; conn: number; reason: CloseReason; text: string }
   | { t: 'took'; conn: number; n: number }
   | { t: 'drain'; conn: number; id: number }
@@ -113,8 +116,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
   }
 
   /** A frame the worker encoded for the client; `id`: the rpc it answers, if it is a reply. */
-  out(frame: Uint8Array, id: number | undefined): void {
-    this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+  out(frame: Uint8Array, id: number | undefined, oneWay: boolean): void {
+    this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), oneWay);
     if (id !== undefined) this.clock?.answered(id);
   }
 
@@ -285,7 +288,7 @@ class WorkerThread {
     const link = 'conn' in m ? this.links.get(m.conn) : undefined;
     switch (m.t) {
       case 'out':
-        link?.out(m.frame, m.id);
+        link?.out(m.frame, m.id, m.oneWay === true);
         return;
       case 'close':
         // A crash is counted here, before its client can hear of it, so that stats() never lags behind the client.

@@ -10,7 +10,8 @@ import { FrameParser, frame } from '../src/frame.js';
 import { silentLogger } from '../src/log.js';
 import { duplexPair } from '../src/memory-transport.js';
 import { EARLY_FLUSH_BYTES, EARLY_FLUSH_FRAMES, MiddleMan } from '../src/mm.js';
-import { fromWire, toWire, type WireMessage } from '../src/protocol.js';
+import { ORIGINAL_SERVER } from '../src/original.js';
+import { LIB_CHAN, fromWire, toWire, type Dialect, type WireMessage } from '../src/protocol.js';
 import { atom } from '../src/term/model.js';
 
 const codec = msgpackCodec({ maxDepth: 32 });
@@ -229,7 +230,10 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
    * Sends `frames` in one turn; returns how many times the gathered frames were let go to the socket before that turn
    * ended (its uncork: the rest leaves when the turn ends), and what the peer read.
    */
-  const inTurn = async (frames: WireMessage[]): Promise<{ flushes: number; writes: number; read: WireMessage[] }> => {
+  const inTurn = async (
+    frames: WireMessage[],
+    dialect: Dialect = LIB_CHAN,
+  ): Promise<{ flushes: number; writes: number; read: WireMessage[] }> => {
     const [mine, peer] = duplexPair();
     let flushes = 0;
     let writes = 0;
@@ -238,19 +242,19 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
       flushes++;
       uncork();
     };
-    const write = mine.write.bind(mine) as (chunk: Buffer) => boolean;
-    mine.write = ((chunk: Buffer) => {
+    const write = mine.write.bind(mine) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+    mine.write = ((chunk: Buffer, ...rest: unknown[]) => {
       if (chunk.length > 0) writes++;
-      return write(chunk);
+      return write(chunk, ...rest);
     }) as typeof mine.write;
     const mm = new MiddleMan(
       mine,
-      { codec, maxFrameSize: 1 << 20, sendBufferLimit: 1 << 24, log: silentLogger },
+      { codec, dialect, maxFrameSize: 1 << 20, sendBufferLimit: 1 << 24, log: silentLogger },
       {},
       { onMessage: () => {}, onClosed: () => {} },
     );
     const read: WireMessage[] = [];
-    const parser = new FrameParser(1 << 24, (p) => read.push(fromWire(codec.decode(p))));
+    const parser = new FrameParser(1 << 24, (p) => read.push(dialect.fromWire(codec.decode(p))));
     peer.on('data', (c: Buffer) => parser.push(c));
     for (const m of frames) mm.send(m);
     const early = flushes;
@@ -266,7 +270,9 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
   // Each flush's frames lie end to end in the codec's slab: one write each (two at most where a slab ends among them).
   t.true(bySmall.writes >= 3 && bySmall.writes <= 4, `${bySmall.writes} writes`);
   const replies = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'reply', id: i + 1, data: i }));
-  t.is((await inTurn(replies)).flushes, 2);
+  const byReplies = await inTurn(replies);
+  t.is(byReplies.flushes, 2);
+  t.deepEqual(byReplies.read, replies);
   // One-way frames (casts, pushes) are not counted: 40 of them leave at the turn's end, and among rpcs they do not
   // bring the rpcs' flush sooner.
   const oneWay = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: i % 2 ? 'cast' : 'push', data: i }));
@@ -277,11 +283,58 @@ test(`frames of one turn leave together, but ${EARLY_FLUSH_FRAMES} frames answer
     { length: 40 },
     (_, i): WireMessage => (i % 2 ? { kind: 'cast', data: i } : { kind: 'rpc', id: i + 1, data: i }),
   );
-  t.is((await inTurn(mixed)).flushes, 1, '20 rpcs among them: one flush, at the 16th');
+  const byMixed = await inTurn(mixed);
+  t.is(byMixed.flushes, 1, '20 rpcs among them: one flush, at the 16th');
+  t.deepEqual(byMixed.read, mixed);
+  // In the original protocol every message goes one way and any may be the answer a peer waits on: all count.
+  const erlang = await inTurn(oneWay, ORIGINAL_SERVER);
+  t.is(erlang.flushes, 2);
+  t.deepEqual(
+    erlang.read.map((m) => (m.kind === 'cast' ? m.data : null)),
+    oneWay.map((m) => (m.kind === 'cast' || m.kind === 'push' ? m.data : null)),
+  );
+  // A small frame, one large enough for a buffer of its own, and a small one again (end to end with the first in the
+  // slab, the large one between them on the wire): in order.
+  const apart: WireMessage[] = [
+    { kind: 'cast', data: 1 },
+    { kind: 'cast', data: Buffer.alloc(5000, 7) },
+    { kind: 'cast', data: 2 },
+  ];
+  t.deepEqual((await inTurn(apart)).read, apart);
   // 2 casts of 40 KiB: by the bytes, one-way frames too; the second takes what is gathered past EARLY_FLUSH_BYTES,
   // and both leave at once.
   const large = Array.from({ length: 2 }, (_, i): WireMessage => ({ kind: 'cast', data: Buffer.alloc(40 * 1024, i) }));
   const byLarge = await inTurn(large);
   t.is(byLarge.flushes, 1);
   t.deepEqual(byLarge.read, large);
+});
+
+test('frames gathered in a turn are written before drain() resolves, and before the close frame of a close() in the same turn', async (t) => {
+  const [mine, peer] = duplexPair();
+  let written = 0;
+  const write = mine.write.bind(mine) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+  mine.write = ((chunk: Buffer, ...rest: unknown[]) => {
+    written += chunk.length;
+    return write(chunk, ...rest);
+  }) as typeof mine.write;
+  const mm = new MiddleMan(
+    mine,
+    { codec, maxFrameSize: 1 << 20, sendBufferLimit: 1 << 24, log: silentLogger },
+    {},
+    { onMessage: () => {}, onClosed: () => {} },
+  );
+  const read: WireMessage[] = [];
+  const parser = new FrameParser(1 << 24, (p) => read.push(fromWire(codec.decode(p))));
+  const peerEnded = new Promise<void>((resolve) => peer.once('end', resolve));
+  peer.on('data', (c: Buffer) => parser.push(c));
+  const casts = Array.from({ length: 5 }, (_, i): WireMessage => ({ kind: 'cast', data: `cast ${i}` }));
+  for (const m of casts) mm.send(m);
+  const bytes = casts.reduce((n, m) => n + 4 + codec.encode(toWire(m), 0).length, 0);
+  await mm.drain();
+  t.true(written >= bytes, `${written} bytes written of ${bytes} when drain() resolved`);
+  for (const m of casts) mm.send(m);
+  mm.close('normal', 'bye');
+  await peerEnded;
+  t.deepEqual(read, [...casts, ...casts, { kind: 'close', reason: 'normal', text: 'bye' }]);
+  mm.destroy();
 });
