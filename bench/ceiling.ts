@@ -58,13 +58,18 @@ let slabUsed = 0;
 function slabFrame(m: unknown[]): Buffer {
   const body = packr.pack(m);
   const n = 4 + body.length;
-  if (n >= SLAB_BYTES / 2) return frameOf(m);
+  if (n >= SLAB_BYTES / 2) return framed(body, Buffer.allocUnsafe(n));
   if (SLAB_BYTES - slabUsed < n) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     slabUsed = 0;
   }
   const frame = slab.subarray(slabUsed, slabUsed + n);
   slabUsed += n;
+  return framed(body, frame);
+}
+
+/** `body` with its 4-byte length before it, written into `frame` (4 bytes longer than it). */
+function framed(body: Buffer, frame: Buffer): Buffer {
   frame.writeUInt32BE(body.length, 0);
   body.copy(frame, 4);
   return frame;
@@ -176,10 +181,7 @@ export function unpackFrame(payload: Buffer): unknown {
 /** `m` as the ceiling sends it: a 4-byte length, then msgpackr's bytes. */
 export function frameOf(m: unknown[]): Buffer {
   const body = packr.pack(m);
-  const frame = Buffer.allocUnsafe(4 + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, 4);
-  return frame;
+  return framed(body, Buffer.allocUnsafe(4 + body.length));
 }
 
 // --- the server ---

@@ -98,7 +98,7 @@ export function storageKey(key: Term): Buffer {
  * text and a copy of it from Buffer's pool); latin1 rather than hex, half as long to hash and compare in a `Map`.
  */
 export function storageId(key: Term): string {
-  return hash('sha256', termKey(key), 'binary'); // 'binary' is latin1;
+  return hash('sha256', termKey(key), 'binary'); // 'binary' is latin1
 }
 
 /** The bytes of a {@link storageId}: its {@link storageKey}. */
