@@ -11,6 +11,7 @@ import {
   decode,
   decodedSizeLimit,
   encode,
+  flatCost,
   lastDecodedSize,
   measure,
   shortUtf8,
@@ -305,6 +306,42 @@ test('measure counts what encode writes and what the decoder charges, and refuse
     { numRuns: 3000 },
   );
   t.pass();
+});
+
+/** Leaves a key is often made of, and the edges of what flatCost sizes (31 and 32 characters, the words, -0). */
+const keyLeaf = fc.oneof(
+  fc.integer(),
+  fc.constantFrom(-0, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 1, 0.5, 'x'.repeat(31), 'x'.repeat(32), 'é'),
+  fc.string({ maxLength: 40 }),
+  fc.constantFrom('true', 'false', 'null', 'nil', 'c', 'a'.repeat(31), 'a'.repeat(32), 'é', '\u{1F600}').map(atom),
+  fc.string({ maxLength: 40 }).map(atom),
+);
+
+test('flatCost gives what measure gives for every term it sizes, and sizes the usual keys (property)', (t) => {
+  const agrees = (x: unknown): void => {
+    const c = flatCost(x);
+    if (c >= 0 && c !== measure(x, 8).size) throw new Error(`flatCost ${c}, measure ${measure(x, 8).size}`);
+  };
+  fc.assert(fc.property(anyTerm, agrees), { numRuns: 2000 });
+  fc.assert(fc.property(keyLeaf, agrees), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.array(keyLeaf, { maxLength: 6 }), (xs) => agrees(tuple(...(xs as Term[])))),
+    { numRuns: 2000 },
+  );
+  for (const k of [atom('joe'), 'joe', 12, tuple(atom('c'), 12), tuple(atom('location'), atom('joe'), 'x')])
+    t.true(flatCost(k) >= 0, formatTerm(k as Term));
+  // What it leaves to measure: a list, a binary, a float that must stay one, a bigint, a long or non-ASCII name.
+  for (const k of [[1], Buffer.from('b'), float(1), 2n ** 60n, atom('é'), 'x'.repeat(32), tuple(1, 2, 3, 4, 5)])
+    t.is(flatCost(k), -1);
+});
+
+test('a string is measured by its own bytes, whether or not it is the one decoded last', (t) => {
+  const decoded = decode(encode('é'.repeat(20), 2), 2) as string; // 40 bytes
+  t.is(measure(decoded, 2).bytes, 42);
+  t.is(measure('a'.repeat(20), 2).bytes, 21); // as long in characters, not in bytes
+  t.is(measure('a'.repeat(40), 2).bytes, 42);
+  t.is(measure(`${decoded.slice(0, 19)}e`, 2).bytes, 41);
+  t.is(measure(decoded, 2).size, stringCost(40, 20));
 });
 
 test('map keys that are maps are compared by value, whatever their order; a key nested 29 maps deep decodes once', (t) => {

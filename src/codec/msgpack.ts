@@ -50,6 +50,12 @@ const WORD_ATOMS = new Map([
   ['false', 0xc2],
   ['null', 0xc0],
 ]);
+
+/** Whether an atom of this name is one of {@link WORD_ATOMS}. */
+function isWordName(name: string): boolean {
+  return name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name);
+}
+
 export const EXT_TUPLE = 2;
 /** Erlang's own limit on atom names, in characters (Unicode code points, as Erlang counts them). */
 export const MAX_ATOM_CHARS = 255;
@@ -224,6 +230,39 @@ export function measure(
   }
 }
 
+/**
+ * The decoded size of a small flat term as {@link measure} gives it, without its walk (a store sizes every key it
+ * keeps): an integer, a short ASCII string, an atom with a short ASCII name, or a tuple of up to
+ * {@link FLAT_ELEMENTS} of them (most keys: `joe`, `"joe"`, `{c, 12}`). -1 for anything else, which `measure` sizes.
+ */
+export function flatCost(x: unknown): number {
+  if (!(x instanceof Tuple)) return leafCost(x);
+  const items = x.elements;
+  if (items.length > FLAT_ELEMENTS) return -1;
+  let size = COST.tuple + COST.array + COST.slot * items.length;
+  for (let i = 0; i < items.length; i++) {
+    const c = leafCost(items[i]);
+    if (c < 0) return -1;
+    size += c;
+  }
+  return size;
+}
+
+/** The most elements of a tuple {@link flatCost} sizes. */
+const FLAT_ELEMENTS = 4;
+
+/** {@link flatCost} of a number, or of a string or an atom's name of fewer than 32 ASCII characters; else -1. */
+function leafCost(x: unknown): number {
+  if (typeof x === 'number') return numberCost(x);
+  if (typeof x === 'string') return x.length < 32 && isAscii(x) ? COST.string + x.length : -1;
+  if (!(x instanceof Atom)) return -1;
+  const name = x.name;
+  if (name.length >= 32 || !isAscii(name)) return -1;
+  // true, false and null travel as MessagePack's own words: nothing beyond their slot.
+  if (isWordName(name)) return 0;
+  return COST.atom + COST.string + name.length;
+}
+
 /** The encoder's walk, counting instead of writing. */
 class Meter {
   bytes = 0;
@@ -319,24 +358,40 @@ class Meter {
 
   private atom(name: string): void {
     if (atomTooLong(name)) throw badTerm(`an atom may have at most ${MAX_ATOM_CHARS} characters`);
-    if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name)) {
+    if (isWordName(name)) {
       this.bytes += 1;
       return;
     }
-    // A short ASCII name (most atoms) is measured without a native call, as a short string is.
-    const len = name.length < 32 && isAscii(name) ? name.length : Buffer.byteLength(name);
+    const len = utf8Length(name);
     this.charge(COST.atom + stringCost(len, name.length));
     this.bytes += extHeaderBytes(len) + len;
   }
 
   private string(s: string): void {
-    const len = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s);
+    const len = utf8Length(s);
     this.charge(stringCost(len, s.length));
     this.bytes += strHeaderBytes(len) + len;
   }
 }
 
 const meter = new Meter();
+
+/**
+ * The string the decoder made last from 16 to {@link TEXT_MEMO_MAX} bytes of UTF-8 (its native path), and how many: a
+ * store measures the value it has just decoded, and need not ask Node to count its bytes again.
+ */
+let lastText = '';
+let lastTextBytes = 0;
+const TEXT_MEMO_MAX = 64 * 1024;
+
+/** The bytes of `s` in UTF-8. */
+export function utf8Length(s: string): number {
+  // A short ASCII string (most words and keys) without a native call.
+  if (s.length < 32 && isAscii(s)) return s.length;
+  // Compared by identity first; a string of other characters differs at once, one of the same has the same length.
+  if (s.length <= TEXT_MEMO_MAX && s === lastText) return lastTextBytes;
+  return Buffer.byteLength(s);
+}
 
 /** The bytes of an array's or a map's header for `n` elements (fix, 16 or 32). */
 function lengthHeaderBytes(n: number): number {
@@ -879,6 +934,10 @@ class Decoder {
     if (s.includes('\uFFFD') && !isUtf8(b.subarray(start, end)))
       throw malformed(`the string at offset ${start - this.base} is not valid UTF-8`);
     this.charge((s.length === len ? len : 2 * s.length) - least);
+    if (len <= TEXT_MEMO_MAX) {
+      lastText = s;
+      lastTextBytes = len;
+    }
     return s;
   }
 
@@ -993,8 +1052,7 @@ const decoder = new Decoder();
 
 /** An atom's term: true, false and null for those names (docs/PROTOCOL.md section 2, as if sent c3, c2, c0), else an Atom. */
 function atomTerm(name: string): Term {
-  if (name.length >= 4 && name.length <= 5 && WORD_ATOMS.has(name))
-    return name === 'true' ? true : name === 'false' ? false : null;
+  if (isWordName(name)) return name === 'true' ? true : name === 'false' ? false : null;
   return new Atom(name);
 }
 

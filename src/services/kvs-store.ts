@@ -12,7 +12,7 @@
  *   docs/PROTOCOL.md), plus {@link ENTRY_OVERHEAD} an entry. A store past it is refused with
  *   `{error, {storeFull, Text}}`; nothing else changes.
  */
-import { decodedSizeLimit, measure } from '../codec/msgpack.js';
+import { decodedSizeLimit, flatCost, measure, stringCost, utf8Length } from '../codec/msgpack.js';
 import { LimitError } from '../errors.js';
 import type { ServiceLimits } from '../modules.js';
 import { errorTerm } from '../runtime.js';
@@ -75,11 +75,19 @@ export class KvsStore {
   /** The commit the latest cast store waits on, already watched for failure ({@link firstToWatch}). */
   private watched: Promise<void> | null = null;
 
+  /** The largest decoded size and UTF-8 length of a string value that fit its answer for certain (see decide). */
+  private readonly textCostRoom: number;
+  private readonly textBytesRoom: number;
+
   constructor(
     /** The service's part of the server's store (store/): memory, LMDB or Redis. */
     private readonly namespace: Namespace,
     private readonly limits: ServiceLimits = NO_LIMITS,
-  ) {}
+  ) {
+    this.textCostRoom = decodedSizeLimit(limits.maxFrameSize) - ENVELOPE_COST;
+    // A string's header takes at most 5 bytes.
+    this.textBytesRoom = limits.maxFrameSize - ENVELOPE_BYTES - 5;
+  }
 
   /**
    * `kvs:store(Key, Value)`: stored (later lookups of this process see it at once; `committed` settles once it is
@@ -102,11 +110,19 @@ export class KvsStore {
 
   /** What storing `value` under `key` costs, or the refusal to answer when its answer could not be sent back. */
   private decide(key: Term, value: Term): number | Tuple {
+    // Most stores: a string under a small flat key, sized here without measure's walk (the same figures; what is
+    // not sure to fit, measure decides).
+    const keyCost = flatCost(key);
+    if (typeof value === 'string' && keyCost >= 0) {
+      const len = utf8Length(value);
+      const size = stringCost(len, value.length);
+      if (size <= this.textCostRoom && len <= this.textBytesRoom) return keyCost + size + ENTRY_OVERHEAD;
+    }
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError)
       return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
-    return measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
+    return (keyCost >= 0 ? keyCost : measure(key, Number.POSITIVE_INFINITY).size) + size + ENTRY_OVERHEAD;
   }
 
   private outcome(put: PutResult): StoreOutcome {
