@@ -232,8 +232,8 @@ export function measure(
 
 /**
  * The decoded size of a small flat term as {@link measure} gives it, without its walk (a store sizes every key it
- * keeps): an integer, a short ASCII string, an atom with a short ASCII name, or a tuple of up to
- * {@link FLAT_ELEMENTS} of them (most keys: `joe`, `"joe"`, `{c, 12}`). -1 for anything else, which `measure` sizes.
+ * keeps): a number, a short ASCII string, an atom with a short ASCII name, or a tuple of up to {@link FLAT_ELEMENTS}
+ * of them (most keys: `joe`, `"joe"`, `{c, 12}`). -1 for anything else, which `measure` sizes.
  */
 export function flatCost(x: unknown): number {
   if (!(x instanceof Tuple)) return leafCost(x);
@@ -251,7 +251,7 @@ export function flatCost(x: unknown): number {
 /** The most elements of a tuple {@link flatCost} sizes. */
 const FLAT_ELEMENTS = 4;
 
-/** {@link flatCost} of a number, or of a string or an atom's name of fewer than 32 ASCII characters; else -1. */
+/** {@link flatCost} of a number, or of a string or an atom's name of under 32 characters, all ASCII; else -1. */
 function leafCost(x: unknown): number {
   if (typeof x === 'number') return numberCost(x);
   if (typeof x === 'string') return x.length < 32 && isAscii(x) ? COST.string + x.length : -1;
@@ -378,7 +378,8 @@ const meter = new Meter();
 
 /**
  * The string the decoder made last from 16 to {@link TEXT_MEMO_MAX} bytes of UTF-8 (its native path), and how many: a
- * store measures the value it has just decoded, and need not ask Node to count its bytes again.
+ * store measures the value it has just decoded, and need not ask Node to count its bytes again. It keeps that one
+ * string alive until the next.
  */
 let lastText = '';
 let lastTextBytes = 0;
@@ -388,7 +389,7 @@ const TEXT_MEMO_MAX = 64 * 1024;
 export function utf8Length(s: string): number {
   // A short ASCII string (most words and keys) without a native call.
   if (s.length < 32 && isAscii(s)) return s.length;
-  // Compared by identity first; a string of other characters differs at once, one of the same has the same length.
+  // The string decoded last, or one of the same characters (compared by content where it is not the same string).
   if (s.length <= TEXT_MEMO_MAX && s === lastText) return lastTextBytes;
   return Buffer.byteLength(s);
 }

@@ -75,7 +75,10 @@ export class KvsStore {
   /** The commit the latest cast store waits on, already watched for failure ({@link firstToWatch}). */
   private watched: Promise<void> | null = null;
 
-  /** The largest decoded size and UTF-8 length of a string value that fit its answer for certain (see decide). */
+  /**
+   * The largest decoded size and UTF-8 length of a string value that are sure to fit its answer (see decide). With
+   * decoded sizes up to 8 times max_frame_size, the bytes are what decides; the size is checked all the same.
+   */
   private readonly textCostRoom: number;
   private readonly textBytesRoom: number;
 
@@ -112,17 +115,18 @@ export class KvsStore {
   private decide(key: Term, value: Term): number | Tuple {
     // Most stores: a string under a small flat key, sized here without measure's walk (the same figures; what is
     // not sure to fit, measure decides).
-    const keyCost = flatCost(key);
-    if (typeof value === 'string' && keyCost >= 0) {
+    if (typeof value === 'string') {
+      const keyCost = flatCost(key);
       const len = utf8Length(value);
       const size = stringCost(len, value.length);
-      if (size <= this.textCostRoom && len <= this.textBytesRoom) return keyCost + size + ENTRY_OVERHEAD;
+      if (keyCost >= 0 && size <= this.textCostRoom && len <= this.textBytesRoom)
+        return keyCost + size + ENTRY_OVERHEAD;
     }
     // {ok, Value} is one level around the value.
     const size = sizeWithin(value, 1, this.limits);
     if (size instanceof LimitError)
       return errorTerm('tooLarge', `not stored: its answer {ok, Value} could not be sent back (${size.message})`);
-    return (keyCost >= 0 ? keyCost : measure(key, Number.POSITIVE_INFINITY).size) + size + ENTRY_OVERHEAD;
+    return measure(key, Number.POSITIVE_INFINITY).size + size + ENTRY_OVERHEAD;
   }
 
   private outcome(put: PutResult): StoreOutcome {
