@@ -92,6 +92,8 @@ test('several processes on a memory: store are refused at start, with the reason
   t.regex(r.stderr, /store memory: cannot be shared by 2 processes/);
 });
 
+// A replacement process opening the LMDB directory while the other commits may undo that commit (LMDB's ITS#9496, not
+// fixed in lmdb-js 3.5.6's build: docs/SCALING.md, "Known limit"); this test failed so once in CI, two stores lost.
 test('kill -9 of one process of two in the middle of streams of rpc stores: every acknowledged store is kept', async (t) => {
   const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
   t.teardown(() => s.child.kill('SIGKILL'));
@@ -120,7 +122,7 @@ test('kill -9 of one process of two in the middle of streams of rpc stores: ever
     const found = await ch.rpc(tuple(atom('lookup'), tuple(atom('k'), c, i)));
     if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) missing.push(`${c}/${i}`);
   }
-  t.log(`${acked.items.length} acknowledged stores`);
+  t.log(`${acked.items.length} acknowledged stores; the last of each stream: ${lastOfEach(acked.items).join(' ')}`);
   t.deepEqual(missing, []);
   await ch.close();
 });
@@ -186,3 +188,10 @@ test('with several processes the primary serves the admin port: metrics aggregat
   s.child.kill('SIGTERM');
   t.is((await once(s.child, 'close'))[0], 0);
 });
+
+/** The last index acknowledged on each stream, as `C/I` (what a failure is read against). */
+function lastOfEach(items: readonly [number, number][]): string[] {
+  const last = new Map<number, number>();
+  for (const [c, i] of items) last.set(c, Math.max(i, last.get(c) ?? -1));
+  return [...last].sort(([a], [b]) => a - b).map(([c, i]) => `${c}/${i}`);
+}
