@@ -93,7 +93,7 @@ test('several processes on a memory: store are refused at start, with the reason
 });
 
 // A replacement process opening the LMDB directory while the other commits may undo that commit (LMDB's ITS#9496, not
-// fixed in lmdb-js 3.5.6's build: docs/SCALING.md, "Known limit"); this test failed so once in CI, two stores lost.
+// fixed in lmdb-js 3.5.6's build: docs/SCALING.md, "Known limit"): perhaps why this test once lost two stores in CI.
 test('kill -9 of one process of two in the middle of streams of rpc stores: every acknowledged store is kept', async (t) => {
   const s = await serve([CONF], { CHAN_PROCESSES: '2', CHAN_STORE: `lmdb:${tempDir()}` });
   t.teardown(() => s.child.kill('SIGKILL'));
