@@ -9,6 +9,7 @@ import test from 'ava';
 import { connect } from '../src/client.js';
 import { ChanError } from '../src/errors.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
+import { formatTerm } from '../src/term/print.js';
 import { run, serve } from './cli-helpers.js';
 import { Watched, refusal, tempDir } from './helpers.js';
 
@@ -120,7 +121,10 @@ test('kill -9 of one process of two in the middle of streams of rpc stores: ever
   const missing = [];
   for (const [c, i] of acked.items) {
     const found = await ch.rpc(tuple(atom('lookup'), tuple(atom('k'), c, i)));
-    if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) missing.push(`${c}/${i}`);
+    if (!(isTuple(found, 'ok', 2) && found.at(1) === i)) {
+      missing.push(`${c}/${i}`);
+      t.log(`${c}/${i} answered ${formatTerm(found)}`); // not found (undefined), or the store failing to read
+    }
   }
   t.log(`${acked.items.length} acknowledged stores; the last of each stream: ${lastOfEach(acked.items).join(' ')}`);
   t.deepEqual(missing, []);
