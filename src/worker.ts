@@ -65,11 +65,11 @@ class PortOutput implements MailboxOutput {
     const buf = this.spoken.codec.encode(t, FRAME_HEADER_BYTES, decodedSizeLimit(this.peerMaxFrameSize));
     checkFrameSize(buf, this.peerMaxFrameSize);
     const frame = new Uint8Array(buf); // its own ArrayBuffer, which can be handed over without a copy
-    const id = m.kind === 'reply' ? m.id : undefined;
-    const oneWay = this.spoken.dialect.oneWay(m);
-    post({ t: 'out', conn: this.conn, frame, ...(id === undefined ? {} : { id }), ...(oneWay ? { oneWay } : {}) }, [
-      frame.buffer as ArrayBuffer,
-    ]);
+    // The optional fields only where they say something (no object spread per message on this path).
+    const out: Extract<FromWorker, { t: 'out' }> = { t: 'out', conn: this.conn, frame };
+    if (m.kind === 'reply') out.id = m.id;
+    if (this.spoken.dialect.oneWay(m)) out.oneWay = true;
+    post(out, [frame.buffer as ArrayBuffer]);
     return true;
   }
 
