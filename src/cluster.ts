@@ -10,8 +10,15 @@
  * must be global: failure throttling. Each process tells the primary of each failed handshake; the primary counts them
  * for all processes, and when an address reaches `auth_max_failures` it locks the address out in every process.
  *
- * Messages, primary <-> process: `{t: 'listening', port}` and `{t: 'authFail', address}` up; `{t: 'lock', address,
- * ms}` and `{t: 'reload'}` down.
+ * It also takes the processes' opens of an LMDB directory in turn (store/lmdb-gate.ts says why): a process about to open
+ * it asks (`storeOpen?`); the primary asks every other process that has it open to hold its writes (`storeHold`, answered
+ * by `storeHeld` once their writes in flight are committed), then lets the opener open (`storeOpen!`), and releases the
+ * others (`storeRelease`) when it says it has (`storeOpened`) or exits. One that does not answer in STORE_TURN_TIMEOUT is
+ * ended (SIGKILL), as one that hangs would stall every write of the server.
+ *
+ * Messages, primary <-> process: `{t: 'listening', port}`, `{t: 'authFail', address}`, `{t: 'storeOpen?'}`,
+ * `{t: 'storeHeld', turn}` and `{t: 'storeOpened'}` up; `{t: 'lock', address, ms}`, `{t: 'reload'}`,
+ * `{t: 'storeHold', turn}`, `{t: 'storeOpen!'}` and `{t: 'storeRelease'}` down.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -23,6 +30,7 @@ import { RestartPolicy } from './restart-policy.js';
 import type { ChanServer } from './server.js';
 import type { ServerConfig } from './config/load.js';
 import { openStore } from './store/index.js';
+import { hold, release, setOpenGuard } from './store/lmdb-gate.js';
 import { describeStore } from './store/store.js';
 import { startAdmin } from './admin.js';
 import { ClusterMetrics, emptyStatus, mergeStatus, shareMetrics, type StatusReport } from './metrics.js';
@@ -31,11 +39,17 @@ import { SERVER_NAME } from './version.js';
 type Up =
   | { t: 'listening'; port: number }
   | { t: 'authFail'; address: string }
+  | { t: 'storeOpen?' }
+  | { t: 'storeHeld'; turn: number }
+  | { t: 'storeOpened' }
   | { t: 'admin!'; id: number; value: unknown }
   | GroupMessage;
 type Down =
   | { t: 'lock'; address: string; ms: number }
   | { t: 'reload' }
+  | { t: 'storeHold'; turn: number }
+  | { t: 'storeOpen!' }
+  | { t: 'storeRelease' }
   /** The primary's admin port asks each process for its status or its readiness. */
   | { t: 'admin?'; id: number; what: 'status' | 'ready' };
 
@@ -44,6 +58,13 @@ type Down =
  * (READY_STORE_TIMEOUT, 2 s), so that a store that hangs is reported as such, not as a process that did not answer.
  */
 const ADMIN_ASK_TIMEOUT = 3000;
+
+/**
+ * How long, ms, the primary waits for a process to hold its writes (its writes in flight committed) while a sibling
+ * opens the LMDB directory, and for the sibling to open it: one that takes longer is ended with SIGKILL (and replaced),
+ * since every write of the server waits on it meanwhile. A hold takes a commit's time and an open a few milliseconds.
+ */
+export const STORE_TURN_TIMEOUT = 10_000;
 
 /** The number of server processes `processes` asks for (`auto`: one per CPU). */
 export function processCount(processes: number | 'auto'): number {
@@ -97,6 +118,7 @@ export async function runPrimary(
   /** The admin port's questions to the processes, waiting for their answers. */
   const asks = new Map<number, (value: unknown) => void>();
   let nextAsk = 1;
+  const turns = storeTurns(log);
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.
@@ -177,6 +199,8 @@ export async function runPrimary(
         if (m.t === 'admin!') {
           asks.get(m.id)?.(m.value);
           asks.delete(m.id);
+        } else if (m.t === 'storeOpen?' || m.t === 'storeHeld' || m.t === 'storeOpened') {
+          turns.message(w, m);
         } else if (m.t === 'listening') {
           listening.set(w.id, m.port);
           // A process that starts late learns the lockouts in force.
@@ -210,6 +234,7 @@ export async function runPrimary(
     cluster.on('exit', (w, code, signal) => {
       const wasListening = listening.delete(w.id);
       live.delete(w.id);
+      turns.exited(w);
       if (stopping) {
         if (live.size === 0) resolve(exitStatus);
         return;
@@ -270,6 +295,127 @@ export async function runPrimary(
   });
   await admin?.close();
   return status;
+}
+
+/**
+ * The primary's side of the LMDB open turns: one process opens at a time, while every other one that has the directory
+ * open holds its writes. `message` takes the processes' store messages, `exited` a process's exit.
+ */
+function storeTurns(log: Logger): {
+  message: (w: Worker, m: Extract<Up, { t: 'storeOpen?' | 'storeHeld' | 'storeOpened' }>) => void;
+  exited: (w: Worker) => void;
+} {
+  /** The processes that have the directory open. */
+  const opened = new Map<number, Worker>();
+  /** The processes waiting for their turn to open it, first come first served. */
+  const queue: Worker[] = [];
+  /** The turn under way: who opens, which processes it holds (and which have not said they hold yet). */
+  let current: {
+    turn: number;
+    opener: Worker;
+    held: Worker[];
+    unanswered: Set<number>;
+    granted: boolean;
+    timer: NodeJS.Timeout;
+  } | null = null;
+  let turns = 0;
+
+  const send = (w: Worker, m: Down): void => {
+    if (w.isConnected()) w.send(m);
+  };
+  /** Ends a process that has not answered in time: every write of the server waits on it. */
+  const overdue = (w: Worker, what: string): void => {
+    log.error(
+      { worker: w.id, pid: w.process.pid, timeout: STORE_TURN_TIMEOUT },
+      `server process did not ${what} in time; ending it`,
+    );
+    w.process.kill('SIGKILL');
+  };
+  const next = (): void => {
+    while (current === null && queue.length > 0) {
+      const opener = queue.shift() as Worker;
+      if (opener.isDead()) continue;
+      const held = [...opened.values()].filter((w) => w !== opener && !w.isDead());
+      const turn = ++turns;
+      current = {
+        turn,
+        opener,
+        held,
+        unanswered: new Set(held.map((w) => w.id)),
+        granted: false,
+        timer: setTimeout(() => {
+          if (current?.turn !== turn) return;
+          if (current.granted) overdue(opener, 'open the store');
+          else for (const w of held) if (current.unanswered.has(w.id)) overdue(w, 'hold its writes');
+        }, STORE_TURN_TIMEOUT),
+      };
+      for (const w of held) send(w, { t: 'storeHold', turn });
+      grantIfHeld();
+    }
+  };
+  const grantIfHeld = (): void => {
+    if (current === null || current.granted || current.unanswered.size > 0) return;
+    current.granted = true;
+    current.timer.refresh();
+    send(current.opener, { t: 'storeOpen!' });
+  };
+  const finish = (): void => {
+    if (current === null) return;
+    clearTimeout(current.timer);
+    for (const w of current.held) send(w, { t: 'storeRelease' });
+    current = null;
+    next();
+  };
+  return {
+    message(w, m) {
+      if (m.t === 'storeOpen?') {
+        queue.push(w);
+        next();
+      } else if (m.t === 'storeHeld') {
+        if (current?.turn !== m.turn) return; // the answer to a turn that has ended
+        current.unanswered.delete(w.id);
+        grantIfHeld();
+      } else if (current?.opener === w) {
+        opened.set(w.id, w);
+        finish();
+      }
+    },
+    exited(w) {
+      opened.delete(w.id);
+      const queued = queue.indexOf(w);
+      if (queued >= 0) queue.splice(queued, 1);
+      if (current === null) return;
+      if (current.opener === w) finish();
+      else if (current.unanswered.delete(w.id)) grantIfHeld();
+    },
+  };
+}
+
+/**
+ * In a server process, before it opens its store: opening an LMDB directory waits for this process's turn (the
+ * primary holds the others' writes meanwhile), and this process holds its own writes when a sibling's turn comes.
+ */
+export function takeStoreTurns(): void {
+  const send = (m: Up): void => {
+    process.send?.(m);
+  };
+  let granted: (() => void) | null = null;
+  process.on('message', (m: Down) => {
+    if (m.t === 'storeOpen!') {
+      granted?.();
+      granted = null;
+    } else if (m.t === 'storeHold') {
+      const turn = m.turn;
+      void hold().then(() => send({ t: 'storeHeld', turn }));
+    } else if (m.t === 'storeRelease') release();
+  });
+  setOpenGuard(
+    () =>
+      new Promise((resolve) => {
+        granted = () => resolve(() => send({ t: 'storeOpened' }));
+        send({ t: 'storeOpen?' });
+      }),
+  );
 }
 
 function workerPids(): number[] {

@@ -16,6 +16,7 @@ import { ORIGINAL_SERVER } from './original.js';
 import { Mailbox, UNLIMITED_MAILBOX, type MailboxOutput, type ServiceContext } from './runtime.js';
 import { Groups } from './groups.js';
 import { openStore } from './store/index.js';
+import { adoptGate } from './store/lmdb-gate.js';
 import type { Namespace, Store } from './store/store.js';
 import type { FromWorker, ToWorker, WorkerData } from './workers.js';
 
@@ -139,6 +140,7 @@ async function main(): Promise<void> {
   try {
     // The worker's own handle on the server's store (LMDB and Redis are shared with the main thread; memory: is not:
     // each worker thread keeps its own, as docs/SCALING.md says).
+    adoptGate(data.storeGate);
     opened = await openStore(data.storeUrl);
     store = await opened.namespace(data.service);
     state = await code.start?.(args, {

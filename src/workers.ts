@@ -27,6 +27,7 @@ import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './r
 import type { Term } from './term/model.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import { RpcClock } from './metrics.js';
+import { shareGate } from './store/lmdb-gate.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -195,6 +196,8 @@ export interface WorkerData extends WorkerModule {
   logLevel: string;
   /** The server's store, which each worker opens for itself. */
   storeUrl: string;
+  /** The process's LMDB write gate (store/lmdb-gate.ts), which the thread's writes pass as the main thread's do. */
+  storeGate: SharedArrayBuffer;
 }
 
 /** One worker thread and the connections it serves. */
@@ -417,6 +420,7 @@ export class WorkerPool implements Runner {
       limits: serviceLimits(settings),
       logLevel: settings.logLevel,
       storeUrl: settings.storeUrl,
+      storeGate: shareGate(),
     };
   }
 

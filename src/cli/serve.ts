@@ -1,7 +1,7 @@
 /** `chan serve [CONF]`: runs a server on a config file until SIGINT or SIGTERM. */
 import { ConfigError, loadConfigFile, type ServerConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
-import { inCluster, joinCluster, processCount, runPrimary, workerId } from '../cluster.js';
+import { inCluster, joinCluster, processCount, runPrimary, takeStoreTurns, workerId } from '../cluster.js';
 import { shareMetrics } from '../metrics.js';
 import { startServer, type ServerStats } from '../server.js';
 
@@ -64,6 +64,8 @@ export async function serve(confArg: string | undefined, store?: string, process
     // of one while it starts; only its SIGTERM and its reload message count here.
     process.on('SIGINT', () => {});
     process.on('SIGHUP', () => {});
+    // Its opens of an LMDB directory take turns with its siblings' (store/lmdb-gate.ts).
+    takeStoreTurns();
   }
   const base = createLogger({ level: config.logLevel });
   // A server process of several says which it is on every line.

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { ChanError } from '../errors.js';
+import { guardOpen } from './lmdb-gate.js';
 import { MemoryStore } from './memory.js';
 import { describeStore, type Store } from './store.js';
 
@@ -34,7 +35,7 @@ export async function openStore(url: string): Promise<Store> {
       return new MemoryStore();
     case 'lmdb': {
       const { LmdbStore } = await import('./lmdb.js');
-      return LmdbStore.open(what.dir);
+      return guardOpen(() => LmdbStore.open(what.dir));
     }
     case 'redis': {
       const { RedisStore } = await import('./redis.js');

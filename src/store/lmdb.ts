@@ -1,6 +1,7 @@
 /**
- * `lmdb:<dir>`: an embedded store on disk (LMDB through lmdb-js: memory-mapped, crash-safe, shared safely by the
- * processes of one machine). One environment in `<dir>`, one named database per service.
+ * `lmdb:<dir>`: an embedded store on disk (LMDB through lmdb-js: memory-mapped, crash-safe, shared by the processes
+ * of one `chan serve`, which open it in turn: lmdb-gate.ts). One environment in `<dir>`, one named database per service.
+ * Every write, and every database opened (which may create it), passes the gate.
  *
  * Writes are committed in batches (lmdb-js gathers the puts of one turn into one transaction); a put resolves once its
  * batch is synced to disk (`overlappingSync` off: with it on, lmdb-js resolves at the commit and flushes later, and a
@@ -15,6 +16,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { msgpackCodec } from '../codec/index.js';
 import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
+import { enter, leave, whenOpen } from './lmdb-gate.js';
 import { idBytes, made, storageId, type Namespace, type PutResult, type Store } from './store.js';
 
 /** Any depth: the server's max_depth was checked when the term arrived, and may be set past any fixed number here. */
@@ -114,7 +116,7 @@ class LmdbNamespace implements Namespace {
     const after = this.held - (before ?? 0) + cost;
     if (after > maxBytes) return { stored: false, wouldHold: after };
     this.count(id, before, cost);
-    return this.write(id, value, this.db.put(bytes, entry));
+    return this.write(id, value, ...this.given(() => this.db.put(bytes, entry)));
   }
 
   async delete(key: Term): Promise<boolean> {
@@ -124,9 +126,24 @@ class LmdbNamespace implements Namespace {
     const before = this.costOf(bytes, id);
     if (before === undefined) return false;
     this.count(id, before, undefined);
-    const written = this.write(id, undefined, this.db.remove(bytes));
+    const written = this.write(id, undefined, ...this.given(() => this.db.remove(bytes)));
     if (written.stored) await written.committed;
     return true;
+  }
+
+  /**
+   * Gives LMDB a write through the gate (lmdb-gate.ts): at once, counted in, unless a sibling process is opening the
+   * directory; then once it has. Answers the commit, and whether the write was counted in here (its batch counts it
+   * out when it settles) or by the gate.
+   */
+  private given(write: () => Promise<unknown>): [Promise<unknown>, boolean] {
+    if (!enter()) return [whenOpen(write), false];
+    try {
+      return [write(), true];
+    } catch (err) {
+      leave(1);
+      throw err;
+    }
   }
 
   /**
@@ -169,7 +186,7 @@ class LmdbNamespace implements Namespace {
    * it: `committed` resolves with the commit, or rejects with storeFailed after the count of each of its keys is set
    * right (those whose latest write it was).
    */
-  private write(id: string, value: Term | undefined, commit: Promise<unknown>): PutResult {
+  private write(id: string, value: Term | undefined, commit: Promise<unknown>, counted: boolean): PutResult {
     const seq = ++this.seq;
     const mine = this.pending.get(id);
     if (mine) {
@@ -177,25 +194,29 @@ class LmdbNamespace implements Namespace {
       mine.seq = seq;
     } else this.pending.set(id, { value, seq });
     let batch = this.batch;
-    if (batch === null || batch.commit !== commit) batch = this.batch = this.waitOn(commit);
+    if (batch === null || batch.commit !== commit) batch = this.batch = this.waitOn(commit, counted);
     batch.writes.push(id, seq);
     return batch.stored;
   }
 
-  private waitOn(commit: Promise<unknown>): Batch {
+  private waitOn(commit: Promise<unknown>, counted: boolean): Batch {
     const writes: (string | number)[] = [];
     const committed = commit.then(
-      () => this.settle(writes, false),
+      () => this.settle(writes, false, counted),
       (err: unknown) => {
-        this.settle(writes, true);
+        this.settle(writes, true, counted);
         throw storeFailed('the store could not be written', err);
       },
     );
     return { commit, writes, stored: Object.freeze({ stored: true, committed }) };
   }
 
-  /** The writes of a batch are committed (or `failed`): reads of their keys go to LMDB again. */
-  private settle(writes: (string | number)[], failed: boolean): void {
+  /**
+   * The writes of a batch are committed (or `failed`): reads of their keys go to LMDB again, and the gate counts them
+   * out (when they were `counted` in here).
+   */
+  private settle(writes: (string | number)[], failed: boolean, counted: boolean): void {
+    if (counted) leave(writes.length / 2);
     if (this.batch?.writes === writes) this.batch = null;
     for (let i = 0; i < writes.length; i += 2) {
       const id = writes[i] as string;
@@ -233,7 +254,19 @@ export class LmdbStore implements Store {
   }
 
   async namespace(service: string): Promise<Namespace> {
-    return made(this.spaces, service, () => LmdbNamespace.open(this.root, service));
+    for (;;) {
+      const known = this.spaces.get(service);
+      if (known) return known;
+      // Opening a database may create it, a commit: through the gate, as a write is.
+      if (enter()) {
+        try {
+          return made(this.spaces, service, () => LmdbNamespace.open(this.root, service));
+        } finally {
+          leave(1);
+        }
+      }
+      await whenOpen(async () => undefined);
+    }
   }
 
   async close(): Promise<void> {
