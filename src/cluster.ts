@@ -13,8 +13,8 @@
  * It also takes the processes' opens of an LMDB directory in turn (store/lmdb-gate.ts says why): a process about to open
  * it asks (`storeOpen?`); the primary asks every other process that has it open to hold its writes (`storeHold`, answered
  * by `storeHeld` once their writes in flight are committed), then lets the opener open (`storeOpen!`), and releases the
- * others (`storeRelease`) when it says it has (`storeOpened`) or exits. One that does not answer in STORE_TURN_TIMEOUT is
- * ended (SIGKILL), as one that hangs would stall every write of the server.
+ * others (`storeRelease`) when it says it has (`storeOpened`) or exits. One that does not answer in time
+ * (STORE_TURN_TIMEOUT past handler_block_timeout) is ended (SIGKILL), as one that hangs would stall every write.
  *
  * Messages, primary <-> process: `{t: 'listening', port}`, `{t: 'authFail', address}`, `{t: 'storeOpen?'}`,
  * `{t: 'storeHeld', turn}` and `{t: 'storeOpened'}` up; `{t: 'lock', address, ms}`, `{t: 'reload'}`,
@@ -61,8 +61,9 @@ const ADMIN_ASK_TIMEOUT = 3000;
 
 /**
  * How long, ms, the primary waits for a process to hold its writes (its writes in flight committed) while a sibling
- * opens the LMDB directory, and for the sibling to open it: one that takes longer is ended with SIGKILL (and replaced),
- * since every write of the server waits on it meanwhile. A hold takes a commit's time and an open a few milliseconds.
+ * opens the LMDB directory, and for the sibling to open it, past `handler_block_timeout` (a worker thread blocked with
+ * writes counted is ended by its watchdog first, and forgotten): one that takes longer is ended with SIGKILL (and
+ * replaced), since every write of the server waits on it meanwhile. A hold takes a commit's time, an open milliseconds.
  */
 export const STORE_TURN_TIMEOUT = 10_000;
 
@@ -118,7 +119,7 @@ export async function runPrimary(
   /** The admin port's questions to the processes, waiting for their answers. */
   const asks = new Map<number, (value: unknown) => void>();
   let nextAsk = 1;
-  const turns = storeTurns(log);
+  const turns = storeTurns(log, STORE_TURN_TIMEOUT + config.handlerBlockTimeout);
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.
@@ -301,7 +302,10 @@ export async function runPrimary(
  * The primary's side of the LMDB open turns: one process opens at a time, while every other one that has the directory
  * open holds its writes. `message` takes the processes' store messages, `exited` a process's exit.
  */
-function storeTurns(log: Logger): {
+function storeTurns(
+  log: Logger,
+  timeout: number,
+): {
   message: (w: Worker, m: Extract<Up, { t: 'storeOpen?' | 'storeHeld' | 'storeOpened' }>) => void;
   exited: (w: Worker) => void;
 } {
@@ -325,17 +329,15 @@ function storeTurns(log: Logger): {
   };
   /** Ends a process that has not answered in time: every write of the server waits on it. */
   const overdue = (w: Worker, what: string): void => {
-    log.error(
-      { worker: w.id, pid: w.process.pid, timeout: STORE_TURN_TIMEOUT },
-      `server process did not ${what} in time; ending it`,
-    );
+    log.error({ worker: w.id, pid: w.process.pid, timeout }, `server process did not ${what} in time; ending it`);
     w.process.kill('SIGKILL');
   };
   const next = (): void => {
     while (current === null && queue.length > 0) {
       const opener = queue.shift() as Worker;
       if (opener.isDead()) continue;
-      const held = [...opened.values()].filter((w) => w !== opener && !w.isDead());
+      // One whose channel has closed (it is exiting) cannot be asked.
+      const held = [...opened.values()].filter((w) => w !== opener && !w.isDead() && w.isConnected());
       const turn = ++turns;
       current = {
         turn,
@@ -347,7 +349,7 @@ function storeTurns(log: Logger): {
           if (current?.turn !== turn) return;
           if (current.granted) overdue(opener, 'open the store');
           else for (const w of held) if (current.unanswered.has(w.id)) overdue(w, 'hold its writes');
-        }, STORE_TURN_TIMEOUT),
+        }, timeout),
       };
       for (const w of held) send(w, { t: 'storeHold', turn });
       grantIfHeld();
@@ -399,12 +401,11 @@ export function takeStoreTurns(): void {
   const send = (m: Up): void => {
     process.send?.(m);
   };
-  let granted: (() => void) | null = null;
+  /** The opens waiting for their turn, in the order they asked (the primary answers in that order). */
+  const granted: (() => void)[] = [];
   process.on('message', (m: Down) => {
-    if (m.t === 'storeOpen!') {
-      granted?.();
-      granted = null;
-    } else if (m.t === 'storeHold') {
+    if (m.t === 'storeOpen!') granted.shift()?.();
+    else if (m.t === 'storeHold') {
       const turn = m.turn;
       void hold().then(() => send({ t: 'storeHeld', turn }));
     } else if (m.t === 'storeRelease') release();
@@ -412,7 +413,7 @@ export function takeStoreTurns(): void {
   setOpenGuard(
     () =>
       new Promise((resolve) => {
-        granted = () => resolve(() => send({ t: 'storeOpened' }));
+        granted.push(() => resolve(() => send({ t: 'storeOpened' })));
         send({ t: 'storeOpen?' });
       }),
   );

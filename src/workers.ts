@@ -27,7 +27,7 @@ import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './r
 import type { Term } from './term/model.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import { RpcClock } from './metrics.js';
-import { shareGate } from './store/lmdb-gate.js';
+import { threadGate, type GateBuffers } from './store/lmdb-gate.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -197,7 +197,7 @@ export interface WorkerData extends WorkerModule {
   /** The server's store, which each worker opens for itself. */
   storeUrl: string;
   /** The process's LMDB write gate (store/lmdb-gate.ts), which the thread's writes pass as the main thread's do. */
-  storeGate: SharedArrayBuffer;
+  storeGate: GateBuffers;
 }
 
 /** One worker thread and the connections it serves. */
@@ -216,9 +216,12 @@ class WorkerThread {
 
   constructor(
     readonly pool: WorkerPool,
-    workerData: WorkerData,
+    workerData: Omit<WorkerData, 'storeGate'>,
   ) {
-    this.worker = new Worker(WORKER_URL, { workerData });
+    // The thread's own count in the process's LMDB gate, forgotten once it has exited (whatever it left counted).
+    const gate = threadGate();
+    this.worker = new Worker(WORKER_URL, { workerData: { ...workerData, storeGate: gate.buffers } });
+    this.worker.once('exit', gate.forget);
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
@@ -397,7 +400,7 @@ export class WorkerPool implements Runner {
   private next = 0;
   private readonly codec;
   /** What each worker is started with (the same for every one, and for replacements). */
-  private readonly workerData: WorkerData;
+  private readonly workerData: Omit<WorkerData, 'storeGate'>;
   /** Where every connection's messages in transit stop the reading (mailbox_high_water, ..._bytes). */
   readonly flowLimits: FlowLimits;
 
@@ -420,7 +423,6 @@ export class WorkerPool implements Runner {
       limits: serviceLimits(settings),
       logLevel: settings.logLevel,
       storeUrl: settings.storeUrl,
-      storeGate: shareGate(),
     };
   }
 

@@ -4,6 +4,7 @@
  * while it is away, never the server, and the service comes back by itself.
  */
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { connect } from '../src/client.js';
@@ -60,6 +61,46 @@ test('every store acknowledged by rpc is there after kill -9 and a restart on th
 test('chan serve refuses to start, with one line, on a store it cannot open', async (t) => {
   const err = await t.throwsAsync(serve([CONF], { CHAN_STORE: 'lmdb:/dev/null/store' }));
   t.regex(String(err?.message), /store lmdb:\/dev\/null\/store cannot be opened/);
+});
+
+test('a second chan serve on an LMDB directory in use is refused at start, in one line, while the first serves on; once the first is gone it starts', async (t) => {
+  const dir = tempDir();
+  const first = await serve([CONF], { CHAN_STORE: `lmdb:${dir}` });
+  t.teardown(() => first.child.kill('SIGKILL'));
+  const ch = await connect('127.0.0.1', first.port, 'nameServer', 'ABXy45');
+  t.is(await ch.rpc(tuple(atom('store'), atom('joe'), 'writing a book')), true);
+  // Its open, while the first commits, would lose the first's commit (docs/SCALING.md): refused before it opens.
+  const err = await t.throwsAsync(serve([CONF], { CHAN_STORE: `lmdb:${dir}` }));
+  t.regex(
+    String(err?.message),
+    new RegExp(
+      `store lmdb:${dir} cannot be opened: it is in use by process ${first.child.pid} \\(${dir}/lib-chan.owner\\)`,
+    ),
+  );
+  t.regex(String(err?.message), /exited with 2/);
+  t.is(
+    String(err?.message)
+      .trim()
+      .split('\n')
+      .filter((l) => /chan: /.test(l)).length,
+    1,
+  );
+  t.is(await ch.rpc(tuple(atom('store'), atom('mike'), 'on holiday')), true);
+  t.deepEqual(await ch.rpc(tuple(atom('lookup'), atom('joe'))), tuple(atom('ok'), 'writing a book'));
+  await ch.close();
+
+  // kill -9 leaves its claim behind: the next server takes it over, and finds the names.
+  first.child.kill('SIGKILL');
+  await once(first.child, 'exit');
+  const second = await serve([CONF], { CHAN_STORE: `lmdb:${dir}` });
+  t.teardown(() => second.child.kill('SIGKILL'));
+  const again = await connect('127.0.0.1', second.port, 'nameServer', 'ABXy45');
+  t.deepEqual(await again.rpc(tuple(atom('lookup'), atom('mike'))), tuple(atom('ok'), 'on holiday'));
+  await again.close();
+  // A server that stops lets go of the directory.
+  second.child.kill('SIGTERM');
+  t.is((await once(second.child, 'exit'))[0], 0);
+  t.false(existsSync(path.join(dir, 'lib-chan.owner')));
 });
 
 if (hasRedis) {

@@ -9,11 +9,13 @@ import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { open } from 'lmdb';
 import { openStore } from '../src/store/index.js';
-import { hold, isHeld, release, shareGate } from '../src/store/lmdb-gate.js';
+import { hold, isHeld, release, threadGate } from '../src/store/lmdb-gate.js';
 import { msgpackCodec } from '../src/codec/index.js';
 import { storageKey, type Namespace, type PutResult } from '../src/store/store.js';
-import type { Term } from '../src/term/model.js';
-import { tempDir } from './helpers.js';
+import { connect } from '../src/client.js';
+import { startServer } from '../src/server.js';
+import { atom, tuple, type Term } from '../src/term/model.js';
+import { BOOK_SERVICE, tempDir } from './helpers.js';
 
 const NO_LIMIT = Number.POSITIVE_INFINITY;
 const codec = msgpackCodec({ maxDepth: 64 });
@@ -31,16 +33,19 @@ async function settledBefore(p: Promise<unknown>, commit: Promise<unknown>): Pro
 
 /**
  * A handle on the directory straight through lmdb-js, past the gate: `marker` commits a write (in order after those
- * given to LMDB before it, as far as one can tell from outside), `read` answers what namespace `s` holds committed
+ * given to LMDB before it, as far as one can tell from outside), `read` answers what `namespace` holds committed
  * for a key (no overlay).
  */
-function raw(dir: string): {
+function raw(
+  dir: string,
+  namespace = 's',
+): {
   marker: () => Promise<unknown>;
   read: (key: Term) => Term | undefined;
   close: () => void;
 } {
   const root = open({ path: dir, compression: false, maxDbs: 1024 });
-  const db = root.openDB<Buffer, Buffer>({ name: 's', encoding: 'binary', keyEncoding: 'binary' });
+  const db = root.openDB<Buffer, Buffer>({ name: namespace, encoding: 'binary', keyEncoding: 'binary' });
   let n = 0;
   return {
     // Two commits one after the other: a write given to LMDB before them has had its turn.
@@ -55,6 +60,35 @@ function raw(dir: string): {
     },
     close: () => void root.close(),
   };
+}
+
+// A test that fails while it holds must not hold the ones after it.
+test.afterEach.always(() => release());
+
+/** A worker thread of this process that runs `body` (CommonJS, with `gate`, the gate's module, and `workerData`). */
+function thread(body: string, data: Record<string, unknown>): { worker: Worker; forgotten: Promise<void> } {
+  const gate = threadGate();
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads');
+    (async () => {
+      const gate = await import(workerData.gateModule);
+      gate.adoptGate(workerData.buffers);
+      ${body}
+    })();
+    `,
+    {
+      eval: true,
+      workerData: {
+        ...data,
+        buffers: gate.buffers,
+        gateModule: new URL('../src/store/lmdb-gate.js', import.meta.url).href,
+        index: new URL('../src/store/index.js', import.meta.url).href,
+      },
+    },
+  );
+  const forgotten = once(worker, 'exit').then(() => gate.forget());
+  return { worker, forgotten };
 }
 
 const committedOf = (r: PutResult): Promise<void> => {
@@ -112,13 +146,9 @@ test.serial("a worker thread's writes pass the same gate as the main thread's", 
   t.teardown(() => store.close());
   const lmdb = raw(dir);
   t.teardown(lmdb.close);
-  const worker = new Worker(
+  const { worker } = thread(
     `
-    const { parentPort, workerData } = require('node:worker_threads');
-    (async () => {
-      const { adoptGate } = await import(workerData.gate);
       const { openStore } = await import(workerData.index);
-      adoptGate(workerData.buffer);
       const ns = await (await openStore('lmdb:' + workerData.dir)).namespace('s');
       parentPort.on('message', (value) => {
         const put = ns.putNow('w', value, 10, Infinity);
@@ -126,17 +156,8 @@ test.serial("a worker thread's writes pass the same gate as the main thread's", 
         put.committed.then(() => parentPort.postMessage('committed'));
       });
       parentPort.postMessage('ready');
-    })();
     `,
-    {
-      eval: true,
-      workerData: {
-        dir,
-        buffer: shareGate(),
-        gate: new URL('../src/store/lmdb-gate.js', import.meta.url).href,
-        index: new URL('../src/store/index.js', import.meta.url).href,
-      },
-    },
+    { dir },
   );
   t.teardown(() => worker.terminate());
   t.is((await once(worker, 'message'))[0], 'ready');
@@ -150,3 +171,55 @@ test.serial("a worker thread's writes pass the same gate as the main thread's", 
   t.is((await done)[0], 'committed');
   t.is(lmdb.read('w'), 7);
 });
+
+test.serial('a worker thread that ends with writes counted (terminated, blocked) no longer holds a hold', async (t) => {
+  const { worker, forgotten } = thread(
+    `
+      gate.enter(); // a write given to LMDB, whose settling the thread will never see
+      parentPort.postMessage('entered');
+      for (;;);
+    `,
+    {},
+  );
+  t.is((await once(worker, 'message'))[0], 'entered');
+  const holding = hold();
+  t.false(await settledBefore(holding, new Promise((resolve) => setImmediate(resolve))));
+  await worker.terminate(); // as the watchdog ends a blocked thread
+  await forgotten;
+  await holding;
+  t.true(isHeld());
+});
+
+test.serial(
+  "with {isolation, worker} a server's store rpc, answered by a worker thread, waits for the release",
+  async (t) => {
+    const dir = tempDir();
+    const server = await startServer({
+      port: 0,
+      host: '127.0.0.1',
+      services: [{ ...BOOK_SERVICE, isolation: 'worker' }],
+      store: `lmdb:${dir}`,
+    });
+    t.teardown(() => server.close());
+    const ch = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+    t.teardown(() => ch.close());
+    t.is(await ch.rpc(tuple(atom('store'), atom('joe'), 'writing a book')), true);
+    const lmdb = raw(dir, 'nameServer');
+    t.teardown(lmdb.close);
+    await hold();
+    const stored = ch.rpc(tuple(atom('store'), atom('mike'), 'on holiday'));
+    t.false(await settledBefore(stored, lmdb.marker()), 'the answer waits for the commit, which waits for the release');
+    t.is(lmdb.read(atom('mike')), undefined);
+    // A connection's messages are handled in order; another's lookup is answered meanwhile.
+    const other = await connect('127.0.0.1', server.port, 'nameServer', 'ABXy45');
+    t.teardown(() => other.close());
+    t.deepEqual(
+      await other.rpc(tuple(atom('lookup'), atom('joe'))),
+      tuple(atom('ok'), 'writing a book'),
+      'reads go on',
+    );
+    release();
+    t.is(await stored, true);
+    t.is(lmdb.read(atom('mike')), 'on holiday');
+  },
+);

@@ -354,7 +354,7 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     format: 'store',
     unit: '',
     default: DEFAULTS.store,
-    doc: "Where services keep what they store (the name server's names): memory: (nothing kept), lmdb:DIR (an embedded store on disk, relative to the working directory) or redis://HOST:PORT/DB (shared by several servers). Unset: chan serve uses lmdb:data, a program's startServer memory:. See docs/SCALING.md.",
+    doc: "Where services keep what they store (the name server's names): memory: (nothing kept), lmdb:DIR (an embedded store on disk, relative to the working directory; one server's, with all its processes: another server on it is refused) or redis://HOST:PORT/DB (shared by several servers). Unset: chan serve uses lmdb:data, a program's startServer memory:. See docs/SCALING.md.",
   },
   {
     key: 'processes',

@@ -17,6 +17,7 @@ import { msgpackCodec } from '../codec/index.js';
 import { ChanError } from '../errors.js';
 import type { Term } from '../term/model.js';
 import { enter, leave, whenOpen } from './lmdb-gate.js';
+import { claimDirectory } from './lmdb-owner.js';
 import { idBytes, made, storageId, type Namespace, type PutResult, type Store } from './store.js';
 
 /** Any depth: the server's max_depth was checked when the term arrived, and may be set past any fixed number here. */
@@ -239,9 +240,13 @@ export class LmdbStore implements Store {
     readonly description: string,
   ) {}
 
-  /** Opens (creating) the environment in `dir`. Throws a `badConfig` ChanError, with the reason, when it cannot. */
+  /**
+   * Opens (creating) the environment in `dir`. Throws a `badConfig` ChanError, with the reason, when it cannot: among
+   * them, a directory that a process of another server has open (lmdb-owner.ts).
+   */
   static open(dir: string): LmdbStore {
     try {
+      claimDirectory(dir);
       const root = open({ path: dir, maxDbs: 1024, compression: false, overlappingSync: false });
       return new LmdbStore(root, `lmdb:${dir}`);
     } catch (err) {
