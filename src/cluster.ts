@@ -119,7 +119,8 @@ export async function runPrimary(
   /** The admin port's questions to the processes, waiting for their answers. */
   const asks = new Map<number, (value: unknown) => void>();
   let nextAsk = 1;
-  const turns = storeTurns(log, STORE_TURN_TIMEOUT + config.handlerBlockTimeout);
+  // At most what a timer can wait (2^31 - 1 ms): past it, Node would fire it at once.
+  const turns = storeTurns(log, Math.min(STORE_TURN_TIMEOUT + config.handlerBlockTimeout, 2 ** 31 - 1));
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.

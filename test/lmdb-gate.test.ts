@@ -5,6 +5,7 @@
  * themselves, across processes, are tested in test/cluster.test.ts.)
  */
 import { once } from 'node:events';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { open } from 'lmdb';
@@ -189,6 +190,28 @@ test.serial('a worker thread that ends with writes counted (terminated, blocked)
   await holding;
   t.true(isHeld());
 });
+
+test.serial(
+  "a service's worker thread ended by its watchdog with a write counted no longer holds a hold",
+  async (t) => {
+    const server = await startServer({
+      port: 0,
+      host: '127.0.0.1',
+      codePath: [path.resolve('test/fixtures')],
+      services: [
+        { name: 'spin', secret: null, module: 'mod_store_spin', function: 'start_me_up', isolation: 'worker' },
+      ],
+      store: `lmdb:${tempDir()}`,
+      handlerBlockTimeout: 200,
+    });
+    t.teardown(() => server.close());
+    const ch = await connect('127.0.0.1', server.port, 'spin', null);
+    ch.cast(atom('now')); // a write given to LMDB, then a loop: the thread never sees the write settle
+    t.is((await ch.closed).reason, 'handlerTimeout');
+    await hold(); // the ended thread's count is forgotten with it (else this waits for ever)
+    t.true(isHeld());
+  },
+);
 
 test.serial(
   "with {isolation, worker} a server's store rpc, answered by a worker thread, waits for the release",
