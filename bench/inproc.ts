@@ -20,12 +20,13 @@
  *   cast      one-way stores in 64 KiB chunks; a lookup at the end, answered only after every store before it
  *   pipeline  lookups in batches of 64 (one chunk of 64 frames), each batch's 64 answers read before the next is
  *             written (`chan bench`'s pipeline keeps 64 in flight all the time: here the batches take turns)
+ *   sequential  lookups one at a time, each answered before the next is written (`rpc -c 1` without the kernel)
  *
  * Each figure comes from a process of its own (`one`), pinned where `npm run bench` pins servers, rounds alternating
  * between the servers with the order reversed every other round; medians. A figure is wall time per message, the
  * feeding end's share included (writing a chunk; for lookups, counting the answers' frames).
  *
- *   node dist/bench/inproc.js [--rounds 5] [--ms 1000] [--scenario cast,pipeline]
+ *   node dist/bench/inproc.js [--rounds 5] [--ms 1000] [--scenario cast,pipeline,sequential]
  *   node dist/bench/inproc.js one lib-chan|ceiling|null SCENARIO MS      (one figure, as JSON: what the rounds run)
  */
 import { execFile } from 'node:child_process';
@@ -47,7 +48,7 @@ const KEYS = 10_000;
 const VALUE = 'x'.repeat(100);
 const WINDOW = 64;
 const CHUNK = 64 * 1024;
-const SCENARIOS = ['cast', 'pipeline'] as const;
+const SCENARIOS = ['cast', 'pipeline', 'sequential'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type Kind = 'lib-chan' | 'ceiling' | 'null';
 const KINDS: readonly Kind[] = ['null', 'ceiling', 'lib-chan'];
@@ -248,6 +249,7 @@ async function measureOne(kind: Kind, scenario: Scenario, ms: number): Promise<n
   for (const c of fill) await write(fed.end, c);
   await filled;
   let round: () => Promise<number>;
+  const window = scenario === 'sequential' ? 1 : WINDOW;
   if (scenario === 'cast') {
     const casts = chunks(Array.from({ length: KEYS }, (_, i) => fed.cast(i)));
     // The last key cast to, looked up: one connection keeps order, so its answer comes after every store.
@@ -260,22 +262,23 @@ async function measureOne(kind: Kind, scenario: Scenario, ms: number): Promise<n
       return KEYS;
     };
   } else {
-    // Lookups of keys spread over the store, 64 to a batch, ids 1 to 64 (each answered before it is used again).
-    const batches = Array.from({ length: (KEYS / WINDOW) | 0 }, (_, b) =>
-      Buffer.concat(Array.from({ length: WINDOW }, (_, j) => fed.lookup(j + 1, (b * 7919 + j * 104_729) % KEYS))),
+    // Lookups of keys spread over the store, `window` to a batch, ids 1 to `window` (each answered before it is used
+    // again).
+    const batches = Array.from({ length: (KEYS / window) | 0 }, (_, b) =>
+      Buffer.concat(Array.from({ length: window }, (_, j) => fed.lookup(j + 1, (b * 7919 + j * 104_729) % KEYS))),
     );
     round = async () => {
       for (const b of batches) {
-        const answered = answers.until(WINDOW);
+        const answered = answers.until(window);
         await write(fed.end, b);
         await answered;
       }
-      return batches.length * WINDOW;
+      return batches.length * window;
     };
   }
   // Every answer counted: the fill's, then a round's (one for the casts, one a lookup), no more and no fewer.
   let expected = KEYS;
-  const perRound = scenario === 'cast' ? 1 : ((KEYS / WINDOW) | 0) * WINDOW;
+  const perRound = scenario === 'cast' ? 1 : ((KEYS / window) | 0) * window;
   const fail = (why: string): never => {
     process.stderr.write(`inproc: ${kind} ${scenario}: ${why}\n`);
     process.exit(1);
@@ -330,7 +333,7 @@ async function main(): Promise<void> {
   if (mode === 'one') {
     const [kind, scenario, ms] = rest;
     if (!KINDS.includes(kind as Kind) || !SCENARIOS.includes(scenario as Scenario) || !(Number(ms) > 0))
-      usage('one lib-chan|ceiling|null cast|pipeline MS');
+      usage('one lib-chan|ceiling|null cast|pipeline|sequential MS');
     process.stdout.write(`${JSON.stringify(await measureOne(kind as Kind, scenario as Scenario, Number(ms)))}\n`);
     process.exit(0);
   }
