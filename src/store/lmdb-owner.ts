@@ -83,16 +83,27 @@ function isParentTakingTurns(owner: Claim): boolean {
 
 /** Places this process's claim where there is none: false when another's is there first. */
 function place(file: string): boolean {
+  const text = `${JSON.stringify(claimOf(process.pid))}\n`;
   const aside = `${file}.${process.pid}.${Date.now()}`;
-  writeFileSync(aside, `${JSON.stringify(claimOf(process.pid))}\n`);
+  writeFileSync(aside, text);
   try {
     linkSync(aside, file); // whole or not at all; fails when a claim is there
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw err;
   } finally {
     unlinkSync(aside);
+  }
+  // A file system without hard links: created exclusively, and written (a crash in between leaves an empty claim,
+  // which the next open takes over).
+  try {
+    writeFileSync(file, text, { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
   }
 }
 
