@@ -10,10 +10,10 @@
  * must be global: failure throttling. Each process tells the primary of each failed handshake; the primary counts them
  * for all processes, and when an address reaches `auth_max_failures` it locks the address out in every process.
  *
- * It also takes the processes' opens of an LMDB directory in turn (store/lmdb-gate.ts says why): a process about to open
- * it asks (`storeOpen?`); the primary asks every other process that has it open to hold its writes (`storeHold`, answered
- * by `storeHeld` once their writes in flight are committed), then lets the opener open (`storeOpen!`), and releases the
- * others (`storeRelease`) when it says it has (`storeOpened`) or exits. One that does not answer in time
+ * It also takes the processes' opens of an LMDB directory in turn (store/lmdb-gate.ts says why): a process about to
+ * open it asks (`storeOpen?`); the primary asks every other process that has it open to hold its writes (`storeHold`,
+ * answered by `storeHeld` once their writes in flight are committed), then lets the opener open (`storeOpen!`), and
+ * releases the others (`storeRelease`) when it says it has (`storeOpened`) or exits. One that does not answer in time
  * (STORE_TURN_TIMEOUT past handler_block_timeout) is ended (SIGKILL), as one that hangs would stall every write.
  *
  * Messages, primary <-> process: `{t: 'listening', port}`, `{t: 'authFail', address}`, `{t: 'storeOpen?'}`,

@@ -1,17 +1,19 @@
 /**
  * One server per LMDB directory. Its processes open the directory in turn (lmdb-gate.ts), but a process of another
  * server cannot be made to wait, and its open while this one commits would lose the commit. So the first process to
- * open a directory claims it, in the file `lib-chan.owner` there (`NAME-lib-chan.owner` beside a store that is one file,
- * `lmdb:names.mdb`, as lmdb-js makes a path with an extension), and an open by a process of any other server is refused
- * while the owner lives, with the reason. Let in: the owner's own threads and opens, and a server process whose
- * primary owns it and which takes turns with its siblings.
+ * open a directory claims it, in the file `lib-chan.owner` there (`NAME-lib-chan.owner` beside a store that is one
+ * file, `lmdb:names.mdb`, as lmdb-js makes a path with an extension), and an open by a process of any other server is
+ * refused while the owner lives, with the reason. Let in: the owner's own threads and opens, and a server process
+ * whose primary owns it and which takes turns with its siblings.
  *
  * A claim names its process by pid, start time (Linux: /proc/PID/stat), boot and host, so that a pid used again after
  * a reboot or a crash, or a zombie, is not taken for the owner. A claim whose process is gone is taken over (under a
  * lock, so that two servers starting at once do not both take it); one that cannot be read (a power loss between its
- * creation and its write) too, as a claim is made whole at once (written aside, then linked into place). A claim made
- * on another host (another container on a shared volume) cannot be checked, and refuses. The owner removes the file
- * when it exits; it holds the directory until then, even after it closes the store.
+ * creation and its write) too, as a claim is made whole at once (written aside, then linked into place; on a file
+ * system without hard links, created exclusively and then written, where two opens at once could both see it empty
+ * and both take it: a narrow window left there). A claim made on another host (another container on a shared volume)
+ * cannot be checked, and refuses. The owner removes the file when it exits; it holds the directory until then, even
+ * after it closes the store.
  */
 import { linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
