@@ -44,7 +44,8 @@ type Up =
   | { t: 'storeOpened' }
   | { t: 'admin!'; id: number; value: unknown }
   | GroupMessage;
-type Down =
+/** Messages from the primary to a server process. */
+export type Down =
   | { t: 'lock'; address: string; ms: number }
   | { t: 'reload' }
   | { t: 'storeHold'; turn: number }
@@ -299,43 +300,56 @@ export async function runPrimary(
   return status;
 }
 
+/** What the turns need of a server process (a cluster Worker; a test's stand-in). */
+export interface TurnTaker {
+  readonly id: number;
+  isDead(): boolean;
+  isConnected(): boolean;
+  send(m: Down): unknown;
+  readonly process: { readonly pid?: number | undefined; kill(signal?: NodeJS.Signals | number): boolean };
+}
+
+/** The store messages a server process sends the primary. */
+export type TurnMessage = Extract<Up, { t: 'storeOpen?' | 'storeHeld' | 'storeOpened' }>;
+
 /**
- * The primary's side of the LMDB open turns: one process opens at a time, while every other one that has the directory
- * open holds its writes. `message` takes the processes' store messages, `exited` a process's exit.
+ * @internal The primary's side of the LMDB open turns (exported for its tests): one process opens at a time, while
+ * every other one that has the directory open holds its writes. `message` takes the processes' store messages,
+ * `exited` a process's exit; a process that has not answered `timeout` ms after its part began is ended (SIGKILL).
  */
-function storeTurns(
+export function storeTurns(
   log: Logger,
   timeout: number,
 ): {
-  message: (w: Worker, m: Extract<Up, { t: 'storeOpen?' | 'storeHeld' | 'storeOpened' }>) => void;
-  exited: (w: Worker) => void;
+  message: (w: TurnTaker, m: TurnMessage) => void;
+  exited: (w: TurnTaker) => void;
 } {
   /** The processes that have the directory open. */
-  const opened = new Map<number, Worker>();
+  const opened = new Map<number, TurnTaker>();
   /** The processes waiting for their turn to open it, first come first served. */
-  const queue: Worker[] = [];
+  const queue: TurnTaker[] = [];
   /** The turn under way: who opens, which processes it holds (and which have not said they hold yet). */
   let current: {
     turn: number;
-    opener: Worker;
-    held: Worker[];
+    opener: TurnTaker;
+    held: TurnTaker[];
     unanswered: Set<number>;
     granted: boolean;
     timer: NodeJS.Timeout;
   } | null = null;
   let turns = 0;
 
-  const send = (w: Worker, m: Down): void => {
+  const send = (w: TurnTaker, m: Down): void => {
     if (w.isConnected()) w.send(m);
   };
   /** Ends a process that has not answered in time: every write of the server waits on it. */
-  const overdue = (w: Worker, what: string): void => {
+  const overdue = (w: TurnTaker, what: string): void => {
     log.error({ worker: w.id, pid: w.process.pid, timeout }, `server process did not ${what} in time; ending it`);
     w.process.kill('SIGKILL');
   };
   const next = (): void => {
     while (current === null && queue.length > 0) {
-      const opener = queue.shift() as Worker;
+      const opener = queue.shift() as TurnTaker;
       if (opener.isDead()) continue;
       // One whose channel has closed (it is exiting) cannot be asked.
       const held = [...opened.values()].filter((w) => w !== opener && !w.isDead() && w.isConnected());
