@@ -31,6 +31,7 @@ import type { ChanServer } from './server.js';
 import type { ServerConfig } from './config/load.js';
 import { openStore } from './store/index.js';
 import { hold, release, setOpenGuard } from './store/lmdb-gate.js';
+import { MAX_TIMER_MS } from './inbox.js';
 import { describeStore } from './store/store.js';
 import { startAdmin } from './admin.js';
 import { ClusterMetrics, emptyStatus, mergeStatus, shareMetrics, type StatusReport } from './metrics.js';
@@ -120,8 +121,8 @@ export async function runPrimary(
   /** The admin port's questions to the processes, waiting for their answers. */
   const asks = new Map<number, (value: unknown) => void>();
   let nextAsk = 1;
-  // At most what a timer can wait (2^31 - 1 ms): past it, Node would fire it at once.
-  const turns = storeTurns(log, Math.min(STORE_TURN_TIMEOUT + config.handlerBlockTimeout, 2 ** 31 - 1));
+  // At most what a timer can wait: past it, Node would fire it at once.
+  const turns = storeTurns(log, Math.min(STORE_TURN_TIMEOUT + config.handlerBlockTimeout, MAX_TIMER_MS));
 
   const send = (w: Worker | undefined, m: Down | GroupMessage): void => {
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.

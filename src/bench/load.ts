@@ -13,6 +13,7 @@ import { connect, type Channel } from '../client.js';
 import type { Destination } from '../client-options.js';
 import { Atom, Tuple, isTuple, type Term } from '../term/model.js';
 import { MAX_TIMER_MS } from '../inbox.js';
+import { procStatFields } from '../proc-stat.js';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 
 export type Scenario = 'rpc' | 'store' | 'pipeline' | 'cast' | 'connect' | 'idle';
@@ -74,10 +75,8 @@ const LOOKUP = new Atom('lookup');
 /** CPU time (user + system) of a process so far, microseconds; undefined where /proc cannot tell. */
 export function processCpuUs(pid: number): number | undefined {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      .replace(/^.*\) /, '')
-      .split(' ');
-    // After the name: state is field 3, utime 14 and stime 15 (1-based, whole line) in clock ticks of 10 ms.
+    const fields = procStatFields(pid);
+    // utime and stime (fields 14 and 15 of the whole line), in clock ticks of 10 ms.
     return (Number(fields[11]) + Number(fields[12])) * 10_000;
   } catch {
     return undefined;

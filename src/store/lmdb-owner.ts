@@ -19,6 +19,7 @@ import { linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, wri
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
+import { procStatFields } from '../proc-stat.js';
 import { takesTurns } from './lmdb-gate.js';
 
 /** The name of the claim's file in an LMDB directory. */
@@ -195,14 +196,12 @@ function alive(owner: Claim): boolean {
  */
 function processStat(pid: number): { start: string; zombie: boolean } | null | undefined {
   if (process.platform !== 'linux') return undefined;
-  let text: string;
+  let fields: string[];
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    fields = procStatFields(pid);
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : undefined;
   }
-  // pid (comm) state ppid ... : the name may hold spaces and parentheses; the fields after the last ')' do not.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const state = fields[0] ?? '';
   return { start: fields[19] ?? '', zombie: state === 'Z' || state === 'X' };
 }
