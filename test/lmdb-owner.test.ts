@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
@@ -82,4 +82,27 @@ test('a store that is one file (a path with an extension, as lmdb-js makes it) i
   const again = await openStore(`lmdb:${file}`);
   t.is(await (await again.namespace('s')).get('joe'), 'writing a book');
   await again.close();
+});
+
+test('a takeover lock left by a crash (older than 10 s) is cleared; a live one makes an open wait 2 s, then refuse', (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'lib-chan.owner');
+  const lock = `${file}.lock`;
+  const stale = JSON.stringify({ pid: 1, start: 'gone', boot: null, host: hostname() }); // pid 1 is another process now
+  writeFileSync(file, stale);
+  mkdirSync(lock);
+  const eleven = (Date.now() - 11_000) / 1000;
+  utimesSync(lock, eleven, eleven);
+  claimDirectory(dir);
+  t.is(JSON.parse(readFileSync(file, 'utf8')).pid, process.pid);
+  t.false(existsSync(lock));
+
+  const other = tempDir();
+  writeFileSync(path.join(other, 'lib-chan.owner'), stale);
+  mkdirSync(path.join(other, 'lib-chan.owner.lock')); // another process taking the stale claim over, now
+  const started = Date.now();
+  t.throws(() => claimDirectory(other), {
+    message: /^its claim \(.*lib-chan\.owner\) is being taken over by another process$/,
+  });
+  t.true(Date.now() - started >= 2000, 'it waited for the takeover to end');
 });
