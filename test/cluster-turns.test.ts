@@ -104,6 +104,9 @@ test('opens asked for during a turn wait for it, in order; an opener that exits 
   t.deepEqual(a.kinds.slice(-2), ['storeRelease', 'storeHold']);
   turns.message(a, { t: 'storeHeld', turn: a.turn });
   t.deepEqual(d.kinds, ['storeOpen!'], 'only a is left to hold');
+  // Every test ends its last turn: a turn's timer left running would keep the test file alive until it fires.
+  turns.message(d, { t: 'storeOpened' });
+  t.is(a.kinds.at(-1), 'storeRelease');
 });
 
 test('a process that does not hold in time is ended; so is an opener that does not open in time', async (t) => {
@@ -130,5 +133,7 @@ test('a process whose channel has closed (it is exiting) is not asked to hold, n
   turns.message(c, { t: 'storeOpen?' });
   turns.message(a, { t: 'storeHeld', turn: a.turn });
   t.deepEqual(c.kinds, ['storeOpen!']);
-  t.deepEqual(b.kinds, ['storeOpen!']);
+  turns.message(c, { t: 'storeOpened' });
+  t.is(a.kinds.at(-1), 'storeRelease');
+  t.deepEqual(b.kinds, ['storeOpen!'], 'never asked to hold, nor released');
 });
