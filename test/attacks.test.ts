@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import ava, { type ExecutionContext } from 'ava';
 import { connect, type Channel } from '../src/client.js';
 import type { ChanError } from '../src/errors.js';
@@ -602,9 +603,12 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
     c.write(half.subarray(0, 8 * 1024));
     await c.closed;
   });
+  // Kept to be destroyed at the end: a paused socket never reads the server's close, and its rpcs wait a minute.
+  const paused: Duplex[] = [];
   repeat(6, async () => {
     const { ch, socket } = await tappedConnect(port, 'nameServer', 'ABXy45', { rpcTimeout: 2000 });
     socket.pause();
+    paused.push(socket);
     for (let i = 0; i < 200 && running && !ch.isClosed; i++)
       ch.rpc(tuple(atom('lookup'), atom('big')), { timeout: 60_000 }).catch(() => {});
     await ch.closed;
@@ -619,7 +623,7 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
 
   await new Promise((r) => setTimeout(r, 6000));
   running = false;
-  for (const s of silent) s.destroy();
+  for (const s of [...silent, ...paused]) s.destroy();
   const { answers, wrong, slowest } = await watch.stop();
   clearInterval(sampler);
   t.is(exited, undefined, 'the server died');
