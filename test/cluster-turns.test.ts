@@ -4,7 +4,7 @@
  * answered or exited; the others are released once it has opened or exited; a process that does not answer in time is
  * ended. (The turns between real processes, with each open slowed down, are tested in test/cluster.test.ts.)
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { storeTurns, type Down, type TurnTaker } from '../src/cluster.js';
 import { silentLogger } from '../src/log.js';
 
@@ -48,6 +48,25 @@ class Proc implements TurnTaker {
   }
 }
 
+/**
+ * The turns, for one test: every process they have seen counts as exited when the test ends, so that no turn's timer
+ * outlives it (a timer left running keeps the test file alive until it fires), whether the test passed or not.
+ */
+function turnsFor(t: ExecutionContext, timeout: number): ReturnType<typeof storeTurns> {
+  const turns = storeTurns(silentLogger, timeout);
+  const seen = new Set<TurnTaker>();
+  t.teardown(() => {
+    for (const w of seen) turns.exited(w);
+  });
+  return {
+    message(w, m) {
+      seen.add(w);
+      turns.message(w, m);
+    },
+    exited: turns.exited,
+  };
+}
+
 /** Processes `a` and `b` have opened, in turn. */
 function twoOpened(turns: ReturnType<typeof storeTurns>): [Proc, Proc] {
   const a = new Proc(1);
@@ -62,7 +81,7 @@ function twoOpened(turns: ReturnType<typeof storeTurns>): [Proc, Proc] {
 }
 
 test('the first opener goes at once; the next waits until every process that has it open holds, then releases them', (t) => {
-  const turns = storeTurns(silentLogger, 60_000);
+  const turns = turnsFor(t, 60_000);
   const [a, b] = twoOpened(turns);
   t.deepEqual(a.kinds, ['storeOpen!', 'storeHold', 'storeRelease']);
   t.deepEqual(b.kinds, ['storeOpen!']);
@@ -84,7 +103,7 @@ test('the first opener goes at once; the next waits until every process that has
 });
 
 test('opens asked for during a turn wait for it, in order; an opener that exits ends its turn', (t) => {
-  const turns = storeTurns(silentLogger, 60_000);
+  const turns = turnsFor(t, 60_000);
   const [a, b] = twoOpened(turns);
   const c = new Proc(3);
   const d = new Proc(4);
@@ -104,13 +123,12 @@ test('opens asked for during a turn wait for it, in order; an opener that exits 
   t.deepEqual(a.kinds.slice(-2), ['storeRelease', 'storeHold']);
   turns.message(a, { t: 'storeHeld', turn: a.turn });
   t.deepEqual(d.kinds, ['storeOpen!'], 'only a is left to hold');
-  // Every test ends its last turn: a turn's timer left running would keep the test file alive until it fires.
   turns.message(d, { t: 'storeOpened' });
   t.is(a.kinds.at(-1), 'storeRelease');
 });
 
 test('a process that does not hold in time is ended; so is an opener that does not open in time', async (t) => {
-  const turns = storeTurns(silentLogger, 30);
+  const turns = turnsFor(t, 30);
   const [a, b] = twoOpened(turns);
   const c = new Proc(3);
   turns.message(c, { t: 'storeOpen?' });
@@ -126,7 +144,7 @@ test('a process that does not hold in time is ended; so is an opener that does n
 });
 
 test('a process whose channel has closed (it is exiting) is not asked to hold, nor waited on', (t) => {
-  const turns = storeTurns(silentLogger, 60_000);
+  const turns = turnsFor(t, 60_000);
   const [a, b] = twoOpened(turns);
   b.connected = false;
   const c = new Proc(3);
