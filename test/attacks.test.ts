@@ -189,6 +189,7 @@ test('past max_queued_bytes the connection holding the most is dropped with over
     async (server) => {
       let peak = 0;
       const sampler = setInterval(() => (peak = Math.max(peak, server.stats().heldBytes)), 1);
+      t.teardown(() => clearInterval(sampler)); // also when an assertion below throws
       const chunk = Buffer.alloc(700 * 1024, 2);
       const attackers = await Promise.all(
         Array.from({ length: 8 }, () => connect('127.0.0.1', server.port, 'slow', null)),
@@ -564,6 +565,12 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
   const pid = child.pid as number;
   let peak = rss(pid);
   const sampler = setInterval(() => (peak = Math.max(peak, rss(pid))), 10);
+  // Kept to be destroyed at the end: a paused socket never reads the server's close, and its rpcs wait a minute.
+  const paused: Duplex[] = [];
+  t.teardown(() => {
+    clearInterval(sampler);
+    for (const s of paused) s.destroy();
+  });
 
   const neighbour = await connect('127.0.0.1', port, 'nameServer', 'ABXy45');
   const watch = bystander(neighbour);
@@ -603,10 +610,12 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
     c.write(half.subarray(0, 8 * 1024));
     await c.closed;
   });
-  // Kept to be destroyed at the end: a paused socket never reads the server's close, and its rpcs wait a minute.
-  const paused: Duplex[] = [];
   repeat(6, async () => {
     const { ch, socket } = await tappedConnect(port, 'nameServer', 'ABXy45', { rpcTimeout: 2000 });
+    if (!running) {
+      socket.destroy(); // connected after the end: not to be left behind
+      return;
+    }
     socket.pause();
     paused.push(socket);
     for (let i = 0; i < 200 && running && !ch.isClosed; i++)
@@ -623,8 +632,9 @@ test('under every memory attack at once, chan serve with a capped heap stays ali
 
   await new Promise((r) => setTimeout(r, 6000));
   running = false;
-  for (const s of [...silent, ...paused]) s.destroy();
+  for (const s of silent) s.destroy();
   const { answers, wrong, slowest } = await watch.stop();
+  for (const s of paused) s.destroy();
   clearInterval(sampler);
   t.is(exited, undefined, 'the server died');
   t.deepEqual(wrong, []);

@@ -182,6 +182,7 @@ test.serial('a worker thread that ends with writes counted (terminated, blocked)
     `,
     {},
   );
+  t.teardown(() => worker.terminate()); // a thread left spinning would keep the test file alive
   t.is((await once(worker, 'message'))[0], 'entered');
   const holding = hold();
   t.false(await settledBefore(holding, new Promise((resolve) => setImmediate(resolve))));
