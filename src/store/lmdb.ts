@@ -259,18 +259,15 @@ export class LmdbStore implements Store {
   }
 
   async namespace(service: string): Promise<Namespace> {
-    for (;;) {
-      const known = this.spaces.get(service);
-      if (known) return known;
-      // Opening a database may create it, a commit: through the gate, as a write is.
-      if (enter()) {
-        try {
-          return made(this.spaces, service, () => LmdbNamespace.open(this.root, service));
-        } finally {
-          leave(1);
-        }
-      }
-      await whenOpen(async () => undefined);
+    const known = this.spaces.get(service);
+    if (known) return known;
+    // Opening a database may create it, a commit: through the gate, as a write is.
+    const open = (): Namespace => made(this.spaces, service, () => LmdbNamespace.open(this.root, service));
+    if (!enter()) return whenOpen(async () => open());
+    try {
+      return open();
+    } finally {
+      leave(1);
     }
   }
 
