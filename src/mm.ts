@@ -66,6 +66,33 @@ interface PendingFlush {
   timer: NodeJS.Timeout | null;
 }
 
+/** The middle-man's yes/no state, bits of one field (an idle connection keeps one field, not five). */
+const CORKED = 1; // writes of this turn are being gathered
+const IN_SESSION = 2; // the handshake is over: pings are allowed
+const READING_PAUSED = 4; // the controller asked for no more frames
+const SOCKET_PAUSED = 8; // the socket itself is paused (the controller's pause outlasted a turn of the event loop)
+const END_WHEN_FLUSHED = 16; // close() was called with frames still queued: the socket is ended once they are out
+
+/**
+ * What few connections ever use, in an object made when first needed: an idle connection keeps one field for it.
+ */
+interface Rarely {
+  /** Destroys the socket if the peer lingers after the close. */
+  lingerTimer: NodeJS.Timeout | null;
+  /** Pauses the socket itself if the controller's pause outlasts this turn. */
+  pauseCheck: NodeJS.Immediate | null;
+  /** drain() calls waiting for the queue to empty. */
+  drainWaiters: (() => void)[] | null;
+  /** flush() calls waiting for a pong, with the ping numbers that answer each. */
+  flushes: PendingFlush[] | null;
+  /** The latest ping heard while bytes were queued for the peer, to answer once they have gone (-1: none). */
+  pendingPong: number;
+  /** The last flush's ping number, less FLUSH_BASE (a small integer: no heap number per connection). */
+  flushSeq: number;
+  /** The connection's first byte, when it came alone (see startsLikeTls; -1: it did not). */
+  firstByte: number;
+}
+
 /** flush() pings count from here, far above the heartbeat's numbers. */
 const FLUSH_BASE = 0x8000_0000;
 
@@ -144,7 +171,6 @@ export class MiddleMan implements HeartbeatHost {
     this.peerLimit = bytes === Number.POSITIVE_INFINITY ? null : bytes;
   }
 
-  private lingerTimer: NodeJS.Timeout | null = null;
   private readonly parser: FrameParser;
   private readonly codec: Codec;
   /** How messages become terms: lib-chan's protocol, or the original lib_chan's. */
@@ -152,17 +178,11 @@ export class MiddleMan implements HeartbeatHost {
   private readonly log: Logger;
   private readonly sendBufferLimit: number;
   private heartbeat: Heartbeat | null = null;
-  /** @internal True while writes of this turn are being gathered. */
-  corked = false;
-  /** @internal Frames gathered since the last flush. */
-  corkedFrames = 0;
-  /** The handshake is over: pings are allowed. */
-  private inSession = false;
-  /** The controller asked for no more frames. */
-  private readingPaused = false;
-  /** The socket itself is paused (the controller's pause outlasted a turn of the event loop). */
-  private socketPaused = false;
-  private pauseCheck: NodeJS.Immediate | null = null;
+  /** CORKED, IN_SESSION, READING_PAUSED, SOCKET_PAUSED, END_WHEN_FLUSHED. */
+  private flags = 0;
+  /** Frames gathered since the last flush. */
+  private corkedFrames = 0;
+  private rare: Rarely | null = null;
   private readonly clock: Clock | undefined;
   private readonly account: Account | null;
   /**
@@ -179,17 +199,6 @@ export class MiddleMan implements HeartbeatHost {
   private queuedOut = 0;
   /** The unfinished frame's bytes, as last reported to the account. */
   private reportedIn = 0;
-  /** close() was called with frames still queued: the socket is ended once they are out. */
-  private endWhenFlushed = false;
-  private drainWaiters: (() => void)[] | null = null;
-  /** The latest ping heard while bytes were queued for the peer, to answer once they have gone (-1: none). */
-  private pendingPong = -1;
-  /** flush() calls waiting for a pong, with the ping numbers that answer each. */
-  private flushes: PendingFlush[] | null = null;
-  /** The last flush's ping number, less FLUSH_BASE (a small integer: no heap number per connection). */
-  private flushSeq = 0;
-  /** The connection's first byte, until the second has come (see startsLikeTls). */
-  private firstByte = -1;
 
   constructor(
     private readonly socket: Duplex,
@@ -213,6 +222,19 @@ export class MiddleMan implements HeartbeatHost {
     socket.on('drain', socketOnDrain);
   }
 
+  private get rarely(): Rarely {
+    this.rare ??= {
+      lingerTimer: null,
+      pauseCheck: null,
+      drainWaiters: null,
+      flushes: null,
+      pendingPong: -1,
+      flushSeq: 0,
+      firstByte: -1,
+    };
+    return this.rare;
+  }
+
   /**
    * Hands the conversation over (lib_chan's setController): every message from now on, and the end, go to `sink`.
    * Called between messages, so nothing is lost or delivered twice.
@@ -231,7 +253,7 @@ export class MiddleMan implements HeartbeatHost {
    * leaves them off).
    */
   beginSession(heartbeatInterval: number, maxMissed: number): void {
-    this.inSession = true;
+    this.flags |= IN_SESSION;
     if (heartbeatInterval <= 0 || this.closeInfo) return;
     this.heartbeat = new Heartbeat(this, heartbeatInterval, maxMissed, this.clock);
     this.heartbeat.start();
@@ -249,18 +271,19 @@ export class MiddleMan implements HeartbeatHost {
 
   /** Stops reading the socket: no frame reaches the controller until {@link resumeReading}. */
   pauseReading(): void {
-    if (this.readingPaused || this.closeInfo) return;
-    this.readingPaused = true;
+    if (this.flags & READING_PAUSED || this.closeInfo) return;
+    this.flags |= READING_PAUSED;
     this.parser.pause();
     this.heartbeat?.suspend(true);
     // The socket itself is paused only if the pause outlasts this turn: a consumer that catches up at once (a handler
     // draining its mailbox in microtasks) costs no system calls. Meanwhile at most one more chunk is held.
-    if (!this.pauseCheck) this.pauseCheck = setImmediate(pauseIfStill, this);
+    const r = this.rarely;
+    if (!r.pauseCheck) r.pauseCheck = setImmediate(pauseIfStill, this);
   }
 
   resumeReading(): void {
-    if (!this.readingPaused || this.closeInfo) return;
-    this.readingPaused = false;
+    if (!(this.flags & READING_PAUSED) || this.closeInfo) return;
+    this.flags &= ~READING_PAUSED;
     this.heartbeat?.suspend(false);
     try {
       this.parser.resume();
@@ -269,17 +292,17 @@ export class MiddleMan implements HeartbeatHost {
       return;
     }
     this.reportIn();
-    if (!this.readingPaused && !this.closeInfo && this.socketPaused) {
-      this.socketPaused = false;
+    if (!(this.flags & READING_PAUSED) && !this.closeInfo && this.flags & SOCKET_PAUSED) {
+      this.flags &= ~SOCKET_PAUSED;
       this.socket.resume();
     }
   }
 
   /** @internal */
   pauseSocketIfStillFull(): void {
-    this.pauseCheck = null;
-    if (this.readingPaused && !this.closeInfo && !this.socketPaused) {
-      this.socketPaused = true;
+    if (this.rare) this.rare.pauseCheck = null;
+    if (this.flags & READING_PAUSED && !this.closeInfo && !(this.flags & SOCKET_PAUSED)) {
+      this.flags |= SOCKET_PAUSED;
       this.socket.pause();
     }
   }
@@ -289,7 +312,7 @@ export class MiddleMan implements HeartbeatHost {
     if (this.closeInfo || this.socket.destroyed) return Promise.resolve();
     this.emitGathered();
     if (this.queuedOut > 0)
-      return new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve)).then(() => this.drain());
+      return new Promise<void>((resolve) => (this.rarely.drainWaiters ??= []).push(resolve)).then(() => this.drain());
     if (this.socket.writableLength === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
@@ -353,9 +376,9 @@ export class MiddleMan implements HeartbeatHost {
       this.queuedOut += buf.length;
       return;
     }
-    if (!this.corked) {
+    if (!(this.flags & CORKED)) {
       // Frames written in the same turn of the event loop leave in one system call (writev), not one each.
-      this.corked = true;
+      this.flags |= CORKED;
       this.socket.cork();
       process.nextTick(uncork, this);
     }
@@ -416,8 +439,8 @@ export class MiddleMan implements HeartbeatHost {
     }
     if (this.queuedOut === 0) {
       this.wakeDrainWaiters();
-      if (this.endWhenFlushed) {
-        this.endWhenFlushed = false;
+      if (this.flags & END_WHEN_FLUSHED) {
+        this.flags &= ~END_WHEN_FLUSHED;
         this.socket.end();
       }
     }
@@ -427,7 +450,7 @@ export class MiddleMan implements HeartbeatHost {
   /** Ends our side of the socket (FIN): now, or once the queued frames are out. */
   private endSocket(): void {
     this.emitGathered();
-    if (this.queuedOut > 0) this.endWhenFlushed = true;
+    if (this.queuedOut > 0) this.flags |= END_WHEN_FLUSHED;
     else this.socket.end();
   }
 
@@ -440,9 +463,11 @@ export class MiddleMan implements HeartbeatHost {
   }
 
   private wakeDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = null;
-    if (waiters) for (const w of waiters) w();
+    const r = this.rare;
+    const waiters = r?.drainWaiters;
+    if (!r || !waiters) return;
+    r.drainWaiters = null;
+    for (const w of waiters) w();
   }
 
   /**
@@ -489,7 +514,7 @@ export class MiddleMan implements HeartbeatHost {
     try {
       const t = this.socket.destroyed
         ? undefined
-        : this.dialect.closeFrame(reason, cutText(text, this.closeTextRoom()), this.inSession);
+        : this.dialect.closeFrame(reason, cutText(text, this.closeTextRoom()), (this.flags & IN_SESSION) !== 0);
       if (t !== undefined) {
         const frame = this.codec.encode(t, FRAME_HEADER_BYTES);
         this.write(frame);
@@ -518,9 +543,9 @@ export class MiddleMan implements HeartbeatHost {
     this.heartbeat?.stop();
     this.reportIn();
     this.wakeDrainWaiters(); // drain() resolves once the connection has ended
-    const flushes = this.flushes;
-    this.flushes = null;
+    const flushes = this.rare?.flushes;
     if (flushes) {
+      (this.rare as Rarely).flushes = null;
       for (const f of flushes) {
         if (f.timer) clearTimeout(f.timer);
         f.reject(closedError(info));
@@ -528,8 +553,9 @@ export class MiddleMan implements HeartbeatHost {
     }
     if (!this.socket.destroyed) {
       this.socket.resume(); // read on, so that the peer's FIN (and the socket's close) can arrive
-      this.lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
-      this.lingerTimer.unref();
+      const linger = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket);
+      linger.unref();
+      this.rarely.lingerTimer = linger;
     }
     this.sink.onClosed(info);
     this.owner.onEnded?.(info);
@@ -563,7 +589,7 @@ export class MiddleMan implements HeartbeatHost {
         this.finish({ reason: m.reason, text: m.text, by: 'peer' });
         return;
       case 'ping':
-        if (!this.inSession) {
+        if (!(this.flags & IN_SESSION)) {
           this.fail(new ChanError('protocolError', 'ping before the handshake is done'));
           return;
         }
@@ -571,7 +597,7 @@ export class MiddleMan implements HeartbeatHost {
         return;
       case 'pong':
         this.heartbeat?.pong(m.n);
-        if (this.flushes) this.flushAnswered(m.n);
+        if (this.rare?.flushes) this.flushAnswered(m.n);
         return;
       default:
         this.sink.onMessage(m, size, bytes, start, end);
@@ -584,20 +610,22 @@ export class MiddleMan implements HeartbeatHost {
    * that pings without reading makes no pongs pile up.
    */
   private answerPing(n: number): void {
-    if (this.pendingPong >= 0) {
-      this.pendingPong = n;
+    const pending = this.rare;
+    if (pending && pending.pendingPong >= 0) {
+      pending.pendingPong = n;
       return;
     }
     if (this.queuedOut === 0 && this.socket.writableLength === 0 && this.gatherBytes === 0) {
       this.send({ kind: 'pong', n });
       return;
     }
-    this.pendingPong = n;
+    const r = this.rarely;
+    r.pendingPong = n;
     // The callback of a write of nothing runs once everything written before it is out.
     this.emitGathered();
     this.socket.write(EMPTY, () => {
-      const latest = this.pendingPong;
-      this.pendingPong = -1;
+      const latest = r.pendingPong;
+      r.pendingPong = -1;
       if (latest >= 0 && !this.closeInfo) this.send({ kind: 'pong', n: latest });
     });
   }
@@ -610,15 +638,16 @@ export class MiddleMan implements HeartbeatHost {
   flush(timeout: number): Promise<void> {
     if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
     // Numbers from the top half: never one of the heartbeat's (which counts from 1), so never an older ping's pong.
-    this.flushSeq = this.flushSeq >= 0xffff_ffff - FLUSH_BASE ? 0 : this.flushSeq + 1;
-    const n = FLUSH_BASE + this.flushSeq;
+    const r = this.rarely;
+    r.flushSeq = r.flushSeq >= 0xffff_ffff - FLUSH_BASE ? 0 : r.flushSeq + 1;
+    const n = FLUSH_BASE + r.flushSeq;
     return new Promise((resolve, reject) => {
       this.alsoAnsweredBy(n);
-      const flushes = (this.flushes ??= []);
+      const flushes = (r.flushes ??= []);
       const f: PendingFlush = { numbers: new Set([n]), resolve, reject, timer: null };
       if (timeout <= MAX_TIMER_MS) {
         f.timer = setTimeout(() => {
-          this.flushes = this.flushes?.filter((x) => x !== f) ?? null;
+          r.flushes = r.flushes?.filter((x) => x !== f) ?? null;
           reject(new ChanError('timeout', `the peer did not confirm reading within ${timeout} ms`));
         }, timeout);
       }
@@ -629,13 +658,15 @@ export class MiddleMan implements HeartbeatHost {
 
   /** A ping `n` goes out: its pong answers the flushes still waiting too (a peer with bytes queued answers only the latest). */
   private alsoAnsweredBy(n: number): void {
-    if (this.flushes) for (const f of this.flushes) f.numbers.add(n);
+    const flushes = this.rare?.flushes;
+    if (flushes) for (const f of flushes) f.numbers.add(n);
   }
 
   private flushAnswered(n: number): void {
-    const open = this.flushes ?? [];
+    const r = this.rarely;
+    const open = r.flushes ?? [];
     const done = open.filter((f) => f.numbers.has(n));
-    this.flushes = open.length === done.length ? null : open.filter((f) => !f.numbers.has(n));
+    r.flushes = open.length === done.length ? null : open.filter((f) => !f.numbers.has(n));
     for (const f of done) {
       if (f.timer) clearTimeout(f.timer);
       f.resolve();
@@ -655,8 +686,10 @@ export class MiddleMan implements HeartbeatHost {
     this.destroy();
   }
 
-  /** @internal */
+  /** @internal The turn's end: what was gathered leaves. */
   uncorkSocket(): void {
+    this.flags &= ~CORKED;
+    this.corkedFrames = 0;
     this.emitGathered();
     this.socket.uncork();
     this.reportOut();
@@ -686,7 +719,11 @@ export class MiddleMan implements HeartbeatHost {
     // once a chunk, not once a frame: the clock is read once for the many frames a busy connection's chunk holds.
     if (this.framesIn !== framesBefore) this.heartbeat?.heard();
     // Paused, and chunks keep coming within this turn (the kernel had many): stop the socket now, not at the turn's end.
-    if (this.readingPaused && !this.socketPaused && !this.closeInfo && this.parser.buffered >= HOLD_WHILE_PAUSED)
+    if (
+      (this.flags & (READING_PAUSED | SOCKET_PAUSED)) === READING_PAUSED &&
+      !this.closeInfo &&
+      this.parser.buffered >= HOLD_WHILE_PAUSED
+    )
       this.pauseSocketIfStillFull();
     this.reportIn();
   }
@@ -696,9 +733,16 @@ export class MiddleMan implements HeartbeatHost {
    * were split between reads.
    */
   private startsLikeTls(before: number, chunk: Buffer): boolean {
-    if (before === 0) this.firstByte = chunk[0] ?? -1;
+    let first: number;
+    if (before === 0) {
+      first = chunk[0] ?? -1;
+      // A first byte that came alone is kept for the next chunk (rare: an object made for it).
+      if (chunk.length === 1) this.rarely.firstByte = first;
+    } else {
+      first = this.rare?.firstByte ?? -1;
+    }
     const second = before === 0 ? chunk[1] : chunk[0];
-    return second === 0x03 && (this.firstByte === 0x16 || this.firstByte === 0x15);
+    return second === 0x03 && (first === 0x16 || first === 0x15);
   }
 
   /** @internal */
@@ -716,7 +760,8 @@ export class MiddleMan implements HeartbeatHost {
 
   /** @internal */
   onClose(): void {
-    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    const linger = this.rare?.lingerTimer;
+    if (linger) clearTimeout(linger);
     // Whatever was still queued is gone with the socket: the account is square.
     this.dropQueued();
     this.reportOut();
@@ -747,8 +792,6 @@ function pauseIfStill(mm: MiddleMan): void {
   mm.pauseSocketIfStillFull();
 }
 function uncork(mm: MiddleMan): void {
-  mm.corked = false;
-  mm.corkedFrames = 0;
   mm.uncorkSocket();
 }
 function destroySocket(socket: Duplex): void {

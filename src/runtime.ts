@@ -430,8 +430,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       } catch (fault) {
         void Promise.reject(fault);
       }
-      this.exitWaiter?.(exit);
-      this.exitWaiter = null;
+      this.exitWait?.resolve(exit);
     }
   }
 
@@ -445,15 +444,18 @@ export class Mailbox extends HighWater implements MM, MessageSink {
 
   /** How the handler ended, once it has. */
   private exit: HandlerExit | null = null;
-  /** Settles {@link done}'s promise (made only when someone waits: at shutdown, or a worker thread's open). */
-  private exitWaiter: ((exit: HandlerExit) => void) | null = null;
-  private exitPromise: Promise<HandlerExit> | null = null;
+  /** {@link done}'s promise and what settles it (made only when someone waits: at shutdown, or a worker's open). */
+  private exitWait: { promise: Promise<HandlerExit>; resolve: (exit: HandlerExit) => void } | null = null;
 
   /** The handler process's end (settled after the connection's close and the watcher). */
   get done(): Promise<HandlerExit> {
     if (this.exit) return Promise.resolve(this.exit);
-    this.exitPromise ??= new Promise<HandlerExit>((resolve) => (this.exitWaiter = resolve));
-    return this.exitPromise;
+    if (!this.exitWait) {
+      let resolve = (_exit: HandlerExit): void => {};
+      const promise = new Promise<HandlerExit>((r) => (resolve = r));
+      this.exitWait = { promise, resolve };
+    }
+    return this.exitWait.promise;
   }
 
   /** Called each time the handler takes a message (worker isolation counts them there). */

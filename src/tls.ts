@@ -11,7 +11,15 @@ import tls from 'node:tls';
 import { ChanError, socketErrorCode, type ErrorCode } from './errors.js';
 import { ThrottledLog, type Logger } from './log.js';
 import type { Ticket } from './admission.js';
-import { listenOn, opened, peerInfo, type Listening, type PeerInfo, type Transport } from './transport.js';
+import {
+  listenOn,
+  opened,
+  peerInfo,
+  settleStreamLayout,
+  type Listening,
+  type PeerInfo,
+  type Transport,
+} from './transport.js';
 
 export type VerifyClient = 'none' | 'optional' | 'required';
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
@@ -191,6 +199,7 @@ export function tlsClientTransport(o: TlsClientOptions): Transport {
     },
     connect(host, port, timeout, localAddress) {
       const servername = o.servername ?? (net.isIP(host) ? undefined : host);
+      settleStreamLayout();
       const socket = tls.connect({
         host,
         port,
