@@ -52,12 +52,14 @@ export function peerInfo(socket: net.Socket): PeerInfo {
 
 /**
  * Gives V8's layout of a stream's write state room for the field every socket gains with its first finished write.
- * V8 sizes the objects of a constructor by what the first few of them (seven) held once they were made; a socket's
- * write state (Node's `WritableState`) gains a field with its first finished write, which in a process whose first
- * streams never wrote (a server's, whose log goes to its file descriptor directly) does not fit, and then costs every
- * socket a separate property store: 40 bytes more a connection, and a slower field. One stream that writes once,
- * before the first connection, settles the layout with the field. Called when listening and when connecting; only
- * the first call does anything.
+ * V8 fixes how many fields the objects of a constructor hold in themselves when the seventh is made, to fit the most
+ * that any of them had by then. A socket's write state (Node's `WritableState`, in Node 20 to 26) gains a field with
+ * its first finished write (its write callback's slot, `kWriteCbValue`, set to null); in a process whose first streams
+ * had not written by then (a server's, whose log goes to its file descriptor directly) the field does not fit, and
+ * every socket then keeps it in a separate property store: 40 bytes more a connection, and a slower field. One stream
+ * that writes once, before the first connection, settles the layout with the field. Called when listening and when
+ * connecting; only the first call does anything, and it does nothing if seven streams were made before it. (It leans
+ * on how Node's streams keep their state: measure again on a new Node line, docs/BENCHMARKS.md.)
  */
 export function settleStreamLayout(): void {
   if (layoutSettled) return;

@@ -203,6 +203,31 @@ test('drain() resolves once the peer has taken what was sent', async (t) => {
   t.true(drained);
 });
 
+test('flush() rejects with timeout when the peer does not answer its ping, resolves on the pong, and rejects when the connection ends', async (t) => {
+  const r = rig();
+  const late = await t.throwsAsync(r.mm.flush(20));
+  t.is((late as ChanError).code, 'timeout');
+  // The next flush is answered: the peer reads its ping and sends the pong.
+  const answered = r.mm.flush(60_000);
+  const ping = await new Promise<number>((resolve) => {
+    // The rig's reader parses each chunk first: once the second ping has been read, its number is known.
+    const look = (): void => {
+      const second = r.read.filter((m) => m.kind === 'ping')[1];
+      if (second?.kind !== 'ping') return;
+      r.peer.off('data', look);
+      resolve(second.n);
+    };
+    r.peer.on('data', look);
+    look();
+  });
+  r.peer.write(bytesOf({ kind: 'pong', n: ping }));
+  await t.notThrowsAsync(answered);
+  const pending = r.mm.flush(60_000);
+  r.mm.close('normal', 'done');
+  const closed = await t.throwsAsync(pending);
+  t.is((closed as ChanError).code, 'closed');
+});
+
 test('TLS bytes where a frame should be are a protocolError however the first two bytes are split between reads', async (t) => {
   for (const split of [[Buffer.from([0x16, 0x03])], [Buffer.from([0x16]), Buffer.from([0x03, 0x00, 0x00])]]) {
     const r = rig();
