@@ -25,6 +25,7 @@ import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
 import type { ProcessHandle } from './runner.js';
 import type { Term } from './term/model.js';
 import type { Duplex } from 'node:stream';
+import { settling, type Settling } from './settling.js';
 import type { PeerInfo } from './transport.js';
 
 /** The handshake of one connection, in either protocol: fed each message, it says what to do. */
@@ -113,7 +114,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   private handshakeBytesIn = 0;
   private handshakeBytesOut = 0;
   /** What {@link done} returned, and how it is resolved (made only when someone waits). */
-  private closing: { promise: Promise<void>; resolve: () => void } | null = null;
+  private closing: Settling<void> | null = null;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -151,11 +152,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
   /** Resolves when the socket is closed (made only when someone waits: at shutdown). */
   get done(): Promise<void> {
     if (this.flags & SOCKET_CLOSED) return Promise.resolve();
-    if (!this.closing) {
-      let resolve = (): void => {};
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.closing = { promise, resolve };
-    }
+    this.closing ??= settling<void>();
     return this.closing.promise;
   }
 

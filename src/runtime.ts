@@ -27,6 +27,7 @@ import type { Namespace } from './store/store.js';
 import { RpcAnswers, sessionFault } from './session.js';
 import type { RpcClock } from './metrics.js';
 import { Atom, Tuple, type Term } from './term/model.js';
+import { settling, type Settling } from './settling.js';
 
 /**
  * Where a mailbox sends what its handler says: the middle-man itself when the handler runs on the main thread, a
@@ -445,16 +446,12 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** How the handler ended, once it has. */
   private exit: HandlerExit | null = null;
   /** {@link done}'s promise and what settles it (made only when someone waits: at shutdown, or a worker's open). */
-  private exitWait: { promise: Promise<HandlerExit>; resolve: (exit: HandlerExit) => void } | null = null;
+  private exitWait: Settling<HandlerExit> | null = null;
 
   /** The handler process's end (settled after the connection's close and the watcher). */
   get done(): Promise<HandlerExit> {
     if (this.exit) return Promise.resolve(this.exit);
-    if (!this.exitWait) {
-      let resolve = (_exit: HandlerExit): void => {};
-      const promise = new Promise<HandlerExit>((r) => (resolve = r));
-      this.exitWait = { promise, resolve };
-    }
+    this.exitWait ??= settling<HandlerExit>();
     return this.exitWait.promise;
   }
 
