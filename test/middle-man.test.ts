@@ -21,6 +21,8 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 interface Rig {
   mm: MiddleMan;
+  /** The middle-man's end (its socket). */
+  socket: Duplex;
   /** The peer's end. */
   peer: Duplex;
   /** What the middle-man handed its sink. */
@@ -72,7 +74,7 @@ function rig(
   };
   if (options.peerReads === false) peer.pause();
   else startReading();
-  return { mm, peer, got, ended, read, startReading, socketClosed, peerEnded };
+  return { mm, socket: mine, peer, got, ended, read, startReading, socketClosed, peerEnded };
 }
 
 const MESSAGES: WireMessage[] = [
@@ -115,6 +117,40 @@ test('a paused middle-man hands nothing over, not even the rest of the chunk bei
   r.mm.resumeReading();
   await turn();
   t.deepEqual(r.got, MESSAGES);
+});
+
+test('a pause that outlasts its turn pauses the socket itself; resuming reads on from where it stopped', async (t) => {
+  const r = rig({}, (mm) => mm.pauseReading());
+  const { socket } = r;
+  r.peer.write(bytesOf(MESSAGES[0] as WireMessage));
+  await turn();
+  await turn();
+  t.true(socket.isPaused(), 'the socket is paused once the pause has outlasted a turn');
+  // What the peer writes meanwhile waits in the socket: the sink sees none of it.
+  r.peer.write(Buffer.concat(MESSAGES.slice(1).map(bytesOf)));
+  await turn();
+  t.deepEqual(r.got, MESSAGES.slice(0, 1));
+  t.true(socket.readableLength > 0, 'the bytes wait unread in the socket');
+  r.mm.resumeReading();
+  t.false(socket.isPaused());
+  await turn();
+  t.deepEqual(r.got, MESSAGES.slice(0, 2), 'each message pauses again, and the socket goes on delivering');
+  r.mm.resumeReading();
+  await turn();
+  t.deepEqual(r.got, MESSAGES);
+});
+
+test('a close for a reason that keeps the queue sends every queued frame, then the close frame, then FIN', async (t) => {
+  // A peer not reading: the socket holds its share (SOCKET_SHARE, 128 KiB) and the middle-man queues the rest.
+  const r = rig({ sendBufferLimit: 4 * 1024 * 1024, peerReads: false });
+  const pushes = Array.from({ length: 40 }, (_, i): WireMessage => ({ kind: 'push', data: `${i}`.repeat(10 * 1024) }));
+  for (const m of pushes) r.mm.send(m);
+  t.true(r.mm.queuedBytes > 300 * 1024, `${r.mm.queuedBytes} bytes wait for the peer`);
+  r.mm.close('normal', 'done');
+  t.is((await r.ended).reason, 'normal');
+  r.startReading();
+  await r.peerEnded;
+  t.deepEqual(r.read, [...pushes, { kind: 'close', reason: 'normal', text: 'done' }]);
 });
 
 test('close sends its reason, then FIN, and lingers until the peer closes its side', async (t) => {
