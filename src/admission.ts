@@ -37,6 +37,7 @@ interface Place extends Ticket {
 
 /** The group an address counts in: itself for IPv4, its /64 for IPv6. */
 export function addressGroup(address: string): string {
+  if (!address.includes(':')) return address; // IPv4: no regular expression, nothing made
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1] as string;
   if (net.isIPv6(address)) return `${expandIPv6(address).slice(0, 4).join(':')}::/64`;

@@ -62,12 +62,16 @@ export function peerInfo(socket: net.Socket): PeerInfo {
  * on how Node's streams keep their state: measure again on a new Node line, docs/BENCHMARKS.md.)
  */
 export function settleStreamLayout(): void {
-  if (layoutSettled) return;
-  layoutSettled = true;
-  new Writable({ write: (_chunk, _encoding, done) => done() }).write(EMPTY_CHUNK);
+  if (layoutSettler) return;
+  layoutSettler = new Writable({ write: (_chunk, _encoding, done) => done() });
+  layoutSettler.write(EMPTY_CHUNK);
 }
 
-let layoutSettled = false;
+/**
+ * The stream that wrote, kept: V8 forgets a layout no live object has at a full collection, and one before the seventh
+ * write state (a heap snapshot, memory pressure at start) would otherwise undo the settling.
+ */
+let layoutSettler: Writable | null = null;
 const EMPTY_CHUNK = Buffer.alloc(0);
 
 /**
