@@ -172,7 +172,7 @@ by it; no existing file is replaced without --force.`,
     summary: 'read a secret, print its SCRAM verifier for the config',
     help: `Reads a secret from standard input (a hidden prompt, asked twice, on a terminal) and prints its verifier,
 "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", for {service, S, verifier, "...", mfa, M, F, A}.
-The server then never holds the secret. --iterations is at least 4096.`,
+The server then never holds the secret. --iterations is from 4096 to 1000000 (clients refuse more).`,
   },
 };
 

@@ -18,7 +18,7 @@ import type { DirectoryEntry } from './directory.js';
 import { ServerHandshake, type HandshakeOutcome } from './handshake.js';
 import { monotonicMs } from './heartbeat.js';
 import { escapeControl, type Logger } from './log.js';
-import type { CloseInfo } from './errors.js';
+import { ChanError, type CloseInfo } from './errors.js';
 import { MiddleMan, type ConnectionOwner, type MessageSink, type MMStats } from './mm.js';
 import type { Observer } from './metrics.js';
 import { LIB_CHAN, type Dialect, type WireMessage } from './protocol.js';
@@ -224,7 +224,7 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
     if (out.peerMaxFrameSize !== undefined) this.mm.peerMaxFrameSize = out.peerMaxFrameSize;
     switch (out.kind) {
       case 'send':
-        this.mm.send(out.message);
+        this.sendInHandshake(m, handshake, out.message);
         return;
       case 'close': {
         this.tellOutcome(out.reason === 'normal' ? 'hello' : out.reason, handshake.service ?? null);
@@ -236,6 +236,24 @@ export class ServerConnection implements MessageSink, ConnectionOwner, Shed {
       case 'accept':
         this.accept(out.service, out.args, out.ack);
         return;
+    }
+  }
+
+  /**
+   * Sends the handshake's next message (the challenge). One that would be over the limit the client stated (a long
+   * nonce under a small maxFrameSize, both the client's choice) refuses the client with protocolError: the frame is
+   * not sent, and the fault named is the client's.
+   */
+  private sendInHandshake(m: WireMessage, handshake: HandshakeMachine, message: WireMessage): void {
+    try {
+      this.mm.send(message);
+    } catch (err) {
+      if (!(err instanceof ChanError && err.code === 'frameTooLarge')) throw err;
+      // (The start of the text says it: under a small limit the close frame keeps only its first fifty characters.)
+      const text = `nonce too long for the maxFrameSize stated: the ${message.kind} would not fit (${err.message}); state a larger limit or send a shorter nonce`;
+      this.tellOutcome('protocolError', handshake.service ?? null);
+      this.logRefusal(m, handshake, 'protocolError', text);
+      this.mm.close('protocolError', text);
     }
   }
 

@@ -27,7 +27,7 @@ export const CLOSE_REASONS = {
   handlerError:
     "The service's handler threw; the close text is the error's message (the stack is in the server's log).",
   serviceDown:
-    'The service failed more than restart_intensity times within restart_period and is down; the server log says why. Fix the service and restart the server.',
+    'The service failed more than restart_intensity times within restart_period and is down: new connections to it are refused until a retry starts it again (after service_retry_delay, doubled after each failed try up to service_retry_max_delay). The server log says why it failed; once fixed, it comes back by itself (no restart).',
   handlerTimeout:
     "The service's handler blocked its worker thread for over handler_block_timeout (a loop that never yields); the worker was replaced.",
   badService: 'The server has no service by the requested name; names are case-sensitive (see the server config).',
@@ -40,7 +40,7 @@ export const CLOSE_REASONS = {
     "The service accepts only clients whose certificate's common name is in its allow_cn list; present an allowed client certificate over TLS.",
   badVersion: 'The client asked for a protocol version the server does not speak; upgrade the older side.',
   internalError:
-    'The server could not run the service (its handler module failed to load, for one); see the server log.',
+    "A fault of lib-chan's own while reading a frame (a bug, not the peer's doing); the connection was closed. The log of the side that closed it has the error and its stack: please report it.",
 } as const;
 
 export type CloseReason = keyof typeof CLOSE_REASONS;
@@ -58,6 +58,10 @@ export const ERROR_CODES = {
     "The channel is closed: the call was made after close, or the connection ended while it waited; the error's reason says why.",
   badRequest:
     'The service did not understand the request (the name server answers {error, {badRequest, X}}); check the message shape.',
+  storeFull:
+    "The name server's store was at store_max_bytes (its answer {error, {storeFull, Text}}): nothing was stored, and the connection carries on. Store less, or raise store_max_bytes.",
+  tooLarge:
+    'The name server would not store a value it could not send back (its answer {error, {tooLarge, Text}}): {ok, Value} would be over the limits a lookup is answered within (max_frame_size, the decoded-size limit). Store a smaller value, or raise the limits.',
   econnrefused: 'Nothing listens on that host and port: start the server or check the port.',
   nxdomain: 'The host name does not resolve: check the spelling or your DNS.',
   ehostunreach: 'The host or its network cannot be reached.',
@@ -98,6 +102,10 @@ export class LimitError extends ChanError {}
 
 export function isCloseReason(word: unknown): word is CloseReason {
   return typeof word === 'string' && Object.hasOwn(CLOSE_REASONS, word);
+}
+
+export function isErrorCode(word: unknown): word is ErrorCode {
+  return typeof word === 'string' && Object.hasOwn(ERROR_CODES, word);
 }
 
 /** Maps a Node socket error to lib_chan's words (the ones `gen_tcp` would have given). */

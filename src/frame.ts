@@ -103,6 +103,7 @@ export class FrameParser {
    * spans chunks is assembled in a buffer of exactly its length. Throws a `frameTooLarge` {@link ChanError}.
    */
   push(chunk: Buffer): void {
+    if (this.stopped) return; // (before the pause: a connection closed while paused reads on to its end, keeping none)
     if (this.paused) {
       // A chunk already on its way when the socket was paused.
       this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;

@@ -10,7 +10,7 @@
  * `chan rpc ... '{lookup, joe}.'` sends) are different keys.
  */
 import type { Channel, RpcOptions } from './client.js';
-import { ChanError } from './errors.js';
+import { ChanError, isErrorCode } from './errors.js';
 import { Atom, Tuple, isAtom, isTuple, type Term } from './term/model.js';
 import { formatTerm } from './term/print.js';
 
@@ -39,8 +39,18 @@ export function kvsClient<V extends Term = Term>(ch: Channel): KvsClient<V> {
   };
 }
 
+/**
+ * The error for an answer that is not the call's: `{error, {Code, _}}` rejects with Code where it is one of lib-chan's
+ * words (`storeFull`, `tooLarge`, `storeFailed`, `badRequest`, `frameTooLarge`...), any other `{error, _}` with
+ * `badRequest`, and anything else with `protocolError`.
+ */
 function unexpected(what: string, answer: Term): ChanError {
-  if (isTuple(answer, 'error', 2)) return new ChanError('badRequest', `${what} refused: ${formatTerm(answer)}`);
+  if (isTuple(answer, 'error', 2)) {
+    const why = answer.at(1);
+    const first = isTuple(why) ? why.at(0) : undefined;
+    const code = first instanceof Atom && isErrorCode(first.name) ? first.name : 'badRequest';
+    return new ChanError(code, `${what} refused: ${formatTerm(answer)}`);
+  }
   return new ChanError(
     'protocolError',
     `${what}: unexpected answer ${formatTerm(answer).slice(0, 200)} (is this service a name server?)`,

@@ -570,7 +570,7 @@ export class MiddleMan implements HeartbeatHost {
       this.close(err.code, err.message);
     } else {
       this.log.error({ err }, 'unexpected error while reading a frame');
-      this.close('internalError', 'the server failed to read a frame');
+      this.close('internalError', 'an internal fault while reading a frame (see the log)');
     }
   }
 

@@ -30,14 +30,19 @@ export async function ping(
   const started = performance.now();
   const transport = options.tls ? tlsClientTransport(options.tls) : tcp;
   const { socket } = await transport.connect(host, port, timeout);
+  // One deadline for the whole ping: what connecting took is not given again to the answer.
+  const left = Math.max(1, Math.ceil(started + timeout - performance.now()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       // Rejected first: closing calls onClosed at once, which would reject with a vaguer reason.
       reject(
-        new ChanError('timeout', `${host}:${port} accepted a connection but did not answer hello within ${timeout} ms`),
+        new ChanError(
+          'timeout',
+          `${host}:${port} accepted a connection but did not answer hello within ${timeout} ms of the ping's start`,
+        ),
       );
       mm.close('timeout', 'no hello');
-    }, timeout);
+    }, left);
     const mm = new MiddleMan(
       socket,
       { codec: msgpackCodec({ maxDepth: 4 }), maxFrameSize: 16 * 1024, sendBufferLimit: 1 << 20, log: silentLogger },

@@ -30,11 +30,16 @@ export const MAX_REQUEST_ID = 0xffff_ffff;
 /** Close texts longer than this are cut (they are for people, not for parsing). */
 export const MAX_CLOSE_TEXT = 1024;
 
-/** The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair. */
+/**
+ * The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair. A cut text is a copy:
+ * V8 keeps a slice of a long string as a view that holds the whole (a peer's close text of a megabyte would stay alive
+ * as long as the 1 KiB kept of it).
+ */
 export function cutText(text: string, max: number): string {
   if (text.length <= max) return text;
   const code = text.charCodeAt(max - 1);
-  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+  const cut = text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+  return Buffer.from(cut, 'utf16le').toString('utf16le');
 }
 /**
  * The smallest frame limit a client may state in startService (every message of the protocol but a handler's own

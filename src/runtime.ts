@@ -24,7 +24,7 @@ import type { MessageSink, MiddleMan } from './mm.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import type { ServiceGroups } from './groups.js';
 import type { Namespace } from './store/store.js';
-import { RpcAnswers, sessionFault } from './session.js';
+import { RpcAnswers, WAITING_RPCS_STEP, sessionFault, waitingRpcsCharge } from './session.js';
 import type { RpcClock } from './metrics.js';
 import { Atom, Tuple, type Term } from './term/model.js';
 import { settling, type Settling } from './settling.js';
@@ -471,6 +471,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
         return;
       }
       this.clock?.arrived(m.id);
+      if (this.rpcs.waiting % WAITING_RPCS_STEP === 0) this.report(); // another step of waiting rpcs is counted
       this.arrived({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size);
     } else {
       this.middleMan.close('protocolError', sessionFault('server', m) ?? `unexpected ${m.kind}`);
@@ -493,8 +494,10 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     this.added(this.inbox.size, this.inbox.bytes);
   }
 
+  /** Tells the account what the mailbox holds: its messages' bytes, and the rpcs waiting for an answer. */
   private report(): void {
-    const now = this.box?.bytes ?? 0;
+    const waiting = this.answers?.waiting ?? 0;
+    const now = (this.box?.bytes ?? 0) + (waiting < WAITING_RPCS_STEP ? 0 : waitingRpcsCharge(waiting));
     if (now !== this.reported) {
       this.account?.inbound(now - this.reported);
       this.reported = now;
@@ -530,6 +533,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   onClosed(info: CloseInfo): void {
     this.stopWatching();
     this.answers?.clear();
+    this.report();
     const watchers = this.closeWatchers ?? [];
     this.closeWatchers = null;
     for (const fn of watchers) fn();
@@ -575,8 +579,10 @@ export class Mailbox extends HighWater implements MM, MessageSink {
       sent = this.middleMan.send({ kind: 'reply', id, data: unsendableAnswer(err) });
     }
     // Only once sent: a value that cannot be encoded leaves the request waiting.
-    this.rpcs.answered(id);
+    const rpcs = this.rpcs;
+    rpcs.answered(id);
     this.clock?.answered(id);
+    if (rpcs.waiting % WAITING_RPCS_STEP === WAITING_RPCS_STEP - 1) this.report(); // a step fewer is counted
     return sent;
   }
 

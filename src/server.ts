@@ -6,6 +6,7 @@
  * throttling, the byte budget of all connections, stats, and shutdown.
  */
 import { Socket } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import cluster from 'node:cluster';
 import type { Duplex } from 'node:stream';
 import { etfCodec, msgpackCodec, type Codec } from './codec/index.js';
@@ -14,7 +15,7 @@ import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { QueueBudget } from './budget.js';
 import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig } from './config/load.js';
 import { ServerConnection, libChanPort, type ConnectionHost, type PortProtocol } from './connection.js';
-import { DEFAULTS } from './config/options.js';
+import { DEFAULTS, OPTIONS } from './config/options.js';
 import { ChanError } from './errors.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
@@ -140,6 +141,20 @@ export async function startServer(
   return server;
 }
 
+/**
+ * The options a reload applies (the throttling), or reports in a sentence of its own (the port, the store, the Erlang
+ * port and host); TLS's are the `tls.` ones.
+ */
+const RELOADED_APART: ReadonlySet<string> = new Set([
+  'authMaxFailures',
+  'authFailureWindow',
+  'authLockout',
+  'port',
+  'store',
+  'erlangPort',
+  'erlangHost',
+]);
+
 export class ChanServer implements ConnectionHost {
   private listening: Listening | null = null;
   /** The admin port (admin_port), when there is one. */
@@ -167,6 +182,10 @@ export class ChanServer implements ConnectionHost {
   readonly admission: Admission;
   private refusedTotal = 0;
   private refusals: ThrottledLog | null = null;
+  /** Refused connections being told why (until their sockets close). */
+  private refusing = 0;
+  /** What a reload compares with, beside the settings: where the server listens, loads code from, and logs at. */
+  private readonly startedWith: ReadonlyMap<string, unknown>;
 
   /** Use {@link startServer}. */
   constructor(
@@ -183,6 +202,11 @@ export class ChanServer implements ConnectionHost {
     /** The admin port's metrics (null without one). */
     private readonly metrics: ServerMetrics | null = null,
   ) {
+    this.startedWith = new Map<string, unknown>([
+      ['host', options.host ?? DEFAULTS.host],
+      ['codePath', options.codePath ?? DEFAULTS.codePath],
+      ['logLevel', options.logLevel ?? DEFAULTS.logLevel],
+    ]);
     this.observer = metrics ?? NO_OBSERVER;
     metrics?.watch({
       connections: () => this.connectionSnapshots(),
@@ -237,9 +261,9 @@ export class ChanServer implements ConnectionHost {
 
   /**
    * Applies a changed configuration to new connections (what SIGHUP does): service secrets and verifiers, allow_cn,
-   * the TLS certificates and CA, and failure throttling. Open connections carry on as they are. Changes that need a
-   * restart (port, host, TLS on or off, services added, removed or given another module) are not applied; each is
-   * returned as a sentence.
+   * the TLS certificates and CA, and failure throttling. Open connections carry on as they are. Every other change
+   * needs a restart (the port, the host, TLS on or off, services added, removed or given another module, the limits,
+   * timings and other options) and is not applied; each is returned as a sentence.
    */
   async reload(config: ServerConfig): Promise<string[]> {
     const notApplied: string[] = [];
@@ -263,6 +287,7 @@ export class ChanServer implements ConnectionHost {
       else if (def.module !== running.module || def.function !== running.function)
         notApplied.push(`service ${def.name}: restart to change its mfa`);
     }
+    notApplied.push(...this.otherChanges(config));
     // Everything computed and checked first (a certificate that does not match its key, or is out of date, throws
     // here): the switch itself cannot fail half-way.
     const directory = await ServiceDirectory.build(config.services, this.services, this.directory);
@@ -278,6 +303,20 @@ export class ChanServer implements ConnectionHost {
     this.throttle.settings = throttleSettings(this.settings);
     this.log.info({ services: [...this.services.keys()], notApplied }, 'configuration reloaded');
     return notApplied;
+  }
+
+  /** The options a reload neither applies nor reports above that `config` changes, as sentences. */
+  private otherChanges(config: ServerConfig): string[] {
+    const next = new Map<string, unknown>(Object.entries(config));
+    const now = new Map<string, unknown>([...Object.entries(this.settings), ...this.startedWith]);
+    const changed: string[] = [];
+    for (const o of OPTIONS) {
+      if (RELOADED_APART.has(o.prop) || o.prop.startsWith('tls.') || !next.has(o.prop) || !now.has(o.prop)) continue;
+      const value = next.get(o.prop);
+      if (isDeepStrictEqual(value, now.get(o.prop))) continue;
+      changed.push(`${o.key}${o.sensitive ? ' (changed)' : ` ${JSON.stringify(value)}`}: restart to apply it`);
+    }
+    return changed;
   }
 
   /** @internal */
@@ -584,8 +623,21 @@ export class ChanServer implements ConnectionHost {
     this.connections.delete(c);
   }
 
-  /** Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). */
+  /**
+   * Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). A refused connection
+   * is given up to CLOSE_LINGER_MS to read why and close its side; up to max_unauthenticated of them at once, past
+   * which one is closed at once without a word (a flood of connections past max_connections holds no more sockets).
+   */
   private refuse(socket: Duplex, peer: PeerInfo, text: string, protocol: PortProtocol): void {
+    const log = (this.refusals ??= new ThrottledLog(this.log, 'warn'));
+    this.observer.refused(text);
+    if (this.refusing >= this.settings.maxUnauthenticated) {
+      log.note({ peer: peer.name }, `refusing connections: ${text}; too many refusals at once to tell this one`);
+      socket.destroy();
+      return;
+    }
+    this.refusing++;
+    socket.once('close', () => this.refusing--);
     const mm = new MiddleMan(
       socket,
       {
@@ -599,8 +651,7 @@ export class ChanServer implements ConnectionHost {
       DEAF,
     );
     mm.close('tooManyConnections', text);
-    this.observer.refused(text);
-    (this.refusals ??= new ThrottledLog(this.log, 'warn')).note({ peer: peer.name }, `refusing connections: ${text}`);
+    log.note({ peer: peer.name }, `refusing connections: ${text}`);
   }
 }
 

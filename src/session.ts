@@ -25,6 +25,20 @@ import { WaitingIds } from './waiting.js';
  */
 export const MAX_UNANSWERED_RPCS = 65_536;
 
+/**
+ * What the server counts against max_queued_bytes for each rpc waiting for an answer (its id in the connection's
+ * table, and in the admin port's rpc clock), in whole steps of {@link WAITING_RPCS_STEP} rpcs: a connection whose
+ * handler takes rpcs and answers them late holds what it holds in the open, and is shed like any other when the server
+ * is over the budget.
+ */
+export const WAITING_RPC_BYTES = 64;
+export const WAITING_RPCS_STEP = 64;
+
+/** The bytes counted for `n` rpcs waiting: nothing under a step, so that answering in turn costs no accounting. */
+export function waitingRpcsCharge(n: number): number {
+  return (n - (n % WAITING_RPCS_STEP)) * WAITING_RPC_BYTES;
+}
+
 /** What each side may receive in the session (ping, pong and close never reach these rules: the middle-man's). */
 const MAY_RECEIVE = {
   server: new Set<WireMessage['kind']>(['cast', 'rpc']),
@@ -52,6 +66,11 @@ function ifReceived(id: number, state: number): number | undefined {
  * them: one in two fields, more in a Map.)
  */
 export class RpcAnswers extends WaitingIds {
+  /** Rpcs waiting for an answer. */
+  get waiting(): number {
+    return this.size;
+  }
+
   /** An rpc arrived: null, or why the connection must close (protocolError). */
   arrived(id: number): string | null {
     if (this.has(id)) return `request id ${id} is already waiting for its answer`;

@@ -14,9 +14,10 @@ import { connect, type Channel } from '../src/client.js';
 import type { ChanError } from '../src/errors.js';
 import { decodedSizeLimit, msgpackCodec } from '../src/codec/index.js';
 import { frame } from '../src/frame.js';
+import { kvsClient } from '../src/kvs.js';
 import { toWire } from '../src/protocol.js';
 import type { ServiceDefinition } from '../src/modules.js';
-import type { Handler } from '../src/runtime.js';
+import type { ChanMessage, Handler } from '../src/runtime.js';
 import { atom, formatTerm, parseTerm, tuple, type Term } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
 import { BOOK_SERVICE, RawClient, besideBystander, bystander, service, tappedConnect } from './helpers.js';
@@ -130,6 +131,10 @@ test('the name server keeps at most store_max_bytes: a store past it is answered
     // As a cast (the book's way), the refusal comes as a push.
     ch.cast(tuple(atom('store'), atom('e'), value));
     t.regex(formatTerm(await ch.receive({ timeout: 2000 })), /^\{error,\{storeFull,/);
+    // The kvs helper rejects with the name server's word.
+    const err = await t.throwsAsync<ChanError>(kvsClient(ch).store(atom('f'), value));
+    t.is(err?.code, 'storeFull');
+    t.regex(err?.message ?? '', /^store refused: \{error,\{storeFull,"not stored/);
     await ch.close();
   });
 });
@@ -217,6 +222,38 @@ test('past max_queued_bytes the connection holding the most is dropped with over
         `peak ${(peak / 2 ** 20).toFixed(2)} MiB held for a budget of ${limit / 2 ** 20} MiB; ${server.stats().shed} connection(s) shed: ${reasons.join(' ')}`,
       );
       await Promise.all(attackers.map((a) => a.close()));
+    },
+  );
+});
+
+test('rpcs a handler takes and leaves unanswered count against max_queued_bytes, 64 bytes each in steps of 64: a client that piles them up is shed, the neighbour carries on', async (t) => {
+  const taken: ChanMessage[] = [];
+  let answerFirst = (): void => {};
+  const hoarder: Handler = async (mm) => {
+    for await (const m of mm) {
+      if (m.type === 'chan_closed') return;
+      taken.push(m);
+      if (taken.length === 1) answerFirst = () => void mm.reply(m, 'first');
+    }
+  };
+  await besideBystander(
+    t,
+    [BOOK_SERVICE, service('hoard', hoarder)],
+    { maxQueuedBytes: 256 * 1024 },
+    async (server) => {
+      const ch = await connect('127.0.0.1', server.port, 'hoard', null, null, { rpcTimeout: 60_000 });
+      const outcome = (p: Promise<unknown>): Promise<unknown> => p.catch((err: ChanError) => err.reason ?? err.code);
+      const first = Array.from({ length: 640 }, (_, i) => outcome(ch.rpc(i)));
+      await until(() => taken.length === 640 && server.stats().heldBytes === 640 * 64);
+      answerFirst();
+      t.is(await first[0], 'first');
+      t.is(server.stats().heldBytes, (639 - 63) * 64, 'a step fewer once under 640');
+      // On towards 8,192 waiting (512 KiB counted): over the budget, the connection is shed.
+      const more = Array.from({ length: 8192 - 640 }, (_, i) => outcome(ch.rpc(i)));
+      const reasons = new Set(await Promise.all([...first.slice(1), ...more]));
+      t.deepEqual([...reasons], ['overloaded']);
+      t.is(server.stats().shed, 1);
+      await until(() => server.stats().heldBytes === 0);
     },
   );
 });
@@ -492,6 +529,15 @@ test('a startService with a maxFrameSize under 256 is a protocolError; at 256 th
     const refused = await tiny.closeMessage();
     t.is(refused?.reason, 'protocolError');
     t.regex(refused?.text ?? '', /maxFrameSize' must be an integer from 256 to 4294967295/);
+    // A nonce of 256 characters (legal) leaves the challenge no room under a limit of 256 (legal): the client's own
+    // choice, refused as a protocolError that says so, the close frame within the limit.
+    const crowded = await RawClient.open(server.port);
+    const scram = `n,,n=nameServer,r=${'N'.repeat(256)}`;
+    crowded.send({ kind: 'startService', version: 1, service: 'nameServer', args: null, scram, maxFrameSize: 256 });
+    const tooSmall = await crowded.closeMessage();
+    t.is(tooSmall?.reason, 'protocolError');
+    t.regex(tooSmall?.text ?? '', /^nonce too long for the maxFrameSize stated/);
+    t.true(Buffer.byteLength(JSON.stringify(tooSmall)) < 256);
     const small = await RawClient.open(server.port);
     small.send({ kind: 'startService', version: 1, service: 'open', args: null, maxFrameSize: 256 });
     t.is((await small.next(0)).kind, 'ack');

@@ -140,6 +140,15 @@ test('loads JSON configs of the same shape', (t) => {
   t.is(c.services[0]?.function, 'start_me_up');
 });
 
+test('a TLS option written at the top level is told where it goes, in term files and JSON alike', (t) => {
+  t.deepEqual(problems('{port, 1}.\n{verify_client, required}.\n'), [
+    `lib_chan.conf:2:1: 'verify_client' is a TLS option: it goes in the tls list ({tls, [{verify_client, ...}]} in a term file, "tls": {"verify_client": ...} in JSON)`,
+  ]);
+  t.deepEqual(problems('{\n  "port": 1,\n  "ca": "ca.pem"\n}', {}, 'json'), [
+    `lib_chan.conf:3:3: 'ca' is a TLS option: it goes in the tls list ({tls, [{ca, ...}]} in a term file, "tls": {"ca": ...} in JSON)`,
+  ]);
+});
+
 test('JSON problems carry line:column too', (t) => {
   const text =
     '{\n  "port": "x",\n  "hots": "a",\n  "services": [{"name": "s", "password": 5, "mfa": ["m", "f", null]}]\n}';

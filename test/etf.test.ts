@@ -142,6 +142,33 @@ test('hostile input is refused with protocolError or frameTooLarge, before anyth
     TAG.NIL,
   );
   refused(t, deep, 'protocolError', /deeper than max_depth/);
+  // Lists in lists, 10,000 deep (60 KB): refused at max_depth as met, not by running out of stack.
+  const lists = Buffer.concat([
+    etf(),
+    Buffer.from(
+      Array(10_000)
+        .fill([TAG.LIST, ...u32(1)])
+        .flat(),
+    ),
+    Buffer.alloc(10_001, TAG.NIL),
+  ]);
+  refused(t, lists, 'protocolError', /deeper than max_depth/);
+  // A string takes no level: max_depth lists around one are read, one more is refused.
+  const around = (levels: number): Buffer =>
+    Buffer.concat([
+      etf(
+        ...Array(levels)
+          .fill([TAG.LIST, ...u32(1)])
+          .flat(),
+        TAG.STRING,
+        ...u16(2),
+        104,
+        105,
+      ),
+      Buffer.alloc(levels, TAG.NIL),
+    ]);
+  t.is(formatTerm(decodeEtf(around(DEPTH), DEPTH)), `${'['.repeat(DEPTH)}"hi"${']'.repeat(DEPTH)}`);
+  refused(t, around(DEPTH + 1), 'protocolError', /deeper than max_depth/);
   t.is(
     formatTerm(decodeEtf(etf(...Array(DEPTH).fill([TAG.SMALL_TUPLE, 1]).flat(), TAG.SMALL_INTEGER, 1), DEPTH)),
     `${'{'.repeat(DEPTH)}1${'}'.repeat(DEPTH)}`,

@@ -120,3 +120,19 @@ test('a frame over 64 KiB that arrives a byte at a time is held in at most twice
   t.is(frames[0]?.length, len);
   t.true(frames[0]?.every((b) => b === 7));
 });
+
+test('a stopped parser keeps nothing of later chunks, paused or not (a connection closed while paused reads on to its end)', (t) => {
+  const { parser, frames } = collect();
+  parser.push(frame(Buffer.from('one')));
+  parser.pause();
+  parser.push(frame(Buffer.from('held while paused')));
+  t.true(parser.buffered > 0);
+  parser.stop();
+  t.is(parser.buffered, 0);
+  for (let i = 0; i < 100; i++) parser.push(Buffer.alloc(64 * 1024, 1));
+  t.is(parser.buffered, 0);
+  parser.resume();
+  parser.push(frame(Buffer.from('two')));
+  t.deepEqual(frames, ['one']);
+  t.is(parser.buffered, 0);
+});

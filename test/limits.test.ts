@@ -1,5 +1,8 @@
+import { once } from 'node:events';
+import net from 'node:net';
 import test from 'ava';
 import { connect } from '../src/client.js';
+import type { ChanError } from '../src/errors.js';
 import type { Handler } from '../src/runtime.js';
 import { RawClient, echo, handlerEnding, service, silent, testServer } from './helpers.js';
 
@@ -104,6 +107,37 @@ test('at max_connections a new connection is told tooManyConnections; one closin
   t.is(await again.rpc('in'), 'in');
   t.is(server.stats().refused, 1);
   await Promise.all([again, ...chs.slice(1)].map((c) => c?.close()));
+});
+
+test('refused connections are told why up to max_unauthenticated at once; past that a flood is closed without a word, and a refusal once told frees its place', async (t) => {
+  const server = await testServer([service('echo', echo)], { maxConnections: 1, maxUnauthenticated: 4 });
+  t.teardown(() => server.close());
+  const held = await connect('127.0.0.1', server.port, 'echo', null);
+  // Peers that never close their side: a refusal told why waits for them (up to 2 s).
+  const peers = await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const socket = net.connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+      socket.on('error', () => {});
+      let bytes = 0;
+      socket.on('data', (b: Buffer) => (bytes += b.length));
+      const ended = new Promise<boolean>((resolve) => socket.once('end', () => resolve(bytes > 0)));
+      await once(socket, 'connect');
+      return { socket, told: ended };
+    }),
+  );
+  const told = await Promise.all(peers.map((p) => p.told));
+  t.is(told.filter(Boolean).length, 4, `${told.filter(Boolean).length} of 12 refusals told why`);
+  t.is(server.stats().refused, 12);
+  t.is(await held.rpc('still served'), 'still served');
+  for (const p of peers) p.socket.destroy();
+  // Once those peers have gone, a refusal is told why again.
+  let code: string | undefined;
+  for (let i = 0; i < 200 && code !== 'tooManyConnections'; i++) {
+    code = ((await t.throwsAsync(connect('127.0.0.1', server.port, 'echo', null))) as ChanError | undefined)?.code;
+    if (code !== 'tooManyConnections') await new Promise((r) => setTimeout(r, 10));
+  }
+  t.is(code, 'tooManyConnections');
+  await held.close();
 });
 
 test('at max_unauthenticated, silent connections cannot lock out the clients already in', async (t) => {

@@ -8,6 +8,7 @@ import { SaltedPasswordCache, formatVerifier, makeVerifier, parseVerifier } from
 import { AuthThrottle } from '../src/auth/throttle.js';
 import { connect } from '../src/client.js';
 import { parseConfig } from '../src/config/load.js';
+import { DEFAULTS } from '../src/config/options.js';
 import { ChanError } from '../src/errors.js';
 import { startServer } from '../src/server.js';
 import { formatTerm, parseTerm } from '../src/term/index.js';
@@ -271,6 +272,31 @@ test('reload applies new secrets and certificates, and names what needs a restar
   ]);
   t.is(await code(connect('127.0.0.1', server.port, 'a', 'two')), 'ack');
   t.is(await code(connect('127.0.0.1', server.port, 'a', 'one')), 'authFail');
+});
+
+test('a reload names every other option it changes as needing a restart, a secret without its value, and applies none of them', async (t) => {
+  const conf = (extra: string): string => `{port, 0}.\n${extra}{service, a, password, "one", mfa, m, f, x}.`;
+  const server = await testServer([service('a', echo, 'one')]);
+  t.teardown(() => server.close());
+  const mfa = 'service a: restart to change its mfa'; // (the test's handler is not m:f)
+  t.deepEqual(await server.reload(parseConfig(conf(''), { env: {} })), [mfa], 'options left at their defaults');
+  const next = parseConfig(
+    conf(
+      '{host, "0.0.0.0"}.\n{max_connections, 7}.\n{handshake_timeout, 2500}.\n{admin_token, "s3cret-token-that-is-long"}.\n',
+    ),
+    { env: {} },
+  );
+  const notApplied = await server.reload(next);
+  t.deepEqual(notApplied, [
+    mfa,
+    'host "0.0.0.0": restart to apply it',
+    'admin_token (changed): restart to apply it',
+    'handshake_timeout 2500: restart to apply it',
+    'max_connections 7: restart to apply it',
+  ]);
+  t.false(notApplied.join().includes('s3cret'), 'a secret is never shown');
+  t.is(server.host, '127.0.0.1');
+  t.is(server.settings.maxConnections, DEFAULTS.maxConnections);
 });
 
 test('a lockout shortened by a reload, or behind a longer one, ends when it should: the address is counted and locked again', (t) => {

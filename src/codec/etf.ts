@@ -583,6 +583,8 @@ class Decoder {
   }
 
   private list(n: number, depth: number): Term[] | string {
+    // A list in the deepest list: refused as met (the deepest may be a string of code points, but never holds a list).
+    if (depth < 0) throw malformed('nesting deeper than max_depth');
     this.need(n + 1, 'a list');
     this.charge(COST.array + COST.slot * n);
     const out = new Array<Term>(n);

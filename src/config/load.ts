@@ -86,7 +86,8 @@ export interface ServerConfig {
   adminToken: string | null;
   /**
    * Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's
-   * folder. In CHAN_CODE_PATH, separated by ':'. `code_path`, `CHAN_CODE_PATH`.
+   * folder (those from CHAN_CODE_PATH against the working directory, as TLS files from variables do). In
+   * CHAN_CODE_PATH, separated by ':'. `code_path`, `CHAN_CODE_PATH`.
    * @default []
    */
   codePath: string[];
@@ -161,7 +162,8 @@ export interface ServerConfig {
    */
   storeMaxBytes: number;
   /**
-   * With this many connections open, a new one is sent a close with reason tooManyConnections and closed.
+   * With this many connections open, a new one is sent a close with reason tooManyConnections and closed (given 2 s
+   * to read it; past max_unauthenticated refusals waiting at once, a new one is closed without a word).
    * `max_connections`, `CHAN_MAX_CONNECTIONS`.
    * @default 1024
    */
@@ -418,6 +420,11 @@ function addOption(
 ): void {
   const spec = OPTION_BY_KEY.get(key);
   if (!spec) {
+    if (OPTION_BY_KEY.has(`tls.${key}`)) {
+      const where = `{tls, [{${key}, ...}]} in a term file, "tls": {"${key}": ...} in JSON`;
+      raw.problems.push(new ConfigProblem(file, `'${key}' is a TLS option: it goes in the tls list (${where})`, keyAt));
+      return;
+    }
     const hint = suggest(key, [...OPTION_BY_KEY.keys(), 'service']);
     raw.problems.push(
       new ConfigProblem(file, `unknown option '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}`, keyAt),

@@ -137,7 +137,7 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     format: 'paths',
     unit: '',
     default: DEFAULTS.codePath,
-    doc: "Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's folder. In CHAN_CODE_PATH, separated by ':'.",
+    doc: "Folders searched for service modules named in a service's mfa; relative ones resolve against the config file's folder (those from CHAN_CODE_PATH against the working directory, as TLS files from variables do). In CHAN_CODE_PATH, separated by ':'.",
   },
   {
     key: 'handshake_timeout',
@@ -221,7 +221,7 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
     format: 'positive',
     unit: 'connections',
     default: DEFAULTS.maxConnections,
-    doc: 'With this many connections open, a new one is sent a close with reason tooManyConnections and closed.',
+    doc: 'With this many connections open, a new one is sent a close with reason tooManyConnections and closed (given 2 s to read it; past max_unauthenticated refusals waiting at once, a new one is closed without a word).',
   },
   {
     key: 'max_unauthenticated',
