@@ -10,7 +10,7 @@
  * `chan rpc ... '{lookup, joe}.'` sends) are different keys.
  */
 import type { Channel, RpcOptions } from './client.js';
-import { ChanError, isErrorCode } from './errors.js';
+import { ChanError, isErrorCode, type ErrorCode } from './errors.js';
 import { Atom, Tuple, isAtom, isTuple, type Term } from './term/model.js';
 import { formatTerm } from './term/print.js';
 
@@ -40,15 +40,29 @@ export function kvsClient<V extends Term = Term>(ch: Channel): KvsClient<V> {
 }
 
 /**
- * The error for an answer that is not the call's: `{error, {Code, _}}` rejects with Code where it is one of lib-chan's
- * words (`storeFull`, `tooLarge`, `storeFailed`, `badRequest`, `frameTooLarge`...), any other `{error, _}` with
- * `badRequest`, and anything else with `protocolError`.
+ * The words a name server answers `{error, {Code, Text}}` with: its own refusals, a store that failed, and an answer
+ * over a limit (docs/PROTOCOL.md). Only these pass as the error's code: a service cannot make a caller believe that
+ * its channel closed or its signal fired.
+ */
+const ANSWER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'storeFull',
+  'tooLarge',
+  'storeFailed',
+  'badRequest',
+  'frameTooLarge',
+  'badTerm',
+]);
+
+/**
+ * The error for an answer that is not the call's: `{error, {Code, _}}` rejects with Code where it is one of
+ * {@link ANSWER_CODES}, any other `{error, _}` with `badRequest`, and anything else with `protocolError`.
  */
 function unexpected(what: string, answer: Term): ChanError {
   if (isTuple(answer, 'error', 2)) {
     const why = answer.at(1);
     const first = isTuple(why) ? why.at(0) : undefined;
-    const code = first instanceof Atom && isErrorCode(first.name) ? first.name : 'badRequest';
+    const word = first instanceof Atom ? first.name : '';
+    const code = isErrorCode(word) && ANSWER_CODES.has(word) ? word : 'badRequest';
     return new ChanError(code, `${what} refused: ${formatTerm(answer)}`);
   }
   return new ChanError(

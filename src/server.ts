@@ -6,6 +6,7 @@
  * throttling, the byte budget of all connections, stats, and shutdown.
  */
 import { Socket } from 'node:net';
+import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import cluster from 'node:cluster';
 import type { Duplex } from 'node:stream';
@@ -56,7 +57,7 @@ export interface ServerStats {
   queuedBytes: number;
   /**
    * What every connection together makes the server hold, bytes: mailboxes (decoded size), frames being received,
-   * bytes waiting to be sent. `max_queued_bytes` bounds it.
+   * bytes waiting to be sent, rpcs waiting for an answer (64 bytes each, in steps of 64). `max_queued_bytes` bounds it.
    */
   heldBytes: number;
   /** Connections dropped for holding the most while the server was over max_queued_bytes, since the start. */
@@ -202,11 +203,13 @@ export class ChanServer implements ConnectionHost {
     /** The admin port's metrics (null without one). */
     private readonly metrics: ServerMetrics | null = null,
   ) {
-    this.startedWith = new Map<string, unknown>([
+    const startedWith = new Map<string, unknown>([
       ['host', options.host ?? DEFAULTS.host],
-      ['codePath', options.codePath ?? DEFAULTS.codePath],
-      ['logLevel', options.logLevel ?? DEFAULTS.logLevel],
+      ['codePath', resolvedPaths(options.codePath ?? DEFAULTS.codePath)],
     ]);
+    // (A server given a logger and no level leaves the level to that logger: a reload has nothing to compare.)
+    if (options.logLevel !== undefined) startedWith.set('logLevel', options.logLevel);
+    this.startedWith = startedWith;
     this.observer = metrics ?? NO_OBSERVER;
     metrics?.watch({
       connections: () => this.connectionSnapshots(),
@@ -308,6 +311,7 @@ export class ChanServer implements ConnectionHost {
   /** The options a reload neither applies nor reports above that `config` changes, as sentences. */
   private otherChanges(config: ServerConfig): string[] {
     const next = new Map<string, unknown>(Object.entries(config));
+    next.set('codePath', resolvedPaths(config.codePath));
     const now = new Map<string, unknown>([...Object.entries(this.settings), ...this.startedWith]);
     const changed: string[] = [];
     for (const o of OPTIONS) {
@@ -599,8 +603,8 @@ export class ChanServer implements ConnectionHost {
     }
     const s = this.settings;
     if (typeof admitted === 'string') {
-      // Refused a place before its TLS handshake (counted then): now it can be told why.
-      this.refuse(socket, peer, admitted, protocol);
+      // Refused a place before its TLS handshake (counted then, and its refusals capped there): now it can be told why.
+      this.refuse(socket, peer, admitted, protocol, false);
       return;
     }
     if (this.connections.size >= s.maxConnections) {
@@ -627,17 +631,21 @@ export class ChanServer implements ConnectionHost {
    * Tells the peer why, closes, and logs (at most one line per 10 s however many are refused). A refused connection
    * is given up to CLOSE_LINGER_MS to read why and close its side; up to max_unauthenticated of them at once, past
    * which one is closed at once without a word (a flood of connections past max_connections holds no more sockets).
+   * `capped` false: the TLS transport has capped it already (those refused a place before their TLS handshake).
    */
-  private refuse(socket: Duplex, peer: PeerInfo, text: string, protocol: PortProtocol): void {
+  private refuse(socket: Duplex, peer: PeerInfo, text: string, protocol: PortProtocol, capped = true): void {
     const log = (this.refusals ??= new ThrottledLog(this.log, 'warn'));
     this.observer.refused(text);
-    if (this.refusing >= this.settings.maxUnauthenticated) {
-      log.note({ peer: peer.name }, `refusing connections: ${text}; too many refusals at once to tell this one`);
-      socket.destroy();
-      return;
+    if (socket.destroyed) return; // (gone already: nobody to tell, and no close to wait for)
+    if (capped) {
+      if (this.refusing >= this.settings.maxUnauthenticated) {
+        log.note({ peer: peer.name }, `refusing connections: ${text}; too many refusals at once to tell this one`);
+        socket.destroy();
+        return;
+      }
+      this.refusing++;
+      socket.once('close', () => this.refusing--);
     }
-    this.refusing++;
-    socket.once('close', () => this.refusing--);
     const mm = new MiddleMan(
       socket,
       {
@@ -668,6 +676,11 @@ function checkCertificate(t: TlsConfig, log: Logger): void {
       { validTo: soon.validTo.toISOString(), days: soon.days },
       `the TLS certificate expires in ${soon.days} days: renew it (chan certs) and reload (SIGHUP)`,
     );
+}
+
+/** Folders as absolute paths without a trailing separator, to compare two lists of them. */
+function resolvedPaths(folders: readonly string[]): string[] {
+  return folders.map((p) => path.resolve(p));
 }
 
 /** A refused connection's middle-man hears nothing: it only says why and closes. */

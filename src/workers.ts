@@ -27,6 +27,7 @@ import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './r
 import type { Term } from './term/model.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import { RpcClock } from './metrics.js';
+import { WAITING_RPCS_STEP, waitingRpcsCharge } from './session.js';
 import { threadGate, type GateBuffers } from './store/lmdb-gate.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -90,6 +91,12 @@ class WorkerLink extends HighWater implements ProcessHandle {
   crashCounted = false;
   /** Times rpcs for the admin port's metrics (null: not timed). */
   private readonly clock: RpcClock | null;
+  /**
+   * Rpcs sent to the worker and not answered yet, and what the account is charged for them (as a mailbox charges its
+   * own: the worker's mailbox has no account).
+   */
+  private waitingRpcs = 0;
+  private waitingCharged = 0;
 
   constructor(
     private readonly thread: WorkerThread,
@@ -119,7 +126,17 @@ class WorkerLink extends HighWater implements ProcessHandle {
   /** A frame the worker encoded for the client; `id`: the rpc it answers, if it is a reply. */
   out(frame: Uint8Array, id: number | undefined, oneWay: boolean): void {
     this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), oneWay);
-    if (id !== undefined) this.clock?.answered(id);
+    if (id === undefined) return;
+    this.clock?.answered(id);
+    if (this.waitingRpcs > 0 && --this.waitingRpcs % WAITING_RPCS_STEP === WAITING_RPCS_STEP - 1) this.chargeWaiting();
+  }
+
+  /** Tells the account a step more or fewer of waiting rpcs (see {@link waitingRpcsCharge}). */
+  private chargeWaiting(): void {
+    const now = this.waitingRpcs < WAITING_RPCS_STEP ? 0 : waitingRpcsCharge(this.waitingRpcs);
+    if (now === this.waitingCharged) return;
+    this.a.account?.inbound(now - this.waitingCharged);
+    this.waitingCharged = now;
   }
 
   close(reason: CloseReason, text: string): void {
@@ -132,7 +149,10 @@ class WorkerLink extends HighWater implements ProcessHandle {
 
   /** A message from the client (the middle-man's sink): its bytes go to the worker, which decodes them again. */
   onMessage(m: WireMessage, size: number, bytes: Buffer, start: number, end: number): void {
-    if (m.kind === 'rpc') this.clock?.arrived(m.id);
+    if (m.kind === 'rpc') {
+      this.clock?.arrived(m.id);
+      if (++this.waitingRpcs % WAITING_RPCS_STEP === 0) this.chargeWaiting();
+    }
     // A copy of the frame's bytes (they are the socket's chunk's, valid only during this call).
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(bytes.subarray(start, end)) });
     // Held twice over for a while: the bytes on their way, then the decoded message in the worker's mailbox.
@@ -171,6 +191,8 @@ class WorkerLink extends HighWater implements ProcessHandle {
 
   onClosed(info: { reason: string; text: string }): void {
     this.stopWatching();
+    this.waitingRpcs = 0; // nothing is answered after the end
+    this.chargeWaiting();
     this.thread.post({ t: 'closed', conn: this.a.id, reason: info.reason, text: info.text, drop: this.dropped });
   }
 

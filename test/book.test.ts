@@ -4,7 +4,10 @@ import { connect } from '../src/client.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { kvsClient } from '../src/kvs.js';
 import { startServer, type ChanServer } from '../src/server.js';
-import { Float, atom, float, formatTerm, parseTerm, tuple } from '../src/term/index.js';
+import type { ChanError } from '../src/errors.js';
+import type { Handler } from '../src/runtime.js';
+import { Atom, Float, atom, float, formatTerm, isTuple, parseTerm, tuple } from '../src/term/index.js';
+import { service, testServer } from './helpers.js';
 
 async function bookServer(): Promise<ChanServer> {
   // The shipped config, on a free port.
@@ -102,4 +105,24 @@ test("the README's library example runs as written", async (t) => {
   });
   t.is(out.code, 0);
   t.is(out.stdout, 'writing a book\nundefined\n');
+});
+
+test("the kvs helper rejects with the service's word for the name server's own refusals, and badRequest for any other", async (t) => {
+  // A service that answers every request {error, {Word, "why"}}, the word being the request's key.
+  const refuser: Handler = async (mm) => {
+    for await (const m of mm) {
+      if (m.type !== 'chan') return;
+      const key = isTuple(m.data) ? m.data.at(1) : undefined;
+      mm.send(tuple(atom('error'), tuple(key instanceof Atom ? key : atom('nothing'), 'why')));
+    }
+  };
+  const server = await testServer([service('refuser', refuser)]);
+  t.teardown(() => server.close());
+  const kvs = kvsClient(await connect('127.0.0.1', server.port, 'refuser', null));
+  const code = async (word: string): Promise<string | undefined> =>
+    (await t.throwsAsync<ChanError>(kvs.lookup(atom(word))))?.code;
+  for (const word of ['storeFull', 'tooLarge', 'storeFailed', 'badRequest', 'frameTooLarge', 'badTerm'])
+    t.is(await code(word), word);
+  // Words a service could use to mislead its caller (its channel closed, its signal fired) are not taken as such.
+  for (const word of ['closed', 'aborted', 'disconnected', 'timeout', 'notAWord']) t.is(await code(word), 'badRequest');
 });

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import test from 'ava';
 import { connect } from '../src/client.js';
+import { memoryTransport } from '../src/memory-transport.js';
 import type { ChanError } from '../src/errors.js';
 import type { Handler } from '../src/runtime.js';
 import { RawClient, echo, handlerEnding, service, silent, testServer } from './helpers.js';
@@ -137,6 +138,22 @@ test('refused connections are told why up to max_unauthenticated at once; past t
     if (code !== 'tooManyConnections') await new Promise((r) => setTimeout(r, 10));
   }
   t.is(code, 'tooManyConnections');
+  await held.close();
+});
+
+test('a refused connection that is gone before it is refused holds no place among the refusals being told why', async (t) => {
+  const transport = memoryTransport();
+  const server = await testServer([service('echo', echo)], { maxConnections: 1, maxUnauthenticated: 2, transport });
+  t.teardown(() => server.close());
+  const held = await connect('memory', server.port, 'echo', null, null, { transport });
+  // Peers that connect and reset at once: the memory transport hands them over on a later turn, already closed.
+  for (let i = 0; i < 4; i++) {
+    const { socket } = await transport.connect('memory', server.port, 1000);
+    socket.on('error', () => {});
+    socket.destroy();
+  }
+  const err = await t.throwsAsync<ChanError>(connect('memory', server.port, 'echo', null, null, { transport }));
+  t.is(err?.code, 'tooManyConnections');
   await held.close();
 });
 
