@@ -14,6 +14,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { addressGroup } from './admission.js';
 import type { Logger } from './log.js';
 import { statusPage } from './admin-page.js';
 import type { StatusReport } from './metrics.js';
@@ -33,6 +35,11 @@ export interface AdminSource {
 export const ADMIN_LIMITS = {
   /** Connections open at once; a connection past them is closed at once. */
   maxConnections: 64,
+  /**
+   * Connections open at once from one address (IPv6: one /64), within maxConnections: one address cannot take every
+   * place (and fail every liveness probe) by opening idle connections.
+   */
+  maxConnectionsPerAddress: 8,
   /** How often Node checks the two timeouts below, ms. */
   checkInterval: 1000,
   /**
@@ -70,6 +77,21 @@ export async function startAdmin(
     });
   });
   server.maxConnections = ADMIN_LIMITS.maxConnections;
+  const perAddress = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const group = addressGroup(socket.remoteAddress ?? '?');
+    const open = perAddress.get(group) ?? 0;
+    if (open >= ADMIN_LIMITS.maxConnectionsPerAddress) {
+      socket.destroy();
+      return;
+    }
+    perAddress.set(group, open + 1);
+    socket.once('close', () => {
+      const left = (perAddress.get(group) ?? 1) - 1;
+      if (left > 0) perAddress.set(group, left);
+      else perAddress.delete(group);
+    });
+  });
   server.headersTimeout = ADMIN_LIMITS.headersTimeout;
   server.requestTimeout = ADMIN_LIMITS.requestTimeout;
   server.keepAliveTimeout = ADMIN_LIMITS.keepAliveTimeout;

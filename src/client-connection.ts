@@ -150,6 +150,11 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
         const inbox = this.phase.inbox;
         this.phase = { at: 'acked', early: [], closed: null };
         inbox.put(m);
+      } else if (this.phase.inbox.size >= MAX_BEFORE_ACK) {
+        // Before its ack a server sends its challenge and nothing else: a peer sending more is not one. What it sent
+        // is dropped, so that the handshake reads why it ended.
+        this.phase.inbox.drop();
+        this.mm.close('protocolError', `the server sent more than ${MAX_BEFORE_ACK} messages before its ack`);
       } else {
         this.phase.inbox.put(m);
       }
@@ -213,6 +218,10 @@ export class ClientConnection implements MessageSink, ConnectionOwner {
   private handshakeError(info: CloseInfo): ChanError {
     if (info.by === 'peer' && isCloseReason(info.reason) && info.reason !== 'peerClosed')
       return new ChanError(info.reason, info.text);
+    // This side cut the handshake for the server's fault (a frame over our limit, a message out of place): that is
+    // the error, not a bare `closed`.
+    if (info.by === 'local' && (info.reason === 'protocolError' || info.reason === 'frameTooLarge'))
+      return new ChanError(info.reason, info.text);
     if (info.error) {
       // Under TLS 1.3 a rejected client certificate shows only now, after the client believed it was connected.
       const { code, text } = describeTlsError(info.error);
@@ -267,3 +276,6 @@ function untilAborted<T extends { socket: Duplex }>(connecting: Promise<T>, sign
     );
   });
 }
+
+/** Messages a server may send before its ack (its challenge), kept while the client works out its proof. */
+const MAX_BEFORE_ACK = 2;

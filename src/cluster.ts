@@ -24,7 +24,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { ChanError } from './errors.js';
-import type { GroupMessage } from './group-bus.js';
+import { GroupBacklog, type GroupMessage } from './group-backlog.js';
 import type { Logger } from './log.js';
 import { RestartPolicy } from './restart-policy.js';
 import type { ChanServer } from './server.js';
@@ -128,6 +128,8 @@ export async function runPrimary(
     // A process whose channel has closed (it is exiting) is skipped: the message could only be lost.
     if (w?.isConnected()) w.send(m);
   };
+  /** The group messages waiting on the channel to each process, by its id. */
+  const groupBacklogs = new Map<number, GroupBacklog>();
   const broadcast = (m: Down): void => {
     for (const w of Object.values(cluster.workers ?? {})) send(w, m);
   };
@@ -218,8 +220,13 @@ export async function runPrimary(
             log.info({ port: m.port, processes: count, pids: workerPids() }, 'every process is listening');
           }
         } else if (m.t === 'group') {
-          // A publish to a group: every other process delivers it to its own members.
-          for (const other of Object.values(cluster.workers ?? {})) if (other !== w) send(other, m);
+          // A publish to a group: every other process delivers it to its own members (within each channel's backlog).
+          for (const other of Object.values(cluster.workers ?? {})) {
+            if (!other || other === w || !other.isConnected()) continue;
+            let backlog = groupBacklogs.get(other.id);
+            if (!backlog) groupBacklogs.set(other.id, (backlog = new GroupBacklog(log, `process ${other.id}`)));
+            backlog.send(m, (msg, done) => other.send(msg, undefined, undefined, done));
+          }
         } else if (m.t === 'authFail' && throttle.fail(m.address)) {
           broadcast({ t: 'lock', address: m.address, ms: throttle.settings.lockout });
           log.warn({ peer: m.address, lockout: throttle.settings.lockout }, 'address locked out in every process');
@@ -236,6 +243,7 @@ export async function runPrimary(
     };
     let exitStatus = 0;
     cluster.on('exit', (w, code, signal) => {
+      groupBacklogs.delete(w.id);
       const wasListening = listening.delete(w.id);
       live.delete(w.id);
       turns.exited(w);

@@ -4,33 +4,38 @@
  * through Redis pub/sub (one channel, `libchan:groups`, a subscriber connection of its own).
  */
 import cluster from 'node:cluster';
-import { msgpackCodec } from './codec/index.js';
+import { decodedSizeLimit, msgpackCodec } from './codec/index.js';
 import type { GroupBus } from './groups.js';
 import { ChanError } from './errors.js';
+import { GroupBacklog, type GroupMessage } from './group-backlog.js';
 import type { Logger } from './log.js';
 import { describeStore } from './store/store.js';
 
-/** The cluster IPC message of a publish (JSON on that channel: the payload travels as base64). */
-export interface GroupMessage {
-  t: 'group';
-  origin: string;
-  service: string;
-  group: string;
-  payload: string;
-}
-
 /** The bus to the other processes of this server, in a process forked by a primary. */
-export function clusterBus(): GroupBus {
+export function clusterBus(log: Logger): GroupBus {
+  const backlog = new GroupBacklog(log, 'the other processes');
   return {
     send(b) {
       const m: GroupMessage = { t: 'group', ...b, payload: Buffer.from(b.payload).toString('base64') };
-      process.send?.(m);
+      backlog.send(m, (msg, done) => {
+        // The callback runs once the message is written, or with an error if the channel has closed.
+        if (process.send) process.send(msg, undefined, undefined, done);
+        else done();
+      });
     },
-    receive(deliver) {
-      process.on('message', (m: { t?: string }) => {
-        if (m.t !== 'group') return;
-        const g = m as GroupMessage;
-        deliver({ origin: g.origin, service: g.service, group: g.group, payload: Buffer.from(g.payload, 'base64') });
+    receive(deliver, refused) {
+      process.on('message', (m: Partial<GroupMessage> | null) => {
+        if (m?.t !== 'group') return;
+        const { origin, service, group, payload } = m;
+        if (typeof origin !== 'string' || typeof service !== 'string' || typeof group !== 'string') {
+          refused(new Error('a group message without its origin, service or group'));
+          return;
+        }
+        if (typeof payload !== 'string') {
+          refused(new Error('a group message without its payload'));
+          return;
+        }
+        deliver({ origin, service, group, payload: Buffer.from(payload, 'base64') });
       });
     },
     close: async () => {},
@@ -43,6 +48,8 @@ export function hasSiblings(): boolean {
 }
 
 const CHANNEL = 'libchan:groups';
+/** An envelope is decoded within the budget of a frame of its own size, or of this many bytes for a small one. */
+const ENVELOPE_FLOOR = 64 * 1024;
 const codec = msgpackCodec({ maxDepth: 4 });
 
 /**
@@ -76,13 +83,26 @@ export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
       const bytes = codec.encode([b.origin, b.service, b.group, Buffer.from(b.payload)], 0);
       pub.publish(CHANNEL, bytes).catch((err: unknown) => log.warn({ err }, 'a group publish did not reach Redis'));
     },
-    receive(deliver) {
+    receive(deliver, refused) {
+      // Anyone who can reach the Redis can publish on the channel: what is not an envelope of ours is dropped.
       sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
-        const m = codec.decode(message, Number.POSITIVE_INFINITY);
-        if (!Array.isArray(m) || m.length !== 4) return;
-        const [origin, service, group, payload] = m;
-        if (typeof origin !== 'string' || typeof service !== 'string' || typeof group !== 'string') return;
-        if (!(payload instanceof Uint8Array)) return;
+        let m: unknown;
+        try {
+          m = codec.decode(message, decodedSizeLimit(Math.max(message.length, ENVELOPE_FLOOR)));
+        } catch (err) {
+          refused(err);
+          return;
+        }
+        const [origin, service, group, payload] = Array.isArray(m) && m.length === 4 ? m : [];
+        if (
+          typeof origin !== 'string' ||
+          typeof service !== 'string' ||
+          typeof group !== 'string' ||
+          !(payload instanceof Uint8Array)
+        ) {
+          refused(new Error(`a message on ${CHANNEL} that is not a group broadcast`));
+          return;
+        }
         deliver({ origin, service, group, payload });
       });
     },

@@ -14,8 +14,8 @@
  * the member's push: over its client's frame or decoded-size limit, that member alone misses it (logged).
  */
 import { randomUUID } from 'node:crypto';
-import { msgpackCodec } from './codec/index.js';
-import type { Logger } from './log.js';
+import { decodedSizeLimit, msgpackCodec, type Codec } from './codec/index.js';
+import { ThrottledLog, type Logger } from './log.js';
 import type { Term } from './term/model.js';
 import { termKey } from './term/print.js';
 
@@ -38,11 +38,12 @@ export interface Broadcast {
 /** How publishes reach other processes or servers; null on a server of one process with no shared store. */
 export interface GroupBus {
   send(b: Broadcast): void;
-  /** Called with every broadcast from elsewhere. */
-  receive(deliver: (b: Broadcast) => void): void;
+  /** Called with every broadcast from elsewhere; `refused` with what came that is not one. */
+  receive(deliver: (b: Broadcast) => void, refused: (err: unknown) => void): void;
   close(): Promise<void>;
 }
 
+/** The publishing side's: any term a handler gives (its members' pushes apply their limits). */
 const codec = msgpackCodec({ maxDepth: Number.MAX_SAFE_INTEGER });
 
 /** Every group of every service of one server process. */
@@ -51,17 +52,46 @@ export class Groups {
   private readonly services = new Map<string, Map<string, Map<Member, () => void>>>();
   /** This process: its own broadcasts come back from Redis, and are dropped (delivered here already). */
   readonly origin = randomUUID();
+  /**
+   * What comes from the bus is decoded as a client's message is: within the server's max_depth, and the decoded-size
+   * budget of a frame of max_frame_size (of the payload's own size, for a larger one). It may be a broadcast from
+   * another process, or anything anyone published on the Redis channel.
+   */
+  private readonly incoming: Codec;
+  private readonly maxFrameSize: number;
+  private refusedLog: ThrottledLog | null = null;
 
   constructor(
     private readonly bus: GroupBus | null,
     private readonly log: Logger,
+    limits: { readonly maxDepth: number; readonly maxFrameSize: number },
   ) {
-    bus?.receive((b) => {
-      if (b.origin === this.origin) return;
-      const members = this.services.get(b.service)?.get(b.group);
-      if (!members || members.size === 0) return;
-      this.deliver(members, codec.decode(b.payload, Number.POSITIVE_INFINITY), null);
-    });
+    this.incoming = msgpackCodec({ maxDepth: limits.maxDepth });
+    this.maxFrameSize = limits.maxFrameSize;
+    bus?.receive(
+      (b) => {
+        if (b.origin === this.origin) return;
+        const members = this.services.get(b.service)?.get(b.group);
+        if (!members || members.size === 0) return;
+        let x: Term;
+        try {
+          x = this.incoming.decode(b.payload, decodedSizeLimit(Math.max(b.payload.length, this.maxFrameSize)));
+        } catch (err) {
+          this.refused(err);
+          return;
+        }
+        this.deliver(members, x, null);
+      },
+      (err) => this.refused(err),
+    );
+  }
+
+  /** A broadcast that is not a term within the limits: dropped, and logged (at most once per 10 s). */
+  refused(err: unknown): void {
+    (this.refusedLog ??= new ThrottledLog(this.log, 'warn')).note(
+      { err: { message: err instanceof Error ? err.message : String(err) } },
+      'a group broadcast from elsewhere was dropped: not a term within max_depth and the decoded-size limit',
+    );
   }
 
   /** The groups of one service, as its handlers use them (`ctx.groups`). */

@@ -25,7 +25,7 @@
  */
 import * as scram from './auth/scram.js';
 import { ChanError, isCloseReason, type CloseReason } from './errors.js';
-import { PROTOCOL_VERSION, type WireMessage } from './protocol.js';
+import { MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, type WireMessage } from './protocol.js';
 import { SERVER_NAME } from './version.js';
 import type { Term } from './term/model.js';
 
@@ -271,12 +271,15 @@ export async function clientHandshake(
         `the server accepted ${o.service} without proving it knows the secret (connect with no secret if the service has none)`,
       );
     }
-    return first;
+    return checkedAck(first);
   }
   if (o.secret === null) throw new ChanError('authFail', `service ${o.service} needs a secret`);
   const sf = scram.parseServerFirst(first.scram);
   if (!sf?.nonce.startsWith(clientNonce) || sf.nonce.length === clientNonce.length) {
-    throw new ChanError('badServer', 'the challenge is not a valid SCRAM server-first message for our nonce');
+    throw new ChanError(
+      'badServer',
+      `the challenge is not a valid SCRAM server-first message for our nonce (or its salt is over ${scram.MAX_SALT_BYTES} bytes)`,
+    );
   }
   if (sf.iterations < scram.MIN_ITERATIONS || sf.iterations > MAX_ITERATIONS) {
     throw new ChanError(
@@ -293,6 +296,24 @@ export async function clientHandshake(
   if (ack.scram === undefined || !scram.verifyServerFinal(salted, auth, ack.scram)) {
     throw new ChanError('badServer', 'the server could not prove that it knows the secret');
   }
+  return checkedAck(ack);
+}
+
+/**
+ * Refuses (badServer) an ack no lib-chan server sends: another protocol version, or a frame limit under the smallest a
+ * peer may state (the client could send it nothing, not even a ping or a close).
+ */
+function checkedAck<A extends { version: number; maxFrameSize: number }>(ack: A): A {
+  if (ack.version !== PROTOCOL_VERSION)
+    throw new ChanError(
+      'badServer',
+      `the server acked protocol version ${ack.version}; this client speaks ${PROTOCOL_VERSION}`,
+    );
+  if (ack.maxFrameSize < MIN_MAX_FRAME_SIZE)
+    throw new ChanError(
+      'badServer',
+      `the server states a frame limit of ${ack.maxFrameSize} bytes, under the ${MIN_MAX_FRAME_SIZE} every peer must accept`,
+    );
   return ack;
 }
 

@@ -629,7 +629,12 @@ export class MiddleMan implements HeartbeatHost {
     this.socket.write(EMPTY, () => {
       const latest = r.pendingPong;
       r.pendingPong = -1;
-      if (latest >= 0 && !this.closeInfo) this.send({ kind: 'pong', n: latest });
+      if (latest < 0 || this.closeInfo) return;
+      try {
+        this.send({ kind: 'pong', n: latest });
+      } catch (err) {
+        this.fail(err); // (from a write's callback, as a ping from a timer)
+      }
     });
   }
 
@@ -680,7 +685,13 @@ export class MiddleMan implements HeartbeatHost {
   /** @internal The heartbeat's host. */
   sendPing(n: number): void {
     this.alsoAnsweredBy(n);
-    this.send({ kind: 'ping', n });
+    // From a timer: a ping the peer's limits refuse (a peer stating a frame limit too small for one) ends the
+    // connection with the reason, instead of throwing where nobody catches.
+    try {
+      this.send({ kind: 'ping', n });
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   /** @internal The heartbeat's host: the peer has been silent too long. */

@@ -64,6 +64,9 @@ export const ORIGINAL_CLIENT: Dialect = {
   oneWay: neverOneWay,
 };
 
+/** The shortest challenge the client answers (a server's are CHALLENGE_LENGTH letters). */
+export const MIN_CHALLENGE_LENGTH = 16;
+
 /** A new challenge: 25 random lowercase letters. */
 export function newChallenge(): string {
   let s = '';
@@ -190,6 +193,13 @@ export async function originalClientHandshake(
   if (isAtom(first, 'ack')) return;
   if (!isTuple(first, 'challenge', 2) || typeof first.at(1) !== 'string') throw refusedBy(first, o.service);
   if (o.secret === null) throw new ChanError('authFail', `service ${o.service} needs a secret`);
+  // A short (or empty) challenge would have us send little more than an MD5 of the secret, for an impostor to look up:
+  // lib_chan's are 25 random letters.
+  if ((first.at(1) as string).length < MIN_CHALLENGE_LENGTH)
+    throw new ChanError(
+      'badServer',
+      `the server's challenge has ${(first.at(1) as string).length} characters, under the ${MIN_CHALLENGE_LENGTH} this client answers`,
+    );
   const response = challengeResponse(first.at(1) as string, o.secret);
   io.send({ kind: 'cast', data: tuple(new Atom('response'), response) });
   const second = answer(await io.next());

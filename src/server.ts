@@ -118,8 +118,8 @@ export async function startServer(
   try {
     // Publishes reach the servers sharing a Redis store through Redis, the other processes of this one through the
     // primary; a server alone keeps them in the process.
-    const bus = storeUrl.startsWith('redis') ? await redisBus(storeUrl, log) : hasSiblings() ? clusterBus() : null;
-    groups = new Groups(bus, log);
+    const bus = storeUrl.startsWith('redis') ? await redisBus(storeUrl, log) : hasSiblings() ? clusterBus(log) : null;
+    groups = new Groups(bus, log, settings);
     services = await startServices(
       options.services,
       options.codePath ?? DEFAULTS.codePath,

@@ -156,7 +156,7 @@ async function main(): Promise<void> {
     return;
   }
   const handler = code.handler;
-  const groups = new Groups(null, log).of(data.service);
+  const groups = new Groups(null, log, data.limits).of(data.service);
   const conns = new Map<number, { out: PortOutput; mailbox: Mailbox }>();
   const ctx = (connLog: typeof log): ServiceContext => ({
     service: data.service,

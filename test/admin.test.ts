@@ -125,37 +125,47 @@ test.serial(
   },
 );
 
-test.serial('the admin port keeps to its limits: 64 connections, 5 s of silence, 50 recent events', async (t) => {
-  const server = await adminServer({ authMaxFailures: 1000 });
-  t.teardown(() => server.close());
-  // More refusals than the page keeps: the oldest go.
-  for (let i = 0; i < RECENT_EVENTS + 10; i++) await refusal(connect('127.0.0.1', server.port, 'nobody', 'x'));
-  const status = JSON.parse((await get(server, '/status.json')).body) as { recent: unknown[] };
-  t.is(status.recent.length, RECENT_EVENTS);
-  // Connections past the limit are closed at once; the port serves again once they go.
-  const open = async (): Promise<Socket> => {
-    const s = createConnection({ host: '127.0.0.1', port: server.adminPort });
-    await once(s, 'connect');
-    return s;
-  };
-  const held: Socket[] = [];
-  for (let i = 0; i < ADMIN_LIMITS.maxConnections; i++) held.push(await open());
-  const extra = await open();
-  extra.on('error', () => {});
-  extra.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
-  const reply = await new Promise<string>((resolve) => {
-    let text = '';
-    extra.on('data', (c: Buffer) => (text += String(c)));
-    extra.once('close', () => resolve(text));
-  });
-  t.is(reply, '', 'closed without an answer');
-  // A request that stops halfway is closed once the connection has been silent too long.
-  const slow = held[0] as Socket;
-  slow.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n');
-  await once(slow, 'close');
-  for (const s of held) s.destroy();
-  t.is((await get(server, '/healthz')).status, 200);
-});
+test.serial(
+  'the admin port keeps to its limits: 64 connections, 8 from one address, 5 s of silence, 50 recent events',
+  async (t) => {
+    const server = await adminServer({ authMaxFailures: 1000 });
+    t.teardown(() => server.close());
+    // More refusals than the page keeps: the oldest go.
+    for (let i = 0; i < RECENT_EVENTS + 10; i++) await refusal(connect('127.0.0.1', server.port, 'nobody', 'x'));
+    const status = JSON.parse((await get(server, '/status.json')).body) as { recent: unknown[] };
+    t.is(status.recent.length, RECENT_EVENTS);
+    // Connections past the limit are closed at once; the port serves again once they go. (From several loopback
+    // addresses: one address holds at most maxConnectionsPerAddress.)
+    const open = async (from: string): Promise<Socket> => {
+      const s = createConnection({ host: '127.0.0.1', port: server.adminPort, localAddress: from });
+      await once(s, 'connect');
+      return s;
+    };
+    const answer = async (s: Socket): Promise<string> => {
+      s.on('error', () => {});
+      s.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      return new Promise<string>((resolve) => {
+        let text = '';
+        s.on('data', (c: Buffer) => (text += String(c)));
+        s.once('close', () => resolve(text));
+      });
+    };
+    const perAddress = ADMIN_LIMITS.maxConnectionsPerAddress;
+    const held: Socket[] = [];
+    for (let i = 0; i < perAddress; i++) held.push(await open('127.0.0.2'));
+    t.is(await answer(await open('127.0.0.2')), '', 'one address past its share: closed without an answer');
+    t.regex(await answer(await open('127.0.0.3')), /^HTTP\/1\.1 200/, 'another address is still served');
+    for (let i = perAddress; i < ADMIN_LIMITS.maxConnections; i++)
+      held.push(await open(`127.0.0.${3 + Math.floor(i / perAddress)}`));
+    t.is(await answer(await open('127.0.0.100')), '', 'past the limit: closed without an answer');
+    // A request that stops halfway is closed once the connection has been silent too long.
+    const slow = held[0] as Socket;
+    slow.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n');
+    await once(slow, 'close');
+    for (const s of held) s.destroy();
+    t.is((await get(server, '/healthz')).status, 200);
+  },
+);
 
 test.serial('/healthz answers while the process does; /readyz says what is wrong: a service down', async (t) => {
   const server = await adminServer({ services: [BOOK_SERVICE, FLAKY], restartIntensity: 0 });

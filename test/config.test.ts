@@ -83,7 +83,7 @@ test('lists every problem, each with file:line:column', (t) => {
     'lib_chan.conf:4:21: handshake_timeout: must be a positive integer',
     "lib_chan.conf:5:13: expected ',' or '}' in a tuple, found 'b'",
     "lib_chan.conf:7:11: service 'nameServer' is defined twice (first at line 6)",
-    'lib_chan.conf:8:18: max_frame_size: must be a positive integer',
+    'lib_chan.conf:8:18: max_frame_size: must be an integer from 256 to 4294967295 (docs/PROTOCOL.md, section 1)',
     'lib_chan.conf:9:13: log_level: must be one of fatal, error, warn, info, debug, trace, silent',
     "lib_chan.conf:10:1: option 'port' is set twice (first set at line 1)",
     'lib_chan.conf:11:1: expected {Option, Value} or {service, ...}, found [no,a,tuple]',
@@ -149,6 +149,19 @@ test('a TLS option written at the top level is told where it goes, in term files
   ]);
 });
 
+test('frame limits are from 256, the smallest a peer may state, to 4294967295, what a frame header can say', (t) => {
+  const limit = (key: string, value: number): string[] =>
+    problems(`{port, 1}.\n{service, s, password, none, mfa, m, f, []}.\n{${key}, ${value}}.\n`);
+  for (const key of ['max_frame_size', 'max_frame_size_unauth']) {
+    t.deepEqual(limit(key, 256), []);
+    t.deepEqual(limit(key, 4294967295), []);
+    for (const bad of [255, 4294967296])
+      t.deepEqual(limit(key, bad), [
+        `lib_chan.conf:3:${key.length + 4}: ${key}: must be an integer from 256 to 4294967295 (docs/PROTOCOL.md, section 1)`,
+      ]);
+  }
+});
+
 test('JSON problems carry line:column too', (t) => {
   const text =
     '{\n  "port": "x",\n  "hots": "a",\n  "services": [{"name": "s", "password": 5, "mfa": ["m", "f", null]}]\n}';
@@ -173,7 +186,7 @@ test('an integer option written as a float (1048576.0) is refused, as a float is
     'lib_chan.conf:1:8: port: must be an integer from 0 to 65535',
   ]);
   t.deepEqual(problems(`${BOOK}{max_frame_size, 1048576.0}.\n`), [
-    'lib_chan.conf:4:18: max_frame_size: must be a positive integer',
+    'lib_chan.conf:4:18: max_frame_size: must be an integer from 256 to 4294967295 (docs/PROTOCOL.md, section 1)',
   ]);
   t.deepEqual(
     problems(`{port, 1}.\n{service, s, password, none, mfa, m, f, [], {isolation, worker}, {workers, 2.0}}.`),

@@ -11,8 +11,9 @@ import { makeVerifier } from '../src/auth/scram.js';
 import { TAG, decodeEtf, encodeEtf } from '../src/codec/etf.js';
 import { ChanError } from '../src/errors.js';
 import { connect } from '../src/client.js';
-import { challengeResponse } from '../src/original.js';
-import { Atom, Tuple, atom, formatTerm, tuple, type Term } from '../src/term/index.js';
+import { MIN_CHALLENGE_LENGTH, challengeResponse, originalClientHandshake } from '../src/original.js';
+import type { WireMessage } from '../src/protocol.js';
+import { Atom, Tuple, atom, formatTerm, isTuple, tuple, type Term } from '../src/term/index.js';
 import { run, serve } from './cli-helpers.js';
 import { RawErlang, hasErlang, runEscript, startEscript, stop } from './erlang-helpers.js';
 import {
@@ -398,3 +399,24 @@ if (hasErlang) {
   console.log('Erlang tests skipped: escript (Debian erlang-nox) is not installed');
   test.skip('the book session against a real Erlang VM, both ways (escript not installed)', () => {});
 }
+
+test(`our client of the original protocol answers no challenge under ${MIN_CHALLENGE_LENGTH} characters (an impostor choosing an empty one would get a bare MD5 of the secret)`, async (t) => {
+  const given = async (challenge: string): Promise<string> => {
+    let answered = false;
+    const io = {
+      send(m: WireMessage): void {
+        if (m.kind === 'cast' && isTuple(m.data, 'response', 2)) answered = true;
+      },
+      next: async (): Promise<WireMessage> =>
+        answered ? { kind: 'cast', data: atom('ack') } : { kind: 'cast', data: tuple(atom('challenge'), challenge) },
+    };
+    return originalClientHandshake(io, { service: 's', secret: 'ABXy45', args: null }).then(
+      () => (answered ? 'answered' : 'acked'),
+      (err: unknown) => (err instanceof ChanError ? err.code : String(err)),
+    );
+  };
+  t.is(await given(''), 'badServer');
+  t.is(await given('a'.repeat(MIN_CHALLENGE_LENGTH - 1)), 'badServer');
+  t.is(await given('a'.repeat(MIN_CHALLENGE_LENGTH)), 'answered');
+  t.is(await given('qwertyuiopasdfghjklzxcvbn'), 'answered');
+});

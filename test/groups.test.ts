@@ -7,13 +7,16 @@ import path from 'node:path';
 import test from 'ava';
 import { connect } from '../src/client.js';
 import { loadConfigFile } from '../src/config/load.js';
-import { Groups } from '../src/groups.js';
+import { msgpackCodec } from '../src/codec/index.js';
+import { GroupBacklog, type GroupMessage } from '../src/group-backlog.js';
+import { Groups, type Broadcast, type GroupBus } from '../src/groups.js';
 import { silentLogger } from '../src/log.js';
 import type { Handler } from '../src/runtime.js';
 import { startServer } from '../src/server.js';
 import { atom, isTuple, tuple } from '../src/term/model.js';
+import { termKey } from '../src/term/print.js';
 import { serve } from './cli-helpers.js';
-import { service, tempDir, testServer } from './helpers.js';
+import { capturedLog, service, tempDir, testServer } from './helpers.js';
 import { hasRedis, startRedis } from '../scripts/redis-server.js';
 
 /** {join, G} / {leave, G} / {publish, G, X} / {others, G, X} (all but the sender) / {count, G}. */
@@ -109,10 +112,90 @@ if (hasRedis) {
     await chatAcross(servers[0]?.port ?? 0, servers[1]?.port ?? 0);
     t.pass();
   });
+  test('what anyone publishes on the Redis channel that is not a broadcast of ours is dropped: the servers carry on', async (t) => {
+    const redis = await startRedis();
+    t.teardown(() => redis.stop());
+    const servers = await Promise.all([0, 1].map(() => testServer([service('g', grouped)], { store: redis.url })));
+    t.teardown(() => Promise.all(servers.map((s) => s.close())));
+    const [a, b] = await Promise.all(servers.map((s) => connect('127.0.0.1', s.port, 'g', null)));
+    if (!a || !b) throw new Error('no channels');
+    await a.rpc(tuple(atom('join'), atom('room')));
+    const { Redis } = await import('ioredis');
+    const raw = new Redis(redis.url);
+    t.teardown(() => raw.disconnect());
+    const codec = msgpackCodec({ maxDepth: 8 });
+    const envelope = (payload: Buffer): Buffer => codec.encode(['someone', 'g', termKey(atom('room')), payload], 0);
+    for (const junk of [
+      Buffer.from([0xc1]),
+      Buffer.alloc(200_000, 0x91),
+      envelope(Buffer.alloc(200_000, 0x91)),
+      envelope(Buffer.from([0xc1])),
+      codec.encode(['not', 'an', 'envelope'], 0),
+    ])
+      await raw.publish('libchan:groups', junk);
+    await b.rpc(tuple(atom('publish'), atom('room'), 'after the junk'));
+    t.is(await a.receive({ timeout: 5000 }), 'after the junk');
+    await Promise.all([a.close(), b.close()]);
+  });
 } else {
   console.log('groups across servers skipped: redis-server is not installed');
   test.skip('IRC lite across two servers sharing one Redis (redis-server not installed)', () => {});
 }
+
+test('a broadcast from elsewhere that is not a term within the limits is dropped and logged; members get the next good one', (t) => {
+  let deliver: (b: Broadcast) => void = () => {};
+  const bus: GroupBus = {
+    send() {},
+    receive(d) {
+      deliver = d;
+    },
+    close: async () => {},
+  };
+  const { logger, lines } = capturedLog();
+  const got: unknown[] = [];
+  const member = {
+    push: (x: unknown) => got.push(x) > 0,
+    onClose: () => () => {},
+  };
+  new Groups(bus, logger, { maxDepth: 32, maxFrameSize: 1 << 20 }).of('s').join(atom('room'), member);
+  const to = (payload: Uint8Array): Broadcast => ({
+    origin: 'elsewhere',
+    service: 's',
+    group: termKey(atom('room')),
+    payload,
+  });
+  const codec = msgpackCodec({ maxDepth: 32 });
+  t.notThrows(() => deliver(to(Buffer.from([0xc1])))); // not MessagePack
+  t.notThrows(() => deliver(to(Buffer.alloc(200_000, 0x91)))); // arrays in arrays, 200,000 deep
+  t.notThrows(() => deliver(to(codec.encode([Buffer.alloc(10)], 0).subarray(0, 5)))); // cut short
+  // A 1 MiB list of empty maps: 67 MB once decoded, over 8 x the frame limit.
+  const maps = Buffer.concat([Buffer.from([0xdd, 0x00, 0x10, 0x00, 0x00]), Buffer.alloc(1 << 20, 0x80)]);
+  t.notThrows(() => deliver(to(maps)));
+  deliver(to(codec.encode('fine', 0)));
+  t.deepEqual(got, ['fine']);
+  // Logged once for the four (at most a line per 10 s, with how many).
+  t.is(lines.filter((l) => /a group broadcast from elsewhere was dropped/.test(l)).length, 1);
+});
+
+test('group messages waiting on a channel between processes are held to 8 MiB: past it a publish is dropped and logged, and room comes back as the channel takes them', (t) => {
+  const { logger, lines } = capturedLog();
+  const backlog = new GroupBacklog(logger, 'the other processes');
+  const sent: GroupMessage[] = [];
+  const taken: (() => void)[] = [];
+  const channel = (m: GroupMessage, done: () => void): void => {
+    sent.push(m);
+    taken.push(done);
+  };
+  const m: GroupMessage = { t: 'group', origin: 'o', service: 's', group: 'g', payload: 'x'.repeat(1024 * 1024) };
+  for (let i = 0; i < 10; i++) backlog.send(m, channel);
+  t.is(sent.length, 7, 'seven of about 1 MiB fit in 8 MiB');
+  t.is(backlog.waiting, 7 * (1024 * 1024 + 3));
+  t.true(lines.some((l) => /a group publish to the other processes was dropped/.test(l)));
+  for (const done of taken.splice(0)) done();
+  t.is(backlog.waiting, 0);
+  backlog.send(m, channel);
+  t.is(sent.length, 8);
+});
 
 test('joining and leaving keeps nothing behind: no close watcher per cycle, no empty group', (t) => {
   const watchers = new Set<() => void>();
@@ -123,7 +206,7 @@ test('joining and leaving keeps nothing behind: no close watcher per cycle, no e
       return () => watchers.delete(fn);
     },
   };
-  const groups = new Groups(null, silentLogger);
+  const groups = new Groups(null, silentLogger, { maxDepth: 32, maxFrameSize: 1 << 20 });
   const room = groups.of('s');
   for (let i = 0; i < 1000; i++) {
     room.join(tuple(atom('room'), i), member);

@@ -85,6 +85,29 @@ test('a fake server that does not hold the verifier is refused with badServer', 
   t.is((await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45'))).code, 'badServer');
 });
 
+test('a server that sends more than its challenge before its ack is closed with protocolError; the client keeps none of it', async (t) => {
+  const codec = msgpackCodec({ maxDepth: 32 });
+  const fake = net.createServer((socket) => {
+    const parser = new FrameParser(1 << 16, (p) => {
+      const m = fromWire(codec.decode(p));
+      if (m.kind !== 'startService') return;
+      const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
+      // The challenge at the most iterations a client accepts (its proof takes longest), then a flood of pushes.
+      const challenge = frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=1000000` }), 0));
+      const push = frame(codec.encode(toWire({ kind: 'push', data: Buffer.alloc(60 * 1024) }), 0));
+      socket.write(Buffer.concat([challenge, ...Array.from({ length: 100 }, () => push)]));
+    });
+    socket.on('data', (c: Buffer) => parser.push(c));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => fake.close());
+  const port = (fake.address() as net.AddressInfo).port;
+  const err = await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45'));
+  t.is(err.code, 'protocolError');
+  t.regex(err.message, /more than 2 messages before its ack/);
+});
+
 test('an unknown protocol version is refused with badVersion', async (t) => {
   const server = await testServer(SERVICES);
   t.teardown(() => server.close());

@@ -119,6 +119,13 @@ test('a paused middle-man hands nothing over, not even the rest of the chunk bei
   t.deepEqual(r.got, MESSAGES);
 });
 
+test("a heartbeat ping the peer's frame limit refuses closes the connection with frameTooLarge; nothing is thrown from the timer", async (t) => {
+  const r = rig();
+  r.mm.peerMaxFrameSize = 0;
+  t.notThrows(() => r.mm.sendPing(1));
+  t.is((await r.ended).reason, 'frameTooLarge');
+});
+
 test('a pause that outlasts its turn pauses the socket itself; resuming reads on from where it stopped', async (t) => {
   const r = rig({}, (mm) => mm.pauseReading());
   const { socket } = r;

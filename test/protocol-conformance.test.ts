@@ -1533,6 +1533,16 @@ const clientRows: ClientRow[] = [
     expect: 'badServer',
   },
   {
+    doc: 'a salt of 1025 bytes',
+    challenge: (n) => `r=${n}x,s=${Buffer.alloc(1025, 1).toString('base64')},i=4096`,
+    expect: 'badServer',
+  },
+  {
+    doc: 'a salt of 1024 bytes',
+    challenge: (n) => `r=${n}x,s=${Buffer.alloc(1024, 1).toString('base64')},i=4096`,
+    expect: 'response',
+  },
+  {
     doc: 'an ack with a wrong v=',
     challenge: (n) => `r=${n}x,s=${SALT},i=4096`,
     ack: { kind: 'ack', version: 1, maxFrameSize: 1024, scram: `v=${Buffer.alloc(32).toString('base64')}` },
@@ -1564,6 +1574,20 @@ for (const row of clientRows) {
   if (row.failing) test.failing(`${name} (${row.failing})`, body);
   else test(name, body);
 }
+
+test('§3 a client refuses an ack of another version, or stating a frame limit under 256, with badServer', async (t) => {
+  const acked = (ack: WireMessage): Promise<string> => {
+    const io = { send(): void {}, next: async (): Promise<WireMessage> => ack };
+    return clientHandshake(io, { service: 'open', secret: null, args: null }).then(
+      () => 'accepted',
+      (err: unknown) => (err instanceof ChanError ? err.code : String(err)),
+    );
+  };
+  t.is(await acked({ kind: 'ack', version: 1, maxFrameSize: 256 }), 'accepted');
+  t.is(await acked({ kind: 'ack', version: 1, maxFrameSize: 255 }), 'badServer');
+  t.is(await acked({ kind: 'ack', version: 1, maxFrameSize: 0 }), 'badServer');
+  t.is(await acked({ kind: 'ack', version: 2, maxFrameSize: 1024 }), 'badServer');
+});
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Section 2's tables: the canonical bytes of each term, and the widths by length.

@@ -24,6 +24,11 @@ export const SALT_BYTES = 16;
 export const NONCE_BYTES = 18;
 /** Nonces longer than this are refused (they are echoed back and hashed). */
 export const MAX_NONCE_LENGTH = 256;
+/**
+ * The longest salt accepted, bytes: from a server's challenge (a client keeps it in its salted-password cache's key)
+ * and in a verifier. lib-chan makes 16-byte salts; PostgreSQL's are 16 too.
+ */
+export const MAX_SALT_BYTES = 1024;
 const KEY_BYTES = 32;
 
 /** What a server must hold to check a client's proof and to prove itself; never the secret. */
@@ -182,7 +187,9 @@ export function parseServerFirst(msg: string): { nonce: string; salt: Buffer; it
   const nonce = m[1] as string;
   // The combined nonce: the client's (at most MAX_NONCE_LENGTH) and the server's part (as long again, at most).
   if (nonce.length > 2 * MAX_NONCE_LENGTH || !NONCE.test(nonce)) return null;
-  return { nonce, salt: Buffer.from(m[2] as string, 'base64'), iterations: Number(m[3]) };
+  const salt = Buffer.from(m[2] as string, 'base64');
+  if (salt.length > MAX_SALT_BYTES) return null;
+  return { nonce, salt, iterations: Number(m[3]) };
 }
 
 export function clientFinalWithoutProof(nonce: string): string {
@@ -253,6 +260,8 @@ export function parseVerifier(text: string): ScramVerifier | string {
   const storedKey = Buffer.from(m[3] as string, 'base64');
   const serverKey = Buffer.from(m[4] as string, 'base64');
   if (salt.length < 8) return "the verifier's salt is shorter than 8 bytes";
+  if (salt.length > MAX_SALT_BYTES)
+    return `the verifier's salt is longer than ${MAX_SALT_BYTES} bytes, which clients refuse`;
   if (storedKey.length !== KEY_BYTES || serverKey.length !== KEY_BYTES)
     return `the verifier's keys must be ${KEY_BYTES} bytes each`;
   return { salt, iterations, storedKey, serverKey };

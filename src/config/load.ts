@@ -18,6 +18,7 @@ import { createSecureContext } from 'node:tls';
 import { certificateProblem } from '../tls.js';
 import type convictModule from 'convict';
 import { ChanError } from '../errors.js';
+import { MIN_MAX_FRAME_SIZE } from '../protocol.js';
 import { parseStoreUrl } from '../store/index.js';
 import { lazyRequire } from '../lazy.js';
 import { Atom, Float, Tuple, isAtom, type Term } from '../term/model.js';
@@ -99,13 +100,15 @@ export interface ServerConfig {
   handshakeTimeout: number;
   /**
    * Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is
-   * read. `max_frame_size_unauth`, `CHAN_MAX_FRAME_SIZE_UNAUTH` (bytes).
+   * read. From 256 (the smallest limit a peer may state) to 4294967295. `max_frame_size_unauth`,
+   * `CHAN_MAX_FRAME_SIZE_UNAUTH` (bytes).
    * @default 16_384
    */
   maxFrameSizeUnauth: number;
   /**
    * Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is
-   * read. `max_frame_size`, `CHAN_MAX_FRAME_SIZE` (bytes).
+   * read. From 256 (the smallest limit a peer may state; the ack tells clients this one) to 4294967295.
+   * `max_frame_size`, `CHAN_MAX_FRAME_SIZE` (bytes).
    * @default 1_048_576
    */
   maxFrameSize: number;
@@ -622,6 +625,14 @@ function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'lib-chan-frame-size',
+    coerce: strictInt,
+    validate(v: unknown) {
+      if (!isInt(v) || v < MIN_MAX_FRAME_SIZE || v > 0xffff_ffff)
+        throw new Error(`must be an integer from ${MIN_MAX_FRAME_SIZE} to 4294967295 (docs/PROTOCOL.md, section 1)`);
+    },
+  });
+  convict.addFormat({
     name: 'lib-chan-host',
     validate(v: unknown) {
       if (typeof v !== 'string' || v.trim() === '') throw new Error('must be a host name or address, as a string');
@@ -695,6 +706,7 @@ const FORMAT_NAMES: Record<OptionSpec['format'], string> = {
   host: 'lib-chan-host',
   nat: 'lib-chan-nat',
   positive: 'lib-chan-positive',
+  frameSize: 'lib-chan-frame-size',
   paths: 'lib-chan-paths',
   logLevel: 'lib-chan-log-level',
   store: 'lib-chan-store',

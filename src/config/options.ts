@@ -53,6 +53,7 @@ export type OptionFormat =
   | 'host'
   | 'nat'
   | 'positive'
+  | 'frameSize'
   | 'paths'
   | 'logLevel'
   | 'store'
@@ -148,17 +149,17 @@ const ROWS: readonly Omit<OptionSpec, 'prop' | 'env'>[] = [
   },
   {
     key: 'max_frame_size_unauth',
-    format: 'positive',
+    format: 'frameSize',
     unit: 'bytes',
     default: DEFAULTS.maxFrameSizeUnauth,
-    doc: 'Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is read.',
+    doc: 'Largest frame accepted before authentication; a longer one closes the connection with frameTooLarge before it is read. From 256 (the smallest limit a peer may state) to 4294967295.',
   },
   {
     key: 'max_frame_size',
-    format: 'positive',
+    format: 'frameSize',
     unit: 'bytes',
     default: DEFAULTS.maxFrameSize,
-    doc: 'Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is read.',
+    doc: 'Largest frame accepted after authentication; a longer one closes the connection with frameTooLarge before it is read. From 256 (the smallest limit a peer may state; the ack tells clients this one) to 4294967295.',
   },
   {
     key: 'max_depth',
