@@ -15,7 +15,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { addressGroup } from './admission.js';
 import type { Logger } from './log.js';
 import { statusPage } from './admin-page.js';
 import type { StatusReport } from './metrics.js';
@@ -33,13 +32,12 @@ export interface AdminSource {
 
 /** The admin port's own limits: it serves a few operators and a scraper, never the public. */
 export const ADMIN_LIMITS = {
-  /** Connections open at once; a connection past them is closed at once. */
-  maxConnections: 64,
   /**
-   * Connections open at once from one address (IPv6: one /64), within maxConnections: one address cannot take every
-   * place (and fail every liveness probe) by opening idle connections.
+   * Connections open at once. A new one past them takes the place of the oldest that is not in a request (idle, or
+   * still sending its headers), so that idle connections cannot keep a liveness probe out; when every one is in a
+   * request, the new one is closed at once.
    */
-  maxConnectionsPerAddress: 8,
+  maxConnections: 64,
   /** How often Node checks the two timeouts below, ms. */
   checkInterval: 1000,
   /**
@@ -76,21 +74,31 @@ export async function startAdmin(
       else res.destroy();
     });
   });
-  server.maxConnections = ADMIN_LIMITS.maxConnections;
-  const perAddress = new Map<string, number>();
+  // Connections in the order they came (oldest first), and those in a request (headers read, answer not yet sent).
+  const open = new Set<Socket>();
+  const inRequest = new WeakSet<Socket>();
   server.on('connection', (socket: Socket) => {
-    const group = addressGroup(socket.remoteAddress ?? '?');
-    const open = perAddress.get(group) ?? 0;
-    if (open >= ADMIN_LIMITS.maxConnectionsPerAddress) {
-      socket.destroy();
-      return;
+    if (open.size >= ADMIN_LIMITS.maxConnections) {
+      let idle: Socket | null = null;
+      for (const s of open)
+        if (!inRequest.has(s)) {
+          idle = s;
+          break;
+        }
+      if (idle === null) {
+        socket.destroy();
+        return;
+      }
+      open.delete(idle);
+      idle.destroy();
     }
-    perAddress.set(group, open + 1);
-    socket.once('close', () => {
-      const left = (perAddress.get(group) ?? 1) - 1;
-      if (left > 0) perAddress.set(group, left);
-      else perAddress.delete(group);
-    });
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket as Socket;
+    inRequest.add(socket);
+    res.once('close', () => inRequest.delete(socket));
   });
   server.headersTimeout = ADMIN_LIMITS.headersTimeout;
   server.requestTimeout = ADMIN_LIMITS.requestTimeout;

@@ -24,7 +24,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AuthThrottle, throttleSettings } from './auth/throttle.js';
 import { ChanError } from './errors.js';
-import { GroupBacklog, type GroupMessage } from './group-backlog.js';
+import { GroupBacklog, groupMessageSize, type GroupMessage } from './group-backlog.js';
 import type { Logger } from './log.js';
 import { RestartPolicy } from './restart-policy.js';
 import type { ChanServer } from './server.js';
@@ -222,10 +222,11 @@ export async function runPrimary(
         } else if (m.t === 'group') {
           // A publish to a group: every other process delivers it to its own members (within each channel's backlog).
           for (const other of Object.values(cluster.workers ?? {})) {
-            if (!other || other === w || !other.isConnected()) continue;
+            // (Not one that has exited and is still listed until its channel closes: its backlog is gone.)
+            if (!other || other === w || !live.has(other.id) || !other.isConnected()) continue;
             let backlog = groupBacklogs.get(other.id);
             if (!backlog) groupBacklogs.set(other.id, (backlog = new GroupBacklog(log, `process ${other.id}`)));
-            backlog.send(m, (msg, done) => other.send(msg, undefined, undefined, done));
+            backlog.send(groupMessageSize(m), (done) => other.send(m, undefined, undefined, done));
           }
         } else if (m.t === 'authFail' && throttle.fail(m.address)) {
           broadcast({ t: 'lock', address: m.address, ms: throttle.settings.lockout });

@@ -17,10 +17,13 @@ export interface GroupMessage {
 export const GROUP_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /**
- * The group messages waiting on one IPC channel (a process's to its primary, or the primary's to one process), held
- * to {@link GROUP_BACKLOG_BYTES}: node:cluster queues what a channel cannot take yet without bound, and a client
- * publishing faster than the processes pass it on would grow the sender's memory with it. Publishes are messages, not
- * storage: past the bound they are dropped, as Redis pub/sub drops what a subscriber cannot take.
+ * The group publishes waiting on one channel (a process's IPC channel to its primary, the primary's to one process, a
+ * server's connection to Redis), held to {@link GROUP_BACKLOG_BYTES}: node:cluster and ioredis queue what a channel
+ * cannot take yet without bound, and a client publishing faster than the channel passes it on would grow the sender's
+ * memory with it. Publishes are messages, not storage: past the bound they are dropped, as Redis pub/sub drops what a
+ * subscriber cannot take. One publish alone always goes, however large (the bound is on what waits behind it), and
+ * more than the bound published within one turn of the event loop is past it (a channel takes nothing before the
+ * turn ends).
  */
 export class GroupBacklog {
   private bytes = 0;
@@ -38,19 +41,29 @@ export class GroupBacklog {
     return this.bytes;
   }
 
-  /** Sends `m` by `send`, whose `done` runs once the channel has taken it; or drops it when the channel holds enough. */
-  send(m: GroupMessage, send: (m: GroupMessage, done: () => void) => void): void {
-    const size = m.payload.length + m.group.length + m.service.length + m.origin.length;
-    if (this.bytes + size > GROUP_BACKLOG_BYTES) {
+  /**
+   * Sends a publish of `size` bytes by `send`, whose `done` runs once the channel has taken it (or failed to); or
+   * drops it, when it would put more than the bound waiting.
+   */
+  send(size: number, send: (done: () => void) => void): void {
+    if (this.bytes > 0 && this.bytes + size > GROUP_BACKLOG_BYTES) {
       this.dropped.note(
-        { waiting: this.bytes },
-        `a group publish to ${this.to} was dropped: ${GROUP_BACKLOG_BYTES} bytes of them already wait on the channel`,
+        { waiting: this.bytes, size },
+        `a group publish to ${this.to} was dropped: with it, over ${GROUP_BACKLOG_BYTES} bytes of publishes would wait on the channel`,
       );
       return;
     }
     this.bytes += size;
-    send(m, () => {
+    let settled = false;
+    send(() => {
+      if (settled) return; // (a channel that calls back twice does not free twice)
+      settled = true;
       this.bytes -= size;
     });
   }
+}
+
+/** What a group message of the cluster channel counts in its backlog. */
+export function groupMessageSize(m: GroupMessage): number {
+  return m.payload.length + m.group.length + m.service.length + m.origin.length;
 }

@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { decodedSizeLimit, msgpackCodec } from './codec/index.js';
 import type { GroupBus } from './groups.js';
 import { ChanError } from './errors.js';
-import { GroupBacklog, type GroupMessage } from './group-backlog.js';
+import { GroupBacklog, groupMessageSize, type GroupMessage } from './group-backlog.js';
 import type { Logger } from './log.js';
 import { describeStore } from './store/store.js';
 
@@ -17,9 +17,9 @@ export function clusterBus(log: Logger): GroupBus {
   return {
     send(b) {
       const m: GroupMessage = { t: 'group', ...b, payload: Buffer.from(b.payload).toString('base64') };
-      backlog.send(m, (msg, done) => {
+      backlog.send(groupMessageSize(m), (done) => {
         // The callback runs once the message is written, or with an error if the channel has closed.
-        if (process.send) process.send(msg, undefined, undefined, done);
+        if (process.send) process.send(m, undefined, undefined, done);
         else done();
       });
     },
@@ -78,10 +78,16 @@ export async function redisBus(url: string, log: Logger): Promise<GroupBus> {
       `groups cannot subscribe to ${CHANNEL} on ${describeStore(url)}: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
+  const backlog = new GroupBacklog(log, 'Redis');
   return {
     send(b) {
       const bytes = codec.encode([b.origin, b.service, b.group, Buffer.from(b.payload)], 0);
-      pub.publish(CHANNEL, bytes).catch((err: unknown) => log.warn({ err }, 'a group publish did not reach Redis'));
+      backlog.send(bytes.length, (done) => {
+        pub
+          .publish(CHANNEL, bytes)
+          .catch((err: unknown) => log.warn({ err }, 'a group publish did not reach Redis'))
+          .finally(done);
+      });
     },
     receive(deliver, refused) {
       // Anyone who can reach the Redis can publish on the channel: what is not an envelope of ours is dropped.

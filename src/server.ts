@@ -18,6 +18,7 @@ import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig 
 import { ServerConnection, libChanPort, type ConnectionHost, type PortProtocol } from './connection.js';
 import { DEFAULTS, OPTIONS } from './config/options.js';
 import { ChanError } from './errors.js';
+import { MIN_MAX_FRAME_SIZE } from './protocol.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
 import { ORIGINAL_SERVER, OriginalServerHandshake, originalRefusal } from './original.js';
@@ -104,6 +105,7 @@ export async function startServer(
   const log = extra.logger ?? options.logger ?? silentLogger;
   if (options.tls) checkCertificate(options.tls, log);
   const settings = serverSettings(options);
+  checkFrameLimits(settings);
   const storeUrl = settings.store ?? 'memory:';
   // Someone watches only with an admin port: the metrics, and the store's operations timed for them.
   const metrics = settings.adminPort === null ? null : new ServerMetrics();
@@ -660,6 +662,23 @@ export class ChanServer implements ConnectionHost {
     );
     mm.close('tooManyConnections', text);
     log.note({ peer: peer.name }, `refusing connections: ${text}`);
+  }
+}
+
+/**
+ * Refuses (badConfig) frame limits a config file could not give: under 256 (the smallest a peer may state: clients
+ * refuse a server acking less) or over what a frame header can say.
+ */
+function checkFrameLimits(s: ServerSettings): void {
+  for (const [key, value] of [
+    ['max_frame_size', s.maxFrameSize],
+    ['max_frame_size_unauth', s.maxFrameSizeUnauth],
+  ] as const) {
+    if (!Number.isInteger(value) || value < MIN_MAX_FRAME_SIZE || value > 0xffff_ffff)
+      throw new ChanError(
+        'badConfig',
+        `${key}: must be an integer from ${MIN_MAX_FRAME_SIZE} to 4294967295, not ${value}`,
+      );
   }
 }
 

@@ -93,7 +93,6 @@ test('docs/OPTIONS.md states the client defaults and the fixed limits the code u
   t.true(doc.includes(`| certificate expiry warning | ${CERT_EXPIRY_WARNING_DAYS} days |`));
   t.true(doc.includes(`| failure throttling table | ${MAX_THROTTLED_ADDRESSES} addresses |`));
   t.true(doc.includes(`| admin port connections | ${ADMIN_LIMITS.maxConnections} |`));
-  t.true(doc.includes(`| admin port connections from one address | ${ADMIN_LIMITS.maxConnectionsPerAddress} |`));
   t.true(doc.includes(`| admin connection silence | ${ADMIN_LIMITS.silence} ms |`));
   t.true(doc.includes(`| /readyz's wait for the store | ${READY_STORE_TIMEOUT} ms |`));
   t.true(doc.includes(`| recent events on the status page | ${RECENT_EVENTS} |`));

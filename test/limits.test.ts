@@ -253,3 +253,11 @@ test('a client stops reading at mailboxHighWaterBytes of unread pushes, and lose
   t.is(await ch.rpc('ping'), 'pong');
   await ch.close();
 });
+
+test('a server given frame limits in code under 256 (or over 4294967295) refuses to start, as a config file would', async (t) => {
+  for (const options of [{ maxFrameSize: 200 }, { maxFrameSizeUnauth: 255 }, { maxFrameSize: 2 ** 32 }]) {
+    const err = await t.throwsAsync<ChanError>(testServer([service('echo', echo)], options));
+    t.is(err?.code, 'badConfig');
+    t.regex(err?.message ?? '', /must be an integer from 256 to 4294967295/);
+  }
+});

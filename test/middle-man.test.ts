@@ -124,6 +124,14 @@ test("a heartbeat ping the peer's frame limit refuses closes the connection with
   r.mm.peerMaxFrameSize = 0;
   t.notThrows(() => r.mm.sendPing(1));
   t.is((await r.ended).reason, 'frameTooLarge');
+  // The same for a pong sent once what was queued before it has left (from a write's callback).
+  const q = rig({ peerReads: false });
+  q.mm.beginSession(0, 4);
+  q.mm.send({ kind: 'push', data: Buffer.alloc(256 * 1024) }); // bytes queued: the pong waits for them
+  q.mm.peerMaxFrameSize = 0;
+  q.peer.write(bytesOf({ kind: 'ping', n: 7 }));
+  q.startReading();
+  t.is((await q.ended).reason, 'frameTooLarge');
 });
 
 test('a pause that outlasts its turn pauses the socket itself; resuming reads on from where it stopped', async (t) => {
