@@ -35,6 +35,15 @@ export function runNode(args: string[], options: { input?: string; env?: Record<
  * `chan serve` on a free port; resolves once its "listening" line names the port. Its store is `memory:` unless the
  * test names one (CHAN_STORE in `env`, or --store): tests must not share, or leave behind, the data/ of the checkout.
  */
+/**
+ * Every `chan serve` a test started and that has not exited: killed when this test process exits, so that a test that
+ * timed out (its teardown never run) leaves no server behind holding a port and the runner's output pipe.
+ */
+const servers = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of servers) child.kill('SIGKILL');
+});
+
 export async function serve(
   args: string[],
   env: Record<string, string> = {},
@@ -48,6 +57,8 @@ export async function serve(
     env: { ...process.env, CHAN_PORT: '0', CHAN_STORE: 'memory:', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  servers.add(child);
+  child.once('exit', () => servers.delete(child));
   const lines: string[] = [];
   const waiting = new Set<() => void>();
   let stderr = '';
