@@ -108,6 +108,26 @@ test('a server that sends more than its challenge before its ack is closed with 
   t.regex(err.message, /more than 2 messages before its ack/);
 });
 
+test('a server whose challenge is over the frame limit the client stated is cut with frameTooLarge, and connect says so', async (t) => {
+  const codec = msgpackCodec({ maxDepth: 32 });
+  const fake = net.createServer((socket) => {
+    const parser = new FrameParser(1 << 16, (p) => {
+      const m = fromWire(codec.decode(p));
+      if (m.kind !== 'startService') return;
+      const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
+      const scram = `r=${nonce}${'x'.repeat(2000)},s=QUJD,i=4096`;
+      socket.write(frame(codec.encode(toWire({ kind: 'challenge', scram }), 0)));
+    });
+    socket.on('data', (c: Buffer) => parser.push(c));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => fake.close());
+  const port = (fake.address() as net.AddressInfo).port;
+  const err = await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45', null, { maxFrameSize: 1024 }));
+  t.is(err.code, 'frameTooLarge');
+});
+
 test('an unknown protocol version is refused with badVersion', async (t) => {
   const server = await testServer(SERVICES);
   t.teardown(() => server.close());
