@@ -5,10 +5,29 @@ import { ChanError } from '../src/errors.js';
 import { frame } from '../src/frame.js';
 import { msgpackCodec } from '../src/codec/index.js';
 import { FrameParser } from '../src/frame.js';
-import { fromWire, toWire, PROTOCOL_VERSION } from '../src/protocol.js';
+import { fromWire, toWire, PROTOCOL_VERSION, type WireMessage } from '../src/protocol.js';
 import { RawClient, echo, refusal, service, testServer } from './helpers.js';
 
 const SERVICES = [service('secret', echo, 'ABXy45'), service('open', echo, null)];
+
+const codec = msgpackCodec({ maxDepth: 32 });
+/** A message's frame, as a server sends it. */
+const framed = (m: WireMessage): Buffer => frame(codec.encode(toWire(m), 0));
+
+/** A server of the test's own on a free port: `answer` is given each message a client sends, and its socket. */
+async function fakeServer(
+  t: import('ava').ExecutionContext,
+  answer: (m: WireMessage, socket: net.Socket) => void,
+): Promise<number> {
+  const fake = net.createServer((socket) => {
+    const parser = new FrameParser(1 << 16, (p) => answer(fromWire(codec.decode(p)), socket));
+    socket.on('data', (c: Buffer) => parser.push(c));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => fake.close());
+  return (fake.address() as net.AddressInfo).port;
+}
 
 test('a right secret is acked, and the channel works', async (t) => {
   const server = await testServer(SERVICES);
@@ -53,77 +72,39 @@ test('a client with a secret refuses a server that acks without proving it knows
 });
 
 test('a fake server that does not hold the verifier is refused with badServer', async (t) => {
-  const codec = msgpackCodec({ maxDepth: 32 });
-  const fake = net.createServer((socket) => {
-    const parser = new FrameParser(1 << 16, (p) => {
-      const m = fromWire(codec.decode(p));
-      if (m.kind === 'startService') {
-        const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
-        socket.write(frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=4096` }), 0)));
-      } else if (m.kind === 'response') {
-        socket.write(
-          frame(
-            codec.encode(
-              toWire({
-                kind: 'ack',
-                version: 1,
-                maxFrameSize: 1024,
-                scram: 'v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-              }),
-              0,
-            ),
-          ),
-        );
-      }
-    });
-    socket.on('data', (c: Buffer) => parser.push(c));
-    socket.on('error', () => {});
+  const port = await fakeServer(t, (m, socket) => {
+    if (m.kind === 'startService') {
+      const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
+      socket.write(framed({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=4096` }));
+    } else if (m.kind === 'response') {
+      const scram = 'v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+      socket.write(framed({ kind: 'ack', version: 1, maxFrameSize: 1024, scram }));
+    }
   });
-  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => fake.close());
-  const port = (fake.address() as net.AddressInfo).port;
   t.is((await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45'))).code, 'badServer');
 });
 
 test('a server that sends more than its challenge before its ack is closed with protocolError; the client keeps none of it', async (t) => {
-  const codec = msgpackCodec({ maxDepth: 32 });
-  const fake = net.createServer((socket) => {
-    const parser = new FrameParser(1 << 16, (p) => {
-      const m = fromWire(codec.decode(p));
-      if (m.kind !== 'startService') return;
-      const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
-      // The challenge at the most iterations a client accepts (its proof takes longest), then a flood of pushes.
-      const challenge = frame(codec.encode(toWire({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=1000000` }), 0));
-      const push = frame(codec.encode(toWire({ kind: 'push', data: Buffer.alloc(60 * 1024) }), 0));
-      socket.write(Buffer.concat([challenge, ...Array.from({ length: 100 }, () => push)]));
-    });
-    socket.on('data', (c: Buffer) => parser.push(c));
-    socket.on('error', () => {});
+  const port = await fakeServer(t, (m, socket) => {
+    if (m.kind !== 'startService') return;
+    const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
+    // The challenge at the most iterations a client accepts (its proof takes longest), then a flood of pushes.
+    const challenge = framed({ kind: 'challenge', scram: `r=${nonce}fake,s=QUJD,i=1000000` });
+    const push = framed({ kind: 'push', data: Buffer.alloc(60 * 1024) });
+    socket.write(Buffer.concat([challenge, ...Array.from({ length: 100 }, () => push)]));
   });
-  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => fake.close());
-  const port = (fake.address() as net.AddressInfo).port;
   const err = await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45'));
   t.is(err.code, 'protocolError');
   t.regex(err.message, /more than 2 messages before its ack/);
 });
 
 test('a server whose challenge is over the frame limit the client stated is cut with frameTooLarge, and connect says so', async (t) => {
-  const codec = msgpackCodec({ maxDepth: 32 });
-  const fake = net.createServer((socket) => {
-    const parser = new FrameParser(1 << 16, (p) => {
-      const m = fromWire(codec.decode(p));
-      if (m.kind !== 'startService') return;
-      const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
-      const scram = `r=${nonce}${'x'.repeat(2000)},s=QUJD,i=4096`;
-      socket.write(frame(codec.encode(toWire({ kind: 'challenge', scram }), 0)));
-    });
-    socket.on('data', (c: Buffer) => parser.push(c));
-    socket.on('error', () => {});
+  const port = await fakeServer(t, (m, socket) => {
+    if (m.kind !== 'startService') return;
+    const nonce = /r=([^,]+)/.exec(m.scram ?? '')?.[1] ?? '';
+    const scram = `r=${nonce}${'x'.repeat(2000)},s=QUJD,i=4096`;
+    socket.write(framed({ kind: 'challenge', scram }));
   });
-  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => fake.close());
-  const port = (fake.address() as net.AddressInfo).port;
   const err = await refusal(connect('127.0.0.1', port, 'secret', 'ABXy45', null, { maxFrameSize: 1024 }));
   t.is(err.code, 'frameTooLarge');
 });
