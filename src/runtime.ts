@@ -24,7 +24,7 @@ import type { MessageSink, MiddleMan } from './mm.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import type { ServiceGroups } from './groups.js';
 import type { Namespace } from './store/store.js';
-import { RpcAnswers, WAITING_RPCS_STEP, sessionFault, waitingRpcsCharge } from './session.js';
+import { RpcAnswers, sessionFault, waitingRpcsCharge, waitingStepCrossed } from './session.js';
 import type { RpcClock } from './metrics.js';
 import { Atom, Tuple, type Term } from './term/model.js';
 import { settling, type Settling } from './settling.js';
@@ -471,7 +471,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
         return;
       }
       this.clock?.arrived(m.id);
-      if (this.rpcs.waiting % WAITING_RPCS_STEP === 0) this.report(); // another step of waiting rpcs is counted
+      if (waitingStepCrossed(this.rpcs.waiting, true)) this.report(); // another step of waiting rpcs is counted
       this.arrived({ type: 'chan', mm: this, data: m.data, requestId: m.id }, size);
     } else {
       this.middleMan.close('protocolError', sessionFault('server', m) ?? `unexpected ${m.kind}`);
@@ -497,7 +497,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
   /** Tells the account what the mailbox holds: its messages' bytes, and the rpcs waiting for an answer. */
   private report(): void {
     const waiting = this.answers?.waiting ?? 0;
-    const now = (this.box?.bytes ?? 0) + (waiting < WAITING_RPCS_STEP ? 0 : waitingRpcsCharge(waiting));
+    const now = (this.box?.bytes ?? 0) + waitingRpcsCharge(waiting);
     if (now !== this.reported) {
       this.account?.inbound(now - this.reported);
       this.reported = now;
@@ -582,7 +582,7 @@ export class Mailbox extends HighWater implements MM, MessageSink {
     const rpcs = this.rpcs;
     rpcs.answered(id);
     this.clock?.answered(id);
-    if (rpcs.waiting % WAITING_RPCS_STEP === WAITING_RPCS_STEP - 1) this.report(); // a step fewer is counted
+    if (waitingStepCrossed(rpcs.waiting, false)) this.report(); // a step fewer is counted
     return sent;
   }
 

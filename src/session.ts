@@ -39,6 +39,11 @@ export function waitingRpcsCharge(n: number): number {
   return (n - (n % WAITING_RPCS_STEP)) * WAITING_RPC_BYTES;
 }
 
+/** Whether `n` rpcs waiting, just after one more arrived (or one fewer, once answered), changed the charge. */
+export function waitingStepCrossed(n: number, arrived: boolean): boolean {
+  return n % WAITING_RPCS_STEP === (arrived ? 0 : WAITING_RPCS_STEP - 1);
+}
+
 /** What each side may receive in the session (ping, pong and close never reach these rules: the middle-man's). */
 const MAY_RECEIVE = {
   server: new Set<WireMessage['kind']>(['cast', 'rpc']),

@@ -27,7 +27,7 @@ import type { Attachment, ProcessHandle, Runner, SupervisionSettings } from './r
 import type { Term } from './term/model.js';
 import type { Dialect, WireMessage } from './protocol.js';
 import { RpcClock } from './metrics.js';
-import { WAITING_RPCS_STEP, waitingRpcsCharge } from './session.js';
+import { waitingRpcsCharge, waitingStepCrossed } from './session.js';
 import { threadGate, type GateBuffers } from './store/lmdb-gate.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -128,12 +128,12 @@ class WorkerLink extends HighWater implements ProcessHandle {
     this.a.mm.sendEncoded(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), oneWay);
     if (id === undefined) return;
     this.clock?.answered(id);
-    if (this.waitingRpcs > 0 && --this.waitingRpcs % WAITING_RPCS_STEP === WAITING_RPCS_STEP - 1) this.chargeWaiting();
+    if (this.waitingRpcs > 0 && waitingStepCrossed(--this.waitingRpcs, false)) this.chargeWaiting();
   }
 
   /** Tells the account a step more or fewer of waiting rpcs (see {@link waitingRpcsCharge}). */
   private chargeWaiting(): void {
-    const now = this.waitingRpcs < WAITING_RPCS_STEP ? 0 : waitingRpcsCharge(this.waitingRpcs);
+    const now = waitingRpcsCharge(this.waitingRpcs);
     if (now === this.waitingCharged) return;
     this.a.account?.inbound(now - this.waitingCharged);
     this.waitingCharged = now;
@@ -151,7 +151,7 @@ class WorkerLink extends HighWater implements ProcessHandle {
   onMessage(m: WireMessage, size: number, bytes: Buffer, start: number, end: number): void {
     if (m.kind === 'rpc') {
       this.clock?.arrived(m.id);
-      if (++this.waitingRpcs % WAITING_RPCS_STEP === 0) this.chargeWaiting();
+      if (waitingStepCrossed(++this.waitingRpcs, true)) this.chargeWaiting();
     }
     // A copy of the frame's bytes (they are the socket's chunk's, valid only during this call).
     this.thread.post({ t: 'in', conn: this.a.id, payload: new Uint8Array(bytes.subarray(start, end)) });
