@@ -46,6 +46,8 @@ export function cutText(text: string, max: number): string {
  * fits in it: close texts are cut to fit the peer's limit).
  */
 export const MIN_MAX_FRAME_SIZE = 256;
+/** The largest frame limit: the most a frame's 4-byte length can say. */
+export const MAX_FRAME_LIMIT = 0xffff_ffff;
 const MAX_WORD = 64;
 
 export type WireMessage =
@@ -114,7 +116,8 @@ const isString = (v: unknown): v is string => typeof v === 'string';
 // An integer field takes a MessagePack integer only: a float (1.0 decodes as a Float; -0.0 as the number -0) is refused.
 const isNat = (v: unknown): v is number => typeof v === 'number' && isIntegerNumber(v) && v >= 0;
 const isRequestId = (v: unknown): v is number => isNat(v) && v >= 1 && v <= MAX_REQUEST_ID;
-const isFrameLimit = (v: unknown): v is number => isNat(v) && v >= MIN_MAX_FRAME_SIZE && v <= MAX_REQUEST_ID;
+/** A frame limit a peer may state, or a server be given: an integer from 256 to 4294967295. */
+export const isFrameLimit = (v: unknown): v is number => isNat(v) && v >= MIN_MAX_FRAME_SIZE && v <= MAX_FRAME_LIMIT;
 
 /** A message of `n` elements, the word included (a function of its own: no closure per message). */
 function arity(a: readonly Term[], kind: string, n: number): void {
@@ -212,7 +215,7 @@ export function fromWire(t: Term): WireMessage {
               body,
               'maxFrameSize',
               isFrameLimit,
-              `an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_REQUEST_ID}`,
+              `an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_FRAME_LIMIT}`,
               kind,
             );
           }

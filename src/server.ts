@@ -18,7 +18,7 @@ import { loadConfigFile, type ServerConfig, type ServerSettings, type TlsConfig 
 import { ServerConnection, libChanPort, type ConnectionHost, type PortProtocol } from './connection.js';
 import { DEFAULTS, OPTIONS } from './config/options.js';
 import { ChanError } from './errors.js';
-import { MIN_MAX_FRAME_SIZE } from './protocol.js';
+import { MAX_FRAME_LIMIT, MIN_MAX_FRAME_SIZE, isFrameLimit } from './protocol.js';
 import { ThrottledLog, silentLogger, type Logger } from './log.js';
 import { MiddleMan, type MessageSink } from './mm.js';
 import { ORIGINAL_SERVER, OriginalServerHandshake, originalRefusal } from './original.js';
@@ -674,10 +674,10 @@ function checkFrameLimits(s: ServerSettings): void {
     ['max_frame_size', s.maxFrameSize],
     ['max_frame_size_unauth', s.maxFrameSizeUnauth],
   ] as const) {
-    if (!Number.isInteger(value) || value < MIN_MAX_FRAME_SIZE || value > 0xffff_ffff)
+    if (!isFrameLimit(value))
       throw new ChanError(
         'badConfig',
-        `${key}: must be an integer from ${MIN_MAX_FRAME_SIZE} to 4294967295, not ${value}`,
+        `${key}: must be an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_FRAME_LIMIT}, not ${value}`,
       );
   }
 }

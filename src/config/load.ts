@@ -18,7 +18,7 @@ import { createSecureContext } from 'node:tls';
 import { certificateProblem } from '../tls.js';
 import type convictModule from 'convict';
 import { ChanError } from '../errors.js';
-import { MIN_MAX_FRAME_SIZE } from '../protocol.js';
+import { MAX_FRAME_LIMIT, MIN_MAX_FRAME_SIZE, isFrameLimit } from '../protocol.js';
 import { parseStoreUrl } from '../store/index.js';
 import { lazyRequire } from '../lazy.js';
 import { Atom, Float, Tuple, isAtom, type Term } from '../term/model.js';
@@ -628,8 +628,10 @@ function addFormats(): void {
     name: 'lib-chan-frame-size',
     coerce: strictInt,
     validate(v: unknown) {
-      if (!isInt(v) || v < MIN_MAX_FRAME_SIZE || v > 0xffff_ffff)
-        throw new Error(`must be an integer from ${MIN_MAX_FRAME_SIZE} to 4294967295 (docs/PROTOCOL.md, section 1)`);
+      if (!isFrameLimit(v))
+        throw new Error(
+          `must be an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_FRAME_LIMIT} (docs/PROTOCOL.md, section 1)`,
+        );
     },
   });
   convict.addFormat({
