@@ -372,6 +372,13 @@ test('a verifier over the iteration count clients accept is refused at start-up'
   );
 });
 
+test('a verifier whose salt is longer than clients accept (1024 bytes) is refused at start-up; 1024 is kept', (t) => {
+  const keys = `${'A'.repeat(43)}=:${'A'.repeat(43)}=`;
+  const withSalt = (bytes: number): string => `SCRAM-SHA-256$4096:${Buffer.alloc(bytes, 1).toString('base64')}$${keys}`;
+  t.regex(String(scram.parseVerifier(withSalt(1025))), /salt is longer than 1024 bytes, which clients refuse/);
+  t.is(typeof scram.parseVerifier(withSalt(1024)), 'object');
+});
+
 test('a lockout decided by the primary makes room in a table full of failing addresses, and locks out that one alone', (t) => {
   const throttle = new AuthThrottle({ maxFailures: 5, window: 60_000, lockout: 60_000 }, Date.now, 4);
   for (const a of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']) throttle.fail(a);
